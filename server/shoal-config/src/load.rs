@@ -1,0 +1,773 @@
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::model::{Discovery, LogFormat, NodeConfig, duration_str};
+use crate::secret::{Secret, SecretKey};
+
+/// Where a config value came from, so an error points at the place to fix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    File { path: PathBuf, line: usize },
+    Env(String),
+    Default,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::File { path, line } => write!(f, "{}:{line}", path.display()),
+            Origin::Env(var) => write!(f, "env {var}"),
+            Origin::Default => f.write_str("default"),
+        }
+    }
+}
+
+/// One thing wrong with a config value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigIssue {
+    pub key: String,
+    pub origin: Origin,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigIssue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: `{}` {}", self.origin, self.key, self.message)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}:{column}: {message}")]
+    Syntax {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    /// Every problem found, not just the first, so one edit-check cycle fixes them all.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<ConfigIssue>),
+}
+
+impl ConfigError {
+    pub fn issues(&self) -> &[ConfigIssue] {
+        match self {
+            ConfigError::Invalid(issues) => issues,
+            _ => &[],
+        }
+    }
+}
+
+type Apply = fn(&mut NodeConfig, &str) -> Result<(), String>;
+
+/// A non-secret environment override: variable, the key it replaces, how to parse it.
+pub struct EnvOverride {
+    pub var: &'static str,
+    pub key: &'static str,
+    apply: Apply,
+}
+
+/// Secret values come only from these variables or from the `*_file` keys.
+const SECRET_ENV: [(&str, &str); 3] = [
+    ("SHOAL_DATABASE_URL", "control_plane.database_url_file"),
+    ("SHOAL_CLUSTER_PSK", "cluster.psk_file"),
+    ("SHOAL_SECRETS_KEY", "control_plane.secrets_key_file"),
+];
+
+/// Every `SHOAL_*` variable that overrides a file key (secrets are listed in the docs).
+pub const ENV_OVERRIDES: &[EnvOverride] = &[
+    EnvOverride {
+        var: "SHOAL_NODE_NAME",
+        key: "node_name",
+        apply: |c, v| {
+            c.node_name = v.to_string();
+            Ok(())
+        },
+    },
+    EnvOverride {
+        var: "SHOAL_DATA_DIR",
+        key: "data_dir",
+        apply: |c, v| {
+            c.data_dir = PathBuf::from(v);
+            Ok(())
+        },
+    },
+    EnvOverride {
+        var: "SHOAL_HTTP_LISTEN",
+        key: "http.listen",
+        apply: |c, v| parse_addr(v).map(|a| c.http.listen = a),
+    },
+    EnvOverride {
+        var: "SHOAL_HTTP_SHUTDOWN_GRACE",
+        key: "http.shutdown_grace",
+        apply: |c, v| duration_str::parse(v).map(|d| c.http.shutdown_grace = d),
+    },
+    EnvOverride {
+        var: "SHOAL_DATABASE_URL_FILE",
+        key: "control_plane.database_url_file",
+        apply: |c, v| {
+            c.control_plane.database_url_file = Some(PathBuf::from(v));
+            Ok(())
+        },
+    },
+    EnvOverride {
+        var: "SHOAL_SECRETS_KEY_FILE",
+        key: "control_plane.secrets_key_file",
+        apply: |c, v| {
+            c.control_plane.secrets_key_file = Some(PathBuf::from(v));
+            Ok(())
+        },
+    },
+    EnvOverride {
+        var: "SHOAL_CONTROL_PLANE_POLL_INTERVAL",
+        key: "control_plane.poll_interval",
+        apply: |c, v| duration_str::parse(v).map(|d| c.control_plane.poll_interval = d),
+    },
+    EnvOverride {
+        var: "SHOAL_CONTROL_PLANE_MIGRATE_ON_START",
+        key: "control_plane.migrate_on_start",
+        apply: |c, v| {
+            c.control_plane.migrate_on_start = match v {
+                "true" | "1" => true,
+                "false" | "0" => false,
+                _ => return Err(format!("must be true or false, got {v:?}")),
+            };
+            Ok(())
+        },
+    },
+    EnvOverride {
+        var: "SHOAL_CLUSTER_NAME",
+        key: "cluster.name",
+        apply: |c, v| {
+            c.cluster.name = v.to_string();
+            Ok(())
+        },
+    },
+    EnvOverride {
+        var: "SHOAL_CLUSTER_BIND",
+        key: "cluster.bind",
+        apply: |c, v| parse_addr(v).map(|a| c.cluster.bind = a),
+    },
+    EnvOverride {
+        var: "SHOAL_CLUSTER_ADVERTISE",
+        key: "cluster.advertise",
+        apply: |c, v| parse_addr(v).map(|a| c.cluster.advertise = Some(a)),
+    },
+    EnvOverride {
+        var: "SHOAL_CLUSTER_PSK_FILE",
+        key: "cluster.psk_file",
+        apply: |c, v| {
+            c.cluster.psk_file = Some(PathBuf::from(v));
+            Ok(())
+        },
+    },
+    EnvOverride {
+        var: "SHOAL_NODE_KEY_FILE",
+        key: "cluster.node_key_file",
+        apply: |c, v| {
+            c.cluster.node_key_file = Some(PathBuf::from(v));
+            Ok(())
+        },
+    },
+    EnvOverride {
+        var: "SHOAL_DISCOVERY_STATIC_PEERS",
+        key: "discovery.peers",
+        apply: |c, v| {
+            let peers = v
+                .split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(parse_addr)
+                .collect::<Result<Vec<_>, _>>()?;
+            c.discovery = Discovery::Static { peers };
+            Ok(())
+        },
+    },
+    EnvOverride {
+        var: "SHOAL_LOG_FORMAT",
+        key: "log.format",
+        apply: |c, v| {
+            c.log.format = match v {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                _ => return Err(format!("must be \"text\" or \"json\", got {v:?}")),
+            };
+            Ok(())
+        },
+    },
+    EnvOverride {
+        var: "SHOAL_LOG_LEVEL",
+        key: "log.level",
+        apply: |c, v| {
+            c.log.level = v.to_string();
+            Ok(())
+        },
+    },
+];
+
+fn parse_addr(v: &str) -> Result<SocketAddr, String> {
+    v.trim()
+        .parse()
+        .map_err(|_| format!("must be an IP:PORT socket address, got {v:?}"))
+}
+
+/// Loads the config file (optional: a container may configure everything by env), applies
+/// `SHOAL_*` overrides from the process environment, reads secrets and validates.
+pub fn load(path: Option<&Path>) -> Result<NodeConfig, ConfigError> {
+    let text = match path {
+        Some(p) => std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+            path: p.to_path_buf(),
+            source,
+        })?,
+        None => String::new(),
+    };
+    let env: BTreeMap<String, String> = std::env::vars()
+        .filter(|(k, _)| k.starts_with("SHOAL_"))
+        .collect();
+    load_from_str(&text, path.unwrap_or(Path::new("<no file>")), &env)
+}
+
+/// The pure core of [`load`], with the environment passed in so tests stay hermetic.
+pub fn load_from_str(
+    text: &str,
+    path: &Path,
+    env: &BTreeMap<String, String>,
+) -> Result<NodeConfig, ConfigError> {
+    let mut config: NodeConfig = toml::from_str(text).map_err(|e| {
+        let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
+        ConfigError::Syntax {
+            path: path.to_path_buf(),
+            line,
+            column,
+            message: with_secret_hint(e.message()),
+        }
+    })?;
+    let origins = Origins::new(text, path);
+    let mut issues = Vec::new();
+    let mut env_keys = BTreeMap::new();
+    for o in ENV_OVERRIDES {
+        if let Some(value) = env.get(o.var) {
+            env_keys.insert(o.key, o.var);
+            if let Err(message) = (o.apply)(&mut config, value) {
+                issues.push(ConfigIssue {
+                    key: o.key.to_string(),
+                    origin: Origin::Env(o.var.to_string()),
+                    message,
+                });
+            }
+        }
+    }
+    let origin_of = |key: &str| match env_keys.get(key) {
+        Some(var) => Origin::Env(var.to_string()),
+        None => origins.of(key),
+    };
+    resolve_secrets(&mut config, env, &origin_of, &mut issues);
+    validate(&config, &origin_of, &mut issues);
+    if issues.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigError::Invalid(issues))
+    }
+}
+
+fn with_secret_hint(message: &str) -> String {
+    let inline_secret = ["`database_url`", "`psk`", "`secrets_key`"]
+        .iter()
+        .any(|k| message.contains(&format!("unknown field {k}")));
+    if inline_secret {
+        format!(
+            "{}\nsecrets are never written inline: use the matching `*_file` key or env var ({})",
+            message.trim_end(),
+            SECRET_ENV.map(|(var, _)| var).join(", ")
+        )
+    } else {
+        message.trim_end().to_string()
+    }
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    (line, column)
+}
+
+/// Line numbers of the keys present in the file, by dotted path.
+struct Origins {
+    path: PathBuf,
+    lines: BTreeMap<String, usize>,
+}
+
+impl Origins {
+    fn new(text: &str, path: &Path) -> Self {
+        let mut lines = BTreeMap::new();
+        if let Ok(table) = toml::de::DeTable::parse(text) {
+            collect_lines(text, "", table.get_ref(), &mut lines);
+        }
+        Self {
+            path: path.to_path_buf(),
+            lines,
+        }
+    }
+
+    fn of(&self, key: &str) -> Origin {
+        match self.lines.get(key) {
+            Some(&line) => Origin::File {
+                path: self.path.clone(),
+                line,
+            },
+            None => Origin::Default,
+        }
+    }
+}
+
+fn collect_lines(
+    text: &str,
+    prefix: &str,
+    table: &toml::de::DeTable<'_>,
+    out: &mut BTreeMap<String, usize>,
+) {
+    for (key, value) in table.iter() {
+        let path = if prefix.is_empty() {
+            key.get_ref().to_string()
+        } else {
+            format!("{prefix}.{}", key.get_ref())
+        };
+        out.insert(path.clone(), line_col(text, key.span().start).0);
+        if let toml::de::DeValue::Table(inner) = value.get_ref() {
+            collect_lines(text, &path, inner, out);
+        }
+    }
+}
+
+fn read_secret_file(path: &Path) -> Result<String, String> {
+    std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
+
+fn resolve_secrets(
+    config: &mut NodeConfig,
+    env: &BTreeMap<String, String>,
+    origin_of: &dyn Fn(&str) -> Origin,
+    issues: &mut Vec<ConfigIssue>,
+) {
+    let mut issue = |key: &str, origin: Origin, message: String| {
+        issues.push(ConfigIssue {
+            key: key.to_string(),
+            origin,
+            message,
+        })
+    };
+    // Database URL: env first, then the file.
+    let url = match (
+        env.get("SHOAL_DATABASE_URL"),
+        &config.control_plane.database_url_file,
+    ) {
+        (Some(url), _) => Some((url.clone(), Origin::Env("SHOAL_DATABASE_URL".into()))),
+        (None, Some(file)) => {
+            let key = "control_plane.database_url_file";
+            match read_secret_file(file) {
+                Ok(url) => Some((url.trim().to_string(), origin_of(key))),
+                Err(e) => {
+                    issue(key, origin_of(key), e);
+                    None
+                }
+            }
+        }
+        (None, None) => {
+            issue(
+                "control_plane.database_url_file",
+                Origin::Default,
+                "is missing: set it to a file holding the PostgreSQL URL, or set SHOAL_DATABASE_URL"
+                    .into(),
+            );
+            None
+        }
+    };
+    if let Some((url, origin)) = url {
+        match check_database_url(&url) {
+            Ok(()) => config.control_plane.database_url = Some(Secret::new(url)),
+            Err(e) => issue("control_plane.database_url_file", origin, e),
+        }
+    }
+
+    let mut read_key = |var: &str, file: &Option<PathBuf>, key: &str| -> Option<SecretKey> {
+        let (text, origin) = match (env.get(var), file) {
+            (Some(v), _) => (v.clone(), Origin::Env(var.into())),
+            (None, Some(f)) => match read_secret_file(f) {
+                Ok(t) => (t, origin_of(key)),
+                Err(e) => {
+                    issue(key, origin_of(key), e);
+                    return None;
+                }
+            },
+            (None, None) => return None,
+        };
+        match SecretKey::parse(&text) {
+            Ok(k) => Some(k),
+            Err(e) => {
+                issue(key, origin, format!("key {e}"));
+                None
+            }
+        }
+    };
+    config.cluster.psk = read_key(
+        "SHOAL_CLUSTER_PSK",
+        &config.cluster.psk_file,
+        "cluster.psk_file",
+    );
+    config.control_plane.secrets_key = read_key(
+        "SHOAL_SECRETS_KEY",
+        &config.control_plane.secrets_key_file,
+        "control_plane.secrets_key_file",
+    );
+    let psk_given = env.contains_key("SHOAL_CLUSTER_PSK") || config.cluster.psk_file.is_some();
+    if !psk_given {
+        issue(
+            "cluster.psk_file",
+            Origin::Default,
+            "is missing: gossip is always encrypted, so set it to a file holding a 32-byte key \
+             (64 hex characters or base64), or set SHOAL_CLUSTER_PSK"
+                .into(),
+        );
+    }
+}
+
+/// Checks shape only; whether the database answers is the control plane's job.
+fn check_database_url(url: &str) -> Result<(), String> {
+    let scheme = url.split("://").next().unwrap_or_default();
+    if !url.contains("://") || !matches!(scheme, "postgres" | "postgresql") {
+        return Err(
+            "holds a URL that is not a PostgreSQL URL: expected postgres://USER:PASSWORD@HOST:PORT/DB"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
+fn validate(config: &NodeConfig, origin_of: &dyn Fn(&str) -> Origin, out: &mut Vec<ConfigIssue>) {
+    let mut check = |ok: bool, key: &str, message: String| {
+        if !ok {
+            out.push(ConfigIssue {
+                key: key.to_string(),
+                origin: origin_of(key),
+                message,
+            });
+        }
+    };
+    let name_ok = !config.node_name.is_empty()
+        && config.node_name.len() <= 128
+        && config
+            .node_name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    check(
+        name_ok,
+        "node_name",
+        format!(
+            "must be 1-128 characters of letters, digits, '-', '_' or '.', got {:?}",
+            config.node_name
+        ),
+    );
+    check(
+        config.data_dir.is_absolute() || config.data_dir.starts_with("."),
+        "data_dir",
+        format!(
+            "must be an absolute path (or start with ./), got {:?}",
+            config.data_dir
+        ),
+    );
+    let at_least = |d: Duration, min: Duration| d >= min;
+    let cp = &config.control_plane;
+    for (key, value, min, max) in [
+        (
+            "http.shutdown_grace",
+            config.http.shutdown_grace,
+            Duration::ZERO,
+            Duration::from_secs(3600),
+        ),
+        (
+            "control_plane.poll_interval",
+            cp.poll_interval,
+            Duration::from_millis(100),
+            Duration::from_secs(3600),
+        ),
+        (
+            "control_plane.connect_timeout",
+            cp.connect_timeout,
+            Duration::from_millis(100),
+            Duration::from_secs(300),
+        ),
+        (
+            "control_plane.reconnect_min",
+            cp.reconnect_min,
+            Duration::from_millis(10),
+            Duration::from_secs(60),
+        ),
+        (
+            "control_plane.reconnect_max",
+            cp.reconnect_max,
+            Duration::from_millis(10),
+            Duration::from_secs(600),
+        ),
+    ] {
+        check(
+            at_least(value, min) && value <= max,
+            key,
+            format!(
+                "must be between {} and {}, got {}",
+                humantime::format_duration(min),
+                humantime::format_duration(max),
+                humantime::format_duration(value)
+            ),
+        );
+    }
+    check(
+        cp.reconnect_min <= cp.reconnect_max,
+        "control_plane.reconnect_min",
+        format!(
+            "must not exceed control_plane.reconnect_max ({}), got {}",
+            humantime::format_duration(cp.reconnect_max),
+            humantime::format_duration(cp.reconnect_min)
+        ),
+    );
+    check(
+        (2..=100).contains(&cp.max_connections),
+        "control_plane.max_connections",
+        format!("must be between 2 and 100, got {}", cp.max_connections),
+    );
+    check(
+        !config.cluster.name.is_empty() && config.cluster.name.len() <= 64,
+        "cluster.name",
+        format!("must be 1-64 characters, got {:?}", config.cluster.name),
+    );
+    if let Some(adv) = config.cluster.advertise {
+        check(
+            !adv.ip().is_unspecified() && adv.port() != 0,
+            "cluster.advertise",
+            format!("must be a concrete address peers can reach, got {adv}"),
+        );
+    }
+    match &config.discovery {
+        Discovery::None => {}
+        Discovery::Static { peers } => check(
+            !peers.is_empty(),
+            "discovery.peers",
+            "must list at least one peer for method \"static\"".into(),
+        ),
+        Discovery::DnsSrv { name, .. } | Discovery::DnsA { name, .. } => check(
+            !name.is_empty() && !name.contains(char::is_whitespace),
+            "discovery.name",
+            format!("must be a DNS name, got {name:?}"),
+        ),
+    }
+    check(
+        tracing_subscriber::EnvFilter::try_new(&config.log.level).is_ok(),
+        "log.level",
+        format!(
+            "must be a level (error, warn, info, debug, trace) or a filter like \
+             \"info,shoal_control_plane=debug\", got {:?}",
+            config.log.level
+        ),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write as _;
+
+    use super::*;
+
+    const PSK_HEX: &str = "0101010101010101010101010101010101010101010101010101010101010101";
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn base_env() -> BTreeMap<String, String> {
+        env(&[
+            (
+                "SHOAL_DATABASE_URL",
+                "postgres://shoal:pw@127.0.0.1:5432/shoal",
+            ),
+            ("SHOAL_CLUSTER_PSK", PSK_HEX),
+        ])
+    }
+
+    fn load(text: &str, env: &BTreeMap<String, String>) -> Result<NodeConfig, ConfigError> {
+        load_from_str(text, Path::new("shoal.toml"), env)
+    }
+
+    #[test]
+    fn defaults_are_valid_with_secrets_from_env() {
+        let c = load("", &base_env()).unwrap();
+        assert_eq!(c.http.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.control_plane.poll_interval, Duration::from_secs(5));
+        assert_eq!(c.cluster.psk().expose(), &[1u8; 32]);
+        assert_eq!(
+            c.control_plane.database_url().expose(),
+            "postgres://shoal:pw@127.0.0.1:5432/shoal"
+        );
+        assert!(
+            !format!("{c:?}").contains("pw@"),
+            "secret leaked into Debug"
+        );
+    }
+
+    #[test]
+    fn wrong_type_names_key_and_line() {
+        let text = "node_name = \"a\"\n[http]\nlisten = 8080\n";
+        let err = load(text, &base_env()).unwrap_err();
+        let ConfigError::Syntax { line, message, .. } = &err else {
+            panic!("{err}")
+        };
+        assert_eq!(*line, 3, "{err}");
+        assert!(message.contains("invalid"), "{err}");
+        assert!(err.to_string().starts_with("shoal.toml:3:"), "{err}");
+    }
+
+    #[test]
+    fn unknown_key_is_rejected_with_the_allowed_ones() {
+        let err = load("[http]\nlisen = \"127.0.0.1:1\"\n", &base_env()).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("unknown field `lisen`"), "{text}");
+        assert!(text.contains("listen"), "{text}");
+        assert!(text.starts_with("shoal.toml:2:"), "{text}");
+    }
+
+    #[test]
+    fn inline_secret_gets_a_hint() {
+        let err = load(
+            "[control_plane]\ndatabase_url = \"postgres://x\"\n",
+            &base_env(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("SHOAL_DATABASE_URL"), "{err}");
+    }
+
+    #[test]
+    fn malformed_toml_is_a_syntax_error_with_position() {
+        let err = load("[http\nlisten = 1", &base_env()).unwrap_err();
+        assert!(matches!(err, ConfigError::Syntax { line: 1, .. }), "{err}");
+    }
+
+    #[test]
+    fn missing_secrets_are_each_reported() {
+        let err = load("", &BTreeMap::new()).unwrap_err();
+        let keys: Vec<_> = err.issues().iter().map(|i| i.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["control_plane.database_url_file", "cluster.psk_file"],
+            "{err}"
+        );
+        assert!(err.to_string().contains("SHOAL_CLUSTER_PSK"), "{err}");
+    }
+
+    #[test]
+    fn psk_file_of_wrong_length_names_the_key_file_and_line() {
+        let mut psk = tempfile::NamedTempFile::new().unwrap();
+        writeln!(psk, "{}", "ab".repeat(20)).unwrap();
+        let text = format!(
+            "node_name = \"n1\"\n\n[cluster]\npsk_file = \"{}\"\n",
+            psk.path().display()
+        );
+        let env = env(&[("SHOAL_DATABASE_URL", "postgres://a@b/c")]);
+        let err = load(&text, &env).unwrap_err();
+        let issue = &err.issues()[0];
+        assert_eq!(issue.key, "cluster.psk_file");
+        assert_eq!(
+            issue.origin,
+            Origin::File {
+                path: "shoal.toml".into(),
+                line: 4
+            }
+        );
+        assert!(issue.message.contains("20 bytes"), "{err}");
+    }
+
+    #[test]
+    fn unreadable_secret_file_is_reported() {
+        let text = "[control_plane]\ndatabase_url_file = \"/nonexistent/db-url\"\n";
+        let mut e = base_env();
+        e.remove("SHOAL_DATABASE_URL");
+        let err = load(text, &e).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("shoal.toml:2: `control_plane.database_url_file` cannot read"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn env_overrides_win_and_bad_env_values_name_the_variable() {
+        let mut e = base_env();
+        e.insert("SHOAL_HTTP_LISTEN".into(), "127.0.0.9:9000".into());
+        let c = load("[http]\nlisten = \"127.0.0.1:1\"\n", &e).unwrap();
+        assert_eq!(c.http.listen.to_string(), "127.0.0.9:9000");
+
+        e.insert("SHOAL_CONTROL_PLANE_POLL_INTERVAL".into(), "soon".into());
+        let err = load("", &e).unwrap_err();
+        assert_eq!(
+            err.issues()[0].origin,
+            Origin::Env("SHOAL_CONTROL_PLANE_POLL_INTERVAL".into())
+        );
+        assert!(
+            err.to_string().contains("invalid duration \"soon\""),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn out_of_range_values_name_key_line_and_value() {
+        let text = "[control_plane]\npoll_interval = \"10ms\"\nreconnect_min = \"40s\"\nreconnect_max = \"20s\"\n";
+        let err = load(text, &base_env()).unwrap_err();
+        let lines: Vec<String> = err.issues().iter().map(ToString::to_string).collect();
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(
+            lines[0].starts_with("shoal.toml:2: `control_plane.poll_interval` must be between"),
+            "{lines:?}"
+        );
+        assert!(lines[0].ends_with("got 10ms"), "{lines:?}");
+        assert!(lines[1].contains("`control_plane.reconnect_min` must not exceed"));
+    }
+
+    #[test]
+    fn bad_database_url_and_log_level_are_rejected() {
+        let mut e = base_env();
+        e.insert("SHOAL_DATABASE_URL".into(), "mysql://x/y".into());
+        e.insert("SHOAL_LOG_LEVEL".into(), "info,[=".into());
+        let err = load("", &e).unwrap_err();
+        let keys: Vec<_> = err.issues().iter().map(|i| i.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["control_plane.database_url_file", "log.level"],
+            "{err}"
+        );
+        assert!(!err.to_string().contains("mysql://x"), "URL echoed: {err}");
+    }
+
+    #[test]
+    fn discovery_is_a_tagged_section() {
+        let text = "[discovery]\nmethod = \"static\"\npeers = [\"127.0.0.2:7946\"]\n";
+        let c = load(text, &base_env()).unwrap();
+        assert_eq!(
+            c.discovery,
+            Discovery::Static {
+                peers: vec!["127.0.0.2:7946".parse().unwrap()]
+            }
+        );
+        let err = load("[discovery]\nmethod = \"carrier-pigeon\"\n", &base_env()).unwrap_err();
+        assert!(err.to_string().contains("unknown variant"), "{err}");
+    }
+}

@@ -1,0 +1,302 @@
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::secret::{Secret, SecretKey};
+
+/// The whole bootstrap config of one node.
+///
+/// Secret values (`database_url`, the cluster PSK, the secrets-at-rest key) are never read from
+/// the TOML file itself: only from the files it names or from environment variables, so a
+/// config file can be committed and shared without leaking anything.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Human-readable node name shown in logs and the console; defaults to the host name.
+    #[serde(default = "default_node_name")]
+    pub node_name: String,
+    /// Directory for state that must survive a restart: the config snapshot used when the
+    /// control plane is down at start, the audit spool, the node key by default.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    #[serde(default)]
+    pub http: HttpConfig,
+    #[serde(default)]
+    pub control_plane: ControlPlaneConfig,
+    #[serde(default)]
+    pub cluster: ClusterConfig,
+    #[serde(default)]
+    pub discovery: Discovery,
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+/// The node's own HTTP server: health, readiness, admin API, console.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Loopback by default so that a node never exposes its admin API by accident; deployments
+    /// set the pod/task address (or all interfaces) explicitly.
+    #[serde(default = "default_http_listen")]
+    pub listen: SocketAddr,
+    /// How long a shutdown waits for in-flight requests before giving up on them.
+    #[serde(default = "default_shutdown_grace", with = "duration_str")]
+    pub shutdown_grace: Duration,
+}
+
+/// How the node reaches PostgreSQL, the control plane's source of truth.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlPlaneConfig {
+    /// File holding the database URL (it carries a password, so it is never inline).
+    /// `SHOAL_DATABASE_URL` takes precedence.
+    #[serde(default)]
+    pub database_url_file: Option<PathBuf>,
+    /// File holding the 32-byte key that encrypts SigV4 secrets at rest in PostgreSQL.
+    /// `SHOAL_SECRETS_KEY` takes precedence.
+    #[serde(default)]
+    pub secrets_key_file: Option<PathBuf>,
+    /// Revision poll period: the safety net for a lost LISTEN/NOTIFY notification.
+    #[serde(default = "default_poll_interval", with = "duration_str")]
+    pub poll_interval: Duration,
+    /// Bound on establishing one connection, so an unreachable database fails fast.
+    #[serde(default = "default_connect_timeout", with = "duration_str")]
+    pub connect_timeout: Duration,
+    /// First delay of the capped exponential reconnect backoff (with full jitter).
+    #[serde(default = "default_reconnect_min", with = "duration_str")]
+    pub reconnect_min: Duration,
+    /// Cap of the reconnect backoff.
+    #[serde(default = "default_reconnect_max", with = "duration_str")]
+    pub reconnect_max: Duration,
+    /// Run pending migrations at start (behind an advisory lock, so N nodes migrate once).
+    #[serde(default = "default_true")]
+    pub migrate_on_start: bool,
+    /// Connection pool size for config loads and admin API writes.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u32,
+    #[serde(skip)]
+    pub(crate) database_url: Option<Secret<String>>,
+    #[serde(skip)]
+    pub(crate) secrets_key: Option<SecretKey>,
+}
+
+impl ControlPlaneConfig {
+    /// Always present once `load` succeeded.
+    pub fn database_url(&self) -> &Secret<String> {
+        self.database_url
+            .as_ref()
+            .expect("validated config always has a database URL")
+    }
+
+    /// Absent when no secrets key was configured: S3 credentials then cannot be stored.
+    pub fn secrets_key(&self) -> Option<&SecretKey> {
+        self.secrets_key.as_ref()
+    }
+
+    /// For tools and tests that build a config without a file.
+    pub fn with_database_url(mut self, url: impl Into<String>) -> Self {
+        self.database_url = Some(Secret::new(url.into()));
+        self
+    }
+
+    pub fn with_secrets_key(mut self, key: SecretKey) -> Self {
+        self.secrets_key = Some(key);
+        self
+    }
+}
+
+/// Gossip layer settings; the PSK is required so that no cluster ever runs unencrypted.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// Cluster label, authenticated in every packet so two clusters on one network never merge.
+    #[serde(default = "default_cluster_name")]
+    pub name: String,
+    /// Gossip bind address (TCP and UDP).
+    #[serde(default = "default_cluster_bind")]
+    pub bind: SocketAddr,
+    /// Address peers should use to reach this node, when it differs from `bind`.
+    #[serde(default)]
+    pub advertise: Option<SocketAddr>,
+    /// File holding the 32-byte pre-shared key. `SHOAL_CLUSTER_PSK` takes precedence.
+    #[serde(default)]
+    pub psk_file: Option<PathBuf>,
+    /// File holding this node's identity, created on first start, so the node id survives
+    /// restarts. Without it the node takes a fresh id at every start.
+    #[serde(default)]
+    pub node_key_file: Option<PathBuf>,
+    #[serde(skip)]
+    pub(crate) psk: Option<SecretKey>,
+}
+
+impl ClusterConfig {
+    /// Always present once `load` succeeded.
+    pub fn psk(&self) -> &SecretKey {
+        self.psk
+            .as_ref()
+            .expect("validated config always has a PSK")
+    }
+}
+
+/// How a node finds its peers.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(tag = "method", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Discovery {
+    /// Standalone node, or peers that join it.
+    #[default]
+    None,
+    /// A fixed list of peer gossip addresses.
+    Static { peers: Vec<SocketAddr> },
+    /// DNS SRV records, polled; `server` overrides the system resolver.
+    DnsSrv {
+        name: String,
+        #[serde(default)]
+        server: Option<SocketAddr>,
+    },
+    /// DNS A/AAAA records, polled, all on the gossip port.
+    DnsA {
+        name: String,
+        #[serde(default = "default_gossip_port")]
+        port: u16,
+        #[serde(default)]
+        server: Option<SocketAddr>,
+    },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    #[serde(default)]
+    pub format: LogFormat,
+    /// A tracing `EnvFilter` directive such as `info` or `info,shoal_control_plane=debug`.
+    #[serde(default = "default_log_level")]
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_http_listen(),
+            shutdown_grace: default_shutdown_grace(),
+        }
+    }
+}
+
+impl Default for ControlPlaneConfig {
+    fn default() -> Self {
+        Self {
+            database_url_file: None,
+            secrets_key_file: None,
+            poll_interval: default_poll_interval(),
+            connect_timeout: default_connect_timeout(),
+            reconnect_min: default_reconnect_min(),
+            reconnect_max: default_reconnect_max(),
+            migrate_on_start: true,
+            max_connections: default_max_connections(),
+            database_url: None,
+            secrets_key: None,
+        }
+    }
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            name: default_cluster_name(),
+            bind: default_cluster_bind(),
+            advertise: None,
+            psk_file: None,
+            node_key_file: None,
+            psk: None,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            level: default_log_level(),
+        }
+    }
+}
+
+fn default_node_name() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_string())
+        })
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "shoal".to_string())
+}
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("/var/lib/shoal")
+}
+fn default_http_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+fn default_shutdown_grace() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_poll_interval() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_reconnect_min() -> Duration {
+    Duration::from_millis(200)
+}
+fn default_reconnect_max() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_true() -> bool {
+    true
+}
+fn default_max_connections() -> u32 {
+    8
+}
+fn default_cluster_name() -> String {
+    "shoal".to_string()
+}
+fn default_gossip_port() -> u16 {
+    7946
+}
+fn default_cluster_bind() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], default_gossip_port()))
+}
+fn default_log_level() -> String {
+    "info".to_string()
+}
+
+/// Durations are written the way operators say them: "500ms", "5s", "1m".
+pub(crate) mod duration_str {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        parse(&text).map_err(serde::de::Error::custom)
+    }
+
+    pub fn parse(text: &str) -> Result<Duration, String> {
+        humantime::parse_duration(text.trim()).map_err(|e| {
+            format!("invalid duration {text:?} ({e}); write e.g. \"500ms\", \"5s\" or \"1m\"")
+        })
+    }
+}

@@ -1,0 +1,386 @@
+use std::time::Duration;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use shoal_control_plane::{
+    AdminIdentity, ConfigHandle, Enforcement, Policy, Resource, ResourceSpec, Store,
+};
+
+use crate::ApiError;
+
+/// What the API handlers share.
+#[derive(Clone)]
+pub struct ApiState {
+    pub store: Store,
+    pub config: ConfigHandle,
+    pub session_ttl: Duration,
+}
+
+/// Routes under `/api/v1`. All but `login` require a session token.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/api/v1/login", post(login))
+        .route("/api/v1/logout", post(logout))
+        .route("/api/v1/status", get(status))
+        .route("/api/v1/config/wait", get(wait_for_revision))
+        .route("/api/v1/revisions", get(revisions))
+        .route("/api/v1/audit", get(audit))
+        .route("/api/v1/policies", get(list_policies))
+        .route(
+            "/api/v1/policies/{name}",
+            put(put_policy).get(get_policy).delete(delete_policy),
+        )
+        .route("/api/v1/resources", get(list_resources))
+        .route(
+            "/api/v1/resources/{name}",
+            put(put_resource).delete(delete_resource),
+        )
+        .route("/api/v1/users", get(list_users))
+        .route("/api/v1/users/{name}", put(put_user).delete(delete_user))
+        .route("/api/v1/users/{name}/credentials", post(create_credential))
+        .route(
+            "/api/v1/credentials/{key_id}",
+            axum::routing::delete(delete_credential),
+        )
+        .with_state(state)
+}
+
+/// A JSON body whose decoding errors come back as the API's JSON error, naming the field.
+struct JsonBody<T>(T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(JsonBody(v)),
+            Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiError::Invalid(
+                "request body must be JSON with `Content-Type: application/json`".into(),
+            )),
+            Err(e) => Err(ApiError::Invalid(format!(
+                "invalid request body: {}",
+                e.body_text()
+            ))),
+        }
+    }
+}
+
+/// The logged-in admin; extracting it is what makes a handler require authentication.
+struct Admin(AdminIdentity);
+
+impl FromRequestParts<ApiState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
+        let token = bearer(&parts.headers).ok_or(ApiError::Unauthenticated)?;
+        match state.store.session(token).await? {
+            Some(identity) => Ok(Admin(identity)),
+            None => Err(ApiError::Unauthenticated),
+        }
+    }
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
+fn actor(admin: &Admin) -> String {
+    format!("admin:{}", admin.0.username)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoginBody {
+    username: String,
+    password: String,
+}
+
+async fn login(
+    State(state): State<ApiState>,
+    JsonBody(body): JsonBody<LoginBody>,
+) -> Result<Json<Value>, ApiError> {
+    match state
+        .store
+        .login(&body.username, &body.password, state.session_ttl)
+        .await?
+    {
+        Some(session) => Ok(Json(json!(session))),
+        None => Err(ApiError::BadCredentials),
+    }
+}
+
+async fn logout(State(state): State<ApiState>, headers: HeaderMap) -> Result<StatusCode, ApiError> {
+    let token = bearer(&headers).ok_or(ApiError::Unauthenticated)?;
+    state.store.logout(token).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn status(State(state): State<ApiState>, _admin: Admin) -> Json<Value> {
+    let status = state.config.status();
+    Json(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "control_plane": status,
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WaitQuery {
+    revision: i64,
+    /// Milliseconds; capped so a forgotten client cannot hold a connection forever.
+    #[serde(default = "default_wait_ms")]
+    timeout_ms: u64,
+}
+
+fn default_wait_ms() -> u64 {
+    10_000
+}
+
+/// Long-poll until this node applied `revision`: lets a client (the CLI, a deploy script, the
+/// config benchmark) know a change is in force on a given node without polling.
+async fn wait_for_revision(
+    State(state): State<ApiState>,
+    _admin: Admin,
+    Query(q): Query<WaitQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let timeout = Duration::from_millis(q.timeout_ms.min(60_000));
+    match state.config.wait_for_revision(q.revision, timeout).await {
+        Some(applied) => Ok(Json(json!({ "revision": applied }))),
+        None => Err(ApiError::Timeout(format!(
+            "revision {} not applied on this node within {} ms (in force: {:?})",
+            q.revision,
+            timeout.as_millis(),
+            state.config.status().revision
+        ))),
+    }
+}
+
+#[derive(Deserialize)]
+struct Limit {
+    #[serde(default = "default_limit")]
+    limit: i64,
+}
+
+fn default_limit() -> i64 {
+    100
+}
+
+async fn revisions(
+    State(state): State<ApiState>,
+    _admin: Admin,
+    Query(q): Query<Limit>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(json!(state.store.list_revisions(q.limit).await?)))
+}
+
+async fn audit(
+    State(state): State<ApiState>,
+    _admin: Admin,
+    Query(q): Query<Limit>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(json!(state.store.list_audit(q.limit).await?)))
+}
+
+async fn list_policies(
+    State(state): State<ApiState>,
+    _admin: Admin,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(json!(state.store.list_policies().await?)))
+}
+
+async fn get_policy(
+    State(state): State<ApiState>,
+    _admin: Admin,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let policies = state.store.list_policies().await?;
+    policies
+        .into_iter()
+        .find(|p| p.name == name)
+        .map(|p| Json(json!(p)))
+        .ok_or_else(|| ApiError::NotFound(format!("policy {name:?} not found")))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyBody {
+    rego: String,
+    #[serde(default = "default_enforcement")]
+    enforcement: Enforcement,
+    #[serde(default = "default_true")]
+    enabled: bool,
+    #[serde(default)]
+    description: String,
+}
+
+fn default_enforcement() -> Enforcement {
+    Enforcement::Eventual
+}
+fn default_true() -> bool {
+    true
+}
+
+async fn put_policy(
+    State(state): State<ApiState>,
+    admin: Admin,
+    Path(name): Path<String>,
+    JsonBody(body): JsonBody<PolicyBody>,
+) -> Result<Json<Value>, ApiError> {
+    let policy = Policy {
+        name,
+        rego: body.rego,
+        enforcement: body.enforcement,
+        enabled: body.enabled,
+        description: body.description,
+    };
+    let revision = state.store.put_policy(&actor(&admin), &policy).await?;
+    Ok(Json(json!({ "revision": revision })))
+}
+
+async fn delete_policy(
+    State(state): State<ApiState>,
+    admin: Admin,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let revision = state.store.delete_policy(&actor(&admin), &name).await?;
+    Ok(Json(json!({ "revision": revision })))
+}
+
+async fn list_resources(
+    State(state): State<ApiState>,
+    _admin: Admin,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(json!(state.store.list_resources().await?)))
+}
+
+/// Kind-specific fields are flattened in; `ResourceSpec` rejects unknown ones.
+#[derive(Deserialize)]
+struct ResourceBody {
+    #[serde(flatten)]
+    spec: Value,
+    #[serde(default = "default_true")]
+    enabled: bool,
+    #[serde(default)]
+    description: String,
+}
+
+async fn put_resource(
+    State(state): State<ApiState>,
+    admin: Admin,
+    Path(name): Path<String>,
+    JsonBody(body): JsonBody<ResourceBody>,
+) -> Result<Json<Value>, ApiError> {
+    let mut spec = body.spec;
+    let kind = spec
+        .as_object_mut()
+        .and_then(|o| o.remove("kind"))
+        .and_then(|k| k.as_str().map(str::to_string))
+        .ok_or_else(|| ApiError::Invalid("`kind` is required: \"s3\" or \"http\"".into()))?;
+    let spec = ResourceSpec::from_parts(&kind, spec).map_err(ApiError::Invalid)?;
+    let resource = Resource {
+        name,
+        enabled: body.enabled,
+        description: body.description,
+        spec,
+    };
+    let revision = state.store.put_resource(&actor(&admin), &resource).await?;
+    Ok(Json(json!({ "revision": revision })))
+}
+
+async fn delete_resource(
+    State(state): State<ApiState>,
+    admin: Admin,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let revision = state.store.delete_resource(&actor(&admin), &name).await?;
+    Ok(Json(json!({ "revision": revision })))
+}
+
+async fn list_users(State(state): State<ApiState>, _admin: Admin) -> Result<Json<Value>, ApiError> {
+    Ok(Json(json!(state.store.list_users().await?)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserBody {
+    #[serde(default = "default_true")]
+    enabled: bool,
+    #[serde(default)]
+    description: String,
+}
+
+async fn put_user(
+    State(state): State<ApiState>,
+    admin: Admin,
+    Path(name): Path<String>,
+    JsonBody(body): JsonBody<UserBody>,
+) -> Result<Json<Value>, ApiError> {
+    let revision = state
+        .store
+        .put_user(&actor(&admin), &name, body.enabled, &body.description)
+        .await?;
+    Ok(Json(json!({ "revision": revision })))
+}
+
+async fn delete_user(
+    State(state): State<ApiState>,
+    admin: Admin,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let revision = state.store.delete_user(&actor(&admin), &name).await?;
+    Ok(Json(json!({ "revision": revision })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CredentialBody {
+    kind: String,
+}
+
+async fn create_credential(
+    State(state): State<ApiState>,
+    admin: Admin,
+    Path(name): Path<String>,
+    JsonBody(body): JsonBody<CredentialBody>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let created = match body.kind.as_str() {
+        "api_key" => state.store.create_api_key(&actor(&admin), &name).await?,
+        "s3" => {
+            state
+                .store
+                .create_s3_credential(&actor(&admin), &name)
+                .await?
+        }
+        other => {
+            return Err(ApiError::Invalid(format!(
+                "`kind` must be \"api_key\" or \"s3\", got {other:?}"
+            )));
+        }
+    };
+    Ok((StatusCode::CREATED, Json(json!(created))))
+}
+
+async fn delete_credential(
+    State(state): State<ApiState>,
+    admin: Admin,
+    Path(key_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let revision = state
+        .store
+        .delete_credential(&actor(&admin), &key_id)
+        .await?;
+    Ok(Json(json!({ "revision": revision })))
+}

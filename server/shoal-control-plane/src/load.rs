@@ -1,0 +1,126 @@
+//! Reading one consistent revision of the whole config out of PostgreSQL.
+
+use std::collections::BTreeMap;
+
+use sqlx::PgPool;
+
+use crate::ControlPlaneError;
+use crate::model::{ConfigSnapshot, Credential, Enforcement, Policy, Resource, ResourceSpec, User};
+
+/// The revision PostgreSQL is at now: the cheap query behind the poll.
+pub async fn head_revision(pool: &PgPool) -> Result<i64, ControlPlaneError> {
+    Ok(sqlx::query_scalar("SELECT revision FROM config_head")
+        .fetch_one(pool)
+        .await?)
+}
+
+/// Reads every config table inside one repeatable-read transaction, so the result is exactly
+/// one revision, then validates it. Rows that fail validation are all named in the error.
+pub async fn load_config(pool: &PgPool) -> Result<ConfigSnapshot, ControlPlaneError> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *tx)
+        .await?;
+    let revision: i64 = sqlx::query_scalar("SELECT revision FROM config_head")
+        .fetch_one(&mut *tx)
+        .await?;
+    let resource_rows: Vec<(i64, String, String, serde_json::Value, bool, String)> =
+        sqlx::query_as(
+            "SELECT id, name, kind, spec, enabled, description FROM resources ORDER BY name",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+    let policy_rows: Vec<(i64, String, String, String, bool, String)> = sqlx::query_as(
+        "SELECT id, name, rego, enforcement, enabled, description FROM policies ORDER BY name",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    let user_rows: Vec<(i64, String, bool)> =
+        sqlx::query_as("SELECT id, name, enabled FROM users ORDER BY name")
+            .fetch_all(&mut *tx)
+            .await?;
+    type CredRow = (
+        i64,
+        i64,
+        String,
+        String,
+        Option<Vec<u8>>,
+        Option<Vec<u8>>,
+        bool,
+    );
+    let cred_rows: Vec<CredRow> = sqlx::query_as(
+        "SELECT id, user_id, kind, key_id, secret_sha256, secret_ciphertext, enabled
+           FROM user_credentials
+          WHERE expires_at IS NULL OR expires_at > now()
+          ORDER BY key_id",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+
+    let mut errors = Vec::new();
+    let mut resources = Vec::with_capacity(resource_rows.len());
+    for (id, name, kind, spec, enabled, description) in resource_rows {
+        match ResourceSpec::from_parts(&kind, spec) {
+            Ok(spec) => resources.push(Resource {
+                name,
+                enabled,
+                description,
+                spec,
+            }),
+            Err(e) => errors.push(format!("resource {name:?} (id {id}): {e}")),
+        }
+    }
+    let mut policies = Vec::with_capacity(policy_rows.len());
+    for (id, name, rego, enforcement, enabled, description) in policy_rows {
+        match Enforcement::parse(&enforcement) {
+            Ok(enforcement) => policies.push(Policy {
+                name,
+                rego,
+                enforcement,
+                enabled,
+                description,
+            }),
+            Err(e) => errors.push(format!("policy {name:?} (id {id}): {e}")),
+        }
+    }
+    let mut credentials: BTreeMap<i64, Vec<Credential>> = BTreeMap::new();
+    for (id, user_id, kind, key_id, sha, sealed, enabled) in cred_rows {
+        let credential = match (kind.as_str(), sha, sealed) {
+            ("api_key", Some(secret_sha256), None) => Credential::ApiKey {
+                key_id,
+                secret_sha256,
+                enabled,
+            },
+            ("s3", None, Some(secret_ciphertext)) => Credential::S3 {
+                access_key_id: key_id,
+                secret_ciphertext,
+                enabled,
+            },
+            _ => {
+                errors.push(format!(
+                    "credential {key_id:?} (id {id}): kind {kind:?} with the wrong secret columns"
+                ));
+                continue;
+            }
+        };
+        credentials.entry(user_id).or_default().push(credential);
+    }
+    let users = user_rows
+        .into_iter()
+        .map(|(id, name, enabled)| User {
+            name,
+            enabled,
+            credentials: credentials.remove(&id).unwrap_or_default(),
+        })
+        .collect();
+
+    let snapshot = ConfigSnapshot {
+        revision,
+        resources,
+        policies,
+        users,
+    };
+    snapshot.validate_with(errors)?;
+    Ok(snapshot)
+}

@@ -1,0 +1,342 @@
+//! The node-visible configuration and the rules every piece of it must satisfy.
+//!
+//! The same validation runs before a write is stored and when a node loads a revision, because
+//! rows can also be written by hand in SQL and a snapshot file can be edited or corrupted.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ControlPlaneError;
+
+/// One consistent revision of everything a node enforces. Immutable once built: a node swaps
+/// a whole new `ConfigSnapshot` in one step, so no request ever sees half a change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigSnapshot {
+    pub revision: i64,
+    pub resources: Vec<Resource>,
+    pub policies: Vec<Policy>,
+    pub users: Vec<User>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Resource {
+    pub name: String,
+    pub enabled: bool,
+    pub description: String,
+    pub spec: ResourceSpec,
+}
+
+/// What sits behind a resource, per kind. Unknown fields are rejected so a typo in a
+/// hand-written row is caught instead of silently ignored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum ResourceSpec {
+    S3(S3Spec),
+    Http(HttpSpec),
+}
+
+impl ResourceSpec {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ResourceSpec::S3(_) => "s3",
+            ResourceSpec::Http(_) => "http",
+        }
+    }
+
+    /// Builds the typed spec from the `kind` column and the `spec` JSON column.
+    pub fn from_parts(kind: &str, spec: serde_json::Value) -> Result<Self, String> {
+        match kind {
+            "s3" => serde_json::from_value(spec)
+                .map(ResourceSpec::S3)
+                .map_err(|e| format!("s3 spec: {e}")),
+            "http" => serde_json::from_value(spec)
+                .map(ResourceSpec::Http)
+                .map_err(|e| format!("http spec: {e}")),
+            other => Err(format!("kind must be \"s3\" or \"http\", got {other:?}")),
+        }
+    }
+
+    /// The `spec` JSON column: the typed spec without its `kind` tag.
+    pub fn spec_json(&self) -> serde_json::Value {
+        match self {
+            ResourceSpec::S3(s) => serde_json::to_value(s),
+            ResourceSpec::Http(h) => serde_json::to_value(h),
+        }
+        .expect("specs serialize")
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        match self {
+            ResourceSpec::S3(s) => {
+                check_upstream("endpoint", &s.endpoint)?;
+                if s.region.is_empty()
+                    || !s
+                        .region
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-')
+                {
+                    return Err(format!(
+                        "region must look like us-east-1, got {:?}",
+                        s.region
+                    ));
+                }
+                Ok(())
+            }
+            ResourceSpec::Http(h) => {
+                check_upstream("upstream", &h.upstream)?;
+                let header_ok = !h.api_key_header.is_empty()
+                    && h.api_key_header
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+                if !header_ok {
+                    return Err(format!(
+                        "api_key_header must be an HTTP header name, got {:?}",
+                        h.api_key_header
+                    ));
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+fn check_upstream(field: &str, value: &str) -> Result<(), String> {
+    let parsed =
+        url::Url::parse(value).map_err(|e| format!("{field} {value:?} is not a URL: {e}"))?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+        return Err(format!(
+            "{field} must be an http:// or https:// URL with a host, got {value:?}"
+        ));
+    }
+    Ok(())
+}
+
+/// An S3-compatible object store the data plane fronts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Spec {
+    /// Upstream endpoint, e.g. `https://s3.eu-west-1.amazonaws.com`.
+    pub endpoint: String,
+    #[serde(default = "default_region")]
+    pub region: String,
+}
+
+/// A plain HTTP API the data plane fronts; users identify with an API key header.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSpec {
+    pub upstream: String,
+    #[serde(default = "default_api_key_header")]
+    pub api_key_header: String,
+}
+
+fn default_region() -> String {
+    "us-east-1".to_string()
+}
+fn default_api_key_header() -> String {
+    "x-api-key".to_string()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Enforcement {
+    /// Decide locally from gossiped counts; a few extra requests may pass while counts spread.
+    Eventual,
+    /// The key's owner on the hash ring decides; no over-admission while it is reachable.
+    Strict,
+}
+
+impl Enforcement {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Enforcement::Eventual => "eventual",
+            Enforcement::Strict => "strict",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s {
+            "eventual" => Ok(Enforcement::Eventual),
+            "strict" => Ok(Enforcement::Strict),
+            _ => Err(format!(
+                "enforcement must be \"eventual\" or \"strict\", got {s:?}"
+            )),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    pub name: String,
+    pub rego: String,
+    pub enforcement: Enforcement,
+    pub enabled: bool,
+    pub description: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct User {
+    pub name: String,
+    pub enabled: bool,
+    pub credentials: Vec<Credential>,
+}
+
+/// How a user proves identity to the data plane; never the plaintext of a hashed secret.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Credential {
+    ApiKey {
+        key_id: String,
+        #[serde(with = "hex_bytes")]
+        secret_sha256: Vec<u8>,
+        enabled: bool,
+    },
+    S3 {
+        access_key_id: String,
+        /// AES-256-GCM sealed secret access key (see `crypto`).
+        #[serde(with = "hex_bytes")]
+        secret_ciphertext: Vec<u8>,
+        enabled: bool,
+    },
+}
+
+mod hex_bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        hex::decode(String::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+pub(crate) fn check_name(what: &str, name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what} name must be 1-63 characters of a-z, 0-9, '.', '_' or '-' starting with a \
+             letter or digit, got {name:?}"
+        ))
+    }
+}
+
+pub(crate) fn check_user_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "@._-".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "user name must be 1-128 characters of letters, digits, '@', '.', '_' or '-', got {name:?}"
+        ))
+    }
+}
+
+impl Resource {
+    pub fn validate(&self) -> Result<(), String> {
+        check_name("resource", &self.name)?;
+        self.spec.validate()
+    }
+}
+
+impl Policy {
+    pub fn validate(&self) -> Result<(), String> {
+        check_name("policy", &self.name)?;
+        shoal_policy::check(&self.name, &self.rego)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+}
+
+impl User {
+    pub fn validate(&self) -> Result<(), String> {
+        check_user_name(&self.name)?;
+        for c in &self.credentials {
+            match c {
+                Credential::ApiKey {
+                    secret_sha256,
+                    key_id,
+                    ..
+                } if secret_sha256.len() != 32 => {
+                    return Err(format!(
+                        "api key {key_id:?} has a {}-byte hash; expected a 32-byte SHA-256",
+                        secret_sha256.len()
+                    ));
+                }
+                Credential::S3 {
+                    secret_ciphertext,
+                    access_key_id,
+                    ..
+                } => {
+                    crate::crypto::check_sealed_shape(secret_ciphertext)
+                        .map_err(|e| format!("s3 credential {access_key_id:?}: {e}"))?;
+                }
+                Credential::ApiKey { .. } => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+impl ConfigSnapshot {
+    /// Validates every row and reports all failures, each naming its row; a revision with any
+    /// failure is refused as a whole.
+    pub fn validate(&self) -> Result<(), ControlPlaneError> {
+        refuse_if_any(self.revision, self.problems())
+    }
+
+    fn problems(&self) -> Vec<String> {
+        let mut errors = Vec::new();
+        for r in &self.resources {
+            if let Err(e) = r.validate() {
+                errors.push(format!("resource {:?}: {e}", r.name));
+            }
+        }
+        for p in &self.policies {
+            if let Err(e) = p.validate() {
+                errors.push(format!("policy {:?}: {e}", p.name));
+            }
+        }
+        for u in &self.users {
+            if let Err(e) = u.validate() {
+                errors.push(format!("user {:?}: {e}", u.name));
+            }
+        }
+        errors
+    }
+}
+
+pub(crate) fn refuse_if_any(revision: i64, problems: Vec<String>) -> Result<(), ControlPlaneError> {
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(ControlPlaneError::Invalid(format!(
+            "revision {revision} refused: {}",
+            problems.join("; ")
+        )))
+    }
+}
+
+impl ConfigSnapshot {
+    /// Validation with problems found while building the snapshot from rows added first.
+    pub(crate) fn validate_with(&self, mut earlier: Vec<String>) -> Result<(), ControlPlaneError> {
+        earlier.extend(self.problems());
+        refuse_if_any(self.revision, earlier)
+    }
+}

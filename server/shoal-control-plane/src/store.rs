@@ -1,0 +1,534 @@
+//! Validated writes to the control plane, shared by the admin API and the CLI.
+//!
+//! Each write validates first, then stores in one transaction; the schema's triggers bump the
+//! revision once for that transaction and notify every node. The same transaction writes the
+//! audit line, so a change and its audit record are stored together or not at all.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use shoal_config::SecretKey;
+use sqlx::{PgPool, Postgres, Transaction};
+
+use crate::ControlPlaneError;
+use crate::crypto;
+use crate::model::{Policy, Resource, check_user_name};
+
+/// Handle for reads and validated writes; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    pool: PgPool,
+    secrets_key: Option<SecretKey>,
+    node: String,
+}
+
+/// A user as the admin API lists it: credentials without any secret material.
+#[derive(Debug, Clone, Serialize)]
+pub struct UserSummary {
+    pub name: String,
+    pub enabled: bool,
+    pub description: String,
+    pub credentials: Vec<CredentialSummary>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CredentialSummary {
+    pub kind: String,
+    pub key_id: String,
+    pub enabled: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Returned once at creation; only a hash (API key) or a sealed copy (S3) is stored.
+#[derive(Debug, Clone, Serialize)]
+pub struct NewCredential {
+    pub kind: &'static str,
+    pub key_id: String,
+    pub secret: String,
+    pub revision: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RevisionRecord {
+    pub revision: i64,
+    pub created_at: DateTime<Utc>,
+    pub actor: String,
+    pub summary: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditRecord {
+    pub at: DateTime<Utc>,
+    pub node: String,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub outcome: String,
+    pub detail: serde_json::Value,
+}
+
+impl Store {
+    /// `node` is recorded on every audit line this store writes.
+    pub fn new(pool: PgPool, secrets_key: Option<SecretKey>, node: impl Into<String>) -> Self {
+        Self {
+            pool,
+            secrets_key,
+            node: node.into(),
+        }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    async fn begin_change(
+        &self,
+        actor: &str,
+        summary: &str,
+    ) -> Result<Transaction<'static, Postgres>, ControlPlaneError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "SELECT set_config('shoal.actor', $1, true), set_config('shoal.summary', $2, true)",
+        )
+        .bind(actor)
+        .bind(summary)
+        .execute(&mut *tx)
+        .await?;
+        Ok(tx)
+    }
+
+    /// Writes the audit line, reads the revision this transaction produced, commits.
+    async fn commit_change(
+        &self,
+        mut tx: Transaction<'static, Postgres>,
+        actor: &str,
+        action: &str,
+        target: &str,
+    ) -> Result<i64, ControlPlaneError> {
+        let revision: Option<i64> = sqlx::query_scalar(
+            "SELECT nullif(current_setting('shoal.revision', true), '')::bigint",
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        let revision = match revision {
+            Some(r) => r,
+            None => {
+                sqlx::query_scalar("SELECT revision FROM config_head")
+                    .fetch_one(&mut *tx)
+                    .await?
+            }
+        };
+        insert_audit(
+            &mut tx,
+            &self.node,
+            actor,
+            action,
+            target,
+            "ok",
+            serde_json::json!({ "revision": revision }),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(revision)
+    }
+
+    /// Records an admin action that did not change config (login, a rejected write).
+    pub async fn audit(
+        &self,
+        actor: &str,
+        action: &str,
+        target: &str,
+        outcome: &str,
+        detail: serde_json::Value,
+    ) -> Result<(), ControlPlaneError> {
+        let mut tx = self.pool.begin().await?;
+        insert_audit(&mut tx, &self.node, actor, action, target, outcome, detail).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn put_policy(&self, actor: &str, policy: &Policy) -> Result<i64, ControlPlaneError> {
+        let checked = policy.clone();
+        tokio::task::spawn_blocking(move || checked.validate())
+            .await
+            .map_err(|e| ControlPlaneError::Database(format!("policy check panicked: {e}")))?
+            .map_err(ControlPlaneError::Invalid)?;
+        let mut tx = self
+            .begin_change(actor, &format!("put policy {}", policy.name))
+            .await?;
+        sqlx::query(
+            "INSERT INTO policies (name, rego, enforcement, enabled, description)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (name) DO UPDATE
+                SET rego = EXCLUDED.rego, enforcement = EXCLUDED.enforcement,
+                    enabled = EXCLUDED.enabled, description = EXCLUDED.description,
+                    updated_at = now()",
+        )
+        .bind(&policy.name)
+        .bind(&policy.rego)
+        .bind(policy.enforcement.as_str())
+        .bind(policy.enabled)
+        .bind(&policy.description)
+        .execute(&mut *tx)
+        .await?;
+        self.commit_change(tx, actor, "policy.put", &policy.name)
+            .await
+    }
+
+    pub async fn delete_policy(&self, actor: &str, name: &str) -> Result<i64, ControlPlaneError> {
+        let mut tx = self
+            .begin_change(actor, &format!("delete policy {name}"))
+            .await?;
+        let deleted = sqlx::query("DELETE FROM policies WHERE name = $1")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if deleted == 0 {
+            return Err(ControlPlaneError::NotFound(format!("policy {name:?}")));
+        }
+        self.commit_change(tx, actor, "policy.delete", name).await
+    }
+
+    pub async fn list_policies(&self) -> Result<Vec<Policy>, ControlPlaneError> {
+        let rows: Vec<(String, String, String, bool, String)> = sqlx::query_as(
+            "SELECT name, rego, enforcement, enabled, description FROM policies ORDER BY name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(name, rego, enforcement, enabled, description)| {
+                Ok(Policy {
+                    enforcement: crate::model::Enforcement::parse(&enforcement)
+                        .map_err(|e| ControlPlaneError::Invalid(format!("policy {name:?}: {e}")))?,
+                    name,
+                    rego,
+                    enabled,
+                    description,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn put_resource(
+        &self,
+        actor: &str,
+        resource: &Resource,
+    ) -> Result<i64, ControlPlaneError> {
+        resource.validate().map_err(ControlPlaneError::Invalid)?;
+        let mut tx = self
+            .begin_change(actor, &format!("put resource {}", resource.name))
+            .await?;
+        sqlx::query(
+            "INSERT INTO resources (name, kind, spec, enabled, description)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (name) DO UPDATE
+                SET kind = EXCLUDED.kind, spec = EXCLUDED.spec, enabled = EXCLUDED.enabled,
+                    description = EXCLUDED.description, updated_at = now()",
+        )
+        .bind(&resource.name)
+        .bind(resource.spec.kind())
+        .bind(resource.spec.spec_json())
+        .bind(resource.enabled)
+        .bind(&resource.description)
+        .execute(&mut *tx)
+        .await?;
+        self.commit_change(tx, actor, "resource.put", &resource.name)
+            .await
+    }
+
+    pub async fn delete_resource(&self, actor: &str, name: &str) -> Result<i64, ControlPlaneError> {
+        let mut tx = self
+            .begin_change(actor, &format!("delete resource {name}"))
+            .await?;
+        let deleted = sqlx::query("DELETE FROM resources WHERE name = $1")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if deleted == 0 {
+            return Err(ControlPlaneError::NotFound(format!("resource {name:?}")));
+        }
+        self.commit_change(tx, actor, "resource.delete", name).await
+    }
+
+    pub async fn list_resources(&self) -> Result<Vec<Resource>, ControlPlaneError> {
+        let rows: Vec<(String, String, serde_json::Value, bool, String)> = sqlx::query_as(
+            "SELECT name, kind, spec, enabled, description FROM resources ORDER BY name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(name, kind, spec, enabled, description)| {
+                let spec = crate::model::ResourceSpec::from_parts(&kind, spec)
+                    .map_err(|e| ControlPlaneError::Invalid(format!("resource {name:?}: {e}")))?;
+                Ok(Resource {
+                    name,
+                    enabled,
+                    description,
+                    spec,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn put_user(
+        &self,
+        actor: &str,
+        name: &str,
+        enabled: bool,
+        description: &str,
+    ) -> Result<i64, ControlPlaneError> {
+        check_user_name(name).map_err(ControlPlaneError::Invalid)?;
+        let mut tx = self
+            .begin_change(actor, &format!("put user {name}"))
+            .await?;
+        sqlx::query(
+            "INSERT INTO users (name, enabled, description) VALUES ($1, $2, $3)
+             ON CONFLICT (name) DO UPDATE
+                SET enabled = EXCLUDED.enabled, description = EXCLUDED.description,
+                    updated_at = now()",
+        )
+        .bind(name)
+        .bind(enabled)
+        .bind(description)
+        .execute(&mut *tx)
+        .await?;
+        self.commit_change(tx, actor, "user.put", name).await
+    }
+
+    pub async fn delete_user(&self, actor: &str, name: &str) -> Result<i64, ControlPlaneError> {
+        let mut tx = self
+            .begin_change(actor, &format!("delete user {name}"))
+            .await?;
+        let deleted = sqlx::query("DELETE FROM users WHERE name = $1")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if deleted == 0 {
+            return Err(ControlPlaneError::NotFound(format!("user {name:?}")));
+        }
+        self.commit_change(tx, actor, "user.delete", name).await
+    }
+
+    pub async fn list_users(&self) -> Result<Vec<UserSummary>, ControlPlaneError> {
+        let users: Vec<(i64, String, bool, String)> =
+            sqlx::query_as("SELECT id, name, enabled, description FROM users ORDER BY name")
+                .fetch_all(&self.pool)
+                .await?;
+        let creds: Vec<(i64, String, String, bool, DateTime<Utc>)> = sqlx::query_as(
+            "SELECT user_id, kind, key_id, enabled, created_at FROM user_credentials ORDER BY created_at",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(users
+            .into_iter()
+            .map(|(id, name, enabled, description)| UserSummary {
+                name,
+                enabled,
+                description,
+                credentials: creds
+                    .iter()
+                    .filter(|c| c.0 == id)
+                    .map(|(_, kind, key_id, enabled, created_at)| CredentialSummary {
+                        kind: kind.clone(),
+                        key_id: key_id.clone(),
+                        enabled: *enabled,
+                        created_at: *created_at,
+                    })
+                    .collect(),
+            })
+            .collect())
+    }
+
+    /// Issues an API key `shoal_<key_id>_<secret>`; only the SHA-256 of the secret is kept
+    /// (it is 256 random bits, so a fast hash is enough and lookups stay cheap).
+    pub async fn create_api_key(
+        &self,
+        actor: &str,
+        user: &str,
+    ) -> Result<NewCredential, ControlPlaneError> {
+        let key_id = crypto::random_alnum(16);
+        let secret = crypto::random_token(32);
+        let revision = self
+            .insert_credential(
+                actor,
+                user,
+                "api_key",
+                &key_id,
+                Some(crypto::sha256(secret.as_bytes())),
+                None,
+            )
+            .await?;
+        Ok(NewCredential {
+            kind: "api_key",
+            secret: format!("shoal_{key_id}_{secret}"),
+            key_id,
+            revision,
+        })
+    }
+
+    /// Issues an S3 access key pair. The secret is sealed with the secrets key because
+    /// verifying a SigV4 signature needs the secret itself.
+    pub async fn create_s3_credential(
+        &self,
+        actor: &str,
+        user: &str,
+    ) -> Result<NewCredential, ControlPlaneError> {
+        let key = self.secrets_key.as_ref().ok_or_else(|| {
+            ControlPlaneError::Invalid(
+                "no secrets key configured: set control_plane.secrets_key_file or \
+                 SHOAL_SECRETS_KEY to store S3 credentials"
+                    .into(),
+            )
+        })?;
+        let key_id = format!("SHL{}", crypto::random_alnum(17).to_ascii_uppercase());
+        let secret = crypto::random_alnum(40);
+        let sealed = crypto::seal(key, &key_id, secret.as_bytes());
+        let revision = self
+            .insert_credential(actor, user, "s3", &key_id, None, Some(sealed))
+            .await?;
+        Ok(NewCredential {
+            kind: "s3",
+            key_id,
+            secret,
+            revision,
+        })
+    }
+
+    async fn insert_credential(
+        &self,
+        actor: &str,
+        user: &str,
+        kind: &str,
+        key_id: &str,
+        sha: Option<Vec<u8>>,
+        sealed: Option<Vec<u8>>,
+    ) -> Result<i64, ControlPlaneError> {
+        let mut tx = self
+            .begin_change(
+                actor,
+                &format!("add {kind} credential {key_id} to user {user}"),
+            )
+            .await?;
+        let inserted = sqlx::query(
+            "INSERT INTO user_credentials (user_id, kind, key_id, secret_sha256, secret_ciphertext)
+             SELECT id, $2, $3, $4, $5 FROM users WHERE name = $1",
+        )
+        .bind(user)
+        .bind(kind)
+        .bind(key_id)
+        .bind(sha)
+        .bind(sealed)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            return Err(ControlPlaneError::NotFound(format!("user {user:?}")));
+        }
+        self.commit_change(tx, actor, "credential.create", key_id)
+            .await
+    }
+
+    pub async fn delete_credential(
+        &self,
+        actor: &str,
+        key_id: &str,
+    ) -> Result<i64, ControlPlaneError> {
+        let mut tx = self
+            .begin_change(actor, &format!("delete credential {key_id}"))
+            .await?;
+        let deleted = sqlx::query("DELETE FROM user_credentials WHERE key_id = $1")
+            .bind(key_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if deleted == 0 {
+            return Err(ControlPlaneError::NotFound(format!(
+                "credential {key_id:?}"
+            )));
+        }
+        self.commit_change(tx, actor, "credential.delete", key_id)
+            .await
+    }
+
+    pub async fn list_revisions(
+        &self,
+        limit: i64,
+    ) -> Result<Vec<RevisionRecord>, ControlPlaneError> {
+        let rows: Vec<(i64, DateTime<Utc>, String, String)> = sqlx::query_as(
+            "SELECT revision, created_at, actor, summary FROM config_revisions
+              ORDER BY revision DESC LIMIT $1",
+        )
+        .bind(limit.clamp(1, 1000))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(revision, created_at, actor, summary)| RevisionRecord {
+                revision,
+                created_at,
+                actor,
+                summary,
+            })
+            .collect())
+    }
+
+    pub async fn list_audit(&self, limit: i64) -> Result<Vec<AuditRecord>, ControlPlaneError> {
+        type Row = (
+            DateTime<Utc>,
+            String,
+            String,
+            String,
+            String,
+            String,
+            serde_json::Value,
+        );
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT at, node, actor, action, target, outcome, detail FROM audit_log
+              ORDER BY at DESC, id DESC LIMIT $1",
+        )
+        .bind(limit.clamp(1, 1000))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(at, node, actor, action, target, outcome, detail)| AuditRecord {
+                    at,
+                    node,
+                    actor,
+                    action,
+                    target,
+                    outcome,
+                    detail,
+                },
+            )
+            .collect())
+    }
+}
+
+async fn insert_audit(
+    tx: &mut Transaction<'static, Postgres>,
+    node: &str,
+    actor: &str,
+    action: &str,
+    target: &str,
+    outcome: &str,
+    detail: serde_json::Value,
+) -> Result<(), ControlPlaneError> {
+    sqlx::query(
+        "INSERT INTO audit_log (event_id, at, node, actor, action, target, outcome, detail)
+         VALUES ($1::uuid, now(), $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(uuid::Uuid::new_v4().to_string())
+    .bind(node)
+    .bind(actor)
+    .bind(action)
+    .bind(target)
+    .bind(outcome)
+    .bind(detail)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,446 @@
+//! Following the control plane: load at start, then LISTEN/NOTIFY plus a revision poll, with
+//! reconnect backoff and a local snapshot for when PostgreSQL is away.
+//!
+//! The watcher is the only writer of the node's live config. It swaps a whole validated
+//! [`ConfigSnapshot`] in one step (arc-swap), so readers never lock and never see half a change.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use chrono::{DateTime, Utc};
+use rand::Rng as _;
+use serde::Serialize;
+use sqlx::PgPool;
+use sqlx::postgres::PgListener;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::model::ConfigSnapshot;
+use crate::{ControlPlaneError, db, load, snapshot};
+
+/// The channel the schema's triggers notify on.
+const CHANNEL: &str = "shoal_config";
+
+/// Where the config in force came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConfigSource {
+    Database,
+    Snapshot,
+}
+
+/// What made the node look at the database: shown in status so an operator (and a test) can
+/// tell a notification from the safety-net poll.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Trigger {
+    Connect,
+    Notification,
+    Poll,
+    Snapshot,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Rejection {
+    pub revision: i64,
+    pub error: String,
+}
+
+/// The node's view of the control plane, published on every change.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct ControlPlaneStatus {
+    pub connected: bool,
+    /// True once the database was reached since this process started.
+    pub reached: bool,
+    pub revision: Option<i64>,
+    pub source: Option<ConfigSource>,
+    pub applied_at: Option<DateTime<Utc>>,
+    pub applied_via: Option<Trigger>,
+    pub disconnected_since: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    /// The newest revision refused by validation; the previous config stays in force.
+    pub rejected: Option<Rejection>,
+    /// Set when the snapshot file could not be read at start or written after an apply.
+    pub snapshot_error: Option<String>,
+    pub migrations_applied: Option<usize>,
+}
+
+/// Read side of the node's config; cheap to clone and share.
+#[derive(Clone)]
+pub struct ConfigHandle {
+    config: Arc<ArcSwapOption<ConfigSnapshot>>,
+    status: watch::Receiver<ControlPlaneStatus>,
+}
+
+impl ConfigHandle {
+    /// The config in force; `None` until the first load from the database or a snapshot.
+    pub fn current(&self) -> Option<Arc<ConfigSnapshot>> {
+        self.config.load_full()
+    }
+
+    pub fn status(&self) -> ControlPlaneStatus {
+        self.status.borrow().clone()
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<ControlPlaneStatus> {
+        self.status.clone()
+    }
+
+    /// Waits until this node applied `revision` or later; returns the revision in force, or
+    /// `None` if the wait timed out or the watcher stopped.
+    pub async fn wait_for_revision(&self, revision: i64, timeout: Duration) -> Option<i64> {
+        let mut rx = self.status.clone();
+        let reached = rx.wait_for(|s| s.revision.is_some_and(|r| r >= revision));
+        match tokio::time::timeout(timeout, reached).await {
+            Ok(Ok(status)) => status.revision,
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct WatcherOptions {
+    pub poll_interval: Duration,
+    pub connect_timeout: Duration,
+    pub reconnect_min: Duration,
+    pub reconnect_max: Duration,
+    pub migrate_on_start: bool,
+    pub snapshot_path: PathBuf,
+}
+
+impl WatcherOptions {
+    pub fn from_config(config: &shoal_config::NodeConfig) -> Self {
+        let cp = &config.control_plane;
+        Self {
+            poll_interval: cp.poll_interval,
+            connect_timeout: cp.connect_timeout,
+            reconnect_min: cp.reconnect_min,
+            reconnect_max: cp.reconnect_max,
+            migrate_on_start: cp.migrate_on_start,
+            snapshot_path: config.data_dir.join("config-snapshot.json"),
+        }
+    }
+}
+
+/// Starts following the control plane until `cancel` fires.
+pub fn spawn(
+    pool: PgPool,
+    options: WatcherOptions,
+    cancel: CancellationToken,
+) -> (ConfigHandle, tokio::task::JoinHandle<()>) {
+    let config = Arc::new(ArcSwapOption::empty());
+    let (status_tx, status_rx) = watch::channel(ControlPlaneStatus::default());
+    let watcher = Watcher {
+        pool,
+        options,
+        config: config.clone(),
+        status: status_tx,
+        migrated: false,
+        logged_backwards: None,
+    };
+    let task = tokio::spawn(watcher.run(cancel));
+    (
+        ConfigHandle {
+            config,
+            status: status_rx,
+        },
+        task,
+    )
+}
+
+struct Watcher {
+    pool: PgPool,
+    options: WatcherOptions,
+    config: Arc<ArcSwapOption<ConfigSnapshot>>,
+    status: watch::Sender<ControlPlaneStatus>,
+    migrated: bool,
+    /// Database revision last reported as behind ours, so it is logged once, not per poll.
+    logged_backwards: Option<i64>,
+}
+
+/// What the LISTEN task reports to the watcher.
+enum Listen {
+    Notified,
+    /// The LISTEN connection dropped and came back: notifications may have been lost.
+    Resumed,
+    Failed(ControlPlaneError),
+}
+
+impl Watcher {
+    async fn run(mut self, cancel: CancellationToken) {
+        let mut backoff = self.options.reconnect_min;
+        let mut tried_snapshot = false;
+        loop {
+            let outcome = tokio::select! {
+                _ = cancel.cancelled() => return,
+                outcome = self.follow(&cancel) => outcome,
+            };
+            let Err(error) = outcome else { return };
+            if self.status.borrow().connected {
+                backoff = self.options.reconnect_min;
+            }
+            self.mark_disconnected(&error);
+            if !tried_snapshot && self.config.load().is_none() {
+                tried_snapshot = true;
+                self.start_from_snapshot();
+            }
+            let half = backoff / 2;
+            let delay = half + rand::rng().random_range(Duration::ZERO..=half);
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(delay) => {}
+            }
+            backoff = (backoff * 2).min(self.options.reconnect_max);
+        }
+    }
+
+    /// One connected session: returns `Ok` only on cancellation.
+    async fn follow(&mut self, cancel: &CancellationToken) -> Result<(), ControlPlaneError> {
+        let listener = tokio::time::timeout(self.options.connect_timeout, async {
+            let mut l = PgListener::connect_with(&self.pool).await?;
+            l.listen(CHANNEL).await?;
+            Ok::<_, ControlPlaneError>(l)
+        })
+        .await
+        .map_err(|_| {
+            ControlPlaneError::Unavailable(format!(
+                "no connection within {}",
+                humantime_secs(self.options.connect_timeout)
+            ))
+        })??;
+        if self.options.migrate_on_start && !self.migrated {
+            let applied = db::migrate(&self.pool).await?;
+            self.migrated = true;
+            if applied > 0 {
+                tracing::info!(applied, "applied database migrations");
+            } else {
+                tracing::info!("database schema up to date");
+            }
+            self.status
+                .send_modify(|s| s.migrations_applied = Some(applied));
+        }
+        self.mark_connected();
+        self.catch_up(Trigger::Connect).await?;
+
+        let (events_tx, mut events) = mpsc::channel(16);
+        let listen_task = tokio::spawn(listen(listener, events_tx));
+        let _stop_listen = AbortOnDrop(listen_task);
+        let mut poll = tokio::time::interval(self.options.poll_interval);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        poll.tick().await;
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return Ok(()),
+                event = events.recv() => match event {
+                    Some(Listen::Notified) => self.catch_up(Trigger::Notification).await?,
+                    Some(Listen::Resumed) => {
+                        tracing::info!("LISTEN connection was re-established; checking for missed changes");
+                        self.catch_up(Trigger::Connect).await?
+                    }
+                    Some(Listen::Failed(e)) => return Err(e),
+                    None => return Err(ControlPlaneError::Unavailable("LISTEN task ended".into())),
+                },
+                _ = poll.tick() => self.catch_up(Trigger::Poll).await?,
+            }
+        }
+    }
+
+    /// Loads and applies the database's revision if it is newer than the one in force.
+    async fn catch_up(&mut self, trigger: Trigger) -> Result<(), ControlPlaneError> {
+        let head = load::head_revision(&self.pool).await?;
+        let (applied, source) = {
+            let s = self.status.borrow();
+            (s.revision, s.source)
+        };
+        if let Some(applied) = applied {
+            if head < applied {
+                if self.logged_backwards != Some(head) {
+                    self.logged_backwards = Some(head);
+                    let error = format!(
+                        "database is at config revision {head}, behind revision {applied} in force \
+                         on this node (restored from an older backup?); keeping revision {applied}: \
+                         make a change to move the database past it"
+                    );
+                    tracing::error!(head, applied, "{error}");
+                    self.status.send_modify(|s| {
+                        s.rejected = Some(Rejection {
+                            revision: head,
+                            error,
+                        })
+                    });
+                }
+                return Ok(());
+            }
+            if head == applied && source == Some(ConfigSource::Database) {
+                return Ok(());
+            }
+        }
+        if self
+            .status
+            .borrow()
+            .rejected
+            .as_ref()
+            .is_some_and(|r| r.revision == head)
+        {
+            return Ok(());
+        }
+        match load::load_config(&self.pool).await {
+            Ok(config) => {
+                self.apply(config, ConfigSource::Database, trigger).await;
+                Ok(())
+            }
+            Err(ControlPlaneError::Invalid(error)) => {
+                tracing::error!(
+                    revision = head,
+                    in_force = applied,
+                    "config revision refused, previous config stays in force: {error}"
+                );
+                self.status.send_modify(|s| {
+                    s.rejected = Some(Rejection {
+                        revision: head,
+                        error,
+                    })
+                });
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn apply(&mut self, config: ConfigSnapshot, source: ConfigSource, via: Trigger) {
+        let revision = config.revision;
+        let config = Arc::new(config);
+        self.config.store(Some(config.clone()));
+        let now = Utc::now();
+        self.status.send_modify(|s| {
+            s.revision = Some(revision);
+            s.source = Some(source);
+            s.applied_at = Some(now);
+            s.applied_via = Some(via);
+            if s.rejected.as_ref().is_some_and(|r| r.revision <= revision) {
+                s.rejected = None;
+            }
+        });
+        self.logged_backwards = None;
+        tracing::info!(revision, source = ?source, via = ?via, "config applied");
+        if source == ConfigSource::Database {
+            let path = self.options.snapshot_path.clone();
+            let written =
+                tokio::task::spawn_blocking(move || snapshot::write(&path, &config)).await;
+            let error = match written {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e.to_string()),
+                Err(e) => Some(format!("snapshot task failed: {e}")),
+            };
+            if let Some(e) = &error {
+                tracing::warn!("could not save config snapshot: {e}");
+            }
+            self.status.send_modify(|s| s.snapshot_error = error);
+        }
+    }
+
+    fn start_from_snapshot(&mut self) {
+        let path = &self.options.snapshot_path;
+        match snapshot::read(path) {
+            Ok(Some(stored)) => {
+                tracing::warn!(
+                    revision = stored.config.revision,
+                    written_at = %stored.written_at,
+                    path = %path.display(),
+                    "control plane unreachable at start: serving the config snapshot until it is back"
+                );
+                let revision = stored.config.revision;
+                self.config.store(Some(Arc::new(stored.config)));
+                self.status.send_modify(|s| {
+                    s.revision = Some(revision);
+                    s.source = Some(ConfigSource::Snapshot);
+                    s.applied_at = Some(Utc::now());
+                    s.applied_via = Some(Trigger::Snapshot);
+                });
+            }
+            Ok(None) => tracing::warn!(
+                path = %path.display(),
+                "control plane unreachable at start and no config snapshot exists yet; not ready until the database is reached"
+            ),
+            Err(e) => {
+                tracing::error!(
+                    "control plane unreachable at start and the snapshot is unusable: {e}"
+                );
+                self.status
+                    .send_modify(|s| s.snapshot_error = Some(e.to_string()));
+            }
+        }
+    }
+
+    fn mark_connected(&mut self) {
+        let before = self.status.borrow().clone();
+        if !before.connected {
+            match before.disconnected_since {
+                Some(since) if before.reached => tracing::info!(
+                    down_for_s = (Utc::now() - since).num_milliseconds() as f64 / 1000.0,
+                    "control plane reachable again"
+                ),
+                _ => tracing::info!("control plane connected"),
+            }
+        }
+        self.status.send_modify(|s| {
+            s.connected = true;
+            s.reached = true;
+            s.disconnected_since = None;
+            s.last_error = None;
+        });
+    }
+
+    /// Logs once per outage (the first failure), not once per retry.
+    fn mark_disconnected(&mut self, error: &ControlPlaneError) {
+        let message = error.to_string();
+        let first_failure = {
+            let s = self.status.borrow();
+            s.connected || s.disconnected_since.is_none()
+        };
+        if first_failure {
+            let revision = self.status.borrow().revision;
+            tracing::warn!(
+                serving_revision = revision,
+                "control plane unreachable, serving the last known config and retrying with backoff: {message}"
+            );
+        } else {
+            tracing::debug!("control plane still unreachable: {message}");
+        }
+        self.status.send_modify(|s| {
+            s.connected = false;
+            s.disconnected_since.get_or_insert_with(Utc::now);
+            s.last_error = Some(message);
+        });
+    }
+}
+
+/// Forwards notifications; runs in its own task because a half-read message must never be
+/// dropped by a `select!` on the main loop.
+async fn listen(mut listener: PgListener, events: mpsc::Sender<Listen>) {
+    loop {
+        let event = match listener.try_recv().await {
+            Ok(Some(_)) => Listen::Notified,
+            Ok(None) => Listen::Resumed,
+            Err(e) => Listen::Failed(e.into()),
+        };
+        let failed = matches!(event, Listen::Failed(_));
+        if events.send(event).await.is_err() || failed {
+            return;
+        }
+    }
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+fn humantime_secs(d: Duration) -> String {
+    format!("{:.1}s", d.as_secs_f64())
+}

@@ -1,0 +1,165 @@
+//! Health and readiness, and the gate that drains requests at shutdown.
+//!
+//! `/health` and `/ready` stay up until the very last shutdown step so orchestrators see the
+//! node leave; every other route passes the [`DrainGate`], which refuses new requests once
+//! shutdown begins and counts the in-flight ones so shutdown can wait for them.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+use shoal_control_plane::ConfigHandle;
+use tokio::sync::Notify;
+
+#[derive(Default)]
+pub(crate) struct DrainGate {
+    started: AtomicBool,
+    draining: AtomicBool,
+    in_flight: AtomicUsize,
+    idle: Notify,
+}
+
+impl DrainGate {
+    pub(crate) fn listeners_started(&self) {
+        self.started.store(true, Ordering::SeqCst);
+    }
+
+    pub(crate) fn start_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+        self.idle.notify_waiters();
+    }
+
+    /// Waits until no request is in flight; `Err(count)` if `grace` passed first.
+    pub(crate) async fn drained(&self, grace: Duration) -> Result<(), usize> {
+        let wait = async {
+            loop {
+                let idle = self.idle.notified();
+                if self.in_flight.load(Ordering::SeqCst) == 0 {
+                    return;
+                }
+                idle.await;
+            }
+        };
+        tokio::time::timeout(grace, wait)
+            .await
+            .map_err(|_| self.in_flight.load(Ordering::SeqCst))
+    }
+}
+
+struct InFlight(Arc<DrainGate>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if self.0.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+async fn gate(State(gate): State<Arc<DrainGate>>, req: Request, next: Next) -> Response {
+    gate.in_flight.fetch_add(1, Ordering::SeqCst);
+    let guard = InFlight(gate.clone());
+    if gate.draining.load(Ordering::SeqCst) {
+        drop(guard);
+        let body = json!({ "error": { "code": "shutting_down", "message": "node is shutting down; retry on another node" } });
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::CONNECTION, "close")],
+            Json(body),
+        )
+            .into_response();
+    }
+    let response = next.run(req).await;
+    drop(guard);
+    response
+}
+
+#[derive(Clone)]
+pub(crate) struct HealthState {
+    pub config: ConfigHandle,
+    pub gate: Arc<DrainGate>,
+    pub node: String,
+}
+
+pub(crate) fn app(health: HealthState, api: Router) -> Router {
+    let gate = health.gate.clone();
+    let gated = api.layer(axum::middleware::from_fn_with_state(gate, self::gate));
+    Router::new()
+        .route("/health", get(health_check))
+        .route("/ready", get(ready))
+        .with_state(health)
+        .merge(gated)
+}
+
+async fn health_check(State(h): State<HealthState>) -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok", "version": crate::VERSION, "node": h.node }))
+}
+
+/// 200 once config is applied (from the database or the local snapshot) and listeners are
+/// up; otherwise 503 with the list of what is missing.
+async fn ready(State(h): State<HealthState>) -> Response {
+    let status = h.config.status();
+    let mut missing = Vec::new();
+    if status.revision.is_none() {
+        let why = match (&status.last_error, &status.snapshot_error) {
+            (_, Some(snapshot)) => format!("control plane not reached; {snapshot}"),
+            (Some(db), None) => format!("control plane not reached ({db}) and no config snapshot"),
+            (None, None) => "control plane not reached yet".to_string(),
+        };
+        missing.push(format!("config: {why}"));
+    }
+    if !h.gate.started.load(Ordering::SeqCst) {
+        missing.push("listeners: not started".to_string());
+    }
+    if h.gate.draining.load(Ordering::SeqCst) {
+        missing.push("node: shutting down".to_string());
+    }
+    let mut warnings = Vec::new();
+    if status.revision.is_some() && !status.connected {
+        warnings.push(format!(
+            "control plane unreachable since {}: serving revision {} from {}",
+            status
+                .disconnected_since
+                .map_or_else(|| "start".to_string(), |t| t.to_rfc3339()),
+            status.revision.unwrap_or_default(),
+            status.source.map_or("memory", |s| match s {
+                shoal_control_plane::ConfigSource::Database => "memory",
+                shoal_control_plane::ConfigSource::Snapshot => "the local snapshot",
+            })
+        ));
+    }
+    if let Some(rejected) = &status.rejected {
+        warnings.push(format!(
+            "revision {} refused: {}",
+            rejected.revision, rejected.error
+        ));
+    }
+    let ready = missing.is_empty();
+    let body = json!({
+        "ready": ready,
+        "version": crate::VERSION,
+        "node": h.node,
+        "missing": missing,
+        "warnings": warnings,
+        "config": {
+            "revision": status.revision,
+            "source": status.source,
+            "applied_at": status.applied_at,
+            "applied_via": status.applied_via,
+        },
+        "control_plane": { "connected": status.connected, "last_error": status.last_error },
+    });
+    let code = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(body)).into_response()
+}

@@ -1,0 +1,109 @@
+//! The Shoal node as a library: [`run`] serves until its shutdown token fires, then shuts down
+//! in the documented order. `main.rs` only parses the CLI, sets up logging and turns signals
+//! into that token.
+//!
+//! - `http`: health, readiness, and the drain gate in front of everything else.
+
+#![forbid(unsafe_code)]
+
+mod http;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use shoal_config::NodeConfig;
+use shoal_console::ApiState;
+use shoal_control_plane::{Store, WatcherOptions};
+use tokio_util::sync::CancellationToken;
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// How long an admin session lasts.
+const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
+
+/// Bound on the final step: closing the health server's remaining connections.
+const HEALTH_STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// Runs a node until `shutdown` is cancelled, then shuts down in order:
+/// not ready and refuse new requests, drain in-flight requests (bounded by
+/// `http.shutdown_grace`), stop following the control plane, stop the health server.
+/// Later subsystems (cluster leave, telemetry, caches) slot in between, in that order.
+pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+    tracing::info!(
+        version = VERSION,
+        node = %config.node_name,
+        http = %config.http.listen,
+        database = %shoal_control_plane::describe_url(config.control_plane.database_url().expose()),
+        "starting shoal node"
+    );
+    let pool = shoal_control_plane::pool(
+        &config.control_plane,
+        &format!("shoal:{}", config.node_name),
+    )?;
+    let store = Store::new(
+        pool.clone(),
+        config.control_plane.secrets_key().cloned(),
+        config.node_name.clone(),
+    );
+    let watcher_stop = CancellationToken::new();
+    let (handle, watcher) = shoal_control_plane::spawn(
+        pool.clone(),
+        WatcherOptions::from_config(&config),
+        watcher_stop.clone(),
+    );
+    let gate = Arc::new(http::DrainGate::default());
+    let health = http::HealthState {
+        config: handle.clone(),
+        gate: gate.clone(),
+        node: config.node_name.clone(),
+    };
+    let api = shoal_console::router(ApiState {
+        store,
+        config: handle.clone(),
+        session_ttl: SESSION_TTL,
+    });
+    let app = http::app(health, api);
+
+    let listener = tokio::net::TcpListener::bind(config.http.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (http.listen)", config.http.listen))?;
+    let local = listener.local_addr()?;
+    let health_stop = CancellationToken::new();
+    let server = tokio::spawn({
+        let stop = health_stop.clone();
+        async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await
+        }
+    });
+    gate.listeners_started();
+    tracing::info!(addr = %local, "http listening");
+
+    shutdown.cancelled().await;
+    tracing::info!("shutdown: no longer ready, refusing new requests");
+    gate.start_draining();
+    let grace = config.http.shutdown_grace;
+    match gate.drained(grace).await {
+        Ok(()) => tracing::info!("shutdown: in-flight requests drained"),
+        Err(left) => tracing::warn!(
+            in_flight = left,
+            grace_s = grace.as_secs_f64(),
+            "shutdown: drain deadline passed with requests still in flight"
+        ),
+    }
+    watcher_stop.cancel();
+    let _ = watcher.await;
+    pool.close().await;
+    tracing::info!("shutdown: control plane connections closed");
+    health_stop.cancel();
+    match tokio::time::timeout(HEALTH_STOP_GRACE, server).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => tracing::warn!("health server stopped with an error: {e}"),
+        Ok(Err(e)) => tracing::warn!("health server task failed: {e}"),
+        Err(_) => tracing::warn!("health server did not stop in time"),
+    }
+    tracing::info!("shutdown complete");
+    Ok(())
+}

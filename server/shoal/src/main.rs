@@ -1,0 +1,445 @@
+//! `shoal`: run a node, check its config, manage the control plane from the command line.
+
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context as _, bail};
+use clap::{Args, Parser, Subcommand};
+use shoal_config::{LogFormat, NodeConfig};
+use shoal_control_plane::{Enforcement, Policy, Resource, ResourceSpec, Store};
+use tokio_util::sync::CancellationToken;
+
+/// Exit code for a configuration the operator must fix (as in sysexits' EX_CONFIG).
+const EXIT_CONFIG: u8 = 78;
+
+#[derive(Parser)]
+#[command(name = "shoal", version, about = "Clustered policy connector")]
+struct Cli {
+    /// Bootstrap config file (TOML). Every key can also come from a SHOAL_* variable.
+    #[arg(long, short, global = true, env = "SHOAL_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a node: follow the control plane, serve health, readiness and the admin API.
+    Serve,
+    /// Validate a config file and the environment without starting anything.
+    CheckConfig {
+        /// The file to check (defaults to --config).
+        file: Option<PathBuf>,
+    },
+    /// Apply pending database migrations (nodes also do this at start unless disabled).
+    Migrate,
+    /// Print the version.
+    Version,
+    /// Manage admin accounts for the console and admin API.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+    /// Manage Rego policies.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// Manage protected resources.
+    #[command(subcommand)]
+    Resource(ResourceCommand),
+    /// Manage data-plane users and their credentials.
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Args)]
+struct PasswordSource {
+    /// Read the password from this file (first line).
+    #[arg(long, conflicts_with_all = ["password_stdin", "generate"])]
+    password_file: Option<PathBuf>,
+    /// Read the password from standard input (first line).
+    #[arg(long, conflicts_with = "generate")]
+    password_stdin: bool,
+    /// Generate a random password and print it once on standard output.
+    #[arg(long)]
+    generate: bool,
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Create an admin account.
+    Create {
+        #[arg(long)]
+        username: String,
+        #[command(flatten)]
+        password: PasswordSource,
+    },
+    /// Set a new password; ends the admin's sessions on every node.
+    ResetPassword {
+        #[arg(long)]
+        username: String,
+        #[command(flatten)]
+        password: PasswordSource,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Create or replace a policy from a Rego file; it must compile to be stored.
+    Apply {
+        name: String,
+        /// Rego source file.
+        #[arg(long)]
+        file: PathBuf,
+        #[arg(long, default_value = "eventual", value_parser = ["eventual", "strict"])]
+        enforcement: String,
+        /// Store the policy disabled.
+        #[arg(long)]
+        disabled: bool,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// Delete a policy.
+    Delete { name: String },
+    /// List policies as JSON.
+    List,
+}
+
+#[derive(Subcommand)]
+enum ResourceCommand {
+    /// Create or replace a resource.
+    Apply {
+        name: String,
+        /// Kind-specific settings as JSON, e.g. '{"kind":"s3","endpoint":"https://s3.example"}'.
+        #[arg(long)]
+        spec: String,
+        #[arg(long)]
+        disabled: bool,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// Delete a resource.
+    Delete { name: String },
+    /// List resources as JSON.
+    List,
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create or update a user.
+    Apply {
+        name: String,
+        #[arg(long)]
+        disabled: bool,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// Delete a user and all their credentials.
+    Delete { name: String },
+    /// List users and their credential ids as JSON.
+    List,
+    /// Issue a credential; its secret is printed once and never stored in clear.
+    AddKey {
+        name: String,
+        #[arg(long, value_parser = ["api_key", "s3"])]
+        kind: String,
+    },
+    /// Revoke a credential by its key id.
+    DeleteKey { key_id: String },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Version => {
+            println!("shoal {}", shoal::VERSION);
+            ExitCode::SUCCESS
+        }
+        Command::CheckConfig { ref file } => {
+            let path = file.clone().or(cli.config.clone());
+            match shoal_config::load(path.as_deref()) {
+                Ok(config) => {
+                    println!(
+                        "config OK: node {} listens on {}, database {}",
+                        config.node_name,
+                        config.http.listen,
+                        shoal_control_plane::describe_url(
+                            config.control_plane.database_url().expose()
+                        )
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("config error:\n{e}");
+                    ExitCode::from(EXIT_CONFIG)
+                }
+            }
+        }
+        command => {
+            let config = match shoal_config::load(cli.config.as_deref()) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("config error:\n{e}");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            };
+            let serving = matches!(command, Command::Serve);
+            init_tracing(&config, serving);
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("error: cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(dispatch(command, config)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    if serving {
+                        tracing::error!("fatal: {e:#}");
+                    }
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+/// A node logs at the configured level; CLI commands only print warnings and errors so their
+/// stdout stays machine-readable.
+fn init_tracing(config: &NodeConfig, serving: bool) {
+    let level = if serving {
+        config.log.level.as_str()
+    } else {
+        "warn"
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match (config.log.format, serving) {
+        (LogFormat::Json, _) => builder.json().flatten_event(true).init(),
+        (LogFormat::Text, true) => builder.init(),
+        (LogFormat::Text, false) => builder.with_writer(std::io::stderr).init(),
+    }
+}
+
+async fn dispatch(command: Command, config: NodeConfig) -> anyhow::Result<()> {
+    if let Command::Serve = command {
+        let shutdown = CancellationToken::new();
+        tokio::spawn(signal_to_cancel(shutdown.clone()));
+        return shoal::run(config, shutdown).await;
+    }
+    let store = connect_store(&config).await?;
+    match command {
+        Command::Migrate => {
+            let applied = shoal_control_plane::migrate(store.pool()).await?;
+            println!(
+                "applied {applied} migration(s); schema has {}",
+                shoal_control_plane::known_migrations()
+            );
+        }
+        Command::Admin(cmd) => admin(cmd, &store).await?,
+        Command::Policy(cmd) => policy(cmd, &store).await?,
+        Command::Resource(cmd) => resource(cmd, &store).await?,
+        Command::User(cmd) => user(cmd, &store).await?,
+        Command::Serve | Command::CheckConfig { .. } | Command::Version => unreachable!(),
+    }
+    Ok(())
+}
+
+/// CLI commands talk to PostgreSQL directly with the node's own config: they are for
+/// operators who hold the database credentials, and they run the same validation as the API.
+async fn connect_store(config: &NodeConfig) -> anyhow::Result<Store> {
+    let pool = shoal_control_plane::pool(&config.control_plane, "shoal-cli")?;
+    let store = Store::new(
+        pool,
+        config.control_plane.secrets_key().cloned(),
+        format!("cli@{}", config.node_name),
+    );
+    if config.control_plane.migrate_on_start {
+        shoal_control_plane::migrate(store.pool())
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot prepare the database at {}",
+                    shoal_control_plane::describe_url(config.control_plane.database_url().expose())
+                )
+            })?;
+    }
+    Ok(store)
+}
+
+fn cli_actor() -> String {
+    format!(
+        "cli:{}",
+        std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+    )
+}
+
+fn read_password(source: &PasswordSource) -> anyhow::Result<(String, bool)> {
+    let first_line = |text: String| text.lines().next().unwrap_or_default().to_string();
+    if let Some(file) = &source.password_file {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read password file {}", file.display()))?;
+        return Ok((first_line(text), false));
+    }
+    if source.password_stdin {
+        let mut text = String::new();
+        std::io::stdin().read_to_string(&mut text)?;
+        return Ok((first_line(text), false));
+    }
+    if source.generate {
+        use base64::Engine as _;
+        let bytes: [u8; 18] = rand::random();
+        return Ok((
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes),
+            true,
+        ));
+    }
+    bail!("give the password with --password-file, --password-stdin or --generate")
+}
+
+async fn admin(cmd: AdminCommand, store: &Store) -> anyhow::Result<()> {
+    let (username, source, create) = match &cmd {
+        AdminCommand::Create { username, password } => (username, password, true),
+        AdminCommand::ResetPassword { username, password } => (username, password, false),
+    };
+    let (password, generated) = read_password(source)?;
+    if create {
+        store.create_admin(username, &password).await?;
+    } else {
+        store.reset_admin_password(username, &password).await?;
+    }
+    if generated {
+        println!("{password}");
+    } else {
+        eprintln!("admin {username:?} saved");
+    }
+    Ok(())
+}
+
+fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+fn print_revision(what: &str, revision: i64) {
+    println!("{what}: config revision {revision}");
+}
+
+async fn policy(cmd: PolicyCommand, store: &Store) -> anyhow::Result<()> {
+    match cmd {
+        PolicyCommand::Apply {
+            name,
+            file,
+            enforcement,
+            disabled,
+            description,
+        } => {
+            let rego = read_source(&file)?;
+            let policy = Policy {
+                name: name.clone(),
+                rego,
+                enforcement: Enforcement::parse(&enforcement).map_err(anyhow::Error::msg)?,
+                enabled: !disabled,
+                description,
+            };
+            let revision = store.put_policy(&cli_actor(), &policy).await?;
+            print_revision(&format!("policy {name} applied"), revision);
+        }
+        PolicyCommand::Delete { name } => {
+            let revision = store.delete_policy(&cli_actor(), &name).await?;
+            print_revision(&format!("policy {name} deleted"), revision);
+        }
+        PolicyCommand::List => print_json(&store.list_policies().await?)?,
+    }
+    Ok(())
+}
+
+fn read_source(file: &Path) -> anyhow::Result<String> {
+    std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))
+}
+
+async fn resource(cmd: ResourceCommand, store: &Store) -> anyhow::Result<()> {
+    match cmd {
+        ResourceCommand::Apply {
+            name,
+            spec,
+            disabled,
+            description,
+        } => {
+            let mut value: serde_json::Value =
+                serde_json::from_str(&spec).context("--spec is not valid JSON")?;
+            let kind = value
+                .as_object_mut()
+                .and_then(|o| o.remove("kind"))
+                .and_then(|k| k.as_str().map(str::to_string))
+                .context("--spec needs \"kind\": \"s3\" or \"http\"")?;
+            let resource = Resource {
+                name: name.clone(),
+                enabled: !disabled,
+                description,
+                spec: ResourceSpec::from_parts(&kind, value).map_err(anyhow::Error::msg)?,
+            };
+            let revision = store.put_resource(&cli_actor(), &resource).await?;
+            print_revision(&format!("resource {name} applied"), revision);
+        }
+        ResourceCommand::Delete { name } => {
+            let revision = store.delete_resource(&cli_actor(), &name).await?;
+            print_revision(&format!("resource {name} deleted"), revision);
+        }
+        ResourceCommand::List => print_json(&store.list_resources().await?)?,
+    }
+    Ok(())
+}
+
+async fn user(cmd: UserCommand, store: &Store) -> anyhow::Result<()> {
+    match cmd {
+        UserCommand::Apply {
+            name,
+            disabled,
+            description,
+        } => {
+            let revision = store
+                .put_user(&cli_actor(), &name, !disabled, &description)
+                .await?;
+            print_revision(&format!("user {name} applied"), revision);
+        }
+        UserCommand::Delete { name } => {
+            let revision = store.delete_user(&cli_actor(), &name).await?;
+            print_revision(&format!("user {name} deleted"), revision);
+        }
+        UserCommand::List => print_json(&store.list_users().await?)?,
+        UserCommand::AddKey { name, kind } => {
+            let created = if kind == "s3" {
+                store.create_s3_credential(&cli_actor(), &name).await?
+            } else {
+                store.create_api_key(&cli_actor(), &name).await?
+            };
+            print_json(&created)?;
+        }
+        UserCommand::DeleteKey { key_id } => {
+            let revision = store.delete_credential(&cli_actor(), &key_id).await?;
+            print_revision(&format!("credential {key_id} revoked"), revision);
+        }
+    }
+    Ok(())
+}
+
+/// SIGTERM or SIGINT starts the graceful shutdown; a second signal is left to the default
+/// handler's job by the orchestrator's kill timeout.
+async fn signal_to_cancel(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop the node with SIGKILL");
+        return;
+    };
+    let name = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    };
+    tracing::info!(signal = name, "shutdown requested");
+    shutdown.cancel();
+}
