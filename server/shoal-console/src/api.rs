@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use shoal_control_plane::{
-    AdminIdentity, ConfigHandle, Enforcement, Policy, Resource, ResourceSpec, Store,
+    AdminIdentity, ConfigHandle, Credential, Enforcement, Policy, Resource, ResourceSpec, Store,
 };
 
 use crate::ApiError;
@@ -29,6 +29,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/login", post(login))
         .route("/api/v1/logout", post(logout))
         .route("/api/v1/status", get(status))
+        .route("/api/v1/config", get(config_in_force))
         .route("/api/v1/config/wait", get(wait_for_revision))
         .route("/api/v1/revisions", get(revisions))
         .route("/api/v1/audit", get(audit))
@@ -133,6 +134,37 @@ async fn status(State(state): State<ApiState>, _admin: Admin) -> Json<Value> {
     Json(json!({
         "version": env!("CARGO_PKG_VERSION"),
         "control_plane": status,
+    }))
+}
+
+/// What this node enforces right now (which may lag the database, or come from the snapshot).
+/// Credentials are listed by key id only.
+async fn config_in_force(State(state): State<ApiState>, _admin: Admin) -> Json<Value> {
+    let status = state.config.status();
+    let Some(config) = state.config.current() else {
+        return Json(json!({ "revision": null, "source": null }));
+    };
+    let users: Vec<Value> = config
+        .users
+        .iter()
+        .map(|u| {
+            let keys: Vec<&str> = u
+                .credentials
+                .iter()
+                .map(|c| match c {
+                    Credential::ApiKey { key_id, .. } => key_id.as_str(),
+                    Credential::S3 { access_key_id, .. } => access_key_id.as_str(),
+                })
+                .collect();
+            json!({ "name": u.name, "enabled": u.enabled, "credentials": keys })
+        })
+        .collect();
+    Json(json!({
+        "revision": config.revision,
+        "source": status.source,
+        "policies": config.policies,
+        "resources": config.resources,
+        "users": users,
     }))
 }
 

@@ -155,6 +155,7 @@ async fn ready(State(h): State<HealthState>) -> Response {
             "applied_via": status.applied_via,
         },
         "control_plane": { "connected": status.connected, "last_error": status.last_error },
+        "in_flight": h.gate.in_flight.load(Ordering::SeqCst),
     });
     let code = if ready {
         StatusCode::OK

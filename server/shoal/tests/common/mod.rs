@@ -1,0 +1,473 @@
+//! Shared by the integration tests and the config benchmark: real `shoal` processes on
+//! 127.0.0.x, a real PostgreSQL, and polling with deadlines instead of sleeps.
+
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+#[allow(unused_imports)]
+pub use shoal_control_plane::testsuite::{TestPostgres, database};
+
+pub const PSK_HEX: &str = "4242424242424242424242424242424242424242424242424242424242424242";
+pub const SECRETS_KEY_HEX: &str =
+    "0909090909090909090909090909090909090909090909090909090909090909";
+pub const ADMIN: &str = "ops";
+pub const ADMIN_PASSWORD: &str = "correct horse battery staple";
+
+pub const SEED_POLICY: &str = r#"package formal.v2
+
+import future.keywords.if
+
+pre_request := { "action": "block", "type": "block_with_formal_message" } if {
+  input.bucket.name == "sensitive-bucket"
+  input.bucket.access_count.last_minute > 5
+}
+"#;
+
+pub fn shoal_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_shoal"))
+}
+
+/// Polls `check` until it returns `Some`, or panics naming `what` after `timeout`.
+pub async fn wait_until<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Everything one node needs: its own data dir and config file.
+pub struct NodeSpec {
+    pub name: String,
+    pub ip: String,
+    pub database_url: String,
+    pub dir: tempfile::TempDir,
+    pub extra_toml: String,
+}
+
+impl NodeSpec {
+    pub fn new(name: &str, ip: &str, database_url: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            ip: ip.to_string(),
+            database_url: database_url.to_string(),
+            dir: tempfile::tempdir().expect("node dir"),
+            extra_toml: String::new(),
+        }
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("shoal.toml")
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Writes the config file: short poll and backoff so tests converge quickly.
+    pub fn write_config(&self) {
+        let toml = format!(
+            "node_name = \"{name}\"\ndata_dir = \"{data}\"\n\n[http]\nlisten = \"{ip}:0\"\nshutdown_grace = \"20s\"\n\n\
+             [control_plane]\npoll_interval = \"300ms\"\nconnect_timeout = \"2s\"\nreconnect_min = \"50ms\"\nreconnect_max = \"500ms\"\n\n\
+             [log]\nformat = \"json\"\nlevel = \"info,sqlx=warn\"\n{extra}",
+            name = self.name,
+            data = self.data_dir().display(),
+            ip = self.ip,
+            extra = self.extra_toml,
+        );
+        std::fs::write(self.config_path(), toml).expect("write config");
+    }
+
+    /// A `shoal` command with this node's config and secrets in the environment.
+    pub fn command(&self) -> Command {
+        self.write_config();
+        let mut cmd = Command::new(shoal_bin());
+        cmd.arg("--config")
+            .arg(self.config_path())
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("SHOAL_DATABASE_URL", &self.database_url)
+            .env("SHOAL_CLUSTER_PSK", PSK_HEX)
+            .env("SHOAL_SECRETS_KEY", SECRETS_KEY_HEX);
+        cmd
+    }
+
+    /// Runs a CLI subcommand to completion.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        self.command()
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run shoal cli")
+    }
+
+    pub fn start(&self) -> Node {
+        let mut child = self
+            .command()
+            .arg("serve")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn shoal serve");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let logs = logs.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    logs.lock().unwrap().push(line);
+                }
+            });
+        }
+        Node {
+            name: self.name.clone(),
+            child: Some(child),
+            logs,
+            base: None,
+        }
+    }
+}
+
+/// A running node process, killed on drop so a failing test leaves nothing behind.
+pub struct Node {
+    pub name: String,
+    child: Option<Child>,
+    logs: Arc<Mutex<Vec<String>>>,
+    base: Option<String>,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Node {
+    pub fn logs(&self) -> Vec<String> {
+        self.logs.lock().unwrap().clone()
+    }
+
+    /// Parsed JSON log lines (non-JSON lines are skipped).
+    pub fn log_events(&self) -> Vec<Value> {
+        self.logs()
+            .iter()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    pub fn count_messages(&self, message: &str) -> usize {
+        self.log_events()
+            .iter()
+            .filter(|e| e["message"].as_str().is_some_and(|m| m.contains(message)))
+            .count()
+    }
+
+    pub async fn wait_for_log(&self, message: &str, timeout: Duration) -> Value {
+        wait_until(
+            &format!("log {message:?} on {}", self.name),
+            timeout,
+            || async {
+                self.log_events()
+                    .into_iter()
+                    .find(|e| e["message"].as_str().is_some_and(|m| m.contains(message)))
+            },
+        )
+        .await
+    }
+
+    /// Base URL of the node's HTTP server, from its "http listening" log line.
+    pub async fn base_url(&mut self) -> String {
+        if let Some(b) = &self.base {
+            return b.clone();
+        }
+        let event = self
+            .wait_for_log("http listening", Duration::from_secs(30))
+            .await;
+        let base = format!("http://{}", event["addr"].as_str().expect("addr field"));
+        self.base = Some(base.clone());
+        base
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args(["-s", signal, &self.pid().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit and returns its exit code.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let child = self.child.as_mut().expect("running");
+        let status = wait_until("node exit", timeout, || {
+            let polled = child.try_wait().expect("try_wait");
+            async move { polled }
+        })
+        .await;
+        self.child = None;
+        status.code()
+    }
+
+    /// GET /ready as (status, body).
+    pub async fn ready(&mut self) -> (u16, Value) {
+        get_ready(self.base_url().await).await
+    }
+
+    /// Polls /ready until `accept` takes the (status, body) pair.
+    pub async fn wait_ready_where(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        accept: impl Fn(u16, &Value) -> bool,
+    ) -> (u16, Value) {
+        let base = self.base_url().await;
+        wait_until(what, timeout, || {
+            let base = base.clone();
+            let accept = &accept;
+            async move {
+                let (status, body) = get_ready(base).await;
+                accept(status, &body).then_some((status, body))
+            }
+        })
+        .await
+    }
+
+    /// Waits until the node reports `revision` (or later) in force.
+    pub async fn wait_revision(&mut self, revision: i64, timeout: Duration) -> Value {
+        let base = self.base_url().await;
+        let name = self.name.clone();
+        wait_until(&format!("revision {revision} on {name}"), timeout, || {
+            let url = format!("{base}/ready");
+            async move {
+                let body: Value = reqwest::get(url).await.ok()?.json().await.ok()?;
+                (body["config"]["revision"].as_i64()? >= revision).then_some(body)
+            }
+        })
+        .await
+    }
+}
+
+/// GET {base}/ready as (status, body); a refused connection is status 0.
+pub async fn get_ready(base: String) -> (u16, Value) {
+    match reqwest::get(format!("{base}/ready")).await {
+        Ok(resp) => {
+            let status = resp.status().as_u16();
+            (status, resp.json().await.unwrap_or(Value::Null))
+        }
+        Err(_) => (0, Value::Null),
+    }
+}
+
+/// An authenticated admin API client.
+pub struct Api {
+    pub base: String,
+    pub token: String,
+    client: reqwest::Client,
+}
+
+impl Api {
+    pub async fn login(base: &str) -> Api {
+        let client = reqwest::Client::new();
+        let resp = client
+            .post(format!("{base}/api/v1/login"))
+            .json(&serde_json::json!({ "username": ADMIN, "password": ADMIN_PASSWORD }))
+            .send()
+            .await
+            .expect("login");
+        assert_eq!(resp.status().as_u16(), 200, "login failed");
+        let body: Value = resp.json().await.unwrap();
+        Api {
+            base: base.to_string(),
+            token: body["token"].as_str().unwrap().to_string(),
+            client,
+        }
+    }
+
+    pub async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = self
+            .client
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("api request");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        self.request(reqwest::Method::GET, path, None).await
+    }
+
+    pub async fn put(&self, path: &str, body: Value) -> (u16, Value) {
+        self.request(reqwest::Method::PUT, path, Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> (u16, Value) {
+        self.request(reqwest::Method::DELETE, path, None).await
+    }
+
+    /// Names of the policies the node has in force.
+    pub async fn policies_in_force(&self) -> Vec<String> {
+        let (_, body) = self.get("/api/v1/config").await;
+        body["policies"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|p| p["name"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// Creates the test admin through the CLI (which also migrates the database).
+pub fn create_admin(spec: &NodeSpec) {
+    let dir = spec.dir.path().join("admin-password");
+    std::fs::write(&dir, ADMIN_PASSWORD).unwrap();
+    let out = spec.cli(&[
+        "admin",
+        "create",
+        "--username",
+        ADMIN,
+        "--password-file",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "admin create failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Runs SQL against the test database.
+pub async fn sql(url: &str, statement: &str) {
+    use sqlx::Connection as _;
+    let mut conn = sqlx::PgConnection::connect(url).await.expect("connect");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(statement.to_string()))
+        .execute(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("SQL failed: {e}\n{statement}"));
+}
+
+pub async fn head_revision(url: &str) -> i64 {
+    use sqlx::Connection as _;
+    let mut conn = sqlx::PgConnection::connect(url).await.expect("connect");
+    sqlx::query_scalar("SELECT revision FROM config_head")
+        .fetch_one(&mut conn)
+        .await
+        .expect("head revision")
+}
+
+pub fn path_str(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// A TCP forwarder between a node and PostgreSQL that a test can cut and restore: a real
+/// network partition of the control plane, while the test itself still reaches the database.
+pub struct Partition {
+    pub addr: std::net::SocketAddr,
+    open: Arc<std::sync::atomic::AtomicBool>,
+    cut: tokio::sync::watch::Sender<u64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Partition {
+    pub async fn new(upstream: std::net::SocketAddr) -> Self {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let open = Arc::new(AtomicBool::new(true));
+        let (cut, cuts) = tokio::sync::watch::channel(0u64);
+        let task = tokio::spawn({
+            let open = open.clone();
+            async move {
+                loop {
+                    let Ok((mut client, _)) = listener.accept().await else {
+                        return;
+                    };
+                    if !open.load(Ordering::SeqCst) {
+                        drop(client);
+                        continue;
+                    }
+                    let mut cuts = cuts.clone();
+                    tokio::spawn(async move {
+                        let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await else {
+                            return;
+                        };
+                        tokio::select! {
+                            _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                            _ = cuts.changed() => {}
+                        }
+                    });
+                }
+            }
+        });
+        Self {
+            addr,
+            open,
+            cut,
+            task,
+        }
+    }
+
+    /// Drops every open connection and refuses new ones.
+    pub fn cut(&self) {
+        self.open.store(false, std::sync::atomic::Ordering::SeqCst);
+        self.cut.send_modify(|n| *n += 1);
+    }
+
+    pub fn restore(&self) {
+        self.open.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// `url` with its host and port replaced by this forwarder's.
+    pub fn url_for(&self, url: &str) -> String {
+        let (scheme_user, rest) = url.split_once('@').expect("url with user");
+        let path = &rest[rest.find('/').expect("url with database")..];
+        format!("{scheme_user}@{}{path}", self.addr)
+    }
+}
+
+impl Drop for Partition {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+pub fn pg_addr(url: &str) -> std::net::SocketAddr {
+    let rest = url.split_once('@').unwrap().1;
+    rest[..rest.find('/').unwrap()].parse().unwrap()
+}
