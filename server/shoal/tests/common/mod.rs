@@ -423,6 +423,7 @@ impl Partition {
                         continue;
                     }
                     let mut cuts = cuts.clone();
+                    cuts.mark_unchanged();
                     tokio::spawn(async move {
                         let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await else {
                             return;

@@ -1,0 +1,144 @@
+//! The `shoal` command line: config checking and control-plane management, as operators run it.
+
+mod common;
+
+use std::process::{Command, Output, Stdio};
+
+use common::*;
+
+fn check_config(toml: &str, env: &[(&str, &str)]) -> Output {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shoal.toml");
+    std::fs::write(&path, toml).unwrap();
+    let mut cmd = Command::new(shoal_bin());
+    cmd.args(["check-config", path_str(&path)])
+        .env_clear()
+        .stdin(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+const SECRETS: [(&str, &str); 2] = [
+    (
+        "SHOAL_DATABASE_URL",
+        "postgres://shoal:pw@127.0.0.1:1/shoal",
+    ),
+    ("SHOAL_CLUSTER_PSK", PSK_HEX),
+];
+
+#[test]
+fn check_config_accepts_a_valid_file_without_printing_secrets() {
+    let out = check_config("node_name = \"n1\"\n", &SECRETS);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("config OK") && stdout.contains("127.0.0.1:1/shoal"));
+    assert!(!stdout.contains("pw"), "password printed: {stdout}");
+}
+
+#[test]
+fn check_config_names_the_field_for_each_kind_of_mistake() {
+    type Env<'a> = &'a [(&'a str, &'a str)];
+    let cases: [(&str, Env, &str); 5] = [
+        ("[http]\nlisten = 8080\n", &SECRETS, "shoal.toml:2:"),
+        (
+            "[http]\nlisten_on = \"127.0.0.1:1\"\n",
+            &SECRETS,
+            "unknown field `listen_on`",
+        ),
+        ("", &SECRETS[..1], "`cluster.psk_file` is missing"),
+        (
+            "[control_plane]\npoll_interval = \"fast\"\n",
+            &SECRETS,
+            "invalid duration \"fast\"",
+        ),
+        ("[http\n", &SECRETS, "shoal.toml:1:"),
+    ];
+    for (toml, env, expected) in cases {
+        let out = check_config(toml, env);
+        assert_eq!(out.status.code(), Some(78), "{toml:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains(expected),
+            "{toml:?}: {}",
+            stderr(&out)
+        );
+    }
+}
+
+#[test]
+fn check_config_rejects_a_psk_file_of_the_wrong_length() {
+    let dir = tempfile::tempdir().unwrap();
+    let psk = dir.path().join("psk");
+    std::fs::write(&psk, "00112233").unwrap();
+    let toml = format!("[cluster]\npsk_file = \"{}\"\n", psk.display());
+    let out = check_config(&toml, &SECRETS[..1]);
+    assert_eq!(out.status.code(), Some(78));
+    let err = stderr(&out);
+    assert!(
+        err.contains("shoal.toml:2: `cluster.psk_file` key decodes to 4 bytes"),
+        "{err}"
+    );
+}
+
+#[test]
+fn unreachable_database_is_a_clear_error() {
+    let spec = NodeSpec::new("n1", "127.0.0.1", "postgres://postgres@127.0.0.1:1/shoal");
+    let out = spec.cli(&["migrate"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("cannot prepare the database at 127.0.0.1:1/shoal")
+            && err.contains("control plane unavailable"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn policy_cli_validates_before_storing() {
+    let db = database().await;
+    let spec = NodeSpec::new("n1", "127.0.0.1", &db.url);
+    let good = spec.dir.path().join("seed.rego");
+    let bad = spec.dir.path().join("bad.rego");
+    std::fs::write(&good, SEED_POLICY).unwrap();
+    std::fs::write(&bad, "package bad\npre_request if { x > }\n").unwrap();
+
+    let out = spec.cli(&["policy", "apply", "seed", "--file", path_str(&good)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rev = head_revision(&db.url).await;
+
+    let out = spec.cli(&["policy", "apply", "bad", "--file", path_str(&bad)]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("policy \"bad\" does not compile"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(head_revision(&db.url).await, rev, "nothing stored");
+
+    let out = spec.cli(&["policy", "list"]);
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    assert_eq!(listed[0]["name"], "seed");
+
+    let out = spec.cli(&["user", "apply", "alice"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = spec.cli(&["user", "add-key", "alice", "--kind", "s3"]);
+    let key: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(key["kind"], "s3");
+    assert_eq!(key["secret"].as_str().unwrap().len(), 40);
+    let out = spec.cli(&["user", "delete-key", key["key_id"].as_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let out = spec.cli(&["admin", "create", "--username", "short", "--password-stdin"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("password must be 12"),
+        "{}",
+        stderr(&out)
+    );
+}
