@@ -183,6 +183,9 @@ fn main() -> ExitCode {
             };
             let serving = matches!(command, Command::Serve);
             init_tracing(&config, serving);
+            if serving {
+                exit_on_panic();
+            }
             let runtime = match tokio::runtime::Runtime::new() {
                 Ok(r) => r,
                 Err(e) => {
@@ -202,6 +205,18 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// Panic policy: a panic anywhere in a node is a bug that may have left state half-updated, so
+/// the node logs it and exits (code 101) for the orchestrator to replace it; a new process
+/// starts clean from PostgreSQL or the config snapshot.
+fn exit_on_panic() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        tracing::error!("panic, exiting: {info}");
+        default(info);
+        std::process::exit(101);
+    }));
 }
 
 /// A node logs at the configured level; CLI commands only print warnings and errors so their
