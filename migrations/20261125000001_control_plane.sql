@@ -47,7 +47,7 @@ BEGIN
         UPDATE config_revisions
            SET summary = summary || '; ' || TG_OP || ' ' || TG_TABLE_NAME
          WHERE revision = bumped::bigint
-           AND current_setting('shoal.summary', true) IS NULL;
+           AND coalesce(current_setting('shoal.summary', true), '') = '';
         RETURN NULL;
     END IF;
     UPDATE config_head SET revision = revision + 1, updated_at = now() RETURNING revision INTO rev;
@@ -110,7 +110,6 @@ CREATE TABLE user_credentials (
     secret_ciphertext bytea,
     enabled           boolean NOT NULL DEFAULT true,
     created_at        timestamptz NOT NULL DEFAULT now(),
-    expires_at        timestamptz,
     CHECK ((kind = 'api_key' AND secret_sha256 IS NOT NULL AND secret_ciphertext IS NULL)
         OR (kind = 's3' AND secret_ciphertext IS NOT NULL AND secret_sha256 IS NULL))
 );

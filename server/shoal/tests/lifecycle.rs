@@ -97,6 +97,54 @@ async fn partitioned_node_keeps_serving_and_catches_up_with_changes_made_meanwhi
         .await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_behind_the_node_is_reported_not_followed_until_the_operator_says_so() {
+    let db = database().await;
+    let link = Partition::new(pg_addr(&db.url)).await;
+    let spec = NodeSpec::new("n1", "127.0.0.14", &link.url_for(&db.url));
+    create_admin(&spec);
+    sql(&db.url, &policy_sql("p1")).await;
+    sql(&db.url, &policy_sql("p2")).await;
+    let rev = head_revision(&db.url).await;
+    let mut node = spec.start();
+    node.wait_revision(rev, WAIT).await;
+
+    // While the node is cut off, the database goes back in time (an older backup restored).
+    link.cut();
+    node.wait_ready_where("disconnected", WAIT, |_, b| {
+        b["control_plane"]["connected"] == false
+    })
+    .await;
+    sql(
+        &db.url,
+        "ALTER TABLE config_head DISABLE TRIGGER config_head_monotonic;
+         DELETE FROM policies WHERE name = 'p2';
+         UPDATE config_head SET revision = 1;
+         ALTER TABLE config_head ENABLE TRIGGER config_head_monotonic;",
+    )
+    .await;
+    link.restore();
+    let (status, body) = node
+        .wait_ready_where("revision-behind warning", WAIT, |_, b| {
+            b["warnings"].to_string().contains("behind revision")
+        })
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body["config"]["revision"], rev,
+        "the node kept its revision"
+    );
+    let warning = body["warnings"].to_string();
+    let fix = format!("UPDATE config_head SET revision = {}", rev + 1);
+    assert!(warning.contains(&fix), "{warning}");
+
+    // The operator acknowledges: the database's config is applied.
+    sql(&db.url, &fix).await;
+    node.wait_revision(rev + 1, WAIT).await;
+    let api = Api::login(&node.base_url().await).await;
+    assert_eq!(api.policies_in_force().await, ["p1"]);
+}
+
 #[tokio::test]
 async fn postgres_down_keeps_last_config_and_restart_starts_from_snapshot() {
     let mut pg = TestPostgres::start();
