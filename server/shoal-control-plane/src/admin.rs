@@ -146,6 +146,19 @@ impl Store {
         password: &str,
         ttl: Duration,
     ) -> Result<Option<Session>, ControlPlaneError> {
+        // Oversized input is refused before it reaches argon2 or the audit log.
+        if check_username(username).is_err() || password.len() > MAX_PASSWORD_LEN {
+            let shown: String = username.chars().take(64).collect();
+            self.audit(
+                &shown,
+                "admin.login",
+                &shown,
+                "denied",
+                serde_json::json!({}),
+            )
+            .await?;
+            return Ok(None);
+        }
         let row: Option<(i64, String, bool)> =
             sqlx::query_as("SELECT id, password_hash, disabled FROM admins WHERE username = $1")
                 .bind(username)

@@ -173,11 +173,11 @@ impl Watcher {
         let mut backoff = self.options.reconnect_min;
         let mut tried_snapshot = false;
         loop {
-            let outcome = tokio::select! {
-                _ = cancel.cancelled() => return,
-                outcome = self.follow(&cancel) => outcome,
+            // Not raced against `cancel` here: an apply in progress (swap + snapshot write)
+            // finishes before the watcher stops; `follow` checks `cancel` between steps.
+            let Err(error) = self.follow(&cancel).await else {
+                return;
             };
-            let Err(error) = outcome else { return };
             if self.status.borrow().connected {
                 backoff = self.options.reconnect_min;
             }
@@ -198,18 +198,20 @@ impl Watcher {
 
     /// One connected session: returns `Ok` only on cancellation.
     async fn follow(&mut self, cancel: &CancellationToken) -> Result<(), ControlPlaneError> {
-        let listener = tokio::time::timeout(self.options.connect_timeout, async {
+        let connect = tokio::time::timeout(self.options.connect_timeout, async {
             let mut l = PgListener::connect_with(&self.pool).await?;
             l.listen(CHANNEL).await?;
             Ok::<_, ControlPlaneError>(l)
-        })
-        .await
-        .map_err(|_| {
-            ControlPlaneError::Unavailable(format!(
-                "no connection within {}",
-                humantime_secs(self.options.connect_timeout)
-            ))
-        })??;
+        });
+        let listener = tokio::select! {
+            _ = cancel.cancelled() => return Ok(()),
+            connected = connect => connected.map_err(|_| {
+                ControlPlaneError::Unavailable(format!(
+                    "no connection within {}",
+                    humantime_secs(self.options.connect_timeout)
+                ))
+            })??,
+        };
         if self.options.migrate_on_start && !self.migrated {
             let applied = db::migrate(&self.pool).await?;
             self.migrated = true;

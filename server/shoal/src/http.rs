@@ -135,6 +135,13 @@ async fn ready(State(h): State<HealthState>) -> Response {
             })
         ));
     }
+    if let Some(snapshot) = status
+        .snapshot_error
+        .as_ref()
+        .filter(|_| status.revision.is_some())
+    {
+        warnings.push(format!("config snapshot: {snapshot}"));
+    }
     if let Some(rejected) = &status.rejected {
         warnings.push(format!(
             "revision {} refused: {}",

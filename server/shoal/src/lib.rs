@@ -22,6 +22,9 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// How long an admin session lasts.
 const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
 
+/// Bound on stopping the control-plane watcher (it finishes an apply in progress).
+const WATCHER_STOP_GRACE: Duration = Duration::from_secs(5);
+
 /// Bound on the final step: closing the health server's remaining connections.
 const HEALTH_STOP_GRACE: Duration = Duration::from_secs(5);
 
@@ -111,7 +114,16 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> anyhow::Res
         ),
     }
     watcher_stop.cancel();
-    let _ = watcher.await;
+    // An apply in progress finishes (so the snapshot on disk matches what was served); a
+    // database that hangs mid-query does not hold shutdown up beyond the bound.
+    let watcher_abort = watcher.abort_handle();
+    if tokio::time::timeout(WATCHER_STOP_GRACE, watcher)
+        .await
+        .is_err()
+    {
+        watcher_abort.abort();
+        tracing::warn!("shutdown: control plane watcher did not stop in time; aborted");
+    }
     pool.close().await;
     tracing::info!("shutdown: control plane connections closed");
     health_stop.cancel();

@@ -155,7 +155,13 @@ async fn postgres_down_keeps_last_config_and_restart_starts_from_snapshot() {
     let rev = head_revision(&url).await;
     let mut node = spec.start();
     node.wait_revision(rev, WAIT).await;
-    assert!(spec.data_dir().join("config-snapshot.json").exists());
+    let snapshot = spec.data_dir.join("config-snapshot.json");
+    // Written right after the swap, so it may trail the revision in /ready by a moment.
+    wait_until("snapshot file", WAIT, || {
+        let exists = snapshot.exists();
+        async move { exists.then_some(()) }
+    })
+    .await;
 
     // PostgreSQL stops: the node keeps its config and stays ready.
     pg.stop();
@@ -200,6 +206,29 @@ async fn postgres_down_keeps_last_config_and_restart_starts_from_snapshot() {
     .await;
     let api = Api::login(&node.base_url().await).await;
     assert_eq!(api.policies_in_force().await, ["after-restart", "kept"]);
+}
+
+#[tokio::test]
+async fn a_snapshot_that_cannot_be_written_is_a_warning_not_an_outage() {
+    let db = database().await;
+    let mut spec = NodeSpec::new("n1", "127.0.0.15", &db.url);
+    let blocker = spec.dir.path().join("not-a-dir");
+    std::fs::write(&blocker, b"").unwrap();
+    spec.data_dir = blocker.join("data");
+    create_admin(&spec);
+    let mut node = spec.start();
+    let (status, body) = node
+        .wait_ready_where("snapshot warning", WAIT, |_, b| {
+            b["warnings"].to_string().contains("config snapshot")
+        })
+        .await;
+    assert_eq!(status, 200);
+    assert!(
+        body["warnings"]
+            .to_string()
+            .contains("cannot create directory"),
+        "{body}"
+    );
 }
 
 #[tokio::test]

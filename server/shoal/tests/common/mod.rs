@@ -59,26 +59,25 @@ pub struct NodeSpec {
     pub ip: String,
     pub database_url: String,
     pub dir: tempfile::TempDir,
+    pub data_dir: PathBuf,
     pub extra_toml: String,
 }
 
 impl NodeSpec {
     pub fn new(name: &str, ip: &str, database_url: &str) -> Self {
+        let dir = tempfile::tempdir().expect("node dir");
         Self {
             name: name.to_string(),
             ip: ip.to_string(),
             database_url: database_url.to_string(),
-            dir: tempfile::tempdir().expect("node dir"),
+            data_dir: dir.path().join("data"),
+            dir,
             extra_toml: String::new(),
         }
     }
 
     pub fn config_path(&self) -> PathBuf {
         self.dir.path().join("shoal.toml")
-    }
-
-    pub fn data_dir(&self) -> PathBuf {
-        self.dir.path().join("data")
     }
 
     /// Writes the config file: short poll and backoff so tests converge quickly.
@@ -88,7 +87,7 @@ impl NodeSpec {
              [control_plane]\npoll_interval = \"300ms\"\nconnect_timeout = \"2s\"\nreconnect_min = \"50ms\"\nreconnect_max = \"500ms\"\n\n\
              [log]\nformat = \"json\"\nlevel = \"info,sqlx=warn\"\n{extra}",
             name = self.name,
-            data = self.data_dir().display(),
+            data = self.data_dir.display(),
             ip = self.ip,
             extra = self.extra_toml,
         );
