@@ -8,6 +8,7 @@ use argon2::{Argon2, PasswordHash};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use crate::model::check_account_name;
 use crate::store::Store;
 use crate::{ControlPlaneError, crypto};
 
@@ -39,19 +40,7 @@ fn check_password(password: &str) -> Result<(), ControlPlaneError> {
 }
 
 fn check_username(username: &str) -> Result<(), ControlPlaneError> {
-    let ok = !username.is_empty()
-        && username.len() <= 64
-        && username.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && username
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "@._-".contains(c));
-    if ok {
-        Ok(())
-    } else {
-        Err(ControlPlaneError::Invalid(format!(
-            "admin username must be 1-64 characters of letters, digits, '@', '.', '_' or '-', got {username:?}"
-        )))
-    }
+    check_account_name("admin username", username, 64).map_err(ControlPlaneError::Invalid)
 }
 
 /// argon2id with the crate's recommended parameters, off the async runtime (it is slow on

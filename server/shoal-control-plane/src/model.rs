@@ -232,9 +232,10 @@ pub(crate) fn check_name(what: &str, name: &str) -> Result<(), String> {
     }
 }
 
-pub(crate) fn check_user_name(name: &str) -> Result<(), String> {
+/// Names of people and accounts: letters, digits and `@._-`, starting with a letter or digit.
+pub(crate) fn check_account_name(what: &str, name: &str, max: usize) -> Result<(), String> {
     let ok = !name.is_empty()
-        && name.len() <= 128
+        && name.len() <= max
         && name.starts_with(|c: char| c.is_ascii_alphanumeric())
         && name
             .chars()
@@ -243,9 +244,13 @@ pub(crate) fn check_user_name(name: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "user name must be 1-128 characters of letters, digits, '@', '.', '_' or '-', got {name:?}"
+            "{what} must be 1-{max} characters of letters, digits, '@', '.', '_' or '-', got {name:?}"
         ))
     }
+}
+
+pub(crate) fn check_user_name(name: &str) -> Result<(), String> {
+    check_account_name("user name", name, 128)
 }
 
 impl Resource {

@@ -161,6 +161,29 @@ impl Store {
         ControlPlaneError::Invalid(error)
     }
 
+    /// Deletes one named row in its own change; `NotFound` (and nothing committed) if absent.
+    async fn delete_row(
+        &self,
+        actor: &str,
+        what: &str,
+        statement: &'static str,
+        key: &str,
+    ) -> Result<i64, ControlPlaneError> {
+        let mut tx = self
+            .begin_change(actor, &format!("delete {what} {key}"))
+            .await?;
+        let deleted = sqlx::query(statement)
+            .bind(key)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if deleted == 0 {
+            return Err(ControlPlaneError::NotFound(format!("{what} {key:?}")));
+        }
+        self.commit_change(tx, actor, &format!("{what}.delete"), key)
+            .await
+    }
+
     pub async fn put_policy(&self, actor: &str, policy: &Policy) -> Result<i64, ControlPlaneError> {
         let checked = policy.clone();
         let verdict = tokio::task::spawn_blocking(move || checked.validate())
@@ -192,18 +215,13 @@ impl Store {
     }
 
     pub async fn delete_policy(&self, actor: &str, name: &str) -> Result<i64, ControlPlaneError> {
-        let mut tx = self
-            .begin_change(actor, &format!("delete policy {name}"))
-            .await?;
-        let deleted = sqlx::query("DELETE FROM policies WHERE name = $1")
-            .bind(name)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        if deleted == 0 {
-            return Err(ControlPlaneError::NotFound(format!("policy {name:?}")));
-        }
-        self.commit_change(tx, actor, "policy.delete", name).await
+        self.delete_row(
+            actor,
+            "policy",
+            "DELETE FROM policies WHERE name = $1",
+            name,
+        )
+        .await
     }
 
     pub async fn list_policies(&self) -> Result<Vec<Policy>, ControlPlaneError> {
@@ -258,18 +276,13 @@ impl Store {
     }
 
     pub async fn delete_resource(&self, actor: &str, name: &str) -> Result<i64, ControlPlaneError> {
-        let mut tx = self
-            .begin_change(actor, &format!("delete resource {name}"))
-            .await?;
-        let deleted = sqlx::query("DELETE FROM resources WHERE name = $1")
-            .bind(name)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        if deleted == 0 {
-            return Err(ControlPlaneError::NotFound(format!("resource {name:?}")));
-        }
-        self.commit_change(tx, actor, "resource.delete", name).await
+        self.delete_row(
+            actor,
+            "resource",
+            "DELETE FROM resources WHERE name = $1",
+            name,
+        )
+        .await
     }
 
     pub async fn list_resources(&self) -> Result<Vec<Resource>, ControlPlaneError> {
@@ -318,18 +331,8 @@ impl Store {
     }
 
     pub async fn delete_user(&self, actor: &str, name: &str) -> Result<i64, ControlPlaneError> {
-        let mut tx = self
-            .begin_change(actor, &format!("delete user {name}"))
-            .await?;
-        let deleted = sqlx::query("DELETE FROM users WHERE name = $1")
-            .bind(name)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        if deleted == 0 {
-            return Err(ControlPlaneError::NotFound(format!("user {name:?}")));
-        }
-        self.commit_change(tx, actor, "user.delete", name).await
+        self.delete_row(actor, "user", "DELETE FROM users WHERE name = $1", name)
+            .await
     }
 
     pub async fn list_users(&self) -> Result<Vec<UserSummary>, ControlPlaneError> {
@@ -456,21 +459,13 @@ impl Store {
         actor: &str,
         key_id: &str,
     ) -> Result<i64, ControlPlaneError> {
-        let mut tx = self
-            .begin_change(actor, &format!("delete credential {key_id}"))
-            .await?;
-        let deleted = sqlx::query("DELETE FROM user_credentials WHERE key_id = $1")
-            .bind(key_id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        if deleted == 0 {
-            return Err(ControlPlaneError::NotFound(format!(
-                "credential {key_id:?}"
-            )));
-        }
-        self.commit_change(tx, actor, "credential.delete", key_id)
-            .await
+        self.delete_row(
+            actor,
+            "credential",
+            "DELETE FROM user_credentials WHERE key_id = $1",
+            key_id,
+        )
+        .await
     }
 
     pub async fn list_revisions(

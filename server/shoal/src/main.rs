@@ -63,22 +63,32 @@ struct PasswordSource {
     generate: bool,
 }
 
+#[derive(Args)]
+struct AdminArgs {
+    /// Login name: letters, digits, '@', '.', '_' or '-'.
+    #[arg(long)]
+    username: String,
+    #[command(flatten)]
+    password: PasswordSource,
+}
+
 #[derive(Subcommand)]
 enum AdminCommand {
     /// Create an admin account.
-    Create {
-        #[arg(long)]
-        username: String,
-        #[command(flatten)]
-        password: PasswordSource,
-    },
+    Create(AdminArgs),
     /// Set a new password; ends the admin's sessions on every node.
-    ResetPassword {
-        #[arg(long)]
-        username: String,
-        #[command(flatten)]
-        password: PasswordSource,
-    },
+    ResetPassword(AdminArgs),
+}
+
+/// Flags every `apply` command shares.
+#[derive(Args)]
+struct CommonFlags {
+    /// Store it disabled.
+    #[arg(long)]
+    disabled: bool,
+    /// Free text shown in listings and the console.
+    #[arg(long, default_value = "")]
+    description: String,
 }
 
 #[derive(Subcommand)]
@@ -91,11 +101,8 @@ enum PolicyCommand {
         file: PathBuf,
         #[arg(long, default_value = "eventual", value_parser = ["eventual", "strict"])]
         enforcement: String,
-        /// Store the policy disabled.
-        #[arg(long)]
-        disabled: bool,
-        #[arg(long, default_value = "")]
-        description: String,
+        #[command(flatten)]
+        common: CommonFlags,
     },
     /// Delete a policy.
     Delete { name: String },
@@ -111,10 +118,8 @@ enum ResourceCommand {
         /// Kind-specific settings as JSON, e.g. '{"kind":"s3","endpoint":"https://s3.example"}'.
         #[arg(long)]
         spec: String,
-        #[arg(long)]
-        disabled: bool,
-        #[arg(long, default_value = "")]
-        description: String,
+        #[command(flatten)]
+        common: CommonFlags,
     },
     /// Delete a resource.
     Delete { name: String },
@@ -127,10 +132,8 @@ enum UserCommand {
     /// Create or update a user.
     Apply {
         name: String,
-        #[arg(long)]
-        disabled: bool,
-        #[arg(long, default_value = "")]
-        description: String,
+        #[command(flatten)]
+        common: CommonFlags,
     },
     /// Delete a user and all their credentials.
     Delete { name: String },
@@ -314,11 +317,10 @@ fn read_password(source: &PasswordSource) -> anyhow::Result<(String, bool)> {
 }
 
 async fn admin(cmd: AdminCommand, store: &Store) -> anyhow::Result<()> {
-    let (username, source, create) = match &cmd {
-        AdminCommand::Create { username, password } => (username, password, true),
-        AdminCommand::ResetPassword { username, password } => (username, password, false),
-    };
-    let (password, generated) = read_password(source)?;
+    let (AdminCommand::Create(args) | AdminCommand::ResetPassword(args)) = &cmd;
+    let create = matches!(cmd, AdminCommand::Create(_));
+    let username = &args.username;
+    let (password, generated) = read_password(&args.password)?;
     if create {
         store.create_admin(username, &password).await?;
     } else {
@@ -347,16 +349,15 @@ async fn policy(cmd: PolicyCommand, store: &Store) -> anyhow::Result<()> {
             name,
             file,
             enforcement,
-            disabled,
-            description,
+            common,
         } => {
             let rego = read_source(&file)?;
             let policy = Policy {
                 name: name.clone(),
                 rego,
                 enforcement: Enforcement::parse(&enforcement).map_err(anyhow::Error::msg)?,
-                enabled: !disabled,
-                description,
+                enabled: !common.disabled,
+                description: common.description,
             };
             let revision = store.put_policy(&cli_actor(), &policy).await?;
             print_revision(&format!("policy {name} applied"), revision);
@@ -376,12 +377,7 @@ fn read_source(file: &Path) -> anyhow::Result<String> {
 
 async fn resource(cmd: ResourceCommand, store: &Store) -> anyhow::Result<()> {
     match cmd {
-        ResourceCommand::Apply {
-            name,
-            spec,
-            disabled,
-            description,
-        } => {
+        ResourceCommand::Apply { name, spec, common } => {
             let mut value: serde_json::Value =
                 serde_json::from_str(&spec).context("--spec is not valid JSON")?;
             let kind = value
@@ -391,8 +387,8 @@ async fn resource(cmd: ResourceCommand, store: &Store) -> anyhow::Result<()> {
                 .context("--spec needs \"kind\": \"s3\" or \"http\"")?;
             let resource = Resource {
                 name: name.clone(),
-                enabled: !disabled,
-                description,
+                enabled: !common.disabled,
+                description: common.description,
                 spec: ResourceSpec::from_parts(&kind, value).map_err(anyhow::Error::msg)?,
             };
             let revision = store.put_resource(&cli_actor(), &resource).await?;
@@ -409,13 +405,9 @@ async fn resource(cmd: ResourceCommand, store: &Store) -> anyhow::Result<()> {
 
 async fn user(cmd: UserCommand, store: &Store) -> anyhow::Result<()> {
     match cmd {
-        UserCommand::Apply {
-            name,
-            disabled,
-            description,
-        } => {
+        UserCommand::Apply { name, common } => {
             let revision = store
-                .put_user(&cli_actor(), &name, !disabled, &description)
+                .put_user(&cli_actor(), &name, !common.disabled, &common.description)
                 .await?;
             print_revision(&format!("user {name} applied"), revision);
         }
