@@ -1,0 +1,98 @@
+//! `scripts/quickstart` end to end, in a temporary directory with the binary this suite built:
+//! it must leave a ready node, a working admin login and a usable `env` file, and `down`
+//! must stop everything it started.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use common::*;
+
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/quickstart")
+}
+
+fn quickstart(state: &Path, args: &[&str]) -> Output {
+    Command::new(script())
+        .args(args)
+        .env("SHOAL_QUICKSTART_DIR", state)
+        .env("SHOAL_QUICKSTART_BIN", shoal_bin())
+        .output()
+        .expect("run scripts/quickstart")
+}
+
+/// Runs `down --purge` when the test ends, passed or failed.
+struct Down<'a>(&'a Path);
+
+impl Drop for Down<'_> {
+    fn drop(&mut self) {
+        if self.0.exists() {
+            let _ = quickstart(self.0, &["down", "--purge"]);
+        }
+    }
+}
+
+fn parse_env(text: &str) -> BTreeMap<String, String> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.trim_matches('\'').to_string()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quickstart_up_gives_a_ready_node_and_down_stops_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    // PostgreSQL runs as `postgres` when the suite runs as root: it must reach the state dir.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let state = dir.path().join("qs");
+    let _down = Down(&state);
+
+    let up = quickstart(&state, &["up"]);
+    assert!(
+        up.status.success(),
+        "quickstart up failed:\n{}\n{}",
+        String::from_utf8_lossy(&up.stdout),
+        String::from_utf8_lossy(&up.stderr)
+    );
+    let env = parse_env(&std::fs::read_to_string(state.join("env")).unwrap());
+    for key in [
+        "SHOAL_NODES",
+        "SHOAL_CONSOLE_URL",
+        "SHOAL_ADMIN_USER",
+        "SHOAL_ADMIN_PASSWORD_FILE",
+        "SHOAL_DATABASE_URL",
+    ] {
+        assert!(env.contains_key(key), "{key} missing from env: {env:?}");
+    }
+    let console = &env["SHOAL_CONSOLE_URL"];
+    let (status, body) = get_ready(console.clone()).await;
+    assert_eq!(status, 200, "{body}");
+
+    let password = std::fs::read_to_string(&env["SHOAL_ADMIN_PASSWORD_FILE"]).unwrap();
+    let login = reqwest::Client::new()
+        .post(format!("{console}/api/v1/login"))
+        .json(&serde_json::json!({ "username": env["SHOAL_ADMIN_USER"], "password": password.trim() }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status().as_u16(), 200);
+
+    let down = quickstart(&state, &["down", "--purge"]);
+    assert!(
+        down.status.success(),
+        "{}",
+        String::from_utf8_lossy(&down.stderr)
+    );
+    assert!(!state.exists(), "--purge removes the state dir");
+    let console = console.clone();
+    wait_until("node gone", Duration::from_secs(30), || {
+        let console = console.clone();
+        async move { (get_ready(console).await.0 == 0).then_some(()) }
+    })
+    .await;
+}
