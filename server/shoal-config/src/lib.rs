@@ -17,6 +17,7 @@ mod secret;
 
 pub use load::{ConfigError, ConfigIssue, ENV_OVERRIDES, Origin, load, load_from_str};
 pub use model::{
-    ClusterConfig, ControlPlaneConfig, Discovery, HttpConfig, LogConfig, LogFormat, NodeConfig,
+    ClusterConfig, ControlPlaneConfig, DiscoveryConfig, DiscoveryMethod, HttpConfig, LogConfig,
+    LogFormat, NodeConfig,
 };
 pub use secret::{Secret, SecretKey};

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::model::{Discovery, LogFormat, NodeConfig, duration_str};
+use crate::model::{DiscoveryMethod, LogFormat, NodeConfig, duration_str};
 use crate::secret::{Secret, SecretKey};
 
 /// Where a config value came from, so an error points at the place to fix.
@@ -182,13 +182,43 @@ pub const ENV_OVERRIDES: &[EnvOverride] = &[
         var: "SHOAL_DISCOVERY_STATIC_PEERS",
         key: "discovery.peers",
         apply: |c, v| {
-            let peers = v
+            c.discovery.method = DiscoveryMethod::Static;
+            c.discovery.peers = v
                 .split(',')
                 .map(str::trim)
                 .filter(|p| !p.is_empty())
-                .map(parse_addr)
-                .collect::<Result<Vec<_>, _>>()?;
-            c.discovery = Discovery::Static { peers };
+                .map(str::to_string)
+                .collect();
+            Ok(())
+        },
+    },
+    EnvOverride {
+        var: "SHOAL_DISCOVERY_DNS_SRV",
+        key: "discovery.name",
+        apply: |c, v| {
+            c.discovery.method = DiscoveryMethod::DnsSrv;
+            c.discovery.name = Some(v.trim().to_string());
+            Ok(())
+        },
+    },
+    EnvOverride {
+        var: "SHOAL_DISCOVERY_SERVER",
+        key: "discovery.server",
+        apply: |c, v| parse_addr(v).map(|a| c.discovery.server = Some(a)),
+    },
+    EnvOverride {
+        var: "SHOAL_DISCOVERY_ALLOWED_ADDRESS_SPACE",
+        key: "discovery.allowed_address_space",
+        apply: |c, v| {
+            c.discovery.allowed_address_space = v
+                .split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(|p| {
+                    p.parse()
+                        .map_err(|_| format!("{p:?} is not a CIDR block like 10.0.0.0/8"))
+                })
+                .collect::<Result<_, _>>()?;
             Ok(())
         },
     },
@@ -556,18 +586,74 @@ fn validate(config: &NodeConfig, origin_of: &dyn Fn(&str) -> Origin, out: &mut V
             format!("must be a concrete address peers can reach, got {adv}"),
         );
     }
-    match &config.discovery {
-        Discovery::None => {}
-        Discovery::Static { peers } => check(
-            !peers.is_empty(),
-            "discovery.peers",
-            "must list at least one peer for method \"static\"".into(),
-        ),
-        Discovery::DnsSrv { name, .. } | Discovery::DnsA { name, .. } => check(
-            !name.is_empty() && !name.contains(char::is_whitespace),
-            "discovery.name",
-            format!("must be a DNS name, got {name:?}"),
-        ),
+    let d = &config.discovery;
+    let method = d.method.as_str();
+    let uses = |key: &str| match d.method {
+        DiscoveryMethod::None => false,
+        DiscoveryMethod::Static => matches!(key, "peers" | "server"),
+        DiscoveryMethod::DnsSrv => matches!(key, "name" | "server"),
+        DiscoveryMethod::DnsA => matches!(key, "name" | "port" | "server"),
+    };
+    let set = [
+        ("peers", !d.peers.is_empty()),
+        ("name", d.name.is_some()),
+        ("server", d.server.is_some()),
+    ];
+    for (key, present) in set {
+        check(
+            !present || uses(key),
+            &format!("discovery.{key}"),
+            format!("is not used by discovery method {method:?}"),
+        );
+    }
+    match d.method {
+        DiscoveryMethod::None => {}
+        DiscoveryMethod::Static => {
+            check(
+                !d.peers.is_empty(),
+                "discovery.peers",
+                "must list at least one peer as host:port for method \"static\"".into(),
+            );
+            for peer in &d.peers {
+                let ok = peer.rsplit_once(':').is_some_and(|(host, port)| {
+                    !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
+                });
+                check(
+                    ok,
+                    "discovery.peers",
+                    format!("entries must be host:port, got {peer:?}"),
+                );
+            }
+        }
+        DiscoveryMethod::DnsSrv | DiscoveryMethod::DnsA => {
+            let name_ok = d.name.as_deref().is_some_and(|n| {
+                !n.is_empty() && n.len() <= 253 && !n.contains(char::is_whitespace)
+            });
+            check(
+                name_ok,
+                "discovery.name",
+                format!("must be a DNS name for method {method:?}, got {:?}", d.name),
+            );
+        }
+    }
+    check(
+        d.port > 0,
+        "discovery.port",
+        "must be a port number between 1 and 65535".into(),
+    );
+    for (key, value, min) in [
+        ("discovery.interval", d.interval, Duration::from_millis(100)),
+        ("discovery.timeout", d.timeout, Duration::from_millis(10)),
+    ] {
+        check(
+            value >= min && value <= Duration::from_secs(3600),
+            key,
+            format!(
+                "must be between {} and 1h, got {}",
+                humantime::format_duration(min),
+                humantime::format_duration(value)
+            ),
+        );
     }
     check(
         tracing_subscriber::EnvFilter::try_new(&config.log.level).is_ok(),
@@ -758,16 +844,68 @@ mod tests {
     }
 
     #[test]
-    fn discovery_is_a_tagged_section() {
-        let text = "[discovery]\nmethod = \"static\"\npeers = [\"127.0.0.2:7946\"]\n";
+    fn discovery_keys_are_checked_against_the_method() {
+        let text = "[discovery]\nmethod = \"static\"\npeers = [\"127.0.0.2:7946\", \"node-2.shoal:7946\"]\nallowed_address_space = [\"127.0.0.0/8\"]\n";
         let c = load(text, &base_env()).unwrap();
-        assert_eq!(
-            c.discovery,
-            Discovery::Static {
-                peers: vec!["127.0.0.2:7946".parse().unwrap()]
-            }
+        assert_eq!(c.discovery.method, DiscoveryMethod::Static);
+        assert_eq!(c.discovery.peers.len(), 2);
+        assert!(
+            c.discovery.allowed_address_space[0]
+                .contains(&"127.0.0.9".parse::<std::net::IpAddr>().unwrap())
         );
+
         let err = load("[discovery]\nmethod = \"carrier-pigeon\"\n", &base_env()).unwrap_err();
         assert!(err.to_string().contains("unknown variant"), "{err}");
+
+        let err = load(
+            "[discovery]\nmethod = \"dns-srv\"\npeers = [\"a:1\"]\n",
+            &base_env(),
+        )
+        .unwrap_err();
+        let lines: Vec<String> = err.issues().iter().map(ToString::to_string).collect();
+        assert!(
+            lines[0].contains("`discovery.peers` is not used by discovery method \"dns-srv\""),
+            "{lines:?}"
+        );
+        assert!(
+            lines[1].contains("`discovery.name` must be a DNS name"),
+            "{lines:?}"
+        );
+
+        let err = load(
+            "[discovery]\nmethod = \"static\"\npeers = [\"no-port\"]\n",
+            &base_env(),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("entries must be host:port, got \"no-port\""),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn cidr_that_does_not_parse_names_the_key() {
+        let err = load(
+            "[discovery]\nallowed_address_space = [\"10.0.0.0/33\"]\n",
+            &base_env(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().starts_with("shoal.toml:2:"), "{err}");
+
+        let mut e = base_env();
+        e.insert(
+            "SHOAL_DISCOVERY_ALLOWED_ADDRESS_SPACE".into(),
+            "10.0.0.0/8, nope".into(),
+        );
+        let err = load("", &e).unwrap_err();
+        assert_eq!(
+            err.issues()[0].origin,
+            Origin::Env("SHOAL_DISCOVERY_ALLOWED_ADDRESS_SPACE".into())
+        );
+        assert!(
+            err.to_string().contains("\"nope\" is not a CIDR block"),
+            "{err}"
+        );
     }
 }

@@ -28,7 +28,7 @@ pub struct NodeConfig {
     #[serde(default)]
     pub cluster: ClusterConfig,
     #[serde(default)]
-    pub discovery: Discovery,
+    pub discovery: DiscoveryConfig,
     #[serde(default)]
     pub log: LogConfig,
 }
@@ -140,29 +140,79 @@ impl ClusterConfig {
     }
 }
 
-/// How a node finds its peers.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
-#[serde(tag = "method", rename_all = "kebab-case", deny_unknown_fields)]
-pub enum Discovery {
-    /// Standalone node, or peers that join it.
+/// How a node finds its peers. One flat section (so unknown keys are still rejected); which
+/// keys apply depends on `method`, and `load` rejects keys that do not apply.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct DiscoveryConfig {
+    #[serde(default)]
+    pub method: DiscoveryMethod,
+    /// `static`: peer gossip addresses as `host:port` (names are resolved at every round).
+    #[serde(default)]
+    pub peers: Vec<String>,
+    /// `dns-srv` / `dns-a`: the name to query.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// `dns-a`: the gossip port of the addresses found.
+    #[serde(default = "default_gossip_port")]
+    pub port: u16,
+    /// DNS server to ask instead of the system resolver (`dns-*` and names in `peers`).
+    #[serde(default)]
+    pub server: Option<SocketAddr>,
+    /// How often discovery runs again (new nodes are joined, so a node that started alone
+    /// finds the others).
+    #[serde(default = "default_discovery_interval", with = "duration_str")]
+    pub interval: Duration,
+    /// Bound on one discovery round.
+    #[serde(default = "default_discovery_timeout", with = "duration_str")]
+    pub timeout: Duration,
+    /// Only addresses inside these CIDR blocks are joined (empty: all).
+    #[serde(default)]
+    pub allowed_address_space: Vec<ipnet::IpNet>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum DiscoveryMethod {
+    /// Standalone node, or one that others join.
     #[default]
     None,
-    /// A fixed list of peer gossip addresses.
-    Static { peers: Vec<SocketAddr> },
-    /// DNS SRV records, polled; `server` overrides the system resolver.
-    DnsSrv {
-        name: String,
-        #[serde(default)]
-        server: Option<SocketAddr>,
-    },
-    /// DNS A/AAAA records, polled, all on the gossip port.
-    DnsA {
-        name: String,
-        #[serde(default = "default_gossip_port")]
-        port: u16,
-        #[serde(default)]
-        server: Option<SocketAddr>,
-    },
+    Static,
+    DnsSrv,
+    DnsA,
+}
+
+impl DiscoveryMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DiscoveryMethod::None => "none",
+            DiscoveryMethod::Static => "static",
+            DiscoveryMethod::DnsSrv => "dns-srv",
+            DiscoveryMethod::DnsA => "dns-a",
+        }
+    }
+}
+
+impl Default for DiscoveryConfig {
+    fn default() -> Self {
+        Self {
+            method: DiscoveryMethod::None,
+            peers: Vec::new(),
+            name: None,
+            port: default_gossip_port(),
+            server: None,
+            interval: default_discovery_interval(),
+            timeout: default_discovery_timeout(),
+            allowed_address_space: Vec::new(),
+        }
+    }
+}
+
+fn default_discovery_interval() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_discovery_timeout() -> Duration {
+    Duration::from_secs(2)
 }
 
 #[derive(Debug, Clone, Deserialize)]
