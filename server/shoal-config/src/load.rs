@@ -429,7 +429,12 @@ fn resolve_secrets(
         }
     }
 
-    let mut read_key = |var: &str, file: &Option<PathBuf>, key: &str| -> Option<SecretKey> {
+    // Both keys: env first, then the file; the text is parsed by `parse`.
+    let mut read_keys = |var: &str,
+                         file: &Option<PathBuf>,
+                         key: &str,
+                         parse: &dyn Fn(&str) -> Result<Vec<SecretKey>, String>|
+     -> Option<Vec<SecretKey>> {
         let (text, origin) = match (env.get(var), file) {
             (Some(v), _) => (v.clone(), Origin::Env(var.into())),
             (None, Some(f)) => match read_secret_file(f) {
@@ -441,24 +446,27 @@ fn resolve_secrets(
             },
             (None, None) => return None,
         };
-        match SecretKey::parse(&text) {
-            Ok(k) => Some(k),
-            Err(e) => {
-                issue(key, origin, format!("key {e}"));
-                None
-            }
-        }
+        parse(&text)
+            .map_err(|e| issue(key, origin, format!("key {e}")))
+            .ok()
     };
-    config.cluster.psk = read_key(
+    let psk_file = config.cluster.psk_file.clone();
+    let psk = read_keys(
         "SHOAL_CLUSTER_PSK",
-        &config.cluster.psk_file,
+        &psk_file,
         "cluster.psk_file",
+        &SecretKey::parse_list,
     );
-    config.control_plane.secrets_key = read_key(
+    let secrets_file = config.control_plane.secrets_key_file.clone();
+    let secrets = read_keys(
         "SHOAL_SECRETS_KEY",
-        &config.control_plane.secrets_key_file,
+        &secrets_file,
         "control_plane.secrets_key_file",
+        &|t| SecretKey::parse(t).map(|k| vec![k]),
     );
+    config.cluster.keys = psk.unwrap_or_default();
+    config.cluster.keys_from_env = env.contains_key("SHOAL_CLUSTER_PSK");
+    config.control_plane.secrets_key = secrets.and_then(|mut k| k.pop());
     let psk_given = env.contains_key("SHOAL_CLUSTER_PSK") || config.cluster.psk_file.is_some();
     if !psk_given {
         issue(
@@ -574,6 +582,82 @@ fn validate(config: &NodeConfig, origin_of: &dyn Fn(&str) -> Origin, out: &mut V
         "control_plane.max_connections",
         format!("must be between 2 and 100, got {}", cp.max_connections),
     );
+    let c = &config.cluster;
+    for (key, value, min, max) in [
+        ("cluster.probe_interval", c.probe_interval, 50, 60_000),
+        ("cluster.probe_timeout", c.probe_timeout, 10, 60_000),
+        ("cluster.gossip_interval", c.gossip_interval, 10, 60_000),
+        (
+            "cluster.push_pull_interval",
+            c.push_pull_interval,
+            100,
+            3_600_000,
+        ),
+        (
+            "cluster.dead_node_reap",
+            c.dead_node_reap,
+            1_000,
+            86_400_000,
+        ),
+        (
+            "cluster.key_reload_interval",
+            c.key_reload_interval,
+            100,
+            3_600_000,
+        ),
+    ] {
+        let (min, max) = (Duration::from_millis(min), Duration::from_millis(max));
+        check(
+            value >= min && value <= max,
+            key,
+            format!(
+                "must be between {} and {}, got {}",
+                humantime::format_duration(min),
+                humantime::format_duration(max),
+                humantime::format_duration(value)
+            ),
+        );
+    }
+    check(
+        c.probe_timeout < c.probe_interval,
+        "cluster.probe_timeout",
+        format!(
+            "must be shorter than cluster.probe_interval ({}), got {}",
+            humantime::format_duration(c.probe_interval),
+            humantime::format_duration(c.probe_timeout)
+        ),
+    );
+    for (key, value, max) in [
+        ("cluster.suspicion_multiplier", c.suspicion_multiplier, 20),
+        (
+            "cluster.suspicion_max_timeout_multiplier",
+            c.suspicion_max_timeout_multiplier,
+            20,
+        ),
+        (
+            "cluster.awareness_max_multiplier",
+            c.awareness_max_multiplier,
+            20,
+        ),
+        ("cluster.gossip_nodes", c.gossip_nodes, 64),
+        ("cluster.retransmit_multiplier", c.retransmit_multiplier, 20),
+    ] {
+        check(
+            (1..=max).contains(&value),
+            key,
+            format!("must be between 1 and {max}, got {value}"),
+        );
+    }
+    if c.advertise.is_none() {
+        check(
+            !c.bind.ip().is_unspecified(),
+            "cluster.advertise",
+            format!(
+                "is required when cluster.bind is a wildcard address ({}): peers need an address they can reach",
+                c.bind
+            ),
+        );
+    }
     check(
         !config.cluster.name.is_empty() && config.cluster.name.len() <= 64,
         "cluster.name",
@@ -700,7 +784,7 @@ mod tests {
         let c = load("", &base_env()).unwrap();
         assert_eq!(c.http.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(c.control_plane.poll_interval, Duration::from_secs(5));
-        assert_eq!(c.cluster.psk().expose(), &[1u8; 32]);
+        assert_eq!(c.cluster.keys()[0].expose(), &[1u8; 32]);
         assert_eq!(
             c.control_plane.database_url().expose(),
             "postgres://shoal:pw@127.0.0.1:5432/shoal"

@@ -108,6 +108,10 @@ impl ControlPlaneConfig {
 }
 
 /// Gossip layer settings; the PSK is required so that no cluster ever runs unencrypted.
+///
+/// The failure-detection defaults are tuned so that a killed node is suspect everywhere
+/// within about 1 s and dead within 3 s, while Lifeguard's awareness keeps a busy node from
+/// being falsely suspected (see docs/benchmarks.md, `scripts/bench membership`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterConfig {
@@ -117,26 +121,69 @@ pub struct ClusterConfig {
     /// Gossip bind address (TCP and UDP).
     #[serde(default = "default_cluster_bind")]
     pub bind: SocketAddr,
-    /// Address peers should use to reach this node, when it differs from `bind`.
+    /// Address peers should use to reach this node, when it differs from `bind` (required
+    /// when `bind` is a wildcard address).
     #[serde(default)]
     pub advertise: Option<SocketAddr>,
-    /// File holding the 32-byte pre-shared key. `SHOAL_CLUSTER_PSK` takes precedence.
+    /// File holding the pre-shared keys, one per line (32 bytes as hex or base64), the first
+    /// being the one this node sends with. Re-read every `key_reload_interval`, so keys rotate
+    /// without restarts: add the new key on a second line, move it first, remove the old one.
+    /// `SHOAL_CLUSTER_PSK` (keys separated by commas) takes precedence and is not reloaded.
     #[serde(default)]
     pub psk_file: Option<PathBuf>,
     /// File holding this node's identity, created on first start, so the node id survives
-    /// restarts. Without it the node takes a fresh id at every start.
+    /// restarts and address changes. Without it the node takes a fresh id at every start.
     #[serde(default)]
     pub node_key_file: Option<PathBuf>,
+    /// How often each node probes one other node.
+    #[serde(default = "default_probe_interval", with = "duration_str")]
+    pub probe_interval: Duration,
+    /// How long a direct probe waits for an ack before indirect probes start.
+    #[serde(default = "default_probe_timeout", with = "duration_str")]
+    pub probe_timeout: Duration,
+    /// Suspicion timeout = multiplier x log10(nodes) x probe interval, before confirmations.
+    #[serde(default = "default_suspicion_multiplier")]
+    pub suspicion_multiplier: u32,
+    /// Upper bound of the suspicion timeout as a multiple of its minimum (Lifeguard: a suspect
+    /// with no independent confirmation waits longer).
+    #[serde(default = "default_suspicion_max_multiplier")]
+    pub suspicion_max_timeout_multiplier: u32,
+    /// Lifeguard awareness: how far a node that misses its own acks stretches its probe
+    /// timeouts before it accuses others.
+    #[serde(default = "default_awareness_max_multiplier")]
+    pub awareness_max_multiplier: u32,
+    #[serde(default = "default_gossip_interval", with = "duration_str")]
+    pub gossip_interval: Duration,
+    /// Peers each gossip round sends to.
+    #[serde(default = "default_gossip_nodes")]
+    pub gossip_nodes: u32,
+    /// Retransmissions of a broadcast = multiplier x log10(nodes + 1).
+    #[serde(default = "default_retransmit_multiplier")]
+    pub retransmit_multiplier: u32,
+    /// Full state exchange with one random peer (anti-entropy for anything gossip missed).
+    #[serde(default = "default_push_pull_interval", with = "duration_str")]
+    pub push_pull_interval: Duration,
+    /// How long a dead or left node stays in the member list before it is removed.
+    #[serde(default = "default_dead_node_reap", with = "duration_str")]
+    pub dead_node_reap: Duration,
+    /// How often `psk_file` is re-read for key rotation.
+    #[serde(default = "default_key_reload_interval", with = "duration_str")]
+    pub key_reload_interval: Duration,
     #[serde(skip)]
-    pub(crate) psk: Option<SecretKey>,
+    pub(crate) keys: Vec<SecretKey>,
+    #[serde(skip)]
+    pub(crate) keys_from_env: bool,
 }
 
 impl ClusterConfig {
-    /// Always present once `load` succeeded.
-    pub fn psk(&self) -> &SecretKey {
-        self.psk
-            .as_ref()
-            .expect("validated config always has a PSK")
+    /// The keys this node holds, the primary first; never empty once `load` succeeded.
+    pub fn keys(&self) -> &[SecretKey] {
+        &self.keys
+    }
+
+    /// Whether the keys come from a file that may change at runtime.
+    pub fn keys_reloadable(&self) -> bool {
+        self.psk_file.is_some() && !self.keys_from_env
     }
 }
 
@@ -267,9 +314,55 @@ impl Default for ClusterConfig {
             advertise: None,
             psk_file: None,
             node_key_file: None,
-            psk: None,
+            probe_interval: default_probe_interval(),
+            probe_timeout: default_probe_timeout(),
+            suspicion_multiplier: default_suspicion_multiplier(),
+            suspicion_max_timeout_multiplier: default_suspicion_max_multiplier(),
+            awareness_max_multiplier: default_awareness_max_multiplier(),
+            gossip_interval: default_gossip_interval(),
+            gossip_nodes: default_gossip_nodes(),
+            retransmit_multiplier: default_retransmit_multiplier(),
+            push_pull_interval: default_push_pull_interval(),
+            dead_node_reap: default_dead_node_reap(),
+            key_reload_interval: default_key_reload_interval(),
+            keys: Vec::new(),
+            keys_from_env: false,
         }
     }
+}
+
+fn default_probe_interval() -> Duration {
+    Duration::from_millis(300)
+}
+fn default_probe_timeout() -> Duration {
+    Duration::from_millis(200)
+}
+fn default_suspicion_multiplier() -> u32 {
+    4
+}
+fn default_suspicion_max_multiplier() -> u32 {
+    3
+}
+fn default_awareness_max_multiplier() -> u32 {
+    8
+}
+fn default_gossip_interval() -> Duration {
+    Duration::from_millis(50)
+}
+fn default_gossip_nodes() -> u32 {
+    4
+}
+fn default_retransmit_multiplier() -> u32 {
+    4
+}
+fn default_push_pull_interval() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_dead_node_reap() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_key_reload_interval() -> Duration {
+    Duration::from_secs(5)
 }
 
 impl Default for LogConfig {

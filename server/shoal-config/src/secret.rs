@@ -63,6 +63,35 @@ impl SecretKey {
         })?;
         Ok(Secret(key))
     }
+
+    /// A keyring: keys separated by newlines or commas, the first one primary; blank lines and
+    /// `#` comments are skipped. Errors say which entry is wrong without echoing it.
+    pub fn parse_list(text: &str) -> Result<Vec<Self>, String> {
+        let entries: Vec<&str> = text
+            .split(['\n', ','])
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .collect();
+        if entries.is_empty() {
+            return Err("list is empty; expected at least one 32-byte key".into());
+        }
+        let mut keys: Vec<Self> = Vec::with_capacity(entries.len());
+        for (i, entry) in entries.iter().enumerate() {
+            let key = Self::parse(entry).map_err(|e| format!("number {} {e}", i + 1))?;
+            if keys.contains(&key) {
+                return Err(format!("number {} is listed twice", i + 1));
+            }
+            keys.push(key);
+        }
+        Ok(keys)
+    }
+
+    /// A short, non-secret name for a key (first 8 hex digits of its SHA-256), so status
+    /// pages and logs can say which keys a node holds.
+    pub fn fingerprint(&self) -> String {
+        use sha2::Digest as _;
+        hex::encode(&sha2::Sha256::digest(self.0)[..4])
+    }
 }
 
 #[cfg(test)]
@@ -84,6 +113,25 @@ mod tests {
             SecretKey::parse(&format!("{b64}\n")).unwrap().expose(),
             &[0x11; 32]
         );
+    }
+
+    #[test]
+    fn keyring_lists_keep_order_and_name_the_bad_entry() {
+        let a = "11".repeat(32);
+        let b = "22".repeat(32);
+        let keys = SecretKey::parse_list(&format!("# rotation\n{b}\n\n{a}\n")).unwrap();
+        assert_eq!(keys.len(), 2);
+        assert_eq!(keys[0].expose(), &[0x22; 32]);
+        assert_ne!(keys[0].fingerprint(), keys[1].fingerprint());
+        assert_eq!(SecretKey::parse_list(&format!("{a},{b}")).unwrap().len(), 2);
+        let err = SecretKey::parse_list(&format!("{a}\nabcd")).unwrap_err();
+        assert!(err.starts_with("number 2 decodes to 2 bytes"), "{err}");
+        assert!(
+            SecretKey::parse_list(&format!("{a}\n{a}"))
+                .unwrap_err()
+                .contains("twice")
+        );
+        assert!(SecretKey::parse_list("# only a comment\n").is_err());
     }
 
     #[test]

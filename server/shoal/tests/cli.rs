@@ -80,7 +80,7 @@ fn check_config_rejects_a_psk_file_of_the_wrong_length() {
     assert_eq!(out.status.code(), Some(78));
     let err = stderr(&out);
     assert!(
-        err.contains("shoal.toml:2: `cluster.psk_file` key decodes to 4 bytes"),
+        err.contains("shoal.toml:2: `cluster.psk_file` key number 1 decodes to 4 bytes"),
         "{err}"
     );
 }

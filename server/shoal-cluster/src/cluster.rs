@@ -1,0 +1,648 @@
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use memberlist::Memberlist;
+use memberlist::Options;
+use memberlist::delegate::{CompositeDelegate, VoidDelegate};
+use memberlist::net::NetTransportOptions;
+use memberlist::proto::{
+    ChecksumAlgorithm, CompressAlgorithm, EncryptionAlgorithm, Label, MaybeResolvedAddress,
+    SecretKey as GossipKey, State,
+};
+use memberlist::tokio::{TokioNetTransport, TokioSocketAddrResolver, TokioTcp};
+use serde::Serialize;
+use shoal_config::{ClusterConfig, SecretKey};
+use smol_str::SmolStr;
+use tokio::sync::{broadcast, watch};
+
+use crate::delegate::{HeartbeatDelegate, MetaDelegate};
+use crate::{ClusterError, NodeIdentity, NodeMeta};
+
+type Id = SmolStr;
+type Transport = TokioNetTransport<Id, TokioSocketAddrResolver, TokioTcp>;
+type Void = VoidDelegate<Id, SocketAddr>;
+type Delegates =
+    CompositeDelegate<Id, SocketAddr, Void, Void, Void, Void, MetaDelegate, HeartbeatDelegate>;
+type Gossip = Memberlist<Transport, Delegates>;
+
+/// How often the member table is refreshed from memberlist's state. Bounds how late a state
+/// change is seen locally (on top of gossip's own delay).
+const STATE_POLL: Duration = Duration::from_millis(25);
+
+/// Bound on the broadcasts of a metadata update and of the leave message.
+const BROADCAST_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Everything the gossip layer needs, already validated by `shoal_config`.
+#[derive(Debug, Clone)]
+pub struct ClusterOptions {
+    pub name: String,
+    pub bind: SocketAddr,
+    pub advertise: Option<SocketAddr>,
+    /// Primary first.
+    pub keys: Vec<SecretKey>,
+    pub probe_interval: Duration,
+    pub probe_timeout: Duration,
+    pub suspicion_multiplier: u32,
+    pub suspicion_max_timeout_multiplier: u32,
+    pub awareness_max_multiplier: u32,
+    pub gossip_interval: Duration,
+    pub gossip_nodes: u32,
+    pub retransmit_multiplier: u32,
+    pub push_pull_interval: Duration,
+    pub dead_node_reap: Duration,
+}
+
+impl ClusterOptions {
+    pub fn from_config(c: &ClusterConfig) -> Self {
+        Self {
+            name: c.name.clone(),
+            bind: c.bind,
+            advertise: c.advertise,
+            keys: c.keys().to_vec(),
+            probe_interval: c.probe_interval,
+            probe_timeout: c.probe_timeout,
+            suspicion_multiplier: c.suspicion_multiplier,
+            suspicion_max_timeout_multiplier: c.suspicion_max_timeout_multiplier,
+            awareness_max_multiplier: c.awareness_max_multiplier,
+            gossip_interval: c.gossip_interval,
+            gossip_nodes: c.gossip_nodes,
+            retransmit_multiplier: c.retransmit_multiplier,
+            push_pull_interval: c.push_pull_interval,
+            dead_node_reap: c.dead_node_reap,
+        }
+    }
+
+    /// The suspicion timeouts memberlist applies at `members` known nodes: a suspect that
+    /// enough peers independently confirm is declared dead after `min`; an unconfirmed one
+    /// waits up to `max` (Lifeguard), which is what spares a node that is merely slow.
+    pub fn suspicion_timeouts(&self, members: usize) -> SuspicionTimeouts {
+        let scale = (members.max(1) as f64).log10().max(1.0);
+        let min = self
+            .probe_interval
+            .mul_f64(f64::from(self.suspicion_multiplier) * scale);
+        let confirmations = self.suspicion_multiplier.saturating_sub(2);
+        // memberlist skips the confirmation wait when too few peers could confirm.
+        let max = if (members as u32).saturating_sub(2) < confirmations {
+            min
+        } else {
+            min * self.suspicion_max_timeout_multiplier
+        };
+        SuspicionTimeouts {
+            min_ms: min.as_millis() as u64,
+            max_ms: max.as_millis() as u64,
+            confirmations_needed: confirmations,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct SuspicionTimeouts {
+    pub min_ms: u64,
+    pub max_ms: u64,
+    pub confirmations_needed: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MemberState {
+    Alive,
+    Suspect,
+    Dead,
+    Left,
+}
+
+impl MemberState {
+    fn from_gossip(state: State) -> Self {
+        match state {
+            State::Alive => MemberState::Alive,
+            State::Suspect => MemberState::Suspect,
+            State::Left => MemberState::Left,
+            // Dead, and any state a newer peer might send that we do not know.
+            _ => MemberState::Dead,
+        }
+    }
+}
+
+/// One cluster member as this node sees it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Member {
+    pub id: String,
+    /// Gossip address.
+    pub address: SocketAddr,
+    pub state: MemberState,
+    pub incarnation: u32,
+    /// What the member says about itself; `None` if its metadata is not Shoal's.
+    pub meta: Option<NodeMeta>,
+    /// Milliseconds since the state last changed.
+    pub state_age_ms: u64,
+    /// Milliseconds since this node last got an ack from the member; `None` if it has not
+    /// probed it yet (or it is this node).
+    pub last_heartbeat_ms: Option<u64>,
+    pub rtt_ms: Option<f64>,
+    pub local: bool,
+}
+
+/// A membership change, as the cluster layer reports it (self excluded).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClusterChange {
+    Joined(Member),
+    StateChanged {
+        member: Member,
+        from: MemberState,
+    },
+    Updated(Member),
+    /// Removed from the member list `dead_node_reap` after it died or left.
+    Reaped {
+        id: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ClusterHealth {
+    Healthy,
+    NotHealthy,
+}
+
+/// Which keys this node holds, by fingerprint (never the keys).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KeyringStatus {
+    pub primary: String,
+    pub keys: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ClusterStatus {
+    pub cluster: String,
+    pub local_id: String,
+    pub advertise: SocketAddr,
+    pub members: Vec<Member>,
+    /// Members alive (this node included).
+    pub healthy: usize,
+    pub health: ClusterHealth,
+    /// Lifeguard's local health score: 0 is healthy; higher means this node itself misses
+    /// acks and stretches its timeouts before accusing anyone.
+    pub local_health_score: usize,
+    pub suspicion_timeout: SuspicionTimeouts,
+    pub keyring: KeyringStatus,
+}
+
+/// The result of asking to join some addresses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinOutcome {
+    pub joined: Vec<SocketAddr>,
+    pub error: Option<String>,
+}
+
+/// Handle to this node's membership in the cluster; cheap to clone.
+#[derive(Clone)]
+pub struct Cluster {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    gossip: Gossip,
+    id: Id,
+    options: ClusterOptions,
+    meta: Mutex<NodeMeta>,
+    encoded_meta: Arc<Mutex<Vec<u8>>>,
+    heartbeats: HeartbeatDelegate,
+    table: RwLock<BTreeMap<Id, Member>>,
+    changes: broadcast::Sender<ClusterChange>,
+    stop: watch::Sender<bool>,
+}
+
+fn gossip_key(key: &SecretKey) -> GossipKey {
+    GossipKey::Aes256(*key.expose())
+}
+
+fn fingerprint(key: &GossipKey) -> String {
+    let bytes: [u8; 32] = key.as_ref().try_into().unwrap_or([0; 32]);
+    SecretKey::new(bytes).fingerprint()
+}
+
+impl Cluster {
+    /// Binds the gossip port (TCP and UDP) and starts the protocol; the node is alone until
+    /// [`Cluster::join`].
+    pub async fn start(
+        options: ClusterOptions,
+        identity: &NodeIdentity,
+        meta: NodeMeta,
+    ) -> Result<Self, ClusterError> {
+        let encoded = meta.encode()?;
+        let primary = options
+            .keys
+            .first()
+            .ok_or_else(|| ClusterError::Keyring("no key configured".into()))?;
+        let label = Label::try_from(options.name.as_str())
+            .map_err(|e| ClusterError::Gossip(format!("cluster name: {e}")))?;
+        let gossip_options = Options::lan()
+            .with_label(label)
+            .with_skip_inbound_label_check(false)
+            .with_encryption_algo(EncryptionAlgorithm::NoPadding)
+            .with_primary_key(gossip_key(primary))
+            .with_gossip_verify_incoming(true)
+            .with_gossip_verify_outgoing(true)
+            .with_checksum_algo(ChecksumAlgorithm::Crc32)
+            .with_compress_algo(CompressAlgorithm::Snappy)
+            .with_probe_interval(options.probe_interval)
+            .with_probe_timeout(options.probe_timeout)
+            .with_suspicion_mult(options.suspicion_multiplier as usize)
+            .with_suspicion_max_timeout_mult(options.suspicion_max_timeout_multiplier as usize)
+            .with_awareness_max_multiplier(options.awareness_max_multiplier as usize)
+            .with_gossip_interval(options.gossip_interval)
+            .with_gossip_nodes(options.gossip_nodes as usize)
+            .with_retransmit_mult(options.retransmit_multiplier as usize)
+            .with_push_pull_interval(options.push_pull_interval)
+            .with_gossip_to_the_dead_time(options.dead_node_reap)
+            .with_timeout(BROADCAST_TIMEOUT);
+
+        let id = SmolStr::new(identity.id());
+        let mut transport =
+            NetTransportOptions::<Id, TokioSocketAddrResolver, TokioTcp>::new(id.clone());
+        transport.add_bind_address(options.bind);
+        if let Some(advertise) = options.advertise {
+            transport = transport.with_advertise_address(advertise);
+        }
+        let encoded_meta = Arc::new(Mutex::new(encoded));
+        let heartbeats = HeartbeatDelegate::default();
+        let delegates: Delegates = CompositeDelegate::new()
+            .with_node_delegate(MetaDelegate {
+                encoded: encoded_meta.clone(),
+            })
+            .with_ping_delegate(heartbeats.clone());
+        let gossip = Memberlist::with_delegate(delegates, transport, gossip_options)
+            .await
+            .map_err(|e| ClusterError::Start {
+                bind: options.bind.to_string(),
+                message: e.to_string(),
+            })?;
+        for extra in &options.keys[1..] {
+            if let Some(keyring) = gossip.keyring() {
+                keyring.insert(gossip_key(extra));
+            }
+        }
+        let (changes, _) = broadcast::channel(1024);
+        let (stop, stopped) = watch::channel(false);
+        let cluster = Self {
+            inner: Arc::new(Inner {
+                gossip,
+                id,
+                options,
+                meta: Mutex::new(meta),
+                encoded_meta,
+                heartbeats,
+                table: RwLock::new(BTreeMap::new()),
+                changes,
+                stop,
+            }),
+        };
+        tracing::info!(
+            node_id = %cluster.inner.id,
+            advertise = %cluster.advertise_address(),
+            cluster = %cluster.inner.options.name,
+            keys = cluster.keyring().keys.len(),
+            "gossip started (encrypted)"
+        );
+        tokio::spawn(track_states(Arc::downgrade(&cluster.inner), stopped));
+        Ok(cluster)
+    }
+
+    pub fn local_id(&self) -> &str {
+        &self.inner.id
+    }
+
+    /// The gossip address peers use for this node (self is skipped in discovery results).
+    pub fn advertise_address(&self) -> SocketAddr {
+        *self.inner.gossip.advertise_address()
+    }
+
+    pub fn options(&self) -> &ClusterOptions {
+        &self.inner.options
+    }
+
+    /// Joins the given peers (push/pull with each); partial success is reported, not hidden.
+    pub async fn join(&self, addrs: &[SocketAddr]) -> JoinOutcome {
+        let targets = addrs.iter().map(|a| MaybeResolvedAddress::Resolved(*a));
+        match self.inner.gossip.join_many(targets).await {
+            Ok(joined) => JoinOutcome {
+                joined: joined.into_iter().collect(),
+                error: None,
+            },
+            Err((joined, e)) => JoinOutcome {
+                joined: joined.into_iter().collect(),
+                error: Some(e.to_string()),
+            },
+        }
+    }
+
+    /// The member table (refreshed every few tens of milliseconds), this node included.
+    pub fn members(&self) -> Vec<Member> {
+        let heartbeats = self
+            .inner
+            .heartbeats
+            .seen
+            .lock()
+            .expect("heartbeat lock")
+            .clone();
+        self.inner
+            .table
+            .read()
+            .expect("table lock")
+            .values()
+            .cloned()
+            .map(|mut m| {
+                if let Some(h) = heartbeats.get(m.id.as_str()) {
+                    m.last_heartbeat_ms = Some(h.at.elapsed().as_millis() as u64);
+                    m.rtt_ms = Some(h.rtt.as_secs_f64() * 1000.0);
+                }
+                m
+            })
+            .collect()
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<ClusterChange> {
+        self.inner.changes.subscribe()
+    }
+
+    pub fn status(&self) -> ClusterStatus {
+        let members = self.members();
+        let healthy = members
+            .iter()
+            .filter(|m| m.state == MemberState::Alive)
+            .count();
+        let known = members
+            .iter()
+            .filter(|m| m.state != MemberState::Left)
+            .count();
+        ClusterStatus {
+            cluster: self.inner.options.name.clone(),
+            local_id: self.inner.id.to_string(),
+            advertise: self.advertise_address(),
+            healthy,
+            health: health_of(&members),
+            local_health_score: self.inner.gossip.health_score(),
+            suspicion_timeout: self.inner.options.suspicion_timeouts(known),
+            keyring: self.keyring(),
+            members,
+        }
+    }
+
+    /// Replaces this node's metadata and broadcasts it.
+    pub async fn update_meta(
+        &self,
+        update: impl FnOnce(&mut NodeMeta),
+    ) -> Result<(), ClusterError> {
+        let encoded = {
+            let mut meta = self.inner.meta.lock().expect("meta lock");
+            let mut next = meta.clone();
+            update(&mut next);
+            let encoded = next.encode()?;
+            *meta = next;
+            encoded
+        };
+        *self.inner.encoded_meta.lock().expect("meta lock") = encoded;
+        self.inner
+            .gossip
+            .update_node(BROADCAST_TIMEOUT)
+            .await
+            .map_err(|e| ClusterError::Gossip(format!("metadata update: {e}")))
+    }
+
+    pub fn keyring(&self) -> KeyringStatus {
+        match self.inner.gossip.keyring() {
+            Some(k) => KeyringStatus {
+                primary: fingerprint(&k.primary_key()),
+                keys: k.keys().map(|key| fingerprint(&key)).collect(),
+            },
+            None => KeyringStatus {
+                primary: String::new(),
+                keys: Vec::new(),
+            },
+        }
+    }
+
+    /// Makes the keyring exactly `keys` (primary first) in the only safe order: install the
+    /// new ones, switch the primary, then remove the ones no longer listed. Returns whether
+    /// anything changed.
+    pub fn set_keys(&self, keys: &[SecretKey]) -> Result<bool, ClusterError> {
+        let keyring = self
+            .inner
+            .gossip
+            .keyring()
+            .ok_or_else(|| ClusterError::Keyring("encryption is off".into()))?;
+        let primary = keys
+            .first()
+            .ok_or_else(|| ClusterError::Keyring("the key list is empty".into()))?;
+        let before = self.keyring();
+        let wanted: Vec<GossipKey> = keys.iter().map(gossip_key).collect();
+        for key in &wanted {
+            if !keyring.keys().any(|k| &k == key) {
+                keyring.insert(*key);
+            }
+        }
+        keyring
+            .use_key(gossip_key(primary).as_ref())
+            .map_err(|e| ClusterError::Keyring(e.to_string()))?;
+        let stale: Vec<GossipKey> = keyring.keys().filter(|k| !wanted.contains(k)).collect();
+        for key in stale {
+            keyring
+                .remove(key.as_ref())
+                .map_err(|e| ClusterError::Keyring(e.to_string()))?;
+        }
+        let after = self.keyring();
+        if after != before {
+            tracing::info!(
+                primary = %after.primary,
+                keys = ?after.keys,
+                "gossip keyring changed"
+            );
+        }
+        Ok(after != before)
+    }
+
+    /// Graceful exit: tells the others this node is leaving (they mark it `left`, not `dead`),
+    /// then stops gossip.
+    pub async fn leave(&self) {
+        match self.inner.gossip.leave(BROADCAST_TIMEOUT).await {
+            Ok(_) => tracing::info!("left the cluster"),
+            Err(e) => tracing::warn!("leave broadcast did not complete: {e}"),
+        }
+        self.shutdown().await;
+    }
+
+    /// Stops gossip without a goodbye (peers will detect this node as failed).
+    pub async fn shutdown(&self) {
+        let _ = self.inner.stop.send(true);
+        if let Err(e) = self.inner.gossip.shutdown().await {
+            tracing::warn!("gossip shutdown: {e}");
+        }
+    }
+}
+
+fn health_of(members: &[Member]) -> ClusterHealth {
+    let troubled = members
+        .iter()
+        .any(|m| matches!(m.state, MemberState::Suspect | MemberState::Dead));
+    if troubled {
+        ClusterHealth::NotHealthy
+    } else {
+        ClusterHealth::Healthy
+    }
+}
+
+/// Keeps the member table in step with memberlist's state and reports each change once.
+async fn track_states(inner: std::sync::Weak<Inner>, mut stopped: watch::Receiver<bool>) {
+    let mut health: Option<ClusterHealth> = None;
+    let mut tick = tokio::time::interval(STATE_POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stopped.changed() => return,
+        }
+        let Some(inner) = inner.upgrade() else { return };
+        let states = inner.gossip.member_states().await;
+        let mut next = BTreeMap::new();
+        for s in states.iter() {
+            let id = s.node.id().clone();
+            let member = Member {
+                id: id.to_string(),
+                address: *s.node.address(),
+                state: MemberState::from_gossip(s.state),
+                incarnation: s.incarnation,
+                meta: NodeMeta::decode(s.node.meta()),
+                state_age_ms: s.since_change.as_millis() as u64,
+                last_heartbeat_ms: None,
+                rtt_ms: None,
+                local: id == inner.id,
+            };
+            next.insert(id, member);
+        }
+        let previous =
+            std::mem::replace(&mut *inner.table.write().expect("table lock"), next.clone());
+        report_changes(&inner, &previous, &next);
+        let members: Vec<Member> = next.values().cloned().collect();
+        let now_health = health_of(&members);
+        if health != Some(now_health) {
+            let alive = members
+                .iter()
+                .filter(|m| m.state == MemberState::Alive)
+                .count();
+            let known = members
+                .iter()
+                .filter(|m| m.state != MemberState::Left)
+                .count();
+            match now_health {
+                ClusterHealth::Healthy => {
+                    tracing::info!(
+                        alive,
+                        known,
+                        "cluster health: HEALTHY ({alive}/{known} members alive)"
+                    )
+                }
+                ClusterHealth::NotHealthy => {
+                    tracing::warn!(
+                        alive,
+                        known,
+                        "cluster health: NOT HEALTHY ({alive}/{known} members alive)"
+                    )
+                }
+            }
+            health = Some(now_health);
+        }
+    }
+}
+
+fn report_changes(inner: &Inner, previous: &BTreeMap<Id, Member>, next: &BTreeMap<Id, Member>) {
+    let name = |m: &Member| {
+        m.meta.as_ref().map_or_else(
+            || m.id.clone(),
+            |meta| format!("{} ({})", meta.node_name, m.id),
+        )
+    };
+    for (id, member) in next {
+        if member.local {
+            continue;
+        }
+        let change = match previous.get(id) {
+            None => {
+                tracing::info!(node = %name(member), addr = %member.address, state = ?member.state, "node {} joined", name(member));
+                ClusterChange::Joined(member.clone())
+            }
+            Some(old) if old.state != member.state => {
+                let who = name(member);
+                match member.state {
+                    MemberState::Suspect => {
+                        tracing::warn!(node = %who, "node {who} marked as suspect")
+                    }
+                    MemberState::Dead => tracing::warn!(node = %who, "node {who} marked as dead"),
+                    MemberState::Left => tracing::info!(node = %who, "node {who} left the cluster"),
+                    MemberState::Alive => {
+                        tracing::info!(node = %who, from = ?old.state, "node {who} is alive again")
+                    }
+                }
+                ClusterChange::StateChanged {
+                    member: member.clone(),
+                    from: old.state,
+                }
+            }
+            Some(old) if old.meta != member.meta || old.address != member.address => {
+                ClusterChange::Updated(member.clone())
+            }
+            Some(_) => continue,
+        };
+        let _ = inner.changes.send(change);
+    }
+    let mut heartbeats: Option<std::sync::MutexGuard<'_, HashMap<Id, _>>> = None;
+    for (id, old) in previous {
+        if !next.contains_key(id) && !old.local {
+            tracing::info!(node = %name(old), "node {} removed from the member list", name(old));
+            heartbeats
+                .get_or_insert_with(|| inner.heartbeats.seen.lock().expect("heartbeat lock"))
+                .remove(id);
+            let _ = inner
+                .changes
+                .send(ClusterChange::Reaped { id: id.to_string() });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options() -> ClusterOptions {
+        ClusterOptions {
+            name: "t".into(),
+            bind: "127.0.0.1:0".parse().unwrap(),
+            advertise: None,
+            keys: vec![SecretKey::new([1; 32])],
+            probe_interval: Duration::from_millis(300),
+            probe_timeout: Duration::from_millis(200),
+            suspicion_multiplier: 4,
+            suspicion_max_timeout_multiplier: 3,
+            awareness_max_multiplier: 8,
+            gossip_interval: Duration::from_millis(50),
+            gossip_nodes: 4,
+            retransmit_multiplier: 4,
+            push_pull_interval: Duration::from_secs(5),
+            dead_node_reap: Duration::from_secs(60),
+        }
+    }
+
+    #[test]
+    fn suspicion_timeouts_follow_memberlist_formula() {
+        let o = options();
+        // 3 nodes: too few to confirm, so min == max = 4 x 1 x 300 ms.
+        let three = o.suspicion_timeouts(3);
+        assert_eq!((three.min_ms, three.max_ms), (1200, 1200));
+        // 25 nodes: 4 x log10(25) x 300 ms, up to 3x that without confirmations.
+        let many = o.suspicion_timeouts(25);
+        assert_eq!(many.min_ms, 1677);
+        assert_eq!(many.max_ms, 5032);
+        assert_eq!(many.confirmations_needed, 2);
+    }
+}

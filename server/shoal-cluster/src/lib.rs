@@ -1,0 +1,39 @@
+//! Cluster membership: encrypted SWIM gossip (memberlist) behind Shoal's own types.
+//!
+//! Nothing outside this crate names a memberlist type. Callers get a [`Cluster`] handle to
+//! join peers, read [`Member`]s, follow [`ClusterChange`]s, publish this node's [`NodeMeta`],
+//! rotate keys and leave.
+//!
+//! - `identity`: the node id, persisted in a node-key file so a restarted node keeps it.
+//! - `meta`: the metadata each node gossips (version, HTTP address, start time, load).
+//! - `delegate`: memberlist callbacks: our metadata out, heartbeat times in.
+//! - `cluster`: the handle, the member table and the loop that turns state changes into
+//!   events and operator log lines.
+
+#![forbid(unsafe_code)]
+
+mod cluster;
+mod delegate;
+mod identity;
+mod meta;
+
+pub use cluster::{
+    Cluster, ClusterChange, ClusterHealth, ClusterOptions, ClusterStatus, JoinOutcome,
+    KeyringStatus, Member, MemberState, SuspicionTimeouts,
+};
+pub use identity::NodeIdentity;
+pub use meta::{Load, META_MAX_BYTES, NodeMeta};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("node key file {path}: {message}")]
+    NodeKey { path: String, message: String },
+    #[error("cannot start gossip on {bind}: {message}")]
+    Start { bind: String, message: String },
+    #[error("node metadata is {size} bytes; gossip allows at most {META_MAX_BYTES}")]
+    MetaTooLarge { size: usize },
+    #[error("keyring: {0}")]
+    Keyring(String),
+    #[error("{0}")]
+    Gossip(String),
+}
