@@ -324,17 +324,24 @@ impl Cluster {
     }
 
     /// Joins the given peers (push/pull with each); partial success is reported, not hidden.
+    /// One address at a time: memberlist's `join_many` future is not `Send`.
     pub async fn join(&self, addrs: &[SocketAddr]) -> JoinOutcome {
-        let targets = addrs.iter().map(|a| MaybeResolvedAddress::Resolved(*a));
-        match self.inner.gossip.join_many(targets).await {
-            Ok(joined) => JoinOutcome {
-                joined: joined.into_iter().collect(),
-                error: None,
-            },
-            Err((joined, e)) => JoinOutcome {
-                joined: joined.into_iter().collect(),
-                error: Some(e.to_string()),
-            },
+        let mut joined = Vec::new();
+        let mut errors = Vec::new();
+        for addr in addrs {
+            match self
+                .inner
+                .gossip
+                .join(MaybeResolvedAddress::Resolved(*addr))
+                .await
+            {
+                Ok(peer) => joined.push(peer),
+                Err(e) => errors.push(format!("{addr}: {e}")),
+            }
+        }
+        JoinOutcome {
+            joined,
+            error: (!errors.is_empty()).then(|| errors.join("; ")),
         }
     }
 

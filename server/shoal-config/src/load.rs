@@ -728,6 +728,11 @@ fn validate(config: &NodeConfig, origin_of: &dyn Fn(&str) -> Origin, out: &mut V
     for (key, value, min) in [
         ("discovery.interval", d.interval, Duration::from_millis(100)),
         ("discovery.timeout", d.timeout, Duration::from_millis(10)),
+        (
+            "discovery.join_timeout",
+            d.join_timeout,
+            Duration::from_millis(100),
+        ),
     ] {
         check(
             value >= min && value <= Duration::from_secs(3600),

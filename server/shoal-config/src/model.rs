@@ -213,6 +213,10 @@ pub struct DiscoveryConfig {
     /// Bound on one discovery round.
     #[serde(default = "default_discovery_timeout", with = "duration_str")]
     pub timeout: Duration,
+    /// How long a starting node waits for its first successful join before it reports ready
+    /// on its own, so that a node whose listed peers are all gone can still start.
+    #[serde(default = "default_join_timeout", with = "duration_str")]
+    pub join_timeout: Duration,
     /// Only addresses inside these CIDR blocks are joined (empty: all).
     #[serde(default)]
     pub allowed_address_space: Vec<ipnet::IpNet>,
@@ -250,6 +254,7 @@ impl Default for DiscoveryConfig {
             server: None,
             interval: default_discovery_interval(),
             timeout: default_discovery_timeout(),
+            join_timeout: default_join_timeout(),
             allowed_address_space: Vec::new(),
         }
     }
@@ -260,6 +265,9 @@ fn default_discovery_interval() -> Duration {
 }
 fn default_discovery_timeout() -> Duration {
     Duration::from_secs(2)
+}
+fn default_join_timeout() -> Duration {
+    Duration::from_secs(30)
 }
 
 #[derive(Debug, Clone, Deserialize)]

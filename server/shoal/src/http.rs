@@ -15,8 +15,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
+use shoal_cluster::Cluster;
 use shoal_control_plane::ConfigHandle;
 use tokio::sync::Notify;
+
+use crate::membership::JoinState;
 
 #[derive(Default)]
 pub(crate) struct DrainGate {
@@ -29,6 +32,10 @@ pub(crate) struct DrainGate {
 impl DrainGate {
     pub(crate) fn listeners_started(&self) {
         self.started.store(true, Ordering::SeqCst);
+    }
+
+    pub(crate) fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::SeqCst)
     }
 
     pub(crate) fn start_draining(&self) {
@@ -86,6 +93,8 @@ pub(crate) struct HealthState {
     pub config: ConfigHandle,
     pub gate: Arc<DrainGate>,
     pub node: String,
+    pub cluster: Cluster,
+    pub join: Arc<JoinState>,
 }
 
 pub(crate) fn app(health: HealthState, api: Router) -> Router {
@@ -94,8 +103,22 @@ pub(crate) fn app(health: HealthState, api: Router) -> Router {
     Router::new()
         .route("/health", get(health_check))
         .route("/ready", get(ready))
+        .route("/cluster/status", get(cluster_status))
         .with_state(health)
         .merge(gated)
+}
+
+/// Membership as this node sees it: the seed products' `/cluster/status`, on the health port
+/// so that operators and orchestrators can read it without an admin session. It carries no
+/// secret (keys appear as fingerprints).
+async fn cluster_status(State(h): State<HealthState>) -> Json<serde_json::Value> {
+    let status = h.cluster.status();
+    Json(json!({
+        "version": crate::VERSION,
+        "node": h.node,
+        "joined": h.join.is_ready(),
+        "cluster": status,
+    }))
 }
 
 async fn health_check(State(h): State<HealthState>) -> Json<serde_json::Value> {
@@ -114,6 +137,9 @@ async fn ready(State(h): State<HealthState>) -> Response {
             (None, None) => "control plane not reached yet".to_string(),
         };
         missing.push(format!("config: {why}"));
+    }
+    if !h.join.is_ready() {
+        missing.push(format!("cluster: not joined yet ({})", h.join.detail()));
     }
     if !h.gate.started.load(Ordering::SeqCst) {
         missing.push("listeners: not started".to_string());
@@ -163,6 +189,7 @@ async fn ready(State(h): State<HealthState>) -> Response {
         },
         "control_plane": { "connected": status.connected, "last_error": status.last_error },
         "in_flight": h.gate.in_flight.load(Ordering::SeqCst),
+        "cluster": { "joined": h.join.is_ready(), "detail": h.join.detail() },
     });
     let code = if ready {
         StatusCode::OK

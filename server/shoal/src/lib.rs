@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 mod http;
+mod membership;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,8 +31,8 @@ const HEALTH_STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// Runs a node until `shutdown` is cancelled, then shuts down in order:
 /// not ready and refuse new requests, drain in-flight requests (bounded by
-/// `http.shutdown_grace`), stop following the control plane, stop the health server.
-/// Later subsystems (cluster leave, telemetry, caches) slot in between, in that order.
+/// `http.shutdown_grace`), leave the cluster, stop following the control plane, stop the
+/// health server. Later subsystems (telemetry, caches) slot in after the cluster leave.
 pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
     tracing::info!(
         version = VERSION,
@@ -59,10 +60,22 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> anyhow::Res
         watcher_stop.clone(),
     );
     let gate = Arc::new(http::DrainGate::default());
+    let join = Arc::new(membership::JoinState::default());
+    let background_stop = CancellationToken::new();
+    let (cluster, mut background) = membership::start(
+        &config,
+        listener.local_addr()?,
+        gate.clone(),
+        join.clone(),
+        background_stop.clone(),
+    )
+    .await?;
     let health = http::HealthState {
         config: handle.clone(),
         gate: gate.clone(),
         node: config.node_name.clone(),
+        cluster: cluster.clone(),
+        join,
     };
     let api = shoal_console::router(ApiState {
         store,
@@ -113,6 +126,9 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> anyhow::Res
             "shutdown: drain deadline passed with requests still in flight"
         ),
     }
+    background_stop.cancel();
+    while background.join_next().await.is_some() {}
+    cluster.leave().await;
     watcher_stop.cancel();
     // An apply in progress finishes (so the snapshot on disk matches what was served); a
     // database that hangs mid-query does not hold shutdown up beyond the bound.

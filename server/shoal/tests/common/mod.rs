@@ -60,7 +60,23 @@ pub struct NodeSpec {
     pub database_url: String,
     pub dir: tempfile::TempDir,
     pub data_dir: PathBuf,
+    /// Gossip address (TCP and UDP), on the node's own loopback IP.
+    pub gossip: std::net::SocketAddr,
+    /// Extra lines inside `[cluster]`.
+    pub cluster_toml: String,
+    /// Extra sections after the generated ones (e.g. `[discovery]`).
     pub extra_toml: String,
+}
+
+/// A port free for both TCP and UDP on `ip` right now.
+pub fn free_gossip_addr(ip: &str) -> std::net::SocketAddr {
+    loop {
+        let tcp = std::net::TcpListener::bind(format!("{ip}:0")).expect("bind tcp");
+        let addr = tcp.local_addr().unwrap();
+        if std::net::UdpSocket::bind(addr).is_ok() {
+            return addr;
+        }
+    }
 }
 
 impl NodeSpec {
@@ -72,6 +88,8 @@ impl NodeSpec {
             database_url: database_url.to_string(),
             data_dir: dir.path().join("data"),
             dir,
+            gossip: free_gossip_addr(ip),
+            cluster_toml: String::new(),
             extra_toml: String::new(),
         }
     }
@@ -85,10 +103,13 @@ impl NodeSpec {
         let toml = format!(
             "node_name = \"{name}\"\ndata_dir = \"{data}\"\n\n[http]\nlisten = \"{ip}:0\"\nshutdown_grace = \"20s\"\n\n\
              [control_plane]\npoll_interval = \"300ms\"\nconnect_timeout = \"2s\"\nreconnect_min = \"50ms\"\nreconnect_max = \"500ms\"\n\n\
+             [cluster]\nbind = \"{gossip}\"\nprobe_interval = \"200ms\"\nprobe_timeout = \"100ms\"\n{cluster}\n\
              [log]\nformat = \"json\"\nlevel = \"info,sqlx=warn\"\n{extra}",
             name = self.name,
             data = self.data_dir.display(),
             ip = self.ip,
+            gossip = self.gossip,
+            cluster = self.cluster_toml,
             extra = self.extra_toml,
         );
         std::fs::write(self.config_path(), toml).expect("write config");

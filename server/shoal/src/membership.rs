@@ -1,0 +1,325 @@
+//! The node's side of clustering: start gossip, keep discovering and joining peers, reload the
+//! key file for rotation, and refresh the load figures other nodes see.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use shoal_cluster::{Cluster, ClusterOptions, Load, MemberState, NodeIdentity, NodeMeta};
+use shoal_config::{NodeConfig, SecretKey};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::http::DrainGate;
+
+/// Until the first successful join, discovery retries this often (then at its interval).
+const EARLY_RETRY: Duration = Duration::from_secs(1);
+
+/// How often the load figures in this node's metadata are refreshed.
+const LOAD_REFRESH: Duration = Duration::from_secs(10);
+
+/// Whether this node has joined its cluster, or knows it is alone; `/ready` waits for it.
+#[derive(Default)]
+pub(crate) struct JoinState {
+    ready: std::sync::atomic::AtomicBool,
+    detail: Mutex<String>,
+}
+
+impl JoinState {
+    pub(crate) fn is_ready(&self) -> bool {
+        self.ready.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    pub(crate) fn detail(&self) -> String {
+        self.detail.lock().expect("join state").clone()
+    }
+
+    fn set(&self, ready: bool, detail: String) {
+        *self.detail.lock().expect("join state") = detail;
+        if ready {
+            self.ready.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+}
+
+/// Starts gossip and the background loops; they stop when `stop` fires.
+pub(crate) async fn start(
+    config: &NodeConfig,
+    http: SocketAddr,
+    gate: Arc<DrainGate>,
+    join: Arc<JoinState>,
+    stop: CancellationToken,
+) -> anyhow::Result<(Cluster, JoinSet<()>)> {
+    let identity = match &config.cluster.node_key_file {
+        Some(path) => NodeIdentity::load_or_create(path)?,
+        None => NodeIdentity::random(),
+    };
+    let options = ClusterOptions::from_config(&config.cluster);
+    let started_at_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let meta = NodeMeta {
+        node_name: config.node_name.clone(),
+        version: crate::VERSION.to_string(),
+        http: advertised_http(http, config.cluster.advertise).to_string(),
+        started_at_ms,
+        load: Load::default(),
+    };
+    let cluster = Cluster::start(options, &identity, meta)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot start gossip on {} (cluster.bind)",
+                config.cluster.bind
+            )
+        })?;
+    tracing::info!(
+        node_id = cluster.local_id(),
+        persisted_id = identity.persisted(),
+        "cluster node identity"
+    );
+
+    let mut tasks = JoinSet::new();
+    match shoal_discovery::from_config(&config.discovery)? {
+        Some(provider) => {
+            tasks.spawn(discover_and_join(
+                cluster.clone(),
+                provider,
+                config.discovery.clone(),
+                join,
+                stop.clone(),
+            ));
+        }
+        None => join.set(
+            true,
+            "discovery method none: running alone until peers join".into(),
+        ),
+    }
+    if config.cluster.keys_reloadable()
+        && let Some(path) = config.cluster.psk_file.clone()
+    {
+        tasks.spawn(reload_keys(
+            cluster.clone(),
+            path,
+            config.cluster.key_reload_interval,
+            config.cluster.keys().to_vec(),
+            stop.clone(),
+        ));
+    }
+    tasks.spawn(refresh_load(cluster.clone(), gate, stop));
+    Ok((cluster, tasks))
+}
+
+/// The HTTP address other nodes (and the console) should use for this node.
+fn advertised_http(http: SocketAddr, gossip_advertise: Option<SocketAddr>) -> SocketAddr {
+    match gossip_advertise {
+        Some(adv) if http.ip().is_unspecified() => SocketAddr::new(adv.ip(), http.port()),
+        _ => http,
+    }
+}
+
+async fn discover_and_join(
+    cluster: Cluster,
+    provider: Box<dyn shoal_discovery::Discover>,
+    config: shoal_config::DiscoveryConfig,
+    join: Arc<JoinState>,
+    stop: CancellationToken,
+) {
+    let method = provider.method();
+    let started = std::time::Instant::now();
+    let mut last_error: Option<String> = None;
+    let mut last_found: Option<BTreeSet<SocketAddr>> = None;
+    loop {
+        let found = match provider.discover().await {
+            Ok(found) => found,
+            Err(e) => {
+                let message = e.to_string();
+                if last_error.as_ref() != Some(&message) {
+                    tracing::warn!(method, "discovery failed: {message}");
+                }
+                if !join.is_ready() {
+                    join.set(false, format!("discovery failed: {message}"));
+                }
+                last_error = Some(message);
+                if sleep_or_stop(&stop, retry_delay(&join, config.interval)).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        last_error = None;
+        let allowed = shoal_discovery::filter_allowed(found.clone(), &config.allowed_address_space);
+        let dropped = found.len() - allowed.len();
+        let own = cluster.advertise_address();
+        let peers: BTreeSet<SocketAddr> = allowed.into_iter().filter(|a| *a != own).collect();
+        if last_found.as_ref() != Some(&peers) {
+            tracing::info!(
+                method,
+                nodes = peers.len(),
+                outside_allowed_space = dropped,
+                peers = ?peers,
+                "discovered {} nodes",
+                peers.len()
+            );
+            last_found = Some(peers.clone());
+        }
+        let alive: BTreeSet<SocketAddr> = cluster
+            .members()
+            .into_iter()
+            .filter(|m| !m.local && m.state == MemberState::Alive)
+            .map(|m| m.address)
+            .collect();
+        let new: Vec<SocketAddr> = peers.difference(&alive).copied().collect();
+        if peers.is_empty() {
+            join.set(
+                true,
+                format!("{method} discovery found no other node: running alone"),
+            );
+        } else if !new.is_empty() {
+            let outcome = cluster.join(&new).await;
+            if !outcome.joined.is_empty() {
+                tracing::info!(
+                    method,
+                    joined = outcome.joined.len(),
+                    "successfully joined {} peers",
+                    outcome.joined.len()
+                );
+                join.set(true, format!("joined {} peers", outcome.joined.len()));
+            }
+            if let Some(e) = outcome.error {
+                tracing::warn!(method, tried = ?new, "could not join some peers: {e}");
+                if !join.is_ready() {
+                    join.set(false, format!("could not join any of {new:?}: {e}"));
+                }
+            }
+        } else {
+            join.set(true, format!("joined; {} peers alive", alive.len()));
+        }
+        if !join.is_ready() && started.elapsed() >= config.join_timeout {
+            let why = join.detail();
+            tracing::warn!(
+                method,
+                waited_s = config.join_timeout.as_secs_f64(),
+                "no peer could be joined ({why}); running alone and still trying"
+            );
+            join.set(true, format!("running alone after {why}"));
+        }
+        if sleep_or_stop(&stop, retry_delay(&join, config.interval)).await {
+            return;
+        }
+    }
+}
+
+fn retry_delay(join: &JoinState, interval: Duration) -> Duration {
+    if join.is_ready() {
+        interval
+    } else {
+        interval.min(EARLY_RETRY)
+    }
+}
+
+/// Sleeps; `true` if the node is stopping.
+async fn sleep_or_stop(stop: &CancellationToken, delay: Duration) -> bool {
+    tokio::select! {
+        _ = stop.cancelled() => true,
+        _ = tokio::time::sleep(delay) => false,
+    }
+}
+
+/// Re-reads the key file so keys rotate without restarts. A file that does not parse keeps
+/// the current keys in force and is reported once per distinct problem.
+async fn reload_keys(
+    cluster: Cluster,
+    path: std::path::PathBuf,
+    interval: Duration,
+    mut current: Vec<SecretKey>,
+    stop: CancellationToken,
+) {
+    let mut last_error: Option<String> = None;
+    loop {
+        if sleep_or_stop(&stop, interval).await {
+            return;
+        }
+        let read = std::fs::read_to_string(&path)
+            .map_err(|e| format!("cannot read: {e}"))
+            .and_then(|text| SecretKey::parse_list(&text).map_err(|e| format!("key {e}")));
+        match read {
+            Ok(keys) if keys != current => match cluster.set_keys(&keys) {
+                Ok(_) => {
+                    current = keys;
+                    last_error = None;
+                }
+                Err(e) => tracing::error!(path = %path.display(), "cannot apply the new keys: {e}"),
+            },
+            Ok(_) => last_error = None,
+            Err(e) => {
+                if last_error.as_ref() != Some(&e) {
+                    tracing::error!(
+                        path = %path.display(),
+                        "cluster.psk_file {e}; keeping the keys in force"
+                    );
+                }
+                last_error = Some(e);
+            }
+        }
+    }
+}
+
+/// Publishes CPU, memory and in-flight requests, only when they changed noticeably.
+async fn refresh_load(cluster: Cluster, gate: Arc<DrainGate>, stop: CancellationToken) {
+    let mut cpu = CpuSampler::default();
+    let mut published = Load::default();
+    loop {
+        if sleep_or_stop(&stop, LOAD_REFRESH).await {
+            return;
+        }
+        let load = Load {
+            cpu_percent: cpu.sample().unwrap_or(0.0),
+            memory_bytes: resident_bytes().unwrap_or(0),
+            in_flight: gate.in_flight() as u64,
+        };
+        let changed = (load.cpu_percent - published.cpu_percent).abs() >= 5.0
+            || load.memory_bytes.abs_diff(published.memory_bytes) > published.memory_bytes / 10
+            || load.in_flight != published.in_flight;
+        if changed {
+            match cluster.update_meta(|m| m.load = load.clone()).await {
+                Ok(()) => published = load,
+                Err(e) => tracing::debug!("load refresh not broadcast: {e}"),
+            }
+        }
+    }
+}
+
+/// Linux clock ticks per second for /proc CPU times (USER_HZ, 100 on every mainstream arch).
+const TICKS_PER_SECOND: f64 = 100.0;
+const PAGE_BYTES: u64 = 4096;
+
+#[derive(Default)]
+struct CpuSampler {
+    last: Option<(std::time::Instant, u64)>,
+}
+
+impl CpuSampler {
+    /// Percent of one core used since the previous sample.
+    fn sample(&mut self) -> Option<f32> {
+        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+        // Fields after the command name (which may contain spaces) start after ") ".
+        let rest = stat.rsplit_once(") ")?.1;
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+        let now = std::time::Instant::now();
+        let percent = self.last.map(|(at, before)| {
+            let secs = now.duration_since(at).as_secs_f64().max(0.001);
+            (ticks.saturating_sub(before) as f64 / TICKS_PER_SECOND / secs * 100.0) as f32
+        });
+        self.last = Some((now, ticks));
+        percent
+    }
+}
+
+fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    Some(statm.split_whitespace().nth(1)?.parse::<u64>().ok()? * PAGE_BYTES)
+}
