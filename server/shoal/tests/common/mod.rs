@@ -66,6 +66,8 @@ pub struct NodeSpec {
     pub cluster_toml: String,
     /// Extra sections after the generated ones (e.g. `[discovery]`).
     pub extra_toml: String,
+    /// The PSK comes from `cluster.psk_file` in `cluster_toml` instead of the environment.
+    pub psk_from_file: bool,
 }
 
 /// A port free for both TCP and UDP on `ip` right now.
@@ -91,6 +93,7 @@ impl NodeSpec {
             gossip: free_gossip_addr(ip),
             cluster_toml: String::new(),
             extra_toml: String::new(),
+            psk_from_file: false,
         }
     }
 
@@ -124,8 +127,10 @@ impl NodeSpec {
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("SHOAL_DATABASE_URL", &self.database_url)
-            .env("SHOAL_CLUSTER_PSK", PSK_HEX)
             .env("SHOAL_SECRETS_KEY", SECRETS_KEY_HEX);
+        if !self.psk_from_file {
+            cmd.env("SHOAL_CLUSTER_PSK", PSK_HEX);
+        }
         cmd
     }
 

@@ -1,0 +1,338 @@
+//! Clusters of real `shoal` processes on distinct 127.0.0.x addresses.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// GET /cluster/status of a node.
+async fn cluster_status(base: String) -> Option<Value> {
+    reqwest::get(format!("{base}/cluster/status"))
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()
+}
+
+fn member_state(status: &Value, id: &str) -> Option<String> {
+    status["cluster"]["members"]
+        .as_array()?
+        .iter()
+        .find(|m| m["id"] == id)
+        .map(|m| m["state"].as_str().unwrap_or_default().to_string())
+}
+
+fn alive(status: &Value) -> usize {
+    status["cluster"]["members"]
+        .as_array()
+        .map(|ms| ms.iter().filter(|m| m["state"] == "alive").count())
+        .unwrap_or(0)
+}
+
+/// Waits until `check` accepts the node's cluster status.
+async fn wait_status(base: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+    let base = base.to_string();
+    wait_until(what, WAIT, || {
+        let base = base.clone();
+        let check = &check;
+        async move { cluster_status(base).await.filter(|s| check(s)) }
+    })
+    .await
+}
+
+struct Started {
+    specs: Vec<NodeSpec>,
+    nodes: Vec<Node>,
+    bases: Vec<String>,
+}
+
+/// Starts one node per IP, all on one database, each configured by `configure`.
+async fn start_nodes(
+    db_url: &str,
+    ips: &[&str],
+    configure: impl Fn(usize, &mut NodeSpec, &[std::net::SocketAddr]),
+) -> Started {
+    let mut specs: Vec<NodeSpec> = ips
+        .iter()
+        .enumerate()
+        .map(|(i, ip)| NodeSpec::new(&format!("n{i}"), ip, db_url))
+        .collect();
+    let gossip: Vec<std::net::SocketAddr> = specs.iter().map(|s| s.gossip).collect();
+    for (i, spec) in specs.iter_mut().enumerate() {
+        configure(i, spec, &gossip);
+    }
+    create_admin(&specs[0]);
+    let mut nodes: Vec<Node> = specs.iter().map(NodeSpec::start).collect();
+    let mut bases = Vec::new();
+    for node in &mut nodes {
+        bases.push(node.base_url().await);
+    }
+    Started {
+        specs,
+        nodes,
+        bases,
+    }
+}
+
+fn static_peers(peers: &[std::net::SocketAddr]) -> String {
+    let list: Vec<String> = peers.iter().map(|p| format!("\"{p}\"")).collect();
+    format!(
+        "\n[discovery]\nmethod = \"static\"\npeers = [{}]\ninterval = \"1s\"\n",
+        list.join(", ")
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_cluster_detects_kill_and_leave_and_reaps() {
+    let db = database().await;
+    let mut c = start_nodes(
+        &db.url,
+        &["127.0.0.61", "127.0.0.62", "127.0.0.63", "127.0.0.64"],
+        |_, spec, all| {
+            spec.cluster_toml = "dead_node_reap = \"3s\"\n".into();
+            spec.extra_toml = static_peers(all);
+        },
+    )
+    .await;
+    for (i, node) in c.nodes.iter_mut().enumerate() {
+        node.wait_ready_where("ready after join", WAIT, |s, _| s == 200)
+            .await;
+        wait_status(&c.bases[i], "4 alive", |s| alive(s) == 4).await;
+    }
+    let status = cluster_status(c.bases[0].clone()).await.unwrap();
+    assert_eq!(status["cluster"]["health"], "HEALTHY");
+    let members = status["cluster"]["members"].as_array().unwrap();
+    let peer = members.iter().find(|m| m["local"] == false).unwrap();
+    assert_eq!(peer["meta"]["v"], env!("CARGO_PKG_VERSION"));
+    assert!(peer["meta"]["h"].as_str().unwrap().starts_with("127.0.0.6"));
+    assert!(peer["incarnation"].is_u64());
+    assert_eq!(
+        status["cluster"]["keyring"]["keys"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    c.nodes[0].wait_for_log("successfully joined", WAIT).await;
+
+    // SIGKILL node 3: suspect, then dead, everywhere else; then reaped.
+    let killed_id = member_id(&c.bases[3]).await;
+    c.nodes[3].signal("KILL");
+    for base in &c.bases[..3] {
+        wait_status(base, "killed node dead", |s| {
+            member_state(s, &killed_id).as_deref() == Some("dead")
+        })
+        .await;
+    }
+    c.nodes[0].wait_for_log("marked as suspect", WAIT).await;
+    let status = cluster_status(c.bases[0].clone()).await.unwrap();
+    assert_eq!(status["cluster"]["health"], "NOT_HEALTHY");
+
+    // SIGTERM node 2: `left`, not `dead`.
+    let left_id = member_id(&c.bases[2]).await;
+    c.nodes[2].signal("TERM");
+    assert_eq!(c.nodes[2].wait_exit(WAIT).await, Some(0));
+    for base in &c.bases[..2] {
+        let s = wait_status(base, "left node", |s| {
+            member_state(s, &left_id).is_some_and(|st| st != "alive")
+        })
+        .await;
+        assert_eq!(member_state(&s, &left_id).as_deref(), Some("left"));
+    }
+    // Both reaped after dead_node_reap.
+    wait_status(&c.bases[0], "reaped", |s| {
+        member_state(s, &killed_id).is_none() && member_state(s, &left_id).is_none()
+    })
+    .await;
+    let status = wait_status(&c.bases[0], "healthy again", |s| {
+        s["cluster"]["health"] == "HEALTHY"
+    })
+    .await;
+    assert_eq!(alive(&status), 2);
+    drop(c.specs);
+}
+
+async fn member_id(base: &str) -> String {
+    let s = cluster_status(base.to_string()).await.unwrap();
+    s["cluster"]["local_id"].as_str().unwrap().to_string()
+}
+
+/// dnsmasq serving SRV records for the cluster, killed on drop.
+struct Dns(Child, std::net::SocketAddr);
+
+impl Drop for Dns {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_dns(records: &[String]) -> Dns {
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new("dnsmasq")
+        .args([
+            "--no-daemon",
+            &format!("--port={port}"),
+            "--listen-address=127.0.0.1",
+            "--bind-interfaces",
+            "--no-resolv",
+            "--no-hosts",
+            "--conf-file=/dev/null",
+            "--local=/shoal.test/",
+            "--user=root",
+            "--pid-file=",
+        ])
+        .args(records)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("dnsmasq");
+    Dns(child, std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_nodes_form_one_cluster_through_dns_srv() {
+    let db = database().await;
+    let ips = [
+        "127.0.0.71",
+        "127.0.0.72",
+        "127.0.0.73",
+        "127.0.0.74",
+        "127.0.0.75",
+    ];
+    let gossip: Vec<std::net::SocketAddr> = ips.iter().map(|ip| free_gossip_addr(ip)).collect();
+    let mut records = Vec::new();
+    for (i, addr) in gossip.iter().enumerate() {
+        records.push(format!("--host-record=n{i}.shoal.test,{}", addr.ip()));
+        records.push(format!(
+            "--srv-host=_gossip._udp.shoal.test,n{i}.shoal.test,{}",
+            addr.port()
+        ));
+    }
+    let dns = start_dns(&records);
+    let server = dns.1;
+    let mut c = start_nodes(&db.url, &ips, |i, spec, _| {
+        spec.gossip = gossip[i];
+        spec.extra_toml = format!(
+            "\n[discovery]\nmethod = \"dns-srv\"\nname = \"_gossip._udp.shoal.test\"\nserver = \"{server}\"\ninterval = \"1s\"\n"
+        );
+    })
+    .await;
+    for (i, node) in c.nodes.iter_mut().enumerate() {
+        node.wait_ready_where("ready", WAIT, |s, _| s == 200).await;
+        wait_status(&c.bases[i], "5 alive", |s| alive(s) == 5).await;
+    }
+    c.nodes[0].wait_for_log("discovered 4 nodes", WAIT).await;
+    drop(dns);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarted_node_keeps_its_id_and_cidr_filter_drops_outsiders() {
+    let db = database().await;
+    // n0 and n1 inside 127.0.0.80/30; n2 at .90 is listed but outside the allowed space.
+    let mut c = start_nodes(
+        &db.url,
+        &["127.0.0.81", "127.0.0.82", "127.0.0.90"],
+        |i, spec, all| {
+            let key = spec.dir.path().join("node.key");
+            spec.cluster_toml = format!("node_key_file = \"{}\"\n", key.display());
+            if i < 2 {
+                spec.extra_toml = format!(
+                    "{}allowed_address_space = [\"127.0.0.80/30\"]\n",
+                    static_peers(all)
+                );
+            }
+        },
+    )
+    .await;
+    for (i, node) in c.nodes.iter_mut().enumerate().take(2) {
+        node.wait_ready_where("ready", WAIT, |s, _| s == 200).await;
+        wait_status(&c.bases[i], "2 alive", |s| alive(s) == 2).await;
+    }
+    let event = c.nodes[0].wait_for_log("discovered 1 nodes", WAIT).await;
+    assert_eq!(event["outside_allowed_space"], 1);
+    let outsider = member_id(&c.bases[2]).await;
+    let status = cluster_status(c.bases[0].clone()).await.unwrap();
+    assert_eq!(member_state(&status, &outsider), None, "never joined");
+
+    // n1 restarts (same node-key file): same id, seen alive again by n0.
+    let id_before = member_id(&c.bases[1]).await;
+    c.nodes[1].signal("TERM");
+    assert_eq!(c.nodes[1].wait_exit(WAIT).await, Some(0));
+    wait_status(&c.bases[0], "n1 left", |s| {
+        member_state(s, &id_before).as_deref() == Some("left")
+    })
+    .await;
+    let mut restarted = c.specs[1].start();
+    let base = restarted.base_url().await;
+    assert_eq!(member_id(&base).await, id_before);
+    wait_status(&c.bases[0], "n1 alive again", |s| {
+        member_state(s, &id_before).as_deref() == Some("alive")
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotating_the_key_file_on_a_running_cluster_loses_no_member() {
+    let db = database().await;
+    let k1 = "11".repeat(32);
+    let k2 = "22".repeat(32);
+    let mut c = start_nodes(
+        &db.url,
+        &["127.0.0.91", "127.0.0.92", "127.0.0.93"],
+        |_, spec, all| {
+            let psk = spec.dir.path().join("psk");
+            std::fs::write(&psk, format!("{k1}\n")).unwrap();
+            spec.cluster_toml = format!(
+                "psk_file = \"{}\"\nkey_reload_interval = \"200ms\"\n",
+                psk.display()
+            );
+            spec.psk_from_file = true;
+            spec.extra_toml = static_peers(all);
+        },
+    )
+    .await;
+    for (i, node) in c.nodes.iter_mut().enumerate() {
+        node.wait_ready_where("ready", WAIT, |s, _| s == 200).await;
+        wait_status(&c.bases[i], "3 alive", |s| alive(s) == 3).await;
+    }
+    let fingerprint = |hex: &str| shoal_config::SecretKey::parse(hex).unwrap().fingerprint();
+    for step in [
+        vec![k1.clone(), k2.clone()],
+        vec![k2.clone(), k1.clone()],
+        vec![k2.clone()],
+    ] {
+        for spec in &c.specs {
+            std::fs::write(spec.dir.path().join("psk"), step.join("\n")).unwrap();
+        }
+        for base in &c.bases {
+            let s = wait_status(base, "keyring step applied", |s| {
+                s["cluster"]["keyring"]["primary"] == fingerprint(&step[0])
+                    && s["cluster"]["keyring"]["keys"].as_array().map(Vec::len) == Some(step.len())
+            })
+            .await;
+            assert_eq!(alive(&s), 3);
+        }
+    }
+    for node in &c.nodes {
+        assert_eq!(node.count_messages("marked as suspect"), 0);
+        assert_eq!(node.count_messages("marked as dead"), 0);
+    }
+    // A broken key file keeps the keys in force and says why.
+    std::fs::write(c.specs[0].dir.path().join("psk"), "not-a-key\n").unwrap();
+    c.nodes[0]
+        .wait_for_log("keeping the keys in force", WAIT)
+        .await;
+    let s = cluster_status(c.bases[0].clone()).await.unwrap();
+    assert_eq!(s["cluster"]["keyring"]["primary"], fingerprint(&k2));
+}
