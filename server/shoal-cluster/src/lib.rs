@@ -7,6 +7,7 @@
 //! - `identity`: the node id, persisted in a node-key file so a restarted node keeps it.
 //! - `meta`: the metadata each node gossips (version, HTTP address, start time, load).
 //! - `delegate`: memberlist callbacks: our metadata out, heartbeat times in.
+//! - `log_limit`: counts memberlist's warnings and errors and caps how many reach the log.
 //! - `cluster`: the handle, the member table and the loop that turns state changes into
 //!   events and operator log lines.
 
@@ -15,6 +16,7 @@
 mod cluster;
 mod delegate;
 mod identity;
+mod log_limit;
 mod meta;
 
 pub use cluster::{
@@ -22,6 +24,7 @@ pub use cluster::{
     KeyringStatus, Member, MemberState, SuspicionTimeouts,
 };
 pub use identity::NodeIdentity;
+pub use log_limit::{GossipErrorCount, GossipErrors, GossipLogFilter};
 pub use meta::{Load, META_MAX_BYTES, NodeMeta};
 
 #[derive(Debug, thiserror::Error)]

@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
-use shoal_cluster::Cluster;
+use shoal_cluster::{Cluster, GossipErrors};
 use shoal_control_plane::ConfigHandle;
 use tokio::sync::Notify;
 
@@ -95,6 +95,7 @@ pub(crate) struct HealthState {
     pub node: String,
     pub cluster: Cluster,
     pub join: Arc<JoinState>,
+    pub gossip_errors: GossipErrors,
 }
 
 pub(crate) fn app(health: HealthState, api: Router) -> Router {
@@ -118,6 +119,7 @@ async fn cluster_status(State(h): State<HealthState>) -> Json<serde_json::Value>
         "node": h.node,
         "joined": h.join.is_ready(),
         "cluster": status,
+        "gossip_errors": h.gossip_errors.counts(),
     }))
 }
 

@@ -33,7 +33,14 @@ const HEALTH_STOP_GRACE: Duration = Duration::from_secs(5);
 /// not ready and refuse new requests, drain in-flight requests (bounded by
 /// `http.shutdown_grace`), leave the cluster, stop following the control plane, stop the
 /// health server. Later subsystems (telemetry, caches) slot in after the cluster leave.
-pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+///
+/// `gossip_errors` counts the gossip layer's warnings and errors (see `main`'s log setup); it is
+/// reported in `/cluster/status` and summarized in the log when lines were held back.
+pub async fn run(
+    config: NodeConfig,
+    shutdown: CancellationToken,
+    gossip_errors: shoal_cluster::GossipErrors,
+) -> anyhow::Result<()> {
     tracing::info!(
         version = VERSION,
         node = %config.node_name,
@@ -67,6 +74,7 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> anyhow::Res
         listener.local_addr()?,
         gate.clone(),
         join.clone(),
+        gossip_errors.clone(),
         background_stop.clone(),
     )
     .await?;
@@ -76,6 +84,7 @@ pub async fn run(config: NodeConfig, shutdown: CancellationToken) -> anyhow::Res
         node: config.node_name.clone(),
         cluster: cluster.clone(),
         join,
+        gossip_errors,
     };
     let api = shoal_console::router(ApiState {
         store,

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand};
+use shoal_cluster::{GossipErrors, GossipLogFilter};
 use shoal_config::{LogFormat, NodeConfig};
 use shoal_control_plane::{Enforcement, Policy, Resource, ResourceSpec, Store};
 use tokio_util::sync::CancellationToken;
@@ -185,7 +186,7 @@ fn main() -> ExitCode {
                 }
             };
             let serving = matches!(command, Command::Serve);
-            init_tracing(&config, serving);
+            let gossip_errors = init_tracing(&config, serving);
             if serving {
                 exit_on_panic();
             }
@@ -196,7 +197,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(dispatch(command, config)) {
+            match runtime.block_on(dispatch(command, config, gossip_errors)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     if serving {
@@ -224,7 +225,10 @@ fn exit_on_panic() {
 
 /// A node logs at the configured level; CLI commands only print warnings and errors so their
 /// stdout stays machine-readable.
-fn init_tracing(config: &NodeConfig, serving: bool) {
+fn init_tracing(config: &NodeConfig, serving: bool) -> GossipErrors {
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
     let level = if serving {
         config.log.level.as_str()
     } else {
@@ -232,19 +236,29 @@ fn init_tracing(config: &NodeConfig, serving: bool) {
     };
     let filter = tracing_subscriber::EnvFilter::try_new(level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    match (config.log.format, serving) {
-        (LogFormat::Json, _) => builder.json().flatten_event(true).init(),
-        (LogFormat::Text, true) => builder.init(),
-        (LogFormat::Text, false) => builder.with_writer(std::io::stderr).init(),
-    }
+    let fmt = tracing_subscriber::fmt::layer();
+    let output = match (config.log.format, serving) {
+        (LogFormat::Json, _) => fmt.json().flatten_event(true).boxed(),
+        (LogFormat::Text, true) => fmt.boxed(),
+        (LogFormat::Text, false) => fmt.with_writer(std::io::stderr).boxed(),
+    };
+    let (gossip_filter, gossip_errors) = GossipLogFilter::new();
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(output.with_filter(gossip_filter))
+        .init();
+    gossip_errors
 }
 
-async fn dispatch(command: Command, config: NodeConfig) -> anyhow::Result<()> {
+async fn dispatch(
+    command: Command,
+    config: NodeConfig,
+    gossip_errors: GossipErrors,
+) -> anyhow::Result<()> {
     if let Command::Serve = command {
         let shutdown = CancellationToken::new();
         tokio::spawn(signal_to_cancel(shutdown.clone()));
-        return shoal::run(config, shutdown).await;
+        return shoal::run(config, shutdown, gossip_errors).await;
     }
     let store = connect_store(&config).await?;
     match command {

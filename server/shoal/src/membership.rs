@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
-use shoal_cluster::{Cluster, ClusterOptions, Load, MemberState, NodeIdentity, NodeMeta};
+use shoal_cluster::{
+    Cluster, ClusterOptions, GossipErrors, Load, MemberState, NodeIdentity, NodeMeta,
+};
 use shoal_config::{NodeConfig, SecretKey};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -16,6 +18,9 @@ use crate::http::DrainGate;
 
 /// Until the first successful join, discovery retries this often (then at its interval).
 const EARLY_RETRY: Duration = Duration::from_secs(1);
+
+/// How often held-back gossip error lines are summarized.
+const GOSSIP_ERROR_SUMMARY: Duration = Duration::from_secs(10);
 
 /// How often the load figures in this node's metadata are refreshed.
 const LOAD_REFRESH: Duration = Duration::from_secs(10);
@@ -50,6 +55,7 @@ pub(crate) async fn start(
     http: SocketAddr,
     gate: Arc<DrainGate>,
     join: Arc<JoinState>,
+    gossip_errors: GossipErrors,
     stop: CancellationToken,
 ) -> anyhow::Result<(Cluster, JoinSet<()>)> {
     let identity = match &config.cluster.node_key_file {
@@ -108,6 +114,7 @@ pub(crate) async fn start(
             stop.clone(),
         ));
     }
+    tasks.spawn(summarize_gossip_errors(gossip_errors, stop.clone()));
     tasks.spawn(refresh_load(cluster.clone(), gate, stop));
     Ok((cluster, tasks))
 }
@@ -263,6 +270,23 @@ async fn reload_keys(
                 }
                 last_error = Some(e);
             }
+        }
+    }
+}
+
+/// One line per kind of gossip error held back by the log filter, every period.
+async fn summarize_gossip_errors(errors: GossipErrors, stop: CancellationToken) {
+    loop {
+        if sleep_or_stop(&stop, GOSSIP_ERROR_SUMMARY).await {
+            return;
+        }
+        for held in errors.take_suppressed() {
+            tracing::warn!(
+                suppressed = held.count,
+                "{} more gossip errors like this one were not logged: {}",
+                held.count,
+                held.message
+            );
         }
     }
 }
