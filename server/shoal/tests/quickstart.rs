@@ -70,8 +70,22 @@ async fn quickstart_up_gives_a_ready_node_and_down_stops_everything() {
         assert!(env.contains_key(key), "{key} missing from env: {env:?}");
     }
     let console = &env["SHOAL_CONSOLE_URL"];
-    let (status, body) = get_ready(console.clone()).await;
-    assert_eq!(status, 200, "{body}");
+    let nodes: Vec<&str> = env["SHOAL_NODES"].split(' ').collect();
+    assert_eq!(nodes.len(), 3, "{env:?}");
+    for node in &nodes {
+        let (status, body) = get_ready(node.to_string()).await;
+        assert_eq!(status, 200, "{node}: {body}");
+    }
+    // The three nodes form one cluster.
+    let url = format!("{console}/cluster/status");
+    wait_until("3 alive members", Duration::from_secs(30), || {
+        let url = url.clone();
+        async move {
+            let status: serde_json::Value = reqwest::get(url).await.ok()?.json().await.ok()?;
+            (status["cluster"]["healthy"] == 3).then_some(())
+        }
+    })
+    .await;
 
     let password = std::fs::read_to_string(&env["SHOAL_ADMIN_PASSWORD_FILE"]).unwrap();
     let login = reqwest::Client::new()
@@ -89,10 +103,10 @@ async fn quickstart_up_gives_a_ready_node_and_down_stops_everything() {
         String::from_utf8_lossy(&down.stderr)
     );
     assert!(!state.exists(), "--purge removes the state dir");
-    let console = console.clone();
-    wait_until("node gone", Duration::from_secs(30), || {
-        let console = console.clone();
-        async move { (get_ready(console).await.0 == 0).then_some(()) }
-    })
-    .await;
+    for node in nodes {
+        wait_until("node gone", Duration::from_secs(30), || async move {
+            (get_ready(node.to_string()).await.0 == 0).then_some(())
+        })
+        .await;
+    }
 }
