@@ -16,7 +16,9 @@ fn key(byte: u8) -> SecretKey {
 fn options(ip: &str, keys: Vec<SecretKey>) -> ClusterOptions {
     ClusterOptions {
         name: "test-cluster".into(),
-        bind: format!("{ip}:0").parse().unwrap(),
+        bind: format!("{ip}:0")
+            .parse()
+            .unwrap_or_else(|_| format!("[{ip}]:0").parse().unwrap()),
         advertise: None,
         keys,
         probe_interval: Duration::from_millis(200),
@@ -250,4 +252,30 @@ async fn keys_rotate_across_a_running_cluster_without_losing_a_member() {
         n.shutdown().await;
     }
     stale.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gossip_works_over_ipv6() {
+    let a = Cluster::start(
+        options("::1", vec![key(3)]),
+        &NodeIdentity::random(),
+        meta("a6"),
+    )
+    .await
+    .unwrap();
+    let b = Cluster::start(
+        options("::1", vec![key(3)]),
+        &NodeIdentity::random(),
+        meta("b6"),
+    )
+    .await
+    .unwrap();
+    assert!(a.advertise_address().is_ipv6());
+    assert_eq!(b.join(&[a.advertise_address()]).await.joined.len(), 1);
+    wait_for("2 alive over IPv6", || {
+        (alive_count(&a) == 2 && alive_count(&b) == 2).then_some(())
+    })
+    .await;
+    a.shutdown().await;
+    b.shutdown().await;
 }
