@@ -53,7 +53,7 @@ fn main() {
             .unwrap_or(default)
     };
     let rounds_small = arg("--rounds", 20);
-    let rounds_large = arg("--rounds-large", 8);
+    let rounds_large = arg("--rounds-large", 20);
     let busy_secs = arg("--busy-seconds", 30);
 
     let mut results = Vec::new();
@@ -339,9 +339,50 @@ fn kill_round(size: usize, profile: &str) -> KillResult {
     }
 }
 
-/// Runs `size` nodes with node 0 busy for `duration`; counts suspicions of anyone.
-fn busy_round(size: usize, duration: Duration) -> usize {
+/// A cgroup (v1 cpu controller) limiting one process to a share of one CPU; removed on drop.
+struct CpuCap(std::path::PathBuf);
+
+impl CpuCap {
+    fn new(pid: u32, percent: u32) -> std::io::Result<Self> {
+        let dir = std::path::PathBuf::from(format!(
+            "/sys/fs/cgroup/cpu/shoal-bench-{}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir)?;
+        let cap = Self(dir);
+        std::fs::write(cap.0.join("cpu.cfs_period_us"), "100000")?;
+        std::fs::write(cap.0.join("cpu.cfs_quota_us"), (percent * 1000).to_string())?;
+        std::fs::write(cap.0.join("cgroup.procs"), pid.to_string())?;
+        Ok(cap)
+    }
+}
+
+impl Drop for CpuCap {
+    fn drop(&mut self) {
+        // The process has exited by now (the cluster is dropped first); an empty cgroup can go.
+        for _ in 0..50 {
+            if std::fs::remove_dir(&self.0).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// Runs `size` nodes with node 0 busy (and, with `quota_percent`, CPU-capped) for `duration`;
+/// counts suspicions of anyone. `usize::MAX` if the CPU cap could not be set up.
+fn busy_round(size: usize, duration: Duration, quota_percent: Option<u32>) -> usize {
     let (procs, rx) = start_cluster(size, "shoal", Some(0));
+    let _cgroup = match quota_percent {
+        Some(percent) => match CpuCap::new(procs[0].child.id(), percent) {
+            Ok(cap) => Some(cap),
+            Err(e) => {
+                println!("cannot cap CPU: {e}");
+                return usize::MAX;
+            }
+        },
+        None => None,
+    };
     let end = Instant::now() + duration;
     let mut suspicions = 0;
     while let Ok((i, v)) = rx.recv_timeout(end.saturating_duration_since(Instant::now())) {
