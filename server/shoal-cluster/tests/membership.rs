@@ -115,10 +115,10 @@ async fn nodes_join_fail_leave_and_are_reaped() {
     }
     let mut seen = Vec::new();
     while let Ok(change) = changes.try_recv() {
-        if let shoal_cluster::ClusterChange::StateChanged { member, .. } = change {
-            if member.id == c_id {
-                seen.push(member.state);
-            }
+        if let shoal_cluster::ClusterChange::StateChanged { member, .. } = change
+            && member.id == c_id
+        {
+            seen.push(member.state);
         }
     }
     assert_eq!(seen, [MemberState::Suspect, MemberState::Dead]);

@@ -137,6 +137,7 @@ async fn discover_and_join(
     let method = provider.method();
     let started = std::time::Instant::now();
     let mut last_error: Option<String> = None;
+    let mut last_join_error: Option<String> = None;
     let mut last_found: Option<BTreeSet<SocketAddr>> = None;
     loop {
         let found = match provider.discover().await {
@@ -195,12 +196,16 @@ async fn discover_and_join(
                 );
                 join.set(true, format!("joined {} peers", outcome.joined.len()));
             }
-            if let Some(e) = outcome.error {
-                tracing::warn!(method, tried = ?new, "could not join some peers: {e}");
+            if let Some(e) = &outcome.error {
+                // Once per distinct failure: a listed peer that stays down is not news.
+                if last_join_error.as_ref() != Some(e) {
+                    tracing::warn!(method, tried = ?new, "could not join some peers: {e}");
+                }
                 if !join.is_ready() {
                     join.set(false, format!("could not join any of {new:?}: {e}"));
                 }
             }
+            last_join_error = outcome.error;
         } else {
             join.set(true, format!("joined; {} peers alive", alive.len()));
         }
