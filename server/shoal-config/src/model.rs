@@ -346,7 +346,7 @@ fn default_probe_timeout() -> Duration {
     Duration::from_millis(200)
 }
 fn default_suspicion_multiplier() -> u32 {
-    4
+    3
 }
 fn default_suspicion_max_multiplier() -> u32 {
     3
