@@ -1,4 +1,4 @@
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -279,6 +279,13 @@ impl Cluster {
                 bind: options.bind.to_string(),
                 message: e.to_string(),
             })?;
+        if !gossip.encryption_enabled() {
+            let _ = gossip.shutdown().await;
+            return Err(ClusterError::Start {
+                bind: options.bind.to_string(),
+                message: "gossip encryption is not active; refusing to run unencrypted".into(),
+            });
+        }
         for extra in &options.keys[1..] {
             if let Some(keyring) = gossip.keyring() {
                 keyring.insert(gossip_key(extra));
@@ -317,10 +324,6 @@ impl Cluster {
     /// The gossip address peers use for this node (self is skipped in discovery results).
     pub fn advertise_address(&self) -> SocketAddr {
         *self.inner.gossip.advertise_address()
-    }
-
-    pub fn options(&self) -> &ClusterOptions {
-        &self.inner.options
     }
 
     /// Joins the given peers (push/pull with each); partial success is reported, not hidden.
@@ -402,15 +405,15 @@ impl Cluster {
         &self,
         update: impl FnOnce(&mut NodeMeta),
     ) -> Result<(), ClusterError> {
-        let encoded = {
+        {
+            // Both under the same lock, so concurrent updates publish in the order they apply.
             let mut meta = self.inner.meta.lock().expect("meta lock");
             let mut next = meta.clone();
             update(&mut next);
             let encoded = next.encode()?;
             *meta = next;
-            encoded
-        };
-        *self.inner.encoded_meta.lock().expect("meta lock") = encoded;
+            *self.inner.encoded_meta.lock().expect("meta lock") = encoded;
+        }
         self.inner
             .gossip
             .update_node(BROADCAST_TIMEOUT)
@@ -531,6 +534,13 @@ async fn track_states(inner: std::sync::Weak<Inner>, mut stopped: watch::Receive
         let previous =
             std::mem::replace(&mut *inner.table.write().expect("table lock"), next.clone());
         report_changes(&inner, &previous, &next);
+        // Acks can complete after a member was reaped: keep only current members.
+        inner
+            .heartbeats
+            .seen
+            .lock()
+            .expect("heartbeat lock")
+            .retain(|id, _| next.contains_key(id));
         let members: Vec<Member> = next.values().cloned().collect();
         let now_health = health_of(&members);
         if health != Some(now_health) {
@@ -603,13 +613,9 @@ fn report_changes(inner: &Inner, previous: &BTreeMap<Id, Member>, next: &BTreeMa
         };
         let _ = inner.changes.send(change);
     }
-    let mut heartbeats: Option<std::sync::MutexGuard<'_, HashMap<Id, _>>> = None;
     for (id, old) in previous {
         if !next.contains_key(id) && !old.local {
             tracing::info!(node = %name(old), "node {} removed from the member list", name(old));
-            heartbeats
-                .get_or_insert_with(|| inner.heartbeats.seen.lock().expect("heartbeat lock"))
-                .remove(id);
             let _ = inner
                 .changes
                 .send(ClusterChange::Reaped { id: id.to_string() });

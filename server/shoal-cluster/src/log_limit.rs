@@ -145,20 +145,33 @@ impl<S: Subscriber> Filter<S> for GossipLogFilter {
         self.errors.record(site, || {
             let mut visitor = MessageVisitor(String::new());
             event.record(&mut visitor);
-            let mut message = if visitor.0.is_empty() {
+            let message = if visitor.0.is_empty() {
                 site.to_string()
             } else {
                 visitor.0
             };
-            message.truncate(160);
-            message
+            shorten(message)
         })
     }
+}
+
+/// At most 160 characters (messages can embed peer-sent ids of any length and alphabet).
+fn shorten(mut message: String) -> String {
+    if let Some((cut, _)) = message.char_indices().nth(160) {
+        message.truncate(cut);
+    }
+    message
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_messages_are_cut_on_a_character_boundary() {
+        assert_eq!(shorten("é".repeat(200)).chars().count(), 160);
+        assert_eq!(shorten("short".into()), "short");
+    }
 
     #[test]
     fn only_a_few_lines_per_window_pass_and_all_are_counted() {

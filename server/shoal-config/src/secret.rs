@@ -68,9 +68,12 @@ impl SecretKey {
     /// `#` comments are skipped. Errors say which entry is wrong without echoing it.
     pub fn parse_list(text: &str) -> Result<Vec<Self>, String> {
         let entries: Vec<&str> = text
-            .split(['\n', ','])
+            .lines()
             .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .filter(|l| !l.starts_with('#'))
+            .flat_map(|l| l.split(','))
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
             .collect();
         if entries.is_empty() {
             return Err("list is empty; expected at least one 32-byte key".into());
@@ -119,7 +122,7 @@ mod tests {
     fn keyring_lists_keep_order_and_name_the_bad_entry() {
         let a = "11".repeat(32);
         let b = "22".repeat(32);
-        let keys = SecretKey::parse_list(&format!("# rotation\n{b}\n\n{a}\n")).unwrap();
+        let keys = SecretKey::parse_list(&format!("# rotation, step 2\n{b}\n\n{a}\n")).unwrap();
         assert_eq!(keys.len(), 2);
         assert_eq!(keys[0].expose(), &[0x22; 32]);
         assert_ne!(keys[0].fingerprint(), keys[1].fingerprint());

@@ -82,12 +82,27 @@ impl Lookups {
         Ok(lookup.iter().collect())
     }
 
-    /// SRV targets and ports of `name`, each target resolved to its addresses.
+    /// SRV or A/AAAA answers of `name`: an empty list when the name exists but has no records
+    /// (a headless Service with no ready pod yet), an error for anything else.
+    async fn answers<T>(
+        &self,
+        name: &str,
+        lookup: impl std::future::Future<Output = Result<T, hickory_resolver::net::NetError>>,
+    ) -> Result<Option<T>, DiscoveryError> {
+        match tokio::time::timeout(self.timeout * 2, lookup).await {
+            Err(_) => Err(self.timeout_error(name)),
+            Ok(Err(e)) if e.is_no_records_found() => Ok(None),
+            Ok(Err(e)) => Err(self.resolve_error(name, e)),
+            Ok(Ok(answers)) => Ok(Some(answers)),
+        }
+    }
+
+    /// SRV targets and ports of `name`, each target resolved to its addresses. A target that
+    /// does not resolve is skipped (and reported only if no target resolves).
     async fn srv(&self, name: &str) -> Result<Vec<SocketAddr>, DiscoveryError> {
-        let lookup = tokio::time::timeout(self.timeout * 2, self.resolver.srv_lookup(name))
-            .await
-            .map_err(|_| self.timeout_error(name))?
-            .map_err(|e| self.resolve_error(name, e))?;
+        let Some(lookup) = self.answers(name, self.resolver.srv_lookup(name)).await? else {
+            return Ok(Vec::new());
+        };
         let targets: BTreeSet<(String, u16)> = lookup
             .answers()
             .iter()
@@ -97,15 +112,17 @@ impl Lookups {
             })
             .collect();
         let mut out = Vec::new();
+        let mut last_error = None;
         for (target, port) in targets {
-            out.extend(
-                self.ips(&target)
-                    .await?
-                    .into_iter()
-                    .map(|ip| SocketAddr::new(ip, port)),
-            );
+            match self.ips(&target).await {
+                Ok(ips) => out.extend(ips.into_iter().map(|ip| SocketAddr::new(ip, port))),
+                Err(e) => last_error = Some(e),
+            }
         }
-        Ok(out)
+        match (out.is_empty(), last_error) {
+            (true, Some(e)) => Err(e),
+            _ => Ok(out),
+        }
     }
 }
 
@@ -167,11 +184,12 @@ impl Discover for DnsA {
 
     fn discover(&self) -> BoxFuture<'_, Result<Vec<SocketAddr>, DiscoveryError>> {
         Box::pin(async move {
-            Ok(self
-                .lookups
-                .ips(&self.name)
-                .await?
-                .into_iter()
+            let lookup = self.lookups.resolver.lookup_ip(self.name.as_str());
+            let Some(ips) = self.lookups.answers(&self.name, lookup).await? else {
+                return Ok(Vec::new());
+            };
+            Ok(ips
+                .iter()
                 .map(|ip| SocketAddr::new(ip, self.port))
                 .collect())
         })

@@ -23,6 +23,9 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// How long an admin session lasts.
 const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
 
+/// Bound on stopping the membership loops (discovery, key reload, load refresh).
+const BACKGROUND_STOP_GRACE: Duration = Duration::from_secs(2);
+
 /// Bound on stopping the control-plane watcher (it finishes an apply in progress).
 const WATCHER_STOP_GRACE: Duration = Duration::from_secs(5);
 
@@ -136,7 +139,15 @@ pub async fn run(
         ),
     }
     background_stop.cancel();
-    while background.join_next().await.is_some() {}
+    // The loops stop at their next await point; a stuck one must not delay the leave.
+    if tokio::time::timeout(BACKGROUND_STOP_GRACE, async {
+        while background.join_next().await.is_some() {}
+    })
+    .await
+    .is_err()
+    {
+        background.abort_all();
+    }
     cluster.leave().await;
     watcher_stop.cancel();
     // An apply in progress finishes (so the snapshot on disk matches what was served); a

@@ -69,7 +69,11 @@ pub(crate) async fn start(
     let meta = NodeMeta {
         node_name: config.node_name.clone(),
         version: crate::VERSION.to_string(),
-        http: advertised_http(http, config.cluster.advertise).to_string(),
+        http: advertised_http(
+            http,
+            config.cluster.advertise.unwrap_or(config.cluster.bind),
+        )
+        .to_string(),
         started_at_ms,
         load: Load::default(),
     };
@@ -119,11 +123,13 @@ pub(crate) async fn start(
     Ok((cluster, tasks))
 }
 
-/// The HTTP address other nodes (and the console) should use for this node.
-fn advertised_http(http: SocketAddr, gossip_advertise: Option<SocketAddr>) -> SocketAddr {
-    match gossip_advertise {
-        Some(adv) if http.ip().is_unspecified() => SocketAddr::new(adv.ip(), http.port()),
-        _ => http,
+/// The HTTP address other nodes (and the console) should use for this node: the listen
+/// address, or, when that is a wildcard, the gossip address's IP with the HTTP port.
+fn advertised_http(http: SocketAddr, gossip: SocketAddr) -> SocketAddr {
+    if http.ip().is_unspecified() {
+        SocketAddr::new(gossip.ip(), http.port())
+    } else {
+        http
     }
 }
 
@@ -140,7 +146,11 @@ async fn discover_and_join(
     let mut last_join_error: Option<String> = None;
     let mut last_found: Option<BTreeSet<SocketAddr>> = None;
     loop {
-        let found = match provider.discover().await {
+        let round = tokio::select! {
+            _ = stop.cancelled() => return,
+            found = provider.discover() => found,
+        };
+        let found = match round {
             Ok(found) => found,
             Err(e) => {
                 let message = e.to_string();
@@ -151,6 +161,7 @@ async fn discover_and_join(
                     join.set(false, format!("discovery failed: {message}"));
                 }
                 last_error = Some(message);
+                give_up_waiting(&join, started, &config, method);
                 if sleep_or_stop(&stop, retry_delay(&join, config.interval)).await {
                     return;
                 }
@@ -158,8 +169,15 @@ async fn discover_and_join(
             }
         };
         last_error = None;
-        let allowed = shoal_discovery::filter_allowed(found.clone(), &config.allowed_address_space);
-        let dropped = found.len() - allowed.len();
+        let outside = |a: &SocketAddr| {
+            !config.allowed_address_space.is_empty()
+                && !config
+                    .allowed_address_space
+                    .iter()
+                    .any(|net| net.contains(&a.ip()))
+        };
+        let dropped = found.iter().filter(|a| outside(a)).count();
+        let allowed = shoal_discovery::filter_allowed(found, &config.allowed_address_space);
         let own = cluster.advertise_address();
         let peers: BTreeSet<SocketAddr> = allowed.into_iter().filter(|a| *a != own).collect();
         if last_found.as_ref() != Some(&peers) {
@@ -186,7 +204,10 @@ async fn discover_and_join(
                 format!("{method} discovery found no other node: running alone"),
             );
         } else if !new.is_empty() {
-            let outcome = cluster.join(&new).await;
+            let outcome = tokio::select! {
+                _ = stop.cancelled() => return,
+                outcome = cluster.join(&new) => outcome,
+            };
             if !outcome.joined.is_empty() {
                 tracing::info!(
                     method,
@@ -209,18 +230,29 @@ async fn discover_and_join(
         } else {
             join.set(true, format!("joined; {} peers alive", alive.len()));
         }
-        if !join.is_ready() && started.elapsed() >= config.join_timeout {
-            let why = join.detail();
-            tracing::warn!(
-                method,
-                waited_s = config.join_timeout.as_secs_f64(),
-                "no peer could be joined ({why}); running alone and still trying"
-            );
-            join.set(true, format!("running alone after {why}"));
-        }
+        give_up_waiting(&join, started, &config, method);
         if sleep_or_stop(&stop, retry_delay(&join, config.interval)).await {
             return;
         }
+    }
+}
+
+/// After `join_timeout` without a join, the node reports ready alone (and keeps trying), so a
+/// node whose peers are all gone, or whose discovery is down, can still start.
+fn give_up_waiting(
+    join: &JoinState,
+    started: std::time::Instant,
+    config: &shoal_config::DiscoveryConfig,
+    method: &str,
+) {
+    if !join.is_ready() && started.elapsed() >= config.join_timeout {
+        let why = join.detail();
+        tracing::warn!(
+            method,
+            waited_s = config.join_timeout.as_secs_f64(),
+            "no peer could be joined ({why}); running alone and still trying"
+        );
+        join.set(true, format!("running alone after {why}"));
     }
 }
 

@@ -283,6 +283,45 @@ async fn restarted_node_keeps_its_id_and_cidr_filter_drops_outsiders() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_discovery_fails_starts_alone_after_the_join_timeout() {
+    let db = database().await;
+    // A DNS server that never answers.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let server = silent.local_addr().unwrap();
+    let mut c = start_nodes(&db.url, &["127.0.0.95"], |_, spec, _| {
+        spec.extra_toml = format!(
+            "\n[discovery]\nmethod = \"dns-srv\"\nname = \"_gossip._udp.shoal.test\"\nserver = \"{server}\"\ninterval = \"1s\"\ntimeout = \"100ms\"\njoin_timeout = \"1s\"\n"
+        );
+    })
+    .await;
+    let (_, body) = c.nodes[0]
+        .wait_ready_where("503 while discovery fails", WAIT, |s, b| {
+            s == 503 && b["missing"].to_string().contains("discovery failed")
+        })
+        .await;
+    assert!(
+        body["missing"]
+            .to_string()
+            .contains("_gossip._udp.shoal.test"),
+        "{body}"
+    );
+    let (_, body) = c.nodes[0]
+        .wait_ready_where("ready alone after join_timeout", WAIT, |s, _| s == 200)
+        .await;
+    assert!(
+        body["cluster"]["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("running alone after"),
+        "{body}"
+    );
+    c.nodes[0]
+        .wait_for_log("running alone and still trying", WAIT)
+        .await;
+    drop(silent);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotating_the_key_file_on_a_running_cluster_loses_no_member() {
     let db = database().await;
     let k1 = "11".repeat(32);
@@ -316,9 +355,25 @@ async fn rotating_the_key_file_on_a_running_cluster_loses_no_member() {
             std::fs::write(spec.dir.path().join("psk"), step.join("\n")).unwrap();
         }
         for base in &c.bases {
-            let s = wait_status(base, "keyring step applied", |s| {
+            wait_status(base, "keyring step applied", |s| {
                 s["cluster"]["keyring"]["primary"] == fingerprint(&step[0])
                     && s["cluster"]["keyring"]["keys"].as_array().map(Vec::len) == Some(step.len())
+            })
+            .await;
+        }
+        // Traffic under the new keys: every node gets fresh acks from every peer after the
+        // step was in force everywhere.
+        let applied = std::time::Instant::now();
+        for base in &c.bases {
+            let s = wait_status(base, "acks after the step", |s| {
+                let since = applied.elapsed().as_millis() as u64;
+                s["cluster"]["members"].as_array().is_some_and(|ms| {
+                    ms.iter().filter(|m| m["local"] == false).all(|m| {
+                        m["last_heartbeat_ms"]
+                            .as_u64()
+                            .is_some_and(|age| age < since)
+                    })
+                })
             })
             .await;
             assert_eq!(alive(&s), 3);
