@@ -103,6 +103,29 @@ async fn garbage_wrong_keys_and_replays_never_break_a_node() {
     })
     .await;
 
+    // 0. A stream that carries the cluster's (public) label and announces a 4 GiB encrypted
+    //    message: refused from the header, before anything is allocated or authenticated.
+    let label = b"shoal";
+    let mut header = vec![12u8, label.len() as u8];
+    header.extend_from_slice(label);
+    header.extend_from_slice(&[15, 1]);
+    header.extend_from_slice(&u32::MAX.to_be_bytes());
+    let mut stream = tokio::net::TcpStream::connect(target).await.unwrap();
+    stream.write_all(&header).await.unwrap();
+    let mut rest = Vec::new();
+    // The node closes the stream instead of waiting for 4 GiB.
+    let _ = tokio::time::timeout(WAIT, stream.read_to_end(&mut rest))
+        .await
+        .expect("closed");
+    wait_until("oversized message refused", WAIT, || {
+        let seen = nodes[0]
+            .logs()
+            .iter()
+            .any(|l| l.contains("exceeds the 67108864 byte limit"));
+        async move { seen.then_some(()) }
+    })
+    .await;
+
     // 1. Random and truncated datagrams, every size class, from a fixed seed.
     let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed);
     let udp = UdpSocket::bind("127.0.0.103:0").unwrap();
