@@ -82,9 +82,14 @@ impl ClusterOptions {
         let min = self
             .probe_interval
             .mul_f64(f64::from(self.suspicion_multiplier) * scale);
-        let confirmations = self.suspicion_multiplier.saturating_sub(2);
         // memberlist skips the confirmation wait when too few peers could confirm.
-        let max = if (members as u32).saturating_sub(2) < confirmations {
+        let wanted = self.suspicion_multiplier.saturating_sub(2);
+        let confirmations = if (members as u32).saturating_sub(2) < wanted {
+            0
+        } else {
+            wanted
+        };
+        let max = if confirmations == 0 {
             min
         } else {
             min * self.suspicion_max_timeout_multiplier
@@ -383,10 +388,6 @@ impl Cluster {
             .iter()
             .filter(|m| m.state == MemberState::Alive)
             .count();
-        let known = members
-            .iter()
-            .filter(|m| m.state != MemberState::Left)
-            .count();
         ClusterStatus {
             cluster: self.inner.options.name.clone(),
             local_id: self.inner.id.to_string(),
@@ -394,7 +395,8 @@ impl Cluster {
             healthy,
             health: health_of(&members),
             local_health_score: self.inner.gossip.health_score(),
-            suspicion_timeout: self.inner.options.suspicion_timeouts(known),
+            // memberlist counts every member it still holds, dead and left ones included.
+            suspicion_timeout: self.inner.options.suspicion_timeouts(members.len()),
             keyring: self.keyring(),
             members,
         }
@@ -652,6 +654,7 @@ mod tests {
         // 3 nodes: too few to confirm, so min == max = 4 x 1 x 300 ms.
         let three = o.suspicion_timeouts(3);
         assert_eq!((three.min_ms, three.max_ms), (1200, 1200));
+        assert_eq!(three.confirmations_needed, 0);
         // 25 nodes: 4 x log10(25) x 300 ms, up to 3x that without confirmations.
         let many = o.suspicion_timeouts(25);
         assert_eq!(many.min_ms, 1677);
