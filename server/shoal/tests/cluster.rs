@@ -200,16 +200,10 @@ fn start_dns(records: &[String]) -> Dns {
     Dns(child, std::net::SocketAddr::from(([127, 0, 0, 1], port)))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn five_nodes_form_one_cluster_through_dns_srv() {
+/// Starts one node per IP, found through `method` ("static" or "dns-srv" served by dnsmasq),
+/// and waits until every node sees all of them alive.
+async fn form_cluster(ips: &[&str], method: &str) {
     let db = database().await;
-    let ips = [
-        "127.0.0.71",
-        "127.0.0.72",
-        "127.0.0.73",
-        "127.0.0.74",
-        "127.0.0.75",
-    ];
     let gossip: Vec<std::net::SocketAddr> = ips.iter().map(|ip| free_gossip_addr(ip)).collect();
     let mut records = Vec::new();
     for (i, addr) in gossip.iter().enumerate() {
@@ -221,19 +215,65 @@ async fn five_nodes_form_one_cluster_through_dns_srv() {
     }
     let dns = start_dns(&records);
     let server = dns.1;
-    let mut c = start_nodes(&db.url, &ips, |i, spec, _| {
+    let mut c = start_nodes(&db.url, ips, |i, spec, _| {
         spec.gossip = gossip[i];
-        spec.extra_toml = format!(
-            "\n[discovery]\nmethod = \"dns-srv\"\nname = \"_gossip._udp.shoal.test\"\nserver = \"{server}\"\ninterval = \"1s\"\n"
-        );
+        spec.extra_toml = if method == "static" {
+            static_peers(&gossip)
+        } else {
+            format!(
+                "\n[discovery]\nmethod = \"dns-srv\"\nname = \"_gossip._udp.shoal.test\"\nserver = \"{server}\"\ninterval = \"1s\"\n"
+            )
+        };
     })
     .await;
     for (i, node) in c.nodes.iter_mut().enumerate() {
         node.wait_ready_where("ready", WAIT, |s, _| s == 200).await;
-        wait_status(&c.bases[i], "5 alive", |s| alive(s) == 5).await;
+        wait_status(&c.bases[i], "all alive", |s| alive(s) == ips.len()).await;
     }
-    c.nodes[0].wait_for_log("discovered 4 nodes", WAIT).await;
+    c.nodes[0]
+        .wait_for_log(&format!("discovered {} nodes", ips.len() - 1), WAIT)
+        .await;
     drop(dns);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_nodes_form_one_cluster_through_dns_srv() {
+    form_cluster(
+        &[
+            "127.0.0.71",
+            "127.0.0.72",
+            "127.0.0.73",
+            "127.0.0.74",
+            "127.0.0.75",
+        ],
+        "dns-srv",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_form_one_cluster_through_dns_srv() {
+    form_cluster(&["127.0.0.76", "127.0.0.77", "127.0.0.78"], "dns-srv").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_nodes_form_one_cluster_through_static_peers() {
+    form_cluster(
+        &[
+            "127.0.0.111",
+            "127.0.0.112",
+            "127.0.0.113",
+            "127.0.0.114",
+            "127.0.0.115",
+        ],
+        "static",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_form_one_cluster_through_static_peers() {
+    form_cluster(&["127.0.0.116", "127.0.0.117", "127.0.0.118"], "static").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
