@@ -523,42 +523,59 @@ fn validate(config: &NodeConfig, origin_of: &dyn Fn(&str) -> Origin, out: &mut V
             config.data_dir
         ),
     );
-    let at_least = |d: Duration, min: Duration| d >= min;
     let cp = &config.control_plane;
+    let c = &config.cluster;
+    let d = &config.discovery;
+    // Every duration key with its allowed range, in milliseconds.
     for (key, value, min, max) in [
         (
             "http.shutdown_grace",
             config.http.shutdown_grace,
-            Duration::ZERO,
-            Duration::from_secs(3600),
+            0,
+            3_600_000,
         ),
         (
             "control_plane.poll_interval",
             cp.poll_interval,
-            Duration::from_millis(100),
-            Duration::from_secs(3600),
+            100,
+            3_600_000,
         ),
         (
             "control_plane.connect_timeout",
             cp.connect_timeout,
-            Duration::from_millis(100),
-            Duration::from_secs(300),
+            100,
+            300_000,
+        ),
+        ("control_plane.reconnect_min", cp.reconnect_min, 10, 60_000),
+        ("control_plane.reconnect_max", cp.reconnect_max, 10, 600_000),
+        ("cluster.probe_interval", c.probe_interval, 50, 60_000),
+        ("cluster.probe_timeout", c.probe_timeout, 10, 60_000),
+        ("cluster.gossip_interval", c.gossip_interval, 10, 60_000),
+        (
+            "cluster.push_pull_interval",
+            c.push_pull_interval,
+            100,
+            3_600_000,
         ),
         (
-            "control_plane.reconnect_min",
-            cp.reconnect_min,
-            Duration::from_millis(10),
-            Duration::from_secs(60),
+            "cluster.dead_node_reap",
+            c.dead_node_reap,
+            1_000,
+            86_400_000,
         ),
         (
-            "control_plane.reconnect_max",
-            cp.reconnect_max,
-            Duration::from_millis(10),
-            Duration::from_secs(600),
+            "cluster.key_reload_interval",
+            c.key_reload_interval,
+            100,
+            3_600_000,
         ),
+        ("discovery.interval", d.interval, 100, 3_600_000),
+        ("discovery.timeout", d.timeout, 10, 3_600_000),
+        ("discovery.join_timeout", d.join_timeout, 100, 3_600_000),
     ] {
+        let (min, max) = (Duration::from_millis(min), Duration::from_millis(max));
         check(
-            at_least(value, min) && value <= max,
+            value >= min && value <= max,
             key,
             format!(
                 "must be between {} and {}, got {}",
@@ -582,42 +599,6 @@ fn validate(config: &NodeConfig, origin_of: &dyn Fn(&str) -> Origin, out: &mut V
         "control_plane.max_connections",
         format!("must be between 2 and 100, got {}", cp.max_connections),
     );
-    let c = &config.cluster;
-    for (key, value, min, max) in [
-        ("cluster.probe_interval", c.probe_interval, 50, 60_000),
-        ("cluster.probe_timeout", c.probe_timeout, 10, 60_000),
-        ("cluster.gossip_interval", c.gossip_interval, 10, 60_000),
-        (
-            "cluster.push_pull_interval",
-            c.push_pull_interval,
-            100,
-            3_600_000,
-        ),
-        (
-            "cluster.dead_node_reap",
-            c.dead_node_reap,
-            1_000,
-            86_400_000,
-        ),
-        (
-            "cluster.key_reload_interval",
-            c.key_reload_interval,
-            100,
-            3_600_000,
-        ),
-    ] {
-        let (min, max) = (Duration::from_millis(min), Duration::from_millis(max));
-        check(
-            value >= min && value <= max,
-            key,
-            format!(
-                "must be between {} and {}, got {}",
-                humantime::format_duration(min),
-                humantime::format_duration(max),
-                humantime::format_duration(value)
-            ),
-        );
-    }
     check(
         c.probe_timeout < c.probe_interval,
         "cluster.probe_timeout",
@@ -670,7 +651,6 @@ fn validate(config: &NodeConfig, origin_of: &dyn Fn(&str) -> Origin, out: &mut V
             format!("must be a concrete address peers can reach, got {adv}"),
         );
     }
-    let d = &config.discovery;
     let method = d.method.as_str();
     let uses = |key: &str| match d.method {
         DiscoveryMethod::None => false,
@@ -725,25 +705,6 @@ fn validate(config: &NodeConfig, origin_of: &dyn Fn(&str) -> Origin, out: &mut V
         "discovery.port",
         "must be a port number between 1 and 65535".into(),
     );
-    for (key, value, min) in [
-        ("discovery.interval", d.interval, Duration::from_millis(100)),
-        ("discovery.timeout", d.timeout, Duration::from_millis(10)),
-        (
-            "discovery.join_timeout",
-            d.join_timeout,
-            Duration::from_millis(100),
-        ),
-    ] {
-        check(
-            value >= min && value <= Duration::from_secs(3600),
-            key,
-            format!(
-                "must be between {} and 1h, got {}",
-                humantime::format_duration(min),
-                humantime::format_duration(value)
-            ),
-        );
-    }
     check(
         tracing_subscriber::EnvFilter::try_new(&config.log.level).is_ok(),
         "log.level",

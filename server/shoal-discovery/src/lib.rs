@@ -11,6 +11,8 @@
 
 mod dns;
 mod static_peers;
+#[cfg(feature = "testsuite")]
+pub mod testsuite;
 
 use std::net::SocketAddr;
 

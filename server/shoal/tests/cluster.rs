@@ -2,11 +2,11 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::*;
 use serde_json::Value;
+use shoal_discovery::testsuite::Dnsmasq;
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -170,43 +170,6 @@ async fn member_id(base: &str) -> String {
     s["cluster"]["local_id"].as_str().unwrap().to_string()
 }
 
-/// dnsmasq serving SRV records for the cluster, killed on drop.
-struct Dns(Child, std::net::SocketAddr);
-
-impl Drop for Dns {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_dns(records: &[String]) -> Dns {
-    let port = std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new("dnsmasq")
-        .args([
-            "--no-daemon",
-            &format!("--port={port}"),
-            "--listen-address=127.0.0.1",
-            "--bind-interfaces",
-            "--no-resolv",
-            "--no-hosts",
-            "--conf-file=/dev/null",
-            "--local=/shoal.test/",
-            "--user=root",
-            "--pid-file=",
-        ])
-        .args(records)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("dnsmasq");
-    Dns(child, std::net::SocketAddr::from(([127, 0, 0, 1], port)))
-}
-
 /// Starts one node per IP, found through `method` ("static" or "dns-srv" served by dnsmasq),
 /// and waits until every node sees all of them alive.
 async fn form_cluster(ips: &[&str], method: &str) {
@@ -220,8 +183,8 @@ async fn form_cluster(ips: &[&str], method: &str) {
             addr.port()
         ));
     }
-    let dns = start_dns(&records);
-    let server = dns.1;
+    let dns = Dnsmasq::start(&records);
+    let server = dns.addr;
     let mut c = start_nodes(&db.url, ips, |i, spec, _| {
         spec.gossip = gossip[i];
         spec.extra_toml = if method == "static" {
