@@ -3,12 +3,18 @@
 //!
 //! - `counter`: sliding-window rate counters built from per-origin G-counter buckets; the merge
 //!   is commutative, associative and idempotent (proved by property tests).
+//! - `clock`: Lamport stamps, the total order of updates (time, then node).
+//! - `replay`: the bounded buffer of recent updates a joining node is replayed from.
 //!
-//! Built in steps (issue 5): the cache, the event channel, the Lamport-ordered replay buffer,
-//! anti-entropy and strict mode come next, on top of these types.
+//! Built in steps (issue 5): the cache, the event channel, the gossip wiring, anti-entropy and
+//! strict mode come next, on top of these types.
 
 #![forbid(unsafe_code)]
 
+mod clock;
 mod counter;
+mod replay;
 
+pub use clock::{LamportClock, MAX_CLOCK_JUMP, Stamp};
 pub use counter::{BucketDelta, Counter, Merged, Origin, WindowSpec};
+pub use replay::{Replay, ReplayBuffer};
