@@ -5,16 +5,19 @@
 //!   is commutative, associative and idempotent (proved by property tests).
 //! - `clock`: Lamport stamps, the total order of updates (time, then node).
 //! - `replay`: the bounded buffer of recent updates a joining node is replayed from.
+//! - `cache`: TTL entries, last writer wins by Lamport stamp, tombstones, size-bounded.
 //!
-//! Built in steps (issue 5): the cache, the event channel, the gossip wiring, anti-entropy and
+//! Built in steps (issue 5): the event channel, the gossip wiring, anti-entropy and
 //! strict mode come next, on top of these types.
 
 #![forbid(unsafe_code)]
 
+mod cache;
 mod clock;
 mod counter;
 mod replay;
 
+pub use cache::{Cache, CacheLimits, CacheMerge, CacheUpdate};
 pub use clock::{LamportClock, MAX_CLOCK_JUMP, Stamp};
 pub use counter::{BucketDelta, Counter, Merged, Origin, WindowSpec};
 pub use replay::{Replay, ReplayBuffer};
