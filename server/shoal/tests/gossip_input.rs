@@ -219,11 +219,11 @@ async fn garbage_wrong_keys_and_replays_never_break_a_node() {
             .find(|m| &m["id"] == id)
             .map(|m| m["state"].clone())
     };
-    assert_eq!(member(&proof, &n1_id), Some(Value::from("alive")));
-    assert_eq!(
-        member(&status(&bases[1]).await, &n0_id),
-        Some(Value::from("alive"))
-    );
+    // Still members of each other (a moment of suspicion under a flood is not a loss).
+    for (s, id) in [(proof.clone(), &n1_id), (status(&bases[1]).await, &n0_id)] {
+        let state = member(&s, id).expect("still a member");
+        assert!(state == "alive" || state == "suspect", "{state}");
+    }
     // Suspicion timing under load is a benchmark matter; what must never happen is a death.
     assert_eq!(nodes[0].count_messages("marked as dead"), 0);
     assert_eq!(nodes[1].count_messages("marked as dead"), 0);
