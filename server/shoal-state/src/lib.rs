@@ -6,8 +6,9 @@
 //! - `clock`: Lamport stamps, the total order of updates (time, then node).
 //! - `replay`: the bounded buffer of recent updates a joining node is replayed from.
 //! - `cache`: TTL entries, last writer wins by Lamport stamp, tombstones, size-bounded.
+//! - `events`: the broadcast event channel, delivered once per node, size-limited.
 //!
-//! Built in steps (issue 5): the event channel, the gossip wiring, anti-entropy and
+//! Built in steps (issue 5): the gossip wiring, anti-entropy and
 //! strict mode come next, on top of these types.
 
 #![forbid(unsafe_code)]
@@ -15,9 +16,11 @@
 mod cache;
 mod clock;
 mod counter;
+mod events;
 mod replay;
 
 pub use cache::{Cache, CacheLimits, CacheMerge, CacheUpdate};
 pub use clock::{LamportClock, MAX_CLOCK_JUMP, Stamp};
 pub use counter::{BucketDelta, Counter, Merged, Origin, WindowSpec};
-pub use replay::{Replay, ReplayBuffer};
+pub use events::{Accepted, Event, EventChannel, EventLimits};
+pub use replay::{Pushed, Replay, ReplayBuffer};

@@ -18,6 +18,16 @@ pub enum Replay<T> {
     Ahead,
 }
 
+/// What recording an update did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pushed {
+    Added,
+    /// The same stamp is already held.
+    Duplicate,
+    /// Older than updates the buffer already dropped.
+    TooOld,
+}
+
 /// A bounded buffer of the most recent updates.
 #[derive(Debug, Clone)]
 pub struct ReplayBuffer<T> {
@@ -42,13 +52,14 @@ impl<T: Clone> ReplayBuffer<T> {
 
     /// Records an update. Updates normally arrive in Lamport order; a late one is inserted
     /// at its place so replays stay ordered.
-    pub fn push(&mut self, stamp: Stamp, update: T) {
+    pub fn push(&mut self, stamp: Stamp, update: T) -> Pushed {
         let at = self.entries.partition_point(|(s, _)| *s < stamp);
         if self.entries.get(at).is_some_and(|(s, _)| *s == stamp) {
-            return; // the same update twice
+            return Pushed::Duplicate;
         }
         if self.evicted.is_some_and(|e| stamp <= e) {
-            return; // older than what we already dropped: replaying it could not be complete
+            // Older than what was already dropped: it may have been seen and dropped too.
+            return Pushed::TooOld;
         }
         self.entries.insert(at, (stamp, update));
         if self.newest.is_none_or(|n| stamp > n) {
@@ -59,6 +70,7 @@ impl<T: Clone> ReplayBuffer<T> {
                 self.evicted = Some(dropped);
             }
         }
+        Pushed::Added
     }
 
     /// Everything after `watermark` (`None`: the asker has seen nothing).
