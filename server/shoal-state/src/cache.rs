@@ -234,11 +234,7 @@ mod tests {
                 ))
                 .collect();
             let mut shuffled: Vec<CacheUpdate> = updates.iter().chain(updates.iter()).cloned().collect();
-            let mut rng = seed;
-            for i in (1..shuffled.len()).rev() {
-                rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                shuffled.swap(i, (rng >> 33) as usize % (i + 1));
-            }
+            crate::shuffle(&mut shuffled, seed);
             let mut a = Cache::new(CacheLimits::default());
             let mut b = Cache::new(CacheLimits::default());
             for u in updates {

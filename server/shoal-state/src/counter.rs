@@ -389,11 +389,7 @@ mod tests {
             for _ in 0..=duplicates {
                 delivered.extend(deltas.iter().copied());
             }
-            let mut rng = shuffle_seed;
-            for i in (1..delivered.len()).rev() {
-                rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                delivered.swap(i, (rng >> 33) as usize % (i + 1));
-            }
+            crate::shuffle(&mut delivered, shuffle_seed);
             let mut replica = counter();
             for d in &delivered {
                 replica.merge(d, now);

@@ -134,11 +134,7 @@ mod tests {
             for _ in 0..copies {
                 arrivals.extend(events.iter().cloned());
             }
-            let mut rng = seed;
-            for i in (1..arrivals.len()).rev() {
-                rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                arrivals.swap(i, (rng >> 33) as usize % (i + 1));
-            }
+            crate::shuffle(&mut arrivals, seed);
             let mut channel = EventChannel::new(EventLimits::default());
             let delivered = arrivals
                 .into_iter()

@@ -24,3 +24,16 @@ pub use clock::{LamportClock, MAX_CLOCK_JUMP, Stamp};
 pub use counter::{BucketDelta, Counter, Merged, Origin, WindowSpec};
 pub use events::{Accepted, Event, EventChannel, EventLimits};
 pub use replay::{Pushed, Replay, ReplayBuffer};
+
+/// Shared by the property tests: a deterministic shuffle (Fisher-Yates on an LCG), so a failing
+/// case replays exactly from proptest's seed.
+#[cfg(test)]
+pub(crate) fn shuffle<T>(items: &mut [T], seed: u64) {
+    let mut rng = seed;
+    for i in (1..items.len()).rev() {
+        rng = rng
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        items.swap(i, (rng >> 33) as usize % (i + 1));
+    }
+}

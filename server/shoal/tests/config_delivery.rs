@@ -92,49 +92,29 @@ async fn api_writes_are_validated_stored_once_and_audited() {
     );
     assert_eq!(head_revision(&db.url).await, rev);
 
-    // Unknown field, wrong type, bad enforcement: each named.
-    let (status, body) = api
-        .put(
+    // Unknown field, bad enforcement, bad endpoint: each named, nothing stored.
+    for (path, body, named) in [
+        (
             "/api/v1/policies/x",
             json!({ "rego": SEED_POLICY, "enforcment": "strict" }),
-        )
-        .await;
-    assert_eq!(status, 422);
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("enforcment"),
-        "{body}"
-    );
-    let (status, body) = api
-        .put(
+            "enforcment",
+        ),
+        (
             "/api/v1/policies/x",
             json!({ "rego": SEED_POLICY, "enforcement": "sometimes" }),
-        )
-        .await;
-    assert_eq!(status, 422);
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("sometimes"),
-        "{body}"
-    );
-    let (status, body) = api
-        .put(
+            "sometimes",
+        ),
+        (
             "/api/v1/resources/store",
             json!({ "kind": "s3", "endpoint": "ftp://x" }),
-        )
-        .await;
-    assert_eq!(status, 422);
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("endpoint"),
-        "{body}"
-    );
+            "endpoint",
+        ),
+    ] {
+        let (status, reply) = api.put(path, body).await;
+        assert_eq!(status, 422, "{reply}");
+        let message = reply["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(named), "{path}: {reply}");
+    }
     assert_eq!(head_revision(&db.url).await, rev);
 
     // A resource and a user with both credential kinds.
