@@ -1,10 +1,12 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use memberlist::Memberlist;
 use memberlist::Options;
+use memberlist::bytes::Bytes;
 use memberlist::delegate::{CompositeDelegate, VoidDelegate};
 use memberlist::net::NetTransportOptions;
 use memberlist::proto::{
@@ -15,7 +17,7 @@ use memberlist::tokio::{TokioNetTransport, TokioSocketAddrResolver, TokioTcp};
 use serde::Serialize;
 use shoal_config::{ClusterConfig, SecretKey};
 use smol_str::SmolStr;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 
 use crate::delegate::{HeartbeatDelegate, MetaDelegate};
 use crate::{ClusterError, NodeIdentity, NodeMeta};
@@ -33,6 +35,13 @@ const STATE_POLL: Duration = Duration::from_millis(25);
 
 /// Bound on the broadcasts of a metadata update and of the leave message.
 const BROADCAST_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How many received user messages may wait for the reader before new ones are dropped.
+const INBOX_CAPACITY: usize = 8192;
+
+/// The largest user message [`Cluster::send`] takes: a UDP datagram is at most 1472 bytes
+/// and memberlist adds its label, checksum, compression header, nonce and tag around it.
+pub const PACKET_MESSAGE_MAX: usize = 1200;
 
 /// Everything the gossip layer needs, already validated by `shoal_config`.
 #[derive(Debug, Clone)]
@@ -217,6 +226,8 @@ struct Inner {
     table: RwLock<BTreeMap<Id, Member>>,
     changes: broadcast::Sender<ClusterChange>,
     stop: watch::Sender<bool>,
+    inbox: Mutex<Option<mpsc::Receiver<Bytes>>>,
+    inbox_dropped: Arc<AtomicU64>,
 }
 
 fn gossip_key(key: &SecretKey) -> GossipKey {
@@ -273,9 +284,13 @@ impl Cluster {
         }
         let encoded_meta = Arc::new(Mutex::new(encoded));
         let heartbeats = HeartbeatDelegate::default();
+        let (inbox_tx, inbox) = mpsc::channel(INBOX_CAPACITY);
+        let inbox_dropped = Arc::new(AtomicU64::new(0));
         let delegates: Delegates = CompositeDelegate::new()
             .with_node_delegate(MetaDelegate {
                 encoded: encoded_meta.clone(),
+                inbox: inbox_tx,
+                inbox_dropped: inbox_dropped.clone(),
             })
             .with_ping_delegate(heartbeats.clone());
         let gossip = Memberlist::with_delegate(delegates, transport, gossip_options)
@@ -309,6 +324,8 @@ impl Cluster {
                 table: RwLock::new(BTreeMap::new()),
                 changes,
                 stop,
+                inbox: Mutex::new(Some(inbox)),
+                inbox_dropped,
             }),
         };
         tracing::info!(
@@ -376,6 +393,43 @@ impl Cluster {
                 m
             })
             .collect()
+    }
+
+    /// The user messages peers send this node (decrypted and authenticated with the cluster
+    /// key). There is one reader: the first call gets the stream, later calls `None`.
+    pub fn messages(&self) -> Option<mpsc::Receiver<Bytes>> {
+        self.inner.inbox.lock().expect("inbox lock").take()
+    }
+
+    /// Received messages dropped because their reader fell behind.
+    pub fn messages_dropped(&self) -> u64 {
+        self.inner.inbox_dropped.load(Ordering::Relaxed)
+    }
+
+    /// Sends one encrypted datagram to the node at `to` (best effort, at most
+    /// [`PACKET_MESSAGE_MAX`] bytes): cheap, for frequent small messages whose loss is repaired.
+    pub async fn send(&self, to: SocketAddr, msg: Bytes) -> Result<(), ClusterError> {
+        if msg.len() > PACKET_MESSAGE_MAX {
+            return Err(ClusterError::Gossip(format!(
+                "message of {} bytes is over the {PACKET_MESSAGE_MAX}-byte datagram limit",
+                msg.len()
+            )));
+        }
+        self.inner
+            .gossip
+            .send(&to, msg)
+            .await
+            .map_err(|e| ClusterError::Gossip(format!("send to {to}: {e}")))
+    }
+
+    /// Sends one message over an encrypted stream (delivered whole or an error): for large or
+    /// must-arrive messages.
+    pub async fn send_reliable(&self, to: SocketAddr, msg: Bytes) -> Result<(), ClusterError> {
+        self.inner
+            .gossip
+            .send_reliable(&to, msg)
+            .await
+            .map_err(|e| ClusterError::Gossip(format!("stream to {to}: {e}")))
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<ClusterChange> {

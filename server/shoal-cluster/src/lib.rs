@@ -21,8 +21,10 @@ mod meta;
 
 pub use cluster::{
     Cluster, ClusterChange, ClusterHealth, ClusterOptions, ClusterStatus, JoinOutcome,
-    KeyringStatus, Member, MemberState, SuspicionTimeouts,
+    KeyringStatus, Member, MemberState, PACKET_MESSAGE_MAX, SuspicionTimeouts,
 };
+/// Message payloads, so callers need not name memberlist's re-export.
+pub use memberlist::bytes::Bytes;
 pub use identity::NodeIdentity;
 pub use log_limit::{GossipErrorCount, GossipErrors, GossipLogFilter};
 pub use meta::{Load, META_MAX_BYTES, NodeMeta};

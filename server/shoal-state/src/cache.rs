@@ -127,6 +127,13 @@ impl Cache {
         }
     }
 
+    /// Live entries and tombstones, borrowed (digests and partial syncs filter them).
+    pub fn iter_live(&self, now_ms: u64) -> impl Iterator<Item = &CacheUpdate> {
+        self.entries
+            .values()
+            .filter(move |e| e.expires_at_ms > now_ms)
+    }
+
     /// Every live entry and tombstone, for a full state sync.
     pub fn snapshot(&self, now_ms: u64) -> Vec<CacheUpdate> {
         self.entries

@@ -36,6 +36,14 @@ impl Origin {
     }
 }
 
+/// SplitMix64's finalizer: a cheap, well-spread 64-bit mix for digests and hashing.
+pub(crate) fn mix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
 /// One window: its length and how many buckets it is cut into.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WindowSpec {
@@ -63,6 +71,13 @@ impl WindowSpec {
     /// The bucket that time `now_ms` falls in.
     fn bucket_of(&self, now_ms: u64) -> u64 {
         now_ms / self.bucket_ms()
+    }
+
+    /// Whether a replica whose clock is a little ahead may already have rotated `bucket` out:
+    /// the oldest live bucket. Digests leave it out so clock skew is not mistaken for missing
+    /// data.
+    fn is_oldest(&self, bucket: u64, now_ms: u64) -> bool {
+        self.bucket_of(now_ms) - bucket + 1 >= u64::from(self.buckets)
     }
 
     /// Whether bucket `bucket` still counts at `now_ms`: the window is the current bucket and
@@ -225,6 +240,32 @@ impl Counter {
             ring.live(now_ms)
                 .fold(0u64, |t, b| t.saturating_add(b.total()))
         })
+    }
+
+    /// Whether nothing is left to count at `now_ms` (every bucket has expired): the counter
+    /// can be dropped.
+    pub fn is_idle(&self, now_ms: u64) -> bool {
+        self.rings.iter().all(|ring| ring.live(now_ms).next().is_none())
+    }
+
+    /// An order-independent hash of every (window, bucket, origin, value) live at `now_ms`,
+    /// the oldest bucket of each window excepted; two replicas holding the same counts agree
+    /// on it. `seed` mixes in the key.
+    pub fn digest(&self, seed: u64, now_ms: u64) -> u64 {
+        let mut sum = 0u64;
+        for (window, ring) in self.rings.iter().enumerate() {
+            for bucket in ring.live(now_ms) {
+                if ring.spec.is_oldest(bucket.id, now_ms) {
+                    continue;
+                }
+                for (origin, value) in &bucket.counts {
+                    sum = sum.wrapping_add(mix(
+                        seed ^ mix(window as u64 ^ mix(bucket.id ^ mix(origin.0 ^ mix(*value)))),
+                    ));
+                }
+            }
+        }
+        sum
     }
 
     /// Each origin's share of `total(window, now_ms)`, sorted by origin (for the console).

@@ -8,8 +8,11 @@
 //! - `cache`: TTL entries, last writer wins by Lamport stamp, tombstones, size-bounded.
 //! - `events`: the broadcast event channel, delivered once per node, size-limited.
 //!
-//! Built in steps (issue 5): the gossip wiring, anti-entropy and
-//! strict mode come next, on top of these types.
+//! - `key`: what a counter counts, (subject, resource, action), and its hash.
+//! - `ring`: the consistent-hash ring naming each key's owner in strict mode.
+//! - `wire`: the messages nodes exchange about state, and their encoding.
+//! - `replica`: this node's copy and every merge rule (no I/O).
+//! - `node`: [`SharedState`], the replica plus the tasks that share it over the cluster.
 
 #![forbid(unsafe_code)]
 
@@ -17,13 +20,32 @@ mod cache;
 mod clock;
 mod counter;
 mod events;
+mod key;
+mod node;
 mod replay;
+mod replica;
+mod ring;
+mod wire;
 
 pub use cache::{Cache, CacheLimits, CacheMerge, CacheUpdate};
 pub use clock::{LamportClock, MAX_CLOCK_JUMP, Stamp};
 pub use counter::{BucketDelta, Counter, Merged, Origin, WindowSpec};
 pub use events::{Accepted, Event, EventChannel, EventLimits};
+pub use key::{CounterKey, MAX_KEY_PART_BYTES};
+pub use node::{
+    Contribution, Decision, Limit, Mode, ReplayStatus, SharedState, StateOptions, StateStatus,
+};
 pub use replay::{Pushed, Replay, ReplayBuffer};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("invalid counter key: {0}")]
+    InvalidKey(String),
+    #[error("cache write refused: {0}")]
+    Cache(String),
+    #[error("event refused: {0}")]
+    Event(String),
+}
 
 /// Shared by the property tests: a deterministic shuffle (Fisher-Yates on an LCG), so a failing
 /// case replays exactly from proptest's seed.

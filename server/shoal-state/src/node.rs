@@ -1,0 +1,880 @@
+//! The shared state on a running node: the local [`Replica`] plus the tasks that move its
+//! updates over the cluster's encrypted node-to-node messages.
+//!
+//! - flush: every `flush_interval`, this node's coalesced updates go out as one numbered batch,
+//!   straight to every peer (one datagram each; a stream when too big for one).
+//! - receive: batches are applied once; a gap in an origin's numbers asks the sender for the
+//!   rest.
+//! - anti-entropy: every `anti_entropy_interval`, a digest (what was seen, shard hashes) goes to
+//!   one peer; it answers with what the sender lacks, asks for what it lacks, or exchanges the
+//!   shards that differ. A peer that (re)appears gets a digest at once.
+//! - replay: on start, the node asks one peer for everything; `/ready` waits for the answer.
+//! - strict checks: forwarded to the key's owner on the ring, batched per owner; no answer in
+//!   `strict_timeout` and the node decides locally, saying so.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use shoal_cluster::{Bytes, Cluster, ClusterChange, MemberState, PACKET_MESSAGE_MAX};
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::replica::{Applied, Replica};
+use crate::ring::Ring;
+use crate::wire::{self, Batch, Check, Msg, Verdict};
+use crate::{CacheLimits, CounterKey, Event, EventLimits, Origin, StateError, WindowSpec};
+
+/// How often the peer list is refreshed besides on membership events.
+const PEER_REFRESH: Duration = Duration::from_millis(100);
+
+/// How often idle counters are dropped.
+const SWEEP_EVERY: Duration = Duration::from_secs(10);
+
+/// How long a peer may take to answer the start-up sync before another is asked.
+const SYNC_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Gap-driven sync requests to one peer are at most this frequent.
+const GAP_REQUEST_EVERY: Duration = Duration::from_millis(100);
+
+/// Log lines about refused peer input: at most this many per reason and window.
+const REJECT_LOG_WINDOW: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone)]
+pub struct StateOptions {
+    pub windows: Vec<WindowSpec>,
+    /// Batches kept for replay to nodes that join or come back (all origins together).
+    pub replay_capacity: usize,
+    pub flush_interval: Duration,
+    pub anti_entropy_interval: Duration,
+    pub strict_timeout: Duration,
+    pub cache: CacheLimits,
+    pub events: EventLimits,
+}
+
+impl Default for StateOptions {
+    fn default() -> Self {
+        Self {
+            windows: WindowSpec::DEFAULTS.to_vec(),
+            replay_capacity: 10_000,
+            flush_interval: Duration::from_millis(5),
+            anti_entropy_interval: Duration::from_millis(500),
+            strict_timeout: Duration::from_millis(250),
+            cache: CacheLimits::default(),
+            events: EventLimits::default(),
+        }
+    }
+}
+
+/// How a rule's limit is enforced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// From this node's merged counts: microseconds, a few extra may pass while an increment
+    /// propagates.
+    Eventual,
+    /// By the key's owner: none extra while the owner answers.
+    Strict,
+}
+
+/// A limit to check a request against.
+#[derive(Debug, Clone, Copy)]
+pub struct Limit {
+    /// Index into the configured windows (0: last minute by default).
+    pub window: usize,
+    pub max: u64,
+    pub mode: Mode,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Decision {
+    pub allowed: bool,
+    /// The window's total after this request (or as it stood, when refused).
+    pub count: u64,
+    /// How it was decided: a strict check whose owner did not answer says `eventual`.
+    pub mode: Mode,
+    /// Who decided (strict mode).
+    pub decided_by: String,
+    /// Why a strict check was decided locally instead.
+    pub degraded: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ReplayStatus {
+    pub done: bool,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StateStatus {
+    pub origin: String,
+    pub keys: usize,
+    pub cache_entries: usize,
+    pub replay_buffer: usize,
+    pub replay: ReplayStatus,
+    pub peers: usize,
+    pub batches_sent: u64,
+    pub batches_received: u64,
+    pub duplicates: u64,
+    pub bytes_sent: u64,
+    pub anti_entropy_rounds: u64,
+    pub repairs: u64,
+    pub strict_forwarded: u64,
+    pub strict_degraded: u64,
+    pub rejected: u64,
+    pub send_errors: u64,
+    pub messages_dropped: u64,
+}
+
+/// Per-node share of a key's count, for the console.
+#[derive(Debug, Clone, Serialize)]
+pub struct Contribution {
+    pub node: String,
+    pub count: u64,
+}
+
+#[derive(Default)]
+struct Stats {
+    batches_sent: AtomicU64,
+    batches_received: AtomicU64,
+    duplicates: AtomicU64,
+    bytes_sent: AtomicU64,
+    anti_entropy_rounds: AtomicU64,
+    repairs: AtomicU64,
+    strict_forwarded: AtomicU64,
+    strict_degraded: AtomicU64,
+    rejected: AtomicU64,
+    send_errors: AtomicU64,
+}
+
+#[derive(Default)]
+struct Peers {
+    /// Alive or suspect peers, this node excluded.
+    by_id: HashMap<String, SocketAddr>,
+    /// Members that may send to us (not left, not reaped).
+    known: HashMap<String, MemberState>,
+    ring: Ring,
+}
+
+enum ReplayPhase {
+    Waiting,
+    Asked { peer: String, at: Instant },
+    Done(String),
+}
+
+struct Shared {
+    replica: Replica,
+    options: StateOptions,
+    cluster: OnceLock<Cluster>,
+    node: OnceLock<String>,
+    peers: RwLock<Peers>,
+    pending: Mutex<HashMap<u64, oneshot::Sender<Verdict>>>,
+    next_check: AtomicU64,
+    forward: mpsc::UnboundedSender<(SocketAddr, Check)>,
+    forward_rx: Mutex<Option<mpsc::UnboundedReceiver<(SocketAddr, Check)>>>,
+    events: broadcast::Sender<Event>,
+    replay: Mutex<ReplayPhase>,
+    replay_done: AtomicBool,
+    stats: Stats,
+    reject_log: Mutex<HashMap<String, (Instant, u64)>>,
+    gap_asked: Mutex<HashMap<String, Instant>>,
+}
+
+/// The node's handle on shared state; cheap to clone.
+#[derive(Clone)]
+pub struct SharedState {
+    inner: Arc<Shared>,
+}
+
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl SharedState {
+    /// Local state only, until [`SharedState::attach`]. Each process run is its own origin (a
+    /// random id), so a restarted node never collides with what it counted before.
+    pub fn new(options: StateOptions) -> Self {
+        let origin = Origin(rand::random::<u64>() | 1);
+        let (forward, forward_rx) = mpsc::unbounded_channel();
+        let (events, _) = broadcast::channel(1024);
+        Self {
+            inner: Arc::new(Shared {
+                replica: Replica::new(
+                    origin,
+                    options.windows.clone(),
+                    options.replay_capacity,
+                    options.cache,
+                    options.events,
+                ),
+                options,
+                cluster: OnceLock::new(),
+                node: OnceLock::new(),
+                peers: RwLock::new(Peers::default()),
+                pending: Mutex::new(HashMap::new()),
+                next_check: AtomicU64::new(1),
+                forward,
+                forward_rx: Mutex::new(Some(forward_rx)),
+                events,
+                replay: Mutex::new(ReplayPhase::Waiting),
+                replay_done: AtomicBool::new(false),
+                stats: Stats::default(),
+                reject_log: Mutex::new(HashMap::new()),
+                gap_asked: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// Starts sharing over `cluster`; the tasks stop when `stop` fires. Call once.
+    pub fn attach(&self, cluster: Cluster, stop: CancellationToken) -> JoinSet<()> {
+        let node = cluster.local_id().to_string();
+        self.inner.replica.set_node(&node);
+        let _ = self.inner.node.set(node);
+        let mut tasks = JoinSet::new();
+        let inbox = cluster.messages();
+        let _ = self.inner.cluster.set(cluster.clone());
+        refresh_peers(&self.inner, &cluster);
+        if let Some(inbox) = inbox {
+            tasks.spawn(receive_loop(self.inner.clone(), inbox, stop.clone()));
+        }
+        tasks.spawn(flush_loop(self.inner.clone(), stop.clone()));
+        tasks.spawn(anti_entropy_loop(self.inner.clone(), stop.clone()));
+        tasks.spawn(membership_loop(self.inner.clone(), cluster, stop.clone()));
+        let forward_rx = self.inner.forward_rx.lock().expect("forward lock").take();
+        if let Some(rx) = forward_rx {
+            tasks.spawn(forward_loop(self.inner.clone(), rx, stop));
+        }
+        tasks
+    }
+
+    /// Decides whether one more request (costing `cost`) fits under `limit` and counts it if
+    /// so. Strict limits ask the key's owner; see [`Mode`].
+    pub async fn check(&self, key: &CounterKey, limit: Limit, cost: u64) -> Decision {
+        let window = limit.window.min(self.inner.options.windows.len() - 1);
+        let me = self.node_id();
+        if limit.mode == Mode::Strict {
+            let owner = {
+                let peers = self.inner.peers.read().expect("peers lock");
+                peers
+                    .ring
+                    .owner(key.hash64())
+                    .map(str::to_string)
+                    .and_then(|o| (o != me).then(|| peers.by_id.get(&o).map(|a| (o, *a))))
+                    .flatten()
+            };
+            if let Some((owner, addr)) = owner {
+                return self.forward_check(key, window, limit, cost, owner, addr).await;
+            }
+        }
+        let (allowed, count) = self
+            .inner
+            .replica
+            .decide(key, window, limit.max, cost, now_ms());
+        Decision {
+            allowed,
+            count,
+            mode: limit.mode,
+            decided_by: me,
+            degraded: None,
+        }
+    }
+
+    async fn forward_check(
+        &self,
+        key: &CounterKey,
+        window: usize,
+        limit: Limit,
+        cost: u64,
+        owner: String,
+        addr: SocketAddr,
+    ) -> Decision {
+        let id = self.inner.next_check.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.inner.pending.lock().expect("pending").insert(id, tx);
+        let check = Check {
+            id,
+            key: key.clone(),
+            window: window as u8,
+            limit: limit.max,
+            cost,
+        };
+        self.inner.stats.strict_forwarded.fetch_add(1, Ordering::Relaxed);
+        let sent = self.inner.forward.send((addr, check)).is_ok();
+        let answer = if sent {
+            tokio::time::timeout(self.inner.options.strict_timeout, rx)
+                .await
+                .ok()
+                .and_then(Result::ok)
+        } else {
+            None
+        };
+        self.inner.pending.lock().expect("pending").remove(&id);
+        match answer {
+            Some(v) => Decision {
+                allowed: v.allowed,
+                count: v.count,
+                mode: Mode::Strict,
+                decided_by: owner,
+                degraded: None,
+            },
+            None => {
+                self.inner.stats.strict_degraded.fetch_add(1, Ordering::Relaxed);
+                let why = format!(
+                    "owner {owner} did not answer within {} ms; decided from local counts",
+                    self.inner.options.strict_timeout.as_millis()
+                );
+                note_rejection(&self.inner, "strict check degraded to eventual", &why);
+                let (allowed, count) =
+                    self.inner
+                        .replica
+                        .decide(key, window, limit.max, cost, now_ms());
+                Decision {
+                    allowed,
+                    count,
+                    mode: Mode::Eventual,
+                    decided_by: self.node_id(),
+                    degraded: Some(why),
+                }
+            }
+        }
+    }
+
+    /// Counts without deciding (e.g. a request admitted by a policy without a limit).
+    pub fn increment(&self, key: &CounterKey, by: u64) {
+        self.inner.replica.increment(key, by, now_ms());
+    }
+
+    /// The key's totals, one per configured window (what policies see as
+    /// `input.bucket.access_count`).
+    pub fn totals(&self, key: &CounterKey) -> Vec<u64> {
+        self.inner.replica.totals(key, now_ms())
+    }
+
+    pub fn contributions(&self, key: &CounterKey, window: usize) -> Vec<Contribution> {
+        self.inner
+            .replica
+            .contributions(key, window, now_ms())
+            .into_iter()
+            .map(|(node, count)| Contribution { node, count })
+            .collect()
+    }
+
+    /// Keys with live counts and their totals, at most `limit` of them.
+    pub fn counters(&self, limit: usize) -> Vec<(CounterKey, Vec<u64>)> {
+        self.inner.replica.keys(now_ms(), limit)
+    }
+
+    pub fn windows(&self) -> &[WindowSpec] {
+        self.inner.replica.windows()
+    }
+
+    /// Which node owns `key` in strict mode, as this node sees the ring.
+    pub fn owner(&self, key: &CounterKey) -> Option<String> {
+        let peers = self.inner.peers.read().expect("peers lock");
+        peers.ring.owner(key.hash64()).map(str::to_string)
+    }
+
+    pub fn cache_put(&self, key: &str, value: Vec<u8>, ttl: Duration) -> Result<(), StateError> {
+        self.cache_write(key, Some(value), ttl)
+    }
+
+    pub fn cache_delete(&self, key: &str, ttl: Duration) -> Result<(), StateError> {
+        self.cache_write(key, None, ttl)
+    }
+
+    fn cache_write(
+        &self,
+        key: &str,
+        value: Option<Vec<u8>>,
+        ttl: Duration,
+    ) -> Result<(), StateError> {
+        if key.is_empty() {
+            return Err(StateError::Cache("cache key must not be empty".into()));
+        }
+        let now = now_ms();
+        let expires = now.saturating_add(ttl.as_millis() as u64);
+        self.inner
+            .replica
+            .cache_put(key.to_string(), value, expires, now)
+            .map(|_| ())
+            .map_err(StateError::Cache)
+    }
+
+    pub fn cache_get(&self, key: &str) -> Option<Vec<u8>> {
+        self.inner.replica.cache_get(key, now_ms())
+    }
+
+    /// Sends an event to every node's subscribers (this node's at once).
+    pub fn publish(&self, topic: &str, payload: Vec<u8>) -> Result<Event, StateError> {
+        let event = self
+            .inner
+            .replica
+            .publish(topic.to_string(), payload)
+            .map_err(StateError::Event)?;
+        let _ = self.inner.events.send(event.clone());
+        Ok(event)
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.inner.events.subscribe()
+    }
+
+    /// The events delivered on this node, oldest first (bounded).
+    pub fn delivered(&self) -> Vec<Event> {
+        self.inner.replica.delivered()
+    }
+
+    /// Marks the start-up replay as not needed: the node runs alone.
+    pub fn settle_alone(&self) {
+        let no_peers = self.inner.peers.read().expect("peers").by_id.is_empty();
+        let mut replay = self.inner.replay.lock().expect("replay");
+        if no_peers && matches!(*replay, ReplayPhase::Waiting) {
+            *replay = ReplayPhase::Done("no peer to replay from".into());
+            self.inner.replay_done.store(true, Ordering::SeqCst);
+        }
+    }
+
+    pub fn replay(&self) -> ReplayStatus {
+        let replay = self.inner.replay.lock().expect("replay");
+        let (done, detail) = match &*replay {
+            ReplayPhase::Waiting => (false, "waiting for a peer to replay from".to_string()),
+            ReplayPhase::Asked { peer, at } => (
+                false,
+                format!(
+                    "replaying from {peer} (asked {} ms ago)",
+                    at.elapsed().as_millis()
+                ),
+            ),
+            ReplayPhase::Done(d) => (true, d.clone()),
+        };
+        ReplayStatus { done, detail }
+    }
+
+    pub fn status(&self) -> StateStatus {
+        let s = &self.inner.stats;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        StateStatus {
+            origin: format!("{:016x}", self.inner.replica.origin().0),
+            keys: self.inner.replica.key_count(),
+            cache_entries: self.inner.replica.cache_len(),
+            replay_buffer: self.inner.replica.replay_log_len(),
+            replay: self.replay(),
+            peers: self.inner.peers.read().expect("peers").by_id.len(),
+            batches_sent: get(&s.batches_sent),
+            batches_received: get(&s.batches_received),
+            duplicates: get(&s.duplicates),
+            bytes_sent: get(&s.bytes_sent),
+            anti_entropy_rounds: get(&s.anti_entropy_rounds),
+            repairs: get(&s.repairs),
+            strict_forwarded: get(&s.strict_forwarded),
+            strict_degraded: get(&s.strict_degraded),
+            rejected: get(&s.rejected),
+            send_errors: get(&s.send_errors),
+            messages_dropped: self.inner.cluster.get().map_or(0, Cluster::messages_dropped),
+        }
+    }
+
+    fn node_id(&self) -> String {
+        self.inner.node.get().cloned().unwrap_or_default()
+    }
+}
+
+/// Counts a refusal of peer input and logs it, rate-limited per reason.
+fn note_rejection(inner: &Shared, reason: &str, detail: &str) {
+    inner.stats.rejected.fetch_add(1, Ordering::Relaxed);
+    let mut log = inner.reject_log.lock().expect("reject log");
+    let entry = log
+        .entry(reason.to_string())
+        .or_insert((Instant::now() - REJECT_LOG_WINDOW, 0));
+    if entry.0.elapsed() >= REJECT_LOG_WINDOW {
+        let held = entry.1;
+        *entry = (Instant::now(), 0);
+        tracing::warn!(
+            reason,
+            held_back = held,
+            "shared state: {detail}"
+        );
+    } else {
+        entry.1 += 1;
+    }
+}
+
+fn refresh_peers(inner: &Shared, cluster: &Cluster) {
+    let members = cluster.members();
+    let me = cluster.local_id();
+    let mut by_id = HashMap::new();
+    let mut known = HashMap::new();
+    let mut ring_nodes = vec![me.to_string()];
+    for m in members.iter().filter(|m| !m.local) {
+        if m.state != MemberState::Left {
+            known.insert(m.id.clone(), m.state);
+        }
+        if matches!(m.state, MemberState::Alive | MemberState::Suspect) {
+            by_id.insert(m.id.clone(), m.address);
+            ring_nodes.push(m.id.clone());
+        }
+    }
+    let mut peers = inner.peers.write().expect("peers lock");
+    if peers.ring.nodes().len() != ring_nodes.len()
+        || ring_nodes.iter().any(|n| !peers.ring.nodes().contains(n))
+    {
+        peers.ring = Ring::new(ring_nodes);
+    }
+    peers.by_id = by_id;
+    peers.known = known;
+}
+
+fn encode(inner: &Shared, msg: Msg) -> Bytes {
+    let me = inner.node.get().map(String::as_str).unwrap_or_default();
+    Bytes::from(wire::encode(me, msg))
+}
+
+async fn send(inner: &Shared, to: SocketAddr, msg: Msg) {
+    send_bytes(inner, to, encode(inner, msg)).await;
+}
+
+/// One datagram when it fits, an encrypted stream when it does not.
+async fn send_bytes(inner: &Shared, to: SocketAddr, bytes: Bytes) {
+    let Some(cluster) = inner.cluster.get() else {
+        return;
+    };
+    inner
+        .stats
+        .bytes_sent
+        .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+    let result = if bytes.len() <= PACKET_MESSAGE_MAX {
+        cluster.send(to, bytes).await
+    } else {
+        cluster.send_reliable(to, bytes).await
+    };
+    if let Err(e) = result {
+        inner.stats.send_errors.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!("shared state: {e}");
+    }
+}
+
+async fn flush_loop(inner: Arc<Shared>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(inner.options.flush_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let Some(batch) = inner.replica.take_batch() else {
+            continue;
+        };
+        let targets: Vec<SocketAddr> = inner
+            .peers
+            .read()
+            .expect("peers")
+            .by_id
+            .values()
+            .copied()
+            .collect();
+        inner.stats.batches_sent.fetch_add(1, Ordering::Relaxed);
+        let bytes = encode(&inner, Msg::Batch(Batch::clone(&batch)));
+        for to in targets {
+            send_bytes(&inner, to, bytes.clone()).await;
+        }
+    }
+}
+
+async fn receive_loop(
+    inner: Arc<Shared>,
+    mut inbox: mpsc::Receiver<Bytes>,
+    stop: CancellationToken,
+) {
+    loop {
+        let bytes = tokio::select! {
+            _ = stop.cancelled() => return,
+            b = inbox.recv() => match b { Some(b) => b, None => return },
+        };
+        let envelope = match wire::decode(&bytes) {
+            Ok(e) => e,
+            Err(why) => {
+                note_rejection(&inner, "undecodable state message", &why);
+                continue;
+            }
+        };
+        let from = envelope.from;
+        let (addr, member) = {
+            let peers = inner.peers.read().expect("peers");
+            (peers.by_id.get(&from).copied(), peers.known.contains_key(&from))
+        };
+        if !member {
+            note_rejection(
+                &inner,
+                "state message from a non-member",
+                &format!("dropped a state message from {from:?}, which is not a current member"),
+            );
+            continue;
+        }
+        handle(&inner, &from, addr, envelope.msg).await;
+    }
+}
+
+async fn handle(inner: &Arc<Shared>, from: &str, addr: Option<SocketAddr>, msg: Msg) {
+    let now = now_ms();
+    match msg {
+        Msg::Batch(batch) => {
+            inner.stats.batches_received.fetch_add(1, Ordering::Relaxed);
+            let applied = inner.replica.apply_batch(batch, now);
+            let gap = applied.gap;
+            absorb(inner, applied);
+            if gap && let Some(addr) = addr {
+                ask_for_gap(inner, from, addr).await;
+            }
+        }
+        Msg::Digest(digest) => {
+            let Some(addr) = addr else { return };
+            let diff = inner.replica.compare(&digest);
+            if diff.they_lack {
+                let (reply, notes) = inner.replica.serve_sync(&digest.have, now);
+                for note in notes {
+                    note_rejection(inner, "future watermark", &note);
+                }
+                inner.stats.repairs.fetch_add(1, Ordering::Relaxed);
+                send(inner, addr, Msg::SyncReply(reply)).await;
+            }
+            if diff.we_lack {
+                send(
+                    inner,
+                    addr,
+                    Msg::SyncRequest {
+                        have: inner.replica.have(),
+                    },
+                )
+                .await;
+            }
+            if !diff.shards.is_empty() {
+                inner.stats.repairs.fetch_add(1, Ordering::Relaxed);
+                let state = inner.replica.shard_state(&diff.shards, now, true);
+                send(inner, addr, Msg::Shards(state)).await;
+            }
+        }
+        Msg::SyncRequest { have } => {
+            let Some(addr) = addr else { return };
+            let (reply, notes) = inner.replica.serve_sync(&have, now);
+            for note in notes {
+                note_rejection(inner, "future watermark", &note);
+            }
+            send(inner, addr, Msg::SyncReply(reply)).await;
+        }
+        Msg::SyncReply(reply) => {
+            let batches = reply.batches.len();
+            let full = reply.full.is_some();
+            let applied = inner.replica.apply_sync_reply(reply, now);
+            absorb(inner, applied);
+            let mut replay = inner.replay.lock().expect("replay");
+            if !matches!(*replay, ReplayPhase::Done(_)) {
+                let detail = format!(
+                    "replayed {batches} batches from {from}{}",
+                    if full { " plus a full state transfer" } else { "" }
+                );
+                tracing::info!(peer = from, batches, full, "shared state replay done");
+                *replay = ReplayPhase::Done(detail);
+                inner.replay_done.store(true, Ordering::SeqCst);
+            }
+        }
+        Msg::Shards(state) => {
+            let pull = state.pull;
+            let shards = state.shards.clone();
+            for why in inner.replica.apply_shards(state, now) {
+                note_rejection(inner, "invalid shard state", &why);
+            }
+            if pull && let Some(addr) = addr {
+                let mine = inner.replica.shard_state(&shards, now, false);
+                send(inner, addr, Msg::Shards(mine)).await;
+            }
+        }
+        Msg::Checks(checks) => {
+            let Some(addr) = addr else { return };
+            let verdicts: Vec<Verdict> = checks
+                .into_iter()
+                .filter_map(|c| {
+                    if let Err(why) = c.key.check() {
+                        note_rejection(inner, "invalid strict check", &why);
+                        return None;
+                    }
+                    let window = usize::from(c.window).min(inner.options.windows.len() - 1);
+                    let (allowed, count) =
+                        inner.replica.decide(&c.key, window, c.limit, c.cost, now);
+                    Some(Verdict {
+                        id: c.id,
+                        allowed,
+                        count,
+                    })
+                })
+                .collect();
+            for chunk in chunks(verdicts, 40) {
+                send(inner, addr, Msg::Verdicts(chunk)).await;
+            }
+        }
+        Msg::Verdicts(verdicts) => {
+            let mut pending = inner.pending.lock().expect("pending");
+            for v in verdicts {
+                if let Some(tx) = pending.remove(&v.id) {
+                    let _ = tx.send(v);
+                }
+            }
+        }
+    }
+}
+
+fn chunks<T>(mut items: Vec<T>, size: usize) -> Vec<Vec<T>> {
+    let mut out = Vec::new();
+    while items.len() > size {
+        let rest = items.split_off(size);
+        out.push(items);
+        items = rest;
+    }
+    if !items.is_empty() {
+        out.push(items);
+    }
+    out
+}
+
+fn absorb(inner: &Shared, applied: Applied) {
+    if applied.duplicate {
+        inner.stats.duplicates.fetch_add(1, Ordering::Relaxed);
+    }
+    for why in applied.rejected {
+        note_rejection(inner, "invalid batch", &why);
+    }
+    for event in applied.events {
+        let _ = inner.events.send(event);
+    }
+}
+
+async fn ask_for_gap(inner: &Shared, from: &str, addr: SocketAddr) {
+    {
+        let mut asked = inner.gap_asked.lock().expect("gap");
+        if asked
+            .get(from)
+            .is_some_and(|at| at.elapsed() < GAP_REQUEST_EVERY)
+        {
+            return;
+        }
+        asked.insert(from.to_string(), Instant::now());
+    }
+    send(
+        inner,
+        addr,
+        Msg::SyncRequest {
+            have: inner.replica.have(),
+        },
+    )
+    .await;
+}
+
+async fn anti_entropy_loop(inner: Arc<Shared>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(inner.options.anti_entropy_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_sweep = Instant::now();
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let peer = {
+            let peers = inner.peers.read().expect("peers");
+            let ids: Vec<&SocketAddr> = peers.by_id.values().collect();
+            (!ids.is_empty()).then(|| *ids[rand::random_range(0..ids.len())])
+        };
+        if let Some(addr) = peer {
+            inner
+                .stats
+                .anti_entropy_rounds
+                .fetch_add(1, Ordering::Relaxed);
+            send(&inner, addr, Msg::Digest(inner.replica.digest(now_ms()))).await;
+        }
+        if last_sweep.elapsed() >= SWEEP_EVERY {
+            inner.replica.sweep(now_ms());
+            last_sweep = Instant::now();
+        }
+    }
+}
+
+/// Follows membership: keeps the peer list and ring current, sends a digest to a peer that
+/// appears or comes back, and drives the start-up replay.
+async fn membership_loop(inner: Arc<Shared>, cluster: Cluster, stop: CancellationToken) {
+    let mut changes = cluster.subscribe();
+    let mut tick = tokio::time::interval(PEER_REFRESH);
+    loop {
+        let mut back: Option<SocketAddr> = None;
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+            change = changes.recv() => match change {
+                Ok(ClusterChange::Joined(m)) => back = Some(m.address),
+                Ok(ClusterChange::StateChanged { member, .. })
+                    if member.state == MemberState::Alive => back = Some(member.address),
+                _ => {}
+            },
+        }
+        refresh_peers(&inner, &cluster);
+        if let Some(addr) = back {
+            send(&inner, addr, Msg::Digest(inner.replica.digest(now_ms()))).await;
+        }
+        let ask = {
+            let peers = inner.peers.read().expect("peers");
+            let mut replay = inner.replay.lock().expect("replay");
+            let due = match &*replay {
+                ReplayPhase::Waiting => true,
+                ReplayPhase::Asked { at, .. } => at.elapsed() >= SYNC_TIMEOUT,
+                ReplayPhase::Done(_) => false,
+            };
+            let pick = peers.by_id.iter().next().map(|(id, a)| (id.clone(), *a));
+            match (due, pick) {
+                (true, Some((id, addr))) => {
+                    *replay = ReplayPhase::Asked {
+                        peer: id,
+                        at: Instant::now(),
+                    };
+                    Some(addr)
+                }
+                _ => None,
+            }
+        };
+        if let Some(addr) = ask {
+            send(
+                &inner,
+                addr,
+                Msg::SyncRequest {
+                    have: inner.replica.have(),
+                },
+            )
+            .await;
+        }
+    }
+}
+
+/// Sends queued strict checks, all those waiting for one owner in as few messages as fit.
+async fn forward_loop(
+    inner: Arc<Shared>,
+    mut rx: mpsc::UnboundedReceiver<(SocketAddr, Check)>,
+    stop: CancellationToken,
+) {
+    loop {
+        let first = tokio::select! {
+            _ = stop.cancelled() => return,
+            c = rx.recv() => match c { Some(c) => c, None => return },
+        };
+        let mut by_owner: HashMap<SocketAddr, Vec<Check>> = HashMap::new();
+        by_owner.entry(first.0).or_default().push(first.1);
+        while let Ok((addr, check)) = rx.try_recv() {
+            by_owner.entry(addr).or_default().push(check);
+        }
+        for (addr, checks) in by_owner {
+            for chunk in chunks(checks, 8) {
+                send(&inner, addr, Msg::Checks(chunk)).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,867 @@
+//! This node's copy of the shared state, and every rule for merging a peer's: pure data and
+//! locks, no I/O (the `node` module moves the messages), so it is tested without sockets.
+//!
+//! Locks: 64 key shards (the request path takes one) and one `sync` lock for everything else.
+//! `sync` may be held while a shard is taken, never the other way round.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::counter::mix;
+use crate::key::{CounterKey, SHARDS, cache_shard, fnv1a};
+use crate::wire::{Batch, CounterUpdate, Digest, ShardState, SyncReply};
+use crate::{
+    Accepted, BucketDelta, Cache, CacheLimits, CacheMerge, CacheUpdate, Counter, Event,
+    EventChannel, EventLimits, LamportClock, Merged, Origin, Stamp, WindowSpec,
+};
+
+/// A bucket count no real origin reaches (2^48 requests in one bucket); anything above is a
+/// corrupt or hostile delta and is refused rather than allowed to saturate a total.
+pub(crate) const MAX_BUCKET_VALUE: u64 = 1 << 48;
+
+/// Longest node id a batch may carry.
+const MAX_NODE_ID_BYTES: usize = 256;
+
+/// Delivered events kept for inspection (the API lists them).
+const DELIVERED_KEPT: usize = 1000;
+
+#[derive(Debug, Default)]
+struct Shard {
+    counters: HashMap<CounterKey, Counter>,
+    /// This node's increments not yet flushed, coalesced: one entry per (key, window, bucket).
+    pending: HashMap<CounterKey, Vec<BucketDelta>>,
+}
+
+/// Which of an origin's batches this node has applied.
+#[derive(Debug, Default, Clone)]
+struct Seen {
+    /// Every batch up to here.
+    contiguous: u64,
+    /// Applied batches beyond a gap.
+    above: BTreeSet<u64>,
+}
+
+impl Seen {
+    fn has(&self, seq: u64) -> bool {
+        seq <= self.contiguous || self.above.contains(&seq)
+    }
+
+    fn add(&mut self, seq: u64) {
+        self.above.insert(seq);
+        while self.above.remove(&(self.contiguous + 1)) {
+            self.contiguous += 1;
+        }
+    }
+
+    fn raise_to(&mut self, seq: u64) {
+        if seq > self.contiguous {
+            self.contiguous = seq;
+            self.above.retain(|s| *s > seq);
+            while self.above.remove(&(self.contiguous + 1)) {
+                self.contiguous += 1;
+            }
+        }
+    }
+}
+
+struct SyncState {
+    node: String,
+    seq: u64,
+    seen: HashMap<Origin, Seen>,
+    log: BTreeMap<(Origin, u64), Arc<Batch>>,
+    order: VecDeque<(Origin, u64)>,
+    capacity: usize,
+    nodes: HashMap<Origin, String>,
+    cache: Cache,
+    events: EventChannel,
+    outbox_cache: Vec<CacheUpdate>,
+    outbox_events: Vec<Event>,
+    delivered: VecDeque<Event>,
+}
+
+impl SyncState {
+    fn remember(&mut self, batch: Arc<Batch>) {
+        let at = (batch.origin, batch.seq);
+        if self.log.insert(at, batch).is_none() {
+            self.order.push_back(at);
+        }
+        while self.order.len() > self.capacity {
+            if let Some(old) = self.order.pop_front() {
+                self.log.remove(&old);
+            }
+        }
+    }
+
+    fn deliver(&mut self, event: Event) -> Option<Event> {
+        match self.events.accept(event.clone()) {
+            Accepted::Deliver => {
+                if self.delivered.len() == DELIVERED_KEPT {
+                    self.delivered.pop_front();
+                }
+                self.delivered.push_back(event.clone());
+                Some(event)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// What applying a peer's batch did.
+#[derive(Debug, Default)]
+pub(crate) struct Applied {
+    pub duplicate: bool,
+    /// The origin's earlier batches are missing here: ask the sender for them.
+    pub gap: bool,
+    /// New events, to hand to local subscribers.
+    pub events: Vec<Event>,
+    /// Parts refused, with the reason (logged, counted).
+    pub rejected: Vec<String>,
+}
+
+/// What a digest from a peer calls for.
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct DigestDiff {
+    /// The peer misses batches this node has: send them.
+    pub they_lack: bool,
+    /// This node misses batches the peer has: ask for them.
+    pub we_lack: bool,
+    /// Both saw the same batches, yet these shards differ: exchange them whole.
+    pub shards: Vec<u16>,
+}
+
+pub(crate) struct Replica {
+    origin: Origin,
+    windows: Vec<WindowSpec>,
+    clock: LamportClock,
+    shards: Box<[Mutex<Shard>]>,
+    sync: Mutex<SyncState>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding a state lock leaves plain data behind, never a broken invariant
+    // worth stopping the node for (every update is a monotone merge).
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Replica {
+    pub(crate) fn new(
+        origin: Origin,
+        windows: Vec<WindowSpec>,
+        replay_capacity: usize,
+        cache: CacheLimits,
+        events: EventLimits,
+    ) -> Self {
+        Self {
+            origin,
+            clock: LamportClock::new(origin),
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            sync: Mutex::new(SyncState {
+                node: String::new(),
+                seq: 0,
+                seen: HashMap::new(),
+                log: BTreeMap::new(),
+                order: VecDeque::new(),
+                capacity: replay_capacity.max(1),
+                nodes: HashMap::new(),
+                cache: Cache::new(cache),
+                events: EventChannel::new(events),
+                outbox_cache: Vec::new(),
+                outbox_events: Vec::new(),
+                delivered: VecDeque::new(),
+            }),
+            windows,
+        }
+    }
+
+    pub(crate) fn origin(&self) -> Origin {
+        self.origin
+    }
+
+    pub(crate) fn windows(&self) -> &[WindowSpec] {
+        &self.windows
+    }
+
+    pub(crate) fn set_node(&self, node: &str) {
+        let mut sync = lock(&self.sync);
+        sync.node = node.to_string();
+        sync.nodes.insert(self.origin, node.to_string());
+    }
+
+    fn shard(&self, key: &CounterKey) -> MutexGuard<'_, Shard> {
+        lock(&self.shards[key.shard()])
+    }
+
+    /// Counts `cost` for `key` if the window's total stays within `limit`; the total after
+    /// (or as it stands, when refused). One shard lock: the decision is atomic on this node.
+    pub(crate) fn decide(
+        &self,
+        key: &CounterKey,
+        window: usize,
+        limit: u64,
+        cost: u64,
+        now_ms: u64,
+    ) -> (bool, u64) {
+        let mut shard = self.shard(key);
+        let current = shard
+            .counters
+            .get(key)
+            .map_or(0, |c| c.total(window, now_ms));
+        if current.saturating_add(cost) > limit {
+            return (false, current);
+        }
+        self.count_locked(&mut shard, key, cost, now_ms);
+        (true, current.saturating_add(cost))
+    }
+
+    pub(crate) fn increment(&self, key: &CounterKey, by: u64, now_ms: u64) {
+        let mut shard = self.shard(key);
+        self.count_locked(&mut shard, key, by, now_ms);
+    }
+
+    fn count_locked(&self, shard: &mut Shard, key: &CounterKey, by: u64, now_ms: u64) {
+        let deltas = shard
+            .counters
+            .entry(key.clone())
+            .or_insert_with(|| Counter::new(&self.windows))
+            .increment(self.origin, now_ms, by);
+        let pending = shard.pending.entry(key.clone()).or_default();
+        for d in deltas {
+            match pending
+                .iter_mut()
+                .find(|p| p.window == d.window && p.bucket == d.bucket)
+            {
+                Some(p) => p.value = d.value,
+                None => pending.push(d),
+            }
+        }
+    }
+
+    /// The key's total in each window.
+    pub(crate) fn totals(&self, key: &CounterKey, now_ms: u64) -> Vec<u64> {
+        let shard = self.shard(key);
+        (0..self.windows.len())
+            .map(|w| shard.counters.get(key).map_or(0, |c| c.total(w, now_ms)))
+            .collect()
+    }
+
+    /// Per-node shares of the key's total in `window` (node ids where known).
+    pub(crate) fn contributions(
+        &self,
+        key: &CounterKey,
+        window: usize,
+        now_ms: u64,
+    ) -> Vec<(String, u64)> {
+        let by_origin = self
+            .shard(key)
+            .counters
+            .get(key)
+            .map(|c| c.contributions(window, now_ms))
+            .unwrap_or_default();
+        let sync = lock(&self.sync);
+        by_origin
+            .into_iter()
+            .map(|(o, n)| {
+                let node = sync
+                    .nodes
+                    .get(&o)
+                    .cloned()
+                    .unwrap_or_else(|| format!("origin-{:016x}", o.0));
+                (node, n)
+            })
+            .collect()
+    }
+
+    /// Every key with live counts, with its totals (for the console and the API).
+    pub(crate) fn keys(&self, now_ms: u64, limit: usize) -> Vec<(CounterKey, Vec<u64>)> {
+        let mut out = Vec::new();
+        for shard in self.shards.iter() {
+            let shard = lock(shard);
+            for (key, c) in &shard.counters {
+                if out.len() == limit {
+                    return out;
+                }
+                let totals = (0..self.windows.len()).map(|w| c.total(w, now_ms)).collect();
+                out.push((key.clone(), totals));
+            }
+        }
+        out
+    }
+
+    pub(crate) fn key_count(&self) -> usize {
+        self.shards.iter().map(|s| lock(s).counters.len()).sum()
+    }
+
+    /// Drops counters with nothing left in any window.
+    pub(crate) fn sweep(&self, now_ms: u64) -> usize {
+        let mut dropped = 0;
+        for shard in self.shards.iter() {
+            let mut shard = lock(shard);
+            let before = shard.counters.len();
+            let Shard { counters, pending } = &mut *shard;
+            counters.retain(|k, c| pending.contains_key(k) || !c.is_idle(now_ms));
+            dropped += before - shard.counters.len();
+        }
+        dropped
+    }
+
+    pub(crate) fn cache_get(&self, key: &str, now_ms: u64) -> Option<Vec<u8>> {
+        lock(&self.sync).cache.get(key, now_ms).map(<[u8]>::to_vec)
+    }
+
+    /// A local cache write (`None` deletes); shipped with the next batch.
+    pub(crate) fn cache_put(
+        &self,
+        key: String,
+        value: Option<Vec<u8>>,
+        expires_at_ms: u64,
+        now_ms: u64,
+    ) -> Result<Stamp, String> {
+        let stamp = self.clock.tick();
+        let update = CacheUpdate {
+            key,
+            value,
+            stamp,
+            expires_at_ms,
+        };
+        let mut sync = lock(&self.sync);
+        match sync.cache.merge(update.clone(), now_ms) {
+            CacheMerge::Applied => {
+                sync.outbox_cache.push(update);
+                Ok(stamp)
+            }
+            CacheMerge::TooLarge => Err("cache key or value over the configured limit".into()),
+            CacheMerge::Expired => Err("the entry would already be expired".into()),
+            CacheMerge::Older => Err("a newer write for this key is already held".into()),
+        }
+    }
+
+    /// A local event: delivered here now, shipped with the next batch.
+    pub(crate) fn publish(&self, topic: String, payload: Vec<u8>) -> Result<Event, String> {
+        let event = Event {
+            stamp: self.clock.tick(),
+            topic,
+            payload,
+        };
+        let mut sync = lock(&self.sync);
+        match sync.events.accept(event.clone()) {
+            Accepted::Deliver => {
+                if sync.delivered.len() == DELIVERED_KEPT {
+                    sync.delivered.pop_front();
+                }
+                sync.delivered.push_back(event.clone());
+                sync.outbox_events.push(event.clone());
+                Ok(event)
+            }
+            Accepted::Rejected(why) => Err(why),
+            Accepted::Duplicate => Err("duplicate event stamp".into()),
+        }
+    }
+
+    pub(crate) fn delivered(&self) -> Vec<Event> {
+        lock(&self.sync).delivered.iter().cloned().collect()
+    }
+
+    /// Everything counted or written here since the last flush, as one numbered batch (also
+    /// kept for replay); `None` when there is nothing.
+    pub(crate) fn take_batch(&self) -> Option<Arc<Batch>> {
+        let mut counters = Vec::new();
+        for shard in self.shards.iter() {
+            let mut shard = lock(shard);
+            counters.extend(
+                shard
+                    .pending
+                    .drain()
+                    .map(|(key, deltas)| CounterUpdate { key, deltas }),
+            );
+        }
+        let mut sync = lock(&self.sync);
+        if counters.is_empty() && sync.outbox_cache.is_empty() && sync.outbox_events.is_empty() {
+            return None;
+        }
+        sync.seq += 1;
+        let batch = Arc::new(Batch {
+            origin: self.origin,
+            node: sync.node.clone(),
+            seq: sync.seq,
+            stamp: self.clock.tick(),
+            counters,
+            cache: std::mem::take(&mut sync.outbox_cache),
+            events: std::mem::take(&mut sync.outbox_events),
+        });
+        let seq = sync.seq;
+        sync.seen.entry(self.origin).or_default().add(seq);
+        sync.remember(batch.clone());
+        Some(batch)
+    }
+
+    /// Applies a peer's batch: exactly once, whatever order and however often it arrives.
+    pub(crate) fn apply_batch(&self, batch: Batch, now_ms: u64) -> Applied {
+        let mut out = Applied::default();
+        if batch.origin == self.origin {
+            out.duplicate = true;
+            return out;
+        }
+        let mut sync = lock(&self.sync);
+        let seen = sync.seen.entry(batch.origin).or_default();
+        if batch.seq == 0 || seen.has(batch.seq) {
+            out.duplicate = batch.seq != 0;
+            if batch.seq == 0 {
+                out.rejected.push("batch sequence number 0".into());
+            }
+            return out;
+        }
+        out.gap = batch.seq > seen.contiguous + 1;
+        if !self.clock.observe(batch.stamp) {
+            out.rejected.push(format!(
+                "batch stamp {} is implausibly far ahead of this node's clock {}; batch dropped",
+                batch.stamp.time,
+                self.clock.now()
+            ));
+            return out;
+        }
+        if batch.node.len() > MAX_NODE_ID_BYTES {
+            out.rejected.push("batch node id over 256 bytes".into());
+            return out;
+        }
+        // Every check before anything is applied: a batch is taken whole or not at all.
+        for update in &batch.counters {
+            if let Err(why) = self.check_update(update, Some(batch.origin)) {
+                out.rejected.push(why);
+                return out;
+            }
+        }
+        sync.seen.entry(batch.origin).or_default().add(batch.seq);
+        if !batch.node.is_empty() {
+            sync.nodes.insert(batch.origin, batch.node.clone());
+        }
+        self.merge_counters(&batch.counters, now_ms);
+        for update in &batch.cache {
+            if sync.cache.merge(update.clone(), now_ms) == CacheMerge::TooLarge {
+                out.rejected.push(format!(
+                    "cache update for a {}-byte key over the size limits",
+                    update.key.len()
+                ));
+            }
+        }
+        for event in &batch.events {
+            if let Some(e) = sync.deliver(event.clone()) {
+                out.events.push(e);
+            } else if let Accepted::Rejected(why) = sync.events.accept(event.clone()) {
+                out.rejected.push(why);
+            }
+        }
+        sync.remember(Arc::new(batch));
+        out
+    }
+
+    /// `origin`: the only origin a batch may raise (a node counts for itself only).
+    fn check_update(&self, update: &CounterUpdate, origin: Option<Origin>) -> Result<(), String> {
+        update.key.check()?;
+        for d in &update.deltas {
+            if usize::from(d.window) >= self.windows.len() {
+                return Err(format!(
+                    "counter delta for window {} but this cluster has {} windows",
+                    d.window,
+                    self.windows.len()
+                ));
+            }
+            if d.value > MAX_BUCKET_VALUE {
+                return Err(format!(
+                    "counter delta value {} would overflow (limit {MAX_BUCKET_VALUE})",
+                    d.value
+                ));
+            }
+            if origin.is_some_and(|o| o != d.origin) {
+                return Err("batch raises another origin's count".into());
+            }
+        }
+        Ok(())
+    }
+
+    fn merge_counters(&self, updates: &[CounterUpdate], now_ms: u64) {
+        for update in updates {
+            let mut shard = self.shard(&update.key);
+            let counter = shard
+                .counters
+                .entry(update.key.clone())
+                .or_insert_with(|| Counter::new(&self.windows));
+            for d in &update.deltas {
+                let _: Merged = counter.merge(d, now_ms);
+            }
+        }
+    }
+
+    /// Per origin, the last batch this node has together with all before it.
+    pub(crate) fn have(&self) -> Vec<(Origin, u64)> {
+        let sync = lock(&self.sync);
+        let mut have: Vec<(Origin, u64)> = sync
+            .seen
+            .iter()
+            .filter(|(_, s)| s.contiguous > 0)
+            .map(|(o, s)| (*o, s.contiguous))
+            .collect();
+        have.sort();
+        have
+    }
+
+    /// Answers "send me what I lack after `have`": the buffered batches, or the full state
+    /// when the buffer no longer holds them all. A watermark beyond what exists is clamped.
+    pub(crate) fn serve_sync(
+        &self,
+        have: &[(Origin, u64)],
+        now_ms: u64,
+    ) -> (SyncReply, Vec<String>) {
+        let mut notes = Vec::new();
+        let theirs: HashMap<Origin, u64> = have.iter().copied().collect();
+        let sync = lock(&self.sync);
+        if let Some(claimed) = theirs.get(&self.origin)
+            && *claimed > sync.seq
+        {
+            notes.push(format!(
+                "sync request claims batch {claimed} of this node, which has only sent {}; clamped",
+                sync.seq
+            ));
+        }
+        let mut batches = Vec::new();
+        let mut gap = false;
+        for (origin, seen) in &sync.seen {
+            let from = theirs.get(origin).copied().unwrap_or(0);
+            for seq in from + 1..=seen.contiguous {
+                match sync.log.get(&(*origin, seq)) {
+                    Some(b) => batches.push(Batch::clone(b)),
+                    None => gap = true,
+                }
+            }
+        }
+        let mut reply_have: Vec<(Origin, u64)> = sync
+            .seen
+            .iter()
+            .map(|(o, s)| (*o, s.contiguous))
+            .collect();
+        reply_have.sort();
+        drop(sync);
+        batches.sort_by_key(|b| (b.origin, b.seq));
+        let full = gap.then(|| self.shard_state(&all_shards(), now_ms, false));
+        (
+            SyncReply {
+                batches,
+                full,
+                have: reply_have,
+            },
+            notes,
+        )
+    }
+
+    /// Applies a sync reply; returns what applying its batches did, merged.
+    pub(crate) fn apply_sync_reply(&self, reply: SyncReply, now_ms: u64) -> Applied {
+        let mut out = Applied::default();
+        for batch in reply.batches {
+            let applied = self.apply_batch(batch, now_ms);
+            out.events.extend(applied.events);
+            out.rejected.extend(applied.rejected);
+        }
+        if let Some(full) = reply.full {
+            out.rejected.extend(self.apply_shards(full, now_ms));
+            // The full state covers every batch the peer had applied.
+            let mut sync = lock(&self.sync);
+            for (origin, seq) in reply.have {
+                if origin != self.origin {
+                    sync.seen.entry(origin).or_default().raise_to(seq);
+                }
+            }
+        }
+        out
+    }
+
+    /// Order-independent hashes of each shard's counters and cache entries at `now_ms`.
+    pub(crate) fn shard_hashes(&self, now_ms: u64) -> Vec<u64> {
+        let mut hashes = vec![0u64; SHARDS];
+        for (i, shard) in self.shards.iter().enumerate() {
+            let shard = lock(shard);
+            for (key, c) in &shard.counters {
+                hashes[i] = hashes[i].wrapping_add(c.digest(key.hash64(), now_ms));
+            }
+        }
+        let sync = lock(&self.sync);
+        for e in sync.cache.iter_live(now_ms) {
+            let h = mix(fnv1a(&[e.key.as_bytes()])
+                ^ mix(e.stamp.time ^ mix(e.stamp.origin.0 ^ mix(e.expires_at_ms))));
+            let shard = cache_shard(&e.key);
+            hashes[shard] = hashes[shard].wrapping_add(h);
+        }
+        hashes
+    }
+
+    pub(crate) fn digest(&self, now_ms: u64) -> Digest {
+        Digest {
+            now_ms,
+            have: self.have(),
+            shards: self.shard_hashes(now_ms),
+        }
+    }
+
+    pub(crate) fn compare(&self, digest: &Digest) -> DigestDiff {
+        let mine: HashMap<Origin, u64> = self.have().into_iter().collect();
+        let theirs: HashMap<Origin, u64> = digest.have.iter().copied().collect();
+        let they_lack = mine
+            .iter()
+            .any(|(o, s)| theirs.get(o).copied().unwrap_or(0) < *s);
+        let we_lack = theirs
+            .iter()
+            .any(|(o, s)| *o != self.origin && mine.get(o).copied().unwrap_or(0) < *s);
+        let mut diff = DigestDiff {
+            they_lack,
+            we_lack,
+            shards: Vec::new(),
+        };
+        if !they_lack && !we_lack && digest.shards.len() == SHARDS {
+            diff.shards = self
+                .shard_hashes(digest.now_ms)
+                .iter()
+                .zip(&digest.shards)
+                .enumerate()
+                .filter(|(_, (a, b))| a != b)
+                .map(|(i, _)| i as u16)
+                .collect();
+        }
+        diff
+    }
+
+    /// The whole state of `shards` (counters of every origin, cache entries and tombstones).
+    pub(crate) fn shard_state(&self, shards: &[u16], now_ms: u64, pull: bool) -> ShardState {
+        let wanted: BTreeSet<usize> = shards.iter().map(|s| usize::from(*s)).collect();
+        let mut counters = Vec::new();
+        for &i in &wanted {
+            let Some(shard) = self.shards.get(i) else {
+                continue;
+            };
+            let shard = lock(shard);
+            for (key, c) in &shard.counters {
+                let deltas = c.snapshot(now_ms);
+                if !deltas.is_empty() {
+                    counters.push(CounterUpdate {
+                        key: key.clone(),
+                        deltas,
+                    });
+                }
+            }
+        }
+        let sync = lock(&self.sync);
+        let cache = sync
+            .cache
+            .iter_live(now_ms)
+            .filter(|e| wanted.contains(&cache_shard(&e.key)))
+            .cloned()
+            .collect();
+        let nodes = sync.nodes.iter().map(|(o, n)| (*o, n.clone())).collect();
+        ShardState {
+            now_ms,
+            shards: shards.to_vec(),
+            counters,
+            cache,
+            nodes,
+            pull,
+        }
+    }
+
+    /// Merges a peer's shard state; the reasons for anything refused.
+    pub(crate) fn apply_shards(&self, state: ShardState, now_ms: u64) -> Vec<String> {
+        let mut rejected = Vec::new();
+        let valid: Vec<CounterUpdate> = state
+            .counters
+            .into_iter()
+            .filter(|u| match self.check_update(u, None) {
+                Ok(()) => true,
+                Err(why) => {
+                    rejected.push(why);
+                    false
+                }
+            })
+            .collect();
+        self.merge_counters(&valid, now_ms);
+        let mut sync = lock(&self.sync);
+        for update in state.cache {
+            if sync.cache.merge(update, now_ms) == CacheMerge::TooLarge {
+                rejected.push("cache entry over the size limits in shard state".into());
+            }
+        }
+        for (origin, node) in state.nodes {
+            if origin != self.origin && node.len() <= MAX_NODE_ID_BYTES {
+                sync.nodes.entry(origin).or_insert(node);
+            }
+        }
+        rejected
+    }
+
+    pub(crate) fn replay_log_len(&self) -> usize {
+        lock(&self.sync).log.len()
+    }
+
+    pub(crate) fn cache_len(&self) -> usize {
+        lock(&self.sync).cache.len()
+    }
+}
+
+pub(crate) fn all_shards() -> Vec<u16> {
+    (0..SHARDS as u16).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: u64 = 1_800_000_000_000;
+
+    fn replica(origin: u64, capacity: usize) -> Replica {
+        let r = Replica::new(
+            Origin(origin),
+            WindowSpec::DEFAULTS.to_vec(),
+            capacity,
+            CacheLimits::default(),
+            EventLimits::default(),
+        );
+        r.set_node(&format!("node-{origin}"));
+        r
+    }
+
+    fn key(i: usize) -> CounterKey {
+        CounterKey::new(format!("user-{i}"), "bucket", "read").unwrap()
+    }
+
+    #[test]
+    fn batches_apply_once_and_gaps_are_reported() {
+        let a = replica(1, 100);
+        let b = replica(2, 100);
+        a.increment(&key(0), 2, NOW);
+        let first = a.take_batch().unwrap();
+        a.increment(&key(0), 3, NOW);
+        let second = a.take_batch().unwrap();
+        assert!(a.take_batch().is_none(), "nothing new, nothing sent");
+        let applied = b.apply_batch(Batch::clone(&second), NOW);
+        assert!(applied.gap && !applied.duplicate);
+        assert_eq!(b.totals(&key(0), NOW), vec![5, 5], "absolute values: 5 already");
+        assert!(!b.apply_batch(Batch::clone(&first), NOW).gap);
+        assert!(b.apply_batch(Batch::clone(&first), NOW).duplicate);
+        assert_eq!(b.totals(&key(0), NOW), vec![5, 5]);
+        assert_eq!(b.have(), vec![(Origin(1), 2)]);
+        assert_eq!(
+            b.contributions(&key(0), 0, NOW),
+            vec![("node-1".to_string(), 5)]
+        );
+    }
+
+    #[test]
+    fn hostile_batches_are_refused_whole() {
+        let b = replica(2, 100);
+        let forged = |deltas: Vec<BucketDelta>| Batch {
+            origin: Origin(1),
+            node: "node-1".into(),
+            seq: 1,
+            stamp: Stamp {
+                time: 1,
+                origin: Origin(1),
+            },
+            counters: vec![CounterUpdate { key: key(0), deltas }],
+            cache: Vec::new(),
+            events: Vec::new(),
+        };
+        let delta = |window, origin, value| BucketDelta {
+            window,
+            bucket: NOW / 1000,
+            origin: Origin(origin),
+            value,
+        };
+        for (deltas, why) in [
+            (vec![delta(0, 1, u64::MAX)], "overflow"),
+            (vec![delta(9, 1, 1)], "window 9"),
+            (vec![delta(0, 1, 1), delta(0, 3, 7)], "another origin"),
+        ] {
+            let applied = b.apply_batch(forged(deltas), NOW);
+            assert!(applied.rejected[0].contains(why), "{:?}", applied.rejected);
+            assert_eq!(b.totals(&key(0), NOW), vec![0, 0], "nothing half-applied");
+        }
+        let mut far = forged(vec![delta(0, 1, 1)]);
+        far.stamp.time = u64::MAX;
+        assert!(b.apply_batch(far, NOW).rejected[0].contains("far ahead"));
+    }
+
+    #[test]
+    fn sync_replays_the_buffer_or_falls_back_to_full_state() {
+        let a = replica(1, 3);
+        for i in 0..5 {
+            a.increment(&key(i), 1, NOW);
+            a.take_batch();
+        }
+        let fresh = replica(2, 100);
+        // Batches 4 and 5 are buffered; 1-3 are gone, so the reply carries the full state.
+        let (reply, notes) = a.serve_sync(&[(Origin(1), 1)], NOW);
+        assert!(notes.is_empty());
+        assert_eq!(reply.batches.len(), 3, "seq 3, 4, 5 buffered");
+        assert!(reply.full.is_some());
+        fresh.apply_sync_reply(reply, NOW);
+        for i in 0..5 {
+            assert_eq!(fresh.totals(&key(i), NOW)[0], 1, "key {i}");
+        }
+        assert_eq!(fresh.have(), vec![(Origin(1), 5)]);
+        // Only what is missed: from 4 on, two batches and no full state.
+        let (reply, _) = a.serve_sync(&[(Origin(1), 3)], NOW);
+        assert_eq!(reply.batches.len(), 2);
+        assert!(reply.full.is_none());
+        // A watermark in the future is clamped and said.
+        let (reply, notes) = a.serve_sync(&[(Origin(1), 99)], NOW);
+        assert!(reply.batches.is_empty());
+        assert!(notes[0].contains("clamped"), "{notes:?}");
+    }
+
+    #[test]
+    fn digests_find_exactly_the_differing_shards() {
+        let a = replica(1, 100);
+        let b = replica(2, 100);
+        for i in 0..50 {
+            a.increment(&key(i), 1, NOW);
+        }
+        let batch = a.take_batch().unwrap();
+        b.apply_batch(Batch::clone(&batch), NOW);
+        let d = a.digest(NOW);
+        assert_eq!(b.compare(&d), DigestDiff::default());
+        // Same batches seen, but b lost a key's counts (as if state were damaged).
+        let shard = key(7).shard();
+        lock(&b.shards[shard]).counters.remove(&key(7));
+        let diff = b.compare(&d);
+        assert_eq!(diff.shards, vec![shard as u16]);
+        b.apply_shards(a.shard_state(&diff.shards, NOW, false), NOW);
+        assert_eq!(b.compare(&d), DigestDiff::default());
+        assert_eq!(b.totals(&key(7), NOW)[0], 1);
+        // A peer that is behind is told so.
+        let c = replica(3, 100);
+        assert!(b.compare(&c.digest(NOW)).they_lack);
+        assert!(c.compare(&b.digest(NOW)).we_lack);
+    }
+
+    #[test]
+    fn decisions_are_exact_on_one_node() {
+        let a = replica(1, 100);
+        let passed = (0..20)
+            .filter(|_| a.decide(&key(0), 0, 5, 1, NOW).0)
+            .count();
+        assert_eq!(passed, 5);
+        assert_eq!(a.totals(&key(0), NOW)[0], 5);
+    }
+
+    #[test]
+    fn events_and_cache_travel_in_batches_once() {
+        let a = replica(1, 100);
+        let b = replica(2, 100);
+        a.publish("revoke".into(), b"alice".to_vec()).unwrap();
+        a.cache_put("job".into(), Some(b"42".to_vec()), NOW + 60_000, NOW)
+            .unwrap();
+        let batch = a.take_batch().unwrap();
+        let applied = b.apply_batch(Batch::clone(&batch), NOW);
+        assert_eq!(applied.events.len(), 1);
+        assert!(b.apply_batch(Batch::clone(&batch), NOW).events.is_empty());
+        assert_eq!(b.delivered().len(), 1);
+        assert_eq!(b.cache_get("job", NOW).as_deref(), Some(&b"42"[..]));
+        let big = vec![0u8; EventLimits::default().max_payload_bytes + 1];
+        assert!(a.publish("t".into(), big).unwrap_err().contains("exceeds"));
+    }
+}
