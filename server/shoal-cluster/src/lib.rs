@@ -23,10 +23,10 @@ pub use cluster::{
     Cluster, ClusterChange, ClusterHealth, ClusterOptions, ClusterStatus, JoinOutcome,
     KeyringStatus, Member, MemberState, PACKET_MESSAGE_MAX, SuspicionTimeouts,
 };
-/// Message payloads, so callers need not name memberlist's re-export.
-pub use memberlist::bytes::Bytes;
 pub use identity::NodeIdentity;
 pub use log_limit::{GossipErrorCount, GossipErrors, GossipLogFilter};
+/// Message payloads, so callers need not name memberlist's re-export.
+pub use memberlist::bytes::Bytes;
 pub use meta::{Load, META_MAX_BYTES, NodeMeta};
 
 #[derive(Debug, thiserror::Error)]

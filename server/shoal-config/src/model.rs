@@ -30,6 +30,8 @@ pub struct NodeConfig {
     #[serde(default)]
     pub discovery: DiscoveryConfig,
     #[serde(default)]
+    pub state: StateConfig,
+    #[serde(default)]
     pub log: LogConfig,
 }
 
@@ -268,6 +270,97 @@ fn default_discovery_timeout() -> Duration {
 }
 fn default_join_timeout() -> Duration {
     Duration::from_secs(30)
+}
+
+/// Shared cluster state: rate-counter windows, batching, repair and strict-mode timing.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StateConfig {
+    /// The counting windows policies see as `input.bucket.access_count.<name>`. Every node of
+    /// a cluster must use the same list.
+    #[serde(default = "default_windows")]
+    pub windows: Vec<WindowConfig>,
+    /// Update batches kept for nodes that join or come back; a node that missed more gets a
+    /// full state transfer instead.
+    #[serde(default = "default_replay_capacity")]
+    pub replay_capacity: usize,
+    /// How long increments are coalesced before they are sent (a hot key costs one message
+    /// per flush, not one per request).
+    #[serde(default = "default_flush_interval", with = "duration_str")]
+    pub flush_interval: Duration,
+    /// How often a digest goes to one random peer to repair whatever gossip dropped.
+    #[serde(default = "default_anti_entropy_interval", with = "duration_str")]
+    pub anti_entropy_interval: Duration,
+    /// How long a strict check waits for the key's owner before deciding locally.
+    #[serde(default = "default_strict_timeout", with = "duration_str")]
+    pub strict_timeout: Duration,
+    #[serde(default = "default_cache_max_entries")]
+    pub cache_max_entries: usize,
+    #[serde(default = "default_cache_max_value_bytes")]
+    pub cache_max_value_bytes: usize,
+    #[serde(default = "default_event_max_payload_bytes")]
+    pub event_max_payload_bytes: usize,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct WindowConfig {
+    pub name: String,
+    #[serde(with = "duration_str")]
+    pub length: Duration,
+    /// Sub-window buckets: the window slides by `length / buckets`.
+    pub buckets: u32,
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        Self {
+            windows: default_windows(),
+            replay_capacity: default_replay_capacity(),
+            flush_interval: default_flush_interval(),
+            anti_entropy_interval: default_anti_entropy_interval(),
+            strict_timeout: default_strict_timeout(),
+            cache_max_entries: default_cache_max_entries(),
+            cache_max_value_bytes: default_cache_max_value_bytes(),
+            event_max_payload_bytes: default_event_max_payload_bytes(),
+        }
+    }
+}
+
+fn default_windows() -> Vec<WindowConfig> {
+    vec![
+        WindowConfig {
+            name: "last_minute".into(),
+            length: Duration::from_secs(60),
+            buckets: 60,
+        },
+        WindowConfig {
+            name: "last_hour".into(),
+            length: Duration::from_secs(3600),
+            buckets: 60,
+        },
+    ]
+}
+fn default_replay_capacity() -> usize {
+    10_000
+}
+fn default_flush_interval() -> Duration {
+    Duration::from_millis(5)
+}
+fn default_anti_entropy_interval() -> Duration {
+    Duration::from_millis(500)
+}
+fn default_strict_timeout() -> Duration {
+    Duration::from_millis(250)
+}
+fn default_cache_max_entries() -> usize {
+    100_000
+}
+fn default_cache_max_value_bytes() -> usize {
+    64 * 1024
+}
+fn default_event_max_payload_bytes() -> usize {
+    16 * 1024
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -13,6 +13,8 @@ use shoal_control_plane::{
     AdminIdentity, ConfigHandle, Credential, Enforcement, Policy, Resource, ResourceSpec, Store,
 };
 
+use shoal_state::SharedState;
+
 use crate::ApiError;
 
 /// What the API handlers share.
@@ -20,6 +22,7 @@ use crate::ApiError;
 pub struct ApiState {
     pub store: Store,
     pub config: ConfigHandle,
+    pub state: SharedState,
     pub session_ttl: Duration,
 }
 
@@ -50,11 +53,12 @@ pub fn router(state: ApiState) -> Router {
             "/api/v1/credentials/{key_id}",
             axum::routing::delete(delete_credential),
         )
+        .merge(crate::state_api::routes())
         .with_state(state)
 }
 
 /// A JSON body whose decoding errors come back as the API's JSON error, naming the field.
-struct JsonBody<T>(T);
+pub(crate) struct JsonBody<T>(pub(crate) T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
@@ -74,7 +78,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
 }
 
 /// The logged-in admin; extracting it is what makes a handler require authentication.
-struct Admin(AdminIdentity);
+pub(crate) struct Admin(pub(crate) AdminIdentity);
 
 impl FromRequestParts<ApiState> for Admin {
     type Rejection = ApiError;

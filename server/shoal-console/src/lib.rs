@@ -9,6 +9,7 @@
 
 mod api;
 mod error;
+mod state_api;
 
 pub use api::{ApiState, router};
 pub use error::ApiError;

@@ -26,6 +26,20 @@ pub struct TestDatabase {
     _server: Option<TestPostgres>,
 }
 
+impl TestDatabase {
+    /// The same database through the private server's Unix socket (`None` on the shared
+    /// server): reachable from processes in other network namespaces.
+    pub fn socket_url(&self) -> Option<String> {
+        let server = self._server.as_ref()?;
+        let db = self.url.rsplit('/').next()?;
+        Some(format!(
+            "postgres://postgres@localhost:{}/{db}?host={}",
+            server.port,
+            server.data_dir().display()
+        ))
+    }
+}
+
 fn pg_bin() -> PathBuf {
     if let Ok(dir) = std::env::var("SHOAL_PG_BIN") {
         return PathBuf::from(dir);

@@ -245,7 +245,9 @@ impl Counter {
     /// Whether nothing is left to count at `now_ms` (every bucket has expired): the counter
     /// can be dropped.
     pub fn is_idle(&self, now_ms: u64) -> bool {
-        self.rings.iter().all(|ring| ring.live(now_ms).next().is_none())
+        self.rings
+            .iter()
+            .all(|ring| ring.live(now_ms).next().is_none())
     }
 
     /// An order-independent hash of every (window, bucket, origin, value) live at `now_ms`,
@@ -260,7 +262,7 @@ impl Counter {
                 }
                 for (origin, value) in &bucket.counts {
                     sum = sum.wrapping_add(mix(
-                        seed ^ mix(window as u64 ^ mix(bucket.id ^ mix(origin.0 ^ mix(*value)))),
+                        seed ^ mix(window as u64 ^ mix(bucket.id ^ mix(origin.0 ^ mix(*value))))
                     ));
                 }
             }

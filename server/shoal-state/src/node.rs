@@ -27,6 +27,8 @@ use tokio_util::sync::CancellationToken;
 use crate::replica::{Applied, Replica};
 use crate::ring::Ring;
 use crate::wire::{self, Batch, Check, Msg, Verdict};
+use shoal_config::StateConfig;
+
 use crate::{CacheLimits, CounterKey, Event, EventLimits, Origin, StateError, WindowSpec};
 
 /// How often the peer list is refreshed besides on membership events.
@@ -47,6 +49,8 @@ const REJECT_LOG_WINDOW: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone)]
 pub struct StateOptions {
     pub windows: Vec<WindowSpec>,
+    /// One per window: how policies and the API name it (`last_minute`).
+    pub window_names: Vec<String>,
     /// Batches kept for replay to nodes that join or come back (all origins together).
     pub replay_capacity: usize,
     pub flush_interval: Duration,
@@ -56,10 +60,41 @@ pub struct StateOptions {
     pub events: EventLimits,
 }
 
+impl StateOptions {
+    pub fn from_config(c: &StateConfig) -> Self {
+        Self {
+            windows: c
+                .windows
+                .iter()
+                .map(|w| WindowSpec {
+                    length: w.length,
+                    buckets: w.buckets,
+                })
+                .collect(),
+            window_names: c.windows.iter().map(|w| w.name.clone()).collect(),
+            replay_capacity: c.replay_capacity,
+            flush_interval: c.flush_interval,
+            anti_entropy_interval: c.anti_entropy_interval,
+            strict_timeout: c.strict_timeout,
+            cache: CacheLimits {
+                max_entries: c.cache_max_entries,
+                max_value_bytes: c.cache_max_value_bytes,
+                ..CacheLimits::default()
+            },
+            events: EventLimits {
+                max_payload_bytes: c.event_max_payload_bytes,
+                replay_capacity: c.replay_capacity,
+                ..EventLimits::default()
+            },
+        }
+    }
+}
+
 impl Default for StateOptions {
     fn default() -> Self {
         Self {
             windows: WindowSpec::DEFAULTS.to_vec(),
+            window_names: vec!["last_minute".into(), "last_hour".into()],
             replay_capacity: 10_000,
             flush_interval: Duration::from_millis(5),
             anti_entropy_interval: Duration::from_millis(500),
@@ -230,12 +265,12 @@ impl SharedState {
         }
     }
 
-    /// Starts sharing over `cluster`; the tasks stop when `stop` fires. Call once.
-    pub fn attach(&self, cluster: Cluster, stop: CancellationToken) -> JoinSet<()> {
+    /// Starts sharing over `cluster`, its tasks in `tasks`; they stop when `stop` fires.
+    /// Call once.
+    pub fn attach(&self, cluster: Cluster, stop: CancellationToken, tasks: &mut JoinSet<()>) {
         let node = cluster.local_id().to_string();
         self.inner.replica.set_node(&node);
         let _ = self.inner.node.set(node);
-        let mut tasks = JoinSet::new();
         let inbox = cluster.messages();
         let _ = self.inner.cluster.set(cluster.clone());
         refresh_peers(&self.inner, &cluster);
@@ -249,7 +284,6 @@ impl SharedState {
         if let Some(rx) = forward_rx {
             tasks.spawn(forward_loop(self.inner.clone(), rx, stop));
         }
-        tasks
     }
 
     /// Decides whether one more request (costing `cost`) fits under `limit` and counts it if
@@ -268,7 +302,9 @@ impl SharedState {
                     .flatten()
             };
             if let Some((owner, addr)) = owner {
-                return self.forward_check(key, window, limit, cost, owner, addr).await;
+                return self
+                    .forward_check(key, window, limit, cost, owner, addr)
+                    .await;
             }
         }
         let (allowed, count) = self
@@ -303,7 +339,10 @@ impl SharedState {
             limit: limit.max,
             cost,
         };
-        self.inner.stats.strict_forwarded.fetch_add(1, Ordering::Relaxed);
+        self.inner
+            .stats
+            .strict_forwarded
+            .fetch_add(1, Ordering::Relaxed);
         let sent = self.inner.forward.send((addr, check)).is_ok();
         let answer = if sent {
             tokio::time::timeout(self.inner.options.strict_timeout, rx)
@@ -323,7 +362,10 @@ impl SharedState {
                 degraded: None,
             },
             None => {
-                self.inner.stats.strict_degraded.fetch_add(1, Ordering::Relaxed);
+                self.inner
+                    .stats
+                    .strict_degraded
+                    .fetch_add(1, Ordering::Relaxed);
                 let why = format!(
                     "owner {owner} did not answer within {} ms; decided from local counts",
                     self.inner.options.strict_timeout.as_millis()
@@ -371,6 +413,18 @@ impl SharedState {
 
     pub fn windows(&self) -> &[WindowSpec] {
         self.inner.replica.windows()
+    }
+
+    pub fn window_names(&self) -> &[String] {
+        &self.inner.options.window_names
+    }
+
+    pub fn window_index(&self, name: &str) -> Option<usize> {
+        self.inner
+            .options
+            .window_names
+            .iter()
+            .position(|n| n == name)
     }
 
     /// Which node owns `key` in strict mode, as this node sees the ring.
@@ -429,11 +483,17 @@ impl SharedState {
         self.inner.replica.delivered()
     }
 
-    /// Marks the start-up replay as not needed: the node runs alone.
+    /// Marks the start-up replay as not needed: the node runs alone (membership says so and
+    /// no peer is in sight, or the peer asked went away).
     pub fn settle_alone(&self) {
         let no_peers = self.inner.peers.read().expect("peers").by_id.is_empty();
         let mut replay = self.inner.replay.lock().expect("replay");
-        if no_peers && matches!(*replay, ReplayPhase::Waiting) {
+        let pending = match &*replay {
+            ReplayPhase::Waiting => true,
+            ReplayPhase::Asked { at, .. } => at.elapsed() >= SYNC_TIMEOUT,
+            ReplayPhase::Done(_) => false,
+        };
+        if no_peers && pending {
             *replay = ReplayPhase::Done("no peer to replay from".into());
             self.inner.replay_done.store(true, Ordering::SeqCst);
         }
@@ -475,7 +535,11 @@ impl SharedState {
             strict_degraded: get(&s.strict_degraded),
             rejected: get(&s.rejected),
             send_errors: get(&s.send_errors),
-            messages_dropped: self.inner.cluster.get().map_or(0, Cluster::messages_dropped),
+            messages_dropped: self
+                .inner
+                .cluster
+                .get()
+                .map_or(0, Cluster::messages_dropped),
         }
     }
 
@@ -494,11 +558,7 @@ fn note_rejection(inner: &Shared, reason: &str, detail: &str) {
     if entry.0.elapsed() >= REJECT_LOG_WINDOW {
         let held = entry.1;
         *entry = (Instant::now(), 0);
-        tracing::warn!(
-            reason,
-            held_back = held,
-            "shared state: {detail}"
-        );
+        tracing::warn!(reason, held_back = held, "shared state: {detail}");
     } else {
         entry.1 += 1;
     }
@@ -605,7 +665,10 @@ async fn receive_loop(
         let from = envelope.from;
         let (addr, member) = {
             let peers = inner.peers.read().expect("peers");
-            (peers.by_id.get(&from).copied(), peers.known.contains_key(&from))
+            (
+                peers.by_id.get(&from).copied(),
+                peers.known.contains_key(&from),
+            )
         };
         if !member {
             note_rejection(
@@ -675,7 +738,11 @@ async fn handle(inner: &Arc<Shared>, from: &str, addr: Option<SocketAddr>, msg: 
             if !matches!(*replay, ReplayPhase::Done(_)) {
                 let detail = format!(
                     "replayed {batches} batches from {from}{}",
-                    if full { " plus a full state transfer" } else { "" }
+                    if full {
+                        " plus a full state transfer"
+                    } else {
+                        ""
+                    }
                 );
                 tracing::info!(peer = from, batches, full, "shared state replay done");
                 *replay = ReplayPhase::Done(detail);

@@ -280,7 +280,9 @@ impl Replica {
                 if out.len() == limit {
                     return out;
                 }
-                let totals = (0..self.windows.len()).map(|w| c.total(w, now_ms)).collect();
+                let totals = (0..self.windows.len())
+                    .map(|w| c.total(w, now_ms))
+                    .collect();
                 out.push((key.clone(), totals));
             }
         }
@@ -533,11 +535,8 @@ impl Replica {
                 }
             }
         }
-        let mut reply_have: Vec<(Origin, u64)> = sync
-            .seen
-            .iter()
-            .map(|(o, s)| (*o, s.contiguous))
-            .collect();
+        let mut reply_have: Vec<(Origin, u64)> =
+            sync.seen.iter().map(|(o, s)| (*o, s.contiguous)).collect();
         reply_have.sort();
         drop(sync);
         batches.sort_by_key(|b| (b.origin, b.seq));
@@ -739,7 +738,11 @@ mod tests {
         assert!(a.take_batch().is_none(), "nothing new, nothing sent");
         let applied = b.apply_batch(Batch::clone(&second), NOW);
         assert!(applied.gap && !applied.duplicate);
-        assert_eq!(b.totals(&key(0), NOW), vec![5, 5], "absolute values: 5 already");
+        assert_eq!(
+            b.totals(&key(0), NOW),
+            vec![5, 5],
+            "absolute values: 5 already"
+        );
         assert!(!b.apply_batch(Batch::clone(&first), NOW).gap);
         assert!(b.apply_batch(Batch::clone(&first), NOW).duplicate);
         assert_eq!(b.totals(&key(0), NOW), vec![5, 5]);
@@ -761,7 +764,10 @@ mod tests {
                 time: 1,
                 origin: Origin(1),
             },
-            counters: vec![CounterUpdate { key: key(0), deltas }],
+            counters: vec![CounterUpdate {
+                key: key(0),
+                deltas,
+            }],
             cache: Vec::new(),
             events: Vec::new(),
         };

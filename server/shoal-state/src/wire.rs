@@ -25,7 +25,9 @@ pub(crate) enum Msg {
     /// Anti-entropy: what the sender has seen and hashes of its state.
     Digest(Digest),
     /// "Send me every batch after these sequence numbers" (join, rejoin, a detected gap).
-    SyncRequest { have: Vec<(Origin, u64)> },
+    SyncRequest {
+        have: Vec<(Origin, u64)>,
+    },
     SyncReply(SyncReply),
     /// The full state of some shards (anti-entropy repair); `pull` asks for the peer's in return.
     Shards(ShardState),

@@ -95,6 +95,7 @@ pub(crate) struct HealthState {
     pub node: String,
     pub cluster: Cluster,
     pub join: Arc<JoinState>,
+    pub state: shoal_state::SharedState,
     pub gossip_errors: GossipErrors,
 }
 
@@ -140,8 +141,11 @@ async fn ready(State(h): State<HealthState>) -> Response {
         };
         missing.push(format!("config: {why}"));
     }
+    let replay = h.state.replay();
     if !h.join.is_ready() {
         missing.push(format!("cluster: not joined yet ({})", h.join.detail()));
+    } else if !replay.done {
+        missing.push(format!("state: {}", replay.detail));
     }
     if !h.gate.started.load(Ordering::SeqCst) {
         missing.push("listeners: not started".to_string());
@@ -192,6 +196,7 @@ async fn ready(State(h): State<HealthState>) -> Response {
         "control_plane": { "connected": status.connected, "last_error": status.last_error },
         "in_flight": h.gate.in_flight.load(Ordering::SeqCst),
         "cluster": { "joined": h.join.is_ready(), "detail": h.join.detail() },
+        "state": { "replay": replay },
     });
     let code = if ready {
         StatusCode::OK

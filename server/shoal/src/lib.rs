@@ -16,6 +16,7 @@ use anyhow::Context as _;
 use shoal_config::NodeConfig;
 use shoal_console::ApiState;
 use shoal_control_plane::{Store, WatcherOptions};
+use shoal_state::{SharedState, StateOptions};
 use tokio_util::sync::CancellationToken;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -70,13 +71,15 @@ pub async fn run(
         watcher_stop.clone(),
     );
     let gate = Arc::new(http::DrainGate::default());
-    let join = Arc::new(membership::JoinState::default());
+    let state = SharedState::new(StateOptions::from_config(&config.state));
+    let join = Arc::new(membership::JoinState::new(state.clone()));
     let background_stop = CancellationToken::new();
     let (cluster, mut background) = membership::start(
         &config,
         listener.local_addr()?,
         gate.clone(),
         join.clone(),
+        &state,
         gossip_errors.clone(),
         background_stop.clone(),
     )
@@ -87,11 +90,13 @@ pub async fn run(
         node: config.node_name.clone(),
         cluster: cluster.clone(),
         join,
+        state: state.clone(),
         gossip_errors,
     };
     let api = shoal_console::router(ApiState {
         store,
         config: handle.clone(),
+        state,
         session_ttl: SESSION_TTL,
     });
     let app = http::app(health, api);

@@ -11,6 +11,7 @@ use shoal_cluster::{
     Cluster, ClusterOptions, GossipErrors, Load, MemberState, NodeIdentity, NodeMeta,
 };
 use shoal_config::{NodeConfig, SecretKey};
+use shoal_state::SharedState;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -26,13 +27,27 @@ const GOSSIP_ERROR_SUMMARY: Duration = Duration::from_secs(10);
 const LOAD_REFRESH: Duration = Duration::from_secs(10);
 
 /// Whether this node has joined its cluster, or knows it is alone; `/ready` waits for it.
-#[derive(Default)]
 pub(crate) struct JoinState {
     ready: std::sync::atomic::AtomicBool,
     detail: Mutex<String>,
+    /// Told when the node runs alone, so it stops waiting for a state replay.
+    state: SharedState,
 }
 
 impl JoinState {
+    pub(crate) fn new(state: SharedState) -> Self {
+        Self {
+            ready: Default::default(),
+            detail: Mutex::default(),
+            state,
+        }
+    }
+
+    fn set_alone(&self, detail: String) {
+        self.set(true, detail);
+        self.state.settle_alone();
+    }
+
     pub(crate) fn is_ready(&self) -> bool {
         self.ready.load(std::sync::atomic::Ordering::SeqCst)
     }
@@ -55,6 +70,7 @@ pub(crate) async fn start(
     http: SocketAddr,
     gate: Arc<DrainGate>,
     join: Arc<JoinState>,
+    state: &SharedState,
     gossip_errors: GossipErrors,
     stop: CancellationToken,
 ) -> anyhow::Result<(Cluster, JoinSet<()>)> {
@@ -92,6 +108,7 @@ pub(crate) async fn start(
     );
 
     let mut tasks = JoinSet::new();
+    state.attach(cluster.clone(), stop.clone(), &mut tasks);
     match shoal_discovery::from_config(&config.discovery)? {
         Some(provider) => {
             tasks.spawn(discover_and_join(
@@ -102,10 +119,7 @@ pub(crate) async fn start(
                 stop.clone(),
             ));
         }
-        None => join.set(
-            true,
-            "discovery method none: running alone until peers join".into(),
-        ),
+        None => join.set_alone("discovery method none: running alone until peers join".into()),
     }
     if config.cluster.keys_reloadable()
         && let Some(path) = config.cluster.psk_file.clone()
@@ -199,10 +213,9 @@ async fn discover_and_join(
             .collect();
         let new: Vec<SocketAddr> = peers.difference(&alive).copied().collect();
         if peers.is_empty() {
-            join.set(
-                true,
-                format!("{method} discovery found no other node: running alone"),
-            );
+            join.set_alone(format!(
+                "{method} discovery found no other node: running alone"
+            ));
         } else if !new.is_empty() {
             let outcome = tokio::select! {
                 _ = stop.cancelled() => return,
@@ -252,7 +265,7 @@ fn give_up_waiting(
             waited_s = config.join_timeout.as_secs_f64(),
             "no peer could be joined ({why}); running alone and still trying"
         );
-        join.set(true, format!("running alone after {why}"));
+        join.set_alone(format!("running alone after {why}"));
     }
 }
 

@@ -10,16 +10,6 @@ use shoal_discovery::testsuite::Dnsmasq;
 
 const WAIT: Duration = Duration::from_secs(30);
 
-/// GET /cluster/status of a node.
-async fn cluster_status(base: String) -> Option<Value> {
-    reqwest::get(format!("{base}/cluster/status"))
-        .await
-        .ok()?
-        .json()
-        .await
-        .ok()
-}
-
 fn member_state(status: &Value, id: &str) -> Option<String> {
     status["cluster"]["members"]
         .as_array()?
@@ -56,48 +46,6 @@ async fn wait_status(base: &str, what: &str, check: impl Fn(&Value) -> bool) -> 
         async move { cluster_status(base).await.filter(|s| check(s)) }
     })
     .await
-}
-
-struct Started {
-    specs: Vec<NodeSpec>,
-    nodes: Vec<Node>,
-    bases: Vec<String>,
-}
-
-/// Starts one node per IP, all on one database, each configured by `configure`.
-async fn start_nodes(
-    db_url: &str,
-    ips: &[&str],
-    configure: impl Fn(usize, &mut NodeSpec, &[std::net::SocketAddr]),
-) -> Started {
-    let mut specs: Vec<NodeSpec> = ips
-        .iter()
-        .enumerate()
-        .map(|(i, ip)| NodeSpec::new(&format!("n{i}"), ip, db_url))
-        .collect();
-    let gossip: Vec<std::net::SocketAddr> = specs.iter().map(|s| s.gossip).collect();
-    for (i, spec) in specs.iter_mut().enumerate() {
-        configure(i, spec, &gossip);
-    }
-    create_admin(&specs[0]);
-    let mut nodes: Vec<Node> = specs.iter().map(NodeSpec::start).collect();
-    let mut bases = Vec::new();
-    for node in &mut nodes {
-        bases.push(node.base_url().await);
-    }
-    Started {
-        specs,
-        nodes,
-        bases,
-    }
-}
-
-fn static_peers(peers: &[std::net::SocketAddr]) -> String {
-    let list: Vec<String> = peers.iter().map(|p| format!("\"{p}\"")).collect();
-    format!(
-        "\n[discovery]\nmethod = \"static\"\npeers = [{}]\ninterval = \"1s\"\n",
-        list.join(", ")
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

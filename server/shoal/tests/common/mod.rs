@@ -68,6 +68,8 @@ pub struct NodeSpec {
     pub extra_toml: String,
     /// The PSK comes from `cluster.psk_file` in `cluster_toml` instead of the environment.
     pub psk_from_file: bool,
+    /// Network namespace the node runs in (see [`TestNetwork`]).
+    pub netns: Option<String>,
 }
 
 /// A port free for both TCP and UDP on `ip` right now.
@@ -94,6 +96,24 @@ impl NodeSpec {
             cluster_toml: String::new(),
             extra_toml: String::new(),
             psk_from_file: false,
+            netns: None,
+        }
+    }
+
+    /// A node in its own network namespace of a [`TestNetwork`] (any port is free there).
+    pub fn in_netns(name: &str, net: &TestNetwork, index: usize, database_url: &str) -> Self {
+        let dir = tempfile::tempdir().expect("node dir");
+        Self {
+            name: name.to_string(),
+            ip: net.ip(index),
+            database_url: database_url.to_string(),
+            data_dir: dir.path().join("data"),
+            dir,
+            gossip: format!("{}:7946", net.cluster_ip(index)).parse().unwrap(),
+            cluster_toml: String::new(),
+            extra_toml: String::new(),
+            psk_from_file: false,
+            netns: Some(net.namespace(index)),
         }
     }
 
@@ -121,7 +141,14 @@ impl NodeSpec {
     /// A `shoal` command with this node's config and secrets in the environment.
     pub fn command(&self) -> Command {
         self.write_config();
-        let mut cmd = Command::new(shoal_bin());
+        let mut cmd = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(shoal_bin());
+                c
+            }
+            None => Command::new(shoal_bin()),
+        };
         cmd.arg("--config")
             .arg(self.config_path())
             .env_clear()
@@ -360,6 +387,10 @@ impl Api {
         self.request(reqwest::Method::PUT, path, Some(body)).await
     }
 
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.request(reqwest::Method::POST, path, Some(body)).await
+    }
+
     pub async fn delete(&self, path: &str) -> (u16, Value) {
         self.request(reqwest::Method::DELETE, path, None).await
     }
@@ -496,4 +527,202 @@ impl Drop for Partition {
 pub fn pg_addr(url: &str) -> std::net::SocketAddr {
     let rest = url.split_once('@').unwrap().1;
     rest[..rest.find('/').unwrap()].parse().unwrap()
+}
+
+/// GET /cluster/status of a node.
+pub async fn cluster_status(base: String) -> Option<Value> {
+    reqwest::get(format!("{base}/cluster/status"))
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()
+}
+
+pub struct Started {
+    pub specs: Vec<NodeSpec>,
+    pub nodes: Vec<Node>,
+    pub bases: Vec<String>,
+}
+
+/// Starts one node per IP, all on one database, each configured by `configure`.
+pub async fn start_nodes(
+    db_url: &str,
+    ips: &[&str],
+    configure: impl Fn(usize, &mut NodeSpec, &[std::net::SocketAddr]),
+) -> Started {
+    let mut specs: Vec<NodeSpec> = ips
+        .iter()
+        .enumerate()
+        .map(|(i, ip)| NodeSpec::new(&format!("n{i}"), ip, db_url))
+        .collect();
+    let gossip: Vec<std::net::SocketAddr> = specs.iter().map(|s| s.gossip).collect();
+    for (i, spec) in specs.iter_mut().enumerate() {
+        configure(i, spec, &gossip);
+    }
+    create_admin(&specs[0]);
+    let mut nodes: Vec<Node> = specs.iter().map(NodeSpec::start).collect();
+    let mut bases = Vec::new();
+    for node in &mut nodes {
+        bases.push(node.base_url().await);
+    }
+    Started {
+        specs,
+        nodes,
+        bases,
+    }
+}
+
+pub fn static_peers(peers: &[std::net::SocketAddr]) -> String {
+    let list: Vec<String> = peers.iter().map(|p| format!("\"{p}\"")).collect();
+    format!(
+        "\n[discovery]\nmethod = \"static\"\npeers = [{}]\ninterval = \"1s\"\n",
+        list.join(", ")
+    )
+}
+
+/// Runs the calling test again inside a new network and mount namespace (its own loopback,
+/// routes and `/run/netns`), so everything [`TestNetwork`] creates vanishes with it, even if
+/// the test is killed. Returns true when already inside; outside, waits for the inner run and
+/// fails if it failed.
+pub fn in_private_namespaces(test_name: &str) -> bool {
+    if std::env::var_os("SHOAL_IN_NETNS").is_some() {
+        std::fs::create_dir_all("/run/netns").expect("mkdir /run/netns");
+        run_ip(&["link", "set", "lo", "up"]);
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "shoal-test-netns", "/run/netns"])
+            .status()
+            .expect("run mount");
+        assert!(mounted.success(), "mount a private /run/netns");
+        return true;
+    }
+    let exe = std::env::current_exe().unwrap();
+    let status = Command::new("unshare")
+        .args(["--net", "--mount", "--"])
+        .arg(exe)
+        .args(["--exact", test_name, "--nocapture", "--test-threads", "1"])
+        .env("SHOAL_IN_NETNS", "1")
+        // The suite's PostgreSQL is on the host's loopback; inside, a private one starts.
+        .env_remove("SHOAL_TEST_PG_URL")
+        .status()
+        .expect("run unshare (needs root or CAP_SYS_ADMIN)");
+    assert!(status.success(), "{test_name} inside its namespaces failed");
+    false
+}
+
+pub fn run_ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("run ip");
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Nodes in network namespaces of their own. Each has a cluster interface on one bridge
+/// (10.77.0.0/24, gossip) and a management link to the test (10.78.i.0/24: HTTP API), so a
+/// node can be cut off the cluster network while the test still reads its API. Cutting is a
+/// bridge port going down: packets vanish silently, as in a real partition (neighbour entries
+/// are permanent, so senders see no error either).
+pub struct TestNetwork {
+    nodes: usize,
+}
+
+impl TestNetwork {
+    pub fn new(nodes: usize) -> Self {
+        run_ip(&["link", "add", "shoalbr", "type", "bridge"]);
+        run_ip(&["addr", "add", "10.77.0.1/24", "dev", "shoalbr"]);
+        run_ip(&["link", "set", "shoalbr", "up"]);
+        let net = Self { nodes };
+        let mut macs = Vec::new();
+        for i in 0..nodes {
+            let ns = net.namespace(i);
+            let (port, cluster) = (format!("sv{i}"), format!("sc{i}"));
+            let (mgmt_host, mgmt) = (format!("mv{i}"), format!("mc{i}"));
+            run_ip(&["netns", "add", &ns]);
+            run_ip(&[
+                "link", "add", &port, "type", "veth", "peer", "name", &cluster,
+            ]);
+            run_ip(&["link", "set", &cluster, "netns", &ns]);
+            run_ip(&["link", "set", &port, "master", "shoalbr", "up"]);
+            run_ip(&[
+                "link", "add", &mgmt_host, "type", "veth", "peer", "name", &mgmt,
+            ]);
+            run_ip(&["link", "set", &mgmt, "netns", &ns]);
+            run_ip(&["addr", "add", &format!("10.78.{i}.1/24"), "dev", &mgmt_host]);
+            run_ip(&["link", "set", &mgmt_host, "up"]);
+            let cidr = format!("{}/24", net.cluster_ip(i));
+            let mgmt_cidr = format!("{}/24", net.ip(i));
+            for args in [
+                vec!["addr", "add", cidr.as_str(), "dev", cluster.as_str()],
+                vec!["link", "set", cluster.as_str(), "up"],
+                vec!["addr", "add", mgmt_cidr.as_str(), "dev", mgmt.as_str()],
+                vec!["link", "set", mgmt.as_str(), "up"],
+                vec!["link", "set", "lo", "up"],
+            ] {
+                net.ip_in(i, &args);
+            }
+            let mac = Command::new("ip")
+                .args(["netns", "exec", &ns, "cat"])
+                .arg(format!("/sys/class/net/{cluster}/address"))
+                .output()
+                .expect("read mac");
+            macs.push(String::from_utf8_lossy(&mac.stdout).trim().to_string());
+        }
+        for i in 0..nodes {
+            for (j, mac) in macs.iter().enumerate().filter(|(j, _)| *j != i) {
+                let (ip, dev) = (net.cluster_ip(j), format!("sc{i}"));
+                net.ip_in(
+                    i,
+                    &[
+                        "neigh",
+                        "replace",
+                        &ip,
+                        "lladdr",
+                        mac,
+                        "dev",
+                        &dev,
+                        "nud",
+                        "permanent",
+                    ],
+                );
+            }
+        }
+        net
+    }
+
+    fn ip_in(&self, index: usize, args: &[&str]) {
+        let ns = self.namespace(index);
+        let mut full = vec!["netns", "exec", ns.as_str(), "ip"];
+        full.extend(args);
+        run_ip(&full);
+    }
+
+    pub fn namespace(&self, index: usize) -> String {
+        format!("shoal-node-{index}")
+    }
+
+    /// The node's management address (HTTP), reachable from the test.
+    pub fn ip(&self, index: usize) -> String {
+        format!("10.78.{index}.2")
+    }
+
+    /// The node's cluster address (gossip).
+    pub fn cluster_ip(&self, index: usize) -> String {
+        format!("10.77.0.{}", 10 + index)
+    }
+
+    /// Cuts node `index` off the cluster network: nothing in, nothing out.
+    pub fn isolate(&self, index: usize) {
+        run_ip(&["link", "set", &format!("sv{index}"), "down"]);
+    }
+
+    pub fn reconnect(&self, index: usize) {
+        run_ip(&["link", "set", &format!("sv{index}"), "up"]);
+    }
+
+    pub fn len(&self) -> usize {
+        self.nodes
+    }
 }
