@@ -43,6 +43,24 @@ const SYNC_TIMEOUT: Duration = Duration::from_secs(3);
 /// Gap-driven sync requests to one peer are at most this frequent.
 const GAP_REQUEST_EVERY: Duration = Duration::from_millis(100);
 
+/// How often members declared dead (not yet reaped) get a small digest, and at most how many.
+const DEAD_PROBE_EVERY: Duration = Duration::from_millis(100);
+const DEAD_PROBE_MAX: usize = 16;
+
+/// Encoded counter updates per batch: with the batch header and the envelope, one batch stays
+/// within one datagram ([`PACKET_MESSAGE_MAX`]).
+const BATCH_COUNTER_BUDGET: usize = PACKET_MESSAGE_MAX - 200;
+
+/// Messages waiting for one peer before new ones are dropped.
+const OUTBOUND_QUEUE: usize = 4096;
+
+/// How old a batch must be before a digest that lacks it gets it replayed: younger ones are
+/// most likely still in flight.
+const IN_FLIGHT: Duration = Duration::from_millis(50);
+
+/// Bound on one send (a stream to a peer that stopped answering).
+const SEND_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Log lines about refused peer input: at most this many per reason and window.
 const REJECT_LOG_WINDOW: Duration = Duration::from_secs(10);
 
@@ -192,6 +210,9 @@ struct Peers {
     by_id: HashMap<String, SocketAddr>,
     /// Members that may send to us (not left, not reaped).
     known: HashMap<String, MemberState>,
+    /// Members declared dead but not yet reaped: possibly just cut off. A digest now and then
+    /// finds out when they are back sooner than gossip's refutation does.
+    dead: HashMap<String, SocketAddr>,
     ring: Ring,
 }
 
@@ -214,7 +235,8 @@ struct Shared {
     events: broadcast::Sender<Event>,
     replay: Mutex<ReplayPhase>,
     replay_done: AtomicBool,
-    stats: Stats,
+    stats: Arc<Stats>,
+    outbound: Mutex<HashMap<SocketAddr, mpsc::Sender<Bytes>>>,
     reject_log: Mutex<HashMap<String, (Instant, u64)>>,
     gap_asked: Mutex<HashMap<String, Instant>>,
 }
@@ -258,7 +280,8 @@ impl SharedState {
                 events,
                 replay: Mutex::new(ReplayPhase::Waiting),
                 replay_done: AtomicBool::new(false),
-                stats: Stats::default(),
+                stats: Arc::default(),
+                outbound: Mutex::new(HashMap::new()),
                 reject_log: Mutex::new(HashMap::new()),
                 gap_asked: Mutex::new(HashMap::new()),
             }),
@@ -569,10 +592,14 @@ fn refresh_peers(inner: &Shared, cluster: &Cluster) {
     let me = cluster.local_id();
     let mut by_id = HashMap::new();
     let mut known = HashMap::new();
+    let mut dead = HashMap::new();
     let mut ring_nodes = vec![me.to_string()];
     for m in members.iter().filter(|m| !m.local) {
         if m.state != MemberState::Left {
             known.insert(m.id.clone(), m.state);
+        }
+        if m.state == MemberState::Dead {
+            dead.insert(m.id.clone(), m.address);
         }
         if matches!(m.state, MemberState::Alive | MemberState::Suspect) {
             by_id.insert(m.id.clone(), m.address);
@@ -585,8 +612,15 @@ fn refresh_peers(inner: &Shared, cluster: &Cluster) {
     {
         peers.ring = Ring::new(ring_nodes);
     }
+    // Queues to addresses no longer reachable members end (their sender tasks with them).
+    inner
+        .outbound
+        .lock()
+        .expect("outbound")
+        .retain(|addr, _| by_id.values().chain(dead.values()).any(|a| a == addr));
     peers.by_id = by_id;
     peers.known = known;
+    peers.dead = dead;
 }
 
 fn encode(inner: &Shared, msg: Msg) -> Bytes {
@@ -594,12 +628,14 @@ fn encode(inner: &Shared, msg: Msg) -> Bytes {
     Bytes::from(wire::encode(me, msg))
 }
 
-async fn send(inner: &Shared, to: SocketAddr, msg: Msg) {
-    send_bytes(inner, to, encode(inner, msg)).await;
+fn send(inner: &Arc<Shared>, to: SocketAddr, msg: Msg) {
+    send_bytes(inner, to, encode(inner, msg));
 }
 
-/// One datagram when it fits, an encrypted stream when it does not.
-async fn send_bytes(inner: &Shared, to: SocketAddr, bytes: Bytes) {
+/// Queues a message for `to`. Each peer has its own queue and sender task, so messages to one
+/// peer leave in order (no false gaps) and a peer that stopped answering (a stream connect
+/// hanging on a partition) holds up nobody else; a full queue drops (anti-entropy repairs).
+fn send_bytes(inner: &Arc<Shared>, to: SocketAddr, bytes: Bytes) {
     let Some(cluster) = inner.cluster.get() else {
         return;
     };
@@ -607,14 +643,42 @@ async fn send_bytes(inner: &Shared, to: SocketAddr, bytes: Bytes) {
         .stats
         .bytes_sent
         .fetch_add(bytes.len() as u64, Ordering::Relaxed);
-    let result = if bytes.len() <= PACKET_MESSAGE_MAX {
-        cluster.send(to, bytes).await
-    } else {
-        cluster.send_reliable(to, bytes).await
-    };
-    if let Err(e) = result {
+    let mut queues = inner.outbound.lock().expect("outbound");
+    let queue = queues.entry(to).or_insert_with(|| {
+        let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
+        tokio::spawn(send_queue(cluster.clone(), to, rx, inner.stats.clone()));
+        tx
+    });
+    if queue.try_send(bytes).is_err() {
         inner.stats.send_errors.fetch_add(1, Ordering::Relaxed);
-        tracing::debug!("shared state: {e}");
+    }
+}
+
+/// Sends one peer's messages in order: one datagram when it fits, an encrypted stream when it
+/// does not, each bounded by [`SEND_TIMEOUT`]. Ends when the queue is dropped.
+async fn send_queue(
+    cluster: Cluster,
+    to: SocketAddr,
+    mut queue: mpsc::Receiver<Bytes>,
+    stats: Arc<Stats>,
+) {
+    while let Some(bytes) = queue.recv().await {
+        let sending = async {
+            if bytes.len() <= PACKET_MESSAGE_MAX {
+                cluster.send(to, bytes).await
+            } else {
+                cluster.send_reliable(to, bytes).await
+            }
+        };
+        let failed = match tokio::time::timeout(SEND_TIMEOUT, sending).await {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(_) => Some(format!("send to {to} timed out")),
+        };
+        if let Some(e) = failed {
+            stats.send_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!("shared state: {e}");
+        }
     }
 }
 
@@ -626,9 +690,10 @@ async fn flush_loop(inner: Arc<Shared>, stop: CancellationToken) {
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let Some(batch) = inner.replica.take_batch() else {
+        let batches = inner.replica.take_batches(BATCH_COUNTER_BUDGET);
+        if batches.is_empty() {
             continue;
-        };
+        }
         let targets: Vec<SocketAddr> = inner
             .peers
             .read()
@@ -637,10 +702,12 @@ async fn flush_loop(inner: Arc<Shared>, stop: CancellationToken) {
             .values()
             .copied()
             .collect();
-        inner.stats.batches_sent.fetch_add(1, Ordering::Relaxed);
-        let bytes = encode(&inner, Msg::Batch(Batch::clone(&batch)));
-        for to in targets {
-            send_bytes(&inner, to, bytes.clone()).await;
+        for batch in batches {
+            inner.stats.batches_sent.fetch_add(1, Ordering::Relaxed);
+            let bytes = encode(&inner, Msg::Batch(Batch::clone(&batch)));
+            for to in &targets {
+                send_bytes(&inner, *to, bytes.clone());
+            }
         }
     }
 }
@@ -678,11 +745,11 @@ async fn receive_loop(
             );
             continue;
         }
-        handle(&inner, &from, addr, envelope.msg).await;
+        handle(&inner, &from, addr, envelope.msg);
     }
 }
 
-async fn handle(inner: &Arc<Shared>, from: &str, addr: Option<SocketAddr>, msg: Msg) {
+fn handle(inner: &Arc<Shared>, from: &str, addr: Option<SocketAddr>, msg: Msg) {
     let now = now_ms();
     match msg {
         Msg::Batch(batch) => {
@@ -691,19 +758,22 @@ async fn handle(inner: &Arc<Shared>, from: &str, addr: Option<SocketAddr>, msg: 
             let gap = applied.gap;
             absorb(inner, applied);
             if gap && let Some(addr) = addr {
-                ask_for_gap(inner, from, addr).await;
+                ask_for_gap(inner, from, addr);
             }
         }
         Msg::Digest(digest) => {
             let Some(addr) = addr else { return };
             let diff = inner.replica.compare(&digest);
             if diff.they_lack {
-                let (reply, notes) = inner.replica.serve_sync(&digest.have, now);
+                // Batches younger than a flush or two are most likely still on their way.
+                let (reply, notes) = inner.replica.serve_sync(&digest.have, now, IN_FLIGHT);
                 for note in notes {
                     note_rejection(inner, "future watermark", &note);
                 }
-                inner.stats.repairs.fetch_add(1, Ordering::Relaxed);
-                send(inner, addr, Msg::SyncReply(reply)).await;
+                if !reply.batches.is_empty() || reply.full.is_some() {
+                    inner.stats.repairs.fetch_add(1, Ordering::Relaxed);
+                    send(inner, addr, Msg::SyncReply(reply));
+                }
             }
             if diff.we_lack {
                 send(
@@ -712,22 +782,21 @@ async fn handle(inner: &Arc<Shared>, from: &str, addr: Option<SocketAddr>, msg: 
                     Msg::SyncRequest {
                         have: inner.replica.have(),
                     },
-                )
-                .await;
+                );
             }
             if !diff.shards.is_empty() {
                 inner.stats.repairs.fetch_add(1, Ordering::Relaxed);
                 let state = inner.replica.shard_state(&diff.shards, now, true);
-                send(inner, addr, Msg::Shards(state)).await;
+                send(inner, addr, Msg::Shards(state));
             }
         }
         Msg::SyncRequest { have } => {
             let Some(addr) = addr else { return };
-            let (reply, notes) = inner.replica.serve_sync(&have, now);
+            let (reply, notes) = inner.replica.serve_sync(&have, now, Duration::ZERO);
             for note in notes {
                 note_rejection(inner, "future watermark", &note);
             }
-            send(inner, addr, Msg::SyncReply(reply)).await;
+            send(inner, addr, Msg::SyncReply(reply));
         }
         Msg::SyncReply(reply) => {
             let batches = reply.batches.len();
@@ -757,7 +826,7 @@ async fn handle(inner: &Arc<Shared>, from: &str, addr: Option<SocketAddr>, msg: 
             }
             if pull && let Some(addr) = addr {
                 let mine = inner.replica.shard_state(&shards, now, false);
-                send(inner, addr, Msg::Shards(mine)).await;
+                send(inner, addr, Msg::Shards(mine));
             }
         }
         Msg::Checks(checks) => {
@@ -780,7 +849,7 @@ async fn handle(inner: &Arc<Shared>, from: &str, addr: Option<SocketAddr>, msg: 
                 })
                 .collect();
             for chunk in chunks(verdicts, 40) {
-                send(inner, addr, Msg::Verdicts(chunk)).await;
+                send(inner, addr, Msg::Verdicts(chunk));
             }
         }
         Msg::Verdicts(verdicts) => {
@@ -819,7 +888,7 @@ fn absorb(inner: &Shared, applied: Applied) {
     }
 }
 
-async fn ask_for_gap(inner: &Shared, from: &str, addr: SocketAddr) {
+fn ask_for_gap(inner: &Arc<Shared>, from: &str, addr: SocketAddr) {
     {
         let mut asked = inner.gap_asked.lock().expect("gap");
         if asked
@@ -836,34 +905,55 @@ async fn ask_for_gap(inner: &Shared, from: &str, addr: SocketAddr) {
         Msg::SyncRequest {
             have: inner.replica.have(),
         },
-    )
-    .await;
+    );
 }
 
 async fn anti_entropy_loop(inner: Arc<Shared>, stop: CancellationToken) {
     let mut tick = tokio::time::interval(inner.options.anti_entropy_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut probe = tokio::time::interval(DEAD_PROBE_EVERY);
+    probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_sweep = Instant::now();
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        let peer = {
-            let peers = inner.peers.read().expect("peers");
-            let ids: Vec<&SocketAddr> = peers.by_id.values().collect();
-            (!ids.is_empty()).then(|| *ids[rand::random_range(0..ids.len())])
-        };
-        if let Some(addr) = peer {
-            inner
-                .stats
-                .anti_entropy_rounds
-                .fetch_add(1, Ordering::Relaxed);
-            send(&inner, addr, Msg::Digest(inner.replica.digest(now_ms()))).await;
-        }
-        if last_sweep.elapsed() >= SWEEP_EVERY {
-            inner.replica.sweep(now_ms());
-            last_sweep = Instant::now();
+            _ = tick.tick() => {
+                let peer = {
+                    let peers = inner.peers.read().expect("peers");
+                    let addrs: Vec<SocketAddr> = peers.by_id.values().copied().collect();
+                    (!addrs.is_empty()).then(|| addrs[rand::random_range(0..addrs.len())])
+                };
+                if let Some(addr) = peer {
+                    inner.stats.anti_entropy_rounds.fetch_add(1, Ordering::Relaxed);
+                    send(&inner, addr, Msg::Digest(inner.replica.digest(now_ms())));
+                }
+                if last_sweep.elapsed() >= SWEEP_EVERY {
+                    inner.replica.sweep(now_ms());
+                    last_sweep = Instant::now();
+                }
+            }
+            _ = probe.tick() => {
+                // Members declared dead may only be cut off: a small digest (what we have
+                // seen, no shard hashes) tells them, the moment the network heals, that
+                // there is something to exchange.
+                let dead: Vec<SocketAddr> = {
+                    let peers = inner.peers.read().expect("peers");
+                    peers.dead.values().copied().take(DEAD_PROBE_MAX).collect()
+                };
+                if !dead.is_empty() {
+                    let digest = encode(
+                        &inner,
+                        Msg::Digest(crate::wire::Digest {
+                            now_ms: now_ms(),
+                            have: inner.replica.have(),
+                            shards: Vec::new(),
+                        }),
+                    );
+                    for addr in dead {
+                        send_bytes(&inner, addr, digest.clone());
+                    }
+                }
+            }
         }
     }
 }
@@ -887,7 +977,7 @@ async fn membership_loop(inner: Arc<Shared>, cluster: Cluster, stop: Cancellatio
         }
         refresh_peers(&inner, &cluster);
         if let Some(addr) = back {
-            send(&inner, addr, Msg::Digest(inner.replica.digest(now_ms()))).await;
+            send(&inner, addr, Msg::Digest(inner.replica.digest(now_ms())));
         }
         let ask = {
             let peers = inner.peers.read().expect("peers");
@@ -916,8 +1006,7 @@ async fn membership_loop(inner: Arc<Shared>, cluster: Cluster, stop: Cancellatio
                 Msg::SyncRequest {
                     have: inner.replica.have(),
                 },
-            )
-            .await;
+            );
         }
     }
 }
@@ -940,7 +1029,7 @@ async fn forward_loop(
         }
         for (addr, checks) in by_owner {
             for chunk in chunks(checks, 8) {
-                send(&inner, addr, Msg::Checks(chunk)).await;
+                send(&inner, addr, Msg::Checks(chunk));
             }
         }
     }

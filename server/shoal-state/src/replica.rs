@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use crate::counter::mix;
 use crate::key::{CounterKey, SHARDS, cache_shard, fnv1a};
@@ -68,7 +69,8 @@ struct SyncState {
     node: String,
     seq: u64,
     seen: HashMap<Origin, Seen>,
-    log: BTreeMap<(Origin, u64), Arc<Batch>>,
+    /// Each batch with when this node got it.
+    log: BTreeMap<(Origin, u64), (Arc<Batch>, Instant)>,
     order: VecDeque<(Origin, u64)>,
     capacity: usize,
     nodes: HashMap<Origin, String>,
@@ -82,7 +84,7 @@ struct SyncState {
 impl SyncState {
     fn remember(&mut self, batch: Arc<Batch>) {
         let at = (batch.origin, batch.seq);
-        if self.log.insert(at, batch).is_none() {
+        if self.log.insert(at, (batch, Instant::now())).is_none() {
             self.order.push_back(at);
         }
         while self.order.len() > self.capacity {
@@ -363,37 +365,49 @@ impl Replica {
         lock(&self.sync).delivered.iter().cloned().collect()
     }
 
-    /// Everything counted or written here since the last flush, as one numbered batch (also
-    /// kept for replay); `None` when there is nothing.
-    pub(crate) fn take_batch(&self) -> Option<Arc<Batch>> {
-        let mut counters = Vec::new();
+    /// Everything counted or written here since the last flush, as numbered batches (also
+    /// kept for replay) whose counter updates stay under `budget` encoded bytes each, so each
+    /// fits one datagram; empty when there is nothing.
+    pub(crate) fn take_batches(&self, budget: usize) -> Vec<Arc<Batch>> {
+        let mut chunks: Vec<Vec<CounterUpdate>> = vec![Vec::new()];
+        let mut size = 0;
         for shard in self.shards.iter() {
             let mut shard = lock(shard);
-            counters.extend(
-                shard
-                    .pending
-                    .drain()
-                    .map(|(key, deltas)| CounterUpdate { key, deltas }),
-            );
+            for (key, deltas) in shard.pending.drain() {
+                let update = CounterUpdate { key, deltas };
+                let len = postcard::experimental::serialized_size(&update).unwrap_or(budget);
+                if size + len > budget && size > 0 {
+                    chunks.push(Vec::new());
+                    size = 0;
+                }
+                size += len;
+                chunks.last_mut().expect("one chunk").push(update);
+            }
         }
         let mut sync = lock(&self.sync);
-        if counters.is_empty() && sync.outbox_cache.is_empty() && sync.outbox_events.is_empty() {
-            return None;
+        let mut cache = std::mem::take(&mut sync.outbox_cache);
+        let mut events = std::mem::take(&mut sync.outbox_events);
+        let mut out = Vec::new();
+        for counters in chunks {
+            if counters.is_empty() && cache.is_empty() && events.is_empty() {
+                continue;
+            }
+            sync.seq += 1;
+            let batch = Arc::new(Batch {
+                origin: self.origin,
+                node: sync.node.clone(),
+                seq: sync.seq,
+                stamp: self.clock.tick(),
+                counters,
+                cache: std::mem::take(&mut cache),
+                events: std::mem::take(&mut events),
+            });
+            let seq = sync.seq;
+            sync.seen.entry(self.origin).or_default().add(seq);
+            sync.remember(batch.clone());
+            out.push(batch);
         }
-        sync.seq += 1;
-        let batch = Arc::new(Batch {
-            origin: self.origin,
-            node: sync.node.clone(),
-            seq: sync.seq,
-            stamp: self.clock.tick(),
-            counters,
-            cache: std::mem::take(&mut sync.outbox_cache),
-            events: std::mem::take(&mut sync.outbox_events),
-        });
-        let seq = sync.seq;
-        sync.seen.entry(self.origin).or_default().add(seq);
-        sync.remember(batch.clone());
-        Some(batch)
+        out
     }
 
     /// Applies a peer's batch: exactly once, whatever order and however often it arrives.
@@ -506,12 +520,14 @@ impl Replica {
         have
     }
 
-    /// Answers "send me what I lack after `have`": the buffered batches, or the full state
-    /// when the buffer no longer holds them all. A watermark beyond what exists is clamped.
+    /// Answers "send me what I lack after `have`": the buffered batches held for at least
+    /// `min_age`, or the full state when the buffer no longer holds them all. A watermark
+    /// beyond what exists is clamped.
     pub(crate) fn serve_sync(
         &self,
         have: &[(Origin, u64)],
         now_ms: u64,
+        min_age: Duration,
     ) -> (SyncReply, Vec<String>) {
         let mut notes = Vec::new();
         let theirs: HashMap<Origin, u64> = have.iter().copied().collect();
@@ -530,7 +546,8 @@ impl Replica {
             let from = theirs.get(origin).copied().unwrap_or(0);
             for seq in from + 1..=seen.contiguous {
                 match sync.log.get(&(*origin, seq)) {
-                    Some(b) => batches.push(Batch::clone(b)),
+                    Some((_, at)) if at.elapsed() < min_age => break,
+                    Some((b, _)) => batches.push(Batch::clone(b)),
                     None => gap = true,
                 }
             }
@@ -732,10 +749,13 @@ mod tests {
         let a = replica(1, 100);
         let b = replica(2, 100);
         a.increment(&key(0), 2, NOW);
-        let first = a.take_batch().unwrap();
+        let first = a.take_batches(usize::MAX).pop().unwrap();
         a.increment(&key(0), 3, NOW);
-        let second = a.take_batch().unwrap();
-        assert!(a.take_batch().is_none(), "nothing new, nothing sent");
+        let second = a.take_batches(usize::MAX).pop().unwrap();
+        assert!(
+            a.take_batches(usize::MAX).is_empty(),
+            "nothing new, nothing sent"
+        );
         let applied = b.apply_batch(Batch::clone(&second), NOW);
         assert!(applied.gap && !applied.duplicate);
         assert_eq!(
@@ -796,11 +816,11 @@ mod tests {
         let a = replica(1, 3);
         for i in 0..5 {
             a.increment(&key(i), 1, NOW);
-            a.take_batch();
+            a.take_batches(usize::MAX);
         }
         let fresh = replica(2, 100);
         // Batches 4 and 5 are buffered; 1-3 are gone, so the reply carries the full state.
-        let (reply, notes) = a.serve_sync(&[(Origin(1), 1)], NOW);
+        let (reply, notes) = a.serve_sync(&[(Origin(1), 1)], NOW, Duration::ZERO);
         assert!(notes.is_empty());
         assert_eq!(reply.batches.len(), 3, "seq 3, 4, 5 buffered");
         assert!(reply.full.is_some());
@@ -810,11 +830,14 @@ mod tests {
         }
         assert_eq!(fresh.have(), vec![(Origin(1), 5)]);
         // Only what is missed: from 4 on, two batches and no full state.
-        let (reply, _) = a.serve_sync(&[(Origin(1), 3)], NOW);
+        let (reply, _) = a.serve_sync(&[(Origin(1), 3)], NOW, Duration::ZERO);
         assert_eq!(reply.batches.len(), 2);
         assert!(reply.full.is_none());
+        // Batches younger than the in-flight allowance wait for the next round.
+        let (reply, _) = a.serve_sync(&[(Origin(1), 3)], NOW, Duration::from_secs(60));
+        assert!(reply.batches.is_empty() && reply.full.is_none());
         // A watermark in the future is clamped and said.
-        let (reply, notes) = a.serve_sync(&[(Origin(1), 99)], NOW);
+        let (reply, notes) = a.serve_sync(&[(Origin(1), 99)], NOW, Duration::ZERO);
         assert!(reply.batches.is_empty());
         assert!(notes[0].contains("clamped"), "{notes:?}");
     }
@@ -826,7 +849,7 @@ mod tests {
         for i in 0..50 {
             a.increment(&key(i), 1, NOW);
         }
-        let batch = a.take_batch().unwrap();
+        let batch = a.take_batches(usize::MAX).pop().unwrap();
         b.apply_batch(Batch::clone(&batch), NOW);
         let d = a.digest(NOW);
         assert_eq!(b.compare(&d), DigestDiff::default());
@@ -842,6 +865,26 @@ mod tests {
         let c = replica(3, 100);
         assert!(b.compare(&c.digest(NOW)).they_lack);
         assert!(c.compare(&b.digest(NOW)).we_lack);
+    }
+
+    #[test]
+    fn large_flushes_split_into_datagram_sized_batches() {
+        let a = replica(1, 100);
+        let b = replica(2, 100);
+        for i in 0..200 {
+            a.increment(&key(i), 1, NOW);
+        }
+        let batches = a.take_batches(1000);
+        assert!(batches.len() > 1);
+        for batch in &batches {
+            let bytes = crate::wire::encode("node-1", crate::wire::Msg::Batch(Batch::clone(batch)));
+            assert!(bytes.len() < 1200, "{} bytes", bytes.len());
+            b.apply_batch(Batch::clone(batch), NOW);
+        }
+        for i in 0..200 {
+            assert_eq!(b.totals(&key(i), NOW)[0], 1);
+        }
+        assert_eq!(b.have(), vec![(Origin(1), batches.len() as u64)]);
     }
 
     #[test]
@@ -861,7 +904,7 @@ mod tests {
         a.publish("revoke".into(), b"alice".to_vec()).unwrap();
         a.cache_put("job".into(), Some(b"42".to_vec()), NOW + 60_000, NOW)
             .unwrap();
-        let batch = a.take_batch().unwrap();
+        let batch = a.take_batches(usize::MAX).pop().unwrap();
         let applied = b.apply_batch(Batch::clone(&batch), NOW);
         assert_eq!(applied.events.len(), 1);
         assert!(b.apply_batch(Batch::clone(&batch), NOW).events.is_empty());
