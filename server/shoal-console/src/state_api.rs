@@ -65,7 +65,6 @@ async fn counters(
     match (q.subject, q.resource, q.action) {
         (Some(s), Some(r), Some(a)) => {
             let k = key(&s, &r, &a)?;
-            let totals = state.state.totals(&k);
             let contributions: serde_json::Map<String, Value> = names
                 .iter()
                 .enumerate()
@@ -73,7 +72,7 @@ async fn counters(
                 .collect();
             Ok(Json(json!({
                 "key": k,
-                "access_count": named(&totals),
+                "access_count": state.state.access_count(&k),
                 "contributions": contributions,
                 "owner": state.state.owner(&k),
             })))

@@ -12,7 +12,7 @@
 //! - strict checks: forwarded to the key's owner on the ring, batched per owner; no answer in
 //!   `strict_timeout` and the node decides locally, saying so.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
@@ -418,6 +418,16 @@ impl SharedState {
     /// `input.bucket.access_count`).
     pub fn totals(&self, key: &CounterKey) -> Vec<u64> {
         self.inner.replica.totals(key, now_ms())
+    }
+
+    /// The object policies read as `input.bucket.access_count`: the key's total per named
+    /// window (`{"last_minute": 3, "last_hour": 12}`).
+    pub fn access_count(&self, key: &CounterKey) -> BTreeMap<String, u64> {
+        self.window_names()
+            .iter()
+            .cloned()
+            .zip(self.totals(key))
+            .collect()
     }
 
     pub fn contributions(&self, key: &CounterKey, window: usize) -> Vec<Contribution> {
@@ -1031,6 +1041,95 @@ async fn forward_loop(
             for chunk in chunks(checks, 8) {
                 send(&inner, addr, Msg::Checks(chunk));
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use shoal_cluster::{NodeIdentity, NodeMeta};
+    use shoal_config::{ClusterConfig, SecretKey};
+
+    use super::*;
+    use crate::wire::CounterUpdate;
+    use crate::{BucketDelta, Stamp};
+
+    async fn node(ip: &str) -> Cluster {
+        let mut options = shoal_cluster::ClusterOptions::from_config(&ClusterConfig::default());
+        options.bind = format!("{ip}:0").parse().unwrap();
+        options.keys = vec![SecretKey::new([3; 32])];
+        let meta = NodeMeta {
+            node_name: ip.into(),
+            version: "test".into(),
+            http: "127.0.0.1:1".into(),
+            started_at_ms: 0,
+            load: Default::default(),
+        };
+        Cluster::start(options, &NodeIdentity::random(), meta)
+            .await
+            .unwrap()
+    }
+
+    async fn wait_for(what: &str, check: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !check() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Over the real encrypted transport: a holder of the cluster key that is not a member is
+    /// refused, and so are a member's undecodable bytes; neither changes any count.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn non_members_and_garbage_are_refused() {
+        let a = node("127.0.0.201").await;
+        let member = node("127.0.0.202").await;
+        let outsider = node("127.0.0.203").await;
+        let stop = CancellationToken::new();
+        let state = SharedState::new(StateOptions::default());
+        let mut tasks = JoinSet::new();
+        state.attach(a.clone(), stop.clone(), &mut tasks);
+        assert!(!member.join(&[a.advertise_address()]).await.joined.is_empty());
+        wait_for("the member in the peer list", || state.status().peers == 1).await;
+
+        let key = CounterKey::new("u", "b", "read").unwrap();
+        let forged = wire::encode(
+            outsider.local_id(),
+            Msg::Batch(Batch {
+                origin: Origin(99),
+                node: outsider.local_id().into(),
+                seq: 1,
+                stamp: Stamp {
+                    time: 1,
+                    origin: Origin(99),
+                },
+                counters: vec![CounterUpdate {
+                    key: key.clone(),
+                    deltas: vec![BucketDelta {
+                        window: 0,
+                        bucket: now_ms() / 1000,
+                        origin: Origin(99),
+                        value: 7,
+                    }],
+                }],
+                cache: Vec::new(),
+                events: Vec::new(),
+            }),
+        );
+        outsider
+            .send(a.advertise_address(), Bytes::from(forged))
+            .await
+            .unwrap();
+        wait_for("the outsider refused", || state.status().rejected >= 1).await;
+        member
+            .send(a.advertise_address(), Bytes::from_static(b"\x01garbage"))
+            .await
+            .unwrap();
+        wait_for("the garbage refused", || state.status().rejected >= 2).await;
+        assert_eq!(state.totals(&key), vec![0, 0]);
+        stop.cancel();
+        for c in [a, member, outsider] {
+            c.shutdown().await;
         }
     }
 }
