@@ -1089,7 +1089,13 @@ mod tests {
         let state = SharedState::new(StateOptions::default());
         let mut tasks = JoinSet::new();
         state.attach(a.clone(), stop.clone(), &mut tasks);
-        assert!(!member.join(&[a.advertise_address()]).await.joined.is_empty());
+        assert!(
+            !member
+                .join(&[a.advertise_address()])
+                .await
+                .joined
+                .is_empty()
+        );
         wait_for("the member in the peer list", || state.status().peers == 1).await;
 
         let key = CounterKey::new("u", "b", "read").unwrap();

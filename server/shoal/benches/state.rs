@@ -33,20 +33,6 @@ use tokio_util::sync::CancellationToken;
 
 const WAIT: Duration = Duration::from_secs(60);
 
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[idx]
-}
-
 fn summary(what: &str, mut v: Vec<f64>) -> (f64, f64) {
     v.sort_by(f64::total_cmp);
     let (p50, p99) = (percentile(&v, 0.5), percentile(&v, 0.99));
@@ -279,21 +265,7 @@ async fn heal_rounds(rounds: usize) -> Vec<f64> {
     let db = database().await;
     let url = db.socket_url().expect("private PostgreSQL");
     let net = TestNetwork::new(3);
-    let mut specs: Vec<NodeSpec> = (0..3)
-        .map(|i| NodeSpec::in_netns(&format!("h{i}"), &net, i, &url))
-        .collect();
-    let gossip: Vec<SocketAddr> = specs.iter().map(|s| s.gossip).collect();
-    for spec in &mut specs {
-        spec.extra_toml = static_peers(&gossip);
-    }
-    create_admin(&specs[0]);
-    let mut nodes: Vec<Node> = specs.iter().map(NodeSpec::start).collect();
-    let mut apis = Vec::new();
-    for node in &mut nodes {
-        let base = node.base_url().await;
-        node.wait_ready_where("ready", WAIT, |s, _| s == 200).await;
-        apis.push(Api::login(&base).await);
-    }
+    let (_nodes, apis) = start_netns_cluster(&net, &url).await;
     let isolated_id = cluster_status(apis[2].base.clone()).await.unwrap()["cluster"]["local_id"]
         .as_str()
         .unwrap()

@@ -58,14 +58,6 @@ async fn let_anti_entropy_run(apis: &[Api], rounds: u64) {
     }
 }
 
-async fn logins(bases: &[String]) -> Vec<Api> {
-    let mut apis = Vec::new();
-    for base in bases {
-        apis.push(Api::login(base).await);
-    }
-    apis
-}
-
 fn occurrences(events: &Value, payload: &str) -> usize {
     events["events"]
         .as_array()
@@ -78,15 +70,7 @@ fn occurrences(events: &Value, payload: &str) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn counters_cache_and_events_reach_every_node_and_a_late_joiner() {
     let db = database().await;
-    let ips = ["127.0.0.71", "127.0.0.72", "127.0.0.73"];
-    let mut c = start_nodes(&db.url, &ips, |_, spec, all| {
-        spec.extra_toml = static_peers(all);
-    })
-    .await;
-    for node in &mut c.nodes {
-        node.wait_ready_where("ready", WAIT, |s, _| s == 200).await;
-    }
-    let apis = logins(&c.bases).await;
+    let (c, apis) = start_ready_cluster(&db.url, &["127.0.0.71", "127.0.0.72", "127.0.0.73"]).await;
     for api in &apis {
         wait_until("3 peers in state", WAIT, || async move {
             (api.get("/api/v1/state/status").await.1["peers"] == 2).then_some(())
@@ -221,15 +205,7 @@ async fn counters_cache_and_events_reach_every_node_and_a_late_joiner() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn strict_mode_admits_exactly_the_limit_and_degrades_when_the_owner_dies() {
     let db = database().await;
-    let ips = ["127.0.0.75", "127.0.0.76", "127.0.0.77"];
-    let mut c = start_nodes(&db.url, &ips, |_, spec, all| {
-        spec.extra_toml = static_peers(all);
-    })
-    .await;
-    for node in &mut c.nodes {
-        node.wait_ready_where("ready", WAIT, |s, _| s == 200).await;
-    }
-    let apis = logins(&c.bases).await;
+    let (c, apis) = start_ready_cluster(&db.url, &["127.0.0.75", "127.0.0.76", "127.0.0.77"]).await;
     // Every node sees the same owner once all three are on each ring.
     let mut ids = Vec::new();
     for base in &c.bases {
@@ -315,21 +291,8 @@ async fn a_partition_heals_to_exact_totals() {
         .socket_url()
         .expect("a private PostgreSQL inside the namespace");
     let net = TestNetwork::new(3);
-    let mut specs: Vec<NodeSpec> = (0..3)
-        .map(|i| NodeSpec::in_netns(&format!("p{i}"), &net, i, &url))
-        .collect();
-    let gossip: Vec<std::net::SocketAddr> = specs.iter().map(|s| s.gossip).collect();
-    for spec in &mut specs {
-        spec.extra_toml = static_peers(&gossip);
-    }
-    create_admin(&specs[0]);
-    let mut nodes: Vec<Node> = specs.iter().map(NodeSpec::start).collect();
-    let mut bases = Vec::new();
-    for node in &mut nodes {
-        bases.push(node.base_url().await);
-        node.wait_ready_where("ready", WAIT, |s, _| s == 200).await;
-    }
-    let apis = logins(&bases).await;
+    let (_nodes, apis) = start_netns_cluster(&net, &url).await;
+    let bases: Vec<String> = apis.iter().map(|a| a.base.clone()).collect();
     increment(&apis[0], 3).await;
     wait_total_everywhere(&apis, "dave", 3).await;
 

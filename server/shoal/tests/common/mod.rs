@@ -726,3 +726,55 @@ impl TestNetwork {
         self.nodes
     }
 }
+
+/// A static-peers cluster on `ips`, every node ready, with an admin API client per node.
+pub async fn start_ready_cluster(db_url: &str, ips: &[&str]) -> (Started, Vec<Api>) {
+    let mut c = start_nodes(db_url, ips, |_, spec, all| {
+        spec.extra_toml = static_peers(all);
+    })
+    .await;
+    let mut apis = Vec::new();
+    for (node, base) in c.nodes.iter_mut().zip(&c.bases) {
+        node.wait_ready_where("ready", Duration::from_secs(60), |s, _| s == 200)
+            .await;
+        apis.push(Api::login(base).await);
+    }
+    (c, apis)
+}
+
+/// One node per namespace of `net`, static peers, every node ready, an API client per node.
+pub async fn start_netns_cluster(net: &TestNetwork, db_url: &str) -> (Vec<Node>, Vec<Api>) {
+    let mut specs: Vec<NodeSpec> = (0..net.len())
+        .map(|i| NodeSpec::in_netns(&format!("ns{i}"), net, i, db_url))
+        .collect();
+    let gossip: Vec<std::net::SocketAddr> = specs.iter().map(|s| s.gossip).collect();
+    for spec in &mut specs {
+        spec.extra_toml = static_peers(&gossip);
+    }
+    create_admin(&specs[0]);
+    let mut nodes: Vec<Node> = specs.iter().map(NodeSpec::start).collect();
+    let mut apis = Vec::new();
+    for node in &mut nodes {
+        let base = node.base_url().await;
+        node.wait_ready_where("ready", Duration::from_secs(60), |s, _| s == 200)
+            .await;
+        apis.push(Api::login(&base).await);
+    }
+    (nodes, apis)
+}
+
+/// `--name N` from the command line (benchmarks).
+pub fn arg(name: &str, default: usize) -> usize {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Nearest-rank percentile of sorted samples.
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx]
+}
