@@ -5,9 +5,13 @@
 //! calls [`check`] before every write and again when a node loads a config revision (a row
 //! written by hand in SQL gets no other check).
 //!
-//! Later issues add the evaluator (compiled entry points reused across requests) here.
+//! [`Policy`] is the evaluator: compiled once per config revision, evaluated per request.
 
 #![forbid(unsafe_code)]
+
+mod eval;
+
+pub use eval::{EVAL_TIME_LIMIT, Input, Policy, RequestFacts, Subject, Target, Verdict, Windows};
 
 /// The rule every policy defines: what the data plane asks before forwarding a request.
 pub const ENTRYPOINT: &str = "pre_request";
@@ -26,6 +30,8 @@ pub enum PolicyError {
     MissingEntrypoint { name: String, package: String },
     #[error("policy {name:?} is {size} bytes; the limit is {MAX_SOURCE_BYTES}")]
     TooLarge { name: String, size: usize },
+    #[error("policy {name:?} failed: {message}")]
+    Runtime { name: String, message: String },
 }
 
 /// What a successful check learned about a policy.
@@ -78,7 +84,7 @@ fn compile_error(name: &str, e: impl std::fmt::Display) -> PolicyError {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// The seed policy, unchanged: it must keep compiling.

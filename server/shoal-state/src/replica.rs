@@ -220,13 +220,22 @@ impl Replica {
         self.count_locked(&mut shard, key, by, now_ms);
     }
 
+    /// Keys are cloned only when first seen: this runs on every admitted request.
     fn count_locked(&self, shard: &mut Shard, key: &CounterKey, by: u64, now_ms: u64) {
+        if !shard.counters.contains_key(key) {
+            shard
+                .counters
+                .insert(key.clone(), Counter::new(&self.windows));
+        }
         let deltas = shard
             .counters
-            .entry(key.clone())
-            .or_insert_with(|| Counter::new(&self.windows))
+            .get_mut(key)
+            .expect("inserted above")
             .increment(self.origin, now_ms, by);
-        let pending = shard.pending.entry(key.clone()).or_default();
+        if !shard.pending.contains_key(key) {
+            shard.pending.insert(key.clone(), Vec::new());
+        }
+        let pending = shard.pending.get_mut(key).expect("inserted above");
         for d in deltas {
             match pending
                 .iter_mut()

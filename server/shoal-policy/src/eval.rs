@@ -1,0 +1,414 @@
+//! Evaluating policies on the request path: each policy is compiled once per config revision
+//! into a regorus RVM program; a request takes a VM from the policy's pool, sets the input,
+//! runs, and puts the VM back. No parsing, compiling or engine construction per request.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use regorus::Value;
+use regorus::languages::rego::compiler::Compiler;
+use regorus::rvm::{Program, RegoVM};
+
+use crate::{ENTRYPOINT, PolicyError, check};
+
+/// Upper bound on one policy run: a runaway policy is an error (and fails closed), never a
+/// stuck request.
+pub const EVAL_TIME_LIMIT: Duration = Duration::from_millis(50);
+
+/// VMs kept per policy: enough for every worker thread to find one idle.
+const POOL_MAX: usize = 64;
+
+/// The request as policies see it (`input`), converted once and shared by every policy.
+#[derive(Clone)]
+pub struct Input(Value);
+
+/// What the data plane knows about a request, in the shape policies read (the seed example's):
+/// `input.bucket.{name, access_count.<window>}`, `input.user.{id, groups}`,
+/// `input.request.{method, path, operation, source_ip}`, `input.resource.{name, kind}`.
+/// The parts that do not change per request ([`Subject`], [`Target`], [`Windows`]) are built
+/// once per config revision.
+#[derive(Clone, Copy)]
+pub struct RequestFacts<'a> {
+    pub bucket: Option<&'a str>,
+    pub windows: &'a Windows,
+    /// The key's cluster-wide count per window, in the order of `windows`.
+    pub counts: &'a [u64],
+    pub user: &'a Subject,
+    pub method: &'a str,
+    pub path: &'a str,
+    pub operation: Option<&'a str>,
+    pub source_ip: Option<&'a str>,
+    pub resource: &'a Target,
+}
+
+/// `input.user`, prepared.
+#[derive(Clone)]
+pub struct Subject(Value);
+
+impl Subject {
+    pub fn new(id: &str, groups: &[String]) -> Self {
+        let k = &*KEYS;
+        let groups = Value::from(
+            groups
+                .iter()
+                .map(|g| Value::from(g.as_str()))
+                .collect::<Vec<_>>(),
+        );
+        Self(object([
+            (k.id.clone(), Value::from(id)),
+            (k.groups.clone(), groups),
+        ]))
+    }
+}
+
+/// `input.resource`, prepared.
+#[derive(Clone)]
+pub struct Target(Value);
+
+impl Target {
+    pub fn new(name: &str, kind: &str) -> Self {
+        let k = &*KEYS;
+        Self(object([
+            (k.name.clone(), Value::from(name)),
+            (k.kind.clone(), Value::from(kind)),
+        ]))
+    }
+}
+
+/// The counting windows' names (`last_minute`, ...), prepared.
+#[derive(Clone)]
+pub struct Windows(Vec<Value>);
+
+impl Windows {
+    pub fn new(names: &[String]) -> Self {
+        Self(names.iter().map(|n| Value::from(n.as_str())).collect())
+    }
+}
+
+/// Object keys, built once: the request path only bumps reference counts.
+struct Keys {
+    bucket: Value,
+    name: Value,
+    access_count: Value,
+    user: Value,
+    id: Value,
+    groups: Value,
+    request: Value,
+    method: Value,
+    path: Value,
+    operation: Value,
+    source_ip: Value,
+    resource: Value,
+    kind: Value,
+}
+
+static KEYS: std::sync::LazyLock<Keys> = std::sync::LazyLock::new(|| Keys {
+    bucket: Value::from("bucket"),
+    name: Value::from("name"),
+    access_count: Value::from("access_count"),
+    user: Value::from("user"),
+    id: Value::from("id"),
+    groups: Value::from("groups"),
+    request: Value::from("request"),
+    method: Value::from("method"),
+    path: Value::from("path"),
+    operation: Value::from("operation"),
+    source_ip: Value::from("source_ip"),
+    resource: Value::from("resource"),
+    kind: Value::from("kind"),
+});
+
+fn object(fields: impl IntoIterator<Item = (Value, Value)>) -> Value {
+    Value::from(
+        fields
+            .into_iter()
+            .collect::<std::collections::BTreeMap<_, _>>(),
+    )
+}
+
+impl Input {
+    /// Any JSON document as `input` (tests, tools); the data plane uses [`Input::request`].
+    pub fn from_json(json: serde_json::Value) -> Self {
+        Self(Value::from(json))
+    }
+
+    /// The request input, built directly (no JSON in between: it is on every request).
+    pub fn request(f: &RequestFacts<'_>) -> Self {
+        let k = &*KEYS;
+        let counts = object(
+            f.windows
+                .0
+                .iter()
+                .zip(f.counts)
+                .map(|(w, c)| (w.clone(), Value::from(*c))),
+        );
+        let mut bucket = vec![(k.access_count.clone(), counts)];
+        if let Some(name) = f.bucket {
+            bucket.push((k.name.clone(), Value::from(name)));
+        }
+        let mut request = vec![
+            (k.method.clone(), Value::from(f.method)),
+            (k.path.clone(), Value::from(f.path)),
+        ];
+        if let Some(op) = f.operation {
+            request.push((k.operation.clone(), Value::from(op)));
+        }
+        if let Some(ip) = f.source_ip {
+            request.push((k.source_ip.clone(), Value::from(ip)));
+        }
+        Self(object([
+            (k.bucket.clone(), object(bucket)),
+            (k.user.clone(), f.user.0.clone()),
+            (k.request.clone(), object(request)),
+            (k.resource.clone(), f.resource.0.clone()),
+        ]))
+    }
+}
+
+/// What one policy decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Allow,
+    Block {
+        /// `type` from the policy's result (e.g. `block_with_formal_message`), `block` if none.
+        kind: String,
+        message: Option<String>,
+    },
+}
+
+/// A policy ready to evaluate.
+pub struct Policy {
+    name: String,
+    program: Arc<Program>,
+    vms: Mutex<Vec<RegoVM>>,
+}
+
+impl std::fmt::Debug for Policy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Policy").field("name", &self.name).finish()
+    }
+}
+
+impl Policy {
+    /// Checks (see [`check`]) and compiles the policy's entry point to an RVM program.
+    pub fn compile(name: &str, source: &str) -> Result<Self, PolicyError> {
+        let checked = check(name, source)?;
+        let compile_error = |e: &dyn std::fmt::Display| PolicyError::Compile {
+            name: name.to_string(),
+            message: e.to_string(),
+        };
+        let mut engine = regorus::Engine::new();
+        engine
+            .add_policy(format!("{name}.rego"), source.to_string())
+            .map_err(|e| compile_error(&e))?;
+        let compiled = engine
+            .compile_with_entrypoint(&checked.entrypoint.as_str().into())
+            .map_err(|e| compile_error(&e))?;
+        let program = Compiler::compile_from_policy(&compiled, &[checked.entrypoint.as_str()])
+            .map_err(|e| compile_error(&e))?;
+        Ok(Self {
+            name: name.to_string(),
+            program,
+            vms: Mutex::new(Vec::new()),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Runs the policy on `input`. An error (a runtime failure, a result that is not an
+    /// allow/block object, the time limit) is returned for the caller to fail closed on.
+    pub fn evaluate(&self, input: &Input) -> Result<Verdict, PolicyError> {
+        let mut vm = self
+            .vms
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop()
+            .unwrap_or_else(|| {
+                let mut vm = RegoVM::new();
+                vm.load_program(self.program.clone());
+                vm.set_execution_timer_config(Some(regorus::utils::limits::ExecutionTimerConfig {
+                    limit: EVAL_TIME_LIMIT,
+                    check_interval: std::num::NonZeroU32::new(64).expect("non-zero"),
+                }));
+                vm
+            });
+        vm.set_input(input.0.clone());
+        let result = vm.execute();
+        let mut pool = self.vms.lock().unwrap_or_else(|p| p.into_inner());
+        if pool.len() < POOL_MAX {
+            pool.push(vm);
+        }
+        drop(pool);
+        let value = result.map_err(|e| self.runtime(e.to_string()))?;
+        self.verdict(&value)
+    }
+
+    fn runtime(&self, message: String) -> PolicyError {
+        PolicyError::Runtime {
+            name: self.name.clone(),
+            message,
+        }
+    }
+
+    fn verdict(&self, value: &Value) -> Result<Verdict, PolicyError> {
+        if *value == Value::Undefined {
+            return Ok(Verdict::Allow);
+        }
+        let field = |key: &str| -> Option<String> {
+            value
+                .as_object()
+                .ok()?
+                .get(&Value::from(key))
+                .and_then(|v| v.as_string().ok().map(|s| s.to_string()))
+        };
+        match field("action").as_deref() {
+            Some("allow") => Ok(Verdict::Allow),
+            Some("block") => Ok(Verdict::Block {
+                kind: field("type").unwrap_or_else(|| "block".to_string()),
+                message: field("message"),
+            }),
+            _ => Err(self.runtime(format!(
+                "{ENTRYPOINT} must be an object with \"action\": \"allow\" or \"block\", got {value}"
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::tests::SEED;
+
+    fn input(bucket: &str, last_minute: u64) -> Input {
+        Input::from_json(json!({
+            "bucket": {"name": bucket, "access_count": {"last_minute": last_minute, "last_hour": last_minute}},
+            "user": {"id": "alice", "groups": []},
+            "request": {"method": "GET", "operation": "GetObject"},
+        }))
+    }
+
+    #[test]
+    fn the_seed_policy_blocks_the_sixth_access() {
+        let p = Policy::compile("seed", SEED).unwrap();
+        assert_eq!(
+            p.evaluate(&input("sensitive-bucket", 5)).unwrap(),
+            Verdict::Allow
+        );
+        assert_eq!(
+            p.evaluate(&input("sensitive-bucket", 6)).unwrap(),
+            Verdict::Block {
+                kind: "block_with_formal_message".into(),
+                message: None
+            }
+        );
+        assert_eq!(p.evaluate(&input("other", 60)).unwrap(), Verdict::Allow);
+    }
+
+    #[test]
+    fn the_request_input_has_the_seed_shape() {
+        let p = Policy::compile("seed", SEED).unwrap();
+        let windows = Windows::new(&["last_minute".to_string(), "last_hour".to_string()]);
+        let counts: Vec<[u64; 2]> = (0..7).map(|c| [c, c + 10]).collect();
+        let (alice, reports) = (Subject::new("alice", &[]), Target::new("reports", "s3"));
+        let facts = |count: u64| RequestFacts {
+            bucket: Some("sensitive-bucket"),
+            windows: &windows,
+            counts: &counts[count as usize],
+            user: &alice,
+            method: "GET",
+            path: "/sensitive-bucket/a.csv",
+            operation: Some("GetObject"),
+            source_ip: Some("10.0.0.1"),
+            resource: &reports,
+        };
+        assert_eq!(
+            p.evaluate(&Input::request(&facts(5))).unwrap(),
+            Verdict::Allow
+        );
+        assert!(matches!(
+            p.evaluate(&Input::request(&facts(6))).unwrap(),
+            Verdict::Block { .. }
+        ));
+        let echo = Policy::compile(
+            "echo",
+            "package e
+pre_request := {\"action\": \"block\", \"message\": sprintf(\"%s %s %s %d\", [input.user.id, input.request.operation, input.resource.kind, input.bucket.access_count.last_hour])}\n",
+        )
+        .unwrap();
+        assert_eq!(
+            echo.evaluate(&Input::request(&facts(1))).unwrap(),
+            Verdict::Block {
+                kind: "block".into(),
+                message: Some("alice GetObject s3 11".into())
+            }
+        );
+    }
+
+    #[test]
+    fn messages_and_cidr_builtins_work() {
+        let p = Policy::compile(
+            "net",
+            r#"package net_rules
+pre_request := {"action": "block", "type": "network", "message": "outside the office"} if {
+  not net.cidr_contains("10.0.0.0/8", input.request.source_ip)
+}
+"#,
+        )
+        .unwrap();
+        let from = |ip: &str| Input::from_json(json!({"request": {"source_ip": ip}}));
+        assert_eq!(p.evaluate(&from("10.1.2.3")).unwrap(), Verdict::Allow);
+        assert_eq!(
+            p.evaluate(&from("192.0.2.1")).unwrap(),
+            Verdict::Block {
+                kind: "network".into(),
+                message: Some("outside the office".into())
+            }
+        );
+    }
+
+    #[test]
+    fn runtime_failures_and_bad_results_are_errors_naming_the_policy() {
+        let p = Policy::compile(
+            "divides",
+            "package d\npre_request := {\"action\": \"block\"} if { 1 / input.n > 0 }\n",
+        )
+        .unwrap();
+        let zero = Input::from_json(json!({"n": 0}));
+        // Division by zero: an error or undefined (OPA's non-strict mode), never a panic and
+        // never a block.
+        assert!(!matches!(p.evaluate(&zero), Ok(Verdict::Block { .. })));
+        assert!(matches!(
+            p.evaluate(&Input::from_json(json!({"n": 1}))),
+            Ok(Verdict::Block { .. })
+        ));
+        let odd = Policy::compile("odd", "package o\npre_request := 42\n").unwrap();
+        let err = odd.evaluate(&zero).unwrap_err().to_string();
+        assert!(err.contains("\"odd\"") && err.contains("42"), "{err}");
+    }
+
+    #[test]
+    fn vms_are_reused_across_threads() {
+        let p = Arc::new(Policy::compile("seed", SEED).unwrap());
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let p = p.clone();
+                std::thread::spawn(move || {
+                    for i in 0..500u64 {
+                        let expect_block = (i + t) % 2 == 0;
+                        let n = if expect_block { 6 } else { 5 };
+                        let v = p.evaluate(&input("sensitive-bucket", n)).unwrap();
+                        assert_eq!(matches!(v, Verdict::Block { .. }), expect_block);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert!(p.vms.lock().unwrap().len() <= 4);
+    }
+}
