@@ -603,6 +603,18 @@ fn validate(config: &NodeConfig, origin_of: &dyn Fn(&str) -> Origin, out: &mut V
     for (key, value, min, max) in [
         ("state.flush_interval", st.flush_interval, 1, 1_000),
         (
+            "proxy.upstream_connect_timeout",
+            config.proxy.upstream_connect_timeout,
+            10,
+            300_000,
+        ),
+        (
+            "proxy.upstream_timeout",
+            config.proxy.upstream_timeout,
+            100,
+            3_600_000,
+        ),
+        (
             "state.anti_entropy_interval",
             st.anti_entropy_interval,
             50,
@@ -667,6 +679,14 @@ fn validate(config: &NodeConfig, origin_of: &dyn Fn(&str) -> Origin, out: &mut V
         );
     }
     validate_state(st, &mut check);
+    check(
+        (4 * 1024..=1024 * 1024).contains(&config.proxy.max_header_bytes),
+        "proxy.max_header_bytes",
+        format!(
+            "must be between 4096 and 1048576, got {}",
+            config.proxy.max_header_bytes
+        ),
+    );
     check(
         cp.reconnect_min <= cp.reconnect_max,
         "control_plane.reconnect_min",

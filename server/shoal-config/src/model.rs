@@ -32,6 +32,8 @@ pub struct NodeConfig {
     #[serde(default)]
     pub state: StateConfig,
     #[serde(default)]
+    pub proxy: ProxyConfig,
+    #[serde(default)]
     pub log: LogConfig,
 }
 
@@ -270,6 +272,49 @@ fn default_discovery_timeout() -> Duration {
 }
 fn default_join_timeout() -> Duration {
     Duration::from_secs(30)
+}
+
+/// The data plane: where resources are served (each on its own `port`, from the control
+/// plane) and how long upstreams may take.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyConfig {
+    /// The address resource ports are bound on. Loopback by default, like the admin port;
+    /// deployments set the pod/task address or `0.0.0.0`.
+    #[serde(default = "default_proxy_address")]
+    pub address: std::net::IpAddr,
+    #[serde(default = "default_upstream_connect_timeout", with = "duration_str")]
+    pub upstream_connect_timeout: Duration,
+    /// Bound on waiting for an upstream's response headers (bodies stream without one).
+    #[serde(default = "default_upstream_timeout", with = "duration_str")]
+    pub upstream_timeout: Duration,
+    /// Largest request header section accepted from clients.
+    #[serde(default = "default_max_header_bytes")]
+    pub max_header_bytes: usize,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        Self {
+            address: default_proxy_address(),
+            upstream_connect_timeout: default_upstream_connect_timeout(),
+            upstream_timeout: default_upstream_timeout(),
+            max_header_bytes: default_max_header_bytes(),
+        }
+    }
+}
+
+fn default_proxy_address() -> std::net::IpAddr {
+    std::net::Ipv4Addr::LOCALHOST.into()
+}
+fn default_upstream_connect_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_upstream_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_max_header_bytes() -> usize {
+    64 * 1024
 }
 
 /// Shared cluster state: rate-counter windows, batching, repair and strict-mode timing.

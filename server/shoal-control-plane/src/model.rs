@@ -37,6 +37,13 @@ pub enum ResourceSpec {
 }
 
 impl ResourceSpec {
+    pub fn port(&self) -> Option<u16> {
+        match self {
+            ResourceSpec::S3(s) => s.port,
+            ResourceSpec::Http(h) => h.port,
+        }
+    }
+
     pub fn kind(&self) -> &'static str {
         match self {
             ResourceSpec::S3(_) => "s3",
@@ -67,6 +74,9 @@ impl ResourceSpec {
     }
 
     fn validate(&self) -> Result<(), String> {
+        if self.port() == Some(0) {
+            return Err("port must be between 1 and 65535, got 0".into());
+        }
         match self {
             ResourceSpec::S3(s) => {
                 check_upstream("endpoint", &s.endpoint)?;
@@ -120,6 +130,10 @@ pub struct S3Spec {
     pub endpoint: String,
     #[serde(default = "default_region")]
     pub region: String,
+    /// The data-plane port every node serves this resource on (`proxy.address`); a resource
+    /// without one is stored but not served.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
 }
 
 /// A plain HTTP API the data plane fronts; users identify with an API key header.
@@ -129,6 +143,9 @@ pub struct HttpSpec {
     pub upstream: String,
     #[serde(default = "default_api_key_header")]
     pub api_key_header: String,
+    /// As for S3 resources: the data-plane port, or not served.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
 }
 
 fn default_region() -> String {
@@ -308,9 +325,18 @@ impl ConfigSnapshot {
 
     fn problems(&self) -> Vec<String> {
         let mut errors = Vec::new();
+        let mut ports = std::collections::HashMap::new();
         for r in &self.resources {
             if let Err(e) = r.validate() {
                 errors.push(format!("resource {:?}: {e}", r.name));
+            }
+            if let Some(port) = r.spec.port().filter(|_| r.enabled)
+                && let Some(other) = ports.insert(port, &r.name)
+            {
+                errors.push(format!(
+                    "resource {:?}: port {port} is already served by resource {other:?}",
+                    r.name
+                ));
             }
         }
         for p in &self.policies {

@@ -257,6 +257,27 @@ impl Store {
         let mut tx = self
             .begin_change(actor, &format!("put resource {}", resource.name))
             .await?;
+        // Serialized on config_head's row lock, so two writes cannot both take a port.
+        if let Some(port) = resource.spec.port().filter(|_| resource.enabled) {
+            sqlx::query("SELECT revision FROM config_head FOR UPDATE")
+                .execute(&mut *tx)
+                .await?;
+            let taken: Option<String> = sqlx::query_scalar(
+                "SELECT name FROM resources
+                  WHERE name <> $1 AND enabled AND spec->>'port' = $2",
+            )
+            .bind(&resource.name)
+            .bind(port.to_string())
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(other) = taken {
+                drop(tx);
+                let error = format!("port {port} is already served by resource {other:?}");
+                return Err(self
+                    .refuse(actor, "resource.put", &resource.name, error)
+                    .await);
+            }
+        }
         sqlx::query(
             "INSERT INTO resources (name, kind, spec, enabled, description)
              VALUES ($1, $2, $3, $4, $5)

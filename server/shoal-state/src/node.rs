@@ -154,6 +154,8 @@ pub struct Decision {
     pub decided_by: String,
     /// Why a strict check was decided locally instead.
     pub degraded: Option<String>,
+    /// The key's total in every window after the decision (what a policy then reads).
+    pub totals: Vec<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -330,16 +332,15 @@ impl SharedState {
                     .await;
             }
         }
-        let (allowed, count) = self
-            .inner
-            .replica
-            .decide(key, window, limit.max, cost, now_ms());
+        let now = now_ms();
+        let (allowed, count) = self.inner.replica.decide(key, window, limit.max, cost, now);
         Decision {
             allowed,
             count,
             mode: limit.mode,
             decided_by: me,
             degraded: None,
+            totals: self.inner.replica.totals(key, now),
         }
     }
 
@@ -383,6 +384,7 @@ impl SharedState {
                 mode: Mode::Strict,
                 decided_by: owner,
                 degraded: None,
+                totals: v.totals,
             },
             None => {
                 self.inner
@@ -394,16 +396,15 @@ impl SharedState {
                     self.inner.options.strict_timeout.as_millis()
                 );
                 note_rejection(&self.inner, "strict check degraded to eventual", &why);
-                let (allowed, count) =
-                    self.inner
-                        .replica
-                        .decide(key, window, limit.max, cost, now_ms());
+                let now = now_ms();
+                let (allowed, count) = self.inner.replica.decide(key, window, limit.max, cost, now);
                 Decision {
                     allowed,
                     count,
                     mode: Mode::Eventual,
                     decided_by: self.node_id(),
                     degraded: Some(why),
+                    totals: self.inner.replica.totals(key, now),
                 }
             }
         }
@@ -855,6 +856,7 @@ fn handle(inner: &Arc<Shared>, from: &str, addr: Option<SocketAddr>, msg: Msg) {
                         id: c.id,
                         allowed,
                         count,
+                        totals: inner.replica.totals(&c.key, now),
                     })
                 })
                 .collect();

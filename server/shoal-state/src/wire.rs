@@ -97,6 +97,8 @@ pub(crate) struct Verdict {
     pub id: u64,
     pub allowed: bool,
     pub count: u64,
+    /// The key's total in every window after the decision.
+    pub totals: Vec<u64>,
 }
 
 pub(crate) fn encode(from: &str, msg: Msg) -> Vec<u8> {

@@ -96,6 +96,7 @@ pub(crate) struct HealthState {
     pub cluster: Cluster,
     pub join: Arc<JoinState>,
     pub state: shoal_state::SharedState,
+    pub data_plane: shoal_proxy::DataPlane,
     pub gossip_errors: GossipErrors,
 }
 
@@ -197,6 +198,7 @@ async fn ready(State(h): State<HealthState>) -> Response {
         "in_flight": h.gate.in_flight.load(Ordering::SeqCst),
         "cluster": { "joined": h.join.is_ready(), "detail": h.join.detail() },
         "state": { "replay": replay },
+        "data_plane": h.data_plane.status(),
     });
     let code = if ready {
         StatusCode::OK

@@ -84,6 +84,15 @@ pub async fn run(
         background_stop.clone(),
     )
     .await?;
+    let proxy_stop = CancellationToken::new();
+    let mut proxy_tasks = tokio::task::JoinSet::new();
+    let data_plane = shoal_proxy::DataPlane::spawn(
+        handle.clone(),
+        state.clone(),
+        shoal_proxy::ProxyOptions::from_config(&config.proxy, config.http.shutdown_grace),
+        proxy_stop.clone(),
+        &mut proxy_tasks,
+    );
     let health = http::HealthState {
         config: handle.clone(),
         gate: gate.clone(),
@@ -91,6 +100,7 @@ pub async fn run(
         cluster: cluster.clone(),
         join,
         state: state.clone(),
+        data_plane,
         gossip_errors,
     };
     let api = shoal_console::router(ApiState {
@@ -134,7 +144,18 @@ pub async fn run(
     shutdown.cancelled().await;
     tracing::info!("shutdown: no longer ready, refusing new requests");
     gate.start_draining();
+    // Data-plane listeners stop accepting and finish their requests within the same grace.
+    proxy_stop.cancel();
     let grace = config.http.shutdown_grace;
+    if tokio::time::timeout(grace, async {
+        while proxy_tasks.join_next().await.is_some() {}
+    })
+    .await
+    .is_err()
+    {
+        proxy_tasks.abort_all();
+        tracing::warn!("shutdown: data-plane requests still running after the grace; aborted");
+    }
     match gate.drained(grace).await {
         Ok(()) => tracing::info!("shutdown: in-flight requests drained"),
         Err(left) => tracing::warn!(

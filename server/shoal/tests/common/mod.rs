@@ -728,9 +728,14 @@ impl TestNetwork {
 }
 
 /// A static-peers cluster on `ips`, every node ready, with an admin API client per node.
+/// Each node's data plane listens on the node's own address.
 pub async fn start_ready_cluster(db_url: &str, ips: &[&str]) -> (Started, Vec<Api>) {
     let mut c = start_nodes(db_url, ips, |_, spec, all| {
-        spec.extra_toml = static_peers(all);
+        spec.extra_toml = format!(
+            "{}\n[proxy]\naddress = \"{}\"\n",
+            static_peers(all),
+            spec.ip
+        );
     })
     .await;
     let mut apis = Vec::new();

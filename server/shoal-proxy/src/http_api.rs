@@ -1,0 +1,182 @@
+//! The HTTP resource kind: the caller's API key names the user; every request is counted for
+//! (user, resource, "access") and checked by every enabled policy before it is forwarded.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{HeaderValue, Request, Response, StatusCode};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use shoal_policy::{Input, RequestFacts, Verdict};
+use shoal_state::{CounterKey, Limit, Mode};
+
+use crate::forward::forward;
+use crate::listeners::Shared;
+use crate::routes::{ApiKey, Route, RouteKind, Routes};
+
+/// The action every request counts under: policies read how often a user accessed a resource.
+const ACTION: &str = "access";
+
+pub(crate) fn error(
+    status: StatusCode,
+    code: &str,
+    message: &str,
+    request_id: &str,
+) -> Response<Body> {
+    let body = json!({"error": {"code": code, "message": message, "request_id": request_id}});
+    let mut response = Response::new(Body::from(body.to_string()));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert("content-type", HeaderValue::from_static("application/json"));
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        headers.insert("x-request-id", v);
+    }
+    response
+}
+
+/// `shoal_<key_id>_<secret>` → the key's entry, if the secret matches.
+fn identify<'a>(routes: &'a Routes, presented: &str) -> Option<&'a ApiKey> {
+    let rest = presented.strip_prefix("shoal_")?;
+    let (key_id, secret) = rest.split_once('_')?;
+    let entry = routes.api_keys.get(key_id)?;
+    let digest = Sha256::digest(secret.as_bytes());
+    (digest.as_slice() == entry.secret_sha256.as_slice()).then_some(entry)
+}
+
+pub(crate) async fn handle(
+    shared: &Arc<Shared>,
+    routes: &Routes,
+    route: &Route,
+    req: Request<Body>,
+    peer: SocketAddr,
+    request_id: &str,
+) -> Response<Body> {
+    let RouteKind::Http {
+        upstream,
+        api_key_header: credential_header,
+    } = &route.kind;
+    let presented = req
+        .headers()
+        .get(credential_header)
+        .and_then(|v| v.to_str().ok());
+    let Some(presented) = presented else {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            &format!("send your API key in the {credential_header} header"),
+            request_id,
+        );
+    };
+    let Some(key) = identify(routes, presented) else {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "the API key is not valid",
+            request_id,
+        );
+    };
+    if let Some(policy) = routes.broken.first() {
+        return error(
+            StatusCode::FORBIDDEN,
+            "policy_error",
+            &format!("policy {policy:?} could not be compiled on this node; requests are refused"),
+            request_id,
+        );
+    }
+    let Ok(counter) = CounterKey::new(key.user.as_str(), route.name.as_str(), ACTION) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            "the user or resource name cannot be counted",
+            request_id,
+        );
+    };
+    let mode = if routes.strict {
+        Mode::Strict
+    } else {
+        Mode::Eventual
+    };
+    // Counting first: the request being decided is one of the accesses the policy sees.
+    let counted = shared
+        .state
+        .check(
+            &counter,
+            Limit {
+                window: 0,
+                max: u64::MAX,
+                mode,
+            },
+            1,
+        )
+        .await;
+    let input = Input::request(&RequestFacts {
+        bucket: Some(&route.name),
+        windows: &routes.windows,
+        counts: &counted.totals,
+        user: &key.subject,
+        method: req.method().as_str(),
+        path: req.uri().path(),
+        operation: None,
+        source_ip: Some(&peer.ip().to_string()),
+        resource: &route.target,
+    });
+    for policy in &routes.policies {
+        match policy.evaluate(&input) {
+            Ok(Verdict::Allow) => {}
+            Ok(Verdict::Block { kind, message }) => {
+                tracing::info!(
+                    request_id,
+                    user = %key.user,
+                    resource = %route.name,
+                    policy = policy.name(),
+                    kind = %kind,
+                    "request blocked"
+                );
+                let body = json!({"error": {
+                    "code": "blocked",
+                    "type": kind,
+                    "message": message.unwrap_or_else(|| format!("blocked by policy {}", policy.name())),
+                    "policy": policy.name(),
+                    "request_id": request_id,
+                }});
+                let mut response = error(StatusCode::FORBIDDEN, "blocked", "", request_id);
+                *response.body_mut() = Body::from(body.to_string());
+                return response;
+            }
+            Err(e) => {
+                shared
+                    .policy_errors
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::warn!(
+                    request_id,
+                    policy = policy.name(),
+                    "{e}; request refused (fail closed)"
+                );
+                return error(
+                    StatusCode::FORBIDDEN,
+                    "policy_error",
+                    &format!("policy {:?} failed; the request is refused", policy.name()),
+                    request_id,
+                );
+            }
+        }
+    }
+    match forward(
+        &shared.upstreams,
+        upstream,
+        req,
+        credential_header,
+        request_id,
+        peer,
+        shared.options.upstream_timeout,
+    )
+    .await
+    {
+        Ok(response) => response,
+        Err(e) => {
+            tracing::warn!(request_id, resource = %route.name, "{}", e.message);
+            error(e.status, "upstream", &e.message, request_id)
+        }
+    }
+}

@@ -1,0 +1,222 @@
+//! The HTTP resource kind through real `shoal` processes: API-key identity, the seed policy on
+//! cluster-wide counts, streaming bodies, and listeners that follow the control plane. The
+//! upstream is a small HTTP server in this test (an echo and a checksum endpoint).
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::Request;
+use axum::routing::{any, post};
+use common::*;
+use futures_util::StreamExt as _;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// Echoes what arrived; `/api/upload` streams the body through SHA-256 and reports it.
+async fn upstream() -> SocketAddr {
+    async fn echo(req: Request) -> axum::Json<Value> {
+        let h = |name: &str| {
+            req.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        axum::Json(json!({
+            "method": req.method().as_str(),
+            "path_and_query": req.uri().path_and_query().map(|p| p.as_str()),
+            "request_id": h("x-request-id"),
+            "forwarded_for": h("x-forwarded-for"),
+            "api_key": h("x-api-key"),
+        }))
+    }
+    async fn upload(req: Request) -> axum::Json<Value> {
+        let mut body = req.into_body().into_data_stream();
+        let (mut hash, mut bytes) = (Sha256::new(), 0u64);
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.expect("upload stream");
+            bytes += chunk.len() as u64;
+            hash.update(&chunk);
+        }
+        axum::Json(json!({"bytes": bytes, "sha256": hex::encode(hash.finalize())}))
+    }
+    let app = Router::new()
+        .route("/api/upload", post(upload))
+        .fallback(any(echo));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
+}
+
+fn free_port(ip: &str) -> u16 {
+    std::net::TcpListener::bind((ip, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_resources_identify_decide_stream_and_follow_the_control_plane() {
+    let db = database().await;
+    let ips = ["127.0.0.91", "127.0.0.92", "127.0.0.93"];
+    let (c, apis) = start_ready_cluster(&db.url, &ips).await;
+    let upstream = upstream().await;
+    let port = free_port("127.0.0.91");
+
+    // A user with an API key, the resource, and the seed policy, unchanged, in strict mode.
+    assert_eq!(apis[0].put("/api/v1/users/alice", json!({})).await.0, 200);
+    let (code, key) = apis[0]
+        .post(
+            "/api/v1/users/alice/credentials",
+            json!({"kind": "api_key"}),
+        )
+        .await;
+    assert_eq!(code, 201, "{key}");
+    let key = key["secret"].as_str().unwrap().to_string();
+    let (code, body) = apis[0]
+        .put(
+            "/api/v1/resources/sensitive-bucket",
+            json!({"kind": "http", "upstream": format!("http://{upstream}/api"), "port": port}),
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = apis[0]
+        .put(
+            "/api/v1/policies/seed",
+            json!({"rego": SEED_POLICY, "enforcement": "strict"}),
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+    let revision = body["revision"].as_i64().unwrap();
+    let mut nodes = c.nodes;
+    for node in &mut nodes {
+        node.wait_ready_where("data plane serving", WAIT, |_, r| {
+            r["data_plane"]["revision"].as_i64() >= Some(revision)
+                && r["data_plane"]["resources"][0][1] == port
+        })
+        .await;
+    }
+    let url = |i: usize, path: &str| format!("http://{}:{port}{path}", ips[i]);
+    let client = reqwest::Client::new();
+
+    // Identity: no key, a wrong key.
+    let resp = client.get(url(0, "/x")).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 401);
+    let body: Value = resp.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("x-api-key")
+    );
+    assert!(body["error"]["request_id"].is_string());
+    let resp = client
+        .get(url(0, "/x"))
+        .header("x-api-key", "shoal_nope_nope")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 401);
+
+    // Five accesses pass, round-robin over the three nodes; the sixth is blocked.
+    for i in 0..5 {
+        let resp = client
+            .get(url(i % 3, &format!("/report?n={i}")))
+            .header("x-api-key", &key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 200, "request {i}");
+        let echo: Value = resp.json().await.unwrap();
+        assert_eq!(echo["path_and_query"], format!("/api/report?n={i}"));
+        assert!(echo["request_id"].is_string());
+        assert_eq!(
+            echo["api_key"],
+            Value::Null,
+            "the caller's key stays with Shoal"
+        );
+        assert_eq!(echo["forwarded_for"], "127.0.0.1");
+    }
+    let resp = client
+        .get(url(5 % 3, "/report"))
+        .header("x-api-key", &key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 403);
+    let blocked: Value = resp.json().await.unwrap();
+    assert_eq!(
+        blocked["error"]["type"], "block_with_formal_message",
+        "{blocked}"
+    );
+    assert_eq!(blocked["error"]["policy"], "seed");
+
+    // Another user is not affected; a large upload streams through without being buffered.
+    assert_eq!(apis[0].put("/api/v1/users/bob", json!({})).await.0, 200);
+    let (_, bob) = apis[0]
+        .post("/api/v1/users/bob/credentials", json!({"kind": "api_key"}))
+        .await;
+    let bob = bob["secret"].as_str().unwrap().to_string();
+    let head = head_revision(&db.url).await;
+    nodes[1]
+        .wait_ready_where("bob's key in the data plane", WAIT, |_, r| {
+            r["data_plane"]["revision"].as_i64() >= Some(head)
+        })
+        .await;
+    const CHUNK: usize = 1 << 20;
+    const CHUNKS: usize = 256;
+    let chunk: Vec<u8> = (0..CHUNK).map(|i| (i % 251) as u8).collect();
+    let mut expected = Sha256::new();
+    for _ in 0..CHUNKS {
+        expected.update(&chunk);
+    }
+    let stream = futures_util::stream::iter(
+        (0..CHUNKS).map(move |_| Ok::<_, std::io::Error>(chunk.clone())),
+    );
+    let pid = nodes[1].pid();
+    let before = rss_kib(pid);
+    let resp = client
+        .post(url(1, "/upload"))
+        .header("x-api-key", &bob)
+        .body(reqwest::Body::wrap_stream(stream))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let got: Value = resp.json().await.unwrap();
+    assert_eq!(got["bytes"], (CHUNK * CHUNKS) as u64);
+    assert_eq!(got["sha256"], hex::encode(expected.finalize()));
+    let grown_mib = rss_kib(pid).saturating_sub(before) / 1024;
+    assert!(
+        grown_mib < 64,
+        "RSS grew {grown_mib} MiB for a 256 MiB upload"
+    );
+
+    // Removing the resource closes its port on every node.
+    let (code, _) = apis[0].delete("/api/v1/resources/sensitive-bucket").await;
+    assert_eq!(code, 200);
+    for ip in ips {
+        wait_until("port closed", WAIT, || async move {
+            tokio::net::TcpStream::connect((ip, port))
+                .await
+                .is_err()
+                .then_some(())
+        })
+        .await;
+    }
+}
