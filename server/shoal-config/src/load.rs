@@ -680,10 +680,10 @@ fn validate(config: &NodeConfig, origin_of: &dyn Fn(&str) -> Origin, out: &mut V
     }
     validate_state(st, &mut check);
     check(
-        (4 * 1024..=1024 * 1024).contains(&config.proxy.max_header_bytes),
+        (8 * 1024..=1024 * 1024).contains(&config.proxy.max_header_bytes),
         "proxy.max_header_bytes",
         format!(
-            "must be between 4096 and 1048576, got {}",
+            "must be between 8192 and 1048576, got {}",
             config.proxy.max_header_bytes
         ),
     );

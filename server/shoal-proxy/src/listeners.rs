@@ -9,10 +9,12 @@ use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
-use axum::Router;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, State};
 use axum::http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder as AutoBuilder;
+use hyper_util::server::graceful::GracefulShutdown;
 use shoal_config::ProxyConfig;
 use shoal_control_plane::ConfigHandle;
 use shoal_state::SharedState;
@@ -28,9 +30,16 @@ pub struct ProxyOptions {
     pub address: IpAddr,
     pub upstream_connect_timeout: Duration,
     pub upstream_timeout: Duration,
+    pub max_header_bytes: usize,
     /// How long a removed listener's connections may take to finish.
     pub drain_grace: Duration,
 }
+
+/// How often ports that could not be bound are tried again.
+const BIND_RETRY: Duration = Duration::from_secs(5);
+
+/// A client has this long to send its request headers.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl ProxyOptions {
     pub fn from_config(c: &ProxyConfig, drain_grace: Duration) -> Self {
@@ -38,6 +47,7 @@ impl ProxyOptions {
             address: c.address,
             upstream_connect_timeout: c.upstream_connect_timeout,
             upstream_timeout: c.upstream_timeout,
+            max_header_bytes: c.max_header_bytes,
             drain_grace,
         }
     }
@@ -117,6 +127,7 @@ async fn follow(shared: Arc<Shared>, config: ConfigHandle, stop: CancellationTok
     let mut listeners: HashMap<u16, Listener> = HashMap::new();
     let mut draining = JoinSet::new();
     let mut applied: Option<i64> = None;
+    let mut retry = tokio::time::interval(BIND_RETRY);
     loop {
         if let Some(snapshot) = config.current()
             && applied != Some(snapshot.revision)
@@ -133,6 +144,14 @@ async fn follow(shared: Arc<Shared>, config: ConfigHandle, stop: CancellationTok
         tokio::select! {
             _ = stop.cancelled() => break,
             changed = status.changed() => if changed.is_err() { break },
+            _ = retry.tick() => {
+                // Ports that could not be bound (still in use) are tried again.
+                if let Some(routes) = shared.routes.load_full()
+                    && routes.by_port.keys().any(|p| !listeners.contains_key(p))
+                {
+                    reconcile(&shared, &routes, &mut listeners, &mut draining).await;
+                }
+            }
             Some(_) = draining.join_next(), if !draining.is_empty() => {}
         }
     }
@@ -167,44 +186,110 @@ async fn reconcile(
                 tracing::error!(
                     resource = %route.name,
                     %addr,
-                    "data plane: cannot listen: {e}; retried at the next revision"
+                    "data plane: cannot listen: {e}; trying again every 5 s"
                 );
                 continue;
             }
         };
         let stop = CancellationToken::new();
-        let app = Router::new()
-            .fallback(serve)
-            .with_state((shared.clone(), *port));
-        let grace = shared.options.drain_grace;
-        let token = stop.clone();
-        draining.spawn(async move {
-            let stopped = token.clone();
-            let server = axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(token.cancelled_owned());
-            tokio::select! {
-                result = server => if let Err(e) = result {
-                    tracing::warn!(%addr, "data plane listener stopped: {e}");
-                },
-                _ = async { stopped.cancelled().await; tokio::time::sleep(grace).await } => {
-                    tracing::warn!(%addr, "data plane: connections still open after the drain grace; closed");
-                }
-            }
-        });
+        draining.spawn(serve_listener(
+            listener,
+            shared.clone(),
+            *port,
+            stop.clone(),
+        ));
         tracing::info!(resource = %route.name, %addr, "data plane listening");
         listeners.insert(*port, Listener { stop });
     }
 }
 
+/// Accepts connections (HTTP/1.1 keep-alive or HTTP/2, header size bounded) until `stop`,
+/// then lets open requests finish for up to the drain grace.
+async fn serve_listener(
+    listener: tokio::net::TcpListener,
+    shared: Arc<Shared>,
+    port: u16,
+    stop: CancellationToken,
+) {
+    let graceful = GracefulShutdown::new();
+    let mut builder = AutoBuilder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        // The backstop; `serve` refuses smaller excesses with a message of its own.
+        .max_buf_size(shared.options.max_header_bytes + 64 * 1024);
+    builder
+        .http2()
+        .max_header_list_size(shared.options.max_header_bytes as u32);
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = stop.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(port, "data plane: accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let shared = shared.clone();
+        let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+            let shared = shared.clone();
+            async move {
+                Ok::<_, std::convert::Infallible>(
+                    serve(shared, port, peer, req.map(Body::new)).await,
+                )
+            }
+        });
+        let conn = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, "data plane connection: {e}");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(shared.options.drain_grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            port,
+            "data plane: connections still open after the drain grace; closed"
+        );
+    }
+}
+
 async fn serve(
-    State((shared, port)): State<(Arc<Shared>, u16)>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    shared: Arc<Shared>,
+    port: u16,
+    peer: SocketAddr,
     req: Request<Body>,
 ) -> Response<Body> {
     let request_id = uuid::Uuid::new_v4().to_string();
+    let header_bytes: usize = req
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    if header_bytes > shared.options.max_header_bytes {
+        return error(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "headers_too_large",
+            &format!(
+                "request headers are {header_bytes} bytes; this node accepts at most {} (proxy.max_header_bytes)",
+                shared.options.max_header_bytes
+            ),
+            &request_id,
+        );
+    }
     let routes = shared.routes.load_full();
     let route = routes.as_ref().and_then(|r| r.by_port.get(&port).cloned());
     let (Some(routes), Some(route)) = (routes, route) else {

@@ -133,6 +133,24 @@ async fn http_resources_identify_decide_stream_and_follow_the_control_plane() {
         .unwrap();
     assert_eq!(resp.status().as_u16(), 401);
 
+    // Oversized headers are refused before anything is counted.
+    let resp = client
+        .get(url(0, "/x"))
+        .header("x-api-key", &key)
+        .header("x-padding", "p".repeat(80_000))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 431);
+    let body: Value = resp.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("proxy.max_header_bytes"),
+        "{body}"
+    );
+
     // Five accesses pass, round-robin over the three nodes; the sixth is blocked.
     for i in 0..5 {
         let resp = client
