@@ -603,6 +603,12 @@ fn validate(config: &NodeConfig, origin_of: &dyn Fn(&str) -> Origin, out: &mut V
     for (key, value, min, max) in [
         ("state.flush_interval", st.flush_interval, 1, 1_000),
         (
+            "audit.flush_interval",
+            config.audit.flush_interval,
+            1,
+            10_000,
+        ),
+        (
             "proxy.upstream_connect_timeout",
             config.proxy.upstream_connect_timeout,
             10,
@@ -679,6 +685,14 @@ fn validate(config: &NodeConfig, origin_of: &dyn Fn(&str) -> Origin, out: &mut V
         );
     }
     validate_state(st, &mut check);
+    check(
+        config.audit.spool_max_bytes >= 1 << 20,
+        "audit.spool_max_bytes",
+        format!(
+            "must be at least 1048576 (1 MiB), got {}",
+            config.audit.spool_max_bytes
+        ),
+    );
     check(
         (8 * 1024..=1024 * 1024).contains(&config.proxy.max_header_bytes),
         "proxy.max_header_bytes",

@@ -34,6 +34,8 @@ pub struct NodeConfig {
     #[serde(default)]
     pub proxy: ProxyConfig,
     #[serde(default)]
+    pub audit: AuditConfig,
+    #[serde(default)]
     pub log: LogConfig,
 }
 
@@ -272,6 +274,34 @@ fn default_discovery_timeout() -> Duration {
 }
 fn default_join_timeout() -> Duration {
     Duration::from_secs(30)
+}
+
+/// The decision audit log (written to PostgreSQL, spooled under `data_dir` while it is away).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Spool size past which the data plane refuses requests it could not audit.
+    #[serde(default = "default_spool_max_bytes")]
+    pub spool_max_bytes: u64,
+    /// How long decisions are gathered into one batch.
+    #[serde(default = "default_audit_flush_interval", with = "duration_str")]
+    pub flush_interval: Duration,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            spool_max_bytes: default_spool_max_bytes(),
+            flush_interval: default_audit_flush_interval(),
+        }
+    }
+}
+
+fn default_spool_max_bytes() -> u64 {
+    1 << 30
+}
+fn default_audit_flush_interval() -> Duration {
+    Duration::from_millis(200)
 }
 
 /// The data plane: where resources are served (each on its own `port`, from the control

@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 mod admin;
+mod audit;
 mod crypto;
 mod db;
 mod error;
@@ -25,6 +26,7 @@ pub mod testsuite;
 mod watcher;
 
 pub use admin::{AdminIdentity, MIN_PASSWORD_LEN, Session};
+pub use audit::{AuditEntry, AuditLog, AuditOptions, AuditRefused, AuditStatus};
 pub use crypto::open as open_sealed_secret;
 pub use db::{describe_url, known_migrations, migrate, pool};
 pub use error::ControlPlaneError;

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::http::{HeaderValue, Request, Response, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use shoal_policy::{Input, RequestFacts, Verdict};
@@ -14,6 +14,7 @@ use shoal_state::{CounterKey, Limit, Mode};
 use crate::forward::forward;
 use crate::listeners::Shared;
 use crate::routes::{ApiKey, Route, RouteKind, Routes};
+use shoal_control_plane::AuditEntry;
 
 /// The action every request counts under: policies read how often a user accessed a resource.
 const ACTION: &str = "access";
@@ -44,6 +45,27 @@ fn identify<'a>(routes: &'a Routes, presented: &str) -> Option<&'a ApiKey> {
     (digest.as_slice() == entry.secret_sha256.as_slice()).then_some(entry)
 }
 
+/// What one request came to, for the audit log.
+struct Decided {
+    user: Option<String>,
+    outcome: &'static str,
+    policy: Option<String>,
+    kind: Option<String>,
+}
+
+impl Decided {
+    fn new(user: Option<&str>, outcome: &'static str) -> Self {
+        Self {
+            user: user.map(str::to_string),
+            outcome,
+            policy: None,
+            kind: None,
+        }
+    }
+}
+
+/// Decides, audits, and forwards what is allowed. A request whose audit line cannot be kept
+/// is refused, never served unaudited.
 pub(crate) async fn handle(
     shared: &Arc<Shared>,
     routes: &Routes,
@@ -52,45 +74,126 @@ pub(crate) async fn handle(
     peer: SocketAddr,
     request_id: &str,
 ) -> Response<Body> {
+    let started = std::time::Instant::now();
+    let (method, path) = (req.method().to_string(), req.uri().path().to_string());
+    let (refusal, decided) = decide(
+        shared,
+        routes,
+        route,
+        (req.headers(), &method, &path),
+        peer,
+        request_id,
+    )
+    .await;
+    let entry = AuditEntry {
+        event_id: uuid::Uuid::new_v4(),
+        at: chrono::Utc::now(),
+        actor: decided
+            .user
+            .as_ref()
+            .map_or_else(|| "anonymous".to_string(), |u| format!("user:{u}")),
+        action: "request".into(),
+        target: route.name.clone(),
+        outcome: decided.outcome.into(),
+        detail: json!({
+            "request_id": request_id,
+            "method": method,
+            "path": path,
+            "policy": decided.policy,
+            "type": decided.kind,
+            "source_ip": peer.ip().to_string(),
+            "decision_us": started.elapsed().as_micros() as u64,
+        }),
+    };
+    if let Err(e) = shared.audit.record(entry) {
+        tracing::error!(request_id, resource = %route.name, "audit: {e}; request refused");
+        if refusal.is_none() {
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "audit_unavailable",
+                "the request cannot be audited right now; try again later",
+                request_id,
+            );
+        }
+    }
+    if let Some(response) = refusal {
+        return response;
+    }
     let RouteKind::Http {
         upstream,
-        api_key_header: credential_header,
+        api_key_header,
     } = &route.kind;
-    let presented = req
-        .headers()
-        .get(credential_header)
-        .and_then(|v| v.to_str().ok());
+    match forward(
+        &shared.upstreams,
+        upstream,
+        req,
+        api_key_header,
+        request_id,
+        peer,
+        shared.options.upstream_timeout,
+    )
+    .await
+    {
+        Ok(response) => response,
+        Err(e) => {
+            tracing::warn!(request_id, resource = %route.name, "{}", e.message);
+            error(e.status, "upstream", &e.message, request_id)
+        }
+    }
+}
+
+/// The refusal to send (`None`: forward), and what was decided.
+async fn decide(
+    shared: &Arc<Shared>,
+    routes: &Routes,
+    route: &Route,
+    (headers, method, path): (&HeaderMap, &str, &str),
+    peer: SocketAddr,
+    request_id: &str,
+) -> (Option<Response<Body>>, Decided) {
+    let RouteKind::Http {
+        api_key_header: credential_header,
+        ..
+    } = &route.kind;
+    let presented = headers.get(credential_header).and_then(|v| v.to_str().ok());
     let Some(presented) = presented else {
-        return error(
+        let response = error(
             StatusCode::UNAUTHORIZED,
             "unauthenticated",
             &format!("send your API key in the {credential_header} header"),
             request_id,
         );
+        return (Some(response), Decided::new(None, "unauthenticated"));
     };
     let Some(key) = identify(routes, presented) else {
-        return error(
+        let response = error(
             StatusCode::UNAUTHORIZED,
             "unauthenticated",
             "the API key is not valid",
             request_id,
         );
+        return (Some(response), Decided::new(None, "unauthenticated"));
     };
+    let user = Some(key.user.as_str());
     if let Some(policy) = routes.broken.first() {
-        return error(
+        let response = error(
             StatusCode::FORBIDDEN,
             "policy_error",
             &format!("policy {policy:?} could not be compiled on this node; requests are refused"),
             request_id,
         );
+        let mut decided = Decided::new(user, "policy_error");
+        decided.policy = Some(policy.clone());
+        return (Some(response), decided);
     }
     let Ok(counter) = CounterKey::new(key.user.as_str(), route.name.as_str(), ACTION) else {
-        return error(
+        let response = error(
             StatusCode::BAD_REQUEST,
             "invalid",
             "the user or resource name cannot be counted",
             request_id,
         );
+        return (Some(response), Decided::new(user, "invalid"));
     };
     let mode = if routes.strict {
         Mode::Strict
@@ -115,8 +218,8 @@ pub(crate) async fn handle(
         windows: &routes.windows,
         counts: &counted.totals,
         user: &key.subject,
-        method: req.method().as_str(),
-        path: req.uri().path(),
+        method,
+        path,
         operation: None,
         source_ip: Some(&peer.ip().to_string()),
         resource: &route.target,
@@ -142,7 +245,10 @@ pub(crate) async fn handle(
                 }});
                 let mut response = error(StatusCode::FORBIDDEN, "blocked", "", request_id);
                 *response.body_mut() = Body::from(body.to_string());
-                return response;
+                let mut decided = Decided::new(user, "blocked");
+                decided.policy = Some(policy.name().to_string());
+                decided.kind = Some(kind);
+                return (Some(response), decided);
             }
             Err(e) => {
                 shared
@@ -153,30 +259,17 @@ pub(crate) async fn handle(
                     policy = policy.name(),
                     "{e}; request refused (fail closed)"
                 );
-                return error(
+                let response = error(
                     StatusCode::FORBIDDEN,
                     "policy_error",
                     &format!("policy {:?} failed; the request is refused", policy.name()),
                     request_id,
                 );
+                let mut decided = Decided::new(user, "policy_error");
+                decided.policy = Some(policy.name().to_string());
+                return (Some(response), decided);
             }
         }
     }
-    match forward(
-        &shared.upstreams,
-        upstream,
-        req,
-        credential_header,
-        request_id,
-        peer,
-        shared.options.upstream_timeout,
-    )
-    .await
-    {
-        Ok(response) => response,
-        Err(e) => {
-            tracing::warn!(request_id, resource = %route.name, "{}", e.message);
-            error(e.status, "upstream", &e.message, request_id)
-        }
-    }
+    (None, Decided::new(user, "allowed"))
 }

@@ -16,7 +16,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder as AutoBuilder;
 use hyper_util::server::graceful::GracefulShutdown;
 use shoal_config::ProxyConfig;
-use shoal_control_plane::ConfigHandle;
+use shoal_control_plane::{AuditLog, ConfigHandle};
 use shoal_state::SharedState;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -55,6 +55,7 @@ impl ProxyOptions {
 
 pub(crate) struct Shared {
     pub state: SharedState,
+    pub audit: AuditLog,
     pub options: ProxyOptions,
     pub upstreams: Upstreams,
     pub routes: ArcSwapOption<Routes>,
@@ -72,12 +73,14 @@ impl DataPlane {
     pub fn spawn(
         config: ConfigHandle,
         state: SharedState,
+        audit: AuditLog,
         options: ProxyOptions,
         stop: CancellationToken,
         tasks: &mut JoinSet<()>,
     ) -> Self {
         let shared = Arc::new(Shared {
             state,
+            audit,
             upstreams: client(options.upstream_connect_timeout),
             options,
             routes: ArcSwapOption::empty(),

@@ -97,6 +97,7 @@ pub(crate) struct HealthState {
     pub join: Arc<JoinState>,
     pub state: shoal_state::SharedState,
     pub data_plane: shoal_proxy::DataPlane,
+    pub audit: shoal_control_plane::AuditLog,
     pub gossip_errors: GossipErrors,
 }
 
@@ -181,6 +182,13 @@ async fn ready(State(h): State<HealthState>) -> Response {
             rejected.revision, rejected.error
         ));
     }
+    let audit = h.audit.status();
+    if audit.spooling {
+        warnings.push(format!(
+            "audit: {} decisions spooled locally ({} bytes) until the control plane takes them",
+            audit.spooled, audit.spool_bytes
+        ));
+    }
     let ready = missing.is_empty();
     let body = json!({
         "ready": ready,
@@ -199,6 +207,7 @@ async fn ready(State(h): State<HealthState>) -> Response {
         "cluster": { "joined": h.join.is_ready(), "detail": h.join.detail() },
         "state": { "replay": replay },
         "data_plane": h.data_plane.status(),
+        "audit": audit,
     });
     let code = if ready {
         StatusCode::OK

@@ -15,7 +15,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use shoal_config::NodeConfig;
 use shoal_console::ApiState;
-use shoal_control_plane::{Store, WatcherOptions};
+use shoal_control_plane::{AuditLog, AuditOptions, Store, WatcherOptions};
 use shoal_state::{SharedState, StateOptions};
 use tokio_util::sync::CancellationToken;
 
@@ -29,6 +29,13 @@ const BACKGROUND_STOP_GRACE: Duration = Duration::from_secs(2);
 
 /// Bound on stopping the control-plane watcher (it finishes an apply in progress).
 const WATCHER_STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// Decisions per audit insert, and how often a spool is retried while PostgreSQL is away.
+const AUDIT_BATCH: usize = 500;
+const AUDIT_RETRY: Duration = Duration::from_secs(1);
+
+/// Bound on writing (or spooling) the decisions still queued at shutdown.
+const AUDIT_STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// Bound on the final step: closing the health server's remaining connections.
 const HEALTH_STOP_GRACE: Duration = Duration::from_secs(5);
@@ -84,11 +91,27 @@ pub async fn run(
         background_stop.clone(),
     )
     .await?;
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
+    let audit_stop = CancellationToken::new();
+    let (audit, audit_writer) = AuditLog::spawn(
+        pool.clone(),
+        AuditOptions {
+            node: config.node_name.clone(),
+            spool_path: config.data_dir.join("audit-spool.jsonl"),
+            spool_max_bytes: config.audit.spool_max_bytes,
+            batch_max: AUDIT_BATCH,
+            flush_interval: config.audit.flush_interval,
+            retry_interval: AUDIT_RETRY,
+        },
+        audit_stop.clone(),
+    );
     let proxy_stop = CancellationToken::new();
     let mut proxy_tasks = tokio::task::JoinSet::new();
     let data_plane = shoal_proxy::DataPlane::spawn(
         handle.clone(),
         state.clone(),
+        audit.clone(),
         shoal_proxy::ProxyOptions::from_config(&config.proxy, config.http.shutdown_grace),
         proxy_stop.clone(),
         &mut proxy_tasks,
@@ -101,6 +124,7 @@ pub async fn run(
         join,
         state: state.clone(),
         data_plane,
+        audit,
         gossip_errors,
     };
     let api = shoal_console::router(ApiState {
@@ -173,6 +197,14 @@ pub async fn run(
     .is_err()
     {
         background.abort_all();
+    }
+    // Every decision made is now queued: write it (or spool it) before the database goes.
+    audit_stop.cancel();
+    if tokio::time::timeout(AUDIT_STOP_GRACE, audit_writer)
+        .await
+        .is_err()
+    {
+        tracing::error!("shutdown: the audit writer did not finish in time");
     }
     cluster.leave().await;
     watcher_stop.cancel();

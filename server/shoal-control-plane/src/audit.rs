@@ -1,0 +1,328 @@
+//! The decision audit log: every data-plane decision becomes a row in `audit_log`, written in
+//! batches. When PostgreSQL cannot take them, batches go to a local append-only spool file
+//! (one JSON line per record, fsynced per batch) and are replayed, oldest first, once it is
+//! back. Records carry a unique `event_id` and the insert ignores ids already stored, so a
+//! replay interrupted half-way and started again writes nothing twice.
+//!
+//! Durability: a record is safe once inserted or once its batch is fsynced to the spool; the
+//! records still queued in memory (at most `flush_interval` worth) are written on shutdown but
+//! lost if the process is killed. While the spool holds anything, new batches are appended to
+//! it rather than inserted, so each node's records reach the table in the order they were
+//! made. A spool over `spool_max_bytes` refuses new records (`record` fails), and the data
+//! plane refuses requests it could not audit.
+
+use std::io::{BufRead as _, Write as _};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// Records waiting for the writer before `record` refuses more (back-pressure).
+const QUEUE: usize = 100_000;
+
+/// One audit line.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AuditEntry {
+    pub event_id: uuid::Uuid,
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub outcome: String,
+    pub detail: serde_json::Value,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuditOptions {
+    pub node: String,
+    pub spool_path: PathBuf,
+    pub spool_max_bytes: u64,
+    pub batch_max: usize,
+    pub flush_interval: Duration,
+    pub retry_interval: Duration,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditStatus {
+    pub written: u64,
+    pub spooled: u64,
+    pub spool_bytes: u64,
+    pub spooling: bool,
+    pub last_error: Option<String>,
+}
+
+#[derive(Default)]
+struct Stats {
+    written: AtomicU64,
+    spooled: AtomicU64,
+    spool_bytes: AtomicU64,
+    spooling: AtomicBool,
+    last_error: Mutex<Option<String>>,
+}
+
+/// Why a record was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditRefused {
+    #[error("the audit queue is full")]
+    QueueFull,
+    #[error("the audit spool is full ({bytes} bytes) while PostgreSQL is unreachable")]
+    SpoolFull { bytes: u64 },
+    #[error("the audit log has stopped")]
+    Stopped,
+}
+
+/// Handle to the node's audit writer; cheap to clone.
+#[derive(Clone)]
+pub struct AuditLog {
+    tx: mpsc::Sender<AuditEntry>,
+    stats: Arc<Stats>,
+    max_bytes: u64,
+}
+
+impl AuditLog {
+    /// Starts the writer; it drains what is queued and stops when `stop` fires.
+    pub fn spawn(
+        pool: PgPool,
+        options: AuditOptions,
+        stop: CancellationToken,
+    ) -> (Self, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let stats = Arc::new(Stats::default());
+        let spool_bytes = std::fs::metadata(&options.spool_path).map_or(0, |m| m.len());
+        stats.spool_bytes.store(spool_bytes, Ordering::Relaxed);
+        stats.spooling.store(spool_bytes > 0, Ordering::Relaxed);
+        let log = Self {
+            tx,
+            stats: stats.clone(),
+            max_bytes: options.spool_max_bytes,
+        };
+        let writer = Writer {
+            pool,
+            options,
+            stats,
+        };
+        (log, tokio::spawn(writer.run(rx, stop)))
+    }
+
+    /// Queues a record; refused (never silently dropped) when it could not be kept.
+    pub fn record(&self, record: AuditEntry) -> Result<(), AuditRefused> {
+        let bytes = self.stats.spool_bytes.load(Ordering::Relaxed);
+        if bytes >= self.max_bytes {
+            return Err(AuditRefused::SpoolFull { bytes });
+        }
+        self.tx.try_send(record).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => AuditRefused::QueueFull,
+            mpsc::error::TrySendError::Closed(_) => AuditRefused::Stopped,
+        })
+    }
+
+    pub fn status(&self) -> AuditStatus {
+        AuditStatus {
+            written: self.stats.written.load(Ordering::Relaxed),
+            spooled: self.stats.spooled.load(Ordering::Relaxed),
+            spool_bytes: self.stats.spool_bytes.load(Ordering::Relaxed),
+            spooling: self.stats.spooling.load(Ordering::Relaxed),
+            last_error: self.stats.last_error.lock().expect("audit stats").clone(),
+        }
+    }
+}
+
+struct Writer {
+    pool: PgPool,
+    options: AuditOptions,
+    stats: Arc<Stats>,
+}
+
+impl Writer {
+    async fn run(self, mut rx: mpsc::Receiver<AuditEntry>, stop: CancellationToken) {
+        let mut retry = tokio::time::interval(self.options.retry_interval);
+        retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let mut batch = Vec::new();
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = retry.tick() => {
+                    if self.stats.spooling.load(Ordering::Relaxed) {
+                        self.replay_spool().await;
+                    }
+                    continue;
+                }
+                first = rx.recv() => match first {
+                    Some(r) => batch.push(r),
+                    None => break,
+                },
+            }
+            let deadline = tokio::time::Instant::now() + self.options.flush_interval;
+            while batch.len() < self.options.batch_max {
+                match tokio::time::timeout_at(deadline, rx.recv()).await {
+                    Ok(Some(r)) => batch.push(r),
+                    _ => break,
+                }
+            }
+            self.write(batch).await;
+        }
+        // Shutdown: everything still queued is written or spooled.
+        rx.close();
+        let mut rest = Vec::new();
+        while let Some(r) = rx.recv().await {
+            rest.push(r);
+        }
+        for chunk in rest.chunks(self.options.batch_max.max(1)) {
+            self.write(chunk.to_vec()).await;
+        }
+    }
+
+    async fn write(&self, batch: Vec<AuditEntry>) {
+        if batch.is_empty() {
+            return;
+        }
+        if !self.stats.spooling.load(Ordering::Relaxed) {
+            match insert(&self.pool, &self.options.node, &batch).await {
+                Ok(()) => {
+                    self.stats
+                        .written
+                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        spool = %self.options.spool_path.display(),
+                        "audit: cannot write to the control plane ({e}); spooling locally"
+                    );
+                    *self.stats.last_error.lock().expect("audit stats") = Some(e.to_string());
+                }
+            }
+        }
+        self.spool(&batch);
+    }
+
+    /// Appends and fsyncs; the only way records leave memory when PostgreSQL is away.
+    fn spool(&self, batch: &[AuditEntry]) {
+        let mut text = String::new();
+        for r in batch {
+            text.push_str(&serde_json::to_string(r).expect("audit records serialize"));
+            text.push('\n');
+        }
+        let result = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.options.spool_path)
+            .and_then(|mut f| {
+                f.write_all(text.as_bytes())?;
+                f.sync_data()
+            });
+        match result {
+            Ok(()) => {
+                self.stats.spooling.store(true, Ordering::Relaxed);
+                self.stats
+                    .spooled
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                self.stats
+                    .spool_bytes
+                    .fetch_add(text.len() as u64, Ordering::Relaxed);
+            }
+            Err(e) => tracing::error!(
+                spool = %self.options.spool_path.display(),
+                records = batch.len(),
+                "audit: cannot write the spool either: {e}; these records are lost"
+            ),
+        }
+    }
+
+    /// Inserts the spool, oldest first, and empties it once every line is stored.
+    async fn replay_spool(&self) {
+        let path = &self.options.spool_path;
+        let records = match read_spool(path) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(spool = %path.display(), "audit: cannot read the spool: {e}");
+                return;
+            }
+        };
+        for chunk in records.chunks(self.options.batch_max.max(1)) {
+            if let Err(e) = insert(&self.pool, &self.options.node, chunk).await {
+                *self.stats.last_error.lock().expect("audit stats") = Some(e.to_string());
+                return;
+            }
+        }
+        // Everything read is stored; nothing was appended meanwhile (this task is the only
+        // writer), so the spool can go.
+        if let Err(e) = std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .and_then(|f| {
+                f.set_len(0)?;
+                f.sync_all()
+            })
+        {
+            tracing::error!(spool = %path.display(), "audit: cannot empty the spool: {e}");
+            return;
+        }
+        tracing::info!(
+            records = records.len(),
+            "audit: control plane back; spooled records written"
+        );
+        self.stats
+            .written
+            .fetch_add(records.len() as u64, Ordering::Relaxed);
+        self.stats.spool_bytes.store(0, Ordering::Relaxed);
+        self.stats.spooling.store(false, Ordering::Relaxed);
+        *self.stats.last_error.lock().expect("audit stats") = None;
+    }
+}
+
+/// The spool's records; a torn last line (a crash mid-append) is skipped, said in the log.
+fn read_spool(path: &std::path::Path) -> std::io::Result<Vec<AuditEntry>> {
+    let file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut out = Vec::new();
+    for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let line = line?;
+        match serde_json::from_str(&line) {
+            Ok(r) => out.push(r),
+            Err(e) => tracing::error!(
+                spool = %path.display(),
+                line = n + 1,
+                "audit: unreadable spool line skipped: {e}"
+            ),
+        }
+    }
+    Ok(out)
+}
+
+async fn insert(pool: &PgPool, node: &str, batch: &[AuditEntry]) -> Result<(), sqlx::Error> {
+    let ids: Vec<String> = batch.iter().map(|r| r.event_id.to_string()).collect();
+    let at: Vec<DateTime<Utc>> = batch.iter().map(|r| r.at).collect();
+    let actors: Vec<&str> = batch.iter().map(|r| r.actor.as_str()).collect();
+    let actions: Vec<&str> = batch.iter().map(|r| r.action.as_str()).collect();
+    let targets: Vec<&str> = batch.iter().map(|r| r.target.as_str()).collect();
+    let outcomes: Vec<&str> = batch.iter().map(|r| r.outcome.as_str()).collect();
+    let details: Vec<String> = batch.iter().map(|r| r.detail.to_string()).collect();
+    sqlx::query(
+        "INSERT INTO audit_log (event_id, at, node, actor, action, target, outcome, detail)
+         SELECT e::uuid, a, $3, ac, act, t, o, d::jsonb
+           FROM UNNEST($1::text[], $2::timestamptz[], $4::text[], $5::text[], $6::text[],
+                       $7::text[], $8::text[]) AS x(e, a, ac, act, t, o, d)
+         ON CONFLICT (event_id) DO NOTHING",
+    )
+    .bind(ids)
+    .bind(at)
+    .bind(node)
+    .bind(actors)
+    .bind(actions)
+    .bind(targets)
+    .bind(outcomes)
+    .bind(details)
+    .execute(pool)
+    .await?;
+    Ok(())
+}

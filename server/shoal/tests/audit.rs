@@ -1,0 +1,117 @@
+//! The decision audit log: PostgreSQL stops in the middle of a load and comes back; the audit
+//! table ends with exactly one row per request, in the order the node decided them.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::json;
+use sqlx::Connection as _;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// (rows, distinct event ids, distinct request ids, rows whose `at` goes backwards by id).
+async fn audit_rows(url: &str) -> Option<(i64, i64, i64, i64)> {
+    let mut conn = sqlx::PgConnection::connect(url).await.ok()?;
+    sqlx::query_as(
+        "SELECT count(*), count(DISTINCT event_id), count(DISTINCT detail->>'request_id'),
+                count(*) FILTER (WHERE at < prev)
+           FROM (SELECT event_id, detail, at, lag(at) OVER (ORDER BY id) AS prev
+                   FROM audit_log WHERE action = 'request') r",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_decision_is_lost_or_duplicated_when_postgres_goes_away() {
+    let mut pg = TestPostgres::start();
+    let url = pg.create_database().await;
+    let mut spec = NodeSpec::new("a0", "127.0.0.95", &url);
+    spec.extra_toml =
+        "[proxy]\naddress = \"127.0.0.95\"\n[audit]\nflush_interval = \"20ms\"\n".into();
+    create_admin(&spec);
+    let mut node = spec.start();
+    let base = node.base_url().await;
+    node.wait_ready_where("ready", WAIT, |s, _| s == 200).await;
+    let api = Api::login(&base).await;
+    let port = std::net::TcpListener::bind("127.0.0.95:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream_addr = upstream.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(upstream, axum::Router::new().fallback(|| async { "ok" })).await
+    });
+    assert_eq!(api.put("/api/v1/users/carol", json!({})).await.0, 200);
+    let (_, key) = api
+        .post(
+            "/api/v1/users/carol/credentials",
+            json!({"kind": "api_key"}),
+        )
+        .await;
+    let key = key["secret"].as_str().unwrap().to_string();
+    let (code, body) = api
+        .put(
+            "/api/v1/resources/api",
+            json!({"kind": "http", "upstream": format!("http://{upstream_addr}"), "port": port}),
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+    let revision = body["revision"].as_i64().unwrap();
+    node.wait_ready_where("data plane serving", WAIT, |_, r| {
+        r["data_plane"]["revision"].as_i64() >= Some(revision)
+    })
+    .await;
+    let client = reqwest::Client::new();
+    let url_of = |i: usize| format!("http://127.0.0.95:{port}/item/{i}");
+    let send = |range: std::ops::Range<usize>| {
+        let (client, key) = (client.clone(), key.clone());
+        async move {
+            for i in range {
+                let resp = client
+                    .get(url_of(i))
+                    .header("x-api-key", &key)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(resp.status().as_u16(), 200, "request {i}");
+            }
+        }
+    };
+
+    send(0..20).await;
+    pg.stop();
+    send(20..50).await;
+    let (_, ready) = node
+        .wait_ready_where("audit spooling", WAIT, |_, r| {
+            r["audit"]["spooling"] == true
+        })
+        .await;
+    assert!(ready["audit"]["spooled"].as_u64().unwrap() >= 1, "{ready}");
+    pg.restart();
+    send(50..60).await;
+    let rows = wait_until("60 audit rows", WAIT, || async {
+        audit_rows(&url).await.filter(|r| r.0 >= 60)
+    })
+    .await;
+    assert_eq!(
+        rows,
+        (60, 60, 60, 0),
+        "exactly one row per request, in order"
+    );
+    let (_, ready) = node
+        .wait_ready_where("spool emptied", WAIT, |_, r| {
+            r["audit"]["spooling"] == false
+        })
+        .await;
+    assert_eq!(ready["audit"]["spool_bytes"], 0);
+    // Nothing more arrives later (no duplicate from a second replay).
+    node.signal("TERM");
+    assert_eq!(node.wait_exit(WAIT).await, Some(0));
+    assert_eq!(audit_rows(&url).await.unwrap().0, 60);
+}
