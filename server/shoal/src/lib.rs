@@ -91,8 +91,14 @@ pub async fn run(
         background_stop.clone(),
     )
     .await?;
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
+    // Not fatal (the snapshot reports the same problem in /ready): without data_dir the
+    // audit spool cannot be written, which matters only while PostgreSQL is also away.
+    if let Err(e) = std::fs::create_dir_all(&config.data_dir) {
+        tracing::error!(
+            data_dir = %config.data_dir.display(),
+            "cannot create data_dir: {e}; the audit spool will not work"
+        );
+    }
     let audit_stop = CancellationToken::new();
     let (audit, audit_writer) = AuditLog::spawn(
         pool.clone(),

@@ -1,0 +1,242 @@
+//! `scripts/bench proxy`: what the data plane adds to a request, next to nginx (from Debian)
+//! proxying the same upstream with no policy, in the same run.
+//!
+//! Upstream: a minimal HTTP server in this process answering `ok`. Shoal: one `shoal serve`
+//! with an HTTP resource in front of it and the seed policy in force (the resource is not the
+//! seed's bucket, so every request is counted and evaluated, and allowed). nginx: one
+//! `proxy_pass` with upstream keep-alive, `worker_processes auto`, no access log.
+//!
+//! Latency: sequential requests over one kept-alive connection, directly, through nginx and
+//! through Shoal, alternated per round; "added" is the proxy's percentile minus the direct
+//! one. Throughput: `--concurrency` connections for `--load-seconds` through each proxy.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::json;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+struct Nginx(Child, tempfile::TempDir);
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port(ip: &str) -> u16 {
+    std::net::TcpListener::bind((ip, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start_nginx(upstream: SocketAddr) -> (Nginx, u16) {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port("127.0.0.1");
+    let conf = format!(
+        "daemon off;\nworker_processes auto;\npid {dir}/nginx.pid;\nerror_log {dir}/error.log warn;\n\
+         events {{ worker_connections 4096; }}\n\
+         http {{\n  access_log off;\n  client_body_temp_path {dir}/body;\n  proxy_temp_path {dir}/proxy;\n\
+           fastcgi_temp_path {dir}/fcgi;\n  uwsgi_temp_path {dir}/uwsgi;\n  scgi_temp_path {dir}/scgi;\n\
+           upstream up {{ server {upstream}; keepalive 64; }}\n\
+           server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://up; \
+           proxy_http_version 1.1; proxy_set_header Connection \"\"; }} }}\n}}\n",
+        dir = dir.path().display()
+    );
+    let path = dir.path().join("nginx.conf");
+    std::fs::write(&path, conf).unwrap();
+    let child = Command::new("nginx")
+        .arg("-c")
+        .arg(&path)
+        .arg("-p")
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nginx (scripts/bench installs it)");
+    (Nginx(child, dir), port)
+}
+
+async fn wait_port(addr: &str) {
+    let addr = addr.to_string();
+    wait_until(&format!("{addr} listening"), WAIT, || {
+        let addr = addr.clone();
+        async move { tokio::net::TcpStream::connect(addr).await.ok().map(|_| ()) }
+    })
+    .await;
+}
+
+/// Microseconds per request, sequential, one kept-alive connection.
+async fn latency(client: &reqwest::Client, url: &str, key: &str, n: usize) -> Vec<f64> {
+    let mut v = Vec::with_capacity(n);
+    for _ in 0..n {
+        let start = Instant::now();
+        let resp = client
+            .get(url)
+            .header("x-api-key", key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 200, "{url}");
+        resp.bytes().await.unwrap();
+        v.push(start.elapsed().as_secs_f64() * 1e6);
+    }
+    v.sort_by(f64::total_cmp);
+    v
+}
+
+async fn throughput(url: &str, key: &str, connections: usize, secs: u64) -> f64 {
+    let done = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let mut tasks = Vec::new();
+    for _ in 0..connections {
+        let (url, key, done) = (url.to_string(), key.to_string(), done.clone());
+        tasks.push(tokio::spawn(async move {
+            let client = reqwest::Client::builder()
+                .pool_max_idle_per_host(1)
+                .build()
+                .unwrap();
+            while Instant::now() < deadline {
+                let resp = client
+                    .get(&url)
+                    .header("x-api-key", &key)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(resp.status().as_u16(), 200);
+                resp.bytes().await.unwrap();
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    done.load(Ordering::Relaxed) as f64 / secs as f64
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let rounds = arg("--rounds", 5);
+    let requests = arg("--requests", 2000);
+    let load_secs = arg("--load-seconds", 5) as u64;
+    let connections = arg("--concurrency", 16);
+
+    let upstream_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = upstream_listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(
+            upstream_listener,
+            axum::Router::new().fallback(|| async { "ok" }),
+        )
+        .await
+    });
+    let (_nginx, nginx_port) = start_nginx(upstream);
+
+    let db = database().await;
+    let mut spec = NodeSpec::new("bench", "127.0.0.97", &db.url);
+    spec.extra_toml = "[proxy]\naddress = \"127.0.0.97\"\n[log]\nlevel = \"warn\"\n".into();
+    create_admin(&spec);
+    let mut node = spec.start();
+    let base = node.base_url().await;
+    node.wait_ready_where("ready", WAIT, |s, _| s == 200).await;
+    let api = Api::login(&base).await;
+    assert_eq!(api.put("/api/v1/users/bench", json!({})).await.0, 200);
+    let (_, key) = api
+        .post(
+            "/api/v1/users/bench/credentials",
+            json!({"kind": "api_key"}),
+        )
+        .await;
+    let key = key["secret"].as_str().unwrap().to_string();
+    let port = free_port("127.0.0.97");
+    let (code, body) = api
+        .put(
+            "/api/v1/resources/bench",
+            json!({"kind": "http", "upstream": format!("http://{upstream}"), "port": port}),
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = api
+        .put("/api/v1/policies/seed", json!({"rego": SEED_POLICY}))
+        .await;
+    assert_eq!(code, 200, "{body}");
+    let revision = body["revision"].as_i64().unwrap();
+    node.wait_ready_where("data plane serving", WAIT, |_, r| {
+        r["data_plane"]["revision"].as_i64() >= Some(revision)
+    })
+    .await;
+    let shoal_url = format!("http://127.0.0.97:{port}/object");
+    let nginx_url = format!("http://127.0.0.1:{nginx_port}/object");
+    let direct_url = format!("http://{upstream}/object");
+    wait_port(&format!("127.0.0.97:{port}")).await;
+    wait_port(&format!("127.0.0.1:{nginx_port}")).await;
+
+    let client = reqwest::Client::new();
+    for url in [&direct_url, &nginx_url, &shoal_url] {
+        latency(&client, url, &key, 200).await;
+    }
+    let mut rows = Vec::new();
+    for round in 0..rounds {
+        let direct = latency(&client, &direct_url, &key, requests).await;
+        let nginx = latency(&client, &nginx_url, &key, requests).await;
+        let shoal = latency(&client, &shoal_url, &key, requests).await;
+        let p = |v: &[f64], q| percentile(v, q);
+        let row = (
+            p(&shoal, 0.5) - p(&direct, 0.5),
+            p(&shoal, 0.99) - p(&direct, 0.99),
+            p(&nginx, 0.5) - p(&direct, 0.5),
+            p(&nginx, 0.99) - p(&direct, 0.99),
+        );
+        println!(
+            "round {round}: direct p50 {:.0} us p99 {:.0} us | added by shoal p50 {:.0} us p99 {:.0} us | added by nginx p50 {:.0} us p99 {:.0} us",
+            p(&direct, 0.5),
+            p(&direct, 0.99),
+            row.0,
+            row.1,
+            row.2,
+            row.3
+        );
+        rows.push(row);
+    }
+    let shoal_rps = throughput(&shoal_url, &key, connections, load_secs).await;
+    let nginx_rps = throughput(&nginx_url, &key, connections, load_secs).await;
+    println!(
+        "throughput with {connections} connections: shoal {shoal_rps:.0}/s, nginx {nginx_rps:.0}/s"
+    );
+    let (_, ready) = node.ready().await;
+    println!("shoal audit: {}", ready["audit"]);
+
+    let median = |f: fn(&(f64, f64, f64, f64)) -> f64| {
+        let mut v: Vec<f64> = rows.iter().map(f).collect();
+        v.sort_by(f64::total_cmp);
+        percentile(&v, 0.5)
+    };
+    println!("RESULT added_latency_p50_us {:.0} us", median(|r| r.0));
+    println!("RESULT added_latency_p99_us {:.0} us", median(|r| r.1));
+    println!(
+        "RESULT nginx_added_latency_p50_us {:.0} us",
+        median(|r| r.2)
+    );
+    println!(
+        "RESULT nginx_added_latency_p99_us {:.0} us",
+        median(|r| r.3)
+    );
+    println!("RESULT shoal_rps {shoal_rps:.0} requests/s");
+    println!("RESULT nginx_rps {nginx_rps:.0} requests/s");
+    println!(
+        "RESULT rps_ratio_vs_nginx {:.2} ratio",
+        shoal_rps / nginx_rps
+    );
+}
