@@ -24,12 +24,16 @@ use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(60);
 
-struct Nginx(Child, tempfile::TempDir);
+/// The nginx process and its prefix directory, both gone on drop.
+struct Nginx {
+    child: Child,
+    _dir: tempfile::TempDir,
+}
 
 impl Drop for Nginx {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -65,7 +69,7 @@ fn start_nginx(upstream: SocketAddr) -> (Nginx, u16) {
         .stderr(Stdio::null())
         .spawn()
         .expect("nginx (scripts/bench installs it)");
-    (Nginx(child, dir), port)
+    (Nginx { child, _dir: dir }, port)
 }
 
 async fn wait_port(addr: &str) {
@@ -146,7 +150,7 @@ async fn main() {
 
     let db = database().await;
     let mut spec = NodeSpec::new("bench", "127.0.0.97", &db.url);
-    spec.extra_toml = "[proxy]\naddress = \"127.0.0.97\"\n[log]\nlevel = \"warn\"\n".into();
+    spec.extra_toml = "[proxy]\naddress = \"127.0.0.97\"\n".into();
     create_admin(&spec);
     let mut node = spec.start();
     let base = node.base_url().await;
