@@ -238,3 +238,93 @@ async fn http_resources_identify_decide_stream_and_follow_the_control_plane() {
         .await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hanging_or_missing_upstreams_and_failing_policies_get_clear_refusals() {
+    let db = database().await;
+    let ip = "127.0.0.94";
+    let c = start_nodes(&db.url, &[ip], |_, spec, _| {
+        spec.extra_toml = format!("[proxy]\naddress = \"{ip}\"\nupstream_timeout = \"500ms\"\n");
+    })
+    .await;
+    let mut node = c.nodes.into_iter().next().unwrap();
+    node.wait_ready_where("ready", WAIT, |s, _| s == 200).await;
+    let api = Api::login(&c.bases[0]).await;
+    // An upstream that accepts connections and never answers, and a port nobody listens on.
+    let hang = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hang_addr = hang.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((conn, _)) = hang.accept().await {
+            held.push(conn);
+        }
+    });
+    let refused = free_port("127.0.0.1");
+    assert_eq!(api.put("/api/v1/users/dan", json!({})).await.0, 200);
+    let (_, key) = api
+        .post("/api/v1/users/dan/credentials", json!({"kind": "api_key"}))
+        .await;
+    let key = key["secret"].as_str().unwrap().to_string();
+    let (hang_port, refused_port) = (free_port(ip), free_port(ip));
+    for (name, upstream, port) in [
+        ("hangs", format!("http://{hang_addr}"), hang_port),
+        ("gone", format!("http://127.0.0.1:{refused}"), refused_port),
+    ] {
+        let (code, body) = api
+            .put(
+                &format!("/api/v1/resources/{name}"),
+                json!({"kind": "http", "upstream": upstream, "port": port}),
+            )
+            .await;
+        assert_eq!(code, 200, "{body}");
+    }
+    let head = head_revision(&db.url).await;
+    node.wait_ready_where("both served", WAIT, |_, r| {
+        r["data_plane"]["revision"].as_i64() >= Some(head)
+    })
+    .await;
+    let client = reqwest::Client::new();
+    let get = |port: u16| {
+        client
+            .get(format!("http://{ip}:{port}/x"))
+            .header("x-api-key", &key)
+            .send()
+    };
+    let resp = get(hang_port).await.unwrap();
+    assert_eq!(resp.status().as_u16(), 504);
+    let body: Value = resp.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("500 ms"),
+        "{body}"
+    );
+    let resp = get(refused_port).await.unwrap();
+    assert_eq!(resp.status().as_u16(), 502);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "upstream");
+    assert!(body["error"]["request_id"].is_string());
+
+    // A policy whose result is not an allow/block object fails closed, naming itself.
+    let (code, body) = api
+        .put(
+            "/api/v1/policies/odd",
+            json!({"rego": "package odd\npre_request := 42\n"}),
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+    let revision = body["revision"].as_i64().unwrap();
+    node.wait_ready_where("policy in force", WAIT, |_, r| {
+        r["data_plane"]["revision"].as_i64() >= Some(revision)
+    })
+    .await;
+    let resp = get(refused_port).await.unwrap();
+    assert_eq!(resp.status().as_u16(), 403);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "policy_error");
+    assert!(body["error"]["message"].as_str().unwrap().contains("odd"));
+    let (_, ready) = node.ready().await;
+    assert!(ready["data_plane"]["policy_errors"].as_u64().unwrap() >= 1);
+    assert!(node.count_messages("request refused (fail closed)") >= 1);
+}
