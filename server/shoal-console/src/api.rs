@@ -10,7 +10,8 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use shoal_control_plane::{
-    AdminIdentity, ConfigHandle, Credential, Enforcement, Policy, Resource, ResourceSpec, Store,
+    AdminIdentity, ConfigHandle, Credential, Enforcement, OnError, Policy, Resource, ResourceSpec,
+    Store,
 };
 
 use shoal_state::SharedState;
@@ -256,6 +257,8 @@ struct PolicyBody {
     rego: String,
     #[serde(default = "default_enforcement")]
     enforcement: Enforcement,
+    #[serde(default)]
+    on_error: OnError,
     #[serde(default = "default_true")]
     enabled: bool,
     #[serde(default)]
@@ -279,6 +282,7 @@ async fn put_policy(
         name,
         rego: body.rego,
         enforcement: body.enforcement,
+        on_error: body.on_error,
         enabled: body.enabled,
         description: body.description,
     };

@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use sqlx::PgPool;
 
 use crate::ControlPlaneError;
-use crate::model::{ConfigSnapshot, Credential, Enforcement, Policy, Resource, ResourceSpec, User};
+use crate::model::{
+    ConfigSnapshot, Credential, Enforcement, OnError, Policy, Resource, ResourceSpec, User,
+};
 
 /// The revision PostgreSQL is at now: the cheap query behind the poll.
 pub async fn head_revision(pool: &PgPool) -> Result<i64, ControlPlaneError> {
@@ -30,8 +32,9 @@ pub async fn load_config(pool: &PgPool) -> Result<ConfigSnapshot, ControlPlaneEr
         )
         .fetch_all(&mut *tx)
         .await?;
-    let policy_rows: Vec<(i64, String, String, String, bool, String)> = sqlx::query_as(
-        "SELECT id, name, rego, enforcement, enabled, description FROM policies ORDER BY name",
+    let policy_rows: Vec<(i64, String, String, String, String, bool, String)> = sqlx::query_as(
+        "SELECT id, name, rego, enforcement, on_error, enabled, description
+           FROM policies ORDER BY name",
     )
     .fetch_all(&mut *tx)
     .await?;
@@ -71,12 +74,13 @@ pub async fn load_config(pool: &PgPool) -> Result<ConfigSnapshot, ControlPlaneEr
         }
     }
     let mut policies = Vec::with_capacity(policy_rows.len());
-    for (id, name, rego, enforcement, enabled, description) in policy_rows {
-        match Enforcement::parse(&enforcement) {
-            Ok(enforcement) => policies.push(Policy {
+    for (id, name, rego, enforcement, on_error, enabled, description) in policy_rows {
+        match Enforcement::parse(&enforcement).and_then(|e| Ok((e, OnError::parse(&on_error)?))) {
+            Ok((enforcement, on_error)) => policies.push(Policy {
                 name,
                 rego,
                 enforcement,
+                on_error,
                 enabled,
                 description,
             }),

@@ -183,12 +183,45 @@ impl Enforcement {
     }
 }
 
+/// What the data plane does when the policy fails on a request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnError {
+    /// Refuse the request (fail closed).
+    #[default]
+    Block,
+    /// Treat the policy as not applying to the request (fail open), still logged and counted.
+    Allow,
+}
+
+impl OnError {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnError::Block => "block",
+            OnError::Allow => "allow",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s {
+            "block" => Ok(OnError::Block),
+            "allow" => Ok(OnError::Allow),
+            _ => Err(format!(
+                "on_error must be \"block\" or \"allow\", got {s:?}"
+            )),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Policy {
     pub name: String,
     pub rego: String,
     pub enforcement: Enforcement,
+    /// Snapshots written before this field existed read as `block`.
+    #[serde(default)]
+    pub on_error: OnError,
     pub enabled: bool,
     pub description: String,
 }

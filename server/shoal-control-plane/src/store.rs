@@ -196,18 +196,19 @@ impl Store {
             .begin_change(actor, &format!("put policy {}", policy.name))
             .await?;
         sqlx::query(
-            "INSERT INTO policies (name, rego, enforcement, enabled, description)
-             VALUES ($1, $2, $3, $4, $5)
+            "INSERT INTO policies (name, rego, enforcement, on_error, enabled, description)
+             VALUES ($1, $2, $3, $6, $4, $5)
              ON CONFLICT (name) DO UPDATE
                 SET rego = EXCLUDED.rego, enforcement = EXCLUDED.enforcement,
-                    enabled = EXCLUDED.enabled, description = EXCLUDED.description,
-                    updated_at = now()",
+                    on_error = EXCLUDED.on_error, enabled = EXCLUDED.enabled,
+                    description = EXCLUDED.description, updated_at = now()",
         )
         .bind(&policy.name)
         .bind(&policy.rego)
         .bind(policy.enforcement.as_str())
         .bind(policy.enabled)
         .bind(&policy.description)
+        .bind(policy.on_error.as_str())
         .execute(&mut *tx)
         .await?;
         self.commit_change(tx, actor, "policy.put", &policy.name)
@@ -225,22 +226,28 @@ impl Store {
     }
 
     pub async fn list_policies(&self) -> Result<Vec<Policy>, ControlPlaneError> {
-        let rows: Vec<(String, String, String, bool, String)> = sqlx::query_as(
-            "SELECT name, rego, enforcement, enabled, description FROM policies ORDER BY name",
+        let rows: Vec<(String, String, String, String, bool, String)> = sqlx::query_as(
+            "SELECT name, rego, enforcement, on_error, enabled, description
+               FROM policies ORDER BY name",
         )
         .fetch_all(&self.pool)
         .await?;
         rows.into_iter()
-            .map(|(name, rego, enforcement, enabled, description)| {
-                Ok(Policy {
-                    enforcement: crate::model::Enforcement::parse(&enforcement)
-                        .map_err(|e| ControlPlaneError::Invalid(format!("policy {name:?}: {e}")))?,
-                    name,
-                    rego,
-                    enabled,
-                    description,
-                })
-            })
+            .map(
+                |(name, rego, enforcement, on_error, enabled, description)| {
+                    let invalid =
+                        |e: String| ControlPlaneError::Invalid(format!("policy {name:?}: {e}"));
+                    Ok(Policy {
+                        enforcement: crate::model::Enforcement::parse(&enforcement)
+                            .map_err(invalid)?,
+                        on_error: crate::model::OnError::parse(&on_error).map_err(invalid)?,
+                        name,
+                        rego,
+                        enabled,
+                        description,
+                    })
+                },
+            )
             .collect()
     }
 

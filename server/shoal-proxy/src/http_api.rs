@@ -14,7 +14,7 @@ use shoal_state::{CounterKey, Limit, Mode};
 use crate::forward::forward;
 use crate::listeners::Shared;
 use crate::routes::{ApiKey, Route, RouteKind, Routes};
-use shoal_control_plane::AuditEntry;
+use shoal_control_plane::{AuditEntry, OnError};
 
 /// The action every request counts under: policies read how often a user accessed a resource.
 const ACTION: &str = "access";
@@ -224,7 +224,7 @@ async fn decide(
         source_ip: Some(&peer.ip().to_string()),
         resource: &route.target,
     });
-    for policy in &routes.policies {
+    for (policy, on_error) in &routes.policies {
         match policy.evaluate(&input) {
             Ok(Verdict::Allow) => {}
             Ok(Verdict::Block { kind, message }) => {
@@ -249,6 +249,16 @@ async fn decide(
                 decided.policy = Some(policy.name().to_string());
                 decided.kind = Some(kind);
                 return (Some(response), decided);
+            }
+            Err(e) if *on_error == OnError::Allow => {
+                shared
+                    .policy_errors
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::warn!(
+                    request_id,
+                    policy = policy.name(),
+                    "{e}; policy skipped (on_error = allow)"
+                );
             }
             Err(e) => {
                 shared

@@ -5,13 +5,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::http::{HeaderName, Uri};
-use shoal_control_plane::{ConfigSnapshot, Credential, Enforcement, ResourceSpec};
+use shoal_control_plane::{ConfigSnapshot, Credential, Enforcement, OnError, ResourceSpec};
 use shoal_policy::{Policy, Subject, Target, Windows};
 
 pub(crate) struct Routes {
     pub revision: i64,
     pub by_port: HashMap<u16, Arc<Route>>,
-    pub policies: Vec<Arc<Policy>>,
+    pub policies: Vec<(Arc<Policy>, OnError)>,
     /// Policies that failed to compile here: every request is refused while they are in force
     /// (fail closed), naming them.
     pub broken: Vec<String>,
@@ -100,7 +100,7 @@ impl Routes {
         for p in config.policies.iter().filter(|p| p.enabled) {
             match Policy::compile(&p.name, &p.rego) {
                 Ok(compiled) => {
-                    policies.push(Arc::new(compiled));
+                    policies.push((Arc::new(compiled), p.on_error));
                     strict |= p.enforcement == Enforcement::Strict;
                 }
                 Err(e) => {

@@ -8,7 +8,7 @@ use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand};
 use shoal_cluster::{GossipErrors, GossipLogFilter};
 use shoal_config::{LogFormat, NodeConfig};
-use shoal_control_plane::{Enforcement, Policy, Resource, ResourceSpec, Store};
+use shoal_control_plane::{Enforcement, OnError, Policy, Resource, ResourceSpec, Store};
 use tokio_util::sync::CancellationToken;
 
 /// Exit code for a configuration the operator must fix (as in sysexits' EX_CONFIG).
@@ -102,6 +102,9 @@ enum PolicyCommand {
         file: PathBuf,
         #[arg(long, default_value = "eventual", value_parser = ["eventual", "strict"])]
         enforcement: String,
+        /// When the policy fails on a request: refuse it (block) or skip the policy (allow).
+        #[arg(long, default_value = "block", value_parser = ["block", "allow"])]
+        on_error: String,
         #[command(flatten)]
         common: CommonFlags,
     },
@@ -363,6 +366,7 @@ async fn policy(cmd: PolicyCommand, store: &Store) -> anyhow::Result<()> {
             name,
             file,
             enforcement,
+            on_error,
             common,
         } => {
             let rego = read_source(&file)?;
@@ -370,6 +374,7 @@ async fn policy(cmd: PolicyCommand, store: &Store) -> anyhow::Result<()> {
                 name: name.clone(),
                 rego,
                 enforcement: Enforcement::parse(&enforcement).map_err(anyhow::Error::msg)?,
+                on_error: OnError::parse(&on_error).map_err(anyhow::Error::msg)?,
                 enabled: !common.disabled,
                 description: common.description,
             };

@@ -327,4 +327,21 @@ async fn hanging_or_missing_upstreams_and_failing_policies_get_clear_refusals() 
     let (_, ready) = node.ready().await;
     assert!(ready["data_plane"]["policy_errors"].as_u64().unwrap() >= 1);
     assert!(node.count_messages("request refused (fail closed)") >= 1);
+
+    // The same policy set to fail open is skipped: the request goes on (to the missing
+    // upstream, hence 502), and the failure is still logged.
+    let (code, body) = api
+        .put(
+            "/api/v1/policies/odd",
+            json!({"rego": "package odd\npre_request := 42\n", "on_error": "allow"}),
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+    let revision = body["revision"].as_i64().unwrap();
+    node.wait_ready_where("fail-open policy in force", WAIT, |_, r| {
+        r["data_plane"]["revision"].as_i64() >= Some(revision)
+    })
+    .await;
+    assert_eq!(get(refused_port).await.unwrap().status().as_u16(), 502);
+    assert!(node.count_messages("policy skipped (on_error = allow)") >= 1);
 }
