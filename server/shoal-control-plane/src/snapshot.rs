@@ -103,6 +103,7 @@ mod tests {
                 name: "p".into(),
                 rego: "package p\npre_request := 1\n".into(),
                 enforcement: Enforcement::Eventual,
+                on_error: Default::default(),
                 enabled: true,
                 description: String::new(),
             }],
