@@ -49,8 +49,8 @@ fn start_nginx(upstream: SocketAddr) -> (Nginx, u16) {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port("127.0.0.1");
     let conf = format!(
-        "daemon off;\nworker_processes auto;\npid {dir}/nginx.pid;\nerror_log {dir}/error.log warn;\n\
-         events {{ worker_connections 4096; }}\n\
+        "daemon off;\nworker_processes auto;\nworker_rlimit_nofile 16384;\npid {dir}/nginx.pid;\n\
+         error_log {dir}/error.log warn;\nevents {{ worker_connections 16000; }}\n\
          http {{\n  access_log off;\n  client_body_temp_path {dir}/body;\n  proxy_temp_path {dir}/proxy;\n\
            fastcgi_temp_path {dir}/fcgi;\n  uwsgi_temp_path {dir}/uwsgi;\n  scgi_temp_path {dir}/scgi;\n\
            upstream up {{ server {upstream}; keepalive 64; }}\n\
@@ -130,12 +130,62 @@ async fn throughput(url: &str, key: &str, connections: usize, secs: u64) -> f64 
     done.load(Ordering::Relaxed) as f64 / secs as f64
 }
 
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// A process and its children (nginx's workers).
+fn tree_rss_kib(pid: u32) -> u64 {
+    let children =
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    rss_kib(pid)
+        + children
+            .split_whitespace()
+            .filter_map(|c| c.parse().ok())
+            .map(tree_rss_kib)
+            .sum::<u64>()
+}
+
+/// Opens `n` connections to `addr`, sends one request on each and keeps them open, idle.
+async fn hold_connections(addr: &str, key: &str, n: usize) -> Vec<tokio::net::TcpStream> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let request = format!("GET /idle HTTP/1.1\r\nhost: bench\r\nx-api-key: {key}\r\n\r\n");
+    let mut held = Vec::with_capacity(n);
+    for _ in 0..n {
+        let mut conn = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        conn.write_all(request.as_bytes()).await.unwrap();
+        let mut buf = vec![0u8; 4096];
+        let mut got = Vec::new();
+        // Response head plus the 2-byte body "ok".
+        while !(got.windows(4).any(|w| w == b"\r\n\r\n") && got.ends_with(b"ok")) {
+            let read = conn.read(&mut buf).await.unwrap();
+            assert!(read > 0, "connection closed early");
+            got.extend_from_slice(&buf[..read]);
+        }
+        assert!(
+            got.starts_with(b"HTTP/1.1 200"),
+            "{}",
+            String::from_utf8_lossy(&got)
+        );
+        held.push(conn);
+    }
+    held
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let rounds = arg("--rounds", 5);
     let requests = arg("--requests", 2000);
     let load_secs = arg("--load-seconds", 5) as u64;
     let connections = arg("--concurrency", 16);
+    let idle = arg("--idle-connections", 10_000);
 
     let upstream_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let upstream = upstream_listener.local_addr().unwrap();
@@ -146,7 +196,7 @@ async fn main() {
         )
         .await
     });
-    let (_nginx, nginx_port) = start_nginx(upstream);
+    let (nginx, nginx_port) = start_nginx(upstream);
 
     let db = database().await;
     let mut spec = NodeSpec::new("bench", "127.0.0.97", &db.url);
@@ -222,6 +272,25 @@ async fn main() {
     let (_, ready) = node.ready().await;
     println!("shoal audit: {}", ready["audit"]);
 
+    // Idle keep-alive connections: memory each costs, Shoal and nginx side by side.
+    let mut memory = Vec::new();
+    for (name, addr, pid) in [
+        ("shoal", format!("127.0.0.97:{port}"), node.pid()),
+        ("nginx", format!("127.0.0.1:{nginx_port}"), nginx.child.id()),
+    ] {
+        let before = tree_rss_kib(pid);
+        let held = hold_connections(&addr, &key, idle).await;
+        let after = tree_rss_kib(pid);
+        let per = (after.saturating_sub(before) * 1024) as f64 / idle as f64;
+        println!(
+            "{name}: RSS {:.1} MiB before, {:.1} MiB with {idle} idle connections ({per:.0} bytes each)",
+            before as f64 / 1024.0,
+            after as f64 / 1024.0
+        );
+        memory.push((after as f64 / 1024.0, per));
+        drop(held);
+    }
+
     let median = |f: fn(&(f64, f64, f64, f64)) -> f64| {
         let mut v: Vec<f64> = rows.iter().map(f).collect();
         v.sort_by(f64::total_cmp);
@@ -243,4 +312,8 @@ async fn main() {
         "RESULT rps_ratio_vs_nginx {:.2} ratio",
         shoal_rps / nginx_rps
     );
+    println!("RESULT rss_10k_conns_mb {:.1} MiB", memory[0].0);
+    println!("RESULT bytes_per_idle_conn {:.0} bytes", memory[0].1);
+    println!("RESULT nginx_rss_10k_conns_mb {:.1} MiB", memory[1].0);
+    println!("RESULT nginx_bytes_per_idle_conn {:.0} bytes", memory[1].1);
 }
