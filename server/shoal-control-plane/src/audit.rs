@@ -11,11 +11,13 @@
 //! made. A spool over `spool_max_bytes` refuses new records (`record` fails), and the data
 //! plane refuses requests it could not audit.
 
-use std::io::{BufRead as _, Write as _};
+use std::io::Write as _;
+
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::io::AsyncBufReadExt as _;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -63,6 +65,8 @@ struct Stats {
     spooled: AtomicU64,
     spool_bytes: AtomicU64,
     spooling: AtomicBool,
+    /// The spool could not be written: records are refused from then on.
+    failed: AtomicBool,
     last_error: Mutex<Option<String>>,
 }
 
@@ -75,6 +79,8 @@ pub enum AuditRefused {
     SpoolFull { bytes: u64 },
     #[error("the audit log has stopped")]
     Stopped,
+    #[error("the audit spool cannot be written while PostgreSQL is unreachable")]
+    SpoolFailed,
 }
 
 /// Handle to the node's audit writer; cheap to clone.
@@ -112,6 +118,9 @@ impl AuditLog {
 
     /// Queues a record; refused (never silently dropped) when it could not be kept.
     pub fn record(&self, record: AuditEntry) -> Result<(), AuditRefused> {
+        if self.stats.failed.load(Ordering::Relaxed) {
+            return Err(AuditRefused::SpoolFailed);
+        }
         let bytes = self.stats.spool_bytes.load(Ordering::Relaxed);
         if bytes >= self.max_bytes {
             return Err(AuditRefused::SpoolFull { bytes });
@@ -148,7 +157,9 @@ impl Writer {
             tokio::select! {
                 _ = stop.cancelled() => break,
                 _ = retry.tick() => {
-                    if self.stats.spooling.load(Ordering::Relaxed) {
+                    if self.stats.spooling.load(Ordering::Relaxed)
+                        || self.stats.failed.load(Ordering::Relaxed)
+                    {
                         self.replay_spool().await;
                     }
                     continue;
@@ -211,9 +222,15 @@ impl Writer {
         }
         let result = std::fs::OpenOptions::new()
             .create(true)
+            .read(true)
             .append(true)
             .open(&self.options.spool_path)
             .and_then(|mut f| {
+                // A crash mid-append leaves a torn last line: end it, so the first new record
+                // starts a line of its own (the torn one is skipped at replay).
+                if ends_torn(&mut f)? {
+                    f.write_all(b"\n")?;
+                }
                 f.write_all(text.as_bytes())?;
                 f.sync_data()
             });
@@ -227,76 +244,107 @@ impl Writer {
                     .spool_bytes
                     .fetch_add(text.len() as u64, Ordering::Relaxed);
             }
-            Err(e) => tracing::error!(
-                spool = %self.options.spool_path.display(),
-                records = batch.len(),
-                "audit: cannot write the spool either: {e}; these records are lost"
-            ),
+            Err(e) => {
+                self.stats.failed.store(true, Ordering::Relaxed);
+                tracing::error!(
+                    spool = %self.options.spool_path.display(),
+                    records = batch.len(),
+                    "audit: cannot write the spool either: {e}; these records are lost and \
+                     requests are refused until the control plane takes records again"
+                );
+            }
         }
     }
 
-    /// Inserts the spool, oldest first, and empties it once every line is stored.
+    /// Inserts the spool, oldest first, in batches read as they go (the file is never held in
+    /// memory whole), and empties it once every line is stored. Nothing is read while
+    /// PostgreSQL does not answer.
     async fn replay_spool(&self) {
+        if let Err(e) = sqlx::query("SELECT 1").execute(&self.pool).await {
+            *self.stats.last_error.lock().expect("audit stats") = Some(e.to_string());
+            return;
+        }
         let path = &self.options.spool_path;
-        let records = match read_spool(path) {
-            Ok(r) => r,
+        let file = match tokio::fs::File::open(path).await {
+            Ok(f) => Some(f),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => {
                 tracing::error!(spool = %path.display(), "audit: cannot read the spool: {e}");
                 return;
             }
         };
-        for chunk in records.chunks(self.options.batch_max.max(1)) {
-            if let Err(e) = insert(&self.pool, &self.options.node, chunk).await {
-                *self.stats.last_error.lock().expect("audit stats") = Some(e.to_string());
-                return;
+        let (mut line, mut number, mut stored) = (Vec::new(), 0usize, 0u64);
+        let mut batch = Vec::with_capacity(self.options.batch_max);
+        let mut reader = file.map(tokio::io::BufReader::new);
+        if let Some(reader) = reader.as_mut() {
+            loop {
+                line.clear();
+                let read = match reader.read_until(b'\n', &mut line).await {
+                    Ok(n) => n,
+                    Err(e) => {
+                        tracing::error!(spool = %path.display(), "audit: cannot read the spool: {e}");
+                        return;
+                    }
+                };
+                if read > 0 {
+                    number += 1;
+                    match serde_json::from_slice::<AuditEntry>(&line) {
+                        Ok(r) => batch.push(r),
+                        Err(e) if !line.iter().all(u8::is_ascii_whitespace) => tracing::error!(
+                            spool = %path.display(),
+                            line = number,
+                            "audit: unreadable spool line skipped: {e}"
+                        ),
+                        Err(_) => {}
+                    }
+                }
+                if batch.len() >= self.options.batch_max || (read == 0 && !batch.is_empty()) {
+                    if let Err(e) = insert(&self.pool, &self.options.node, &batch).await {
+                        *self.stats.last_error.lock().expect("audit stats") = Some(e.to_string());
+                        return;
+                    }
+                    stored += batch.len() as u64;
+                    batch.clear();
+                }
+                if read == 0 {
+                    break;
+                }
             }
         }
         // Everything read is stored; nothing was appended meanwhile (this task is the only
         // writer), so the spool can go.
-        if let Err(e) = std::fs::OpenOptions::new()
-            .write(true)
-            .open(path)
-            .and_then(|f| {
-                f.set_len(0)?;
-                f.sync_all()
-            })
-        {
+        let emptied = match std::fs::OpenOptions::new().write(true).open(path) {
+            Ok(f) => f.set_len(0).and_then(|()| f.sync_all()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = emptied {
             tracing::error!(spool = %path.display(), "audit: cannot empty the spool: {e}");
             return;
         }
         tracing::info!(
-            records = records.len(),
+            records = stored,
             "audit: control plane back; spooled records written"
         );
-        self.stats
-            .written
-            .fetch_add(records.len() as u64, Ordering::Relaxed);
+        self.stats.written.fetch_add(stored, Ordering::Relaxed);
         self.stats.spool_bytes.store(0, Ordering::Relaxed);
         self.stats.spooling.store(false, Ordering::Relaxed);
+        self.stats.failed.store(false, Ordering::Relaxed);
         *self.stats.last_error.lock().expect("audit stats") = None;
     }
 }
 
-/// The spool's records; a torn last line (a crash mid-append) is skipped, said in the log.
-fn read_spool(path: &std::path::Path) -> std::io::Result<Vec<AuditEntry>> {
-    let file = match std::fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e),
-    };
-    let mut out = Vec::new();
-    for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
-        let line = line?;
-        match serde_json::from_str(&line) {
-            Ok(r) => out.push(r),
-            Err(e) => tracing::error!(
-                spool = %path.display(),
-                line = n + 1,
-                "audit: unreadable spool line skipped: {e}"
-            ),
-        }
+/// Whether the file's last byte is not a newline (a torn append).
+fn ends_torn(file: &mut std::fs::File) -> std::io::Result<bool> {
+    use std::io::{Read as _, Seek as _, SeekFrom};
+    let len = file.metadata()?.len();
+    if len == 0 {
+        return Ok(false);
     }
-    Ok(out)
+    file.seek(SeekFrom::Start(len - 1))?;
+    let mut last = [0u8; 1];
+    file.read_exact(&mut last)?;
+    Ok(last[0] != b'\n')
 }
 
 async fn insert(pool: &PgPool, node: &str, batch: &[AuditEntry]) -> Result<(), sqlx::Error> {

@@ -42,7 +42,21 @@ fn identify<'a>(routes: &'a Routes, presented: &str) -> Option<&'a ApiKey> {
     let (key_id, secret) = rest.split_once('_')?;
     let entry = routes.api_keys.get(key_id)?;
     let digest = Sha256::digest(secret.as_bytes());
-    (digest.as_slice() == entry.secret_sha256.as_slice()).then_some(entry)
+    constant_time_eq(digest.as_slice(), &entry.secret_sha256).then_some(entry)
+}
+
+/// Equality whose time does not depend on where the inputs differ.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Whether a path has `.` or `..` segments (plain or percent-encoded): refused, so a policy
+/// that reads the path sees the path the upstream will serve.
+fn has_dot_segments(path: &str) -> bool {
+    path.split('/').any(|segment| {
+        let lower = segment.to_ascii_lowercase().replace("%2e", ".");
+        lower == "." || lower == ".."
+    })
 }
 
 /// What one request came to, for the audit log.
@@ -175,6 +189,15 @@ async fn decide(
         return (Some(response), Decided::new(None, "unauthenticated"));
     };
     let user = Some(key.user.as_str());
+    if has_dot_segments(path) {
+        let response = error(
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            "the request path has '.' or '..' segments",
+            request_id,
+        );
+        return (Some(response), Decided::new(user, "invalid"));
+    }
     if let Some(policy) = routes.broken.first() {
         let response = error(
             StatusCode::FORBIDDEN,
@@ -282,4 +305,26 @@ async fn decide(
         }
     }
     (None, Decided::new(user, "allowed"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dot_segments_are_found_plain_and_encoded() {
+        for bad in ["/a/../b", "/./x", "/a/%2E%2e/b", "/a/.%2e", "/.."] {
+            assert!(has_dot_segments(bad), "{bad}");
+        }
+        for ok in ["/a/b", "/a/..b/c", "/.well-known/x", "/a/b.c"] {
+            assert!(!has_dot_segments(ok), "{ok}");
+        }
+    }
+
+    #[test]
+    fn constant_time_eq_compares_whole_slices() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+    }
 }

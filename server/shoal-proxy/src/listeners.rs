@@ -215,6 +215,7 @@ async fn serve_listener(
     stop: CancellationToken,
 ) {
     let graceful = GracefulShutdown::new();
+    let mut connections = JoinSet::new();
     let mut builder = AutoBuilder::new(TokioExecutor::new());
     builder
         .http1()
@@ -252,11 +253,13 @@ async fn serve_listener(
             .serve_connection(TokioIo::new(stream), service)
             .into_owned();
         let conn = graceful.watch(conn);
-        tokio::spawn(async move {
+        connections.spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!(%peer, "data plane connection: {e}");
             }
         });
+        // Reap finished connections so the set holds only open ones.
+        while connections.try_join_next().is_some() {}
     }
     drop(listener);
     if tokio::time::timeout(shared.options.drain_grace, graceful.shutdown())
@@ -267,6 +270,7 @@ async fn serve_listener(
             port,
             "data plane: connections still open after the drain grace; closed"
         );
+        connections.abort_all();
     }
 }
 

@@ -58,6 +58,9 @@ const OUTBOUND_QUEUE: usize = 4096;
 /// most likely still in flight.
 const IN_FLIGHT: Duration = Duration::from_millis(50);
 
+/// Largest cost one strict check may carry (the API allows the same).
+const MAX_CHECK_COST: u64 = 1_000_000;
+
 /// Bound on one send (a stream to a peer that stopped answering).
 const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -697,11 +700,15 @@ async fn flush_loop(inner: Arc<Shared>, stop: CancellationToken) {
     let mut tick = tokio::time::interval(inner.options.flush_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tick.tick() => {}
-        }
+        let stopping = tokio::select! {
+            _ = stop.cancelled() => true,
+            _ = tick.tick() => false,
+        };
+        // The last flush still goes out: what was counted up to shutdown reaches the peers.
         let batches = inner.replica.take_batches(BATCH_COUNTER_BUDGET);
+        if stopping && batches.is_empty() {
+            return;
+        }
         if batches.is_empty() {
             continue;
         }
@@ -719,6 +726,9 @@ async fn flush_loop(inner: Arc<Shared>, stop: CancellationToken) {
             for to in &targets {
                 send_bytes(&inner, *to, bytes.clone());
             }
+        }
+        if stopping {
+            return;
         }
     }
 }
@@ -815,7 +825,9 @@ fn handle(inner: &Arc<Shared>, from: &str, addr: Option<SocketAddr>, msg: Msg) {
             let applied = inner.replica.apply_sync_reply(reply, now);
             absorb(inner, applied);
             let mut replay = inner.replay.lock().expect("replay");
-            if !matches!(*replay, ReplayPhase::Done(_)) {
+            // Only the answer of the peer asked completes the start-up replay (another
+            // peer's repair may cover only part of the state).
+            if matches!(&*replay, ReplayPhase::Asked { peer, .. } if peer == from) {
                 let detail = format!(
                     "replayed {batches} batches from {from}{}",
                     if full {
@@ -847,6 +859,14 @@ fn handle(inner: &Arc<Shared>, from: &str, addr: Option<SocketAddr>, msg: Msg) {
                 .filter_map(|c| {
                     if let Err(why) = c.key.check() {
                         note_rejection(inner, "invalid strict check", &why);
+                        return None;
+                    }
+                    if c.cost == 0 || c.cost > MAX_CHECK_COST {
+                        note_rejection(
+                            inner,
+                            "invalid strict check",
+                            &format!("strict check cost {} outside 1-{MAX_CHECK_COST}", c.cost),
+                        );
                         return None;
                     }
                     let window = usize::from(c.window).min(inner.options.windows.len() - 1);

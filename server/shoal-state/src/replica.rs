@@ -549,16 +549,35 @@ impl Replica {
                 sync.seq
             ));
         }
-        let mut batches = Vec::new();
+        // Per origin, only the log's own entries are walked (never every sequence number
+        // ever sent); a gap is a first entry past `from + 1` or fewer entries than numbers.
+        let mut wanted: Vec<(Origin, u64, u64)> = Vec::new();
         let mut gap = false;
         for (origin, seen) in &sync.seen {
             let from = theirs.get(origin).copied().unwrap_or(0);
-            for seq in from + 1..=seen.contiguous {
-                match sync.log.get(&(*origin, seq)) {
-                    Some((_, at)) if at.elapsed() < min_age => break,
-                    Some((b, _)) => batches.push(Batch::clone(b)),
-                    None => gap = true,
+            if from >= seen.contiguous {
+                continue;
+            }
+            let first = from.saturating_add(1);
+            let held = sync
+                .log
+                .range((*origin, first)..=(*origin, seen.contiguous))
+                .count() as u64;
+            if held < seen.contiguous - from {
+                gap = true;
+            }
+            wanted.push((*origin, first, seen.contiguous));
+        }
+        // With a full state in the reply, every held batch goes too (young ones included), so
+        // the watermark the reply reports matches what it carries.
+        let min_age = if gap { Duration::ZERO } else { min_age };
+        let mut batches = Vec::new();
+        for (origin, first, last) in wanted {
+            for ((_, _), (b, at)) in sync.log.range((origin, first)..=(origin, last)) {
+                if at.elapsed() < min_age {
+                    break;
                 }
+                batches.push(Batch::clone(b));
             }
         }
         let mut reply_have: Vec<(Origin, u64)> =
@@ -846,7 +865,7 @@ mod tests {
         let (reply, _) = a.serve_sync(&[(Origin(1), 3)], NOW, Duration::from_secs(60));
         assert!(reply.batches.is_empty() && reply.full.is_none());
         // A watermark in the future is clamped and said.
-        let (reply, notes) = a.serve_sync(&[(Origin(1), 99)], NOW, Duration::ZERO);
+        let (reply, notes) = a.serve_sync(&[(Origin(1), u64::MAX)], NOW, Duration::ZERO);
         assert!(reply.batches.is_empty());
         assert!(notes[0].contains("clamped"), "{notes:?}");
     }

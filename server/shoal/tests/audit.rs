@@ -115,3 +115,37 @@ async fn no_decision_is_lost_or_duplicated_when_postgres_goes_away() {
     assert_eq!(node.wait_exit(WAIT).await, Some(0));
     assert_eq!(audit_rows(&url).await.unwrap().0, 60);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spool_left_by_a_crash_is_replayed_at_start_skipping_only_broken_lines() {
+    let db = database().await;
+    let spec = NodeSpec::new("a1", "127.0.0.96", &db.url);
+    std::fs::create_dir_all(&spec.data_dir).unwrap();
+    let entry = |i: u32| {
+        json!({
+            "event_id": format!("00000000-0000-4000-8000-00000000000{i}"),
+            "at": "2026-11-25T10:00:00Z", "actor": "user:x", "action": "request",
+            "target": "api", "outcome": "allowed", "detail": {"request_id": format!("r{i}")},
+        })
+        .to_string()
+    };
+    let mut spool = Vec::new();
+    spool.extend_from_slice(format!("{}\n", entry(1)).as_bytes());
+    spool.extend_from_slice(b"{\"event_id\": not json\n");
+    spool.extend_from_slice(b"\xff\xfe\x00 not utf-8\n");
+    spool.extend_from_slice(format!("{}\n", entry(2)).as_bytes());
+    spool.extend_from_slice(b"{\"event_id\": \"0000"); // torn by a crash mid-append
+    std::fs::write(spec.data_dir.join("audit-spool.jsonl"), spool).unwrap();
+    create_admin(&spec);
+    let mut node = spec.start();
+    let rows = wait_until("the two readable lines stored", WAIT, || async {
+        audit_rows(&db.url).await.filter(|r| r.0 >= 2)
+    })
+    .await;
+    assert_eq!(rows, (2, 2, 2, 0));
+    let (_, ready) = node
+        .wait_ready_where("spool emptied", WAIT, |_, r| r["audit"]["spooling"] == false)
+        .await;
+    assert_eq!(ready["audit"]["spool_bytes"], 0);
+    assert!(node.count_messages("unreadable spool line skipped") >= 3);
+}
