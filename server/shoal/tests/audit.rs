@@ -144,7 +144,9 @@ async fn a_spool_left_by_a_crash_is_replayed_at_start_skipping_only_broken_lines
     .await;
     assert_eq!(rows, (2, 2, 2, 0));
     let (_, ready) = node
-        .wait_ready_where("spool emptied", WAIT, |_, r| r["audit"]["spooling"] == false)
+        .wait_ready_where("spool emptied", WAIT, |_, r| {
+            r["audit"]["spooling"] == false
+        })
         .await;
     assert_eq!(ready["audit"]["spool_bytes"], 0);
     assert!(node.count_messages("unreadable spool line skipped") >= 3);
