@@ -37,14 +37,6 @@ impl Drop for Nginx {
     }
 }
 
-fn free_port(ip: &str) -> u16 {
-    std::net::TcpListener::bind((ip, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn start_nginx(upstream: SocketAddr) -> (Nginx, u16) {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port("127.0.0.1");
@@ -187,15 +179,7 @@ async fn main() {
     let connections = arg("--concurrency", 16);
     let idle = arg("--idle-connections", 10_000);
 
-    let upstream_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let upstream = upstream_listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(
-            upstream_listener,
-            axum::Router::new().fallback(|| async { "ok" }),
-        )
-        .await
-    });
+    let upstream = ok_upstream().await;
     let (nginx, nginx_port) = start_nginx(upstream);
 
     let db = database().await;
@@ -206,31 +190,16 @@ async fn main() {
     let base = node.base_url().await;
     node.wait_ready_where("ready", WAIT, |s, _| s == 200).await;
     let api = Api::login(&base).await;
-    assert_eq!(api.put("/api/v1/users/bench", json!({})).await.0, 200);
-    let (_, key) = api
-        .post(
-            "/api/v1/users/bench/credentials",
-            json!({"kind": "api_key"}),
-        )
-        .await;
-    let key = key["secret"].as_str().unwrap().to_string();
+    let key = api.user_with_api_key("bench").await;
     let port = free_port("127.0.0.97");
-    let (code, body) = api
-        .put(
-            "/api/v1/resources/bench",
-            json!({"kind": "http", "upstream": format!("http://{upstream}"), "port": port}),
-        )
+    api.http_resource("bench", &format!("http://{upstream}"), port)
         .await;
-    assert_eq!(code, 200, "{body}");
     let (code, body) = api
         .put("/api/v1/policies/seed", json!({"rego": SEED_POLICY}))
         .await;
     assert_eq!(code, 200, "{body}");
-    let revision = body["revision"].as_i64().unwrap();
-    node.wait_ready_where("data plane serving", WAIT, |_, r| {
-        r["data_plane"]["revision"].as_i64() >= Some(revision)
-    })
-    .await;
+    node.wait_data_plane(body["revision"].as_i64().unwrap())
+        .await;
     let shoal_url = format!("http://127.0.0.97:{port}/object");
     let nginx_url = format!("http://127.0.0.1:{nginx_port}/object");
     let direct_url = format!("http://{upstream}/object");

@@ -37,36 +37,13 @@ async fn no_decision_is_lost_or_duplicated_when_postgres_goes_away() {
     let base = node.base_url().await;
     node.wait_ready_where("ready", WAIT, |s, _| s == 200).await;
     let api = Api::login(&base).await;
-    let port = std::net::TcpListener::bind("127.0.0.95:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let upstream_addr = upstream.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(upstream, axum::Router::new().fallback(|| async { "ok" })).await
-    });
-    assert_eq!(api.put("/api/v1/users/carol", json!({})).await.0, 200);
-    let (_, key) = api
-        .post(
-            "/api/v1/users/carol/credentials",
-            json!({"kind": "api_key"}),
-        )
+    let port = free_port("127.0.0.95");
+    let upstream = ok_upstream().await;
+    let key = api.user_with_api_key("carol").await;
+    let revision = api
+        .http_resource("api", &format!("http://{upstream}"), port)
         .await;
-    let key = key["secret"].as_str().unwrap().to_string();
-    let (code, body) = api
-        .put(
-            "/api/v1/resources/api",
-            json!({"kind": "http", "upstream": format!("http://{upstream_addr}"), "port": port}),
-        )
-        .await;
-    assert_eq!(code, 200, "{body}");
-    let revision = body["revision"].as_i64().unwrap();
-    node.wait_ready_where("data plane serving", WAIT, |_, r| {
-        r["data_plane"]["revision"].as_i64() >= Some(revision)
-    })
-    .await;
+    node.wait_data_plane(revision).await;
     let client = reqwest::Client::new();
     let url_of = |i: usize| format!("http://127.0.0.95:{port}/item/{i}");
     let send = |range: std::ops::Range<usize>| {

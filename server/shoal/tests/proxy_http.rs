@@ -53,14 +53,6 @@ async fn upstream() -> SocketAddr {
     addr
 }
 
-fn free_port(ip: &str) -> u16 {
-    std::net::TcpListener::bind((ip, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     status
@@ -105,11 +97,8 @@ async fn http_resources_identify_decide_stream_and_follow_the_control_plane() {
     let revision = body["revision"].as_i64().unwrap();
     let mut nodes = c.nodes;
     for node in &mut nodes {
-        node.wait_ready_where("data plane serving", WAIT, |_, r| {
-            r["data_plane"]["revision"].as_i64() >= Some(revision)
-                && r["data_plane"]["resources"][0][1] == port
-        })
-        .await;
+        let ready = node.wait_data_plane(revision).await;
+        assert_eq!(ready["data_plane"]["resources"][0][1], port);
     }
     let url = |i: usize, path: &str| format!("http://{}:{port}{path}", ips[i]);
     let client = reqwest::Client::new();
@@ -185,17 +174,8 @@ async fn http_resources_identify_decide_stream_and_follow_the_control_plane() {
     assert_eq!(blocked["error"]["policy"], "seed");
 
     // Another user is not affected; a large upload streams through without being buffered.
-    assert_eq!(apis[0].put("/api/v1/users/bob", json!({})).await.0, 200);
-    let (_, bob) = apis[0]
-        .post("/api/v1/users/bob/credentials", json!({"kind": "api_key"}))
-        .await;
-    let bob = bob["secret"].as_str().unwrap().to_string();
-    let head = head_revision(&db.url).await;
-    nodes[1]
-        .wait_ready_where("bob's key in the data plane", WAIT, |_, r| {
-            r["data_plane"]["revision"].as_i64() >= Some(head)
-        })
-        .await;
+    let bob = apis[0].user_with_api_key("bob").await;
+    nodes[1].wait_data_plane(head_revision(&db.url).await).await;
     const CHUNK: usize = 1 << 20;
     const CHUNKS: usize = 256;
     let chunk: Vec<u8> = (0..CHUNK).map(|i| (i % 251) as u8).collect();
@@ -260,29 +240,14 @@ async fn hanging_or_missing_upstreams_and_failing_policies_get_clear_refusals() 
         }
     });
     let refused = free_port("127.0.0.1");
-    assert_eq!(api.put("/api/v1/users/dan", json!({})).await.0, 200);
-    let (_, key) = api
-        .post("/api/v1/users/dan/credentials", json!({"kind": "api_key"}))
-        .await;
-    let key = key["secret"].as_str().unwrap().to_string();
+    let key = api.user_with_api_key("dan").await;
     let (hang_port, refused_port) = (free_port(ip), free_port(ip));
-    for (name, upstream, port) in [
-        ("hangs", format!("http://{hang_addr}"), hang_port),
-        ("gone", format!("http://127.0.0.1:{refused}"), refused_port),
-    ] {
-        let (code, body) = api
-            .put(
-                &format!("/api/v1/resources/{name}"),
-                json!({"kind": "http", "upstream": upstream, "port": port}),
-            )
-            .await;
-        assert_eq!(code, 200, "{body}");
-    }
-    let head = head_revision(&db.url).await;
-    node.wait_ready_where("both served", WAIT, |_, r| {
-        r["data_plane"]["revision"].as_i64() >= Some(head)
-    })
-    .await;
+    api.http_resource("hangs", &format!("http://{hang_addr}"), hang_port)
+        .await;
+    let head = api
+        .http_resource("gone", &format!("http://127.0.0.1:{refused}"), refused_port)
+        .await;
+    node.wait_data_plane(head).await;
     let client = reqwest::Client::new();
     let get = |port: u16| {
         client
@@ -314,11 +279,8 @@ async fn hanging_or_missing_upstreams_and_failing_policies_get_clear_refusals() 
         )
         .await;
     assert_eq!(code, 200, "{body}");
-    let revision = body["revision"].as_i64().unwrap();
-    node.wait_ready_where("policy in force", WAIT, |_, r| {
-        r["data_plane"]["revision"].as_i64() >= Some(revision)
-    })
-    .await;
+    node.wait_data_plane(body["revision"].as_i64().unwrap())
+        .await;
     let resp = get(refused_port).await.unwrap();
     assert_eq!(resp.status().as_u16(), 403);
     let body: Value = resp.json().await.unwrap();
@@ -337,11 +299,8 @@ async fn hanging_or_missing_upstreams_and_failing_policies_get_clear_refusals() 
         )
         .await;
     assert_eq!(code, 200, "{body}");
-    let revision = body["revision"].as_i64().unwrap();
-    node.wait_ready_where("fail-open policy in force", WAIT, |_, r| {
-        r["data_plane"]["revision"].as_i64() >= Some(revision)
-    })
-    .await;
+    node.wait_data_plane(body["revision"].as_i64().unwrap())
+        .await;
     assert_eq!(get(refused_port).await.unwrap().status().as_u16(), 502);
     assert!(node.count_messages("policy skipped (on_error = allow)") >= 1);
 }

@@ -311,6 +311,17 @@ impl Node {
     }
 
     /// Waits until the node reports `revision` (or later) in force.
+    /// Waits until the node's data plane serves config `revision` (or later).
+    pub async fn wait_data_plane(&mut self, revision: i64) -> Value {
+        self.wait_ready_where(
+            "data plane on the revision",
+            Duration::from_secs(60),
+            |_, r| r["data_plane"]["revision"].as_i64() >= Some(revision),
+        )
+        .await
+        .1
+    }
+
     pub async fn wait_revision(&mut self, revision: i64, timeout: Duration) -> Value {
         let base = self.base_url().await;
         let name = self.name.clone();
@@ -389,6 +400,34 @@ impl Api {
 
     pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
         self.request(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    /// Creates user `name` with an API key; returns the key.
+    pub async fn user_with_api_key(&self, name: &str) -> String {
+        let (code, body) = self
+            .put(&format!("/api/v1/users/{name}"), serde_json::json!({}))
+            .await;
+        assert_eq!(code, 200, "{body}");
+        let (code, key) = self
+            .post(
+                &format!("/api/v1/users/{name}/credentials"),
+                serde_json::json!({"kind": "api_key"}),
+            )
+            .await;
+        assert_eq!(code, 201, "{key}");
+        key["secret"].as_str().unwrap().to_string()
+    }
+
+    /// Stores an HTTP resource served on `port`; returns the config revision.
+    pub async fn http_resource(&self, name: &str, upstream: &str, port: u16) -> i64 {
+        let (code, body) = self
+            .put(
+                &format!("/api/v1/resources/{name}"),
+                serde_json::json!({"kind": "http", "upstream": upstream, "port": port}),
+            )
+            .await;
+        assert_eq!(code, 200, "{body}");
+        body["revision"].as_i64().unwrap()
     }
 
     pub async fn delete(&self, path: &str) -> (u16, Value) {
@@ -782,4 +821,23 @@ pub fn arg(name: &str, default: usize) -> usize {
 pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[idx]
+}
+
+/// An upstream HTTP server on 127.0.0.1 answering `ok` to everything.
+pub async fn ok_upstream() -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(listener, axum::Router::new().fallback(|| async { "ok" })).await
+    });
+    addr
+}
+
+/// A port free on `ip` right now.
+pub fn free_port(ip: &str) -> u16 {
+    std::net::TcpListener::bind((ip, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
