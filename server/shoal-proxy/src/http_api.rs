@@ -170,53 +170,35 @@ async fn decide(
         ..
     } = &route.kind;
     let presented = headers.get(credential_header).and_then(|v| v.to_str().ok());
+    let refuse = |status, code, message: &str, user: Option<&str>| {
+        (
+            Some(error(status, code, message, request_id)),
+            Decided::new(user, code),
+        )
+    };
     let Some(presented) = presented else {
-        let response = error(
-            StatusCode::UNAUTHORIZED,
-            "unauthenticated",
-            &format!("send your API key in the {credential_header} header"),
-            request_id,
-        );
-        return (Some(response), Decided::new(None, "unauthenticated"));
+        let message = format!("send your API key in the {credential_header} header");
+        return refuse(StatusCode::UNAUTHORIZED, "unauthenticated", &message, None);
     };
     let Some(key) = identify(routes, presented) else {
-        let response = error(
-            StatusCode::UNAUTHORIZED,
-            "unauthenticated",
-            "the API key is not valid",
-            request_id,
-        );
-        return (Some(response), Decided::new(None, "unauthenticated"));
+        let message = "the API key is not valid";
+        return refuse(StatusCode::UNAUTHORIZED, "unauthenticated", message, None);
     };
     let user = Some(key.user.as_str());
     if has_dot_segments(path) {
-        let response = error(
-            StatusCode::BAD_REQUEST,
-            "invalid",
-            "the request path has '.' or '..' segments",
-            request_id,
-        );
-        return (Some(response), Decided::new(user, "invalid"));
+        let message = "the request path has '.' or '..' segments";
+        return refuse(StatusCode::BAD_REQUEST, "invalid", message, user);
     }
     if let Some(policy) = routes.broken.first() {
-        let response = error(
-            StatusCode::FORBIDDEN,
-            "policy_error",
-            &format!("policy {policy:?} could not be compiled on this node; requests are refused"),
-            request_id,
-        );
-        let mut decided = Decided::new(user, "policy_error");
+        let message =
+            format!("policy {policy:?} could not be compiled on this node; requests are refused");
+        let (response, mut decided) = refuse(StatusCode::FORBIDDEN, "policy_error", &message, user);
         decided.policy = Some(policy.clone());
-        return (Some(response), decided);
+        return (response, decided);
     }
     let Ok(counter) = CounterKey::new(key.user.as_str(), route.name.as_str(), ACTION) else {
-        let response = error(
-            StatusCode::BAD_REQUEST,
-            "invalid",
-            "the user or resource name cannot be counted",
-            request_id,
-        );
-        return (Some(response), Decided::new(user, "invalid"));
+        let message = "the user or resource name cannot be counted";
+        return refuse(StatusCode::BAD_REQUEST, "invalid", message, user);
     };
     let mode = if routes.strict {
         Mode::Strict

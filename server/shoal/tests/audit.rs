@@ -126,5 +126,8 @@ async fn a_spool_left_by_a_crash_is_replayed_at_start_skipping_only_broken_lines
         })
         .await;
     assert_eq!(ready["audit"]["spool_bytes"], 0);
-    assert!(node.count_messages("unreadable spool line skipped") >= 3);
+    wait_until("three skipped lines logged", WAIT, || async {
+        (node.count_messages("unreadable spool line skipped") >= 3).then_some(())
+    })
+    .await;
 }
