@@ -317,13 +317,6 @@ async fn heal_rounds(rounds: usize) -> Vec<f64> {
             each.join(", ")
         );
         samples.push(ms);
-        for api in &apis {
-            let st = api.get("/api/v1/state/status").await.1;
-            println!(
-                "  DEBUG rejected {} send_errors {} dropped {} repairs {}",
-                st["rejected"], st["send_errors"], st["messages_dropped"], st["repairs"]
-            );
-        }
         wait_until("all alive again", WAIT, || async {
             let s = cluster_status(apis[0].base.clone()).await?;
             (member_state(s, &isolated_id).as_deref() == Some("alive")).then_some(())
