@@ -117,6 +117,17 @@ fn one() -> u64 {
     1
 }
 
+/// How many requests one call may count.
+fn amount(field: &str, value: u64) -> Result<u64, ApiError> {
+    if (1..=1_000_000).contains(&value) {
+        Ok(value)
+    } else {
+        Err(ApiError::Invalid(format!(
+            "{field} must be between 1 and 1000000, got {value}"
+        )))
+    }
+}
+
 fn window(state: &ApiState, name: &str) -> Result<usize, ApiError> {
     state.state.window_index(name).ok_or_else(|| {
         ApiError::Invalid(format!(
@@ -134,12 +145,7 @@ async fn check(
 ) -> Result<Json<Value>, ApiError> {
     let k = key(&body.subject, &body.resource, &body.action)?;
     let window = window(&state, &body.window)?;
-    if body.cost == 0 || body.cost > 1_000_000 {
-        return Err(ApiError::Invalid(format!(
-            "cost must be between 1 and 1000000, got {}",
-            body.cost
-        )));
-    }
+    amount("cost", body.cost)?;
     let limit = Limit {
         window,
         max: body.limit,
@@ -164,12 +170,7 @@ async fn increment(
     JsonBody(body): JsonBody<IncrementBody>,
 ) -> Result<Json<Value>, ApiError> {
     let k = key(&body.subject, &body.resource, &body.action)?;
-    if body.by == 0 || body.by > 1_000_000 {
-        return Err(ApiError::Invalid(format!(
-            "by must be between 1 and 1000000, got {}",
-            body.by
-        )));
-    }
+    amount("by", body.by)?;
     state.state.increment(&k, body.by);
     Ok(Json(json!({ "key": k, "totals": state.state.totals(&k) })))
 }

@@ -255,25 +255,20 @@ async fn decide(
                 decided.kind = Some(kind);
                 return (Some(response), decided);
             }
-            Err(e) if *on_error == OnError::Allow => {
-                shared
-                    .policy_errors
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                tracing::warn!(
-                    request_id,
-                    policy = policy.name(),
-                    "{e}; policy skipped (on_error = allow)"
-                );
-            }
             Err(e) => {
                 shared
                     .policy_errors
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                tracing::warn!(
-                    request_id,
-                    policy = policy.name(),
-                    "{e}; request refused (fail closed)"
-                );
+                let skip = *on_error == OnError::Allow;
+                let consequence = if skip {
+                    "policy skipped (on_error = allow)"
+                } else {
+                    "request refused (fail closed)"
+                };
+                tracing::warn!(request_id, policy = policy.name(), "{e}; {consequence}");
+                if skip {
+                    continue;
+                }
                 let response = error(
                     StatusCode::FORBIDDEN,
                     "policy_error",

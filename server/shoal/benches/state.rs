@@ -206,10 +206,16 @@ async fn bytes_per_increment(c: &InProcess, rate: u64, secs: u64) -> f64 {
             n += 1;
         }
     }
-    // Let the last flushes go out.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Until every node counts every increment: the last flushes have gone out.
+    wait_until("every increment counted everywhere", WAIT, || async {
+        c.states
+            .iter()
+            .all(|s| keys.iter().map(|k| s.totals(k)[0]).sum::<u64>() == n)
+            .then_some(())
+    })
+    .await;
     let busy = lo_tx_bytes() - start_bytes;
-    let elapsed = started.elapsed().as_secs_f64() + 0.2;
+    let elapsed = started.elapsed().as_secs_f64();
     let idle_share = idle as f64 * elapsed / secs as f64;
     println!(
         "bytes: {n} increments in {:.2} s ({:.0}/s); loopback {busy} B busy, {idle} B idle per {secs} s",
