@@ -10,8 +10,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use shoal_control_plane::{
-    AdminIdentity, ConfigHandle, Credential, Enforcement, OnError, Policy, Resource, ResourceSpec,
-    Store,
+    AdminIdentity, ConfigHandle, Credential, Enforcement, OnError, Policy, Resource, Store,
 };
 
 use shoal_state::SharedState;
@@ -329,7 +328,7 @@ async fn put_resource(
         .and_then(|o| o.remove("kind"))
         .and_then(|k| k.as_str().map(str::to_string))
         .ok_or_else(|| ApiError::Invalid("`kind` is required: \"s3\" or \"http\"".into()))?;
-    let spec = ResourceSpec::from_parts(&kind, spec).map_err(ApiError::Invalid)?;
+    let spec = state.store.resource_spec(&kind, spec)?;
     let resource = Resource {
         name,
         enabled: body.enabled,

@@ -78,21 +78,7 @@ impl ResourceSpec {
             return Err("port must be between 1 and 65535, got 0".into());
         }
         match self {
-            ResourceSpec::S3(s) => {
-                check_upstream("endpoint", &s.endpoint)?;
-                if s.region.is_empty()
-                    || !s
-                        .region
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || c == '-')
-                {
-                    return Err(format!(
-                        "region must look like us-east-1, got {:?}",
-                        s.region
-                    ));
-                }
-                Ok(())
-            }
+            ResourceSpec::S3(s) => s.validate(),
             ResourceSpec::Http(h) => {
                 check_upstream("upstream", &h.upstream)?;
                 let header_ok = !h.api_key_header.is_empty()
@@ -128,12 +114,105 @@ fn check_upstream(field: &str, value: &str) -> Result<(), String> {
 pub struct S3Spec {
     /// Upstream endpoint, e.g. `https://s3.eu-west-1.amazonaws.com`.
     pub endpoint: String,
+    /// The region upstream requests are signed for.
     #[serde(default = "default_region")]
     pub region: String,
     /// The data-plane port every node serves this resource on (`proxy.address`); a resource
     /// without one is stored but not served.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<u16>,
+    /// Host names clients reach the resource by with the bucket in the host
+    /// (`<bucket>.<domain>`, virtual-host addressing); a request to any other host is read
+    /// path-style, so both work side by side.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub virtual_host_domains: Vec<String>,
+    /// How requests are addressed to the upstream. Path style works with every S3-compatible
+    /// store, so it is the default.
+    #[serde(default)]
+    pub upstream_addressing: Addressing,
+    /// The key pair upstream requests are re-signed with (callers sign with their own Shoal
+    /// credentials, which the upstream never sees). None: forwarded unsigned, for public buckets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_credentials: Option<UpstreamCredentials>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Addressing {
+    /// `endpoint/bucket/key`.
+    #[default]
+    Path,
+    /// `bucket.endpoint-host/key`.
+    Virtual,
+}
+
+/// The resource's own key pair for the upstream. The secret is sealed with the secrets key
+/// (associated data: the access key id), as users' S3 secrets are; the admin API and CLI take
+/// it in plain text once (`secret_access_key`) and store only the sealed form.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamCredentials {
+    pub access_key_id: String,
+    #[serde(with = "hex_bytes")]
+    pub secret_sealed: Vec<u8>,
+}
+
+impl S3Spec {
+    fn validate(&self) -> Result<(), String> {
+        check_upstream("endpoint", &self.endpoint)?;
+        if self.region.is_empty()
+            || self.region.len() > 64
+            || !self
+                .region
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-')
+        {
+            return Err(format!(
+                "region must look like us-east-1, got {:?}",
+                self.region
+            ));
+        }
+        for domain in &self.virtual_host_domains {
+            check_domain(domain).map_err(|e| format!("virtual_host_domains: {e}"))?;
+        }
+        if let Some(c) = &self.upstream_credentials {
+            check_access_key_id(&c.access_key_id)
+                .map_err(|e| format!("upstream_credentials.access_key_id: {e}"))?;
+            crate::crypto::check_sealed_shape(&c.secret_sealed)
+                .map_err(|e| format!("upstream_credentials.secret_sealed: {e}"))?;
+        }
+        Ok(())
+    }
+}
+
+/// A DNS name of letters, digits and hyphens in dot-separated labels, as a Host header carries.
+fn check_domain(domain: &str) -> Result<(), String> {
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    if domain.len() <= 253 && domain.split('.').all(label_ok) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{domain:?} is not a host name (dot-separated labels of letters, digits and '-')"
+        ))
+    }
+}
+
+/// What S3 clients accept as an access key id: 16-128 letters and digits.
+pub(crate) fn check_access_key_id(id: &str) -> Result<(), String> {
+    if (16..=128).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        Ok(())
+    } else {
+        Err(format!(
+            "an access key id is 16-128 letters and digits, got {} characters",
+            id.len()
+        ))
+    }
 }
 
 /// A plain HTTP API the data plane fronts; users identify with an API key header.

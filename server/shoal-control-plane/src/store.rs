@@ -11,7 +11,7 @@ use sqlx::{PgPool, Postgres, Transaction};
 
 use crate::ControlPlaneError;
 use crate::crypto;
-use crate::model::{Policy, Resource, check_user_name};
+use crate::model::{Policy, Resource, ResourceSpec, check_user_name};
 
 /// Handle for reads and validated writes; cheap to clone.
 #[derive(Clone)]
@@ -420,6 +420,52 @@ impl Store {
         })
     }
 
+    fn secrets_key(&self) -> Result<&SecretKey, ControlPlaneError> {
+        self.secrets_key.as_ref().ok_or_else(|| {
+            ControlPlaneError::Invalid(
+                "no secrets key configured: set control_plane.secrets_key_file or \
+                 SHOAL_SECRETS_KEY to store S3 credentials"
+                    .into(),
+            )
+        })
+    }
+
+    /// The typed spec of a resource as the admin API and CLI receive it (`kind` plus the
+    /// kind's fields). An S3 resource's `upstream_credentials.secret_access_key`, given in plain
+    /// text, is sealed here and only the sealed form goes on; the sealed form itself (as a
+    /// listing shows it) is accepted too, so a resource can be edited without its secret.
+    pub fn resource_spec(
+        &self,
+        kind: &str,
+        mut spec: serde_json::Value,
+    ) -> Result<ResourceSpec, ControlPlaneError> {
+        if kind == "s3"
+            && let Some(credentials) = spec
+                .get_mut("upstream_credentials")
+                .and_then(|c| c.as_object_mut())
+            && let Some(secret) = credentials.remove("secret_access_key")
+        {
+            let (Some(secret), Some(key_id)) = (
+                secret.as_str(),
+                credentials.get("access_key_id").and_then(|k| k.as_str()),
+            ) else {
+                return Err(ControlPlaneError::Invalid(
+                    "upstream_credentials needs access_key_id and secret_access_key as strings"
+                        .into(),
+                ));
+            };
+            if secret.is_empty() || secret.len() > 128 {
+                return Err(ControlPlaneError::Invalid(format!(
+                    "upstream_credentials.secret_access_key must be 1-128 characters, got {}",
+                    secret.len()
+                )));
+            }
+            let sealed = crypto::seal(self.secrets_key()?, key_id, secret.as_bytes());
+            credentials.insert("secret_sealed".into(), hex::encode(sealed).into());
+        }
+        ResourceSpec::from_parts(kind, spec).map_err(ControlPlaneError::Invalid)
+    }
+
     /// Issues an S3 access key pair. The secret is sealed with the secrets key because
     /// verifying a SigV4 signature needs the secret itself.
     pub async fn create_s3_credential(
@@ -427,13 +473,7 @@ impl Store {
         actor: &str,
         user: &str,
     ) -> Result<NewCredential, ControlPlaneError> {
-        let key = self.secrets_key.as_ref().ok_or_else(|| {
-            ControlPlaneError::Invalid(
-                "no secrets key configured: set control_plane.secrets_key_file or \
-                 SHOAL_SECRETS_KEY to store S3 credentials"
-                    .into(),
-            )
-        })?;
+        let key = self.secrets_key()?;
         let key_id = format!("SHL{}", crypto::random_alnum(17).to_ascii_uppercase());
         let secret = crypto::random_alnum(40);
         let sealed = crypto::seal(key, &key_id, secret.as_bytes());

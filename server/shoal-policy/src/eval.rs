@@ -24,7 +24,7 @@ pub struct Input(Value);
 
 /// What the data plane knows about a request, in the shape policies read (the seed example's):
 /// `input.bucket.{name, access_count.<window>}`, `input.user.{id, groups}`,
-/// `input.request.{method, path, operation, source_ip}`, `input.resource.{name, kind}`.
+/// `input.request.{method, path, operation, key, source_ip}`, `input.resource.{name, kind}`.
 /// The parts that do not change per request ([`Subject`], [`Target`], [`Windows`]) are built
 /// once per config revision.
 #[derive(Clone, Copy)]
@@ -37,6 +37,8 @@ pub struct RequestFacts<'a> {
     pub method: &'a str,
     pub path: &'a str,
     pub operation: Option<&'a str>,
+    /// The S3 object key.
+    pub key: Option<&'a str>,
     pub source_ip: Option<&'a str>,
     pub resource: &'a Target,
 }
@@ -97,6 +99,7 @@ struct Keys {
     method: Value,
     path: Value,
     operation: Value,
+    key: Value,
     source_ip: Value,
     resource: Value,
     kind: Value,
@@ -113,6 +116,7 @@ static KEYS: std::sync::LazyLock<Keys> = std::sync::LazyLock::new(|| Keys {
     method: Value::from("method"),
     path: Value::from("path"),
     operation: Value::from("operation"),
+    key: Value::from("key"),
     source_ip: Value::from("source_ip"),
     resource: Value::from("resource"),
     kind: Value::from("kind"),
@@ -152,6 +156,9 @@ impl Input {
         ];
         if let Some(op) = f.operation {
             request.push((k.operation.clone(), Value::from(op)));
+        }
+        if let Some(key) = f.key {
+            request.push((k.key.clone(), Value::from(key)));
         }
         if let Some(ip) = f.source_ip {
             request.push((k.source_ip.clone(), Value::from(ip)));
@@ -322,6 +329,7 @@ mod tests {
             method: "GET",
             path: "/sensitive-bucket/a.csv",
             operation: Some("GetObject"),
+            key: Some("reports/q3.csv"),
             source_ip: Some("10.0.0.1"),
             resource: &reports,
         };
@@ -336,14 +344,14 @@ mod tests {
         let echo = Policy::compile(
             "echo",
             "package e
-pre_request := {\"action\": \"block\", \"message\": sprintf(\"%s %s %s %d\", [input.user.id, input.request.operation, input.resource.kind, input.bucket.access_count.last_hour])}\n",
+pre_request := {\"action\": \"block\", \"message\": sprintf(\"%s %s %s %s %d\", [input.user.id, input.request.operation, input.request.key, input.resource.kind, input.bucket.access_count.last_hour])}\n",
         )
         .unwrap();
         assert_eq!(
             echo.evaluate(&Input::request(&facts(1))).unwrap(),
             Verdict::Block {
                 kind: "block".into(),
-                message: Some("alice GetObject s3 11".into())
+                message: Some("alice GetObject reports/q3.csv s3 11".into())
             }
         );
     }

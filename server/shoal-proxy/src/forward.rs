@@ -56,13 +56,12 @@ pub(crate) struct ForwardError {
     pub message: String,
 }
 
-/// Sends `req` to `upstream` (its path and query appended to the upstream's path), without the
-/// caller's credential header, with the request id and the caller's address added.
+/// Sends `req` to `upstream` (its path and query appended to the upstream's path), with the
+/// request id and the caller's address added.
 pub(crate) async fn forward(
     client: &Upstreams,
     upstream: &Uri,
     mut req: Request<Body>,
-    credential_header: &HeaderName,
     request_id: &str,
     peer: SocketAddr,
     timeout: Duration,
@@ -73,20 +72,29 @@ pub(crate) async fn forward(
         .map_or("/", |pq| pq.as_str())
         .to_string();
     let base = upstream.path().trim_end_matches('/');
-    let uri = Uri::builder()
+    *req.uri_mut() = upstream_uri(upstream, &format!("{base}{path_and_query}"))?;
+    let headers = req.headers_mut();
+    headers.remove(header::HOST);
+    add_forwarding_headers(headers, request_id, peer);
+    send(client, req, timeout).await
+}
+
+/// `upstream`'s scheme and authority with another path and query.
+pub(crate) fn upstream_uri(upstream: &Uri, path_and_query: &str) -> Result<Uri, ForwardError> {
+    Uri::builder()
         .scheme(upstream.scheme_str().unwrap_or("http"))
         .authority(upstream.authority().map_or("", |a| a.as_str()))
-        .path_and_query(format!("{base}{path_and_query}"))
+        .path_and_query(path_and_query)
         .build()
         .map_err(|e| ForwardError {
             status: StatusCode::BAD_REQUEST,
             message: format!("request path cannot be forwarded: {e}"),
-        })?;
-    *req.uri_mut() = uri;
-    let headers = req.headers_mut();
+        })
+}
+
+/// Drops the hop-by-hop headers; adds `x-request-id` and the caller to `x-forwarded-for`.
+pub(crate) fn add_forwarding_headers(headers: &mut HeaderMap, request_id: &str, peer: SocketAddr) {
     strip_hop_by_hop(headers);
-    headers.remove(credential_header);
-    headers.remove(header::HOST);
     if let Ok(v) = HeaderValue::from_str(request_id) {
         headers.insert("x-request-id", v);
     }
@@ -97,6 +105,14 @@ pub(crate) async fn forward(
     if let Ok(v) = HeaderValue::from_str(&forwarded) {
         headers.insert("x-forwarded-for", v);
     }
+}
+
+/// Sends a prepared request; the response streams back without its hop-by-hop headers.
+pub(crate) async fn send(
+    client: &Upstreams,
+    req: Request<Body>,
+    timeout: Duration,
+) -> Result<Response<Body>, ForwardError> {
     let response = match tokio::time::timeout(timeout, client.request(req)).await {
         Err(_) => {
             return Err(ForwardError {

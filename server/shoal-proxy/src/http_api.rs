@@ -1,23 +1,15 @@
 //! The HTTP resource kind: the caller's API key names the user; every request is counted for
 //! (user, resource, "access") and checked by every enabled policy before it is forwarded.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-
 use axum::body::Body;
-use axum::http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
+use axum::http::{HeaderName, HeaderValue, Request, Response, StatusCode, Uri};
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use shoal_policy::{Input, RequestFacts, Verdict};
-use shoal_state::{CounterKey, Limit, Mode};
 
+use crate::decision::{Caller, Ctx, Facts, Refusal, audit, decide};
 use crate::forward::forward;
-use crate::listeners::Shared;
-use crate::routes::{ApiKey, Route, RouteKind, Routes};
-use shoal_control_plane::{AuditEntry, OnError};
-
-/// The action every request counts under: policies read how often a user accessed a resource.
-const ACTION: &str = "access";
+use crate::routes::{ApiKey, Routes};
+use crate::sigv4::constant_time_eq;
 
 pub(crate) fn error(
     status: StatusCode,
@@ -45,11 +37,6 @@ fn identify<'a>(routes: &'a Routes, presented: &str) -> Option<&'a ApiKey> {
     constant_time_eq(digest.as_slice(), &entry.secret_sha256).then_some(entry)
 }
 
-/// Equality whose time does not depend on where the inputs differ.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 /// Whether a path has `.` or `..` segments (plain or percent-encoded): refused, so a policy
 /// that reads the path sees the path the upstream will serve.
 fn has_dot_segments(path: &str) -> bool {
@@ -59,91 +46,72 @@ fn has_dot_segments(path: &str) -> bool {
     })
 }
 
-/// What one request came to, for the audit log.
-struct Decided {
-    user: Option<String>,
-    outcome: &'static str,
-    policy: Option<String>,
-    kind: Option<String>,
-}
-
-impl Decided {
-    fn new(user: Option<&str>, outcome: &'static str) -> Self {
-        Self {
-            user: user.map(str::to_string),
-            outcome,
-            policy: None,
-            kind: None,
-        }
-    }
-}
-
 /// Decides, audits, and forwards what is allowed. A request whose audit line cannot be kept
 /// is refused, never served unaudited.
 pub(crate) async fn handle(
-    shared: &Arc<Shared>,
-    routes: &Routes,
-    route: &Route,
-    req: Request<Body>,
-    peer: SocketAddr,
-    request_id: &str,
+    ctx: &Ctx<'_>,
+    (upstream, api_key_header): (&Uri, &HeaderName),
+    mut req: Request<Body>,
 ) -> Response<Body> {
-    let started = std::time::Instant::now();
+    let (routes, route, request_id) = (ctx.routes, ctx.route, ctx.request_id);
     let (method, path) = (req.method().to_string(), req.uri().path().to_string());
-    let (refusal, decided) = decide(
-        shared,
-        routes,
-        route,
-        (req.headers(), &method, &path),
-        peer,
-        request_id,
-    )
-    .await;
-    let entry = AuditEntry {
-        event_id: uuid::Uuid::new_v4(),
-        at: chrono::Utc::now(),
-        actor: decided
-            .user
-            .as_ref()
-            .map_or_else(|| "anonymous".to_string(), |u| format!("user:{u}")),
-        action: "request".into(),
-        target: route.name.clone(),
-        outcome: decided.outcome.into(),
-        detail: json!({
-            "request_id": request_id,
-            "method": method,
-            "path": path,
-            "policy": decided.policy,
-            "type": decided.kind,
-            "source_ip": peer.ip().to_string(),
-            "decision_us": started.elapsed().as_micros() as u64,
-        }),
+    let facts = Facts {
+        method: &method,
+        path: &path,
+        bucket: Some(&route.name),
+        counted: &route.name,
+        key: None,
+        operation: None,
     };
-    if let Err(e) = shared.audit.record(entry) {
-        tracing::error!(request_id, resource = %route.name, "audit: {e}; request refused");
-        if refusal.is_none() {
-            return error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "audit_unavailable",
-                "the request cannot be audited right now; try again later",
-                request_id,
-            );
+    let presented = req
+        .headers()
+        .get(api_key_header)
+        .and_then(|v| v.to_str().ok());
+    let key = presented.and_then(|p| identify(routes, p));
+    let decision = match (presented, key) {
+        (None, _) => Err(Refusal::new(
+            "unauthenticated",
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            format!("send your API key in the {api_key_header} header"),
+        )),
+        (Some(_), None) => Err(Refusal::new(
+            "unauthenticated",
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "the API key is not valid",
+        )),
+        (Some(_), Some(_)) if has_dot_segments(&path) => Err(Refusal::new(
+            "invalid",
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            "the request path has '.' or '..' segments",
+        )),
+        (Some(_), Some(key)) => {
+            let caller = Caller {
+                user: &key.user,
+                subject: &key.subject,
+            };
+            decide(ctx, &caller, &facts, ("blocked", "policy_error")).await
         }
+    };
+    let audited = audit(
+        ctx,
+        key.map(|k| k.user.as_str()),
+        &facts,
+        decision.as_ref().err(),
+    );
+    if let Err(refusal) = decision.and(audited) {
+        return refusal_response(&refusal, request_id);
     }
-    if let Some(response) = refusal {
-        return response;
-    }
-    let RouteKind::Http {
-        upstream,
-        api_key_header,
-    } = &route.kind;
+    req.headers_mut().remove(api_key_header);
+    let shared = ctx.shared;
     match forward(
         &shared.upstreams,
         upstream,
         req,
-        api_key_header,
         request_id,
-        peer,
+        ctx.peer,
         shared.options.upstream_timeout,
     )
     .await
@@ -156,132 +124,20 @@ pub(crate) async fn handle(
     }
 }
 
-/// The refusal to send (`None`: forward), and what was decided.
-async fn decide(
-    shared: &Arc<Shared>,
-    routes: &Routes,
-    route: &Route,
-    (headers, method, path): (&HeaderMap, &str, &str),
-    peer: SocketAddr,
-    request_id: &str,
-) -> (Option<Response<Body>>, Decided) {
-    let RouteKind::Http {
-        api_key_header: credential_header,
-        ..
-    } = &route.kind;
-    let presented = headers.get(credential_header).and_then(|v| v.to_str().ok());
-    let refuse = |status, code, message: &str, user: Option<&str>| {
-        (
-            Some(error(status, code, message, request_id)),
-            Decided::new(user, code),
-        )
-    };
-    let Some(presented) = presented else {
-        let message = format!("send your API key in the {credential_header} header");
-        return refuse(StatusCode::UNAUTHORIZED, "unauthenticated", &message, None);
-    };
-    let Some(key) = identify(routes, presented) else {
-        let message = "the API key is not valid";
-        return refuse(StatusCode::UNAUTHORIZED, "unauthenticated", message, None);
-    };
-    let user = Some(key.user.as_str());
-    if has_dot_segments(path) {
-        let message = "the request path has '.' or '..' segments";
-        return refuse(StatusCode::BAD_REQUEST, "invalid", message, user);
+/// The JSON refusal; a block carries the policy's type and name.
+fn refusal_response(refusal: &Refusal, request_id: &str) -> Response<Body> {
+    let mut response = error(refusal.status, refusal.code, &refusal.message, request_id);
+    if refusal.policy.is_some() {
+        let body = json!({"error": {
+            "code": refusal.code,
+            "type": refusal.kind,
+            "message": refusal.message,
+            "policy": refusal.policy,
+            "request_id": request_id,
+        }});
+        *response.body_mut() = Body::from(body.to_string());
     }
-    if let Some(policy) = routes.broken.first() {
-        let message =
-            format!("policy {policy:?} could not be compiled on this node; requests are refused");
-        let (response, mut decided) = refuse(StatusCode::FORBIDDEN, "policy_error", &message, user);
-        decided.policy = Some(policy.clone());
-        return (response, decided);
-    }
-    let Ok(counter) = CounterKey::new(key.user.as_str(), route.name.as_str(), ACTION) else {
-        let message = "the user or resource name cannot be counted";
-        return refuse(StatusCode::BAD_REQUEST, "invalid", message, user);
-    };
-    let mode = if routes.strict {
-        Mode::Strict
-    } else {
-        Mode::Eventual
-    };
-    // Counting first: the request being decided is one of the accesses the policy sees.
-    let counted = shared
-        .state
-        .check(
-            &counter,
-            Limit {
-                window: 0,
-                max: u64::MAX,
-                mode,
-            },
-            1,
-        )
-        .await;
-    let input = Input::request(&RequestFacts {
-        bucket: Some(&route.name),
-        windows: &routes.windows,
-        counts: &counted.totals,
-        user: &key.subject,
-        method,
-        path,
-        operation: None,
-        source_ip: Some(&peer.ip().to_string()),
-        resource: &route.target,
-    });
-    for (policy, on_error) in &routes.policies {
-        match policy.evaluate(&input) {
-            Ok(Verdict::Allow) => {}
-            Ok(Verdict::Block { kind, message }) => {
-                tracing::info!(
-                    request_id,
-                    user = %key.user,
-                    resource = %route.name,
-                    policy = policy.name(),
-                    kind = %kind,
-                    "request blocked"
-                );
-                let body = json!({"error": {
-                    "code": "blocked",
-                    "type": kind,
-                    "message": message.unwrap_or_else(|| format!("blocked by policy {}", policy.name())),
-                    "policy": policy.name(),
-                    "request_id": request_id,
-                }});
-                let mut response = error(StatusCode::FORBIDDEN, "blocked", "", request_id);
-                *response.body_mut() = Body::from(body.to_string());
-                let mut decided = Decided::new(user, "blocked");
-                decided.policy = Some(policy.name().to_string());
-                decided.kind = Some(kind);
-                return (Some(response), decided);
-            }
-            Err(e) => {
-                shared
-                    .policy_errors
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let skip = *on_error == OnError::Allow;
-                let consequence = if skip {
-                    "policy skipped (on_error = allow)"
-                } else {
-                    "request refused (fail closed)"
-                };
-                tracing::warn!(request_id, policy = policy.name(), "{e}; {consequence}");
-                if skip {
-                    continue;
-                }
-                let response = error(
-                    StatusCode::FORBIDDEN,
-                    "policy_error",
-                    &format!("policy {:?} failed; the request is refused", policy.name()),
-                    request_id,
-                );
-                let mut decided = Decided::new(user, "policy_error");
-                decided.policy = Some(policy.name().to_string());
-                return (Some(response), decided);
-            }
-        }
-    }
-    (None, Decided::new(user, "allowed"))
+    response
 }
 
 #[cfg(test)]
@@ -296,12 +152,5 @@ mod tests {
         for ok in ["/a/b", "/a/..b/c", "/.well-known/x", "/a/b.c"] {
             assert!(!has_dot_segments(ok), "{ok}");
         }
-    }
-
-    #[test]
-    fn constant_time_eq_compares_whole_slices() {
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"ab"));
     }
 }

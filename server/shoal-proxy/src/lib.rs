@@ -4,15 +4,21 @@
 //! - `routes`: what one config revision means for the data plane (ports, upstreams, compiled
 //!   policies, credential index), rebuilt and swapped whole on every revision.
 //! - `listeners`: one listener per resource port, started and drained as revisions come.
-//! - `http_api`: the HTTP resource kind: API-key identity, decision, forwarding.
+//! - `decision`: what every kind does once the caller is known: count, policies, audit line.
+//! - `http_api`: the HTTP resource kind: API-key identity, JSON errors.
+//! - `s3`: the S3 kind: addressing, operations, upstream re-signing, S3 XML errors.
+//! - `sigv4`: the caller's SigV4 signature (header and presigned forms), checked.
 //! - `forward`: the pooled upstream client; bodies stream both ways, never buffered.
 
 #![forbid(unsafe_code)]
 
+mod decision;
 mod forward;
 mod http_api;
 mod listeners;
 mod routes;
+mod s3;
+mod sigv4;
 
 pub use listeners::{DataPlane, DataPlaneStatus, ProxyOptions};
 

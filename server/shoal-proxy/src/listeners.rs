@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 use axum::body::Body;
@@ -15,15 +15,17 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder as AutoBuilder;
 use hyper_util::server::graceful::GracefulShutdown;
-use shoal_config::ProxyConfig;
+use shoal_config::{ProxyConfig, SecretKey};
 use shoal_control_plane::{AuditLog, ConfigHandle};
 use shoal_state::SharedState;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::decision::Ctx;
 use crate::forward::{Upstreams, client};
 use crate::http_api::{self, error};
-use crate::routes::Routes;
+use crate::routes::{RouteKind, Routes};
+use crate::s3;
 
 #[derive(Debug, Clone)]
 pub struct ProxyOptions {
@@ -33,6 +35,8 @@ pub struct ProxyOptions {
     pub max_header_bytes: usize,
     /// How long a removed listener's connections may take to finish.
     pub drain_grace: Duration,
+    /// Opens the sealed S3 secrets (users' keys, resources' upstream keys).
+    pub secrets_key: Option<SecretKey>,
 }
 
 /// How often ports that could not be bound are tried again.
@@ -42,13 +46,18 @@ const BIND_RETRY: Duration = Duration::from_secs(5);
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl ProxyOptions {
-    pub fn from_config(c: &ProxyConfig, drain_grace: Duration) -> Self {
+    pub fn from_config(
+        c: &ProxyConfig,
+        drain_grace: Duration,
+        secrets_key: Option<SecretKey>,
+    ) -> Self {
         Self {
             address: c.address,
             upstream_connect_timeout: c.upstream_connect_timeout,
             upstream_timeout: c.upstream_timeout,
             max_header_bytes: c.max_header_bytes,
             drain_grace,
+            secrets_key,
         }
     }
 }
@@ -135,7 +144,11 @@ async fn follow(shared: Arc<Shared>, config: ConfigHandle, stop: CancellationTok
         if let Some(snapshot) = config.current()
             && applied != Some(snapshot.revision)
         {
-            let (routes, warnings) = Routes::build(&snapshot, shared.state.window_names());
+            let (routes, warnings) = Routes::build(
+                &snapshot,
+                shared.state.window_names(),
+                shared.options.secrets_key.as_ref(),
+            );
             for w in &warnings {
                 tracing::warn!(revision = snapshot.revision, "data plane: {w}");
             }
@@ -307,5 +320,19 @@ async fn serve(
             &request_id,
         );
     };
-    http_api::handle(&shared, &routes, &route, req, peer, &request_id).await
+    let ctx = Ctx {
+        shared: &shared,
+        routes: &routes,
+        route: &route,
+        peer,
+        request_id: &request_id,
+        started: Instant::now(),
+    };
+    match &route.kind {
+        RouteKind::Http {
+            upstream,
+            api_key_header,
+        } => http_api::handle(&ctx, (upstream, api_key_header), req).await,
+        RouteKind::S3(s3_route) => s3::handle(&ctx, s3_route, req).await,
+    }
 }

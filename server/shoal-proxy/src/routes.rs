@@ -5,7 +5,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::http::{HeaderName, Uri};
-use shoal_control_plane::{ConfigSnapshot, Credential, Enforcement, OnError, ResourceSpec};
+use shoal_config::{Secret, SecretKey};
+use shoal_control_plane::{
+    Addressing, ConfigSnapshot, Credential, Enforcement, OnError, ResourceSpec, S3Spec,
+    open_sealed_secret,
+};
 use shoal_policy::{Policy, Subject, Target, Windows};
 
 pub(crate) struct Routes {
@@ -18,6 +22,8 @@ pub(crate) struct Routes {
     /// Any enabled policy asks for strict counting.
     pub strict: bool,
     pub api_keys: HashMap<String, ApiKey>,
+    /// S3 credentials by access key id.
+    pub s3_keys: HashMap<String, S3Key>,
     pub windows: Windows,
 }
 
@@ -32,6 +38,22 @@ pub(crate) enum RouteKind {
         upstream: Uri,
         api_key_header: HeaderName,
     },
+    S3(S3Route),
+}
+
+pub(crate) struct S3Route {
+    pub endpoint: Uri,
+    pub region: String,
+    pub addressing: Addressing,
+    /// Lowercase, so a Host header compares after one lowercase.
+    pub virtual_host_domains: Vec<String>,
+    pub upstream_key: Option<KeyPair>,
+}
+
+/// An access key id with its secret in plain text (SigV4 needs the secret itself).
+pub(crate) struct KeyPair {
+    pub access_key_id: String,
+    pub secret: Secret<String>,
 }
 
 pub(crate) struct ApiKey {
@@ -40,9 +62,19 @@ pub(crate) struct ApiKey {
     pub subject: Subject,
 }
 
+pub(crate) struct S3Key {
+    pub user: String,
+    pub secret: Secret<String>,
+    pub subject: Subject,
+}
+
 impl Routes {
     /// The data plane's view of `config`, and a line per resource or policy it cannot serve.
-    pub(crate) fn build(config: &ConfigSnapshot, window_names: &[String]) -> (Self, Vec<String>) {
+    pub(crate) fn build(
+        config: &ConfigSnapshot,
+        window_names: &[String],
+        secrets_key: Option<&SecretKey>,
+    ) -> (Self, Vec<String>) {
         let mut warnings = Vec::new();
         let mut by_port = HashMap::new();
         for r in config.resources.iter().filter(|r| r.enabled) {
@@ -77,13 +109,13 @@ impl Routes {
                         api_key_header,
                     }
                 }
-                ResourceSpec::S3(_) => {
-                    warnings.push(format!(
-                        "resource {:?}: the S3 kind is not served by this version yet",
-                        r.name
-                    ));
-                    continue;
-                }
+                ResourceSpec::S3(spec) => match s3_route(spec, secrets_key) {
+                    Ok(route) => RouteKind::S3(route),
+                    Err(e) => {
+                        warnings.push(format!("resource {:?}: {e}; not served", r.name));
+                        continue;
+                    }
+                },
             };
             by_port.insert(
                 port,
@@ -110,23 +142,46 @@ impl Routes {
             }
         }
         let mut api_keys = HashMap::new();
+        let mut s3_keys = HashMap::new();
         for u in config.users.iter().filter(|u| u.enabled) {
             let subject = Subject::new(&u.name, &[]);
             for c in &u.credentials {
-                if let Credential::ApiKey {
-                    key_id,
-                    secret_sha256,
-                    enabled: true,
-                } = c
-                {
-                    api_keys.insert(
-                        key_id.clone(),
-                        ApiKey {
-                            user: u.name.clone(),
-                            secret_sha256: secret_sha256.clone(),
-                            subject: subject.clone(),
-                        },
-                    );
+                match c {
+                    Credential::ApiKey {
+                        key_id,
+                        secret_sha256,
+                        enabled: true,
+                    } => {
+                        api_keys.insert(
+                            key_id.clone(),
+                            ApiKey {
+                                user: u.name.clone(),
+                                secret_sha256: secret_sha256.clone(),
+                                subject: subject.clone(),
+                            },
+                        );
+                    }
+                    Credential::S3 {
+                        access_key_id,
+                        secret_ciphertext,
+                        enabled: true,
+                    } => match open(secrets_key, access_key_id, secret_ciphertext) {
+                        Ok(secret) => {
+                            s3_keys.insert(
+                                access_key_id.clone(),
+                                S3Key {
+                                    user: u.name.clone(),
+                                    secret,
+                                    subject: subject.clone(),
+                                },
+                            );
+                        }
+                        Err(e) => warnings.push(format!(
+                            "user {:?}: S3 key {access_key_id}: {e}; requests with it are refused",
+                            u.name
+                        )),
+                    },
+                    _ => {}
                 }
             }
         }
@@ -138,9 +193,53 @@ impl Routes {
                 broken,
                 strict,
                 api_keys,
+                s3_keys,
                 windows: Windows::new(window_names),
             },
             warnings,
         )
     }
+}
+
+fn s3_route(spec: &S3Spec, secrets_key: Option<&SecretKey>) -> Result<S3Route, String> {
+    let endpoint = spec
+        .endpoint
+        .parse::<Uri>()
+        .map_err(|e| format!("endpoint: {e}"))?;
+    if endpoint.scheme_str() != Some("http") {
+        return Err(format!(
+            "only http:// upstreams are served yet, got {:?}",
+            spec.endpoint
+        ));
+    }
+    let upstream_key = match &spec.upstream_credentials {
+        None => None,
+        Some(c) => Some(KeyPair {
+            access_key_id: c.access_key_id.clone(),
+            secret: open(secrets_key, &c.access_key_id, &c.secret_sealed)
+                .map_err(|e| format!("upstream_credentials: {e}"))?,
+        }),
+    };
+    Ok(S3Route {
+        endpoint,
+        region: spec.region.clone(),
+        addressing: spec.upstream_addressing,
+        virtual_host_domains: spec
+            .virtual_host_domains
+            .iter()
+            .map(|d| d.to_ascii_lowercase())
+            .collect(),
+        upstream_key,
+    })
+}
+
+/// A sealed secret in plain text, or why it cannot be had on this node.
+fn open(key: Option<&SecretKey>, key_id: &str, sealed: &[u8]) -> Result<Secret<String>, String> {
+    let key = key.ok_or(
+        "no secrets key on this node (control_plane.secrets_key_file or SHOAL_SECRETS_KEY)",
+    )?;
+    let plain = open_sealed_secret(key, key_id, sealed).map_err(|e| e.to_string())?;
+    String::from_utf8(plain)
+        .map(Secret::new)
+        .map_err(|_| "the secret is not UTF-8".to_string())
 }

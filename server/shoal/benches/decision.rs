@@ -106,6 +106,7 @@ fn decision_round(state: &SharedState, policy: &Policy, round: usize, ops: usize
                 method: "GET",
                 path: "/sensitive-bucket/report.csv",
                 operation: Some("GetObject"),
+                key: Some("reports/q3.csv"),
                 source_ip: Some("127.0.0.1"),
                 resource: &target,
             });

@@ -118,7 +118,11 @@ pub async fn run(
         handle.clone(),
         state.clone(),
         audit.clone(),
-        shoal_proxy::ProxyOptions::from_config(&config.proxy, config.http.shutdown_grace),
+        shoal_proxy::ProxyOptions::from_config(
+            &config.proxy,
+            config.http.shutdown_grace,
+            config.control_plane.secrets_key().cloned(),
+        ),
         proxy_stop.clone(),
         &mut proxy_tasks,
     );

@@ -8,7 +8,7 @@ use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand};
 use shoal_cluster::{GossipErrors, GossipLogFilter};
 use shoal_config::{LogFormat, NodeConfig};
-use shoal_control_plane::{Enforcement, OnError, Policy, Resource, ResourceSpec, Store};
+use shoal_control_plane::{Enforcement, OnError, Policy, Resource, Store};
 use tokio_util::sync::CancellationToken;
 
 /// Exit code for a configuration the operator must fix (as in sysexits' EX_CONFIG).
@@ -119,7 +119,10 @@ enum ResourceCommand {
     /// Create or replace a resource.
     Apply {
         name: String,
-        /// Kind-specific settings as JSON, e.g. '{"kind":"s3","endpoint":"https://s3.example"}'.
+        /// Kind-specific settings as JSON, e.g. '{"kind":"s3","endpoint":"https://s3.example"}',
+        /// or `@FILE` to read them from a file (`@-`: standard input). Use a file for an S3
+        /// resource's `upstream_credentials.secret_access_key`: command lines are visible to
+        /// every user of the machine.
         #[arg(long)]
         spec: String,
         #[command(flatten)]
@@ -397,8 +400,15 @@ fn read_source(file: &Path) -> anyhow::Result<String> {
 async fn resource(cmd: ResourceCommand, store: &Store) -> anyhow::Result<()> {
     match cmd {
         ResourceCommand::Apply { name, spec, common } => {
+            let text = match spec.strip_prefix('@') {
+                Some("-") => std::io::read_to_string(std::io::stdin())
+                    .context("cannot read --spec from standard input")?,
+                Some(path) => std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read --spec file {path}"))?,
+                None => spec,
+            };
             let mut value: serde_json::Value =
-                serde_json::from_str(&spec).context("--spec is not valid JSON")?;
+                serde_json::from_str(&text).context("--spec is not valid JSON")?;
             let kind = value
                 .as_object_mut()
                 .and_then(|o| o.remove("kind"))
@@ -408,7 +418,7 @@ async fn resource(cmd: ResourceCommand, store: &Store) -> anyhow::Result<()> {
                 name: name.clone(),
                 enabled: !common.disabled,
                 description: common.description,
-                spec: ResourceSpec::from_parts(&kind, value).map_err(anyhow::Error::msg)?,
+                spec: store.resource_spec(&kind, value)?,
             };
             let revision = store.put_resource(&cli_actor(), &resource).await?;
             print_revision(&format!("resource {name} applied"), revision);
