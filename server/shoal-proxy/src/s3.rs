@@ -458,6 +458,17 @@ fn sign_upstream(
     )
     .into();
     let mut settings = SigningSettings::default();
+    // Sign what S3 acts on; leave out what transports and tools add or rewrite on the way
+    // (content-length, SDK bookkeeping, forwarding headers): some stores recompute the
+    // signature over a view of the request that lacks them.
+    let excluded = settings.excluded_headers.get_or_insert_with(Vec::new);
+    excluded.extend(
+        request
+            .headers()
+            .keys()
+            .filter(|n| !signed_upstream(n.as_str()))
+            .map(|n| std::borrow::Cow::Owned(n.as_str().to_string())),
+    );
     settings.percent_encoding_mode = PercentEncodingMode::Single;
     settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
     settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
@@ -492,6 +503,27 @@ fn sign_upstream(
         .into_parts();
     instructions.apply_to_request_http1x(request);
     Ok(())
+}
+
+/// Headers whose meaning S3 depends on, signed upstream when present.
+fn signed_upstream(name: &str) -> bool {
+    name == "host"
+        || name.starts_with("x-amz-")
+        || matches!(
+            name,
+            "content-type"
+                | "content-md5"
+                | "content-encoding"
+                | "content-disposition"
+                | "content-language"
+                | "cache-control"
+                | "expires"
+                | "range"
+                | "if-match"
+                | "if-none-match"
+                | "if-modified-since"
+                | "if-unmodified-since"
+        )
 }
 
 fn forward_error(ctx: &Ctx<'_>, e: ForwardError, resource: &str) -> Response<Body> {

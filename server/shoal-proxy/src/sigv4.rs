@@ -134,6 +134,14 @@ pub(crate) fn parse(uri: &Uri, headers: &HeaderMap) -> Result<Presented, AuthErr
             "Shoal credentials have no session token; remove x-amz-security-token".into(),
         ));
     }
+    let presigned_v2 = query_pairs(query).any(|(name, _)| name == b"AWSAccessKeyId");
+    if presigned_v2 && header.is_none() {
+        return Err(AuthError::Unsupported(
+            "Signature Version 2 presigned URLs are not accepted; presign with Signature \
+             Version 4 (e.g. boto3 Config(signature_version=\"s3v4\"))"
+                .into(),
+        ));
+    }
     match (header, presigned) {
         (Some(_), true) => Err(AuthError::Malformed(
             "a request is signed either in the Authorization header or in the query, not both"
@@ -722,6 +730,12 @@ mod tests {
             parse(&uri, &token),
             Err(AuthError::Unsupported(_))
         ));
+        let v2: Uri = "/b/k?AWSAccessKeyId=AKID&Expires=1&Signature=x"
+            .parse()
+            .unwrap();
+        assert!(
+            matches!(parse(&v2, &headers(&[("host", "h")])), Err(AuthError::Unsupported(m)) if m.contains("Version 2"))
+        );
         let expired: Uri = "/b/k?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Expires=999999999"
             .parse()
             .unwrap();

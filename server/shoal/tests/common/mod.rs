@@ -841,3 +841,86 @@ pub fn free_port(ip: &str) -> u16 {
         .unwrap()
         .port()
 }
+
+/// The Python that has boto3, awscli and moto: `SHOAL_TEST_PYTHON`, or the `.venv` that
+/// `scripts/test` makes at the repository root. Missing is a failure, not a skip.
+pub fn python() -> PathBuf {
+    if let Some(p) = std::env::var_os("SHOAL_TEST_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python");
+    assert!(
+        venv.exists(),
+        "no Python with boto3/moto: run scripts/test (it makes .venv) or set SHOAL_TEST_PYTHON"
+    );
+    venv
+}
+
+/// Runs `tests/s3_client.py` with `args`; its standard output, or a panic with its errors.
+pub fn s3_client(args: &[&str]) -> String {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/s3_client.py");
+    let out = Command::new(python())
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("run s3_client.py");
+    assert!(
+        out.status.success(),
+        "s3_client.py {:?} failed:\n{}",
+        args.first(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// moto's server on loopback as a signature-checking S3 upstream, stopped on drop.
+pub struct Moto {
+    child: std::process::Child,
+    pub endpoint: String,
+}
+
+impl Moto {
+    /// Starts moto and lets `s3_client.py upstream` create the IAM user (moto enforces SigV4
+    /// once its three unauthenticated calls are used) and the test buckets. Returns the
+    /// upstream key pair too.
+    pub async fn start() -> (Moto, Value) {
+        let port = free_port("127.0.0.1");
+        let child = Command::new(python())
+            .args([
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
+            .env("INITIAL_NO_AUTH_ACTION_COUNT", "3")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start moto");
+        let moto = Moto {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        };
+        wait_until("moto answers", Duration::from_secs(60), || async {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .ok()
+                .map(|_| ())
+        })
+        .await;
+        let endpoint = moto.endpoint.clone();
+        let keys = tokio::task::spawn_blocking(move || s3_client(&["upstream", &endpoint]))
+            .await
+            .unwrap();
+        (moto, serde_json::from_str(&keys).unwrap())
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
