@@ -200,3 +200,264 @@ async fn s3_clients_sign_policies_decide_and_the_upstream_sees_only_shoal_signat
         "refused signatures are audited too"
     );
 }
+
+/// A request signed with SigV4 as an S3 client would, at `time`, with `payload` as the
+/// `x-amz-content-sha256` value.
+fn signed(
+    method: &str,
+    url: &str,
+    (key_id, secret): (&str, &str),
+    payload: &str,
+    time: std::time::SystemTime,
+) -> Vec<(String, String)> {
+    use aws_sigv4::http_request::{
+        PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest, SigningSettings,
+        UriPathNormalizationMode, sign,
+    };
+    let identity: aws_smithy_runtime_api::client::identity::Identity =
+        aws_credential_types::Credentials::new(key_id, secret, None, None, "test").into();
+    let mut settings = SigningSettings::default();
+    settings.percent_encoding_mode = PercentEncodingMode::Single;
+    settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
+    settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
+    let params = aws_sigv4::sign::v4::SigningParams::builder()
+        .identity(&identity)
+        .region("us-east-1")
+        .name("s3")
+        .time(time)
+        .settings(settings)
+        .build()
+        .unwrap()
+        .into();
+    let signable = SignableRequest::new(
+        method,
+        url,
+        std::iter::empty(),
+        SignableBody::Precomputed(payload.to_string()),
+    )
+    .unwrap();
+    let (instructions, _) = sign(signable, &params).unwrap().into_parts();
+    instructions
+        .headers()
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect()
+}
+
+/// The `<Code>` of an S3 error document.
+fn s3_code(body: &str) -> &str {
+    body.split_once("<Code>")
+        .and_then(|(_, rest)| rest.split_once("</Code>"))
+        .map_or("", |(code, _)| code)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_s3_input_gets_s3_errors_and_the_node_keeps_serving() {
+    let db = database().await;
+    let ip = "127.0.0.104";
+    let c = start_nodes(&db.url, &[ip], |_, spec, _| {
+        spec.extra_toml = format!("[proxy]\naddress = \"{ip}\"\nupstream_timeout = \"500ms\"\n");
+    })
+    .await;
+    let mut node = c.nodes.into_iter().next().unwrap();
+    node.wait_ready_where("ready", WAIT, |s, _| s == 200).await;
+    let api = Api::login(&c.bases[0]).await;
+    let (moto, upstream_keys) = Moto::start().await;
+    // An upstream that accepts connections and never answers.
+    let hang = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hang_addr = hang.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((conn, _)) = hang.accept().await {
+            held.push(conn);
+        }
+    });
+    assert_eq!(api.put("/api/v1/users/erin", json!({})).await.0, 200);
+    let (_, key) = api
+        .post("/api/v1/users/erin/credentials", json!({"kind": "s3"}))
+        .await;
+    let creds = (
+        key["key_id"].as_str().unwrap(),
+        key["secret"].as_str().unwrap(),
+    );
+    let (port, stuck_port) = (free_port(ip), free_port(ip));
+    let upstream_credentials = json!({
+        "access_key_id": upstream_keys["access_key_id"],
+        "secret_access_key": upstream_keys["secret_access_key"],
+    });
+    for (name, endpoint, port) in [
+        ("objects", moto.endpoint.clone(), port),
+        ("stuck", format!("http://{hang_addr}"), stuck_port),
+    ] {
+        let (code, body) = api
+            .put(
+                &format!("/api/v1/resources/{name}"),
+                json!({"kind": "s3", "endpoint": endpoint, "port": port,
+                       "upstream_credentials": upstream_credentials}),
+            )
+            .await;
+        assert_eq!(code, 200, "{body}");
+    }
+    node.wait_data_plane(head_revision(&db.url).await).await;
+
+    let base = format!("http://{ip}:{port}");
+    let client = reqwest::Client::new();
+    let now = std::time::SystemTime::now();
+    const EMPTY: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+    let send = |method: reqwest::Method, url: String, headers: Vec<(String, String)>| {
+        let mut req = client.request(method, url);
+        for (n, v) in headers {
+            req = req.header(n, v);
+        }
+        async move {
+            let resp = req.send().await.unwrap();
+            let status = resp.status().as_u16();
+            (status, resp.text().await.unwrap())
+        }
+    };
+    let get = |path: &str, headers: Vec<(String, String)>| {
+        send(reqwest::Method::GET, format!("{base}{path}"), headers)
+    };
+    let sig = |path: &str, payload: &str, time| {
+        signed("GET", &format!("{base}{path}"), creds, payload, time)
+    };
+    let with = |mut h: Vec<(String, String)>, name: &str, value: &str| {
+        h.retain(|(n, _)| n != name);
+        h.push((name.to_string(), value.to_string()));
+        h
+    };
+
+    // A correctly signed request works (the baseline the cases below differ from).
+    let (status, body) = get("/reports", sig("/reports", EMPTY, now)).await;
+    assert_eq!(status, 200, "{body}");
+
+    let twenty_minutes_ago = now - Duration::from_secs(20 * 60);
+    let chunked = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD";
+    let malformed = format!("AWS4-HMAC-SHA256 Credential={}/garbage", creds.0);
+    for (what, path, headers, status, code) in [
+        ("no signature", "/reports", vec![], 403, "AccessDenied"),
+        (
+            "malformed Authorization",
+            "/reports",
+            with(sig("/reports", EMPTY, now), "authorization", &malformed),
+            400,
+            "AuthorizationHeaderMalformed",
+        ),
+        (
+            "signature version 2",
+            "/reports",
+            with(
+                sig("/reports", EMPTY, now),
+                "authorization",
+                "AWS AKIDEXAMPLE:c2lnbmF0dXJl",
+            ),
+            400,
+            "InvalidRequest",
+        ),
+        (
+            "a payload hash that is not one",
+            "/reports",
+            with(
+                sig("/reports", EMPTY, now),
+                "x-amz-content-sha256",
+                "not-a-hash",
+            ),
+            400,
+            "AuthorizationHeaderMalformed",
+        ),
+        (
+            "time outside the skew",
+            "/reports",
+            sig("/reports", EMPTY, twenty_minutes_ago),
+            403,
+            "RequestTimeTooSkewed",
+        ),
+        (
+            "chunk-signed body",
+            "/reports",
+            sig("/reports", chunked, now),
+            501,
+            "NotImplemented",
+        ),
+        (
+            "key that is not UTF-8",
+            "/reports/%FF%FE",
+            sig("/reports/%FF%FE", EMPTY, now),
+            400,
+            "InvalidURI",
+        ),
+        (
+            "bucket name S3 refuses",
+            "/No_Such_Bucket",
+            sig("/No_Such_Bucket", EMPTY, now),
+            400,
+            "InvalidBucketName",
+        ),
+    ] {
+        let (got, body) = get(path, headers).await;
+        assert_eq!((got, s3_code(&body)), (status, code), "{what}: {body}");
+        assert!(body.contains("<RequestId>"), "{what}: {body}");
+    }
+
+    // Oversized headers are refused before anything else.
+    let (status, _) = get(
+        "/reports",
+        with(
+            sig("/reports", EMPTY, now),
+            "x-padding",
+            &"p".repeat(80_000),
+        ),
+    )
+    .await;
+    assert_eq!(status, 431);
+
+    // An upstream that never answers: 504 in S3's format, within the configured timeout.
+    let stuck = format!("http://{ip}:{stuck_port}/reports");
+    let (status, body) = send(
+        reqwest::Method::GET,
+        stuck.clone(),
+        signed("GET", &stuck, creds, EMPTY, now),
+    )
+    .await;
+    assert_eq!((status, s3_code(&body)), (504, "GatewayTimeout"), "{body}");
+
+    // A body cut short: the client promises 1000 bytes, sends 10 and goes away. Nothing is
+    // stored upstream, and the node goes on serving.
+    let put_url = format!("{base}/reports/truncated.bin");
+    let mut head = format!(
+        "PUT /reports/truncated.bin HTTP/1.1\r\nhost: {ip}:{port}\r\ncontent-length: 1000\r\n"
+    );
+    for (n, v) in signed("PUT", &put_url, creds, "UNSIGNED-PAYLOAD", now) {
+        head.push_str(&format!("{n}: {v}\r\n"));
+    }
+    head.push_str("\r\n0123456789");
+    {
+        use tokio::io::AsyncWriteExt as _;
+        let mut conn = tokio::net::TcpStream::connect((ip, port)).await.unwrap();
+        conn.write_all(head.as_bytes()).await.unwrap();
+        conn.shutdown().await.unwrap();
+    }
+    // The node gives up on the upstream request when the caller's body ends early.
+    node.wait_for_log("upstream request failed", WAIT).await;
+    let head_url = format!("{base}/reports/truncated.bin");
+    let (status, _) = send(
+        reqwest::Method::HEAD,
+        head_url.clone(),
+        signed(
+            "HEAD",
+            &head_url,
+            creds,
+            EMPTY,
+            std::time::SystemTime::now(),
+        ),
+    )
+    .await;
+    assert_eq!(status, 404, "a truncated upload must not create the object");
+    let (status, body) = get(
+        "/reports",
+        sig("/reports", EMPTY, std::time::SystemTime::now()),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = get_ready(c.bases[0].clone()).await;
+    assert_eq!(status, 200);
+}
