@@ -223,6 +223,17 @@ pub const ENV_OVERRIDES: &[EnvOverride] = &[
         },
     },
     EnvOverride {
+        var: "SHOAL_PROXY_ADDRESS",
+        key: "proxy.address",
+        apply: |c, v| {
+            c.proxy.address = v
+                .trim()
+                .parse()
+                .map_err(|_| format!("must be an IP address, got {v:?}"))?;
+            Ok(())
+        },
+    },
+    EnvOverride {
         var: "SHOAL_LOG_FORMAT",
         key: "log.format",
         apply: |c, v| {
@@ -965,8 +976,15 @@ mod tests {
     fn env_overrides_win_and_bad_env_values_name_the_variable() {
         let mut e = base_env();
         e.insert("SHOAL_HTTP_LISTEN".into(), "127.0.0.9:9000".into());
+        e.insert("SHOAL_PROXY_ADDRESS".into(), "127.0.0.10".into());
         let c = load("[http]\nlisten = \"127.0.0.1:1\"\n", &e).unwrap();
         assert_eq!(c.http.listen.to_string(), "127.0.0.9:9000");
+        assert_eq!(c.proxy.address.to_string(), "127.0.0.10");
+        e.insert("SHOAL_PROXY_ADDRESS".into(), "10.0.0.1:80".into());
+        let err = load("", &e).unwrap_err();
+        assert!(err.to_string().contains("SHOAL_PROXY_ADDRESS"), "{err}");
+        assert!(err.to_string().contains("must be an IP address"), "{err}");
+        e.remove("SHOAL_PROXY_ADDRESS");
 
         e.insert("SHOAL_CONTROL_PLANE_POLL_INTERVAL".into(), "soon".into());
         let err = load("", &e).unwrap_err();

@@ -1,0 +1,118 @@
+#!/usr/bin/env python3
+"""Static checks of docker-compose.yml (no Docker engine here, so no `docker compose config`).
+
+    check_compose.py REPO_ROOT
+
+Validates the file against the Compose specification (compose-spec: the Rust `compose_spec`
+parser, which refuses unknown keys and bad values) after YAML anchors and merge keys are
+resolved, then asserts what the demo relies on: PostgreSQL 15, three Shoal nodes with static
+discovery naming each other and a fixed advertised IP, nginx in front of them waiting for
+their readiness, an S3 backend, the admin bootstrap job, secrets only as files from
+deploy/compose/secrets/ (git-ignored), and only SHOAL_* variables the node knows about.
+Run by scripts/check-deploy inside .venv-deploy.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+import sys
+from pathlib import Path
+
+import yaml
+from compose_spec import PyCompose
+from shoal_env import unknown
+
+NODES = ["shoal-1", "shoal-2", "shoal-3"]
+failures: list[str] = []
+
+
+def check(ok: bool, message: str) -> None:
+    if not ok:
+        failures.append(f"docker-compose.yml: {message}")
+
+
+def main() -> int:
+    root = Path(sys.argv[1])
+    path = root / "docker-compose.yml"
+    spec = yaml.safe_load(path.read_text())
+    try:
+        PyCompose.from_json(json.dumps(spec))
+    except ValueError as e:
+        failures.append(f"docker-compose.yml does not follow the Compose specification: {e}")
+
+    services = spec.get("services", {})
+    secrets = spec.get("secrets", {})
+    for name in ["postgres", *NODES, "nginx", "s3", "admin-bootstrap"]:
+        check(name in services, f"service {name} missing")
+    if failures:
+        return report()
+
+    check(services["postgres"]["image"].startswith("postgres:15"), "PostgreSQL must be version 15")
+    check("minio" in services["s3"]["image"], "the S3 backend is expected to be MinIO")
+    network = ipaddress.ip_network(spec["networks"]["shoal"]["ipam"]["config"][0]["subnet"])
+    advertised = set()
+
+    for name in NODES:
+        svc = services[name]
+        env = svc["environment"]
+        never, planned = unknown(root, env)
+        check(not never and not planned, f"{name}: SHOAL_* variables the node does not read: {never + planned}")
+        peers = env.get("SHOAL_DISCOVERY_STATIC_PEERS", "").split(",")
+        check(sorted(peers) == sorted(f"{n}:7946" for n in NODES), f"{name}: static peers must name the three nodes on 7946")
+        check(env.get("SHOAL_HTTP_LISTEN") == "0.0.0.0:8080", f"{name}: SHOAL_HTTP_LISTEN must be 0.0.0.0:8080")
+        check(env.get("SHOAL_CLUSTER_BIND") == "0.0.0.0:7946", f"{name}: SHOAL_CLUSTER_BIND must be 0.0.0.0:7946")
+        # cluster.advertise only takes IP:PORT, so it must match the node's fixed address.
+        ip = svc["networks"]["shoal"]["ipv4_address"]
+        check(env.get("SHOAL_CLUSTER_ADVERTISE") == f"{ip}:7946", f"{name}: advertise must be its fixed IP {ip}:7946")
+        check(ipaddress.ip_address(ip) in network, f"{name}: {ip} outside the compose network {network}")
+        advertised.add(ip)
+        for var, secret in (("SHOAL_DATABASE_URL_FILE", "database-url"), ("SHOAL_CLUSTER_PSK_FILE", "cluster-psk"),
+                            ("SHOAL_SECRETS_KEY_FILE", "secrets-key")):
+            check(env.get(var) == f"/run/secrets/{secret}" and secret in svc.get("secrets", []),
+                  f"{name}: {var} must point at the mounted {secret} secret")
+        check(not any(k in env for k in ("SHOAL_DATABASE_URL", "SHOAL_CLUSTER_PSK", "SHOAL_SECRETS_KEY")),
+              f"{name}: secrets must come from files, not environment values")
+        check("/ready" in " ".join(svc["healthcheck"]["test"]), f"{name}: healthcheck must use /ready")
+        check(svc["depends_on"]["postgres"]["condition"] == "service_healthy", f"{name}: must wait for PostgreSQL")
+        check(svc.get("read_only") is True and svc.get("cap_drop") == ["ALL"], f"{name}: read-only, no capabilities")
+    check(len(advertised) == len(NODES), "the nodes' advertised addresses must differ")
+
+    nginx = services["nginx"]
+    for name in NODES:
+        check(nginx["depends_on"].get(name, {}).get("condition") == "service_healthy",
+              f"nginx must wait for {name} to be healthy (ready)")
+    conf = (root / "deploy/compose/nginx.conf").read_text()
+    for name in NODES:
+        check(re.search(rf"server {name}:8080 [^;]*max_fails=\d+", conf) is not None,
+              f"nginx.conf: {name}:8080 must be an upstream with max_fails")
+    check(any(c["source"] == "nginx-config" and c["target"] == "/etc/nginx/nginx.conf" for c in nginx["configs"]),
+          "nginx must mount deploy/compose/nginx.conf")
+
+    boot = services["admin-bootstrap"]
+    check(boot["command"] == ["admin", "create", "--username", "admin", "--generate"], "admin bootstrap command")
+    check(boot.get("restart") == "no", "admin bootstrap must be a one-shot")
+
+    for name in ("database-url", "cluster-psk", "secrets-key", "postgres-password"):
+        check(secrets.get(name, {}).get("file") == f"./deploy/compose/secrets/{name}", f"secret {name} must be a file in deploy/compose/secrets/")
+    gitignore = (root / ".gitignore").read_text().splitlines()
+    check("/deploy/compose/secrets/" in gitignore, ".gitignore must exclude deploy/compose/secrets/")
+    make = (root / "deploy/compose/make-secrets").read_text()
+    for name in secrets:
+        check(re.search(rf"\b{re.escape(name)}\b", make) is not None, f"deploy/compose/make-secrets does not create {name}")
+    for source in spec.get("configs", {}).values():
+        check((root / source["file"]).is_file(), f"config file {source['file']} missing")
+    return report()
+
+
+def report() -> int:
+    for f in failures:
+        print(f"compose: FAIL {f}", file=sys.stderr)
+    if not failures:
+        print("compose: docker-compose.yml follows the Compose spec; services, secrets and nginx checked")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

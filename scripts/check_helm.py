@@ -1,0 +1,295 @@
+#!/usr/bin/env python3
+"""Static checks of the Helm chart with the Helm SDK (helm-python-sdk; no helm binary, no cluster).
+
+    check_helm.py CHART_DIR OUT_DIR
+
+Lints the chart strictly, renders it for the default values and every `ci/*.yaml`, writes each
+rendering to OUT_DIR/<case>/ (for kubernetes-validate and checkov), checks that every
+`ci/bad/*.yaml` is refused with the message its `# expect:` line names, and asserts the facts
+the deployment depends on (RBAC, gossip ports, probes, grace periods, discovery env).
+Run by scripts/check-deploy inside .venv-deploy.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import tomllib
+from pathlib import Path
+
+import helm_python
+import yaml
+from shoal_env import unknown
+
+RELEASE = "ci"
+NAMESPACE = "shoal-ci"
+# The only input the chart cannot default: rendering with nothing else is the "default values" case.
+REQUIRED = {"secrets": {"databaseUrl": "postgres://shoal@postgres.shoal-ci.svc:5432/shoal"}}
+# What Kubernetes discovery calls (list + watch pods, get one pod); the Role must grant exactly this.
+DISCOVERY_RBAC = [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}]
+
+failures: list[str] = []
+env_names: set[str] = set()
+
+
+def check(ok: bool, message: str) -> None:
+    if not ok:
+        failures.append(message)
+
+
+def deep_merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def render(chart: helm_python.Chart, values: dict) -> dict[str, str]:
+    return chart.render(values, name=RELEASE, namespace=NAMESPACE, is_install=True)
+
+
+def documents(rendered: dict[str, str]) -> list[dict]:
+    docs = []
+    for path, text in rendered.items():
+        if path.endswith("NOTES.txt"):
+            continue
+        docs.extend(d for d in yaml.safe_load_all(text) if d)
+    return docs
+
+
+def env_of(container: dict) -> dict[str, dict]:
+    return {e["name"]: e for e in container.get("env", [])}
+
+
+def check_case(case: str, values: dict, docs: list[dict]) -> None:
+    by_kind: dict[str, list[dict]] = {}
+    for d in docs:
+        by_kind.setdefault(d["kind"], []).append(d)
+    merged = values
+    kind = merged["workload"]["kind"]
+    workloads = by_kind.get(kind, [])
+    check(len(workloads) == 1, f"{case}: expected one {kind}, got {len(workloads)}")
+    if not workloads:
+        return
+    pod = workloads[0]["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    env = env_of(container)
+    env_names.update(env)
+    s = merged["shoal"]
+
+    # Probes: liveness on /health, readiness on /ready.
+    check(container["livenessProbe"]["httpGet"]["path"] == "/health", f"{case}: liveness probe must hit /health")
+    check(container["readinessProbe"]["httpGet"]["path"] == "/ready", f"{case}: readiness probe must hit /ready")
+
+    # The kubelet's SIGKILL must come after preStop + the node's drain deadline.
+    grace = pod["terminationGracePeriodSeconds"]
+    check(grace > s["shutdownGrace"] + s["preStopSleep"],
+          f"{case}: terminationGracePeriodSeconds {grace} is not above shutdownGrace + preStopSleep")
+    if s.get("terminationGracePeriodSeconds") is None:
+        check(grace == s["shutdownGrace"] + s["preStopSleep"] + 10, f"{case}: default grace must be grace + preStop + 10")
+    check(env["SHOAL_HTTP_SHUTDOWN_GRACE"]["value"] == f"{s['shutdownGrace']}s", f"{case}: SHOAL_HTTP_SHUTDOWN_GRACE mismatch")
+    check(container["lifecycle"]["preStop"]["exec"]["command"] == ["sleep", str(s["preStopSleep"])], f"{case}: preStop sleep mismatch")
+
+    # Security context.
+    sc = container["securityContext"]
+    check(sc.get("readOnlyRootFilesystem") is True, f"{case}: root filesystem must be read-only")
+    check(sc.get("allowPrivilegeEscalation") is False, f"{case}: privilege escalation must be off")
+    check(sc.get("capabilities", {}).get("drop") == ["ALL"], f"{case}: capabilities must drop ALL")
+    check(pod["securityContext"].get("runAsNonRoot") is True, f"{case}: pod must run as non-root")
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    check("/var/lib/shoal" in mounts, f"{case}: /var/lib/shoal must be a volume (read-only root)")
+    check(mounts.get("/run/secrets/shoal", {}).get("readOnly") is True, f"{case}: secrets must be mounted read-only")
+    check(all(not m.get("subPath") for m in container["volumeMounts"]),
+          f"{case}: no subPath mounts (they never see rotated secrets)")
+
+    # Gossip: TCP and UDP on the container and on the headless Service, which publishes
+    # not-ready pods and names its TCP port "gossip" (the SRV record name).
+    gossip = merged["ports"]["gossip"]
+    cports = {(p["containerPort"], p["protocol"]) for p in container["ports"]}
+    check({(gossip, "TCP"), (gossip, "UDP")} <= cports, f"{case}: container must expose gossip TCP and UDP")
+    headless = [d for d in by_kind.get("Service", []) if d["spec"].get("clusterIP") == "None"]
+    check(len(headless) == 1, f"{case}: expected one headless Service")
+    if headless:
+        hs = headless[0]["spec"]
+        check(hs.get("publishNotReadyAddresses") is True, f"{case}: headless Service must publish not-ready addresses")
+        ports = {(p["name"], p["port"], p["protocol"]) for p in hs["ports"]}
+        check(("gossip", gossip, "TCP") in ports and any(p[1] == gossip and p[2] == "UDP" for p in ports),
+              f"{case}: headless Service must publish gossip TCP (named gossip) and UDP")
+        if kind == "StatefulSet":
+            check(workloads[0]["spec"]["serviceName"] == headless[0]["metadata"]["name"],
+                  f"{case}: StatefulSet serviceName must be the headless Service")
+
+    # Discovery environment.
+    method = merged["discovery"]["method"]
+    check(env["SHOAL_DISCOVERY_METHOD"]["value"] == method, f"{case}: SHOAL_DISCOVERY_METHOD must be {method}")
+    roles = by_kind.get("Role", [])
+    if method == "kubernetes":
+        check(env["SHOAL_DISCOVERY_KUBERNETES_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace",
+              f"{case}: namespace must come from the downward API")
+        selector = ",".join(f"{k}={v}" for k, v in workloads[0]["spec"]["selector"]["matchLabels"].items())
+        check(env["SHOAL_DISCOVERY_KUBERNETES_LABEL_SELECTOR"]["value"] == selector,
+              f"{case}: label selector env must equal the workload selector ({selector})")
+        check(pod["automountServiceAccountToken"] is True, f"{case}: kubernetes discovery needs the token")
+        if merged["rbac"]["create"]:
+            check(len(roles) == 1 and roles[0]["rules"] == DISCOVERY_RBAC,
+                  f"{case}: Role must grant exactly get/list/watch on pods, got {[r.get('rules') for r in roles]}")
+            check(not by_kind.get("ClusterRole"), f"{case}: no cluster-wide RBAC")
+    else:
+        srv = env["SHOAL_DISCOVERY_DNS_SRV"]["value"]
+        want = f"_gossip._tcp.{headless[0]['metadata']['name']}.{NAMESPACE}.svc.{merged['clusterDomain']}" if headless else "?"
+        check(srv == want, f"{case}: SRV name {srv!r}, want {want!r}")
+        check(pod["automountServiceAccountToken"] is False, f"{case}: no API token without kubernetes discovery")
+        check(not roles, f"{case}: no Role without kubernetes discovery")
+
+    # Advertised address: the pod IP (cluster.advertise refuses host names).
+    check(env["SHOAL_CLUSTER_ADVERTISE"]["value"] == f"$(POD_IP):{gossip}", f"{case}: advertise must be $(POD_IP):{gossip}")
+    check(list(env).index("POD_IP") < list(env).index("SHOAL_CLUSTER_ADVERTISE"), f"{case}: POD_IP must precede its use")
+    annotations = workloads[0]["spec"]["template"]["metadata"]["annotations"]
+    check("checksum/secret" in annotations, f"{case}: checksum/secret annotation missing")
+
+    # NetworkPolicy: gossip TCP+UDP only from this release's pods.
+    if merged["networkPolicy"]["enabled"]:
+        policies = by_kind.get("NetworkPolicy", [])
+        check(len(policies) == 1, f"{case}: expected one NetworkPolicy")
+        if policies:
+            selector = workloads[0]["spec"]["selector"]["matchLabels"]
+            gossip_rules = [r for r in policies[0]["spec"]["ingress"] if any(p["port"] == gossip for p in r["ports"])]
+            check(len(gossip_rules) == 1, f"{case}: one ingress rule for gossip")
+            for rule in gossip_rules:
+                check(sorted(p["protocol"] for p in rule["ports"]) == ["TCP", "UDP"], f"{case}: gossip rule must be TCP+UDP only")
+                check(rule.get("from") == [{"podSelector": {"matchLabels": selector}}],
+                      f"{case}: gossip must be allowed only from the release's pods")
+
+    # ServiceMonitor: no bundled CRD schema, so its shape is checked here instead of by
+    # kubernetes-validate: it must select the HTTP Service and name a port that Service has.
+    for sm in by_kind.get("ServiceMonitor", []):
+        want = sm["spec"]["selector"]["matchLabels"]
+        matching = [d for d in by_kind.get("Service", []) if want.items() <= d["metadata"]["labels"].items()]
+        check(len(matching) == 1, f"{case}: ServiceMonitor must select exactly one Service, got {len(matching)}")
+        for endpoint in sm["spec"]["endpoints"]:
+            names = {p["name"] for m in matching for p in m["spec"]["ports"]}
+            check(endpoint["port"] in names, f"{case}: ServiceMonitor port {endpoint['port']} not on the Service")
+            check(endpoint["path"].startswith("/"), f"{case}: ServiceMonitor path must be absolute")
+        check(sm["spec"]["namespaceSelector"]["matchNames"] == [NAMESPACE], f"{case}: ServiceMonitor namespace")
+
+    if merged["secrets"]["existingSecret"]:
+        check(not by_kind.get("Secret"), f"{case}: no Secret when existingSecret is set")
+    else:
+        secret = by_kind.get("Secret", [{}])[0]
+        check(set(secret.get("data", {})) == {"cluster-psk", "secrets-key", "database-url"}, f"{case}: Secret keys")
+
+
+def check_schema_documented(schema: dict, path: str = "") -> None:
+    """Every property carries a description, and every leaf a default (they feed the README)."""
+    for name, prop in schema.get("properties", {}).items():
+        where = f"{path}.{name}" if path else name
+        if where == "global":
+            continue
+        check(bool(prop.get("description")), f"values.schema.json: {where} has no description")
+        if prop.get("type") == "object" and "properties" in prop:
+            check(prop.get("additionalProperties") is False, f"values.schema.json: {where} must refuse unknown keys")
+            check_schema_documented(prop, where)
+        else:
+            check("default" in prop, f"values.schema.json: {where} has no default")
+
+
+def leaf_keys(values: dict, prefix: str = "") -> list[str]:
+    keys = []
+    for k, v in values.items():
+        key = f"{prefix}.{k}" if prefix else k
+        if isinstance(v, dict) and v and k not in ("resources",):
+            keys.extend(leaf_keys(v, key))
+        else:
+            keys.append(key)
+    return keys
+
+
+def main() -> int:
+    chart_dir, out_dir = Path(sys.argv[1]), Path(sys.argv[2])
+    root = chart_dir.resolve().parents[1]
+
+    report = helm_python.lint(chart_dir, REQUIRED, strict=True, namespace=NAMESPACE)
+    for m in report["messages"]:
+        # Severity 1 is informational (e.g. "icon is recommended"); warnings and errors fail.
+        if m["severity"] >= 2:
+            failures.append(f"helm lint: {m['path']}: {m['error']}")
+    failures.extend(f"helm lint: {e}" for e in report["errors"])
+
+    chart = helm_python.Chart.load(chart_dir)
+    defaults = chart.values
+    schema = chart.schema or {}
+    check(schema.get("additionalProperties") is False, "values.schema.json: top level must refuse unknown keys")
+    check_schema_documented(schema)
+
+    # Versions agree: the Cargo workspace, the chart's appVersion and the Dockerfile's default.
+    cargo = tomllib.loads((root / "Cargo.toml").read_text())["workspace"]["package"]["version"]
+    check(chart.metadata["appVersion"] == cargo, f"Chart.yaml appVersion {chart.metadata['appVersion']} != Cargo {cargo}")
+    docker_version = re.search(r"^ARG VERSION=(\S+)$", (root / "Dockerfile").read_text(), re.M)
+    check(bool(docker_version) and docker_version.group(1) == cargo, f"Dockerfile ARG VERSION must default to {cargo}")
+
+    # The README documents every values key.
+    readme = (chart_dir / "README.md").read_text()
+    for key in leaf_keys(defaults):
+        check(f"`{key}`" in readme, f"README.md: values table misses `{key}`")
+
+    cases = {"default": REQUIRED}
+    for f in sorted((chart_dir / "ci").glob("*.yaml")):
+        cases[f.stem] = yaml.safe_load(f.read_text()) or {}
+    for case, values in cases.items():
+        try:
+            rendered = render(chart, values)
+        except helm_python.HelmError as e:
+            failures.append(f"{case}: render failed: {e}")
+            continue
+        case_dir = out_dir / case
+        case_dir.mkdir(parents=True, exist_ok=True)
+        for path, text in rendered.items():
+            if path.endswith("NOTES.txt") or not text.strip():
+                continue
+            (case_dir / Path(path).name).write_text(text)
+        check_case(case, deep_merge(defaults, values), documents(rendered))
+        print(f"helm: rendered {case} ({len(list(case_dir.iterdir()))} manifests)")
+
+    bad = sorted((chart_dir / "ci" / "bad").glob("*.yaml"))
+    check(len(bad) >= 3, "ci/bad: expected several refused values files")
+    for f in bad:
+        text = f.read_text()
+        expect = re.search(r"^# expect: (.+)$", text, re.M)
+        if not expect:
+            failures.append(f"ci/bad/{f.name}: no '# expect:' line")
+            continue
+        try:
+            render(chart, yaml.safe_load(text) or {})
+            failures.append(f"ci/bad/{f.name}: rendered, but must be refused")
+        except helm_python.HelmError as e:
+            message = str(e)
+            if expect.group(1) not in message:
+                failures.append(f"ci/bad/{f.name}: refused, but the message lacks {expect.group(1)!r}: {message}")
+            else:
+                print(f"helm: refused ci/bad/{f.name}: {message.splitlines()[-1].strip() or message.strip()}")
+
+    # Rendering with no values at all must explain the one required input.
+    try:
+        render(chart, {})
+        failures.append("rendering with no values must ask for secrets.databaseUrl")
+    except helm_python.HelmError as e:
+        check("secrets.databaseUrl is required" in str(e), f"no-values error is unclear: {e}")
+
+    # Extra env from values (shoal.extraEnv) is the operator's business; the chart's own must be real.
+    chart_env = env_names - {e["name"] for v in cases.values() for e in v.get("shoal", {}).get("extraEnv", [])}
+    never, planned = unknown(root, chart_env)
+    check(not never, f"the chart sets SHOAL_* variables no node reads: {never}")
+    if planned:
+        print(f"helm: planned variables not read by load.rs yet: {', '.join(planned)}")
+
+    for f in failures:
+        print(f"helm: FAIL {f}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

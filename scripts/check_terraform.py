@@ -1,0 +1,249 @@
+#!/usr/bin/env python3
+"""Structural checks of the Terraform code, parsed with python-hcl2 (no provider can be
+fetched here, so there is no `terraform validate` or plan).
+
+    check_terraform.py TERRAFORM_DIR
+
+Asserts what the ECS deployment relies on and what a reviewer would otherwise check by eye:
+the node's IAM role grants exactly the two ECS discovery actions, scoped to its cluster; the
+execution role reads exactly the module's three secrets; gossip (TCP and UDP) is open only
+from the tasks' own security group and the HTTP port only from the ALB; every variable is typed
+and described; the rules that matter carry validations; the README tables list every input
+and output. Run by scripts/check-deploy inside .venv-deploy.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import hcl2
+from shoal_env import unknown
+
+# What ECS discovery calls (ListTasks of its own service, then DescribeTasks for the IPs).
+DISCOVERY_ACTIONS = ["ecs:DescribeTasks", "ecs:ListTasks"]
+
+failures: list[str] = []
+
+
+def check(ok: bool, message: str) -> None:
+    if not ok:
+        failures.append(message)
+
+
+def unquote(value):
+    """python-hcl2 8 keeps the quotes of string literals and block labels: drop one level."""
+    if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] == '"':
+        return value[1:-1]
+    if isinstance(value, list):
+        return [unquote(v) for v in value]
+    if isinstance(value, dict):
+        return {unquote(k): unquote(v) for k, v in value.items() if k not in ("__is_block__", "__comments__")}
+    return value
+
+
+def load(path: Path) -> dict:
+    with path.open() as f:
+        return unquote(hcl2.load(f))
+
+
+def blocks(doc: dict, kind: str) -> dict[tuple[str, str], dict]:
+    """{(type, name): body} for `resource` / `data` blocks."""
+    out = {}
+    for entry in doc.get(kind, []):
+        for type_, named in entry.items():
+            for name, body in named.items():
+                out[(type_, name)] = body
+    return out
+
+
+def named(doc: dict, kind: str) -> dict[str, dict]:
+    """{name: body} for `variable` / `output` blocks."""
+    return {name: body for entry in doc.get(kind, []) for name, body in entry.items()}
+
+
+def check_module(module_dir: Path) -> None:
+    docs = {p.name: load(p) for p in sorted(module_dir.glob("*.tf"))}
+    for expected in ("main.tf", "variables.tf", "outputs.tf", "versions.tf"):
+        check(expected in docs, f"{module_dir}: {expected} missing")
+    resources: dict = {}
+    data: dict = {}
+    for doc in docs.values():
+        resources.update(blocks(doc, "resource"))
+        data.update(blocks(doc, "data"))
+    variables = named(docs.get("variables.tf", {}), "variable")
+    outputs = named(docs.get("outputs.tf", {}), "output")
+    where = module_dir.name
+
+    # Task role: exactly ListTasks + DescribeTasks, each conditioned on this cluster.
+    task = data.get(("aws_iam_policy_document", "task"), {})
+    statements = task.get("statement", [])
+    actions = sorted(a for s in statements for a in s.get("actions", []))
+    check(actions == DISCOVERY_ACTIONS, f"{where}: task role must grant exactly {DISCOVERY_ACTIONS}, got {actions}")
+    for s in statements:
+        conditions = {(c["test"], c["variable"]) for c in s.get("condition", [])}
+        check(("ArnEquals", "ecs:cluster") in conditions, f"{where}: {s.get('sid')} must be scoped with ecs:cluster")
+        check(s.get("effect", "Allow") == "Allow" and not s.get("not_actions"), f"{where}: {s.get('sid')} must be a plain Allow")
+        if "ecs:DescribeTasks" in s.get("actions", []):
+            check(all(":task/${local.cluster_name}/*" in r for r in s["resources"]),
+                  f"{where}: DescribeTasks must be limited to tasks of the cluster, got {s['resources']}")
+    policies = [b for (t, _), b in resources.items() if t == "aws_iam_role_policy" and "aws_iam_role.task." in str(b.get("role"))]
+    check(len(policies) == 1 and "aws_iam_policy_document.task.json" in str(policies[0].get("policy")),
+          f"{where}: the task role must carry exactly the discovery policy")
+    check(not any(t == "aws_iam_role_policy_attachment" and "aws_iam_role.task." in str(b.get("role")) for (t, _), b in resources.items()),
+          f"{where}: no managed policy may be attached to the task role")
+
+    # Execution role: secrets read = exactly the three Shoal secrets.
+    execution = data.get(("aws_iam_policy_document", "execution"), {})
+    secret_statements = [s for s in execution.get("statement", []) if "secretsmanager:GetSecretValue" in s.get("actions", [])]
+    check(len(secret_statements) == 1 and secret_statements[0].get("resources") == "${local.secret_arns}",
+          f"{where}: the execution role must read exactly local.secret_arns")
+    locals_ = {k: v for doc in docs.values() for entry in doc.get("locals", []) for k, v in entry.items()}
+    secret_arns = str(locals_.get("secret_arns"))
+    for name in ("cluster_psk", "secrets_key", "database_url"):
+        check(f"local.{name}_secret_arn" in secret_arns, f"{where}: local.secret_arns must include the {name} secret")
+    check(secret_arns.count("local.") == 3, f"{where}: local.secret_arns must hold exactly three secrets")
+
+    # Security groups: gossip TCP and UDP from the tasks' own group only; HTTP from the ALB only.
+    ingress = {name: b for (t, name), b in resources.items() if t == "aws_vpc_security_group_ingress_rule"}
+    check(not any(t == "aws_security_group_rule" for (t, _) in resources), f"{where}: use aws_vpc_security_group_*_rule only")
+    for (t, name), b in resources.items():
+        if t == "aws_security_group":
+            check("ingress" not in b and "egress" not in b, f"{where}: aws_security_group.{name} must not carry inline rules")
+    gossip = {name: b for name, b in ingress.items() if b.get("from_port") == "${var.gossip_port}"}
+    check(sorted(b["ip_protocol"] for b in gossip.values()) == ["tcp", "udp"],
+          f"{where}: gossip ingress must be exactly one tcp and one udp rule, got {sorted(gossip)}")
+    for name, b in gossip.items():
+        check(b.get("security_group_id") == "${aws_security_group.tasks.id}"
+              and b.get("referenced_security_group_id") == "${aws_security_group.tasks.id}"
+              and "cidr_ipv4" not in b and "cidr_ipv6" not in b and b.get("to_port") == b.get("from_port"),
+              f"{where}: gossip rule {name} must allow only the tasks' own security group")
+    to_tasks = {name: b for name, b in ingress.items() if b.get("security_group_id") == "${aws_security_group.tasks.id}"}
+    for name, b in to_tasks.items():
+        if name in gossip:
+            continue
+        check(b.get("referenced_security_group_id") == "${aws_security_group.alb.id}" and "cidr_ipv4" not in b,
+              f"{where}: task ingress {name} must come from the ALB security group only")
+    check("local.task_ports_from_alb" in str(to_tasks.get("tasks_from_alb", {}).get("for_each")),
+          f"{where}: the ALB ports (HTTP and data plane) must be opened by tasks_from_alb")
+    check("var.http_port" in str(locals_.get("task_ports_from_alb")), f"{where}: local.task_ports_from_alb must include the HTTP port")
+
+    # Service: >= 3 tasks (validated), rolling without capacity loss, circuit breaker with rollback.
+    service = resources.get(("aws_ecs_service", "this"), {})
+    check(service.get("deployment_minimum_healthy_percent") == 100, f"{where}: minimum healthy percent must be 100")
+    check(service.get("deployment_maximum_percent") == 200, f"{where}: maximum percent must be 200")
+    breaker = (service.get("deployment_circuit_breaker") or [{}])[0]
+    check(breaker.get("enable") is True and breaker.get("rollback") is True, f"{where}: circuit breaker with rollback")
+    check(str(service.get("desired_count")) == "${var.desired_count}", f"{where}: desired_count from the variable")
+    desired = variables.get("desired_count", {})
+    check(any(">= 3" in v.get("condition", "") for v in desired.get("validation", [])), f"{where}: desired_count must be validated >= 3")
+    check("length(local.private_azs) >= 2" in str(service.get("lifecycle")), f"{where}: the service must require two AZs")
+
+    # Target group health check on /ready; task definition in awsvpc with gossip TCP and UDP.
+    tg = resources.get(("aws_lb_target_group", "http"), {})
+    check((tg.get("health_check") or [{}])[0].get("path") == "/ready", f"{where}: target group health check must be /ready")
+    taskdef = resources.get(("aws_ecs_task_definition", "this"), {})
+    check(taskdef.get("network_mode") == "awsvpc", f"{where}: task definition must use awsvpc")
+    ports = str(locals_.get("port_mappings"))
+    check(ports.count("var.gossip_port") == 2 and "udp" in ports and "var.http_port" in ports and "var.data_plane_ports" in ports,
+          f"{where}: port mappings must cover http, gossip tcp+udp and the data-plane ports")
+    env = str(locals_.get("environment"))
+    for name in ("SHOAL_DISCOVERY_METHOD", "SHOAL_HTTP_LISTEN", "SHOAL_CLUSTER_BIND", "SHOAL_LOG_FORMAT"):
+        check(name in env, f"{where}: container environment lacks {name}")
+    secrets = str(locals_.get("secrets"))
+    for name in ("SHOAL_DATABASE_URL", "SHOAL_CLUSTER_PSK", "SHOAL_SECRETS_KEY"):
+        check(name in secrets, f"{where}: container secrets lack {name}")
+    never, planned = unknown(module_dir.resolve().parents[2], re.findall(r"SHOAL_[A-Z_]+", env + secrets))
+    check(not never, f"{where}: the task sets SHOAL_* variables no node reads: {never}")
+    if planned:
+        print(f"terraform: planned variables not read by load.rs yet: {', '.join(planned)}")
+
+    # Optional RDS: encrypted, private.
+    db = resources.get(("aws_db_instance", "this"))
+    if db:
+        check(db.get("storage_encrypted") is True and db.get("publicly_accessible") is False,
+              f"{where}: RDS must be encrypted and not publicly accessible")
+    efs = resources.get(("aws_efs_file_system", "this"))
+    if efs:
+        check(efs.get("encrypted") is True, f"{where}: EFS must be encrypted")
+    logs = resources.get(("aws_cloudwatch_log_group", "this"), {})
+    check(logs.get("retention_in_days") == "${var.log_retention_days}", f"{where}: log retention from the variable")
+
+    for rule in ("desired_count", "http_port", "gossip_port", "data_plane_ports", "log_level", "log_retention_days",
+                 "alb_ingress_cidrs", "task_egress_cidrs", "private_subnet_ids"):
+        check(bool(variables.get(rule, {}).get("validation")), f"{where}: variable {rule} needs a validation block")
+    check_variables_and_outputs(module_dir, variables, outputs)
+    for required in ("url", "alb_security_group_id", "tasks_security_group_id", "task_role_arn", "execution_role_arn",
+                     "cluster_psk_secret_arn", "secrets_key_secret_arn", "database_url_secret_arn"):
+        check(required in outputs, f"{where}: output {required} missing")
+
+
+def check_variables_and_outputs(directory: Path, variables: dict, outputs: dict) -> None:
+    readme = directory / "README.md"
+    text = readme.read_text() if readme.exists() else ""
+    check(bool(text), f"{directory}: README.md missing")
+    for name, body in variables.items():
+        check(bool(body.get("description")), f"{directory.name}: variable {name} has no description")
+        check("type" in body, f"{directory.name}: variable {name} has no type")
+        for v in body.get("validation", []):
+            message = v.get("error_message", "")
+            check(len(message) > 20 and message.endswith("."), f"{directory.name}: variable {name}: error_message should be a full sentence")
+        check(f"`{name}`" in text, f"{directory.name}/README.md: inputs table misses `{name}`")
+    for name, body in outputs.items():
+        check(bool(body.get("description")), f"{directory.name}: output {name} has no description")
+        check(f"`{name}`" in text, f"{directory.name}/README.md: outputs table misses `{name}`")
+
+
+def check_example(example_dir: Path, module_dir: Path) -> None:
+    docs = [load(p) for p in sorted(example_dir.glob("*.tf"))]
+    modules = {name: body for doc in docs for entry in doc.get("module", []) for name, body in entry.items()}
+    check(len(modules) == 1, f"{example_dir}: expected one module block")
+    for name, body in modules.items():
+        source = body.get("source")
+        check(source == "../../modules/shoal-ecs", f"{example_dir}: module source must be ../../modules/shoal-ecs, got {source}")
+        check((example_dir / source).resolve() == module_dir.resolve(), f"{example_dir}: module source does not resolve")
+        module_vars = named(load(module_dir / "variables.tf"), "variable")
+        required = {n for n, b in module_vars.items() if "default" not in b}
+        given = set(body) - {"source", "version"}
+        check(required <= given, f"{example_dir}: required module inputs not set: {sorted(required - given)}")
+        check(given <= set(module_vars), f"{example_dir}: unknown module inputs: {sorted(given - set(module_vars))}")
+    variables = {n: b for doc in docs for n, b in named(doc, "variable").items()}
+    outputs = {n: b for doc in docs for n, b in named(doc, "output").items()}
+    for name, body in variables.items():
+        check(bool(body.get("description")) and "type" in body, f"{example_dir.name}: variable {name} needs type and description")
+    for name, body in outputs.items():
+        check(bool(body.get("description")), f"{example_dir.name}: output {name} needs a description")
+
+
+def main() -> int:
+    root = Path(sys.argv[1])
+    tf_files = sorted(root.rglob("*.tf"))
+    check(bool(tf_files), f"{root}: no .tf files")
+    for path in tf_files:
+        try:
+            load(path)
+        except Exception as e:  # noqa: BLE001 - any parse error is a failure to report
+            failures.append(f"{path}: does not parse: {e}")
+    if failures:
+        for f in failures:
+            print(f"terraform: FAIL {f}", file=sys.stderr)
+        return 1
+    module_dir = root / "modules" / "shoal-ecs"
+    check_module(module_dir)
+    check_example(root / "examples" / "complete", module_dir)
+    # Every checkov skip carries a reason after the id.
+    for path in tf_files:
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            if "checkov:skip=" in line:
+                check(re.search(r"checkov:skip=CKV2?_[A-Z0-9_]+:\S.{10,}", line) is not None,
+                      f"{path}:{n}: checkov skip without a reason")
+    for f in failures:
+        print(f"terraform: FAIL {f}", file=sys.stderr)
+    if not failures:
+        print(f"terraform: {len(tf_files)} files parsed, module and example checks passed")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,35 @@
+"""The SHOAL_* environment variables a node reads, taken from the code so that deployment
+artifacts cannot drift from it (used by scripts/check_*.py)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+# Read by discovery providers that are being built (Kubernetes, ECS); not in load.rs yet.
+# Each name leaves this list when load.rs starts reading it.
+PLANNED = {
+    "SHOAL_DISCOVERY_METHOD",
+    "SHOAL_DISCOVERY_KUBERNETES_NAMESPACE",
+    "SHOAL_DISCOVERY_KUBERNETES_LABEL_SELECTOR",
+}
+
+SECRETS = ("SHOAL_DATABASE_URL", "SHOAL_CLUSTER_PSK", "SHOAL_SECRETS_KEY")
+
+
+def known_env(root: Path) -> set[str]:
+    """The overrides and secret variables of shoal-config's load.rs, their *_FILE forms, and
+    the CLI's own variables (SHOAL_CONFIG)."""
+    load = (root / "server/shoal-config/src/load.rs").read_text()
+    names = set(re.findall(r'"(SHOAL_[A-Z_]+)"', load))
+    names |= {f"{n}_FILE" for n in SECRETS}
+    main = (root / "server/shoal/src/main.rs").read_text()
+    names |= set(re.findall(r'env = "(SHOAL_[A-Z_]+)"', main))
+    return names
+
+
+def unknown(root: Path, names) -> tuple[list[str], list[str]]:
+    """(names the node will never read, planned names not read yet)."""
+    known = known_env(root)
+    names = {n for n in names if n.startswith("SHOAL_")}
+    return sorted(names - known - PLANNED), sorted((names & PLANNED) - known)

@@ -1,0 +1,53 @@
+# Every option of the module in use: an internet-facing ALB restricted to known networks, a
+# data-plane port for an S3 resource, a new RDS PostgreSQL, EFS for the data directories.
+
+provider "aws" {
+  region = var.region
+
+  default_tags {
+    tags = {
+      Project   = "shoal"
+      ManagedBy = "terraform"
+    }
+  }
+}
+
+module "shoal" {
+  source = "../../modules/shoal-ecs"
+
+  name = "shoal-demo"
+
+  vpc_id             = var.vpc_id
+  private_subnet_ids = var.private_subnet_ids
+  public_subnet_ids  = var.public_subnet_ids
+
+  image               = var.image
+  ecr_repository_arns = [var.ecr_repository_arn]
+  desired_count       = 3
+  cpu                 = 1024
+  memory              = 2048
+
+  alb_internal      = false
+  alb_ingress_cidrs = var.allowed_cidrs
+  certificate_arn   = var.certificate_arn
+
+  # An S3 resource stored with "port": 9000 is served on https://<alb>:9000.
+  data_plane_ports = [9000]
+
+  create_rds = true
+  rds = {
+    instance_class        = "db.t4g.medium"
+    multi_az              = true
+    deletion_protection   = true
+    backup_retention_days = 7
+  }
+
+  enable_efs = true
+
+  log_level          = "info"
+  log_retention_days = 365
+
+  tags = {
+    Environment = "demo"
+  }
+}

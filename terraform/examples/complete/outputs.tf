@@ -1,0 +1,44 @@
+output "url" {
+  description = "Console and admin API URL."
+  value       = module.shoal.url
+}
+
+output "tasks_security_group_id" {
+  description = "Security group of the Shoal tasks."
+  value       = module.shoal.tasks_security_group_id
+}
+
+output "alb_security_group_id" {
+  description = "Security group of the load balancer."
+  value       = module.shoal.alb_security_group_id
+}
+
+output "task_role_arn" {
+  description = "IAM role of the Shoal nodes."
+  value       = module.shoal.task_role_arn
+}
+
+output "execution_role_arn" {
+  description = "IAM role that starts the tasks."
+  value       = module.shoal.execution_role_arn
+}
+
+output "database_url_secret_arn" {
+  description = "Secret holding the PostgreSQL URL (read it to run `shoal admin create` against the database)."
+  value       = module.shoal.database_url_secret_arn
+}
+
+output "cluster_psk_secret_arn" {
+  description = "Secret holding the cluster PSK."
+  value       = module.shoal.cluster_psk_secret_arn
+}
+
+output "secrets_key_secret_arn" {
+  description = "Secret holding the secrets-at-rest key."
+  value       = module.shoal.secrets_key_secret_arn
+}
+
+output "log_group_name" {
+  description = "CloudWatch log group of the nodes."
+  value       = module.shoal.log_group_name
+}

@@ -1,0 +1,425 @@
+################################################################################
+# Naming
+################################################################################
+
+variable "name" {
+  description = "Name of the deployment; prefixes every resource (ECS service, ALB, target groups, secrets, log group)."
+  type        = string
+
+  validation {
+    # Target group names are at most 32 characters and get a "-dp-<port>" suffix.
+    condition     = can(regex("^[a-z][a-z0-9-]{0,18}[a-z0-9]$", var.name))
+    error_message = "name must be 2-20 characters of lowercase letters, digits and '-', starting with a letter and not ending with '-'."
+  }
+}
+
+variable "tags" {
+  description = "Tags added to every resource that supports them."
+  type        = map(string)
+  default     = {}
+}
+
+################################################################################
+# Network
+################################################################################
+
+variable "vpc_id" {
+  description = "ID of the VPC the tasks, load balancer and optional database run in."
+  type        = string
+
+  validation {
+    condition     = can(regex("^vpc-[0-9a-f]{8,17}$", var.vpc_id))
+    error_message = "vpc_id must look like vpc-0123456789abcdef0."
+  }
+}
+
+variable "private_subnet_ids" {
+  description = "Private subnets of the tasks (and of the database and EFS mount targets), in at least two availability zones."
+  type        = list(string)
+
+  validation {
+    condition     = length(var.private_subnet_ids) >= 2 && alltrue([for s in var.private_subnet_ids : can(regex("^subnet-[0-9a-f]{8,17}$", s))])
+    error_message = "private_subnet_ids must list at least two subnet IDs (subnet-...) in different availability zones, so the service survives the loss of a zone."
+  }
+}
+
+variable "public_subnet_ids" {
+  description = "Subnets of the load balancer (public ones for an internet-facing ALB, private ones when alb_internal is true), in at least two availability zones."
+  type        = list(string)
+
+  validation {
+    condition     = length(var.public_subnet_ids) >= 2 && alltrue([for s in var.public_subnet_ids : can(regex("^subnet-[0-9a-f]{8,17}$", s))])
+    error_message = "public_subnet_ids must list at least two subnet IDs (subnet-...) in different availability zones (an ALB requires two)."
+  }
+}
+
+variable "alb_internal" {
+  description = "Make the load balancer internal (reachable only from the VPC and connected networks). The console and admin API are behind it, so internal is the default."
+  type        = bool
+  default     = true
+}
+
+variable "alb_ingress_cidrs" {
+  description = "CIDR blocks allowed to reach the load balancer (HTTPS, the HTTP redirect and the data-plane listeners)."
+  type        = list(string)
+
+  validation {
+    condition     = length(var.alb_ingress_cidrs) > 0 && alltrue([for c in var.alb_ingress_cidrs : can(cidrhost(c, 0)) && !strcontains(c, ":")])
+    error_message = "alb_ingress_cidrs must list at least one valid IPv4 CIDR block such as 10.0.0.0/8."
+  }
+}
+
+variable "task_egress_cidrs" {
+  description = "CIDR blocks the tasks may open TCP connections to: PostgreSQL, AWS APIs (Secrets Manager, ECS, ECR, CloudWatch Logs) and the upstreams of protected resources."
+  type        = list(string)
+  default     = ["0.0.0.0/0"]
+
+  validation {
+    condition     = length(var.task_egress_cidrs) > 0 && alltrue([for c in var.task_egress_cidrs : can(cidrhost(c, 0)) && !strcontains(c, ":")])
+    error_message = "task_egress_cidrs must list at least one valid IPv4 CIDR block; the tasks need to reach AWS APIs and PostgreSQL."
+  }
+}
+
+################################################################################
+# Load balancer
+################################################################################
+
+variable "certificate_arn" {
+  description = "ACM certificate for the HTTPS listeners (console, admin API and data-plane ports). Plain HTTP only redirects to HTTPS."
+  type        = string
+
+  validation {
+    condition     = can(regex("^arn:aws[a-z-]*:acm:[a-z0-9-]+:[0-9]{12}:certificate/.+$", var.certificate_arn))
+    error_message = "certificate_arn must be an ACM certificate ARN (arn:aws:acm:REGION:ACCOUNT:certificate/ID)."
+  }
+}
+
+variable "ssl_policy" {
+  description = "TLS policy of the HTTPS listeners."
+  type        = string
+  default     = "ELBSecurityPolicy-TLS13-1-2-2021-06"
+
+  validation {
+    condition     = startswith(var.ssl_policy, "ELBSecurityPolicy-")
+    error_message = "ssl_policy must be an ELB security policy name (ELBSecurityPolicy-...)."
+  }
+}
+
+variable "alb_deletion_protection" {
+  description = "Refuse to delete the load balancer until this is turned off (guards the front door against an accidental destroy)."
+  type        = bool
+  default     = true
+}
+
+variable "alb_access_logs_bucket" {
+  description = "S3 bucket for ALB access logs (its policy must allow the ELB log delivery); null disables access logs."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.alb_access_logs_bucket == null || can(regex("^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", var.alb_access_logs_bucket))
+    error_message = "alb_access_logs_bucket must be a valid S3 bucket name or null."
+  }
+}
+
+################################################################################
+# Service and task
+################################################################################
+
+variable "image" {
+  description = "Container image of the Shoal node, e.g. 123456789012.dkr.ecr.eu-west-1.amazonaws.com/shoal:0.1.0 (a digest is better than a tag)."
+  type        = string
+
+  validation {
+    condition     = length(var.image) > 0 && !can(regex("\\s", var.image))
+    error_message = "image must be a non-empty image reference without spaces."
+  }
+}
+
+variable "ecr_repository_arns" {
+  description = "ECR repositories the execution role may pull from; empty grants no ECR access (for public images)."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for r in var.ecr_repository_arns : can(regex("^arn:aws[a-z-]*:ecr:[a-z0-9-]+:[0-9]{12}:repository/.+$", r))])
+    error_message = "ecr_repository_arns must hold ECR repository ARNs (arn:aws:ecr:REGION:ACCOUNT:repository/NAME)."
+  }
+}
+
+variable "desired_count" {
+  description = "Number of Shoal tasks. At least 3, so that one task can fail (or be replaced during a deployment) while the others still form a cluster across zones."
+  type        = number
+  default     = 3
+
+  validation {
+    condition     = var.desired_count >= 3 && var.desired_count == floor(var.desired_count) && var.desired_count <= 100
+    error_message = "desired_count must be a whole number between 3 and 100: fewer than 3 nodes cannot lose one and keep sharing counts across zones."
+  }
+}
+
+variable "cpu" {
+  description = "Task CPU units (Fargate: 256, 512, 1024, 2048, 4096, 8192 or 16384)."
+  type        = number
+  default     = 1024
+
+  validation {
+    condition     = contains([256, 512, 1024, 2048, 4096, 8192, 16384], var.cpu)
+    error_message = "cpu must be a Fargate CPU size: 256, 512, 1024, 2048, 4096, 8192 or 16384."
+  }
+}
+
+variable "memory" {
+  description = "Task memory in MiB; must be a Fargate combination with cpu (e.g. 1024 CPU: 2048-8192 MiB)."
+  type        = number
+  default     = 2048
+
+  validation {
+    condition     = var.memory >= 512 && var.memory <= 122880 && var.memory == floor(var.memory)
+    error_message = "memory must be a whole number of MiB between 512 and 122880."
+  }
+}
+
+variable "cpu_architecture" {
+  description = "CPU architecture of the tasks; the image must be built for it."
+  type        = string
+  default     = "X86_64"
+
+  validation {
+    condition     = contains(["X86_64", "ARM64"], var.cpu_architecture)
+    error_message = "cpu_architecture must be X86_64 or ARM64."
+  }
+}
+
+variable "http_port" {
+  description = "Container port of health, readiness, cluster status, admin API and console."
+  type        = number
+  default     = 8080
+
+  validation {
+    condition     = var.http_port >= 1024 && var.http_port <= 65535 && var.http_port == floor(var.http_port)
+    error_message = "http_port must be a port between 1024 and 65535 (the container runs without privileges)."
+  }
+}
+
+variable "gossip_port" {
+  description = "Gossip port, TCP and UDP, open only between the tasks."
+  type        = number
+  default     = 7946
+
+  validation {
+    condition     = var.gossip_port >= 1024 && var.gossip_port <= 65535 && var.gossip_port == floor(var.gossip_port) && var.gossip_port != var.http_port
+    error_message = "gossip_port must be a port between 1024 and 65535, different from http_port."
+  }
+}
+
+variable "data_plane_ports" {
+  description = "Data-plane ports: the `port` of each resource stored in PostgreSQL. Each gets a container port, a target group and an HTTPS listener on the same port."
+  type        = list(number)
+  default     = []
+
+  validation {
+    condition = alltrue([
+      for p in var.data_plane_ports : p >= 1024 && p <= 65535 && p == floor(p) && p != var.http_port && p != var.gossip_port && p != 443 && p != 80
+    ]) && length(distinct(var.data_plane_ports)) == length(var.data_plane_ports)
+    error_message = "data_plane_ports must be distinct ports between 1024 and 65535, different from http_port and gossip_port."
+  }
+}
+
+variable "shoal_cluster_name" {
+  description = "Cluster label (SHOAL_CLUSTER_NAME), authenticated in every gossip packet so two clusters on one network never merge."
+  type        = string
+  default     = "shoal"
+
+  validation {
+    condition     = length(var.shoal_cluster_name) >= 1 && length(var.shoal_cluster_name) <= 64
+    error_message = "shoal_cluster_name must be 1-64 characters."
+  }
+}
+
+variable "shutdown_grace_seconds" {
+  description = "Seconds a stopping node waits for in-flight requests (SHOAL_HTTP_SHUTDOWN_GRACE). Also the target groups' deregistration delay; the container stop timeout is this plus 15 s."
+  type        = number
+  default     = 30
+
+  validation {
+    # Fargate caps a container's stopTimeout at 120 s.
+    condition     = var.shutdown_grace_seconds >= 1 && var.shutdown_grace_seconds <= 100 && var.shutdown_grace_seconds == floor(var.shutdown_grace_seconds)
+    error_message = "shutdown_grace_seconds must be a whole number between 1 and 100 (Fargate stops a container at most 120 s after SIGTERM)."
+  }
+}
+
+variable "health_check_grace_period_seconds" {
+  description = "Seconds ECS ignores failing load balancer health checks of a new task; covers the node's join timeout (30 s by default)."
+  type        = number
+  default     = 60
+
+  validation {
+    condition     = var.health_check_grace_period_seconds >= 0 && var.health_check_grace_period_seconds <= 600
+    error_message = "health_check_grace_period_seconds must be between 0 and 600."
+  }
+}
+
+variable "log_level" {
+  description = "Node log level or tracing filter (SHOAL_LOG_LEVEL), e.g. \"info\" or \"info,shoal_cluster=debug\"."
+  type        = string
+  default     = "info"
+
+  validation {
+    condition     = can(regex("^(error|warn|info|debug|trace)(,[a-z_:]+=(error|warn|info|debug|trace))*$", var.log_level))
+    error_message = "log_level must be error, warn, info, debug or trace, optionally followed by per-module filters like \",shoal_cluster=debug\"."
+  }
+}
+
+variable "log_retention_days" {
+  description = "Retention of the CloudWatch log group, in days."
+  type        = number
+  default     = 90
+
+  validation {
+    condition     = contains([1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653], var.log_retention_days)
+    error_message = "log_retention_days must be a CloudWatch retention value: 1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288 or 3653."
+  }
+}
+
+variable "existing_cluster_arn" {
+  description = "ARN of an existing ECS cluster to run in; null creates one."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.existing_cluster_arn == null || can(regex("^arn:aws[a-z-]*:ecs:[a-z0-9-]+:[0-9]{12}:cluster/[A-Za-z0-9_-]+$", var.existing_cluster_arn))
+    error_message = "existing_cluster_arn must be an ECS cluster ARN (arn:aws:ecs:REGION:ACCOUNT:cluster/NAME) or null."
+  }
+}
+
+################################################################################
+# Encryption and secrets
+################################################################################
+
+variable "kms_key_arn" {
+  description = "KMS key encrypting the secrets, logs, database and EFS; null creates one with rotation. Existing secrets passed by ARN must use this key (or the AWS managed one)."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.kms_key_arn == null || can(regex("^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/.+$", var.kms_key_arn))
+    error_message = "kms_key_arn must be a KMS key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID) or null."
+  }
+}
+
+variable "cluster_psk_secret_arn" {
+  description = "Existing Secrets Manager secret holding the cluster PSK (32 bytes as 64 hex characters; several keys separated by commas during a rotation); null generates one."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.cluster_psk_secret_arn == null || can(regex("^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:.+$", var.cluster_psk_secret_arn))
+    error_message = "cluster_psk_secret_arn must be a Secrets Manager secret ARN or null."
+  }
+}
+
+variable "secrets_key_secret_arn" {
+  description = "Existing Secrets Manager secret holding the key that encrypts S3 credentials at rest (32 bytes as hex); null generates one."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.secrets_key_secret_arn == null || can(regex("^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:.+$", var.secrets_key_secret_arn))
+    error_message = "secrets_key_secret_arn must be a Secrets Manager secret ARN or null."
+  }
+}
+
+variable "database_url_secret_arn" {
+  description = "Existing Secrets Manager secret holding the PostgreSQL URL. Give exactly one of database_url_secret_arn, database_url or create_rds."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.database_url_secret_arn == null || can(regex("^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:.+$", var.database_url_secret_arn))
+    error_message = "database_url_secret_arn must be a Secrets Manager secret ARN or null."
+  }
+}
+
+variable "database_url" {
+  description = "PostgreSQL URL (postgres://USER:PASSWORD@HOST:PORT/DB) to store in a new secret. Give exactly one of database_url_secret_arn, database_url or create_rds. It lands in the Terraform state: protect the state."
+  type        = string
+  default     = null
+  sensitive   = true
+
+  validation {
+    condition     = var.database_url == null || can(regex("^postgres(ql)?://[^\\s]+$", var.database_url))
+    error_message = "database_url must be a PostgreSQL URL (postgres://USER:PASSWORD@HOST:PORT/DB) or null."
+  }
+}
+
+variable "secret_recovery_window_days" {
+  description = "Days a deleted secret can still be restored (0 deletes at once)."
+  type        = number
+  default     = 7
+
+  validation {
+    condition     = var.secret_recovery_window_days == 0 || (var.secret_recovery_window_days >= 7 && var.secret_recovery_window_days <= 30)
+    error_message = "secret_recovery_window_days must be 0 or between 7 and 30."
+  }
+}
+
+################################################################################
+# Optional PostgreSQL (RDS)
+################################################################################
+
+variable "create_rds" {
+  description = "Create an encrypted, private RDS PostgreSQL instance and store its URL in the database URL secret."
+  type        = bool
+  default     = false
+
+  validation {
+    condition     = (var.create_rds ? 1 : 0) + (var.database_url != null ? 1 : 0) + (var.database_url_secret_arn != null ? 1 : 0) == 1
+    error_message = "Give exactly one source for the database URL: create_rds = true, database_url, or database_url_secret_arn."
+  }
+}
+
+variable "rds" {
+  description = "Settings of the RDS instance when create_rds is true."
+  type = object({
+    instance_class        = optional(string, "db.t4g.medium")
+    engine_version        = optional(string, "15")
+    allocated_storage     = optional(number, 20)
+    max_allocated_storage = optional(number, 100)
+    multi_az              = optional(bool, true)
+    deletion_protection   = optional(bool, true)
+    backup_retention_days = optional(number, 7)
+    skip_final_snapshot   = optional(bool, false)
+  })
+  default = {}
+
+  validation {
+    condition     = can(regex("^db\\.[a-z0-9]+\\.[a-z0-9]+$", var.rds.instance_class))
+    error_message = "rds.instance_class must be an RDS instance class such as db.t4g.medium."
+  }
+
+  validation {
+    condition     = can(regex("^15(\\.[0-9]+)?$", var.rds.engine_version))
+    error_message = "rds.engine_version must be PostgreSQL 15 (\"15\" or \"15.x\"), the version Shoal is tested with."
+  }
+
+  validation {
+    condition     = var.rds.allocated_storage >= 20 && var.rds.allocated_storage <= 65536 && var.rds.max_allocated_storage >= var.rds.allocated_storage
+    error_message = "rds.allocated_storage must be between 20 and 65536 GiB, and rds.max_allocated_storage at least as large."
+  }
+
+  validation {
+    condition     = var.rds.backup_retention_days >= 1 && var.rds.backup_retention_days <= 35
+    error_message = "rds.backup_retention_days must be between 1 and 35 (0 would disable backups of the control plane)."
+  }
+}
+
+################################################################################
+# Optional EFS for the data directory
+################################################################################
+
+variable "enable_efs" {
+  description = "Mount an encrypted EFS file system at /var/lib/shoal (one subdirectory per task) so the audit spool and config snapshot outlive the task."
+  type        = bool
+  default     = false
+}
