@@ -8,7 +8,9 @@ parser, which refuses unknown keys and bad values) after YAML anchors and merge 
 resolved, then asserts what the demo relies on: PostgreSQL 15, three Shoal nodes with static
 discovery naming each other and a fixed advertised IP, nginx in front of them waiting for
 their readiness, an S3 backend, the admin bootstrap job, secrets only as files from
-deploy/compose/secrets/ (git-ignored), and only SHOAL_* variables the node knows about.
+deploy/compose/secrets/ (git-ignored) as a copy of make-secrets run in a scratch directory
+writes them, resource ports on every interface (SHOAL_PROXY_ADDRESS), and only SHOAL_*
+variables the node knows about.
 Run by scripts/check-deploy inside .venv-deploy.
 """
 
@@ -17,7 +19,10 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+import shutil
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import yaml
@@ -63,6 +68,11 @@ def main() -> int:
         check(sorted(peers) == sorted(f"{n}:7946" for n in NODES), f"{name}: static peers must name the three nodes on 7946")
         check(env.get("SHOAL_HTTP_LISTEN") == "0.0.0.0:8080", f"{name}: SHOAL_HTTP_LISTEN must be 0.0.0.0:8080")
         check(env.get("SHOAL_CLUSTER_BIND") == "0.0.0.0:7946", f"{name}: SHOAL_CLUSTER_BIND must be 0.0.0.0:7946")
+        # Resource ports are reached from nginx, so they must not stay on the default loopback;
+        # the environment override replaces the config file the nodes used to mount for this.
+        check(env.get("SHOAL_PROXY_ADDRESS") == "0.0.0.0", f"{name}: SHOAL_PROXY_ADDRESS must be 0.0.0.0")
+        check("SHOAL_CONFIG" not in env and not svc.get("configs"),
+              f"{name}: every node setting comes from the environment; no config file is mounted")
         # cluster.advertise only takes IP:PORT, so it must match the node's fixed address.
         ip = svc["networks"]["shoal"]["ipv4_address"]
         check(env.get("SHOAL_CLUSTER_ADVERTISE") == f"{ip}:7946", f"{name}: advertise must be its fixed IP {ip}:7946")
@@ -98,12 +108,31 @@ def main() -> int:
         check(secrets.get(name, {}).get("file") == f"./deploy/compose/secrets/{name}", f"secret {name} must be a file in deploy/compose/secrets/")
     gitignore = (root / ".gitignore").read_text().splitlines()
     check("/deploy/compose/secrets/" in gitignore, ".gitignore must exclude deploy/compose/secrets/")
-    make = (root / "deploy/compose/make-secrets").read_text()
-    for name in secrets:
-        check(re.search(rf"\b{re.escape(name)}\b", make) is not None, f"deploy/compose/make-secrets does not create {name}")
+    check_make_secrets(root, secrets)
     for source in spec.get("configs", {}).values():
         check((root / source["file"]).is_file(), f"config file {source['file']} missing")
     return report()
+
+
+def check_make_secrets(root: Path, secrets: dict) -> None:
+    """Runs a copy of make-secrets in a scratch directory and checks what it writes."""
+    with tempfile.TemporaryDirectory() as tmp:
+        script = Path(tmp) / "make-secrets"
+        shutil.copy2(root / "deploy/compose/make-secrets", script)
+        run = subprocess.run([str(script)], capture_output=True, text=True, check=False)
+        if run.returncode != 0:
+            check(False, f"make-secrets failed: {run.stderr.strip()}")
+            return
+        made = {p.name: p.read_text().strip() for p in (Path(tmp) / "secrets").iterdir()}
+    check(sorted(made) == sorted(secrets), f"make-secrets writes {sorted(made)}, compose mounts {sorted(secrets)}")
+    for name in ("cluster-psk", "secrets-key", "postgres-password", "s3-root-password"):
+        check(re.fullmatch(r"[0-9a-f]{64}", made.get(name, "")) is not None, f"make-secrets: {name} must be 32 random bytes as hex")
+    # The MinIO root user doubles as an S3 resource's upstream access key id: Shoal takes only
+    # 16-128 letters and digits there.
+    check(re.fullmatch(r"[A-Za-z0-9]{16,128}", made.get("s3-root-user", "")) is not None,
+          "make-secrets: s3-root-user must be 16-128 letters and digits (an S3 upstream access key id)")
+    check(made.get("database-url") == f"postgres://shoal:{made.get('postgres-password')}@postgres:5432/shoal",
+          "make-secrets: database-url must carry the PostgreSQL password")
 
 
 def report() -> int:

@@ -145,6 +145,11 @@ def check_case(case: str, values: dict, docs: list[dict]) -> None:
         check(pod["automountServiceAccountToken"] is False, f"{case}: no API token without kubernetes discovery")
         check(not roles, f"{case}: no Role without kubernetes discovery")
 
+    # Data-plane ports must be reachable through the Service: SHOAL_PROXY_ADDRESS replaces the
+    # config file (ConfigMap) the chart used to mount for this; nothing else needs a file.
+    check(env.get("SHOAL_PROXY_ADDRESS", {}).get("value") == "0.0.0.0", f"{case}: SHOAL_PROXY_ADDRESS must be 0.0.0.0")
+    check("SHOAL_CONFIG" not in env and not by_kind.get("ConfigMap"), f"{case}: no config file or ConfigMap expected")
+
     # Advertised address: the pod IP (cluster.advertise refuses host names).
     check(env["SHOAL_CLUSTER_ADVERTISE"]["value"] == f"$(POD_IP):{gossip}", f"{case}: advertise must be $(POD_IP):{gossip}")
     check(list(env).index("POD_IP") < list(env).index("SHOAL_CLUSTER_ADVERTISE"), f"{case}: POD_IP must precede its use")

@@ -1,5 +1,6 @@
 //! `scripts/quickstart` end to end, in a temporary directory with the binary this suite built:
-//! it must leave a ready node, a working admin login and a usable `env` file, and `down`
+//! it must leave three ready nodes, a working admin login, a usable `env` file and the S3 demo
+//! working as printed (the AWS CLI through Shoal to moto, the sixth read refused), and `down`
 //! must stop everything it started.
 
 mod common;
@@ -20,6 +21,7 @@ fn quickstart(state: &Path, args: &[&str]) -> Output {
         .args(args)
         .env("SHOAL_QUICKSTART_DIR", state)
         .env("SHOAL_QUICKSTART_BIN", shoal_bin())
+        .env("SHOAL_QUICKSTART_PYTHON", python())
         .output()
         .expect("run scripts/quickstart")
 }
@@ -38,6 +40,7 @@ impl Drop for Down<'_> {
 fn parse_env(text: &str) -> BTreeMap<String, String> {
     text.lines()
         .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.strip_prefix("export "))
         .filter_map(|l| l.split_once('='))
         .map(|(k, v)| (k.to_string(), v.trim_matches('\'').to_string()))
         .collect()
@@ -66,6 +69,11 @@ async fn quickstart_up_gives_a_ready_node_and_down_stops_everything() {
         "SHOAL_ADMIN_USER",
         "SHOAL_ADMIN_PASSWORD_FILE",
         "SHOAL_DATABASE_URL",
+        "SHOAL_S3_ENDPOINT",
+        "SHOAL_S3_BUCKET",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_REGION",
     ] {
         assert!(env.contains_key(key), "{key} missing from env: {env:?}");
     }
@@ -95,6 +103,42 @@ async fn quickstart_up_gives_a_ready_node_and_down_stops_everything() {
         .await
         .unwrap();
     assert_eq!(login.status().as_u16(), 200);
+
+    // The demo, as the script prints it: `aws s3` with nothing but the env file.
+    let aws = |script: &str| {
+        let out = Command::new("bash")
+            .arg("-c")
+            .arg(format!(". '{}' && {script}", state.join("env").display()))
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, stdout, stderr) = aws("aws s3 ls --endpoint-url $SHOAL_S3_ENDPOINT");
+    assert!(ok, "aws s3 ls: {stderr}");
+    assert!(stdout.contains("sensitive-bucket"), "{stdout}");
+    // One GetObject per read (`aws s3 cp` would add a HeadObject, a second access).
+    let read = "aws s3api get-object --bucket \"$SHOAL_S3_BUCKET\" --key secret.txt \
+                /dev/null --query ContentLength --endpoint-url";
+    let endpoints: Vec<String> = env["SHOAL_S3_ENDPOINTS"]
+        .split(' ')
+        .map(str::to_string)
+        .collect();
+    assert_eq!(endpoints.len(), 3, "{env:?}");
+    for i in 0..5 {
+        let (ok, stdout, stderr) = aws(&format!("{read} {}", endpoints[i % 3]));
+        assert!(ok, "read {}: {stderr}", i + 1);
+        assert_eq!(stdout.trim(), "10", "read {}", i + 1);
+    }
+    let (ok, _, stderr) = aws(&format!("{read} {}", endpoints[5 % 3]));
+    assert!(!ok, "the sixth read must be refused");
+    assert!(
+        stderr.contains("AccessDenied") || stderr.contains("403"),
+        "{stderr}"
+    );
 
     let down = quickstart(&state, &["down", "--purge"]);
     assert!(

@@ -856,9 +856,9 @@ pub fn python() -> PathBuf {
     venv
 }
 
-/// Runs `tests/s3_client.py` with `args`; its standard output, or a panic with its errors.
+/// Runs `scripts/s3_client.py` with `args`; its standard output, or a panic with its errors.
 pub fn s3_client(args: &[&str]) -> String {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/s3_client.py");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/s3_client.py");
     let out = Command::new(python())
         .arg(script)
         .args(args)

@@ -1,10 +1,12 @@
-"""Real S3 clients (boto3, and urllib for presigned URLs) driven by the Rust S3 tests.
+"""Real S3 clients (boto3, and urllib for presigned URLs) for the Rust S3 tests, and the
+demo S3 backend's setup for scripts/quickstart.
 
 Usage:
   s3_client.py upstream ENDPOINT
       Sets up moto's server as a signature-checking upstream: an IAM user with a key pair and
       an allow-all policy (moto checks SigV4 once its no-auth allowance is used up), and the
-      buckets the tests use. Prints {"access_key_id", "secret_access_key"}.
+      buckets the tests and the quickstart demo use (reports, sensitive-bucket with
+      secret.txt). Prints {"access_key_id", "secret_access_key"}.
   s3_client.py run SPEC_JSON
       Runs the steps in SPEC_JSON against Shoal and prints one JSON line per step with what
       happened ({"step", "ok", "status", "code", ...}); the Rust test asserts on them.
