@@ -26,10 +26,11 @@ RUN cargo build --release --locked -p shoal \
     && install -m 0755 target/release/shoal /usr/local/bin/shoal
 
 FROM debian:bookworm-slim AS runtime
-# curl is for the HEALTHCHECK (an HTTP check, not just an open port); ca-certificates for TLS to
-# PostgreSQL, AWS APIs and upstreams. Nothing else. Versions are not pinned (DL3008): Debian
-# stable only ever ships the current security-patched build, so a pin would break the build at
-# the next point release instead of making it reproducible; the base image tag is the pin.
+# curl is for the HEALTHCHECK (an HTTP check, not just an open port) and the ECS entrypoint's
+# task metadata request; ca-certificates for TLS to PostgreSQL, AWS APIs and upstreams.
+# Nothing else. Versions are not pinned (DL3008): Debian stable only ever ships the current
+# security-patched build, so a pin would break the build at the next point release instead of
+# making it reproducible; the base image tag is the pin.
 # hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates curl \
@@ -44,6 +45,10 @@ RUN groupadd --system --gid 10001 shoal \
     && chmod 0750 /var/lib/shoal
 
 COPY --from=builder /usr/local/bin/shoal /usr/local/bin/shoal
+# Used on ECS only (the Terraform module's task definition sets it as the entryPoint): fills in
+# SHOAL_CLUSTER_ADVERTISE from the task metadata endpoint, then execs shoal. POSIX sh; see the
+# script's header. Everywhere else the entrypoint below stays `shoal`.
+COPY --chmod=0755 deploy/ecs/shoal-ecs-entrypoint /usr/local/bin/shoal-ecs-entrypoint
 
 ARG VERSION=0.1.0
 ARG REVISION=unknown

@@ -91,6 +91,9 @@ def check_module(module_dir: Path) -> None:
     policies = [b for (t, _), b in resources.items() if t == "aws_iam_role_policy" and "aws_iam_role.task." in str(b.get("role"))]
     check(len(policies) == 1 and "aws_iam_policy_document.task.json" in str(policies[0].get("policy")),
           f"{where}: the task role must carry exactly the discovery policy")
+    # ...and only when the node calls the ECS API: with Cloud Map (dns-srv) it needs nothing.
+    check(bool(policies) and str(policies[0].get("count")).replace(" ", "") == '${var.discovery_method=="ecs"?1:0}',
+          f"{where}: the discovery policy must be attached only with discovery_method ecs, got count {policies[0].get('count') if policies else None}")
     check(not any(t == "aws_iam_role_policy_attachment" and "aws_iam_role.task." in str(b.get("role")) for (t, _), b in resources.items()),
           f"{where}: no managed policy may be attached to the task role")
 
@@ -149,12 +152,41 @@ def check_module(module_dir: Path) -> None:
     check(ports.count("var.gossip_port") == 2 and "udp" in ports and "var.http_port" in ports and "var.data_plane_ports" in ports,
           f"{where}: port mappings must cover http, gossip tcp+udp and the data-plane ports")
     env = str(locals_.get("environment"))
-    for name in ("SHOAL_DISCOVERY_METHOD", "SHOAL_HTTP_LISTEN", "SHOAL_CLUSTER_BIND", "SHOAL_LOG_FORMAT"):
+    for name in ("SHOAL_DISCOVERY_METHOD", "SHOAL_DISCOVERY_DNS_SRV", "SHOAL_HTTP_LISTEN", "SHOAL_CLUSTER_BIND",
+                 "SHOAL_LOG_FORMAT", "SHOAL_PROXY_ADDRESS"):
         check(name in env, f"{where}: container environment lacks {name}")
+    # Data-plane ports are reached by the ALB on the task IP: every interface, not loopback.
+    check(re.search(r'name = "SHOAL_PROXY_ADDRESS", value = "0\.0\.0\.0"', env) is not None,
+          f"{where}: SHOAL_PROXY_ADDRESS must be 0.0.0.0")
+    check("local.discovery_srv_name" in env, f"{where}: SHOAL_DISCOVERY_DNS_SRV must be the Cloud Map SRV name")
+
+    # The advertised address comes from the image's ECS entrypoint (the task IP is known only at
+    # run time); every command, the service's and a run-task override's, goes through it.
+    container = str(locals_.get("container_with_nulls"))
+    entrypoint = locals_.get("entrypoint")
+    dockerfile = (module_dir.resolve().parents[2] / "Dockerfile").read_text()
+    check(bool(entrypoint) and f" {entrypoint}\n" in dockerfile,
+          f"{where}: local.entrypoint {entrypoint!r} must be a file the Dockerfile installs")
+    check("'entryPoint': ['${local.entrypoint}']" in container and "'command': ['serve']" in container,
+          f"{where}: the container must run local.entrypoint with the command serve")
+    check("SHOAL_CLUSTER_ADVERTISE" not in env, f"{where}: the advertised address is the entrypoint's to set")
+
+    # Cloud Map (dns-srv): SRV records of the tasks' gossip port, registered by the service.
+    sd = resources.get(("aws_service_discovery_service", "gossip"), {})
+    records = [r for c in sd.get("dns_config", []) for r in c.get("dns_records", [])]
+    check([r.get("type") for r in records] == ["SRV"], f"{where}: the Cloud Map service must publish SRV records")
+    check(str(locals_.get("discovery_srv_name")).startswith("gossip.") and sd.get("name") == "gossip",
+          f"{where}: discovery_srv_name must be the Cloud Map service's name in the namespace")
+    registries = [r for d in service.get("dynamic", []) for k, r in d.items() if k == "service_registries"]
+    content = str(registries[0].get("content")) if registries else ""
+    check("aws_service_discovery_service.gossip[0].arn" in content and "var.gossip_port" in content
+          and "local.container_name" in content,
+          f"{where}: the ECS service must register its tasks' gossip port in the Cloud Map service")
     secrets = str(locals_.get("secrets"))
     for name in ("SHOAL_DATABASE_URL", "SHOAL_CLUSTER_PSK", "SHOAL_SECRETS_KEY"):
         check(name in secrets, f"{where}: container secrets lack {name}")
-    never, planned = unknown(module_dir.resolve().parents[2], re.findall(r"SHOAL_[A-Z_]+", env + secrets))
+    never, planned = unknown(module_dir.resolve().parents[2], re.findall(r"SHOAL_[A-Z_]+", env + secrets),
+                             ecs_entrypoint=True)
     check(not never, f"{where}: the task sets SHOAL_* variables no node reads: {never}")
     if planned:
         print(f"terraform: planned variables not read by load.rs yet: {', '.join(planned)}")
@@ -171,11 +203,12 @@ def check_module(module_dir: Path) -> None:
     check(logs.get("retention_in_days") == "${var.log_retention_days}", f"{where}: log retention from the variable")
 
     for rule in ("desired_count", "http_port", "gossip_port", "data_plane_ports", "log_level", "log_retention_days",
-                 "alb_ingress_cidrs", "task_egress_cidrs", "private_subnet_ids"):
+                 "alb_ingress_cidrs", "task_egress_cidrs", "private_subnet_ids", "discovery_method",
+                 "cloud_map_namespace_name"):
         check(bool(variables.get(rule, {}).get("validation")), f"{where}: variable {rule} needs a validation block")
     check_variables_and_outputs(module_dir, variables, outputs)
     for required in ("url", "alb_security_group_id", "tasks_security_group_id", "task_role_arn", "execution_role_arn",
-                     "cluster_psk_secret_arn", "secrets_key_secret_arn", "database_url_secret_arn"):
+                     "cluster_psk_secret_arn", "secrets_key_secret_arn", "database_url_secret_arn", "discovery_srv_name"):
         check(required in outputs, f"{where}: output {required} missing")
 
 

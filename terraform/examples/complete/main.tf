@@ -1,5 +1,6 @@
 # Every option of the module in use: an internet-facing ALB restricted to known networks, a
-# data-plane port for an S3 resource, a new RDS PostgreSQL, EFS for the data directories.
+# data-plane port for an S3 resource, a new RDS PostgreSQL, EFS for the data directories,
+# Cloud Map discovery with a chosen namespace name.
 
 provider "aws" {
   region = var.region
@@ -43,6 +44,10 @@ module "shoal" {
   }
 
   enable_efs = true
+
+  # Cloud Map SRV records (the default); "ecs" once the node has the ECS discovery provider.
+  discovery_method         = "dns-srv"
+  cloud_map_namespace_name = "shoal-demo.internal"
 
   log_level          = "info"
   log_retention_days = 365

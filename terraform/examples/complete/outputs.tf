@@ -42,3 +42,23 @@ output "log_group_name" {
   description = "CloudWatch log group of the nodes."
   value       = module.shoal.log_group_name
 }
+
+output "discovery_srv_name" {
+  description = "SRV name the nodes query for their peers (`dig SRV <name>` from inside the VPC)."
+  value       = module.shoal.discovery_srv_name
+}
+
+output "ecs_cluster_arn" {
+  description = "ECS cluster of the service (for `aws ecs wait services-stable` and `aws ecs run-task`)."
+  value       = module.shoal.ecs_cluster_arn
+}
+
+output "ecs_service_name" {
+  description = "Name of the ECS service."
+  value       = module.shoal.ecs_service_name
+}
+
+output "task_definition_arn" {
+  description = "Current task definition revision (for one-off `aws ecs run-task` commands such as `shoal admin create`)."
+  value       = module.shoal.task_definition_arn
+}

@@ -34,23 +34,36 @@ locals {
 
   container_name = "shoal"
   data_dir       = "/var/lib/shoal"
+  # In the image (Dockerfile); fills in SHOAL_CLUSTER_ADVERTISE from the task metadata endpoint.
+  entrypoint = "/usr/local/bin/shoal-ecs-entrypoint"
+
+  # dns-srv: ECS registers every task's IP and gossip port in Cloud Map, whose SRV records the
+  # nodes poll. ecs: the planned ECS discovery provider (issue 8) lists the service's tasks
+  # itself (ListTasks + DescribeTasks).
+  cloud_map           = var.discovery_method == "dns-srv"
+  cloud_map_namespace = var.cloud_map_namespace_name != null ? var.cloud_map_namespace_name : "${var.name}.shoal.internal"
+  discovery_srv_name  = "gossip.${local.cloud_map_namespace}"
 
   environment = concat(
+    local.cloud_map ? [{ name = "SHOAL_DISCOVERY_DNS_SRV", value = local.discovery_srv_name }] : [{ name = "SHOAL_DISCOVERY_METHOD", value = "ecs" }],
     [
-      # Planned ECS discovery provider: it reads this task's cluster and service from the task
-      # metadata endpoint and lists the service's tasks (ListTasks + DescribeTasks).
-      { name = "SHOAL_DISCOVERY_METHOD", value = "ecs" },
       { name = "SHOAL_HTTP_LISTEN", value = "0.0.0.0:${var.http_port}" },
       { name = "SHOAL_HTTP_SHUTDOWN_GRACE", value = "${var.shutdown_grace_seconds}s" },
+      # SHOAL_CLUSTER_ADVERTISE (required with a wildcard bind) is the task's IP, known only at
+      # run time: the entrypoint reads it from the task metadata endpoint.
       { name = "SHOAL_CLUSTER_BIND", value = "0.0.0.0:${var.gossip_port}" },
+      # Data-plane ports are reached by the ALB on the task's IP, not on loopback.
+      { name = "SHOAL_PROXY_ADDRESS", value = "0.0.0.0" },
       { name = "SHOAL_CLUSTER_NAME", value = var.shoal_cluster_name },
       # Tasks only run in the private subnets: no address outside them is ever joined.
       { name = "SHOAL_DISCOVERY_ALLOWED_ADDRESS_SPACE", value = join(",", [for s in data.aws_subnet.private : s.cidr_block]) },
       { name = "SHOAL_LOG_FORMAT", value = "json" },
       { name = "SHOAL_LOG_LEVEL", value = var.log_level },
     ],
-    # With EFS the wrapper command below picks a per-task data directory instead.
-    var.enable_efs ? [] : [{ name = "SHOAL_DATA_DIR", value = local.data_dir }],
+    # EFS is shared by every task, but a node's audit spool must have a single writer: with
+    # SHOAL_ECS_DATA_ROOT the entrypoint gives each task its own subdirectory, named after its
+    # (unique) host name.
+    var.enable_efs ? [{ name = "SHOAL_ECS_DATA_ROOT", value = local.data_dir }] : [{ name = "SHOAL_DATA_DIR", value = local.data_dir }],
   )
 
   # Secrets reach the container as environment variables resolved by ECS at task start; they
@@ -104,10 +117,10 @@ locals {
         max-buffer-size = "4m"
       }
     }
-    # EFS is shared by every task, but a node's audit spool must have a single writer: each
-    # task takes its own subdirectory, named after its (unique) host name.
-    entryPoint = var.enable_efs ? ["/bin/sh", "-c"] : null
-    command    = var.enable_efs ? ["export SHOAL_DATA_DIR=\"${local.data_dir}/$(cat /proc/sys/kernel/hostname)\" && mkdir -p \"$SHOAL_DATA_DIR\" && exec shoal serve"] : null
+    # A one-off task (`aws ecs run-task`) overrides only the command, e.g. ["admin", "create",
+    # "--username", "admin", "--generate"]; the entrypoint stays.
+    entryPoint = [local.entrypoint]
+    command    = ["serve"]
   }
   # Unset optional fields are left out instead of sent as null, so plans show no spurious diffs.
   container = { for k, v in local.container_with_nulls : k => v if v != null }
@@ -351,7 +364,7 @@ resource "aws_iam_role_policy" "execution" {
 
 resource "aws_iam_role" "task" {
   name_prefix        = "${var.name}-task-"
-  description        = "Shoal nodes of ${var.name}: discover the other tasks of their ECS cluster"
+  description        = "Shoal nodes of ${var.name}: ECS discovery permissions with discovery_method ecs, none with dns-srv"
   assume_role_policy = data.aws_iam_policy_document.ecs_tasks_assume.json
   tags               = local.tags
 }
@@ -385,7 +398,10 @@ data "aws_iam_policy_document" "task" {
   }
 }
 
+# Only the ecs method calls the ECS API; with dns-srv (Cloud Map) the task role grants nothing.
 resource "aws_iam_role_policy" "task" {
+  count = var.discovery_method == "ecs" ? 1 : 0
+
   name_prefix = "shoal-discovery-"
   role        = aws_iam_role.task.id
   policy      = data.aws_iam_policy_document.task.json
@@ -641,6 +657,47 @@ resource "aws_lb_listener" "data_plane" {
 }
 
 ################################################################################
+# Discovery: Cloud Map SRV records of the tasks (discovery_method = "dns-srv")
+################################################################################
+
+# A private hosted zone in the VPC (needs enableDnsSupport and enableDnsHostnames on the VPC).
+resource "aws_service_discovery_private_dns_namespace" "this" {
+  count = local.cloud_map ? 1 : 0
+
+  name        = local.cloud_map_namespace
+  description = "Shoal ${var.name}: gossip SRV records of the tasks"
+  vpc         = var.vpc_id
+  tags        = local.tags
+}
+
+# gossip.<namespace>: one SRV record per task (its IP and gossip port). Multivalue answers
+# carry up to eight healthy records, enough for a joining node: gossip spreads the rest.
+resource "aws_service_discovery_service" "gossip" {
+  count = local.cloud_map ? 1 : 0
+
+  name        = "gossip"
+  description = "Gossip addresses of the Shoal ${var.name} tasks"
+
+  dns_config {
+    namespace_id   = aws_service_discovery_private_dns_namespace.this[0].id
+    routing_policy = "MULTIVALUE"
+
+    dns_records {
+      type = "SRV"
+      # Nodes poll every 10 s (discovery.interval); a longer TTL would only delay joins.
+      ttl = 10
+    }
+  }
+
+  # No health check configuration: Cloud Map answers with every registered task, the way the
+  # Helm chart's headless Service publishes pods that are not ready yet. A starting node must be
+  # found before it is ready, because its readiness waits for its first join. ECS deregisters a
+  # task when it stops, and replaces a task whose container health check (/health) fails.
+
+  tags = local.tags
+}
+
+################################################################################
 # ECS
 ################################################################################
 
@@ -723,6 +780,17 @@ resource "aws_ecs_service" "this" {
     subnets          = var.private_subnet_ids
     security_groups  = [aws_security_group.tasks.id]
     assign_public_ip = false
+  }
+
+  # ECS registers each task's IP and gossip port in Cloud Map and deregisters it when the task
+  # stops.
+  dynamic "service_registries" {
+    for_each = local.cloud_map ? [1] : []
+    content {
+      registry_arn   = aws_service_discovery_service.gossip[0].arn
+      container_name = local.container_name
+      container_port = var.gossip_port
+    }
   }
 
   load_balancer {

@@ -29,7 +29,7 @@ output "tasks_security_group_id" {
 }
 
 output "task_role_arn" {
-  description = "IAM role of the Shoal nodes (ecs:ListTasks and ecs:DescribeTasks on their own cluster only)."
+  description = "IAM role of the Shoal nodes: ecs:ListTasks and ecs:DescribeTasks on their own cluster only with discovery_method \"ecs\", no permission with \"dns-srv\"."
   value       = aws_iam_role.task.arn
 }
 
@@ -91,4 +91,14 @@ output "rds_security_group_id" {
 output "efs_file_system_id" {
   description = "EFS file system holding the nodes' data directories, or null without enable_efs."
   value       = var.enable_efs ? aws_efs_file_system.this[0].id : null
+}
+
+output "discovery_srv_name" {
+  description = "DNS SRV name the nodes query (SHOAL_DISCOVERY_DNS_SRV), or null with discovery_method \"ecs\". `dig SRV <name>` from inside the VPC lists the registered tasks."
+  value       = local.cloud_map ? local.discovery_srv_name : null
+}
+
+output "cloud_map_namespace_id" {
+  description = "ID of the Cloud Map private DNS namespace, or null with discovery_method \"ecs\"."
+  value       = local.cloud_map ? aws_service_discovery_private_dns_namespace.this[0].id : null
 }

@@ -237,6 +237,28 @@ variable "shoal_cluster_name" {
   }
 }
 
+variable "discovery_method" {
+  description = "How the tasks find each other: \"dns-srv\" (ECS registers every task in a Cloud Map private DNS namespace and the nodes poll its SRV records; works with every Shoal release; the task role gets no permission) or \"ecs\" (the node lists the service's tasks with ecs:ListTasks and ecs:DescribeTasks; planned in the node, issue 8: a node without that provider runs alone)."
+  type        = string
+  default     = "dns-srv"
+
+  validation {
+    condition     = contains(["dns-srv", "ecs"], var.discovery_method)
+    error_message = "discovery_method must be \"dns-srv\" (Cloud Map SRV records) or \"ecs\" (the ECS API, once the node has that provider)."
+  }
+}
+
+variable "cloud_map_namespace_name" {
+  description = "Name of the Cloud Map private DNS namespace created for discovery_method \"dns-srv\" (the nodes query gossip.<name>); null uses \"<name>.shoal.internal\". Must not clash with a private hosted zone already associated with the VPC."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.cloud_map_namespace_name == null || can(regex("^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z][a-z0-9-]{0,61}[a-z0-9]$", var.cloud_map_namespace_name))
+    error_message = "cloud_map_namespace_name must be a lowercase DNS name with at least two labels, such as shoal.internal, or null."
+  }
+}
+
 variable "shutdown_grace_seconds" {
   description = "Seconds a stopping node waits for in-flight requests (SHOAL_HTTP_SHUTDOWN_GRACE). Also the target groups' deregistration delay; the container stop timeout is this plus 15 s."
   type        = number
