@@ -169,14 +169,21 @@ impl Writer {
                     None => break,
                 },
             }
-            let deadline = tokio::time::Instant::now() + self.options.flush_interval;
-            while batch.len() < self.options.batch_max {
-                match tokio::time::timeout_at(deadline, rx.recv()).await {
-                    Ok(Some(r)) => batch.push(r),
-                    _ => break,
-                }
+            // Sleep rather than wait on the queue: a writer waiting on it is woken by every
+            // record, which on the request path costs a cross-thread wake-up per request.
+            // The queue holds far more than a flush interval's worth at full load.
+            tokio::select! {
+                _ = stop.cancelled() => {}
+                _ = tokio::time::sleep(self.options.flush_interval) => {}
             }
-            self.write(batch).await;
+            while let Ok(r) = rx.try_recv() {
+                batch.push(r);
+            }
+            while !batch.is_empty() {
+                let rest = batch.split_off(batch.len().min(self.options.batch_max.max(1)));
+                self.write(batch).await;
+                batch = rest;
+            }
         }
         // Shutdown: everything still queued is written or spooled.
         rx.close();

@@ -1,25 +1,138 @@
-//! The upstream side: one pooled client per node (keep-alive, HTTP/1.1), request and response
-//! bodies streamed through as they come.
+//! The upstream side: keep-alive HTTP/1.1 connections, pooled per upstream and driven inside
+//! the task of the request that uses them. A shared client with a task per connection hands
+//! every request and every response over between tasks (and, on a multi-threaded runtime,
+//! between threads); on a two-core node those hand-offs cost more than the proxying itself.
+//! Here the request's task polls the connection while it waits for the response head, and the
+//! response body polls it while it streams, so a request never leaves its task. Bodies stream
+//! both ways, never buffered.
 
+use std::collections::HashMap;
+use std::future::{Future, poll_fn};
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::pin::{Pin, pin};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::http::header::{self, HeaderName, HeaderValue};
 use axum::http::{HeaderMap, Request, Response, StatusCode, Uri};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use http_body::{Body as _, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::{self, Connection, SendRequest};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
 
-pub(crate) type Upstreams = Client<HttpConnector, Body>;
+/// An idle connection is closed after this long (upstreams usually time out sooner; a
+/// connection they closed is noticed and dropped when taken from the pool).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Idle connections kept per upstream; more are closed when they come back.
+const MAX_IDLE_PER_UPSTREAM: usize = 256;
 
-pub(crate) fn client(connect_timeout: Duration) -> Upstreams {
-    let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(connect_timeout));
-    connector.set_nodelay(true);
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(60))
-        .build(connector)
+/// The per-node pool of upstream connections; cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Upstreams {
+    pool: Arc<Pool>,
+}
+
+struct Pool {
+    idle: Mutex<HashMap<String, Vec<Conn>>>,
+    connect_timeout: Duration,
+}
+
+struct Conn {
+    sender: SendRequest<Body>,
+    /// `None` once the connection has finished: a finished future must not be polled again.
+    driver: Option<Driver>,
+    idle_since: Instant,
+}
+
+impl Conn {
+    /// Polls the connection once with no task to wake: a connection the upstream closed (or
+    /// that failed) has finished and must not be used again.
+    fn usable(&mut self) -> bool {
+        let mut cx = Context::from_waker(Waker::noop());
+        self.idle_since.elapsed() < IDLE_TIMEOUT
+            && self.poll_driver(&mut cx).is_pending()
+            && !self.sender.is_closed()
+    }
+
+    /// Drives the connection's I/O; `Ready` once it has finished (closed or failed).
+    fn poll_driver(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let Some(driver) = &mut self.driver else {
+            return Poll::Ready(());
+        };
+        if driver.as_mut().poll(cx).is_ready() {
+            self.driver = None;
+            return Poll::Ready(());
+        }
+        Poll::Pending
+    }
+}
+
+impl Upstreams {
+    pub(crate) fn new(connect_timeout: Duration) -> Self {
+        Self {
+            pool: Arc::new(Pool {
+                idle: Mutex::new(HashMap::new()),
+                connect_timeout,
+            }),
+        }
+    }
+}
+
+impl Pool {
+    fn checkout(&self, authority: &str) -> Option<Conn> {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let list = idle.get_mut(authority)?;
+        while let Some(mut conn) = list.pop() {
+            if conn.usable() {
+                return Some(conn);
+            }
+        }
+        None
+    }
+
+    fn checkin(&self, authority: String, mut conn: Conn) {
+        // Ready for another request only once the last one is completely done both ways (an
+        // upstream may answer before it has read the whole request body).
+        if !conn.usable() || !conn.sender.is_ready() {
+            return;
+        }
+        conn.idle_since = Instant::now();
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let list = idle.entry(authority).or_default();
+        if list.len() < MAX_IDLE_PER_UPSTREAM {
+            list.push(conn);
+        }
+    }
+
+    async fn connect(&self, authority: &str) -> Result<Conn, ForwardError> {
+        let refused = |e: &dyn std::fmt::Display| ForwardError {
+            status: StatusCode::BAD_GATEWAY,
+            message: format!("upstream request failed: cannot connect to {authority}: {e}"),
+        };
+        let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect(authority))
+            .await
+            .map_err(|_| ForwardError {
+                status: StatusCode::GATEWAY_TIMEOUT,
+                message: format!(
+                    "upstream {authority} did not accept a connection within {} ms",
+                    self.connect_timeout.as_millis()
+                ),
+            })?
+            .map_err(|e| refused(&e))?;
+        let _ = stream.set_nodelay(true);
+        let (sender, driver) = http1::Builder::new()
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| refused(&e))?;
+        Ok(Conn {
+            sender,
+            driver: Some(Box::pin(driver)),
+            idle_since: Instant::now(),
+        })
+    }
 }
 
 /// Headers that describe one hop's connection and never travel further (RFC 9110 7.6.1).
@@ -59,7 +172,7 @@ pub(crate) struct ForwardError {
 /// Sends `req` to `upstream` (its path and query appended to the upstream's path), with the
 /// request id and the caller's address added.
 pub(crate) async fn forward(
-    client: &Upstreams,
+    upstreams: &Upstreams,
     upstream: &Uri,
     mut req: Request<Body>,
     request_id: &str,
@@ -76,7 +189,7 @@ pub(crate) async fn forward(
     let headers = req.headers_mut();
     headers.remove(header::HOST);
     add_forwarding_headers(headers, request_id, peer);
-    send(client, req, timeout).await
+    send(upstreams, req, timeout).await
 }
 
 /// `upstream`'s scheme and authority with another path and query.
@@ -107,28 +220,306 @@ pub(crate) fn add_forwarding_headers(headers: &mut HeaderMap, request_id: &str, 
     }
 }
 
+type Driver = Pin<Box<Connection<TokioIo<TcpStream>, Body>>>;
+
+/// Polls the connection alongside `fut` until `fut` is done: the connection does its I/O only
+/// while someone polls it. `Err` if the connection finished without `fut` getting its result.
+async fn drive<F: Future>(conn: &mut Conn, fut: F) -> Result<F::Output, ()> {
+    let mut fut = pin!(fut);
+    poll_fn(|cx| {
+        if let Poll::Ready(out) = fut.as_mut().poll(cx) {
+            return Poll::Ready(Ok(out));
+        }
+        if conn.poll_driver(cx).is_ready() {
+            // An upstream that closes after its answer finishes the connection in the same
+            // poll that delivers the answer: `fut` has its result now or never.
+            return match fut.as_mut().poll(cx) {
+                Poll::Ready(out) => Poll::Ready(Ok(out)),
+                Poll::Pending => Poll::Ready(Err(())),
+            };
+        }
+        Poll::Pending
+    })
+    .await
+}
+
 /// Sends a prepared request; the response streams back without its hop-by-hop headers.
 pub(crate) async fn send(
-    client: &Upstreams,
+    upstreams: &Upstreams,
     req: Request<Body>,
     timeout: Duration,
 ) -> Result<Response<Body>, ForwardError> {
-    let response = match tokio::time::timeout(timeout, client.request(req)).await {
+    let authority = match (req.uri().authority(), req.uri().port_u16()) {
+        (Some(a), Some(_)) => a.as_str().to_string(),
+        (Some(a), None) => format!("{}:80", a.as_str()),
+        (None, _) => {
+            return Err(ForwardError {
+                status: StatusCode::BAD_GATEWAY,
+                message: "the upstream address has no host".into(),
+            });
+        }
+    };
+    let failed = |e: &dyn std::fmt::Display| ForwardError {
+        status: StatusCode::BAD_GATEWAY,
+        message: format!("upstream request failed: {e}"),
+    };
+    let pool = &upstreams.pool;
+    let exchange = async {
+        let mut req = req;
+        // A pooled connection the upstream closed meanwhile gives the request back unsent:
+        // it is sent again, once, on a new connection.
+        let mut pooled = pool.checkout(&authority);
+        loop {
+            let reused = pooled.is_some();
+            let mut conn = match pooled.take() {
+                Some(c) => c,
+                None => pool.connect(&authority).await?,
+            };
+            let ready = poll_fn(|cx| {
+                if let Poll::Ready(r) = conn.sender.poll_ready(cx) {
+                    return Poll::Ready(r.is_ok());
+                }
+                if conn.poll_driver(cx).is_ready() {
+                    return Poll::Ready(false);
+                }
+                Poll::Pending
+            })
+            .await;
+            if !ready {
+                if reused {
+                    continue;
+                }
+                return Err(failed(&"the connection closed before the request was sent"));
+            }
+            let sending = conn.sender.try_send_request(req);
+            match drive(&mut conn, sending).await {
+                Ok(Ok(response)) => return Ok((response, conn)),
+                Ok(Err(mut e)) => match e.take_message() {
+                    Some(unsent) if reused => req = unsent,
+                    _ => return Err(failed(&e.into_error())),
+                },
+                Err(()) => return Err(failed(&"the upstream closed the connection")),
+            }
+        }
+    };
+    let (response, conn) = match tokio::time::timeout(timeout, exchange).await {
         Err(_) => {
             return Err(ForwardError {
                 status: StatusCode::GATEWAY_TIMEOUT,
                 message: format!("upstream did not answer within {} ms", timeout.as_millis()),
             });
         }
-        Ok(Err(e)) => {
-            return Err(ForwardError {
-                status: StatusCode::BAD_GATEWAY,
-                message: format!("upstream request failed: {e}"),
-            });
-        }
-        Ok(Ok(r)) => r,
+        Ok(result) => result?,
     };
     let (mut parts, body) = response.into_parts();
     strip_hop_by_hop(&mut parts.headers);
+    let body = Streamed {
+        body,
+        conn: Some(conn),
+        pool: upstreams.pool.clone(),
+        authority,
+    };
     Ok(Response::from_parts(parts, Body::new(body)))
+}
+
+/// The upstream's response body, driving its connection as it is read; the connection goes
+/// back to the pool when the body has ended (also when nobody reads an empty body, as for
+/// HEAD), and is closed if the body is dropped unfinished.
+struct Streamed {
+    body: Incoming,
+    conn: Option<Conn>,
+    pool: Arc<Pool>,
+    authority: String,
+}
+
+impl Streamed {
+    fn release(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            self.pool.checkin(std::mem::take(&mut self.authority), conn);
+        }
+    }
+}
+
+impl Drop for Streamed {
+    fn drop(&mut self) {
+        if self.body.is_end_stream() {
+            self.release();
+        }
+    }
+}
+
+impl http_body::Body for Streamed {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = &mut *self;
+        if let Some(conn) = &mut this.conn
+            && conn.poll_driver(cx).is_ready()
+        {
+            // Closed after (or while) sending the body: what was read still comes out below.
+            this.conn = None;
+        }
+        let frame = Pin::new(&mut this.body).poll_frame(cx);
+        // A body of known length is done with its last byte: the server does not poll for
+        // the end after that, so the connection goes back now.
+        if matches!(frame, Poll::Ready(None) | Poll::Ready(Some(Ok(_))))
+            && this.body.is_end_stream()
+        {
+            this.release();
+        }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    use super::*;
+
+    /// How an upstream in these tests treats a connection after each answer.
+    #[derive(Clone, Copy)]
+    enum After {
+        KeepAlive,
+        /// Closes the socket without announcing it (as an idle timeout does).
+        Vanish,
+        /// Says `connection: close`, then closes.
+        AnnounceClose,
+    }
+
+    /// An HTTP/1.1 upstream answering `ok` to each request; counts accepted connections.
+    async fn upstream(after: After) -> (SocketAddr, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 1024];
+                    loop {
+                        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                            match conn.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                        }
+                        let body = if buf.starts_with(b"HEAD ") { "" } else { "ok" };
+                        buf.clear();
+                        let close = matches!(after, After::AnnounceClose);
+                        let head = if close { "connection: close\r\n" } else { "" };
+                        let answer =
+                            format!("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n{head}\r\n{body}");
+                        if conn.write_all(answer.as_bytes()).await.is_err() {
+                            return;
+                        }
+                        if !matches!(after, After::KeepAlive) {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (addr, accepted)
+    }
+
+    async fn get(upstreams: &Upstreams, addr: SocketAddr) -> String {
+        let req = Request::get(format!("http://{addr}/x"))
+            .body(Body::empty())
+            .unwrap();
+        let response = send(upstreams, req, Duration::from_secs(5))
+            .await
+            .unwrap_or_else(|e| panic!("{}", e.message));
+        assert_eq!(response.status(), StatusCode::OK);
+        let body = axum::body::to_bytes(response.into_body(), 1024)
+            .await
+            .unwrap();
+        String::from_utf8(body.to_vec()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn keep_alive_connections_are_reused() {
+        let (addr, accepted) = upstream(After::KeepAlive).await;
+        let upstreams = Upstreams::new(Duration::from_secs(1));
+        for _ in 0..20 {
+            assert_eq!(get(&upstreams, addr).await, "ok");
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_body_read_to_its_length_or_never_read_still_frees_the_connection() {
+        // hyper's server stops polling a body at its last byte (and never polls an empty
+        // one): the connection must go back to the pool all the same.
+        let (addr, accepted) = upstream(After::KeepAlive).await;
+        let upstreams = Upstreams::new(Duration::from_secs(1));
+        for i in 0..10 {
+            let method = if i % 2 == 0 { "GET" } else { "HEAD" };
+            let req = Request::builder()
+                .method(method)
+                .uri(format!("http://{addr}/x"))
+                .body(Body::empty())
+                .unwrap();
+            let response = send(&upstreams, req, Duration::from_secs(5))
+                .await
+                .unwrap_or_else(|e| panic!("{}", e.message));
+            let mut body = response.into_body();
+            if i % 2 == 0 {
+                let frame = poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await;
+                let data = frame.unwrap().unwrap().into_data().unwrap();
+                assert_eq!(&data[..], b"ok");
+                assert!(body.is_end_stream());
+            }
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn connections_the_upstream_closed_are_replaced_without_failing_a_request() {
+        for after in [After::Vanish, After::AnnounceClose] {
+            let (addr, accepted) = upstream(after).await;
+            let upstreams = Upstreams::new(Duration::from_secs(1));
+            for _ in 0..20 {
+                assert_eq!(get(&upstreams, addr).await, "ok");
+            }
+            assert_eq!(accepted.load(Ordering::SeqCst), 20);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_missing_upstream_is_a_bad_gateway() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let req = Request::get(format!("http://127.0.0.1:{port}/"))
+            .body(Body::empty())
+            .unwrap();
+        let err = send(
+            &Upstreams::new(Duration::from_secs(1)),
+            req,
+            Duration::from_secs(5),
+        )
+        .await
+        .expect_err("nothing listens there");
+        assert_eq!(err.status, StatusCode::BAD_GATEWAY);
+        assert!(err.message.contains("cannot connect"), "{}", err.message);
+    }
 }

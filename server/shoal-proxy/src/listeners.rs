@@ -22,7 +22,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::decision::Ctx;
-use crate::forward::{Upstreams, client};
+use crate::forward::Upstreams;
 use crate::http_api::{self, error};
 use crate::routes::{RouteKind, Routes};
 use crate::s3;
@@ -90,7 +90,7 @@ impl DataPlane {
         let shared = Arc::new(Shared {
             state,
             audit,
-            upstreams: client(options.upstream_connect_timeout),
+            upstreams: Upstreams::new(options.upstream_connect_timeout),
             options,
             routes: ArcSwapOption::empty(),
             policy_errors: AtomicU64::new(0),

@@ -180,8 +180,11 @@ pub async fn run(
     gate.start_draining();
     // Data-plane listeners stop accepting and finish their requests within the same grace.
     proxy_stop.cancel();
+    // One deadline for both: admin requests drain while the data plane does, and the whole
+    // drain must fit the orchestrator's kill timeout (grace plus a margin).
     let grace = config.http.shutdown_grace;
-    if tokio::time::timeout(grace, async {
+    let deadline = tokio::time::Instant::now() + grace;
+    if tokio::time::timeout_at(deadline, async {
         while proxy_tasks.join_next().await.is_some() {}
     })
     .await
@@ -190,7 +193,10 @@ pub async fn run(
         proxy_tasks.abort_all();
         tracing::warn!("shutdown: data-plane requests still running after the grace; aborted");
     }
-    match gate.drained(grace).await {
+    match gate
+        .drained(deadline.saturating_duration_since(tokio::time::Instant::now()))
+        .await
+    {
         Ok(()) => tracing::info!("shutdown: in-flight requests drained"),
         Err(left) => tracing::warn!(
             in_flight = left,
