@@ -440,6 +440,27 @@ fn resolve_secrets(
         }
     }
 
+    if let Some(file) = config.proxy.upstream_ca_file.clone() {
+        let key = "proxy.upstream_ca_file";
+        match std::fs::read_to_string(&file) {
+            Ok(text) if text.contains("-----BEGIN CERTIFICATE-----") => {
+                config.proxy.upstream_ca_pem = Some(text);
+            }
+            Ok(_) => issue(
+                key,
+                origin_of(key),
+                format!(
+                    "{} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+                    file.display()
+                ),
+            ),
+            Err(e) => issue(
+                key,
+                origin_of(key),
+                format!("cannot read {}: {e}", file.display()),
+            ),
+        }
+    }
     // Both keys: env first, then the file; the text is parsed by `parse`.
     let mut read_keys = |var: &str,
                          file: &Option<PathBuf>,
@@ -996,6 +1017,41 @@ mod tests {
             err.to_string().contains("invalid duration \"soon\""),
             "{err}"
         );
+    }
+
+    #[test]
+    fn upstream_ca_file_must_hold_a_pem_certificate() {
+        let dir = std::env::temp_dir().join(format!("shoal-ca-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (good, bad) = (dir.join("ca.pem"), dir.join("not-a-cert.txt"));
+        std::fs::write(
+            &good,
+            "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        std::fs::write(&bad, "hello\n").unwrap();
+        let with = |path: &std::path::Path| {
+            load(
+                &format!("[proxy]\nupstream_ca_file = \"{}\"\n", path.display()),
+                &base_env(),
+            )
+        };
+        let c = with(&good).unwrap();
+        assert!(
+            c.proxy
+                .upstream_ca_pem()
+                .unwrap()
+                .contains("BEGIN CERTIFICATE")
+        );
+        let err = with(&bad).unwrap_err().to_string();
+        assert!(
+            err.starts_with("shoal.toml:2: `proxy.upstream_ca_file`"),
+            "{err}"
+        );
+        assert!(err.contains("holds no PEM certificate"), "{err}");
+        let err = with(&dir.join("missing.pem")).unwrap_err().to_string();
+        assert!(err.contains("cannot read"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

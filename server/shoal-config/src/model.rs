@@ -321,6 +321,19 @@ pub struct ProxyConfig {
     /// Largest request header section accepted from clients.
     #[serde(default = "default_max_header_bytes")]
     pub max_header_bytes: usize,
+    /// PEM certificates of private CAs trusted for `https://` upstreams (an in-house object
+    /// store, say), on top of the bundled Mozilla roots.
+    #[serde(default)]
+    pub upstream_ca_file: Option<std::path::PathBuf>,
+    /// The file's text, read and checked at load.
+    #[serde(skip)]
+    pub(crate) upstream_ca_pem: Option<String>,
+}
+
+impl ProxyConfig {
+    pub fn upstream_ca_pem(&self) -> Option<&str> {
+        self.upstream_ca_pem.as_deref()
+    }
 }
 
 impl Default for ProxyConfig {
@@ -330,6 +343,8 @@ impl Default for ProxyConfig {
             upstream_connect_timeout: default_upstream_connect_timeout(),
             upstream_timeout: default_upstream_timeout(),
             max_header_bytes: default_max_header_bytes(),
+            upstream_ca_file: None,
+            upstream_ca_pem: None,
         }
     }
 }

@@ -4,7 +4,8 @@
 //! between threads); on a two-core node those hand-offs cost more than the proxying itself.
 //! Here the request's task polls the connection while it waits for the response head, and the
 //! response body polls it while it streams, so a request never leaves its task. Bodies stream
-//! both ways, never buffered.
+//! both ways, never buffered. `https://` upstreams are verified against the bundled Mozilla
+//! roots plus `proxy.upstream_ca_file`.
 
 use std::collections::HashMap;
 use std::future::{Future, poll_fn};
@@ -21,7 +22,11 @@ use http_body::{Body as _, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, Connection, SendRequest};
 use hyper_util::rt::TokioIo;
+use rustls_pki_types::pem::PemObject as _;
+use rustls_pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
 
 /// An idle connection is closed after this long (upstreams usually time out sooner; a
 /// connection they closed is noticed and dropped when taken from the pool).
@@ -36,8 +41,103 @@ pub(crate) struct Upstreams {
 }
 
 struct Pool {
+    /// By `scheme://host:port`.
     idle: Mutex<HashMap<String, Vec<Conn>>>,
     connect_timeout: Duration,
+    tls: TlsConnector,
+}
+
+/// A connection to an upstream, plain or TLS.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Stream::Plain(s) => s.is_write_vectored(),
+            Stream::Tls(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// TLS for `https://` upstreams: the bundled Mozilla roots plus the operator's own CAs (PEM
+/// text of `proxy.upstream_ca_file`), HTTP/1.1 by ALPN. Certificates that cannot be used are
+/// logged and left out.
+fn tls_connector(extra_ca_pem: Option<&str>) -> TlsConnector {
+    let mut roots =
+        rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(pem) = extra_ca_pem {
+        for (i, cert) in CertificateDer::pem_slice_iter(pem.as_bytes()).enumerate() {
+            if let Err(e) = cert
+                .map_err(|e| e.to_string())
+                .and_then(|c| roots.add(c).map_err(|e| e.to_string()))
+            {
+                tracing::error!(
+                    "proxy.upstream_ca_file: certificate {} cannot be used and is ignored: {e}",
+                    i + 1
+                );
+            }
+        }
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("the aws-lc-rs provider supports the default TLS versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    TlsConnector::from(Arc::new(config))
 }
 
 struct Conn {
@@ -71,20 +171,21 @@ impl Conn {
 }
 
 impl Upstreams {
-    pub(crate) fn new(connect_timeout: Duration) -> Self {
+    pub(crate) fn new(connect_timeout: Duration, extra_ca_pem: Option<&str>) -> Self {
         Self {
             pool: Arc::new(Pool {
                 idle: Mutex::new(HashMap::new()),
                 connect_timeout,
+                tls: tls_connector(extra_ca_pem),
             }),
         }
     }
 }
 
 impl Pool {
-    fn checkout(&self, authority: &str) -> Option<Conn> {
+    fn checkout(&self, key: &str) -> Option<Conn> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        let list = idle.get_mut(authority)?;
+        let list = idle.get_mut(key)?;
         while let Some(mut conn) = list.pop() {
             if conn.usable() {
                 return Some(conn);
@@ -93,7 +194,7 @@ impl Pool {
         None
     }
 
-    fn checkin(&self, authority: String, mut conn: Conn) {
+    fn checkin(&self, key: String, mut conn: Conn) {
         // Ready for another request only once the last one is completely done both ways (an
         // upstream may answer before it has read the whole request body).
         if !conn.usable() || !conn.sender.is_ready() {
@@ -101,36 +202,100 @@ impl Pool {
         }
         conn.idle_since = Instant::now();
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        let list = idle.entry(authority).or_default();
+        let list = idle.entry(key).or_default();
         if list.len() < MAX_IDLE_PER_UPSTREAM {
             list.push(conn);
         }
     }
 
-    async fn connect(&self, authority: &str) -> Result<Conn, ForwardError> {
-        let refused = |e: &dyn std::fmt::Display| ForwardError {
+    /// A new connection to `target` (`scheme://host:port`), TLS-verified for `https`.
+    async fn connect(&self, target: &Target) -> Result<Conn, ForwardError> {
+        let failed = |e: &dyn std::fmt::Display| ForwardError {
             status: StatusCode::BAD_GATEWAY,
-            message: format!("upstream request failed: cannot connect to {authority}: {e}"),
+            message: format!(
+                "upstream request failed: cannot connect to {}: {e}",
+                target.key
+            ),
         };
-        let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect(authority))
+        let connecting = async {
+            let tcp = TcpStream::connect(&target.authority)
+                .await
+                .map_err(|e| failed(&e))?;
+            let _ = tcp.set_nodelay(true);
+            if !target.tls {
+                return Ok(Stream::Plain(tcp));
+            }
+            let name = ServerName::try_from(target.host.clone()).map_err(|e| failed(&e))?;
+            let tls = self
+                .tls
+                .connect(name, tcp)
+                .await
+                .map_err(|e| failed(&format!("TLS: {e}")))?;
+            Ok(Stream::Tls(Box::new(tls)))
+        };
+        let stream = tokio::time::timeout(self.connect_timeout, connecting)
             .await
             .map_err(|_| ForwardError {
                 status: StatusCode::GATEWAY_TIMEOUT,
                 message: format!(
-                    "upstream {authority} did not accept a connection within {} ms",
+                    "upstream {} did not accept a connection within {} ms",
+                    target.key,
                     self.connect_timeout.as_millis()
                 ),
-            })?
-            .map_err(|e| refused(&e))?;
-        let _ = stream.set_nodelay(true);
+            })??;
         let (sender, driver) = http1::Builder::new()
             .handshake(TokioIo::new(stream))
             .await
-            .map_err(|e| refused(&e))?;
+            .map_err(|e| failed(&e))?;
         Ok(Conn {
             sender,
             driver: Some(Box::pin(driver)),
             idle_since: Instant::now(),
+        })
+    }
+}
+
+/// Where a request goes: what to connect to, and the pool key.
+struct Target {
+    tls: bool,
+    host: String,
+    /// `host:port`, the port explicit.
+    authority: String,
+    /// `scheme://host:port`.
+    key: String,
+}
+
+impl Target {
+    fn of(uri: &Uri) -> Result<Self, ForwardError> {
+        let tls = match uri.scheme_str() {
+            Some("https") => true,
+            Some("http") | None => false,
+            Some(other) => {
+                return Err(ForwardError {
+                    status: StatusCode::BAD_GATEWAY,
+                    message: format!("upstream scheme {other:?} is not http or https"),
+                });
+            }
+        };
+        let Some(host) = uri.host() else {
+            return Err(ForwardError {
+                status: StatusCode::BAD_GATEWAY,
+                message: "the upstream address has no host".into(),
+            });
+        };
+        let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+        // IPv6 literals keep their brackets in `host:port`, not in the TLS server name.
+        let authority = format!("{host}:{port}");
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        let scheme = if tls { "https" } else { "http" };
+        Ok(Self {
+            tls,
+            key: format!("{scheme}://{authority}"),
+            host,
+            authority,
         })
     }
 }
@@ -220,7 +385,7 @@ pub(crate) fn add_forwarding_headers(headers: &mut HeaderMap, request_id: &str, 
     }
 }
 
-type Driver = Pin<Box<Connection<TokioIo<TcpStream>, Body>>>;
+type Driver = Pin<Box<Connection<TokioIo<Stream>, Body>>>;
 
 /// Polls the connection alongside `fut` until `fut` is done: the connection does its I/O only
 /// while someone polls it. `Err` if the connection finished without `fut` getting its result.
@@ -249,16 +414,7 @@ pub(crate) async fn send(
     req: Request<Body>,
     timeout: Duration,
 ) -> Result<Response<Body>, ForwardError> {
-    let authority = match (req.uri().authority(), req.uri().port_u16()) {
-        (Some(a), Some(_)) => a.as_str().to_string(),
-        (Some(a), None) => format!("{}:80", a.as_str()),
-        (None, _) => {
-            return Err(ForwardError {
-                status: StatusCode::BAD_GATEWAY,
-                message: "the upstream address has no host".into(),
-            });
-        }
-    };
+    let target = Target::of(req.uri())?;
     let failed = |e: &dyn std::fmt::Display| ForwardError {
         status: StatusCode::BAD_GATEWAY,
         message: format!("upstream request failed: {e}"),
@@ -268,12 +424,12 @@ pub(crate) async fn send(
         let mut req = req;
         // A pooled connection the upstream closed meanwhile gives the request back unsent:
         // it is sent again, once, on a new connection.
-        let mut pooled = pool.checkout(&authority);
+        let mut pooled = pool.checkout(&target.key);
         loop {
             let reused = pooled.is_some();
             let mut conn = match pooled.take() {
                 Some(c) => c,
-                None => pool.connect(&authority).await?,
+                None => pool.connect(&target).await?,
             };
             let ready = poll_fn(|cx| {
                 if let Poll::Ready(r) = conn.sender.poll_ready(cx) {
@@ -317,7 +473,7 @@ pub(crate) async fn send(
         body,
         conn: Some(conn),
         pool: upstreams.pool.clone(),
-        authority,
+        key: target.key,
     };
     Ok(Response::from_parts(parts, Body::new(body)))
 }
@@ -329,13 +485,13 @@ struct Streamed {
     body: Incoming,
     conn: Option<Conn>,
     pool: Arc<Pool>,
-    authority: String,
+    key: String,
 }
 
 impl Streamed {
     fn release(&mut self) {
         if let Some(conn) = self.conn.take() {
-            self.pool.checkin(std::mem::take(&mut self.authority), conn);
+            self.pool.checkin(std::mem::take(&mut self.key), conn);
         }
     }
 }
@@ -456,7 +612,7 @@ mod tests {
     #[tokio::test]
     async fn keep_alive_connections_are_reused() {
         let (addr, accepted) = upstream(After::KeepAlive).await;
-        let upstreams = Upstreams::new(Duration::from_secs(1));
+        let upstreams = Upstreams::new(Duration::from_secs(1), None);
         for _ in 0..20 {
             assert_eq!(get(&upstreams, addr).await, "ok");
         }
@@ -468,7 +624,7 @@ mod tests {
         // hyper's server stops polling a body at its last byte (and never polls an empty
         // one): the connection must go back to the pool all the same.
         let (addr, accepted) = upstream(After::KeepAlive).await;
-        let upstreams = Upstreams::new(Duration::from_secs(1));
+        let upstreams = Upstreams::new(Duration::from_secs(1), None);
         for i in 0..10 {
             let method = if i % 2 == 0 { "GET" } else { "HEAD" };
             let req = Request::builder()
@@ -494,7 +650,7 @@ mod tests {
     async fn connections_the_upstream_closed_are_replaced_without_failing_a_request() {
         for after in [After::Vanish, After::AnnounceClose] {
             let (addr, accepted) = upstream(after).await;
-            let upstreams = Upstreams::new(Duration::from_secs(1));
+            let upstreams = Upstreams::new(Duration::from_secs(1), None);
             for _ in 0..20 {
                 assert_eq!(get(&upstreams, addr).await, "ok");
             }
@@ -513,7 +669,7 @@ mod tests {
             .body(Body::empty())
             .unwrap();
         let err = send(
-            &Upstreams::new(Duration::from_secs(1)),
+            &Upstreams::new(Duration::from_secs(1), None),
             req,
             Duration::from_secs(5),
         )

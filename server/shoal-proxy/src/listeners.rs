@@ -37,6 +37,8 @@ pub struct ProxyOptions {
     pub drain_grace: Duration,
     /// Opens the sealed S3 secrets (users' keys, resources' upstream keys).
     pub secrets_key: Option<SecretKey>,
+    /// Private CAs (PEM) trusted for `https://` upstreams besides the bundled roots.
+    pub upstream_ca_pem: Option<String>,
 }
 
 /// How often ports that could not be bound are tried again.
@@ -58,6 +60,7 @@ impl ProxyOptions {
             max_header_bytes: c.max_header_bytes,
             drain_grace,
             secrets_key,
+            upstream_ca_pem: c.upstream_ca_pem().map(str::to_string),
         }
     }
 }
@@ -90,7 +93,10 @@ impl DataPlane {
         let shared = Arc::new(Shared {
             state,
             audit,
-            upstreams: Upstreams::new(options.upstream_connect_timeout),
+            upstreams: Upstreams::new(
+                options.upstream_connect_timeout,
+                options.upstream_ca_pem.as_deref(),
+            ),
             options,
             routes: ArcSwapOption::empty(),
             policy_errors: AtomicU64::new(0),

@@ -84,10 +84,10 @@ impl Routes {
             let kind = match &r.spec {
                 ResourceSpec::Http(h) => {
                     let upstream = match h.upstream.parse::<Uri>() {
-                        Ok(u) if u.scheme_str() == Some("http") => u,
+                        Ok(u) if matches!(u.scheme_str(), Some("http" | "https")) => u,
                         Ok(_) => {
                             warnings.push(format!(
-                                "resource {:?}: only http:// upstreams are served yet, got {:?}",
+                                "resource {:?}: upstream must be http:// or https://, got {:?}",
                                 r.name, h.upstream
                             ));
                             continue;
@@ -206,9 +206,9 @@ fn s3_route(spec: &S3Spec, secrets_key: Option<&SecretKey>) -> Result<S3Route, S
         .endpoint
         .parse::<Uri>()
         .map_err(|e| format!("endpoint: {e}"))?;
-    if endpoint.scheme_str() != Some("http") {
+    if !matches!(endpoint.scheme_str(), Some("http" | "https")) {
         return Err(format!(
-            "only http:// upstreams are served yet, got {:?}",
+            "endpoint must be http:// or https://, got {:?}",
             spec.endpoint
         ));
     }

@@ -321,3 +321,165 @@ async fn hanging_or_missing_upstreams_and_failing_policies_get_clear_refusals() 
     node.wait_for_log("policy skipped (on_error = allow)", WAIT)
         .await;
 }
+
+/// A CA and a certificate it signed for 127.0.0.1, made with the `openssl` command.
+fn certificates(dir: &std::path::Path, name: &str) -> (std::path::PathBuf, Vec<u8>, Vec<u8>) {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl (Debian's openssl package)");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let f = |suffix: &str| format!("{name}-{suffix}");
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        &f("ca.key"),
+        "-out",
+        &f("ca.pem"),
+        "-days",
+        "2",
+        "-subj",
+        "/CN=shoal test CA",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        &f("server.key"),
+        "-out",
+        &f("server.csr"),
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    std::fs::write(dir.join(f("ext")), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        &f("server.csr"),
+        "-CA",
+        &f("ca.pem"),
+        "-CAkey",
+        &f("ca.key"),
+        "-CAcreateserial",
+        "-out",
+        &f("server.pem"),
+        "-days",
+        "2",
+        "-extfile",
+        &f("ext"),
+    ]);
+    (
+        dir.join(f("ca.pem")),
+        std::fs::read(dir.join(f("server.pem"))).unwrap(),
+        std::fs::read(dir.join(f("server.key"))).unwrap(),
+    )
+}
+
+/// An HTTPS upstream (rustls) answering every request with its path.
+async fn tls_upstream(cert_pem: &[u8], key_pem: &[u8]) -> SocketAddr {
+    use rustls_pki_types::pem::PemObject as _;
+    let certs = rustls_pki_types::CertificateDer::pem_slice_iter(cert_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(key_pem).unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let service = hyper::service::service_fn(|req: hyper::Request<_>| async move {
+                    let body = format!("tls {}", req.uri().path());
+                    Ok::<_, std::convert::Infallible>(hyper::Response::new(body))
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(
+                    hyper_util::rt::TokioExecutor::new(),
+                )
+                .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                .await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_upstreams_are_verified_against_the_operators_ca() {
+    let db = database().await;
+    let certs = tempfile::tempdir().unwrap();
+    let (ca_file, cert, key) = certificates(certs.path(), "trusted");
+    let (_, other_cert, other_key) = certificates(certs.path(), "untrusted");
+    let ip = "127.0.0.95";
+    let ca = ca_file.display().to_string();
+    let c = start_nodes(&db.url, &[ip], |_, spec, _| {
+        spec.extra_toml = format!("[proxy]\naddress = \"{ip}\"\nupstream_ca_file = \"{ca}\"\n");
+    })
+    .await;
+    let mut node = c.nodes.into_iter().next().unwrap();
+    node.wait_ready_where("ready", WAIT, |s, _| s == 200).await;
+    let api = Api::login(&c.bases[0]).await;
+    let key_value = api.user_with_api_key("tess").await;
+    let (trusted, untrusted) = (
+        tls_upstream(&cert, &key).await,
+        tls_upstream(&other_cert, &other_key).await,
+    );
+    let (port, bad_port) = (free_port(ip), free_port(ip));
+    api.http_resource("secure", &format!("https://{trusted}/api"), port)
+        .await;
+    let head = api
+        .http_resource("impostor", &format!("https://{untrusted}/api"), bad_port)
+        .await;
+    node.wait_data_plane(head).await;
+    let client = reqwest::Client::new();
+    for _ in 0..3 {
+        let resp = client
+            .get(format!("http://{ip}:{port}/report"))
+            .header("x-api-key", &key_value)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+        assert_eq!(resp.text().await.unwrap(), "tls /api/report");
+    }
+    // A certificate from a CA nobody configured is refused: 502, saying why.
+    let resp = client
+        .get(format!("http://{ip}:{bad_port}/report"))
+        .header("x-api-key", &key_value)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 502);
+    let body: Value = resp.json().await.unwrap();
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("TLS"), "{message}");
+    assert!(message.to_lowercase().contains("certificate"), "{message}");
+}
