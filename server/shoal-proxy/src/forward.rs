@@ -328,6 +328,18 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// A connection that ended where an answer was expected.
+#[derive(Debug)]
+struct Closed(&'static str);
+
+impl std::fmt::Display for Closed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl std::error::Error for Closed {}
+
 /// Why a request could not be forwarded: the status to answer with and what to say.
 pub(crate) struct ForwardError {
     pub status: StatusCode,
@@ -415,9 +427,19 @@ pub(crate) async fn send(
     timeout: Duration,
 ) -> Result<Response<Body>, ForwardError> {
     let target = Target::of(req.uri())?;
-    let failed = |e: &dyn std::fmt::Display| ForwardError {
-        status: StatusCode::BAD_GATEWAY,
-        message: format!("upstream request failed: {e}"),
+    let failed = |e: &dyn std::error::Error| {
+        // hyper's errors name their kind; the cause (a TLS alert, a body that failed its
+        // chunk signature) is in the source chain.
+        let mut message = format!("upstream request failed: {e}");
+        let mut source = e.source();
+        while let Some(cause) = source {
+            message.push_str(&format!(": {cause}"));
+            source = cause.source();
+        }
+        ForwardError {
+            status: StatusCode::BAD_GATEWAY,
+            message,
+        }
     };
     let pool = &upstreams.pool;
     let exchange = async {
@@ -445,7 +467,9 @@ pub(crate) async fn send(
                 if reused {
                     continue;
                 }
-                return Err(failed(&"the connection closed before the request was sent"));
+                return Err(failed(&Closed(
+                    "the connection closed before the request was sent",
+                )));
             }
             let sending = conn.sender.try_send_request(req);
             match drive(&mut conn, sending).await {
@@ -454,7 +478,7 @@ pub(crate) async fn send(
                     Some(unsent) if reused => req = unsent,
                     _ => return Err(failed(&e.into_error())),
                 },
-                Err(()) => return Err(failed(&"the upstream closed the connection")),
+                Err(()) => return Err(failed(&Closed("the upstream closed the connection"))),
             }
         }
     };

@@ -8,10 +8,12 @@
 //! - `http_api`: the HTTP resource kind: API-key identity, JSON errors.
 //! - `s3`: the S3 kind: addressing, operations, upstream re-signing, S3 XML errors.
 //! - `sigv4`: the caller's SigV4 signature (header and presigned forms), checked.
+//! - `chunked`: chunk-signed bodies, each chunk's signature checked and replaced in stream.
 //! - `forward`: the pooled upstream client; bodies stream both ways, never buffered.
 
 #![forbid(unsafe_code)]
 
+mod chunked;
 mod decision;
 mod forward;
 mod http_api;

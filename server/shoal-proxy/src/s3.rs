@@ -17,6 +17,7 @@ use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
 use percent_encoding::{percent_decode_str, percent_encode};
 
+use crate::chunked::{self, Chain};
 use crate::decision::{Caller, Ctx, Facts, Refusal, audit, decide};
 use crate::forward::{ForwardError, add_forwarding_headers, send, upstream_uri};
 use crate::routes::{KeyPair, S3Key, S3Route};
@@ -69,14 +70,16 @@ pub(crate) async fn handle(ctx: &Ctx<'_>, s3: &S3Route, req: Request<Body>) -> R
     let user = identified.as_ref().ok().map(|(_, k)| k.user.as_str());
     let decision = match (&identified, &located) {
         (Err(refusal), _) | (_, Err(refusal)) => Err(refusal.clone()),
-        (Ok((presented, _)), Ok(_)) if matches!(presented.payload, Payload::SignedChunks(_)) => {
+        (Ok((presented, _)), Ok(_))
+            if !chunks_supported(&presented.payload, s3.upstream_key.is_some()) =>
+        {
             Err(Refusal::new(
                 "invalid",
                 StatusCode::NOT_IMPLEMENTED,
                 "NotImplemented",
-                "bodies signed chunk by chunk (STREAMING-AWS4-HMAC-SHA256-PAYLOAD) are not \
-                 accepted; send the body's SHA-256, UNSIGNED-PAYLOAD or \
-                 STREAMING-UNSIGNED-PAYLOAD-TRAILER",
+                "this chunk-signed body is not accepted: only STREAMING-AWS4-HMAC-SHA256-PAYLOAD \
+                 without trailers, to a resource with upstream_credentials; send the body's \
+                 SHA-256, UNSIGNED-PAYLOAD or STREAMING-UNSIGNED-PAYLOAD-TRAILER instead",
             ))
         }
         (Ok((presented, s3_key)), Ok(location)) => {
@@ -90,13 +93,21 @@ pub(crate) async fn handle(ctx: &Ctx<'_>, s3: &S3Route, req: Request<Body>) -> R
         }
     };
     let audited = audit(ctx, user, &facts, decision.as_ref().err());
+    // The caller's chunk signatures are checked against their own key as the body streams.
+    let caller_chain = match &identified {
+        Ok((p, k)) if matches!(p.payload, Payload::SignedChunks(_)) => {
+            Some(p.chunk_chain(k.secret.expose()))
+        }
+        _ => None,
+    };
     let (presented, location) = match (decision, audited) {
         (Err(refusal), _) | (Ok(_), Err(refusal)) => {
             return s3_error(&refusal, &raw_path, ctx.request_id);
         }
         (Ok(allowed), Ok(())) => allowed,
     };
-    let request = match upstream_request(ctx, s3, req, presented, location, &query) {
+    let request = match upstream_request(ctx, s3, req, (presented, caller_chain), location, &query)
+    {
         Ok(r) => r,
         Err(e) => return forward_error(ctx, e, &raw_path),
     };
@@ -366,7 +377,7 @@ fn upstream_request(
     ctx: &Ctx<'_>,
     s3: &S3Route,
     req: Request<Body>,
-    presented: &Presented,
+    (presented, caller_chain): (&Presented, Option<Chain>),
     location: &Location,
     query: &str,
 ) -> Result<Request<Body>, ForwardError> {
@@ -434,17 +445,34 @@ fn upstream_request(
     parts.uri = uri;
     let mut request = Request::from_parts(parts, body);
     if let Some(key) = &s3.upstream_key {
-        sign_upstream(&mut request, key, &s3.region, &presented.payload)?;
+        let seed = sign_upstream(&mut request, key, &s3.region, &presented.payload)?;
+        if let Some(caller) = caller_chain {
+            let body = std::mem::take(request.body_mut());
+            *request.body_mut() = chunked::resign(body, caller, seed);
+        }
     }
     Ok(request)
 }
 
+/// Whether a body signed chunk by chunk (if it is one) can be re-signed: the plain variant
+/// only (trailers and ECDSA are not built), and only into a signed upstream request.
+fn chunks_supported(payload: &Payload, upstream_signed: bool) -> bool {
+    match payload {
+        Payload::SignedChunks(kind) => {
+            upstream_signed && kind == "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"
+        }
+        _ => true,
+    }
+}
+
+/// Signs `request` for the upstream; returns the start of Shoal's chunk-signature chain
+/// (the request's signature, time and scope), which a chunk-signed body continues.
 fn sign_upstream(
     request: &mut Request<Body>,
     key: &KeyPair,
     region: &str,
     payload: &Payload,
-) -> Result<(), ForwardError> {
+) -> Result<Chain, ForwardError> {
     let failed = |e: &dyn std::fmt::Display| ForwardError {
         status: StatusCode::BAD_GATEWAY,
         message: format!("the upstream request cannot be signed: {e}"),
@@ -472,18 +500,20 @@ fn sign_upstream(
     settings.percent_encoding_mode = PercentEncodingMode::Single;
     settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
     settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
+    let now = SystemTime::now();
     let params = v4::SigningParams::builder()
         .identity(&identity)
         .region(region)
         .name("s3")
-        .time(SystemTime::now())
+        .time(now)
         .settings(settings)
         .build()
         .map_err(|e| failed(&e))?
         .into();
     let body = match payload {
         Payload::Sha256(hash) => SignableBody::Precomputed(hash.clone()),
-        Payload::Unsigned | Payload::SignedChunks(_) => SignableBody::UnsignedPayload,
+        Payload::Unsigned => SignableBody::UnsignedPayload,
+        Payload::SignedChunks(kind) => SignableBody::Precomputed(kind.clone()),
         Payload::UnsignedTrailer => SignableBody::StreamingUnsignedPayloadTrailer,
     };
     let headers: Vec<(&str, &str)> = request
@@ -498,11 +528,19 @@ fn sign_upstream(
         body,
     )
     .map_err(|e| failed(&e))?;
-    let (instructions, _) = sign(signable, &params)
+    let (instructions, signature) = sign(signable, &params)
         .map_err(|e| failed(&e))?
         .into_parts();
     instructions.apply_to_request_http1x(request);
-    Ok(())
+    let time = chrono::DateTime::<chrono::Utc>::from(now);
+    Ok(Chain {
+        key: v4::generate_signing_key(key.secret.expose(), now, region, "s3")
+            .as_ref()
+            .to_vec(),
+        amz_date: time.format("%Y%m%dT%H%M%SZ").to_string(),
+        scope: format!("{}/{region}/s3/aws4_request", time.format("%Y%m%d")),
+        previous: signature,
+    })
 }
 
 /// Headers whose meaning S3 depends on, signed upstream when present.

@@ -447,6 +447,18 @@ impl Presented {
         Ok(out)
     }
 
+    /// The caller's chunk-signature chain, seeded by this request's signature.
+    pub(crate) fn chunk_chain(&self, secret: &str) -> crate::chunked::Chain {
+        crate::chunked::Chain {
+            key: aws_sigv4::sign::v4::generate_signing_key(secret, self.time, &self.region, "s3")
+                .as_ref()
+                .to_vec(),
+            amz_date: self.amz_date.clone(),
+            scope: format!("{}/{}/s3/aws4_request", self.scope_date, self.region),
+            previous: self.signature.clone(),
+        }
+    }
+
     /// Headers the caller signed: only these `x-amz-*` headers may travel upstream.
     pub(crate) fn signed(&self, name: &str) -> bool {
         self.signed_headers.iter().any(|h| h == name)
