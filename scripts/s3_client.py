@@ -217,6 +217,18 @@ def run(spec):
                 return {"body": got.decode()}
 
             outcome(name, virtual)
+        elif action == "copy":
+
+            def copy():
+                s3.copy_object(
+                    Bucket=step["bucket"],
+                    Key=step["key"],
+                    CopySource={"Bucket": step["from_bucket"], "Key": step["from_key"]},
+                )
+                got = s3.get_object(Bucket=step["bucket"], Key=step["key"])["Body"].read()
+                return {"bytes": len(got)}
+
+            outcome(name, copy)
         elif action == "wrong_secret":
             bad = client(endpoints[0], key_id, secret[:-1] + ("A" if secret[-1] != "A" else "B"))
             outcome(name, lambda: bad.list_objects_v2(Bucket=step["bucket"]) and {})

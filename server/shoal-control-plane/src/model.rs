@@ -203,13 +203,14 @@ fn check_domain(domain: &str) -> Result<(), String> {
     }
 }
 
-/// What S3 clients accept as an access key id: 16-128 letters and digits.
+/// An upstream's access key id: 3-128 visible characters without `/` (the credential scope's
+/// separator). AWS issues 16-128 letters and digits; MinIO and others allow shorter ids.
 pub(crate) fn check_access_key_id(id: &str) -> Result<(), String> {
-    if (16..=128).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+    if (3..=128).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_graphic() && b != b'/') {
         Ok(())
     } else {
         Err(format!(
-            "an access key id is 16-128 letters and digits, got {} characters",
+            "an access key id is 3-128 visible characters without '/', got {} characters",
             id.len()
         ))
     }

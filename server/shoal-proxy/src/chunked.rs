@@ -15,8 +15,8 @@ use crate::sigv4::constant_time_eq;
 
 /// `hex(SHA-256(""))`, part of every chunk's string to sign.
 const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
-/// Largest chunk held: S3 clients use 8 KiB to a few MiB.
-pub(crate) const MAX_CHUNK: usize = 16 << 20;
+/// Largest chunk held (twice, while it is re-framed): S3 clients use 8 KiB to 1 MiB.
+pub(crate) const MAX_CHUNK: usize = 8 << 20;
 /// Longest chunk header line (`<hex size>;chunk-signature=<64 hex>`), with room to spare.
 const MAX_HEADER: usize = 256;
 

@@ -40,6 +40,8 @@ pub(crate) struct Facts<'a> {
     pub counted: &'a str,
     pub key: Option<&'a str>,
     pub operation: Option<&'a str>,
+    /// `bucket/key` a copy reads from.
+    pub copy_source: Option<&'a str>,
 }
 
 /// Why a request is not forwarded. `outcome` is what the audit line records.
@@ -222,6 +224,7 @@ pub(crate) fn audit(
             "bucket": facts.bucket,
             "key": facts.key,
             "operation": facts.operation,
+            "copy_source": facts.copy_source,
             "policy": policy,
             "type": kind,
             "source_ip": ctx.peer.ip().to_string(),

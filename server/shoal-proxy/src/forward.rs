@@ -33,6 +33,8 @@ use tokio_rustls::TlsConnector;
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Idle connections kept per upstream; more are closed when they come back.
 const MAX_IDLE_PER_UPSTREAM: usize = 256;
+/// Idle connections kept in all.
+const MAX_IDLE_TOTAL: usize = 1024;
 
 /// The per-node pool of upstream connections; cheap to clone.
 #[derive(Clone)]
@@ -186,23 +188,41 @@ impl Pool {
     fn checkout(&self, key: &str) -> Option<Conn> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let list = idle.get_mut(key)?;
+        let mut found = None;
         while let Some(mut conn) = list.pop() {
             if conn.usable() {
-                return Some(conn);
+                found = Some(conn);
+                break;
             }
         }
-        None
+        if list.is_empty() {
+            idle.remove(key);
+        }
+        found
     }
 
     fn checkin(&self, key: String, mut conn: Conn) {
         // Ready for another request only once the last one is completely done both ways (an
         // upstream may answer before it has read the whole request body).
+        conn.idle_since = Instant::now();
         if !conn.usable() || !conn.sender.is_ready() {
             return;
         }
-        conn.idle_since = Instant::now();
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        // Bounded in total, not only per upstream: virtual-host upstreams are keyed by bucket,
+        // and bucket names come from callers. Expired connections go first.
+        let total: usize = idle.values().map(Vec::len).sum();
+        if total >= MAX_IDLE_TOTAL {
+            for list in idle.values_mut() {
+                list.retain(|c| c.idle_since.elapsed() < IDLE_TIMEOUT);
+            }
+            idle.retain(|_, list| !list.is_empty());
+            if idle.values().map(Vec::len).sum::<usize>() >= MAX_IDLE_TOTAL {
+                return;
+            }
+        }
         let list = idle.entry(key).or_default();
+        list.retain(|c| c.idle_since.elapsed() < IDLE_TIMEOUT);
         if list.len() < MAX_IDLE_PER_UPSTREAM {
             list.push(conn);
         }
@@ -340,10 +360,23 @@ impl std::fmt::Display for Closed {
 
 impl std::error::Error for Closed {}
 
-/// Why a request could not be forwarded: the status to answer with and what to say.
+/// Why a request could not be forwarded: the status to answer with and what to log.
 pub(crate) struct ForwardError {
     pub status: StatusCode,
     pub message: String,
+}
+
+impl ForwardError {
+    /// What the caller is told: the kind of failure, not the upstream's address or the
+    /// details of its TLS or connection errors (those are logged with the request id).
+    pub(crate) fn caller_message(&self) -> String {
+        match self.status {
+            StatusCode::GATEWAY_TIMEOUT => "the upstream did not answer in time".into(),
+            StatusCode::BAD_REQUEST => self.message.clone(),
+            _ => "the upstream request failed; the node's log has the cause under this request id"
+                .into(),
+        }
+    }
 }
 
 /// Sends `req` to `upstream` (its path and query appended to the upstream's path), with the
@@ -427,6 +460,37 @@ pub(crate) async fn send(
     timeout: Duration,
 ) -> Result<Response<Body>, ForwardError> {
     let target = Target::of(req.uri())?;
+    let mut req = req;
+    // hyper's connection-level client writes the request line and headers as given: the
+    // upstream gets origin form (`GET /path?query`) and a Host header, as from any client.
+    if !req.headers().contains_key(header::HOST) {
+        let host = match req.uri().port_u16() {
+            Some(_) => target.authority.clone(),
+            None => req.uri().host().unwrap_or_default().to_string(),
+        };
+        if let Ok(v) = HeaderValue::from_str(&host) {
+            req.headers_mut().insert(header::HOST, v);
+        }
+    }
+    let origin_form = req
+        .uri()
+        .path_and_query()
+        .map_or("/", |pq| pq.as_str())
+        .parse::<Uri>()
+        .map_err(|e| ForwardError {
+            status: StatusCode::BAD_REQUEST,
+            message: format!("request path cannot be forwarded: {e}"),
+        })?;
+    *req.uri_mut() = origin_form;
+    // The answer must come within `timeout` of the last progress: of the request body's
+    // last byte (an upload may take far longer than that), or of its latest chunk.
+    let progress = Progress::new();
+    let req = req.map(|body| {
+        Body::new(Tracked {
+            body,
+            progress: progress.clone(),
+        })
+    });
     let failed = |e: &dyn std::error::Error| {
         // hyper's errors name their kind; the cause (a TLS alert, a body that failed its
         // chunk signature) is in the source chain.
@@ -482,14 +546,14 @@ pub(crate) async fn send(
             }
         }
     };
-    let (response, conn) = match tokio::time::timeout(timeout, exchange).await {
-        Err(_) => {
+    let (response, conn) = tokio::select! {
+        result = exchange => result?,
+        () = progress.stalled(timeout) => {
             return Err(ForwardError {
                 status: StatusCode::GATEWAY_TIMEOUT,
                 message: format!("upstream did not answer within {} ms", timeout.as_millis()),
             });
         }
-        Ok(result) => result?,
     };
     let (mut parts, body) = response.into_parts();
     strip_hop_by_hop(&mut parts.headers);
@@ -500,6 +564,61 @@ pub(crate) async fn send(
         key: target.key,
     };
     Ok(Response::from_parts(parts, Body::new(body)))
+}
+
+/// When the request body last moved, shared between the body and the timer.
+#[derive(Clone)]
+struct Progress(Arc<Mutex<Instant>>);
+
+impl Progress {
+    fn new() -> Self {
+        Self(Arc::new(Mutex::new(Instant::now())))
+    }
+
+    fn touch(&self) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+    }
+
+    /// Resolves once nothing has moved for `timeout`.
+    async fn stalled(&self, timeout: Duration) {
+        loop {
+            let last = *self.0.lock().unwrap_or_else(|e| e.into_inner());
+            if last.elapsed() >= timeout {
+                return;
+            }
+            tokio::time::sleep_until((last + timeout).into()).await;
+        }
+    }
+}
+
+/// The request body, marking progress as it is sent upstream.
+struct Tracked {
+    body: Body,
+    progress: Progress,
+}
+
+impl http_body::Body for Tracked {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let frame = Pin::new(&mut self.body).poll_frame(cx);
+        if frame.is_ready() {
+            self.progress.touch();
+        }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
 }
 
 /// The upstream's response body, driving its connection as it is read; the connection goes

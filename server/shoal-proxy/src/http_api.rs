@@ -62,6 +62,7 @@ pub(crate) async fn handle(
         counted: &route.name,
         key: None,
         operation: None,
+        copy_source: None,
     };
     let presented = req
         .headers()
@@ -119,7 +120,7 @@ pub(crate) async fn handle(
         Ok(response) => response,
         Err(e) => {
             tracing::warn!(request_id, resource = %route.name, "{}", e.message);
-            error(e.status, "upstream", &e.message, request_id)
+            error(e.status, "upstream", &e.caller_message(), request_id)
         }
     }
 }

@@ -14,12 +14,12 @@ use aws_sigv4::http_request::{
 use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
 use axum::body::Body;
-use axum::http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
+use axum::http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use percent_encoding::{percent_decode_str, percent_encode};
 
 use crate::chunked::{self, Chain};
 use crate::decision::{Caller, Ctx, Facts, Refusal, audit, decide};
-use crate::forward::{ForwardError, add_forwarding_headers, send, upstream_uri};
+use crate::forward::{ForwardError, add_forwarding_headers, send};
 use crate::routes::{KeyPair, S3Key, S3Route};
 use crate::sigv4::{
     self, AuthError, PRESIGN_PARAMS, Payload, Presented, UNRESERVED_PATH, canonical_query,
@@ -47,10 +47,20 @@ pub(crate) async fn handle(ctx: &Ctx<'_>, s3: &S3Route, req: Request<Body>) -> R
         .to_string();
     let query = req.uri().query().unwrap_or("").to_string();
     let located = locate(&s3.virtual_host_domains, &host, &raw_path);
+    let identified = identify(ctx, &req);
+    // A copy reads its source: only a signed copy source travels upstream, and it is checked
+    // by the policies as an access to the source bucket.
+    let copy_source = match &identified {
+        Ok((presented, _)) if presented.signed("x-amz-copy-source") => req
+            .headers()
+            .get("x-amz-copy-source")
+            .map(|v| copy_source(v.as_bytes())),
+        _ => None,
+    };
     let operation = located
         .as_ref()
         .ok()
-        .map(|l| operation(&method, l, &query, req.headers()));
+        .map(|l| operation(&method, l, &query, copy_source.is_some()));
     let (bucket, key) = located
         .as_ref()
         .map_or((None, None), |l| (l.bucket.as_deref(), l.key.as_deref()));
@@ -58,6 +68,8 @@ pub(crate) async fn handle(ctx: &Ctx<'_>, s3: &S3Route, req: Request<Body>) -> R
         Some(b) => format!("{}/{b}", ctx.route.name),
         None => ctx.route.name.clone(),
     };
+    let source = copy_source.as_ref().and_then(|c| c.as_ref().ok());
+    let source_text = source.map(|(b, k)| format!("{b}/{k}"));
     let facts = Facts {
         method: method.as_str(),
         path: &raw_path,
@@ -65,8 +77,8 @@ pub(crate) async fn handle(ctx: &Ctx<'_>, s3: &S3Route, req: Request<Body>) -> R
         counted: &counted,
         key,
         operation,
+        copy_source: source_text.as_deref(),
     };
-    let identified = identify(ctx, &req);
     let user = identified.as_ref().ok().map(|(_, k)| k.user.as_str());
     let decision = match (&identified, &located) {
         (Err(refusal), _) | (_, Err(refusal)) => Err(refusal.clone()),
@@ -82,14 +94,31 @@ pub(crate) async fn handle(ctx: &Ctx<'_>, s3: &S3Route, req: Request<Body>) -> R
                  SHA-256, UNSIGNED-PAYLOAD or STREAMING-UNSIGNED-PAYLOAD-TRAILER instead",
             ))
         }
+        (Ok(_), Ok(_)) if matches!(copy_source, Some(Err(_))) => Err(Refusal::new(
+            "invalid",
+            StatusCode::BAD_REQUEST,
+            "InvalidArgument",
+            "x-amz-copy-source must be /<bucket>/<key> (percent-encoded, optionally \
+             ?versionId=...)",
+        )),
         (Ok((presented, s3_key)), Ok(location)) => {
             let caller = Caller {
                 user: &s3_key.user,
                 subject: &s3_key.subject,
             };
-            decide(ctx, &caller, &facts, ("AccessDenied", "AccessDenied"))
-                .await
-                .map(|()| (presented, location))
+            let codes = ("AccessDenied", "AccessDenied");
+            let mut decided = decide(ctx, &caller, &facts, codes).await;
+            if let (Ok(()), Some((src_bucket, src_key))) = (&decided, source) {
+                let counted = format!("{}/{src_bucket}", ctx.route.name);
+                let source_facts = Facts {
+                    bucket: Some(src_bucket),
+                    key: Some(src_key),
+                    counted: &counted,
+                    ..facts
+                };
+                decided = decide(ctx, &caller, &source_facts, codes).await;
+            }
+            decided.map(|()| (presented, location))
         }
     };
     let audited = audit(ctx, user, &facts, decision.as_ref().err());
@@ -235,6 +264,22 @@ fn locate(domains: &[String], host: &str, raw_path: &str) -> Result<Location, Re
     })
 }
 
+/// `/<bucket>/<key>[?versionId=...]`, percent-encoded, as bucket and key.
+fn copy_source(value: &[u8]) -> Result<(String, String), ()> {
+    let text = std::str::from_utf8(value).map_err(|_| ())?;
+    let path = text.split_once('?').map_or(text, |(p, _)| p);
+    let path = path.strip_prefix('/').unwrap_or(path);
+    let (bucket, key) = path.split_once('/').ok_or(())?;
+    let (bucket, key) = (
+        decode(bucket).map_err(|_| ())?,
+        decode(key).map_err(|_| ())?,
+    );
+    if !valid_bucket(&bucket) || key.is_empty() {
+        return Err(());
+    }
+    Ok((bucket, key))
+}
+
 /// Percent-decoded path text; S3 object keys are UTF-8.
 fn decode(raw: &str) -> Result<String, Refusal> {
     percent_decode_str(raw)
@@ -250,6 +295,8 @@ fn decode(raw: &str) -> Result<String, Refusal> {
         })
 }
 
+/// S3's bucket naming rules: 3-63 of `a-z0-9.-`, letters or digits at both ends, no `..`,
+/// not shaped like an IP address.
 fn valid_bucket(b: &str) -> bool {
     let alnum = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
     (3..=63).contains(&b.len())
@@ -257,13 +304,15 @@ fn valid_bucket(b: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'.' || c == b'-')
         && alnum(b.chars().next())
         && alnum(b.chars().last())
+        && !b.contains("..")
+        && b.parse::<std::net::Ipv4Addr>().is_err()
 }
 
 /// The S3 API operation, as the AWS API reference names it, from method, addressing, query
-/// sub-resources and the copy-source header.
-fn operation(method: &Method, at: &Location, query: &str, headers: &HeaderMap) -> &'static str {
-    let has = |name: &str| sigv4::query_pairs(query).any(|(n, _)| n == name.as_bytes());
-    let copy = headers.contains_key("x-amz-copy-source");
+/// sub-resources and whether a (signed, so forwarded) copy source is given.
+fn operation(method: &Method, at: &Location, query: &str, copy: bool) -> &'static str {
+    let names: Vec<Vec<u8>> = sigv4::query_pairs(query).map(|(n, _)| n).collect();
+    let has = |name: &str| names.iter().any(|n| n == name.as_bytes());
     /// Sub-resources of a bucket: (query name, GET, PUT, DELETE).
     const BUCKET_SUB: [(&str, &str, &str, &str); 10] = [
         ("acl", "GetBucketAcl", "PutBucketAcl", "DeleteBucketAcl"),
@@ -404,20 +453,13 @@ fn upstream_request(
     } else {
         format!("{path}?{query}")
     };
-    let uri = upstream_uri(&s3.endpoint, &path_and_query)?;
-    let uri = match s3.addressing {
-        Addressing::Virtual if location.bucket.is_some() => {
-            let text = format!(
-                "{}://{authority}{path_and_query}",
-                s3.endpoint.scheme_str().unwrap_or("http")
-            );
-            text.parse().map_err(|e| ForwardError {
-                status: StatusCode::BAD_REQUEST,
-                message: format!("upstream address cannot be built: {e}"),
-            })?
-        }
-        _ => uri,
-    };
+    let scheme = s3.endpoint.scheme_str().unwrap_or("http");
+    let uri = format!("{scheme}://{authority}{path_and_query}")
+        .parse()
+        .map_err(|e| ForwardError {
+            status: StatusCode::BAD_REQUEST,
+            message: format!("the upstream address cannot be built: {e}"),
+        })?;
     let headers = &mut parts.headers;
     let unsigned_amz: Vec<_> = headers
         .keys()
@@ -443,6 +485,12 @@ fn upstream_request(
     })?;
     headers.insert(header::HOST, host);
     parts.uri = uri;
+    if s3.upstream_key.is_none()
+        && let Ok(v) = HeaderValue::from_str(presented.payload.as_str())
+    {
+        // Unsigned upstream: the payload's encoding still has to be known there.
+        headers.insert("x-amz-content-sha256", v);
+    }
     let mut request = Request::from_parts(parts, body);
     if let Some(key) = &s3.upstream_key {
         let seed = sign_upstream(&mut request, key, &s3.region, &presented.payload)?;
@@ -572,7 +620,7 @@ fn forward_error(ctx: &Ctx<'_>, e: ForwardError, resource: &str) -> Response<Bod
         _ => "BadGateway",
     };
     s3_error(
-        &Refusal::new("upstream", e.status, code, e.message),
+        &Refusal::new("upstream", e.status, code, e.caller_message()),
         resource,
         ctx.request_id,
     )
@@ -667,6 +715,8 @@ mod tests {
             ("/ab/k", "InvalidBucketName"),
             ("/Photos/k", "InvalidBucketName"),
             ("/-photos/k", "InvalidBucketName"),
+            ("/a..b/k", "InvalidBucketName"),
+            ("/192.168.5.4/k", "InvalidBucketName"),
             ("/photos/%FF%FE", "InvalidURI"),
             ("/photos/a/../b", "InvalidURI"),
             ("/photos/%2e%2e/b", "InvalidURI"),
@@ -679,80 +729,86 @@ mod tests {
 
     #[test]
     fn operations_follow_the_s3_api_names() {
-        let h = HeaderMap::new();
-        let mut copy = HeaderMap::new();
-        copy.insert("x-amz-copy-source", HeaderValue::from_static("/b/src"));
+        let (h, copy) = (false, true);
         let bucket = loc(Some("b"), None, "");
         let object = loc(Some("b"), Some("k"), "/k");
         let root = loc(None, None, "");
-        for (method, at, query, headers, expected) in [
-            (Method::GET, &root, "", &h, "ListBuckets"),
+        for (method, at, query, copying, expected) in [
+            (Method::GET, &root, "", h, "ListBuckets"),
             (
                 Method::GET,
                 &bucket,
                 "list-type=2&prefix=a",
-                &h,
+                h,
                 "ListObjectsV2",
             ),
-            (Method::GET, &bucket, "", &h, "ListObjects"),
-            (Method::GET, &bucket, "location", &h, "GetBucketLocation"),
-            (Method::GET, &bucket, "uploads", &h, "ListMultipartUploads"),
-            (Method::PUT, &bucket, "", &h, "CreateBucket"),
-            (
-                Method::DELETE,
-                &bucket,
-                "tagging",
-                &h,
-                "DeleteBucketTagging",
-            ),
-            (Method::POST, &bucket, "delete", &h, "DeleteObjects"),
-            (Method::HEAD, &bucket, "", &h, "HeadBucket"),
-            (Method::GET, &object, "", &h, "GetObject"),
-            (Method::HEAD, &object, "", &h, "HeadObject"),
-            (Method::PUT, &object, "", &h, "PutObject"),
-            (Method::PUT, &object, "", &copy, "CopyObject"),
-            (
-                Method::POST,
-                &object,
-                "uploads",
-                &h,
-                "CreateMultipartUpload",
-            ),
+            (Method::GET, &bucket, "", h, "ListObjects"),
+            (Method::GET, &bucket, "location", h, "GetBucketLocation"),
+            (Method::GET, &bucket, "uploads", h, "ListMultipartUploads"),
+            (Method::PUT, &bucket, "", h, "CreateBucket"),
+            (Method::DELETE, &bucket, "tagging", h, "DeleteBucketTagging"),
+            (Method::POST, &bucket, "delete", h, "DeleteObjects"),
+            (Method::HEAD, &bucket, "", h, "HeadBucket"),
+            (Method::GET, &object, "", h, "GetObject"),
+            (Method::HEAD, &object, "", h, "HeadObject"),
+            (Method::PUT, &object, "", h, "PutObject"),
+            (Method::PUT, &object, "", copy, "CopyObject"),
+            (Method::POST, &object, "uploads", h, "CreateMultipartUpload"),
             (
                 Method::PUT,
                 &object,
                 "partNumber=1&uploadId=u",
-                &h,
+                h,
                 "UploadPart",
             ),
             (
                 Method::PUT,
                 &object,
                 "partNumber=1&uploadId=u",
-                &copy,
+                copy,
                 "UploadPartCopy",
             ),
             (
                 Method::POST,
                 &object,
                 "uploadId=u",
-                &h,
+                h,
                 "CompleteMultipartUpload",
             ),
             (
                 Method::DELETE,
                 &object,
                 "uploadId=u",
-                &h,
+                h,
                 "AbortMultipartUpload",
             ),
-            (Method::GET, &object, "uploadId=u", &h, "ListParts"),
-            (Method::DELETE, &object, "", &h, "DeleteObject"),
+            (Method::GET, &object, "uploadId=u", h, "ListParts"),
+            (Method::DELETE, &object, "", h, "DeleteObject"),
         ] {
             assert_eq!(
-                operation(&method, at, query, headers),
+                operation(&method, at, query, copying),
                 expected,
                 "{method} {query}"
+            );
+        }
+    }
+
+    #[test]
+    fn copy_sources_name_a_bucket_and_a_key() {
+        assert_eq!(
+            copy_source(b"/reports/q3/a%20b.csv?versionId=3"),
+            Ok(("reports".into(), "q3/a b.csv".into()))
+        );
+        assert_eq!(
+            copy_source(b"reports/k"),
+            Ok(("reports".into(), "k".into()))
+        );
+        for bad in [&b"/reports"[..], b"/Bad_Bucket/k", b"/reports/", b"\xff/k"] {
+            assert_eq!(
+                copy_source(bad),
+                Err(()),
+                "{}",
+                String::from_utf8_lossy(bad)
             );
         }
     }

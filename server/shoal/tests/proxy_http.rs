@@ -28,6 +28,8 @@ async fn upstream() -> SocketAddr {
         };
         axum::Json(json!({
             "method": req.method().as_str(),
+            "uri": req.uri().to_string(),
+            "host": h("host"),
             "path_and_query": req.uri().path_and_query().map(|p| p.as_str()),
             "request_id": h("x-request-id"),
             "forwarded_for": h("x-forwarded-for"),
@@ -151,6 +153,9 @@ async fn http_resources_identify_decide_stream_and_follow_the_control_plane() {
         assert_eq!(resp.status().as_u16(), 200, "request {i}");
         let echo: Value = resp.json().await.unwrap();
         assert_eq!(echo["path_and_query"], format!("/api/report?n={i}"));
+        // Origin form with a Host header, as from any HTTP client.
+        assert_eq!(echo["uri"], format!("/api/report?n={i}"));
+        assert_eq!(echo["host"], upstream.to_string());
         assert!(echo["request_id"].is_string());
         assert_eq!(
             echo["api_key"],
@@ -255,7 +260,10 @@ async fn hanging_or_missing_upstreams_and_failing_policies_get_clear_refusals() 
     });
     let refused = free_port("127.0.0.1");
     let key = api.user_with_api_key("dan").await;
-    let (hang_port, refused_port) = (free_port(ip), free_port(ip));
+    let (hang_port, refused_port, echo_port) = (free_port(ip), free_port(ip), free_port(ip));
+    let echo = upstream().await;
+    api.http_resource("echo", &format!("http://{echo}/api"), echo_port)
+        .await;
     api.http_resource("hangs", &format!("http://{hang_addr}"), hang_port)
         .await;
     let head = api
@@ -269,16 +277,35 @@ async fn hanging_or_missing_upstreams_and_failing_policies_get_clear_refusals() 
             .header("x-api-key", &key)
             .send()
     };
+    // An upload slower than the upstream timeout is not cut off while it makes progress:
+    // the timeout runs from the last byte sent (six 1 KiB pieces, 200 ms apart, 500 ms limit).
+    let pieces = futures_util::stream::unfold(0, |i| async move {
+        if i == 6 {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        Some((Ok::<_, std::io::Error>(vec![b'x'; 1024]), i + 1))
+    });
+    let resp = client
+        .post(format!("http://{ip}:{echo_port}/upload"))
+        .header("x-api-key", &key)
+        .body(reqwest::Body::wrap_stream(pieces))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let got: Value = resp.json().await.unwrap();
+    assert_eq!(got["bytes"], 6 * 1024);
+
     let resp = get(hang_port).await.unwrap();
     assert_eq!(resp.status().as_u16(), 504);
     let body: Value = resp.json().await.unwrap();
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("500 ms"),
+    assert_eq!(
+        body["error"]["message"], "the upstream did not answer in time",
         "{body}"
     );
+    node.wait_for_log("upstream did not answer within 500 ms", WAIT)
+        .await;
     let resp = get(refused_port).await.unwrap();
     assert_eq!(resp.status().as_u16(), 502);
     let body: Value = resp.json().await.unwrap();
@@ -480,6 +507,19 @@ async fn https_upstreams_are_verified_against_the_operators_ca() {
     assert_eq!(resp.status().as_u16(), 502);
     let body: Value = resp.json().await.unwrap();
     let message = body["error"]["message"].as_str().unwrap();
-    assert!(message.contains("TLS"), "{message}");
-    assert!(message.to_lowercase().contains("certificate"), "{message}");
+    // The caller learns that the upstream failed, not the upstream's address or TLS details;
+    // the log has those under the request id.
+    assert!(!message.contains("127.0.0.1"), "{message}");
+    let request_id = body["error"]["request_id"].as_str().unwrap().to_string();
+    let logged = wait_until("the TLS failure in the log", WAIT, || {
+        let lines = node.logs();
+        let request_id = request_id.clone();
+        async move {
+            lines
+                .into_iter()
+                .find(|l| l.contains(&request_id) && l.contains("TLS"))
+        }
+    })
+    .await;
+    assert!(logged.to_lowercase().contains("certificate"), "{logged}");
 }

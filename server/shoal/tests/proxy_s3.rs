@@ -94,6 +94,12 @@ async fn s3_clients_sign_policies_decide_and_the_upstream_sees_only_shoal_signat
             {"step": "wrong_secret", "bucket": "reports"},
             {"step": "unknown_key", "bucket": "reports"},
             {"step": "round_robin_gets", "bucket": "sensitive-bucket", "key": "secret.txt", "count": 6},
+            // A copy is an access to its source too: from reports it works, from the bucket
+            // the seed policy now blocks it is refused (or a copy would read around it).
+            {"step": "copy_allowed", "do": "copy", "bucket": "reports", "key": "copy/summary.csv",
+             "from_bucket": "reports", "from_key": "q3/summary-2026.csv"},
+            {"step": "copy_blocked", "do": "copy", "bucket": "reports", "key": "copy/secret.txt",
+             "from_bucket": "sensitive-bucket", "from_key": "secret.txt"},
         ],
     }))
     .await;
@@ -168,6 +174,19 @@ async fn s3_clients_sign_policies_decide_and_the_upstream_sees_only_shoal_signat
         "{sixth}"
     );
 
+    let copied = step("copy_allowed");
+    assert_eq!(
+        (&copied["ok"], &copied["bytes"]),
+        (&json!(true), &json!(8)),
+        "{copied}"
+    );
+    let blocked_copy = step("copy_blocked");
+    assert_eq!(
+        (&blocked_copy["status"], &blocked_copy["code"]),
+        (&json!(403), &json!("AccessDenied")),
+        "{blocked_copy}"
+    );
+
     // Every decision is in the audit log with the S3 operation, bucket and key.
     let audit = wait_until("audit lines of the S3 requests", WAIT, || async {
         let (_, body) = apis[0].get("/api/v1/audit?limit=500").await;
@@ -189,6 +208,14 @@ async fn s3_clients_sign_policies_decide_and_the_upstream_sees_only_shoal_signat
     assert_eq!(put["target"], "objects");
     assert_eq!(put["detail"]["bucket"], "reports");
     find("allowed", "CompleteMultipartUpload");
+    let copy_line = audit
+        .iter()
+        .find(|r| r["outcome"] == "blocked" && r["detail"]["operation"] == "CopyObject")
+        .expect("the blocked copy is audited");
+    assert_eq!(
+        copy_line["detail"]["copy_source"],
+        "sensitive-bucket/secret.txt"
+    );
     find("allowed", "ListBuckets");
     let blocked = find("blocked", "GetObject");
     assert_eq!(blocked["detail"]["key"], "secret.txt");
