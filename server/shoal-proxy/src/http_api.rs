@@ -37,13 +37,24 @@ fn identify<'a>(routes: &'a Routes, presented: &str) -> Option<&'a ApiKey> {
     constant_time_eq(digest.as_slice(), &entry.secret_sha256).then_some(entry)
 }
 
-/// Whether a path has `.` or `..` segments (plain or percent-encoded): refused, so a policy
-/// that reads the path sees the path the upstream will serve.
-fn has_dot_segments(path: &str) -> bool {
-    path.split('/').any(|segment| {
-        let lower = segment.to_ascii_lowercase().replace("%2e", ".");
-        lower == "." || lower == ".."
-    })
+/// The path as policies see it: percent-decoded, so `/%61dmin` is `/admin` to a policy as it
+/// is to the upstream. Paths that upstreams commonly normalize into another path (`.` and
+/// `..` segments, empty segments) are refused instead of guessed at.
+fn policy_path(raw: &str) -> Result<String, &'static str> {
+    let decoded = percent_encoding::percent_decode_str(raw)
+        .decode_utf8()
+        .map_err(|_| "the request path is not UTF-8 once percent-decoded")?;
+    let mut segments = decoded.split('/').skip(1).peekable();
+    while let Some(segment) = segments.next() {
+        if segment == "." || segment == ".." {
+            return Err("the request path has '.' or '..' segments");
+        }
+        // A trailing slash is an empty last segment, and fine.
+        if segment.is_empty() && segments.peek().is_some() {
+            return Err("the request path has empty segments ('//')");
+        }
+    }
+    Ok(decoded.into_owned())
 }
 
 /// Decides, audits, and forwards what is allowed. A request whose audit line cannot be kept
@@ -54,7 +65,11 @@ pub(crate) async fn handle(
     mut req: Request<Body>,
 ) -> Response<Body> {
     let (routes, route, request_id) = (ctx.routes, ctx.route, ctx.request_id);
-    let (method, path) = (req.method().to_string(), req.uri().path().to_string());
+    let method = req.method().to_string();
+    let checked_path = policy_path(req.uri().path());
+    let path = checked_path
+        .clone()
+        .unwrap_or_else(|_| req.uri().path().to_string());
     let facts = Facts {
         method: &method,
         path: &path,
@@ -82,11 +97,11 @@ pub(crate) async fn handle(
             "unauthenticated",
             "the API key is not valid",
         )),
-        (Some(_), Some(_)) if has_dot_segments(&path) => Err(Refusal::new(
+        (Some(_), Some(_)) if checked_path.is_err() => Err(Refusal::new(
             "invalid",
             StatusCode::BAD_REQUEST,
             "invalid",
-            "the request path has '.' or '..' segments",
+            checked_path.clone().err().unwrap_or_default(),
         )),
         (Some(_), Some(key)) => {
             let caller = Caller {
@@ -146,12 +161,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn dot_segments_are_found_plain_and_encoded() {
-        for bad in ["/a/../b", "/./x", "/a/%2E%2e/b", "/a/.%2e", "/.."] {
-            assert!(has_dot_segments(bad), "{bad}");
+    fn policies_see_the_decoded_path_and_ambiguous_paths_are_refused() {
+        for bad in [
+            "/a/../b",
+            "/./x",
+            "/a/%2E%2e/b",
+            "/a/.%2e",
+            "/..",
+            "//admin",
+            "/a//b",
+            "/a/%2F/b",
+            "/%FF",
+        ] {
+            assert!(policy_path(bad).is_err(), "{bad}");
         }
-        for ok in ["/a/b", "/a/..b/c", "/.well-known/x", "/a/b.c"] {
-            assert!(!has_dot_segments(ok), "{ok}");
+        for (raw, seen) in [
+            ("/a/b", "/a/b"),
+            ("/%61dmin/x", "/admin/x"),
+            ("/a/..b/c", "/a/..b/c"),
+            ("/.well-known/x", "/.well-known/x"),
+            ("/dir/", "/dir/"),
+            ("/", "/"),
+            ("/caf%C3%A9", "/café"),
+        ] {
+            assert_eq!(policy_path(raw).as_deref(), Ok(seen), "{raw}");
         }
     }
 }
