@@ -139,7 +139,7 @@ impl AuditLog {
         // The writer sleeps between flushes; under heavy load it is woken once per full
         // batch instead of waiting out the interval (never once per record).
         let queued = self.tx.max_capacity() - self.tx.capacity();
-        if queued % self.batch_max == 0 {
+        if queued.is_multiple_of(self.batch_max) {
             self.full_batch.notify_one();
         }
         Ok(())
