@@ -242,13 +242,7 @@ async fn http_resources_identify_decide_stream_and_follow_the_control_plane() {
 async fn hanging_or_missing_upstreams_and_failing_policies_get_clear_refusals() {
     let db = database().await;
     let ip = "127.0.0.94";
-    let c = start_nodes(&db.url, &[ip], |_, spec, _| {
-        spec.extra_toml = format!("[proxy]\naddress = \"{ip}\"\nupstream_timeout = \"500ms\"\n");
-    })
-    .await;
-    let mut node = c.nodes.into_iter().next().unwrap();
-    node.wait_ready_where("ready", WAIT, |s, _| s == 200).await;
-    let api = Api::login(&c.bases[0]).await;
+    let (mut node, api, _) = start_proxy_node(&db.url, ip, "upstream_timeout = \"500ms\"\n").await;
     // An upstream that accepts connections and never answers, and a port nobody listens on.
     let hang = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let hang_addr = hang.local_addr().unwrap();
@@ -467,13 +461,8 @@ async fn https_upstreams_are_verified_against_the_operators_ca() {
     let (_, other_cert, other_key) = certificates(certs.path(), "untrusted");
     let ip = "127.0.0.95";
     let ca = ca_file.display().to_string();
-    let c = start_nodes(&db.url, &[ip], |_, spec, _| {
-        spec.extra_toml = format!("[proxy]\naddress = \"{ip}\"\nupstream_ca_file = \"{ca}\"\n");
-    })
-    .await;
-    let mut node = c.nodes.into_iter().next().unwrap();
-    node.wait_ready_where("ready", WAIT, |s, _| s == 200).await;
-    let api = Api::login(&c.bases[0]).await;
+    let (mut node, api, _) =
+        start_proxy_node(&db.url, ip, &format!("upstream_ca_file = \"{ca}\"\n")).await;
     let key_value = api.user_with_api_key("tess").await;
     let (trusted, untrusted) = (
         tls_upstream(&cert, &key).await,

@@ -294,13 +294,8 @@ fn s3_code(body: &str) -> &str {
 async fn bad_s3_input_gets_s3_errors_and_the_node_keeps_serving() {
     let db = database().await;
     let ip = "127.0.0.104";
-    let c = start_nodes(&db.url, &[ip], |_, spec, _| {
-        spec.extra_toml = format!("[proxy]\naddress = \"{ip}\"\nupstream_timeout = \"500ms\"\n");
-    })
-    .await;
-    let mut node = c.nodes.into_iter().next().unwrap();
-    node.wait_ready_where("ready", WAIT, |s, _| s == 200).await;
-    let api = Api::login(&c.bases[0]).await;
+    let (mut node, api, admin_base) =
+        start_proxy_node(&db.url, ip, "upstream_timeout = \"500ms\"\n").await;
     let (moto, upstream_keys) = Moto::start().await;
     // An upstream that accepts connections and never answers.
     let hang = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -498,7 +493,7 @@ async fn bad_s3_input_gets_s3_errors_and_the_node_keeps_serving() {
     )
     .await;
     assert_eq!(status, 200, "{body}");
-    let (status, _) = get_ready(c.bases[0].clone()).await;
+    let (status, _) = get_ready(admin_base.clone()).await;
     assert_eq!(status, 200);
 }
 
@@ -545,13 +540,7 @@ async fn chunk_signed_uploads_are_checked_and_re_signed_chunk_by_chunk() {
     // runs open here; `back` is the signature checker front's output must satisfy.
     let db = database().await;
     let ip = "127.0.0.105";
-    let c = start_nodes(&db.url, &[ip], |_, spec, _| {
-        spec.extra_toml = format!("[proxy]\naddress = \"{ip}\"\n");
-    })
-    .await;
-    let mut node = c.nodes.into_iter().next().unwrap();
-    node.wait_ready_where("ready", WAIT, |s, _| s == 200).await;
-    let api = Api::login(&c.bases[0]).await;
+    let (mut node, api, _) = start_proxy_node(&db.url, ip, "").await;
     let (moto, moto_keys) = Moto::start_with(false).await;
     let mut keys = Vec::new();
     for user in ["uma", "relay"] {

@@ -931,3 +931,18 @@ impl Drop for Moto {
         let _ = self.child.wait();
     }
 }
+
+/// One node serving the data plane on `ip` (`proxy_toml`: more `[proxy]` lines), ready, with
+/// an admin API client and its HTTP base URL.
+pub async fn start_proxy_node(db_url: &str, ip: &str, proxy_toml: &str) -> (Node, Api, String) {
+    let c = start_nodes(db_url, &[ip], |_, spec, _| {
+        spec.extra_toml = format!("[proxy]\naddress = \"{ip}\"\n{proxy_toml}");
+    })
+    .await;
+    let mut node = c.nodes.into_iter().next().unwrap();
+    node.wait_ready_where("ready", Duration::from_secs(30), |s, _| s == 200)
+        .await;
+    let base = c.bases[0].clone();
+    let api = Api::login(&base).await;
+    (node, api, base)
+}
