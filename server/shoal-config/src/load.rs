@@ -202,6 +202,57 @@ pub const ENV_OVERRIDES: &[EnvOverride] = &[
         },
     },
     EnvOverride {
+        var: "SHOAL_DISCOVERY_METHOD",
+        key: "discovery.method",
+        apply: |c, v| {
+            c.discovery.method = match v.trim() {
+                "none" => DiscoveryMethod::None,
+                "static" => DiscoveryMethod::Static,
+                "dns-srv" => DiscoveryMethod::DnsSrv,
+                "dns-a" => DiscoveryMethod::DnsA,
+                "ecs" => DiscoveryMethod::Ecs,
+                other => {
+                    return Err(format!(
+                        "must be none, static, dns-srv, dns-a or ecs, got {other:?}"
+                    ));
+                }
+            };
+            Ok(())
+        },
+    },
+    EnvOverride {
+        var: "SHOAL_DISCOVERY_ECS_CLUSTER",
+        key: "discovery.ecs.cluster",
+        apply: |c, v| {
+            c.discovery.ecs.cluster = Some(v.trim().to_string());
+            Ok(())
+        },
+    },
+    EnvOverride {
+        var: "SHOAL_DISCOVERY_ECS_SERVICE",
+        key: "discovery.ecs.service",
+        apply: |c, v| {
+            c.discovery.ecs.service = Some(v.trim().to_string());
+            Ok(())
+        },
+    },
+    EnvOverride {
+        var: "SHOAL_DISCOVERY_ECS_REGION",
+        key: "discovery.ecs.region",
+        apply: |c, v| {
+            c.discovery.ecs.region = Some(v.trim().to_string());
+            Ok(())
+        },
+    },
+    EnvOverride {
+        var: "SHOAL_DISCOVERY_ECS_ENDPOINT",
+        key: "discovery.ecs.endpoint",
+        apply: |c, v| {
+            c.discovery.ecs.endpoint = Some(v.trim().to_string());
+            Ok(())
+        },
+    },
+    EnvOverride {
         var: "SHOAL_DISCOVERY_SERVER",
         key: "discovery.server",
         apply: |c, v| parse_addr(v).map(|a| c.discovery.server = Some(a)),
@@ -805,11 +856,13 @@ fn validate(config: &NodeConfig, origin_of: &dyn Fn(&str) -> Origin, out: &mut V
         DiscoveryMethod::Static => matches!(key, "peers" | "server"),
         DiscoveryMethod::DnsSrv => matches!(key, "name" | "server"),
         DiscoveryMethod::DnsA => matches!(key, "name" | "port" | "server"),
+        DiscoveryMethod::Ecs => matches!(key, "port" | "ecs"),
     };
     let set = [
         ("peers", !d.peers.is_empty()),
         ("name", d.name.is_some()),
         ("server", d.server.is_some()),
+        ("ecs", d.ecs != Default::default()),
     ];
     for (key, present) in set {
         check(
@@ -834,6 +887,29 @@ fn validate(config: &NodeConfig, origin_of: &dyn Fn(&str) -> Origin, out: &mut V
                     ok,
                     "discovery.peers",
                     format!("entries must be host:port, got {peer:?}"),
+                );
+            }
+        }
+        DiscoveryMethod::Ecs => {
+            let e = &d.ecs;
+            for (key, value) in [
+                ("cluster", &e.cluster),
+                ("service", &e.service),
+                ("region", &e.region),
+            ] {
+                if let Some(v) = value {
+                    check(
+                        !v.is_empty() && v.len() <= 255 && v.bytes().all(|b| b.is_ascii_graphic()),
+                        &format!("discovery.ecs.{key}"),
+                        format!("must be 1-255 visible characters, got {v:?}"),
+                    );
+                }
+            }
+            if let Some(endpoint) = &e.endpoint {
+                check(
+                    endpoint.starts_with("http://") || endpoint.starts_with("https://"),
+                    "discovery.ecs.endpoint",
+                    format!("must be an http:// or https:// URL, got {endpoint:?}"),
                 );
             }
         }

@@ -226,6 +226,31 @@ pub struct DiscoveryConfig {
     /// Only addresses inside these CIDR blocks are joined (empty: all).
     #[serde(default)]
     pub allowed_address_space: Vec<ipnet::IpNet>,
+    /// `ecs`: which tasks are the node's peers.
+    #[serde(default)]
+    pub ecs: EcsDiscovery,
+}
+
+/// Peers as the RUNNING tasks of an ECS service (`ecs:ListTasks`, `ecs:DescribeTasks`; the
+/// gossip port is `discovery.port`). Unset values come from the task metadata endpoint v4
+/// (cluster, service) and the standard AWS chain (region, credentials).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct EcsDiscovery {
+    /// Cluster name or ARN; default: the task's own cluster.
+    #[serde(default)]
+    pub cluster: Option<String>,
+    /// Service name: its tasks (started by `ecs-svc/...` or by this name) are the peers;
+    /// default: the task's own service (task metadata `ServiceName`), else every task of the
+    /// cluster.
+    #[serde(default)]
+    pub service: Option<String>,
+    /// AWS region; default: the standard chain (`AWS_REGION`, profile, task metadata).
+    #[serde(default)]
+    pub region: Option<String>,
+    /// ECS API endpoint override (VPC endpoints, tests).
+    #[serde(default)]
+    pub endpoint: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
@@ -237,6 +262,8 @@ pub enum DiscoveryMethod {
     Static,
     DnsSrv,
     DnsA,
+    /// The RUNNING tasks of an ECS service (awsvpc private IPv4 addresses).
+    Ecs,
 }
 
 impl DiscoveryMethod {
@@ -246,6 +273,7 @@ impl DiscoveryMethod {
             DiscoveryMethod::Static => "static",
             DiscoveryMethod::DnsSrv => "dns-srv",
             DiscoveryMethod::DnsA => "dns-a",
+            DiscoveryMethod::Ecs => "ecs",
         }
     }
 }
@@ -262,6 +290,7 @@ impl Default for DiscoveryConfig {
             timeout: default_discovery_timeout(),
             join_timeout: default_join_timeout(),
             allowed_address_space: Vec::new(),
+            ecs: EcsDiscovery::default(),
         }
     }
 }

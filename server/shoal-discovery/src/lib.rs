@@ -5,11 +5,13 @@
 //! means adding a provider here and a variant in `shoal_config::DiscoveryMethod`.
 //!
 //! - `dns`: SRV and A/AAAA lookups through hickory-resolver, optionally against a given server.
+//! - `ecs`: the RUNNING tasks of an ECS service, by the ECS API.
 //! - `static_peers`: a fixed `host:port` list, names resolved at every round.
 
 #![forbid(unsafe_code)]
 
 mod dns;
+mod ecs;
 mod static_peers;
 #[cfg(feature = "testsuite")]
 pub mod testsuite;
@@ -20,6 +22,7 @@ use futures_util::future::BoxFuture;
 use shoal_config::{DiscoveryConfig, DiscoveryMethod};
 
 pub use dns::{DnsA, DnsSrv};
+pub use ecs::Ecs;
 pub use static_peers::StaticPeers;
 
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
@@ -73,6 +76,7 @@ pub fn from_config(config: &DiscoveryConfig) -> Result<Option<Box<dyn Discover>>
             config.server,
             config.timeout,
         )?)),
+        DiscoveryMethod::Ecs => Some(Box::new(Ecs::new(&config.ecs, config.port, config.timeout))),
     })
 }
 

@@ -70,6 +70,8 @@ pub struct NodeSpec {
     pub psk_from_file: bool,
     /// Network namespace the node runs in (see [`TestNetwork`]).
     pub netns: Option<String>,
+    /// More environment variables for the node (its environment is otherwise cleared).
+    pub env: Vec<(String, String)>,
 }
 
 /// A port free for both TCP and UDP on `ip` right now.
@@ -97,6 +99,7 @@ impl NodeSpec {
             extra_toml: String::new(),
             psk_from_file: false,
             netns: None,
+            env: Vec::new(),
         }
     }
 
@@ -114,6 +117,7 @@ impl NodeSpec {
             extra_toml: String::new(),
             psk_from_file: false,
             netns: Some(net.namespace(index)),
+            env: Vec::new(),
         }
     }
 
@@ -158,6 +162,7 @@ impl NodeSpec {
         if !self.psk_from_file {
             cmd.env("SHOAL_CLUSTER_PSK", PSK_HEX);
         }
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd
     }
 
@@ -887,20 +892,16 @@ impl Moto {
         Self::start_with(true).await
     }
 
-    /// Starts moto checking signatures (`enforce`), or not at all: its own check fails on
-    /// chunk-signed bodies even from AWS's SDKs, so tests of those use an open moto.
+    /// Starts moto (`scripts/moto_server.py`: moto with its ECS answers in the API's types)
+    /// checking signatures (`enforce`), or not at all: its own check fails on chunk-signed
+    /// bodies even from AWS's SDKs, so tests of those use an open moto.
     pub async fn start_with(enforce: bool) -> (Moto, Value) {
         let allowance = if enforce { "3" } else { "1000000" };
         let port = free_port("127.0.0.1");
+        let server = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/moto_server.py");
         let child = Command::new(python())
-            .args([
-                "-m",
-                "moto.server",
-                "-H",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-            ])
+            .arg(server)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .env("INITIAL_NO_AUTH_ACTION_COUNT", allowance)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
