@@ -1096,6 +1096,40 @@ mod tests {
     }
 
     #[test]
+    fn ecs_discovery_is_configured_by_file_or_env_and_checked() {
+        let mut e = base_env();
+        e.insert("SHOAL_DISCOVERY_METHOD".into(), "ecs".into());
+        e.insert("SHOAL_DISCOVERY_ECS_CLUSTER".into(), "prod".into());
+        let c = load("", &e).unwrap();
+        assert_eq!(c.discovery.method, DiscoveryMethod::Ecs);
+        assert_eq!(c.discovery.ecs.cluster.as_deref(), Some("prod"));
+        assert_eq!(
+            c.discovery.ecs.service, None,
+            "from the task metadata at run time"
+        );
+
+        let text = "[discovery]\nmethod = \"ecs\"\n[discovery.ecs]\nendpoint = \"ecs.local\"\n";
+        let err = load(text, &base_env()).unwrap_err().to_string();
+        assert!(
+            err.contains("`discovery.ecs.endpoint` must be an http:// or https:// URL"),
+            "{err}"
+        );
+
+        let text = "[discovery]\nmethod = \"static\"\npeers = [\"a:7946\"]\n[discovery.ecs]\ncluster = \"prod\"\n";
+        let err = load(text, &base_env()).unwrap_err().to_string();
+        assert!(
+            err.contains("`discovery.ecs` is not used by discovery method \"static\""),
+            "{err}"
+        );
+
+        let mut e = base_env();
+        e.insert("SHOAL_DISCOVERY_METHOD".into(), "consul".into());
+        let err = load("", &e).unwrap_err().to_string();
+        assert!(err.contains("SHOAL_DISCOVERY_METHOD"), "{err}");
+        assert!(err.contains("got \"consul\""), "{err}");
+    }
+
+    #[test]
     fn upstream_ca_file_must_hold_a_pem_certificate() {
         let dir = std::env::temp_dir().join(format!("shoal-ca-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
