@@ -191,10 +191,18 @@ async fn s3_clients_sign_policies_decide_and_the_upstream_sees_only_shoal_signat
     let audit = wait_until("audit lines of the S3 requests", WAIT, || async {
         let (_, body) = apis[0].get("/api/v1/audit?limit=500").await;
         let rows = body.as_array()?.clone();
-        let blocked = rows
-            .iter()
-            .any(|r| r["outcome"] == "blocked" && r["detail"]["bucket"] == "sensitive-bucket");
-        blocked.then_some(rows)
+        // Each node flushes its own lines: wait for every line asserted on below.
+        let has = |outcome: &str, operation: &str| {
+            rows.iter()
+                .any(|r| r["outcome"] == outcome && r["detail"]["operation"] == operation)
+        };
+        let all = has("allowed", "PutObject")
+            && has("allowed", "CompleteMultipartUpload")
+            && has("allowed", "ListBuckets")
+            && has("blocked", "GetObject")
+            && has("blocked", "CopyObject")
+            && rows.iter().any(|r| r["outcome"] == "unauthenticated");
+        all.then_some(rows)
     })
     .await;
     let find = |outcome: &str, operation: &str| {
