@@ -122,18 +122,18 @@ pub(crate) async fn handle(ctx: &Ctx<'_>, s3: &S3Route, req: Request<Body>) -> R
         }
     };
     let audited = audit(ctx, user, &facts, decision.as_ref().err());
+    let (presented, location) = match (decision, audited) {
+        (Err(refusal), _) | (Ok(_), Err(refusal)) => {
+            return s3_error(&refusal, &raw_path, ctx.request_id);
+        }
+        (Ok(allowed), Ok(())) => allowed,
+    };
     // The caller's chunk signatures are checked against their own key as the body streams.
     let caller_chain = match &identified {
         Ok((p, k)) if matches!(p.payload, Payload::SignedChunks(_)) => {
             Some(p.chunk_chain(k.secret.expose()))
         }
         _ => None,
-    };
-    let (presented, location) = match (decision, audited) {
-        (Err(refusal), _) | (Ok(_), Err(refusal)) => {
-            return s3_error(&refusal, &raw_path, ctx.request_id);
-        }
-        (Ok(allowed), Ok(())) => allowed,
     };
     let request = match upstream_request(ctx, s3, req, (presented, caller_chain), location, &query)
     {
