@@ -460,6 +460,7 @@ pub(crate) async fn send(
     timeout: Duration,
 ) -> Result<Response<Body>, ForwardError> {
     let target = Target::of(req.uri())?;
+    let request_id = req.headers().get("x-request-id").cloned();
     let mut req = req;
     // hyper's connection-level client writes the request line and headers as given: the
     // upstream gets origin form (`GET /path?query`) and a Host header, as from any client.
@@ -562,6 +563,9 @@ pub(crate) async fn send(
         conn: Some(conn),
         pool: upstreams.pool.clone(),
         key: target.key,
+        idle: Box::pin(tokio::time::sleep(timeout)),
+        timeout,
+        request_id,
     };
     Ok(Response::from_parts(parts, Body::new(body)))
 }
@@ -629,7 +633,28 @@ struct Streamed {
     conn: Option<Conn>,
     pool: Arc<Pool>,
     key: String,
+    /// Fires when the upstream has sent nothing for `timeout`: a stalled body ends in an
+    /// error instead of holding the request (and its connection) indefinitely.
+    idle: Pin<Box<tokio::time::Sleep>>,
+    timeout: Duration,
+    request_id: Option<HeaderValue>,
 }
+
+/// The upstream stopped sending its response body.
+#[derive(Debug)]
+struct Stalled(Duration);
+
+impl std::fmt::Display for Stalled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the upstream sent nothing of its response body for {} ms",
+            self.0.as_millis()
+        )
+    }
+}
+
+impl std::error::Error for Stalled {}
 
 impl Streamed {
     fn release(&mut self) {
@@ -649,12 +674,12 @@ impl Drop for Streamed {
 
 impl http_body::Body for Streamed {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = &mut *self;
         if let Some(conn) = &mut this.conn
             && conn.poll_driver(cx).is_ready()
@@ -663,6 +688,17 @@ impl http_body::Body for Streamed {
             this.conn = None;
         }
         let frame = Pin::new(&mut this.body).poll_frame(cx);
+        if frame.is_pending() {
+            if this.idle.as_mut().poll(cx).is_ready() {
+                let request_id = this.request_id.as_ref().and_then(|v| v.to_str().ok());
+                tracing::warn!(request_id, "{}; response cut off", Stalled(this.timeout));
+                this.conn = None;
+                return Poll::Ready(Some(Err(Box::new(Stalled(this.timeout)))));
+            }
+            return Poll::Pending;
+        }
+        let deadline = tokio::time::Instant::now() + this.timeout;
+        this.idle.as_mut().reset(deadline);
         // A body of known length is done with its last byte: the server does not poll for
         // the end after that, so the connection goes back now.
         if matches!(frame, Poll::Ready(None) | Poll::Ready(Some(Ok(_))))
@@ -670,7 +706,7 @@ impl http_body::Body for Streamed {
         {
             this.release();
         }
-        frame
+        frame.map(|f| f.map(|r| r.map_err(Into::into)))
     }
 
     fn is_end_stream(&self) -> bool {
@@ -799,6 +835,37 @@ mod tests {
             }
             assert_eq!(accepted.load(Ordering::SeqCst), 20);
         }
+    }
+
+    #[tokio::test]
+    async fn a_response_body_that_stalls_ends_in_an_error() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut conn, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = conn.read(&mut buf).await;
+            // Promises 10 bytes, sends 2, then nothing (the socket stays open).
+            conn.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nok")
+                .await
+                .unwrap();
+            std::future::pending::<()>().await;
+        });
+        let req = Request::get(format!("http://{addr}/x"))
+            .body(Body::empty())
+            .unwrap();
+        let upstreams = Upstreams::new(Duration::from_secs(1), None);
+        let response = send(&upstreams, req, Duration::from_millis(300))
+            .await
+            .unwrap_or_else(|e| panic!("{}", e.message));
+        let err = axum::body::to_bytes(response.into_body(), 1024)
+            .await
+            .expect_err("the body never completes");
+        assert!(format!("{err:?}").contains("Stalled(300ms)"), "{err:?}");
+        assert_eq!(
+            Stalled(Duration::from_millis(300)).to_string(),
+            "the upstream sent nothing of its response body for 300 ms"
+        );
     }
 
     #[tokio::test]
