@@ -21,8 +21,13 @@ from pathlib import Path
 import hcl2
 from shoal_env import unknown
 
-# What ECS discovery calls (ListTasks of its own service, then DescribeTasks for the IPs).
-DISCOVERY_ACTIONS = ["ecs:DescribeTasks", "ecs:ListTasks"]
+# What ECS discovery calls, as the code exports it (`ECS_IAM_ACTIONS`; a unit test there keeps
+# it equal to the API calls the provider makes).
+_ECS_SOURCE = Path(__file__).resolve().parent.parent / "server/shoal-discovery/src/ecs.rs"
+_match = re.search(r"ECS_IAM_ACTIONS: \[&str; \d+\] = \[([^\]]*)\]", _ECS_SOURCE.read_text())
+if not _match:
+    sys.exit(f"check_terraform: ECS_IAM_ACTIONS not found in {_ECS_SOURCE}")
+DISCOVERY_ACTIONS = sorted(re.findall(r'"([^"]+)"', _match.group(1)))
 
 failures: list[str] = []
 

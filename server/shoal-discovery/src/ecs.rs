@@ -24,6 +24,11 @@ use tokio::sync::OnceCell;
 use crate::{Discover, DiscoveryError};
 
 const METHOD: &str = "ecs";
+
+/// The IAM actions this provider calls, and all of them: the deployment checks
+/// (`scripts/check_terraform.py`) compare the Terraform task role with this list, and a test
+/// below checks it against the API calls in this file.
+pub const ECS_IAM_ACTIONS: [&str; 2] = ["ecs:DescribeTasks", "ecs:ListTasks"];
 /// `DescribeTasks` accepts at most this many tasks per call.
 const DESCRIBE_BATCH: usize = 100;
 
@@ -214,4 +219,41 @@ async fn http_get(url: &str) -> Result<Vec<u8>, String> {
         .await
         .map_err(|e| e.to_string())?;
     Ok(body.to_bytes().to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `snake_case` SDK operation to IAM action: `list_tasks` -> `ecs:ListTasks`.
+    fn action(operation: &str) -> String {
+        let camel: String = operation
+            .split('_')
+            .map(|w| {
+                let mut c = w.chars();
+                c.next()
+                    .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                    .unwrap_or_default()
+            })
+            .collect();
+        format!("ecs:{camel}")
+    }
+
+    #[test]
+    fn the_exported_iam_actions_are_exactly_the_api_calls_made_here() {
+        let source = include_str!("ecs.rs");
+        let code = &source[..source.find("#[cfg(test)]").unwrap()];
+        let mut called: Vec<String> = code
+            .split(".client")
+            .skip(1)
+            .filter_map(|rest| {
+                let rest = rest.trim_start().strip_prefix('.')?;
+                let end = rest.find("()")?;
+                Some(action(&rest[..end]))
+            })
+            .collect();
+        called.sort();
+        called.dedup();
+        assert_eq!(called, ECS_IAM_ACTIONS.to_vec());
+    }
 }

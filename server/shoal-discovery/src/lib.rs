@@ -22,7 +22,7 @@ use futures_util::future::BoxFuture;
 use shoal_config::{DiscoveryConfig, DiscoveryMethod};
 
 pub use dns::{DnsA, DnsSrv};
-pub use ecs::Ecs;
+pub use ecs::{ECS_IAM_ACTIONS, Ecs};
 pub use static_peers::StaticPeers;
 
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
