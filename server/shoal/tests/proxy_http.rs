@@ -55,6 +55,22 @@ async fn upstream() -> SocketAddr {
     addr
 }
 
+/// Streams `body` to the upstream's checksum endpoint through the data plane; its report.
+async fn upload<S>(client: &reqwest::Client, url: &str, key: &str, body: S) -> Value
+where
+    S: futures_util::Stream<Item = Result<Vec<u8>, std::io::Error>> + Send + 'static,
+{
+    let resp = client
+        .post(url)
+        .header("x-api-key", key)
+        .body(reqwest::Body::wrap_stream(body))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    resp.json().await.unwrap()
+}
+
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     status
@@ -206,15 +222,7 @@ async fn http_resources_identify_decide_stream_and_follow_the_control_plane() {
             peak.max(rss_kib(pid))
         }
     });
-    let resp = client
-        .post(url(1, "/upload"))
-        .header("x-api-key", &bob)
-        .body(reqwest::Body::wrap_stream(stream))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 200);
-    let got: Value = resp.json().await.unwrap();
+    let got = upload(&client, &url(1, "/upload"), &bob, stream).await;
     assert_eq!(got["bytes"], (CHUNK * CHUNKS) as u64);
     assert_eq!(got["sha256"], hex::encode(expected.finalize()));
     uploading.store(false, std::sync::atomic::Ordering::Relaxed);
@@ -280,15 +288,13 @@ async fn hanging_or_missing_upstreams_and_failing_policies_get_clear_refusals() 
         tokio::time::sleep(Duration::from_millis(200)).await;
         Some((Ok::<_, std::io::Error>(vec![b'x'; 1024]), i + 1))
     });
-    let resp = client
-        .post(format!("http://{ip}:{echo_port}/upload"))
-        .header("x-api-key", &key)
-        .body(reqwest::Body::wrap_stream(pieces))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 200);
-    let got: Value = resp.json().await.unwrap();
+    let got = upload(
+        &client,
+        &format!("http://{ip}:{echo_port}/upload"),
+        &key,
+        pieces,
+    )
+    .await;
     assert_eq!(got["bytes"], 6 * 1024);
 
     let resp = get(hang_port).await.unwrap();
