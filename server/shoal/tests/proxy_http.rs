@@ -105,14 +105,7 @@ async fn http_resources_identify_decide_stream_and_follow_the_control_plane() {
         )
         .await;
     assert_eq!(code, 200, "{body}");
-    let (code, body) = apis[0]
-        .put(
-            "/api/v1/policies/seed",
-            json!({"rego": SEED_POLICY, "enforcement": "strict"}),
-        )
-        .await;
-    assert_eq!(code, 200, "{body}");
-    let revision = body["revision"].as_i64().unwrap();
+    let revision = apis[0].put_seed_policy_strict().await;
     let mut nodes = c.nodes;
     for node in &mut nodes {
         let ready = node.wait_data_plane(revision).await;

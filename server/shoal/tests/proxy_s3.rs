@@ -64,14 +64,7 @@ async fn s3_clients_sign_policies_decide_and_the_upstream_sees_only_shoal_signat
     let listed = listed.to_string();
     assert!(!listed.contains(upstream_keys["secret_access_key"].as_str().unwrap()));
     assert!(listed.contains("secret_sealed"), "{listed}");
-    let (code, body) = apis[0]
-        .put(
-            "/api/v1/policies/seed",
-            json!({"rego": SEED_POLICY, "enforcement": "strict"}),
-        )
-        .await;
-    assert_eq!(code, 200, "{body}");
-    let revision = body["revision"].as_i64().unwrap();
+    let revision = apis[0].put_seed_policy_strict().await;
     let mut nodes = c.nodes;
     for node in &mut nodes {
         let ready = node.wait_data_plane(revision).await;

@@ -423,6 +423,18 @@ impl Api {
         key["secret"].as_str().unwrap().to_string()
     }
 
+    /// Stores the seed policy, unchanged, in strict mode; returns the config revision.
+    pub async fn put_seed_policy_strict(&self) -> i64 {
+        let (code, body) = self
+            .put(
+                "/api/v1/policies/seed",
+                serde_json::json!({"rego": SEED_POLICY, "enforcement": "strict"}),
+            )
+            .await;
+        assert_eq!(code, 200, "{body}");
+        body["revision"].as_i64().unwrap()
+    }
+
     /// Stores an HTTP resource served on `port`; returns the config revision.
     pub async fn http_resource(&self, name: &str, upstream: &str, port: u16) -> i64 {
         let (code, body) = self
