@@ -1,4 +1,4 @@
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -203,6 +203,33 @@ pub struct ClusterStatus {
     pub keyring: KeyringStatus,
 }
 
+/// How many membership events a node remembers for the console.
+pub const EVENT_HISTORY: usize = 500;
+
+/// What happened to a member, as the console's event list shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MembershipEventKind {
+    Joined,
+    Suspect,
+    Dead,
+    Left,
+    Alive,
+    Removed,
+}
+
+/// One membership change with the wall-clock time this node saw it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MembershipEvent {
+    /// Unix milliseconds.
+    pub at_ms: u64,
+    pub id: String,
+    /// The node's configured name, when its metadata is Shoal's.
+    pub node_name: Option<String>,
+    pub address: Option<SocketAddr>,
+    pub kind: MembershipEventKind,
+}
+
 /// The result of asking to join some addresses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JoinOutcome {
@@ -225,6 +252,7 @@ struct Inner {
     heartbeats: HeartbeatDelegate,
     table: RwLock<BTreeMap<Id, Member>>,
     changes: broadcast::Sender<ClusterChange>,
+    history: Mutex<VecDeque<MembershipEvent>>,
     stop: watch::Sender<bool>,
     inbox: Mutex<Option<mpsc::Receiver<Bytes>>>,
     inbox_dropped: Arc<AtomicU64>,
@@ -323,6 +351,7 @@ impl Cluster {
                 heartbeats,
                 table: RwLock::new(BTreeMap::new()),
                 changes,
+                history: Mutex::new(VecDeque::with_capacity(EVENT_HISTORY)),
                 stop,
                 inbox: Mutex::new(Some(inbox)),
                 inbox_dropped,
@@ -337,6 +366,13 @@ impl Cluster {
         );
         tokio::spawn(track_states(Arc::downgrade(&cluster.inner), stopped));
         Ok(cluster)
+    }
+
+    /// The last [`EVENT_HISTORY`] membership changes this node saw, newest first. Each node
+    /// keeps its own: a node that joined late has not seen what happened before.
+    pub fn events(&self) -> Vec<MembershipEvent> {
+        let history = self.inner.history.lock().expect("history lock");
+        history.iter().rev().cloned().collect()
     }
 
     pub fn local_id(&self) -> &str {
@@ -629,6 +665,46 @@ async fn track_states(inner: std::sync::Weak<Inner>, mut stopped: watch::Receive
     }
 }
 
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn push_event(inner: &Inner, event: MembershipEvent) {
+    let mut history = inner.history.lock().expect("history lock");
+    if history.len() == EVENT_HISTORY {
+        history.pop_front();
+    }
+    history.push_back(event);
+}
+
+fn record(inner: &Inner, change: &ClusterChange) {
+    let (member, kind) = match change {
+        ClusterChange::Joined(m) => (m, MembershipEventKind::Joined),
+        ClusterChange::StateChanged { member, .. } => (
+            member,
+            match member.state {
+                MemberState::Alive => MembershipEventKind::Alive,
+                MemberState::Suspect => MembershipEventKind::Suspect,
+                MemberState::Dead => MembershipEventKind::Dead,
+                MemberState::Left => MembershipEventKind::Left,
+            },
+        ),
+        ClusterChange::Updated(_) | ClusterChange::Reaped { .. } => return,
+    };
+    push_event(
+        inner,
+        MembershipEvent {
+            at_ms: unix_ms(),
+            id: member.id.clone(),
+            node_name: member.meta.as_ref().map(|m| m.node_name.clone()),
+            address: Some(member.address),
+            kind,
+        },
+    );
+}
+
 fn report_changes(inner: &Inner, previous: &BTreeMap<Id, Member>, next: &BTreeMap<Id, Member>) {
     let name = |m: &Member| {
         m.meta.as_ref().map_or_else(
@@ -667,11 +743,19 @@ fn report_changes(inner: &Inner, previous: &BTreeMap<Id, Member>, next: &BTreeMa
             }
             Some(_) => continue,
         };
+        record(inner, &change);
         let _ = inner.changes.send(change);
     }
     for (id, old) in previous {
         if !next.contains_key(id) && !old.local {
             tracing::info!(node = %name(old), "node {} removed from the member list", name(old));
+            push_event(inner, MembershipEvent {
+                at_ms: unix_ms(),
+                id: id.to_string(),
+                node_name: old.meta.as_ref().map(|m| m.node_name.clone()),
+                address: Some(old.address),
+                kind: MembershipEventKind::Removed,
+            });
             let _ = inner
                 .changes
                 .send(ClusterChange::Reaped { id: id.to_string() });

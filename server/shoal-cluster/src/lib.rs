@@ -21,7 +21,8 @@ mod meta;
 
 pub use cluster::{
     Cluster, ClusterChange, ClusterHealth, ClusterOptions, ClusterStatus, JoinOutcome,
-    KeyringStatus, Member, MemberState, PACKET_MESSAGE_MAX, SuspicionTimeouts,
+    KeyringStatus, Member, MemberState, MembershipEvent, MembershipEventKind, PACKET_MESSAGE_MAX,
+    SuspicionTimeouts,
 };
 pub use identity::NodeIdentity;
 pub use log_limit::{GossipErrorCount, GossipErrors, GossipLogFilter};

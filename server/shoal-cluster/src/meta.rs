@@ -35,6 +35,13 @@ pub struct Load {
     /// Requests being served right now.
     #[serde(rename = "r")]
     pub in_flight: u64,
+    /// Rate-limit keys held in shared state.
+    #[serde(rename = "k", default)]
+    pub keys: u64,
+    /// Whether the node has replayed the state its peers held when it joined (until then its
+    /// counts are incomplete).
+    #[serde(rename = "p", default)]
+    pub replayed: bool,
 }
 
 impl NodeMeta {
@@ -68,6 +75,8 @@ mod tests {
                 cpu_percent: 1234.5,
                 memory_bytes: u64::MAX,
                 in_flight: u64::MAX,
+                keys: u64::MAX,
+                replayed: true,
             },
         };
         let bytes = meta.encode().unwrap();

@@ -112,6 +112,11 @@ pub const ENV_OVERRIDES: &[EnvOverride] = &[
         apply: |c, v| duration_str::parse(v).map(|d| c.http.shutdown_grace = d),
     },
     EnvOverride {
+        var: "SHOAL_HTTP_COOKIE_SECURE",
+        key: "http.cookie_secure",
+        apply: |c, v| v.parse().map(|s| c.http.cookie_secure = s),
+    },
+    EnvOverride {
         var: "SHOAL_DATABASE_URL_FILE",
         key: "control_plane.database_url_file",
         apply: |c, v| {
@@ -715,6 +720,12 @@ fn validate(config: &NodeConfig, origin_of: &dyn Fn(&str) -> Origin, out: &mut V
             config.http.shutdown_grace,
             0,
             3_600_000,
+        ),
+        (
+            "http.session_ttl",
+            config.http.session_ttl,
+            60_000,
+            30 * 86_400_000,
         ),
         (
             "control_plane.poll_interval",

@@ -50,6 +50,38 @@ pub struct HttpConfig {
     /// How long a shutdown waits for in-flight requests before giving up on them.
     #[serde(default = "default_shutdown_grace", with = "duration_str")]
     pub shutdown_grace: Duration,
+    /// When console session cookies carry the `Secure` flag. `auto` sets it unless the console
+    /// is reached on a loopback address over plain HTTP (the quickstart); browsers drop
+    /// `Secure` cookies on plain-HTTP origins, so `never` is for a non-loopback plain-HTTP lab.
+    #[serde(default)]
+    pub cookie_secure: CookieSecure,
+    /// How long an admin session (console cookie or API token) lasts.
+    #[serde(default = "default_session_ttl", with = "duration_str")]
+    pub session_ttl: Duration,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CookieSecure {
+    #[default]
+    Auto,
+    Always,
+    Never,
+}
+
+impl std::str::FromStr for CookieSecure {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "always" => Ok(Self::Always),
+            "never" => Ok(Self::Never),
+            other => Err(format!(
+                "expected \"auto\", \"always\" or \"never\", got {other:?}"
+            )),
+        }
+    }
 }
 
 /// How the node reaches PostgreSQL, the control plane's source of truth.
@@ -505,6 +537,8 @@ impl Default for HttpConfig {
         Self {
             listen: default_http_listen(),
             shutdown_grace: default_shutdown_grace(),
+            cookie_secure: CookieSecure::default(),
+            session_ttl: default_session_ttl(),
         }
     }
 }
@@ -611,6 +645,9 @@ fn default_data_dir() -> PathBuf {
 }
 fn default_http_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+fn default_session_ttl() -> Duration {
+    Duration::from_secs(12 * 3600)
 }
 fn default_shutdown_grace() -> Duration {
     Duration::from_secs(30)

@@ -9,25 +9,44 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
+use shoal_cluster::Cluster;
+use shoal_config::CookieSecure;
 use shoal_control_plane::{
-    AdminIdentity, ConfigHandle, Credential, Enforcement, OnError, Policy, Resource, Store,
+    AdminIdentity, AuditLog, AuditQuery, ConfigHandle, Credential, Enforcement, OnError, Policy,
+    Resource, Store,
 };
-
 use shoal_state::SharedState;
 
 use crate::ApiError;
+use crate::login::{self, LoginOutcome};
+use crate::views::{self, CounterHistory};
 
-/// What the API handlers share.
+/// What the API and console handlers share: handles on the node's subsystems.
 #[derive(Clone)]
 pub struct ApiState {
     pub store: Store,
     pub config: ConfigHandle,
     pub state: SharedState,
+    pub cluster: Cluster,
+    pub audit: AuditLog,
+    /// This node's name, shown as the node that answered.
+    pub node: String,
     pub session_ttl: Duration,
+    pub cookie_secure: CookieSecure,
 }
 
-/// Routes under `/api/v1`. All but `login` require a session token.
+/// The admin API (`/api/v1`, bearer tokens) and the console (`/console`, cookie sessions with
+/// CSRF tokens). All but the login routes require a session. Starts the counter-history
+/// sampler, so call it from within the node's runtime.
 pub fn router(state: ApiState) -> Router {
+    let history = CounterHistory::spawn(state.state.clone());
+    api_routes()
+        .merge(crate::web::routes())
+        .layer(axum::Extension(history))
+        .with_state(state)
+}
+
+fn api_routes() -> Router<ApiState> {
     Router::new()
         .route("/api/v1/login", post(login))
         .route("/api/v1/logout", post(logout))
@@ -53,8 +72,15 @@ pub fn router(state: ApiState) -> Router {
             "/api/v1/credentials/{key_id}",
             axum::routing::delete(delete_credential),
         )
+        .route("/api/v1/credentials/{key_id}/rotate", post(rotate_credential))
+        .route("/api/v1/policy-test", post(test_policy))
+        .route("/api/v1/admins", get(list_admins))
+        .route("/api/v1/admins/{name}", put(create_admin))
+        .route("/api/v1/admins/{name}/disabled", put(set_admin_disabled))
+        .route("/api/v1/overview", get(overview))
+        .route("/api/v1/cluster/members", get(members))
+        .route("/api/v1/cluster/events", get(membership_events))
         .merge(crate::state_api::routes())
-        .with_state(state)
 }
 
 /// A JSON body whose decoding errors come back as the API's JSON error, naming the field.
@@ -117,13 +143,9 @@ async fn login(
     State(state): State<ApiState>,
     JsonBody(body): JsonBody<LoginBody>,
 ) -> Result<Json<Value>, ApiError> {
-    match state
-        .store
-        .login(&body.username, &body.password, state.session_ttl)
-        .await?
-    {
-        Some(session) => Ok(Json(json!(session))),
-        None => Err(ApiError::BadCredentials),
+    match login::attempt(&state, &body.username, &body.password).await? {
+        LoginOutcome::LoggedIn(session) => Ok(Json(json!(session))),
+        refused => Err(refused.api_error()),
     }
 }
 
@@ -222,12 +244,56 @@ async fn revisions(
     Ok(Json(json!(state.store.list_revisions(q.limit).await?)))
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AuditFilter {
+    #[serde(default)]
+    pub actor: Option<String>,
+    #[serde(default)]
+    pub action: Option<String>,
+    #[serde(default)]
+    pub outcome: Option<String>,
+    /// Substring of the target or the detail.
+    #[serde(default)]
+    pub q: Option<String>,
+    #[serde(default)]
+    pub before_id: Option<i64>,
+    #[serde(default = "default_limit")]
+    pub limit: i64,
+}
+
+impl AuditFilter {
+    pub(crate) fn query(&self) -> Result<AuditQuery, ApiError> {
+        for (name, value) in [
+            ("actor", &self.actor),
+            ("action", &self.action),
+            ("outcome", &self.outcome),
+            ("q", &self.q),
+        ] {
+            if value.as_ref().is_some_and(|v| v.chars().count() > 200) {
+                return Err(ApiError::Invalid(format!(
+                    "audit filter `{name}` is longer than 200 characters"
+                )));
+            }
+        }
+        Ok(AuditQuery {
+            actor: self.actor.clone(),
+            action: self.action.clone(),
+            outcome: self.outcome.clone(),
+            text: self.q.clone(),
+            before_id: self.before_id,
+            limit: self.limit,
+        })
+    }
+}
+
+/// Newest first, `limit` per page; `next_before_id` fetches the next (older) page.
 async fn audit(
     State(state): State<ApiState>,
     _admin: Admin,
-    Query(q): Query<Limit>,
+    Query(q): Query<AuditFilter>,
 ) -> Result<Json<Value>, ApiError> {
-    Ok(Json(json!(state.store.list_audit(q.limit).await?)))
+    Ok(Json(json!(state.store.list_audit(&q.query()?).await?)))
 }
 
 async fn list_policies(
@@ -395,20 +461,10 @@ async fn create_credential(
     Path(name): Path<String>,
     JsonBody(body): JsonBody<CredentialBody>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let created = match body.kind.as_str() {
-        "api_key" => state.store.create_api_key(&actor(&admin), &name).await?,
-        "s3" => {
-            state
-                .store
-                .create_s3_credential(&actor(&admin), &name)
-                .await?
-        }
-        other => {
-            return Err(ApiError::Invalid(format!(
-                "`kind` must be \"api_key\" or \"s3\", got {other:?}"
-            )));
-        }
-    };
+    let created = state
+        .store
+        .create_credential(&actor(&admin), &name, &body.kind)
+        .await?;
     Ok((StatusCode::CREATED, Json(json!(created))))
 }
 
@@ -422,4 +478,103 @@ async fn delete_credential(
         .delete_credential(&actor(&admin), &key_id)
         .await?;
     Ok(Json(json!({ "revision": revision })))
+}
+
+/// A new secret for the same user and kind; the old key stops working in the same revision.
+async fn rotate_credential(
+    State(state): State<ApiState>,
+    admin: Admin,
+    Path(key_id): Path<String>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let created = state
+        .store
+        .rotate_credential(&actor(&admin), &key_id)
+        .await?;
+    Ok((StatusCode::CREATED, Json(json!(created))))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TrialBody {
+    rego: String,
+    input: Value,
+}
+
+/// Compiles a policy and evaluates it on a sample input, storing nothing.
+async fn test_policy(
+    _admin: Admin,
+    JsonBody(body): JsonBody<TrialBody>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(json!(
+        views::trial(body.rego, body.input.to_string()).await
+    )))
+}
+
+async fn list_admins(
+    State(state): State<ApiState>,
+    _admin: Admin,
+) -> Result<Json<Value>, ApiError> {
+    let admins: Vec<Value> = state
+        .store
+        .list_admins()
+        .await?
+        .into_iter()
+        .map(|a| {
+            let failures = login::failures(&state, &a.username);
+            let mut v = json!(a);
+            v["failed_logins"] = json!(failures);
+            v
+        })
+        .collect();
+    Ok(Json(json!(admins)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewAdminBody {
+    password: String,
+}
+
+async fn create_admin(
+    State(state): State<ApiState>,
+    admin: Admin,
+    Path(name): Path<String>,
+    JsonBody(body): JsonBody<NewAdminBody>,
+) -> Result<StatusCode, ApiError> {
+    state
+        .store
+        .create_admin(&actor(&admin), &name, &body.password)
+        .await?;
+    Ok(StatusCode::CREATED)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DisabledBody {
+    disabled: bool,
+}
+
+async fn set_admin_disabled(
+    State(state): State<ApiState>,
+    admin: Admin,
+    Path(name): Path<String>,
+    JsonBody(body): JsonBody<DisabledBody>,
+) -> Result<StatusCode, ApiError> {
+    state
+        .store
+        .set_admin_disabled(&actor(&admin), &name, body.disabled)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn overview(State(state): State<ApiState>, _admin: Admin) -> Json<Value> {
+    Json(json!(views::overview(&state)))
+}
+
+async fn members(State(state): State<ApiState>, _admin: Admin) -> Json<Value> {
+    Json(json!(views::instances(&state)))
+}
+
+async fn membership_events(State(state): State<ApiState>, _admin: Admin) -> Json<Value> {
+    Json(json!({ "node": state.node, "events": views::events(&state) }))
 }

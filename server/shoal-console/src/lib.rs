@@ -1,15 +1,23 @@
-//! The admin surface every node serves: today the JSON admin API (`/api/v1`), later the web
-//! console on the same sessions.
+//! The admin surface every node serves: the JSON admin API (`/api/v1`, bearer tokens) and
+//! the web console (`/console`, cookie sessions), over the same sessions and the same data.
 //!
 //! Every write goes through `shoal_control_plane::Store`, which validates before storing, so
-//! the API adds authentication, input decoding and error mapping, nothing else. Sessions are
-//! stored in PostgreSQL, so a token issued by one node works on every node.
+//! the API and the console add authentication, input decoding and error mapping, nothing
+//! else. Sessions are stored in PostgreSQL, so a session made on one node works on every node
+//! and a logout or a disabled account is refused everywhere on the next request.
+//!
+//! - `views`: what the console shows, shared by the pages and their JSON twins.
+//! - `login`: logins with a cluster-wide lockout counted in Shoal's own rate counters.
+//! - `web`: pages, fragments, forms, sessions and CSRF.
 
 #![forbid(unsafe_code)]
 
 mod api;
 mod error;
+mod login;
 mod state_api;
+mod views;
+mod web;
 
 pub use api::{ApiState, router};
 pub use error::ApiError;

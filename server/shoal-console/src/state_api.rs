@@ -14,6 +14,7 @@ use shoal_state::{CounterKey, Limit, Mode};
 
 use crate::ApiError;
 use crate::api::{Admin, ApiState, JsonBody};
+use crate::views::{self, CounterHistory};
 
 /// Longest cache TTL the API accepts.
 const MAX_TTL: Duration = Duration::from_secs(7 * 86_400);
@@ -22,6 +23,7 @@ pub(crate) fn routes() -> Router<ApiState> {
     Router::new()
         .route("/api/v1/state/status", get(status))
         .route("/api/v1/state/counters", get(counters))
+        .route("/api/v1/state/top", get(top))
         .route("/api/v1/state/check", post(check))
         .route("/api/v1/state/increment", post(increment))
         .route(
@@ -45,6 +47,27 @@ fn key(subject: &str, resource: &str, action: &str) -> Result<CounterKey, ApiErr
 
 async fn status(State(state): State<ApiState>, _admin: Admin) -> Json<Value> {
     Json(json!(state.state.status()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TopQuery {
+    #[serde(default)]
+    q: String,
+}
+
+/// The counters page's twin: the busiest keys matching `q` with per-node contributions, the
+/// per-window sums and the chart's samples.
+async fn top(
+    State(state): State<ApiState>,
+    _admin: Admin,
+    axum::Extension(history): axum::Extension<CounterHistory>,
+    Query(q): Query<TopQuery>,
+) -> Result<Json<Value>, ApiError> {
+    if q.q.chars().count() > 200 {
+        return Err(ApiError::Invalid("filter `q` is longer than 200 characters".into()));
+    }
+    Ok(Json(json!(views::counters(&state, &history, &q.q))))
 }
 
 /// One key (with contributions and owner) when all three parts are given, else every key.

@@ -21,6 +21,16 @@ pub struct AdminIdentity {
     pub username: String,
 }
 
+/// An admin account as listings show it (never the hash).
+#[derive(Debug, Clone, Serialize)]
+pub struct AdminSummary {
+    pub username: String,
+    pub disabled: bool,
+    pub created_at: DateTime<Utc>,
+    /// Live sessions.
+    pub sessions: i64,
+}
+
 /// Returned by a successful login; the token is shown once and stored only as a hash.
 #[derive(Debug, Clone, Serialize)]
 pub struct Session {
@@ -72,6 +82,7 @@ async fn verify_password(password: &str, hash: &str) -> bool {
 impl Store {
     pub async fn create_admin(
         &self,
+        actor: &str,
         username: &str,
         password: &str,
     ) -> Result<(), ControlPlaneError> {
@@ -89,7 +100,73 @@ impl Store {
                 }
                 other => other,
             })?;
-        self.audit("cli", "admin.create", username, "ok", serde_json::json!({}))
+        self.audit(actor, "admin.create", username, "ok", serde_json::json!({}))
+            .await
+    }
+
+    /// Every admin account with its number of live sessions.
+    pub async fn list_admins(&self) -> Result<Vec<AdminSummary>, ControlPlaneError> {
+        let rows: Vec<(String, bool, DateTime<Utc>, i64)> = sqlx::query_as(
+            "SELECT a.username, a.disabled, a.created_at,
+                    (SELECT count(*) FROM admin_sessions s
+                      WHERE s.admin_id = a.id AND s.expires_at > now())
+               FROM admins a ORDER BY a.username",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(username, disabled, created_at, sessions)| AdminSummary {
+                username,
+                disabled,
+                created_at,
+                sessions,
+            })
+            .collect())
+    }
+
+    /// Disables (ending every session at once: sessions are checked on every request, on
+    /// every node) or re-enables an admin. The last enabled admin cannot be disabled, so the
+    /// console can never lock everyone out.
+    pub async fn set_admin_disabled(
+        &self,
+        actor: &str,
+        username: &str,
+        disabled: bool,
+    ) -> Result<(), ControlPlaneError> {
+        let mut tx = self.pool().begin().await?;
+        // Serializes concurrent disables so two admins cannot each disable the other.
+        sqlx::query("LOCK TABLE admins IN SHARE ROW EXCLUSIVE MODE")
+            .execute(&mut *tx)
+            .await?;
+        let id: Option<i64> = sqlx::query_scalar(
+            "UPDATE admins SET disabled = $2, updated_at = now() WHERE username = $1 RETURNING id",
+        )
+        .bind(username)
+        .bind(disabled)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(id) = id else {
+            return Err(ControlPlaneError::NotFound(format!("admin {username:?}")));
+        };
+        if disabled {
+            let enabled: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM admins WHERE NOT disabled")
+                    .fetch_one(&mut *tx)
+                    .await?;
+            if enabled == 0 {
+                return Err(ControlPlaneError::Conflict(format!(
+                    "admin {username:?} is the last enabled admin and cannot be disabled"
+                )));
+            }
+            sqlx::query("DELETE FROM admin_sessions WHERE admin_id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        let action = if disabled { "admin.disable" } else { "admin.enable" };
+        self.audit(actor, action, username, "ok", serde_json::json!({}))
             .await
     }
 

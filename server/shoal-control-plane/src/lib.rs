@@ -25,7 +25,7 @@ mod store;
 pub mod testsuite;
 mod watcher;
 
-pub use admin::{AdminIdentity, MIN_PASSWORD_LEN, Session};
+pub use admin::{AdminIdentity, AdminSummary, MIN_PASSWORD_LEN, Session};
 pub use audit::{AuditEntry, AuditLog, AuditOptions, AuditRefused, AuditStatus};
 pub use crypto::open as open_sealed_secret;
 pub use db::{describe_url, known_migrations, migrate, pool};
@@ -36,7 +36,7 @@ pub use model::{
     ResourceSpec, S3Spec, UpstreamCredentials, User,
 };
 pub use store::{
-    AuditRecord, CredentialSummary, NewCredential, RevisionRecord, Store, UserSummary,
+    AuditPage, AuditQuery, AuditRecord, CredentialSummary, NewCredential, RevisionRecord, Store, UserSummary,
 };
 pub use watcher::{
     ConfigHandle, ConfigSource, ControlPlaneStatus, Rejection, Trigger, WatcherOptions, spawn,

@@ -379,6 +379,30 @@ pub(crate) fn check_account_name(what: &str, name: &str, max: usize) -> Result<(
     }
 }
 
+/// Longest description accepted, in characters.
+pub const MAX_DESCRIPTION_CHARS: usize = 1024;
+
+/// Descriptions are free text shown in listings, checked when written (a description never
+/// makes a node refuse a revision): bounded, and without control characters
+/// (other than newlines and tabs) that could garble a terminal or a log line.
+pub(crate) fn check_description(what: &str, description: &str) -> Result<(), String> {
+    let chars = description.chars().count();
+    if chars > MAX_DESCRIPTION_CHARS {
+        return Err(format!(
+            "{what} description is {chars} characters; the limit is {MAX_DESCRIPTION_CHARS}"
+        ));
+    }
+    if let Some(c) = description
+        .chars()
+        .find(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+    {
+        return Err(format!(
+            "{what} description contains the control character {c:?}"
+        ));
+    }
+    Ok(())
+}
+
 pub(crate) fn check_user_name(name: &str) -> Result<(), String> {
     check_account_name("user name", name, 128)
 }

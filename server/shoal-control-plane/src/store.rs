@@ -11,7 +11,7 @@ use sqlx::{PgPool, Postgres, Transaction};
 
 use crate::ControlPlaneError;
 use crate::crypto;
-use crate::model::{Policy, Resource, ResourceSpec, check_user_name};
+use crate::model::{Policy, Resource, ResourceSpec, check_description, check_user_name};
 
 /// Handle for reads and validated writes; cheap to clone.
 #[derive(Clone)]
@@ -55,8 +55,27 @@ pub struct RevisionRecord {
     pub summary: String,
 }
 
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    pub outcome: Option<String>,
+    /// Matched against the target and the detail.
+    pub text: Option<String>,
+    pub before_id: Option<i64>,
+    pub limit: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditPage {
+    pub entries: Vec<AuditRecord>,
+    /// Pass as `before_id` for the next (older) page; `None` on the last page.
+    pub next_before_id: Option<i64>,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct AuditRecord {
+    pub id: i64,
     pub at: DateTime<Utc>,
     pub node: String,
     pub actor: String,
@@ -186,7 +205,10 @@ impl Store {
 
     pub async fn put_policy(&self, actor: &str, policy: &Policy) -> Result<i64, ControlPlaneError> {
         let checked = policy.clone();
-        let verdict = tokio::task::spawn_blocking(move || checked.validate())
+        let verdict = tokio::task::spawn_blocking(move || {
+            check_description(&format!("policy {:?}", checked.name), &checked.description)
+                .and_then(|()| checked.validate())
+        })
             .await
             .map_err(|e| ControlPlaneError::Database(format!("policy check failed: {e}")))?;
         if let Err(error) = verdict {
@@ -256,7 +278,12 @@ impl Store {
         actor: &str,
         resource: &Resource,
     ) -> Result<i64, ControlPlaneError> {
-        if let Err(error) = resource.validate() {
+        if let Err(error) = check_description(
+            &format!("resource {:?}", resource.name),
+            &resource.description,
+        )
+        .and_then(|()| resource.validate())
+        {
             return Err(self
                 .refuse(actor, "resource.put", &resource.name, error)
                 .await);
@@ -340,7 +367,9 @@ impl Store {
         enabled: bool,
         description: &str,
     ) -> Result<i64, ControlPlaneError> {
-        check_user_name(name).map_err(ControlPlaneError::Invalid)?;
+        check_user_name(name)
+            .and_then(|()| check_description(&format!("user {name:?}"), description))
+            .map_err(ControlPlaneError::Invalid)?;
         let mut tx = self
             .begin_change(actor, &format!("put user {name}"))
             .await?;
@@ -393,31 +422,65 @@ impl Store {
             .collect())
     }
 
-    /// Issues an API key `shoal_<key_id>_<secret>`; only the SHA-256 of the secret is kept
-    /// (it is 256 random bits, so a fast hash is enough and lookups stay cheap).
-    pub async fn create_api_key(
+    /// Issues an API key (`shoal_<key_id>_<secret>`) or an S3 key pair for `user`; the
+    /// secret is in the result only.
+    pub async fn create_credential(
         &self,
         actor: &str,
         user: &str,
+        kind: &str,
     ) -> Result<NewCredential, ControlPlaneError> {
-        let key_id = crypto::random_alnum(16);
-        let secret = crypto::random_token(32);
-        let revision = self
-            .insert_credential(
+        let fresh = self.fresh_credential(kind)?;
+        let mut tx = self
+            .begin_change(
                 actor,
-                user,
-                "api_key",
-                &key_id,
-                Some(crypto::sha256(secret.as_bytes())),
-                None,
+                &format!("add {kind} credential {} to user {user}", fresh.key_id),
             )
             .await?;
+        insert_credential_row(&mut tx, user, &fresh).await?;
+        let revision = self
+            .commit_change(tx, actor, "credential.create", &fresh.key_id)
+            .await?;
         Ok(NewCredential {
-            kind: "api_key",
-            secret: format!("shoal_{key_id}_{secret}"),
-            key_id,
+            kind: fresh.kind,
+            key_id: fresh.key_id,
+            secret: fresh.secret,
             revision,
         })
+    }
+
+    /// An API key keeps only the SHA-256 of its secret (256 random bits, so a fast hash is
+    /// enough and lookups stay cheap); an S3 secret is sealed with the secrets key because
+    /// verifying a SigV4 signature needs the secret itself.
+    fn fresh_credential(&self, kind: &str) -> Result<FreshCredential, ControlPlaneError> {
+        match kind {
+            "api_key" => {
+                let key_id = crypto::random_alnum(16);
+                let secret = crypto::random_token(32);
+                Ok(FreshCredential {
+                    kind: "api_key",
+                    sha: Some(crypto::sha256(secret.as_bytes())),
+                    sealed: None,
+                    secret: format!("shoal_{key_id}_{secret}"),
+                    key_id,
+                })
+            }
+            "s3" => {
+                let key = self.secrets_key()?;
+                let key_id = format!("SHL{}", crypto::random_alnum(17).to_ascii_uppercase());
+                let secret = crypto::random_alnum(40);
+                Ok(FreshCredential {
+                    kind: "s3",
+                    sha: None,
+                    sealed: Some(crypto::seal(key, &key_id, secret.as_bytes())),
+                    key_id,
+                    secret,
+                })
+            }
+            other => Err(ControlPlaneError::Invalid(format!(
+                "credential kind must be \"api_key\" or \"s3\", got {other:?}"
+            ))),
+        }
     }
 
     fn secrets_key(&self) -> Result<&SecretKey, ControlPlaneError> {
@@ -466,62 +529,6 @@ impl Store {
         ResourceSpec::from_parts(kind, spec).map_err(ControlPlaneError::Invalid)
     }
 
-    /// Issues an S3 access key pair. The secret is sealed with the secrets key because
-    /// verifying a SigV4 signature needs the secret itself.
-    pub async fn create_s3_credential(
-        &self,
-        actor: &str,
-        user: &str,
-    ) -> Result<NewCredential, ControlPlaneError> {
-        let key = self.secrets_key()?;
-        let key_id = format!("SHL{}", crypto::random_alnum(17).to_ascii_uppercase());
-        let secret = crypto::random_alnum(40);
-        let sealed = crypto::seal(key, &key_id, secret.as_bytes());
-        let revision = self
-            .insert_credential(actor, user, "s3", &key_id, None, Some(sealed))
-            .await?;
-        Ok(NewCredential {
-            kind: "s3",
-            key_id,
-            secret,
-            revision,
-        })
-    }
-
-    async fn insert_credential(
-        &self,
-        actor: &str,
-        user: &str,
-        kind: &str,
-        key_id: &str,
-        sha: Option<Vec<u8>>,
-        sealed: Option<Vec<u8>>,
-    ) -> Result<i64, ControlPlaneError> {
-        let mut tx = self
-            .begin_change(
-                actor,
-                &format!("add {kind} credential {key_id} to user {user}"),
-            )
-            .await?;
-        let inserted = sqlx::query(
-            "INSERT INTO user_credentials (user_id, kind, key_id, secret_sha256, secret_ciphertext)
-             SELECT id, $2, $3, $4, $5 FROM users WHERE name = $1",
-        )
-        .bind(user)
-        .bind(kind)
-        .bind(key_id)
-        .bind(sha)
-        .bind(sealed)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if inserted == 0 {
-            return Err(ControlPlaneError::NotFound(format!("user {user:?}")));
-        }
-        self.commit_change(tx, actor, "credential.create", key_id)
-            .await
-    }
-
     pub async fn delete_credential(
         &self,
         actor: &str,
@@ -558,8 +565,12 @@ impl Store {
             .collect())
     }
 
-    pub async fn list_audit(&self, limit: i64) -> Result<Vec<AuditRecord>, ControlPlaneError> {
+    /// Audit lines newest first, filtered, one page at a time: `before_id` is the smallest id
+    /// of the previous page. Text filters match as substrings, case-insensitively; they are
+    /// bound parameters, so any character is safe in them.
+    pub async fn list_audit(&self, query: &AuditQuery) -> Result<AuditPage, ControlPlaneError> {
         type Row = (
+            i64,
             DateTime<Utc>,
             String,
             String,
@@ -568,28 +579,127 @@ impl Store {
             String,
             serde_json::Value,
         );
-        let rows: Vec<Row> = sqlx::query_as(
-            "SELECT at, node, actor, action, target, outcome, detail FROM audit_log
-              ORDER BY at DESC, id DESC LIMIT $1",
+        let like = |v: &Option<String>| {
+            v.as_deref()
+                .filter(|v| !v.is_empty())
+                .map(|v| format!("%{}%", v.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")))
+        };
+        let limit = query.limit.clamp(1, 1000);
+        let mut rows: Vec<Row> = sqlx::query_as(
+            "SELECT id, at, node, actor, action, target, outcome, detail FROM audit_log
+              WHERE ($1::bigint IS NULL OR id < $1)
+                AND ($2::text IS NULL OR actor ILIKE $2)
+                AND ($3::text IS NULL OR action ILIKE $3)
+                AND ($4::text IS NULL OR outcome = $4)
+                AND ($5::text IS NULL OR target ILIKE $5 OR detail::text ILIKE $5)
+              ORDER BY id DESC LIMIT $6",
         )
-        .bind(limit.clamp(1, 1000))
+        .bind(query.before_id)
+        .bind(like(&query.actor))
+        .bind(like(&query.action))
+        .bind(query.outcome.as_deref().filter(|v| !v.is_empty()))
+        .bind(like(&query.text))
+        .bind(limit + 1)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .into_iter()
-            .map(
-                |(at, node, actor, action, target, outcome, detail)| AuditRecord {
-                    at,
-                    node,
-                    actor,
-                    action,
-                    target,
-                    outcome,
-                    detail,
-                },
-            )
-            .collect())
+        let more = rows.len() as i64 > limit;
+        rows.truncate(limit as usize);
+        let next_before_id = if more { rows.last().map(|r| r.0) } else { None };
+        Ok(AuditPage {
+            entries: rows
+                .into_iter()
+                .map(
+                    |(id, at, node, actor, action, target, outcome, detail)| AuditRecord {
+                        id,
+                        at,
+                        node,
+                        actor,
+                        action,
+                        target,
+                        outcome,
+                        detail,
+                    },
+                )
+                .collect(),
+            next_before_id,
+        })
     }
+
+    /// Replaces a credential by a new one of the same kind for the same user, in one
+    /// transaction: the old key stops working in the same revision the new one starts.
+    pub async fn rotate_credential(
+        &self,
+        actor: &str,
+        key_id: &str,
+    ) -> Result<NewCredential, ControlPlaneError> {
+        let found: Option<(String, String)> = sqlx::query_as(
+            "SELECT c.kind, u.name FROM user_credentials c JOIN users u ON u.id = c.user_id
+              WHERE c.key_id = $1",
+        )
+        .bind(key_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some((kind, user)) = found else {
+            return Err(ControlPlaneError::NotFound(format!("credential {key_id:?}")));
+        };
+        let fresh = self.fresh_credential(&kind)?;
+        let mut tx = self
+            .begin_change(
+                actor,
+                &format!("rotate {kind} credential {key_id} of user {user}"),
+            )
+            .await?;
+        let deleted = sqlx::query("DELETE FROM user_credentials WHERE key_id = $1")
+            .bind(key_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if deleted == 0 {
+            return Err(ControlPlaneError::NotFound(format!("credential {key_id:?}")));
+        }
+        insert_credential_row(&mut tx, &user, &fresh).await?;
+        let revision = self
+            .commit_change(tx, actor, "credential.rotate", key_id)
+            .await?;
+        Ok(NewCredential {
+            kind: fresh.kind,
+            key_id: fresh.key_id,
+            secret: fresh.secret,
+            revision,
+        })
+    }
+}
+
+/// A credential generated but not stored yet: what the caller is shown and what the row holds.
+struct FreshCredential {
+    kind: &'static str,
+    key_id: String,
+    secret: String,
+    sha: Option<Vec<u8>>,
+    sealed: Option<Vec<u8>>,
+}
+
+async fn insert_credential_row(
+    tx: &mut Transaction<'static, Postgres>,
+    user: &str,
+    c: &FreshCredential,
+) -> Result<(), ControlPlaneError> {
+    let inserted = sqlx::query(
+        "INSERT INTO user_credentials (user_id, kind, key_id, secret_sha256, secret_ciphertext)
+         SELECT id, $2, $3, $4, $5 FROM users WHERE name = $1",
+    )
+    .bind(user)
+    .bind(c.kind)
+    .bind(&c.key_id)
+    .bind(&c.sha)
+    .bind(&c.sealed)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if inserted == 0 {
+        return Err(ControlPlaneError::NotFound(format!("user {user:?}")));
+    }
+    Ok(())
 }
 
 async fn insert_audit(

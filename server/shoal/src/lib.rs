@@ -21,9 +21,6 @@ use tokio_util::sync::CancellationToken;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// How long an admin session lasts.
-const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
-
 /// Bound on stopping the membership loops (discovery, key reload, load refresh).
 const BACKGROUND_STOP_GRACE: Duration = Duration::from_secs(2);
 
@@ -126,23 +123,27 @@ pub async fn run(
         proxy_stop.clone(),
         &mut proxy_tasks,
     );
+    let api = shoal_console::router(ApiState {
+        store,
+        config: handle.clone(),
+        state: state.clone(),
+        cluster: cluster.clone(),
+        audit: audit.clone(),
+        node: config.node_name.clone(),
+        session_ttl: config.http.session_ttl,
+        cookie_secure: config.http.cookie_secure,
+    });
     let health = http::HealthState {
         config: handle.clone(),
         gate: gate.clone(),
         node: config.node_name.clone(),
         cluster: cluster.clone(),
         join,
-        state: state.clone(),
+        state,
         data_plane,
         audit,
         gossip_errors,
     };
-    let api = shoal_console::router(ApiState {
-        store,
-        config: handle.clone(),
-        state,
-        session_ttl: SESSION_TTL,
-    });
     let app = http::app(health, api);
 
     let local = listener.local_addr()?;

@@ -342,7 +342,7 @@ async fn admin(cmd: AdminCommand, store: &Store) -> anyhow::Result<()> {
     let username = &args.username;
     let (password, generated) = read_password(&args.password)?;
     if create {
-        store.create_admin(username, &password).await?;
+        store.create_admin("cli", username, &password).await?;
     } else {
         store.reset_admin_password(username, &password).await?;
     }
@@ -446,11 +446,7 @@ async fn user(cmd: UserCommand, store: &Store) -> anyhow::Result<()> {
         }
         UserCommand::List => print_json(&store.list_users().await?)?,
         UserCommand::AddKey { name, kind } => {
-            let created = if kind == "s3" {
-                store.create_s3_credential(&cli_actor(), &name).await?
-            } else {
-                store.create_api_key(&cli_actor(), &name).await?
-            };
+            let created = store.create_credential(&cli_actor(), &name, &kind).await?;
             print_json(&created)?;
         }
         UserCommand::DeleteKey { key_id } => {

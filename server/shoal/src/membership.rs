@@ -133,7 +133,7 @@ pub(crate) async fn start(
         ));
     }
     tasks.spawn(summarize_gossip_errors(gossip_errors, stop.clone()));
-    tasks.spawn(refresh_load(cluster.clone(), gate, stop));
+    tasks.spawn(refresh_load(cluster.clone(), gate, state.clone(), stop));
     Ok((cluster, tasks))
 }
 
@@ -341,8 +341,14 @@ async fn summarize_gossip_errors(errors: GossipErrors, stop: CancellationToken) 
     }
 }
 
-/// Publishes CPU, memory and in-flight requests, only when they changed noticeably.
-async fn refresh_load(cluster: Cluster, gate: Arc<DrainGate>, stop: CancellationToken) {
+/// Publishes CPU, memory, in-flight requests, keys held and replay progress, only when they
+/// changed noticeably.
+async fn refresh_load(
+    cluster: Cluster,
+    gate: Arc<DrainGate>,
+    state: SharedState,
+    stop: CancellationToken,
+) {
     let mut cpu = CpuSampler::default();
     let mut published = Load::default();
     loop {
@@ -353,10 +359,14 @@ async fn refresh_load(cluster: Cluster, gate: Arc<DrainGate>, stop: Cancellation
             cpu_percent: cpu.sample().unwrap_or(0.0),
             memory_bytes: resident_bytes().unwrap_or(0),
             in_flight: gate.in_flight() as u64,
+            keys: state.status().keys as u64,
+            replayed: state.replay().done,
         };
         let changed = (load.cpu_percent - published.cpu_percent).abs() >= 5.0
             || load.memory_bytes.abs_diff(published.memory_bytes) > published.memory_bytes / 10
-            || load.in_flight != published.in_flight;
+            || load.in_flight != published.in_flight
+            || load.keys.abs_diff(published.keys) > published.keys / 10
+            || load.replayed != published.replayed;
         if changed {
             match cluster.update_meta(|m| m.load = load.clone()).await {
                 Ok(()) => published = load,

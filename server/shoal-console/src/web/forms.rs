@@ -1,0 +1,659 @@
+//! What the console changes. Every change goes through the same `Store` call as the API (so
+//! the same validation, the same single transaction, the same audit line), with the admin as
+//! the actor; a refused change re-renders its form with the submitted values and the reason.
+
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+use shoal_control_plane::{ControlPlaneError, Enforcement, OnError, Policy, Resource};
+
+use crate::api::ApiState;
+use crate::login::{self, LoginOutcome};
+use crate::views::{self, SAMPLE_INPUT, TrialView};
+use crate::web::pages::{
+    PolicyEditTpl, ResourceEditTpl, admins_page, store_failure, users_page,
+};
+use crate::web::session::{
+    ConsoleAdmin, LOGIN_CSRF_COOKIE, SESSION_COOKIE, cookie, same_secret, set_cookie,
+};
+use crate::web::{FormData, Page, error_page, fragment};
+
+/// Where to go after logging in: only console paths, never another site.
+fn safe_next(next: Option<&str>) -> &str {
+    match next {
+        Some(n) if n.starts_with("/console/") && !n.starts_with("//") && !n.contains('\\') => n,
+        _ => "/console/",
+    }
+}
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginTpl<'a> {
+    csrf: &'a str,
+    next: &'a str,
+    username: &'a str,
+    error: Option<&'a str>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct NextQuery {
+    next: Option<String>,
+}
+
+/// The login form carries a random token that must match a cookie set with it (the session
+/// CSRF token does not exist yet), so another site cannot log a browser into its account.
+fn login_page(
+    state: &ApiState,
+    headers: &HeaderMap,
+    status: StatusCode,
+    next: &str,
+    username: &str,
+    error: Option<&str>,
+) -> Response {
+    let token = hex::encode(rand::random::<[u8; 32]>());
+    let html = match (LoginTpl {
+        csrf: &token,
+        next: safe_next(Some(next)),
+        username,
+        error,
+    })
+    .render()
+    {
+        Ok(h) => h,
+        Err(e) => return error_page(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    };
+    (
+        status,
+        [(
+            header::SET_COOKIE,
+            set_cookie(state, headers, LOGIN_CSRF_COOKIE, &token, 3600),
+        )],
+        axum::response::Html(html),
+    )
+        .into_response()
+}
+
+pub(crate) async fn login_form(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    Query(q): Query<NextQuery>,
+) -> Response {
+    login_page(
+        &s,
+        &headers,
+        StatusCode::OK,
+        q.next.as_deref().unwrap_or("/console/"),
+        "",
+        None,
+    )
+}
+
+#[derive(Deserialize)]
+pub(crate) struct LoginForm {
+    username: String,
+    password: String,
+    #[serde(rename = "_csrf")]
+    csrf: String,
+    #[serde(default)]
+    next: String,
+}
+
+pub(crate) async fn login(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    FormData(f): FormData<LoginForm>,
+) -> Response {
+    let expected = cookie(&headers, LOGIN_CSRF_COOKIE).unwrap_or("");
+    if expected.is_empty() || !same_secret(expected, &f.csrf) {
+        return login_page(
+            &s,
+            &headers,
+            StatusCode::FORBIDDEN,
+            &f.next,
+            "",
+            Some("The login form expired or was not sent by this site. Try again."),
+        );
+    }
+    let username: String = f.username.chars().take(200).collect();
+    match login::attempt(&s, &username, &f.password).await {
+        Ok(LoginOutcome::LoggedIn(session)) => {
+            let ttl = s.session_ttl.as_secs();
+            let mut res = Redirect::to(safe_next(Some(&f.next))).into_response();
+            let h = res.headers_mut();
+            h.append(
+                header::SET_COOKIE,
+                set_cookie(&s, &headers, SESSION_COOKIE, &session.token, ttl),
+            );
+            h.append(
+                header::SET_COOKIE,
+                set_cookie(&s, &headers, LOGIN_CSRF_COOKIE, "", 0),
+            );
+            res
+        }
+        Ok(LoginOutcome::Denied) => login_page(
+            &s,
+            &headers,
+            StatusCode::UNAUTHORIZED,
+            &f.next,
+            &username,
+            Some("Wrong username or password."),
+        ),
+        Ok(LoginOutcome::LockedOut { failures, window }) => login_page(
+            &s,
+            &headers,
+            StatusCode::TOO_MANY_REQUESTS,
+            &f.next,
+            &username,
+            Some(&format!(
+                "Too many failed logins for this account ({failures} in {window}). \
+                 Wait a minute and try again."
+            )),
+        ),
+        Err(e) => login_page(
+            &s,
+            &headers,
+            StatusCode::SERVICE_UNAVAILABLE,
+            &f.next,
+            &username,
+            Some(&e.to_string()),
+        ),
+    }
+}
+
+/// Ends the session in PostgreSQL, so it is refused on every node from the next request.
+pub(crate) async fn logout(State(s): State<ApiState>, headers: HeaderMap) -> Response {
+    if let Some(token) = cookie(&headers, SESSION_COOKIE)
+        && let Err(e) = s.store.logout(token).await
+    {
+        return store_failure(e);
+    }
+    let mut res = Redirect::to("/console/login").into_response();
+    res.headers_mut().append(
+        header::SET_COOKIE,
+        set_cookie(&s, &headers, SESSION_COOKIE, "", 0),
+    );
+    res
+}
+
+/// After a successful change: back to the list, with the revision in the address so the page
+/// can say what happened.
+fn saved(to: &str, revision: i64) -> Response {
+    Redirect::to(&format!("{to}?saved={revision}")).into_response()
+}
+
+fn checkbox(v: &Option<String>) -> bool {
+    v.as_deref().is_some_and(|v| v == "on" || v == "true")
+}
+
+#[derive(Deserialize)]
+pub(crate) struct PolicyForm {
+    name: String,
+    rego: String,
+    enforcement: String,
+    on_error: String,
+    #[serde(default)]
+    enabled: Option<String>,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    creating: Option<String>,
+}
+
+pub(crate) async fn save_policy(
+    State(s): State<ApiState>,
+    admin: ConsoleAdmin,
+    FormData(f): FormData<PolicyForm>,
+) -> Response {
+    let creating = checkbox(&f.creating);
+    let enabled = checkbox(&f.enabled);
+    let parsed = Enforcement::parse(&f.enforcement)
+        .map_err(|e| format!("enforcement: {e}"))
+        .and_then(|enforcement| {
+            OnError::parse(&f.on_error)
+                .map(|on_error| (enforcement, on_error))
+                .map_err(|e| format!("on error: {e}"))
+        });
+    let result = match parsed {
+        Err(e) => Err(ControlPlaneError::Invalid(e)),
+        Ok(_) if creating && exists_policy(&s, &f.name).await => Err(ControlPlaneError::Invalid(
+            format!("a policy named {:?} already exists; edit it instead", f.name),
+        )),
+        Ok((enforcement, on_error)) => {
+            let policy = Policy {
+                name: f.name.clone(),
+                rego: f.rego.clone(),
+                enforcement,
+                on_error,
+                enabled,
+                description: f.description.clone(),
+            };
+            s.store.put_policy(&admin.actor(), &policy).await
+        }
+    };
+    match result {
+        Ok(revision) => saved("/console/policies", revision),
+        Err(ControlPlaneError::Invalid(error)) => {
+            let title = if creating {
+                "New policy".to_string()
+            } else {
+                format!("Policy {}", f.name)
+            };
+            Page {
+                state: &s,
+                admin: &admin,
+                active: "policies",
+                title: &title,
+                notice: None,
+            }
+            .render(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &PolicyEditTpl {
+                    creating,
+                    name: f.name,
+                    rego: f.rego,
+                    enforcement: f.enforcement,
+                    on_error: f.on_error,
+                    enabled,
+                    description: f.description,
+                    error: Some(error),
+                    csrf: admin.csrf.clone(),
+                    sample: SAMPLE_INPUT,
+                },
+            )
+        }
+        Err(e) => store_failure(e),
+    }
+}
+
+async fn exists_policy(s: &ApiState, name: &str) -> bool {
+    s.store
+        .list_policies()
+        .await
+        .is_ok_and(|l| l.iter().any(|p| p.name == name))
+}
+
+pub(crate) async fn toggle_policy(
+    State(s): State<ApiState>,
+    admin: ConsoleAdmin,
+    Path(name): Path<String>,
+) -> Response {
+    let list = match s.store.list_policies().await {
+        Ok(l) => l,
+        Err(e) => return store_failure(e),
+    };
+    let Some(mut p) = list.into_iter().find(|p| p.name == name) else {
+        return error_page(StatusCode::NOT_FOUND, &format!("policy {name:?} not found"));
+    };
+    p.enabled = !p.enabled;
+    match s.store.put_policy(&admin.actor(), &p).await {
+        Ok(revision) => saved("/console/policies", revision),
+        Err(e) => store_failure(e),
+    }
+}
+
+pub(crate) async fn delete_policy(
+    State(s): State<ApiState>,
+    admin: ConsoleAdmin,
+    Path(name): Path<String>,
+) -> Response {
+    match s.store.delete_policy(&admin.actor(), &name).await {
+        Ok(revision) => saved("/console/policies", revision),
+        Err(e) => store_failure(e),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "fragments/trial.html")]
+struct TrialFragment {
+    t: TrialView,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct TrialForm {
+    rego: String,
+    input: String,
+}
+
+/// "Test this policy": evaluates the editor's text on the sample input; stores nothing.
+pub(crate) async fn test_policy(_admin: ConsoleAdmin, FormData(f): FormData<TrialForm>) -> Response {
+    fragment(&TrialFragment {
+        t: views::trial(f.rego, f.input).await,
+    })
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ResourceForm {
+    name: String,
+    kind: String,
+    spec: String,
+    #[serde(default)]
+    enabled: Option<String>,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    creating: Option<String>,
+}
+
+pub(crate) async fn save_resource(
+    State(s): State<ApiState>,
+    admin: ConsoleAdmin,
+    FormData(f): FormData<ResourceForm>,
+) -> Response {
+    let creating = checkbox(&f.creating);
+    let enabled = checkbox(&f.enabled);
+    let exists = || async {
+        s.store
+            .list_resources()
+            .await
+            .is_ok_and(|l| l.iter().any(|r| r.name == f.name))
+    };
+    let result = match serde_json::from_str::<serde_json::Value>(&f.spec) {
+        Err(e) => Err(ControlPlaneError::Invalid(format!(
+            "settings are not valid JSON: {e}"
+        ))),
+        Ok(v) if !v.is_object() => Err(ControlPlaneError::Invalid(
+            "settings must be a JSON object".into(),
+        )),
+        Ok(_) if creating && exists().await => Err(ControlPlaneError::Invalid(format!(
+            "a resource named {:?} already exists; edit it instead",
+            f.name
+        ))),
+        Ok(v) => match s.store.resource_spec(&f.kind, v) {
+            Ok(spec) => {
+                let resource = Resource {
+                    name: f.name.clone(),
+                    enabled,
+                    description: f.description.clone(),
+                    spec,
+                };
+                s.store.put_resource(&admin.actor(), &resource).await
+            }
+            Err(e) => Err(e),
+        },
+    };
+    match result {
+        Ok(revision) => saved("/console/resources", revision),
+        Err(ControlPlaneError::Invalid(error) | ControlPlaneError::Conflict(error)) => {
+            let title = if creating {
+                "New resource".to_string()
+            } else {
+                format!("Resource {}", f.name)
+            };
+            Page {
+                state: &s,
+                admin: &admin,
+                active: "resources",
+                title: &title,
+                notice: None,
+            }
+            .render(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &ResourceEditTpl {
+                    creating,
+                    name: f.name,
+                    kind: f.kind,
+                    spec: f.spec,
+                    enabled,
+                    description: f.description,
+                    error: Some(error),
+                    csrf: admin.csrf.clone(),
+                },
+            )
+        }
+        Err(e) => store_failure(e),
+    }
+}
+
+pub(crate) async fn delete_resource(
+    State(s): State<ApiState>,
+    admin: ConsoleAdmin,
+    Path(name): Path<String>,
+) -> Response {
+    match s.store.delete_resource(&admin.actor(), &name).await {
+        Ok(revision) => saved("/console/resources", revision),
+        Err(e) => store_failure(e),
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct UserForm {
+    name: String,
+    #[serde(default)]
+    description: String,
+}
+
+pub(crate) async fn create_user(
+    State(s): State<ApiState>,
+    admin: ConsoleAdmin,
+    FormData(f): FormData<UserForm>,
+) -> Response {
+    let exists = s
+        .store
+        .list_users()
+        .await
+        .is_ok_and(|l| l.iter().any(|u| u.name == f.name));
+    let result = if exists {
+        Err(ControlPlaneError::Invalid(format!(
+            "a user named {:?} already exists",
+            f.name
+        )))
+    } else {
+        s.store
+            .put_user(&admin.actor(), &f.name, true, &f.description)
+            .await
+    };
+    match result {
+        Ok(revision) => saved("/console/users", revision),
+        Err(ControlPlaneError::Invalid(e)) => {
+            users_page(
+                &s,
+                &admin,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                None,
+                Some(e),
+                f.name,
+                f.description,
+            )
+            .await
+        }
+        Err(e) => store_failure(e),
+    }
+}
+
+pub(crate) async fn toggle_user(
+    State(s): State<ApiState>,
+    admin: ConsoleAdmin,
+    Path(name): Path<String>,
+) -> Response {
+    let users = match s.store.list_users().await {
+        Ok(u) => u,
+        Err(e) => return store_failure(e),
+    };
+    let Some(u) = users.into_iter().find(|u| u.name == name) else {
+        return error_page(StatusCode::NOT_FOUND, &format!("user {name:?} not found"));
+    };
+    match s
+        .store
+        .put_user(&admin.actor(), &u.name, !u.enabled, &u.description)
+        .await
+    {
+        Ok(revision) => saved("/console/users", revision),
+        Err(e) => store_failure(e),
+    }
+}
+
+pub(crate) async fn delete_user(
+    State(s): State<ApiState>,
+    admin: ConsoleAdmin,
+    Path(name): Path<String>,
+) -> Response {
+    match s.store.delete_user(&admin.actor(), &name).await {
+        Ok(revision) => saved("/console/users", revision),
+        Err(e) => store_failure(e),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "secret.html")]
+struct SecretTpl {
+    user: String,
+    kind: String,
+    key_id: String,
+    secret: String,
+    replaced: Option<String>,
+    revision: i64,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct KeyForm {
+    kind: String,
+}
+
+/// The new secret is shown on this one page and never again (only its hash or sealed form is
+/// stored).
+fn show_secret(
+    s: &ApiState,
+    admin: &ConsoleAdmin,
+    user: String,
+    created: shoal_control_plane::NewCredential,
+    replaced: Option<String>,
+) -> Response {
+    Page {
+        state: s,
+        admin,
+        active: "users",
+        title: "New key",
+        notice: None,
+    }
+    .render(
+        StatusCode::CREATED,
+        &SecretTpl {
+            user,
+            kind: created.kind.to_string(),
+            key_id: created.key_id,
+            secret: created.secret,
+            replaced,
+            revision: created.revision,
+        },
+    )
+}
+
+pub(crate) async fn create_key(
+    State(s): State<ApiState>,
+    admin: ConsoleAdmin,
+    Path(name): Path<String>,
+    FormData(f): FormData<KeyForm>,
+) -> Response {
+    match s
+        .store
+        .create_credential(&admin.actor(), &name, &f.kind)
+        .await
+    {
+        Ok(created) => show_secret(&s, &admin, name, created, None),
+        Err(ControlPlaneError::Invalid(e)) => {
+            users_page(
+                &s,
+                &admin,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                None,
+                Some(e),
+                String::new(),
+                String::new(),
+            )
+            .await
+        }
+        Err(e) => store_failure(e),
+    }
+}
+
+pub(crate) async fn rotate_key(
+    State(s): State<ApiState>,
+    admin: ConsoleAdmin,
+    Path(key_id): Path<String>,
+) -> Response {
+    let user = s.store.list_users().await.ok().and_then(|users| {
+        users
+            .into_iter()
+            .find(|u| u.credentials.iter().any(|c| c.key_id == key_id))
+            .map(|u| u.name)
+    });
+    match s.store.rotate_credential(&admin.actor(), &key_id).await {
+        Ok(created) => show_secret(&s, &admin, user.unwrap_or_default(), created, Some(key_id)),
+        Err(e) => store_failure(e),
+    }
+}
+
+pub(crate) async fn revoke_key(
+    State(s): State<ApiState>,
+    admin: ConsoleAdmin,
+    Path(key_id): Path<String>,
+) -> Response {
+    match s.store.delete_credential(&admin.actor(), &key_id).await {
+        Ok(revision) => saved("/console/users", revision),
+        Err(e) => store_failure(e),
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct AdminForm {
+    username: String,
+    password: String,
+    confirm: String,
+}
+
+pub(crate) async fn create_admin(
+    State(s): State<ApiState>,
+    admin: ConsoleAdmin,
+    FormData(f): FormData<AdminForm>,
+) -> Response {
+    let result = if f.password != f.confirm {
+        Err(ControlPlaneError::Invalid(
+            "the two passwords differ".to_string(),
+        ))
+    } else {
+        s.store
+            .create_admin(&admin.actor(), &f.username, &f.password)
+            .await
+    };
+    match result {
+        Ok(()) => Redirect::to("/console/admins?created=1").into_response(),
+        Err(ControlPlaneError::Invalid(e) | ControlPlaneError::Conflict(e)) => {
+            admins_page(
+                &s,
+                &admin,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Some(e),
+                f.username.chars().take(64).collect(),
+            )
+            .await
+        }
+        Err(e) => store_failure(e),
+    }
+}
+
+pub(crate) async fn toggle_admin(
+    State(s): State<ApiState>,
+    admin: ConsoleAdmin,
+    Path(name): Path<String>,
+) -> Response {
+    let list = match s.store.list_admins().await {
+        Ok(l) => l,
+        Err(e) => return store_failure(e),
+    };
+    let Some(target) = list.into_iter().find(|a| a.username == name) else {
+        return error_page(StatusCode::NOT_FOUND, &format!("admin {name:?} not found"));
+    };
+    match s
+        .store
+        .set_admin_disabled(&admin.actor(), &name, !target.disabled)
+        .await
+    {
+        Ok(()) => Redirect::to("/console/admins").into_response(),
+        Err(ControlPlaneError::Conflict(e)) => {
+            admins_page(&s, &admin, StatusCode::CONFLICT, Some(e), String::new()).await
+        }
+        Err(e) => store_failure(e),
+    }
+}

@@ -1,0 +1,238 @@
+//! Console sessions: the same PostgreSQL sessions as the API, carried in a cookie, plus the
+//! CSRF token derived from them.
+//!
+//! The CSRF token is a hash of the session token, so every node can check it without storing
+//! anything and it changes with every login; a page from another site can neither read the
+//! cookie (HttpOnly, SameSite=Strict) nor compute the token.
+
+use axum::extract::{FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Redirect, Response};
+use sha2::{Digest, Sha256};
+use shoal_config::CookieSecure;
+use subtle::ConstantTimeEq;
+
+use crate::api::ApiState;
+use crate::web::error_page;
+
+pub(crate) const SESSION_COOKIE: &str = "shoal_session";
+pub(crate) const LOGIN_CSRF_COOKIE: &str = "shoal_login_csrf";
+pub(crate) const CSRF_FIELD: &str = "_csrf";
+pub(crate) const CSRF_HEADER: &str = "x-csrf-token";
+
+/// Largest console form accepted (a policy may be 256 KiB, percent-encoded).
+pub(crate) const FORM_LIMIT: usize = 1024 * 1024;
+
+pub(crate) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+        .filter(|v| !v.is_empty())
+}
+
+pub(crate) fn csrf_for(session_token: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(b"shoal-console-csrf\0");
+    h.update(session_token.as_bytes());
+    hex::encode(h.finalize())
+}
+
+pub(crate) fn same_secret(a: &str, b: &str) -> bool {
+    a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
+}
+
+/// Whether cookies set in answer to this request carry `Secure` (see `http.cookie_secure`).
+fn secure(mode: CookieSecure, headers: &HeaderMap) -> bool {
+    match mode {
+        CookieSecure::Always => true,
+        CookieSecure::Never => false,
+        CookieSecure::Auto => {
+            let forwarded_https = headers
+                .get("x-forwarded-proto")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.eq_ignore_ascii_case("https"));
+            let host = headers
+                .get(header::HOST)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            forwarded_https || !is_loopback_host(host)
+        }
+    }
+}
+
+fn is_loopback_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// A `Set-Cookie` value: HttpOnly and SameSite=Strict always; `Secure` per the node's setting;
+/// `max_age` 0 deletes the cookie.
+pub(crate) fn set_cookie(
+    state: &ApiState,
+    headers: &HeaderMap,
+    name: &str,
+    value: &str,
+    max_age_s: u64,
+) -> HeaderValue {
+    let secure = if secure(state.cookie_secure, headers) {
+        "; Secure"
+    } else {
+        ""
+    };
+    HeaderValue::from_str(&format!(
+        "{name}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_s}{secure}"
+    ))
+    .expect("cookie values are token characters")
+}
+
+/// The logged-in admin of a console request; extracting it is what makes a page require a
+/// login. Pages redirect to the login form, htmx fragments answer 401 with `HX-Redirect`.
+pub(crate) struct ConsoleAdmin {
+    pub username: String,
+    pub csrf: String,
+}
+
+impl ConsoleAdmin {
+    pub(crate) fn actor(&self) -> String {
+        format!("admin:{}", self.username)
+    }
+}
+
+impl FromRequestParts<ApiState> for ConsoleAdmin {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, Response> {
+        let to_login = |parts: &Parts| {
+            if parts.headers.contains_key("hx-request") {
+                (
+                    StatusCode::UNAUTHORIZED,
+                    [("hx-redirect", "/console/login")],
+                    "session expired",
+                )
+                    .into_response()
+            } else if parts.method == Method::GET {
+                let next = parts
+                    .uri
+                    .path_and_query()
+                    .map_or("/console/", |p| p.as_str());
+                let encoded: String =
+                    form_urlencoded::byte_serialize(next.as_bytes()).collect();
+                Redirect::to(&format!("/console/login?next={encoded}")).into_response()
+            } else {
+                Redirect::to("/console/login").into_response()
+            }
+        };
+        let Some(token) = cookie(&parts.headers, SESSION_COOKIE) else {
+            return Err(to_login(parts));
+        };
+        match state.store.session(token).await {
+            Ok(Some(identity)) => Ok(ConsoleAdmin {
+                username: identity.username,
+                csrf: csrf_for(token),
+            }),
+            Ok(None) => Err(to_login(parts)),
+            Err(e) => Err(error_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!("the control plane cannot check your session right now: {e}"),
+            )),
+        }
+    }
+}
+
+/// Refuses every state-changing console request (anything but GET/HEAD under `/console`,
+/// the login form excepted: it has its own token) whose CSRF token is missing or wrong. The
+/// token comes from the `X-CSRF-Token` header (htmx) or the `_csrf` form field; the body is
+/// read here (bounded) and handed on unchanged.
+pub(crate) async fn csrf_guard(req: Request, next: Next) -> Response {
+    if matches!(*req.method(), Method::GET | Method::HEAD) || req.uri().path() == "/console/login"
+    {
+        return next.run(req).await;
+    }
+    let path = req.uri().path().to_string();
+    let refuse = |why: &str| {
+        tracing::warn!(path = %path, "console request refused: {why}");
+        error_page(
+            StatusCode::FORBIDDEN,
+            &format!("This form was refused: {why}. Reload the page and try again."),
+        )
+    };
+    let Some(expected) = cookie(req.headers(), SESSION_COOKIE).map(csrf_for) else {
+        return refuse("you are not logged in");
+    };
+    if let Some(sent) = req.headers().get(CSRF_HEADER) {
+        if sent.to_str().is_ok_and(|s| same_secret(s, &expected)) {
+            return next.run(req).await;
+        }
+        return refuse("the CSRF token is wrong");
+    }
+    let (parts, body) = req.into_parts();
+    let bytes = match axum::body::to_bytes(body, FORM_LIMIT).await {
+        Ok(b) => b,
+        Err(_) => {
+            return error_page(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!(
+                    "This form is larger than {} KiB; nothing was changed.",
+                    FORM_LIMIT / 1024
+                ),
+            );
+        }
+    };
+    let sent = form_urlencoded::parse(&bytes)
+        .find(|(k, _)| k == CSRF_FIELD)
+        .map(|(_, v)| v.into_owned());
+    match sent {
+        Some(s) if same_secret(&s, &expected) => {
+            next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+                .await
+        }
+        Some(_) => refuse("the CSRF token is wrong"),
+        None => refuse("the CSRF token is missing"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_hosts_are_recognised() {
+        for host in ["localhost", "localhost:8080", "127.0.0.11:8080", "[::1]:80", "::1"] {
+            assert!(is_loopback_host(host), "{host}");
+        }
+        for host in ["shoal.example.com", "10.0.0.5:8080", "[2001:db8::1]:443", ""] {
+            assert!(!is_loopback_host(host), "{host}");
+        }
+    }
+
+    #[test]
+    fn csrf_tokens_differ_per_session_and_compare_exactly() {
+        let a = csrf_for("session-a");
+        assert_eq!(a, csrf_for("session-a"));
+        assert_ne!(a, csrf_for("session-b"));
+        assert!(same_secret(&a, &csrf_for("session-a")));
+        assert!(!same_secret(&a, &a[..a.len() - 1]));
+        assert!(!same_secret(&a, &csrf_for("session-b")));
+    }
+
+    #[test]
+    fn cookies_are_found_among_others() {
+        let mut h = HeaderMap::new();
+        h.insert(header::COOKIE, HeaderValue::from_static("a=1; shoal_session=tok; b=2"));
+        assert_eq!(cookie(&h, SESSION_COOKIE), Some("tok"));
+        assert_eq!(cookie(&h, "missing"), None);
+    }
+}
