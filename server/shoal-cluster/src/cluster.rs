@@ -749,13 +749,16 @@ fn report_changes(inner: &Inner, previous: &BTreeMap<Id, Member>, next: &BTreeMa
     for (id, old) in previous {
         if !next.contains_key(id) && !old.local {
             tracing::info!(node = %name(old), "node {} removed from the member list", name(old));
-            push_event(inner, MembershipEvent {
-                at_ms: unix_ms(),
-                id: id.to_string(),
-                node_name: old.meta.as_ref().map(|m| m.node_name.clone()),
-                address: Some(old.address),
-                kind: MembershipEventKind::Removed,
-            });
+            push_event(
+                inner,
+                MembershipEvent {
+                    at_ms: unix_ms(),
+                    id: id.to_string(),
+                    node_name: old.meta.as_ref().map(|m| m.node_name.clone()),
+                    address: Some(old.address),
+                    kind: MembershipEventKind::Removed,
+                },
+            );
             let _ = inner
                 .changes
                 .send(ClusterChange::Reaped { id: id.to_string() });

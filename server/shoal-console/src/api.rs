@@ -72,7 +72,10 @@ fn api_routes() -> Router<ApiState> {
             "/api/v1/credentials/{key_id}",
             axum::routing::delete(delete_credential),
         )
-        .route("/api/v1/credentials/{key_id}/rotate", post(rotate_credential))
+        .route(
+            "/api/v1/credentials/{key_id}/rotate",
+            post(rotate_credential),
+        )
         .route("/api/v1/policy-test", post(test_policy))
         .route("/api/v1/admins", get(list_admins))
         .route("/api/v1/admins/{name}", put(create_admin))

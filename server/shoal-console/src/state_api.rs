@@ -65,7 +65,9 @@ async fn top(
     Query(q): Query<TopQuery>,
 ) -> Result<Json<Value>, ApiError> {
     if q.q.chars().count() > 200 {
-        return Err(ApiError::Invalid("filter `q` is longer than 200 characters".into()));
+        return Err(ApiError::Invalid(
+            "filter `q` is longer than 200 characters".into(),
+        ));
     }
     Ok(Json(json!(views::counters(&state, &history, &q.q))))
 }

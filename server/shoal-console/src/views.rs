@@ -55,8 +55,9 @@ pub(crate) fn human_bytes(b: u64) -> String {
 
 /// A UTC timestamp from Unix milliseconds, to the second.
 pub(crate) fn utc_ms(ms: u64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms as i64)
-        .map_or_else(String::new, |t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+    chrono::DateTime::from_timestamp_millis(ms as i64).map_or_else(String::new, |t| {
+        t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+    })
 }
 
 /// One row of the instances page.
@@ -116,7 +117,8 @@ impl MemberView {
     }
 
     pub fn rtt(&self) -> String {
-        self.rtt_ms.map_or_else(|| "-".into(), |r| format!("{r:.2} ms"))
+        self.rtt_ms
+            .map_or_else(|| "-".into(), |r| format!("{r:.2} ms"))
     }
 
     pub fn uptime(&self) -> String {
@@ -257,7 +259,8 @@ pub(crate) struct OverviewView {
 
 impl OverviewView {
     pub fn revision_text(&self) -> String {
-        self.revision.map_or_else(|| "none".into(), |r| r.to_string())
+        self.revision
+            .map_or_else(|| "none".into(), |r| r.to_string())
     }
 
     pub fn spool(&self) -> String {
@@ -360,7 +363,12 @@ impl CounterHistory {
     }
 
     fn samples(&self) -> Vec<(u64, u64)> {
-        self.0.lock().expect("history lock").iter().copied().collect()
+        self.0
+            .lock()
+            .expect("history lock")
+            .iter()
+            .copied()
+            .collect()
     }
 }
 

@@ -150,10 +150,9 @@ impl Store {
             return Err(ControlPlaneError::NotFound(format!("admin {username:?}")));
         };
         if disabled {
-            let enabled: i64 =
-                sqlx::query_scalar("SELECT count(*) FROM admins WHERE NOT disabled")
-                    .fetch_one(&mut *tx)
-                    .await?;
+            let enabled: i64 = sqlx::query_scalar("SELECT count(*) FROM admins WHERE NOT disabled")
+                .fetch_one(&mut *tx)
+                .await?;
             if enabled == 0 {
                 return Err(ControlPlaneError::Conflict(format!(
                     "admin {username:?} is the last enabled admin and cannot be disabled"
@@ -165,7 +164,11 @@ impl Store {
                 .await?;
         }
         tx.commit().await?;
-        let action = if disabled { "admin.disable" } else { "admin.enable" };
+        let action = if disabled {
+            "admin.disable"
+        } else {
+            "admin.enable"
+        };
         self.audit(actor, action, username, "ok", serde_json::json!({}))
             .await
     }

@@ -36,7 +36,8 @@ pub use model::{
     ResourceSpec, S3Spec, UpstreamCredentials, User,
 };
 pub use store::{
-    AuditPage, AuditQuery, AuditRecord, CredentialSummary, NewCredential, RevisionRecord, Store, UserSummary,
+    AuditPage, AuditQuery, AuditRecord, CredentialSummary, NewCredential, RevisionRecord, Store,
+    UserSummary,
 };
 pub use watcher::{
     ConfigHandle, ConfigSource, ControlPlaneStatus, Rejection, Trigger, WatcherOptions, spawn,

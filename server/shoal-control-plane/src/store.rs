@@ -209,8 +209,8 @@ impl Store {
             check_description(&format!("policy {:?}", checked.name), &checked.description)
                 .and_then(|()| checked.validate())
         })
-            .await
-            .map_err(|e| ControlPlaneError::Database(format!("policy check failed: {e}")))?;
+        .await
+        .map_err(|e| ControlPlaneError::Database(format!("policy check failed: {e}")))?;
         if let Err(error) = verdict {
             return Err(self.refuse(actor, "policy.put", &policy.name, error).await);
         }
@@ -580,9 +580,14 @@ impl Store {
             serde_json::Value,
         );
         let like = |v: &Option<String>| {
-            v.as_deref()
-                .filter(|v| !v.is_empty())
-                .map(|v| format!("%{}%", v.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")))
+            v.as_deref().filter(|v| !v.is_empty()).map(|v| {
+                format!(
+                    "%{}%",
+                    v.replace('\\', "\\\\")
+                        .replace('%', "\\%")
+                        .replace('_', "\\_")
+                )
+            })
         };
         let limit = query.limit.clamp(1, 1000);
         let mut rows: Vec<Row> = sqlx::query_as(
@@ -640,7 +645,9 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         let Some((kind, user)) = found else {
-            return Err(ControlPlaneError::NotFound(format!("credential {key_id:?}")));
+            return Err(ControlPlaneError::NotFound(format!(
+                "credential {key_id:?}"
+            )));
         };
         let fresh = self.fresh_credential(&kind)?;
         let mut tx = self
@@ -655,7 +662,9 @@ impl Store {
             .await?
             .rows_affected();
         if deleted == 0 {
-            return Err(ControlPlaneError::NotFound(format!("credential {key_id:?}")));
+            return Err(ControlPlaneError::NotFound(format!(
+                "credential {key_id:?}"
+            )));
         }
         insert_credential_row(&mut tx, &user, &fresh).await?;
         let revision = self

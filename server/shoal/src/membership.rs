@@ -24,7 +24,7 @@ const EARLY_RETRY: Duration = Duration::from_secs(1);
 const GOSSIP_ERROR_SUMMARY: Duration = Duration::from_secs(10);
 
 /// How often the load figures in this node's metadata are refreshed.
-const LOAD_REFRESH: Duration = Duration::from_secs(10);
+const LOAD_REFRESH: Duration = Duration::from_secs(2);
 
 /// Whether this node has joined its cluster, or knows it is alone; `/ready` waits for it.
 pub(crate) struct JoinState {
@@ -351,8 +351,10 @@ async fn refresh_load(
 ) {
     let mut cpu = CpuSampler::default();
     let mut published = Load::default();
+    // The first figures go out at once, so peers never show a fresh node with empty load.
+    let mut first = true;
     loop {
-        if sleep_or_stop(&stop, LOAD_REFRESH).await {
+        if !std::mem::take(&mut first) && sleep_or_stop(&stop, LOAD_REFRESH).await {
             return;
         }
         let load = Load {

@@ -102,7 +102,12 @@ async fn set_value(c: &Client, css: &str, value: &str) {
 }
 
 async fn click(c: &Client, css: &str) {
-    c.find(Locator::Css(css)).await.unwrap().click().await.unwrap();
+    c.find(Locator::Css(css))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
 }
 
 fn screenshot_dir() -> PathBuf {
@@ -163,7 +168,10 @@ async fn log_in(c: &Client, base: &str) {
     fill(c, "#username", ADMIN).await;
     fill(c, "#password", ADMIN_PASSWORD).await;
     click(c, "button[type=submit]").await;
-    wait_text(c, "main h1", "the overview after login", |t| t == "Overview").await;
+    wait_text(c, "main h1", "the overview after login", |t| {
+        t == "Overview"
+    })
+    .await;
 }
 
 /// A plain HTTP client that does not follow redirects, to see where the console sends it.
@@ -190,15 +198,33 @@ async fn console_status(base: &str, cookie: &str) -> (u16, String) {
     (resp.status().as_u16(), location)
 }
 
-const BROKEN_POLICY: &str = "package console.e2e\n\ndefault pre_request := {\"type\": \"allow\"}\n\npre_request := {\"type\": \"block\" if {\n    input.bucket.access_count.last_minute > 10\n}\n";
-const FIXED_POLICY: &str = "package console.e2e\n\ndefault pre_request := {\"type\": \"allow\"}\n\npre_request := {\"type\": \"block\", \"message\": \"over ten a minute\"} if {\n    input.bucket.access_count.last_minute > 10\n}\n";
+const BROKEN_POLICY: &str = "package console.e2e\n\ndefault pre_request := {\"action\": \"allow\"}\n\npre_request := {\"action\": \"block\" if {\n    input.bucket.access_count.last_minute > 10\n}\n";
+const FIXED_POLICY: &str = "package console.e2e\n\ndefault pre_request := {\"action\": \"allow\"}\n\npre_request := {\"action\": \"block\", \"type\": \"over_limit\", \"message\": \"over ten a minute\"} if {\n    input.bucket.access_count.last_minute > 10\n}\n";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn console_in_a_real_browser_across_a_three_node_cluster() {
     let pg = TestPostgres::start();
     let url = pg.create_database().await;
-    let (mut cluster, apis) =
-        start_ready_cluster(&url, &["127.0.0.71", "127.0.0.72", "127.0.0.73"]).await;
+    // Suspicion lasts at least 12 probe intervals (2.4 s): long enough for a page refreshed
+    // every second to show it before the member is declared dead.
+    let mut cluster = start_nodes(
+        &url,
+        &["127.0.0.71", "127.0.0.72", "127.0.0.73"],
+        |_, spec, all| {
+            spec.cluster_toml = "suspicion_multiplier = 12\n".into();
+            spec.extra_toml = format!(
+                "{}\n[proxy]\naddress = \"{}\"\n",
+                static_peers(all),
+                spec.ip
+            );
+        },
+    )
+    .await;
+    let mut apis = Vec::new();
+    for (node, base) in cluster.nodes.iter_mut().zip(&cluster.bases) {
+        node.wait_ready_where("ready", WAIT, |s, _| s == 200).await;
+        apis.push(Api::login(base).await);
+    }
     let (a, b, c_base) = (
         cluster.bases[0].clone(),
         cluster.bases[1].clone(),
@@ -220,14 +246,20 @@ async fn console_in_a_real_browser_across_a_three_node_cluster() {
 
     // Log in on node A; the overview is live.
     log_in(&c, &a).await;
-    wait_text(&c, "#member-count", "three members on the overview", |t| t == "3").await;
+    wait_text(&c, "#member-count", "three members on the overview", |t| {
+        t == "3"
+    })
+    .await;
     assert_accessible(&c, &axe, "overview").await;
     screenshot(&c, "overview").await;
 
     // Keyboard: the first Tab reaches the skip link, Enter on it focuses the main content.
-    c.execute("document.activeElement.blur(); window.scrollTo(0,0);", vec![])
-        .await
-        .unwrap();
+    c.execute(
+        "document.activeElement.blur(); window.scrollTo(0,0);",
+        vec![],
+    )
+    .await
+    .unwrap();
     let body = c.find(Locator::Css("body")).await.unwrap();
     body.send_keys(&fantoccini::key::Key::Tab.to_string())
         .await
@@ -247,8 +279,9 @@ async fn console_in_a_real_browser_across_a_three_node_cluster() {
     c.goto(&format!("{b}/console/static/console.css"))
         .await
         .unwrap();
-    let mut moved = fantoccini::cookies::Cookie::new("shoal_session", token.clone());
-    moved.set_path("/");
+    // Node A's cookie as the browser holds it (HttpOnly, SameSite=Strict), for node B's host.
+    let mut moved = cookie.clone();
+    moved.set_domain("127.0.0.72");
     c.add_cookie(moved).await.unwrap();
     c.goto(&format!("{b}/console/instances")).await.unwrap();
     wait_text(&c, "main h1", "the instances page on node B", |t| {
@@ -257,14 +290,22 @@ async fn console_in_a_real_browser_across_a_three_node_cluster() {
     .await;
     for name in ["n0", "n1", "n2"] {
         let row = format!("tr[data-node={name}]");
-        wait_text(&c, &format!("{row} td[data-col=state]"), name, |t| t == "alive").await;
+        wait_text(&c, &format!("{row} td[data-col=state]"), name, |t| {
+            t == "alive"
+        })
+        .await;
         assert_eq!(
-            text(&c, &format!("{row} td[data-col=version]")).await.unwrap(),
+            text(&c, &format!("{row} td[data-col=version]"))
+                .await
+                .unwrap(),
             VERSION
         );
     }
     assert!(
-        text(&c, "tr[data-node=n1] th").await.unwrap().contains("this node"),
+        text(&c, "tr[data-node=n1] th")
+            .await
+            .unwrap()
+            .contains("this node"),
         "node B marks itself"
     );
     assert_accessible(&c, &axe, "instances").await;
@@ -296,7 +337,11 @@ async fn console_in_a_real_browser_across_a_three_node_cluster() {
     assert_accessible(&c, &axe, "policy editor with an error").await;
     screenshot(&c, "policy-error").await;
     for api in &apis {
-        assert!(!api.policies_in_force().await.contains(&"console-e2e".into()));
+        assert!(
+            !api.policies_in_force()
+                .await
+                .contains(&"console-e2e".into())
+        );
     }
     // "Test this policy" evaluates the fixed text on the sample input (12 a minute > 10).
     set_value(&c, "#rego", FIXED_POLICY).await;
@@ -308,9 +353,15 @@ async fn console_in_a_real_browser_across_a_three_node_cluster() {
     assert!(verdict.starts_with("block"), "{verdict}");
     assert!(verdict.contains("over ten a minute"), "{verdict}");
     click(&c, "#policy-form button[type=submit]").await;
-    wait_text(&c, "main h1", "the policy list after saving", |t| t == "Policies").await;
+    wait_text(&c, "main h1", "the policy list after saving", |t| {
+        t == "Policies"
+    })
+    .await;
     let notice = text(&c, ".notice").await.unwrap();
-    assert!(notice.contains("Saved as configuration revision"), "{notice}");
+    assert!(
+        notice.contains("Saved as configuration revision"),
+        "{notice}"
+    );
     for api in &apis {
         wait_until("the fixed policy in force on every node", WAIT, || async {
             api.policies_in_force()
@@ -357,17 +408,26 @@ async fn console_in_a_real_browser_across_a_three_node_cluster() {
         }
     }
     let row = "tr[data-subject=console-user]";
-    wait_text(&c, &format!("{row} td[data-col=total-0]"), "a count of 5", |t| {
-        t == "5"
-    })
+    wait_text(
+        &c,
+        &format!("{row} td[data-col=total-0]"),
+        "a count of 5",
+        |t| t == "5",
+    )
     .await;
-    wait_text(&c, &format!("{row} li[data-node=n0] .count"), "n0's 3", |t| {
-        t == "3"
-    })
+    wait_text(
+        &c,
+        &format!("{row} li[data-node=n0] .count"),
+        "n0's 3",
+        |t| t == "3",
+    )
     .await;
-    wait_text(&c, &format!("{row} li[data-node=n1] .count"), "n1's 2", |t| {
-        t == "2"
-    })
+    wait_text(
+        &c,
+        &format!("{row} li[data-node=n1] .count"),
+        "n1's 2",
+        |t| t == "2",
+    )
     .await;
     assert_accessible(&c, &axe, "counters").await;
     screenshot(&c, "counters").await;
@@ -414,7 +474,10 @@ async fn console_in_a_real_browser_across_a_three_node_cluster() {
     // Logging out on A refuses the session on every node at once.
     c.goto(&format!("{a}/console/")).await.unwrap();
     click(&c, ".logout button").await;
-    wait_text(&c, "h1", "the login page after logout", |t| t == "Shoal console").await;
+    wait_text(&c, "h1", "the login page after logout", |t| {
+        t == "Shoal console"
+    })
+    .await;
     for base in [&a, &b, &c_base] {
         let (code, location) = console_status(base, &token).await;
         assert_eq!(code, 303, "{base}");
@@ -444,7 +507,10 @@ async fn console_in_a_real_browser_across_a_three_node_cluster() {
     wait_text(&c, state, "n2 suspect", |t| t == "suspect").await;
     screenshot(&c, "instances-suspect").await;
     wait_text(&c, state, "n2 dead", |t| t == "dead").await;
-    let marker = c.execute("return window.shoalMarker;", vec![]).await.unwrap();
+    let marker = c
+        .execute("return window.shoalMarker;", vec![])
+        .await
+        .unwrap();
     assert_eq!(marker, json!("same page"), "the page was not reloaded");
     c.goto(&format!("{b}/console/events")).await.unwrap();
     for kind in ["suspect", "dead"] {
@@ -466,7 +532,10 @@ async fn console_in_a_real_browser_across_a_three_node_cluster() {
         .filter(|e| e["node"] == "n2")
         .filter_map(|e| e["kind"].as_str())
         .collect();
-    assert!(kinds.contains(&"suspect") && kinds.contains(&"dead"), "{kinds:?}");
+    assert!(
+        kinds.contains(&"suspect") && kinds.contains(&"dead"),
+        "{kinds:?}"
+    );
     c.close().await.unwrap();
 }
 
@@ -489,7 +558,10 @@ async fn console_refuses_bad_input_and_escapes_what_it_shows() {
     assert_eq!(login.status().as_u16(), 200);
     let h = login.headers();
     let csp = h["content-security-policy"].to_str().unwrap();
-    assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"), "{csp}");
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
     assert_eq!(h["x-frame-options"], "DENY");
     assert_eq!(h["x-content-type-options"], "nosniff");
     let set_cookie = h["set-cookie"].to_str().unwrap().to_string();
@@ -607,8 +679,10 @@ async fn console_refuses_bad_input_and_escapes_what_it_shows() {
         assert!(!html.contains("<script>alert"), "{path} shows a raw script");
         assert!(!html.contains("<img src=x"), "{path} shows a raw img");
         if path != "/console/audit" {
-            assert!(html.contains("&lt;script&gt;alert(1)&lt;&#x2f;script&gt;")
-                || html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "{path}: escaped text");
+            assert!(
+                html.contains("&#60;script&#62;alert(1)&#60;/script&#62;"),
+                "{path}: escaped text"
+            );
         }
     }
     let (_, users) = apis[0].get("/api/v1/users").await;
@@ -629,7 +703,10 @@ async fn console_refuses_bad_input_and_escapes_what_it_shows() {
     .unwrap();
     assert_eq!(r.status().as_u16(), 422);
     let html = r.text().await.unwrap();
-    assert!(html.contains("Not saved.") && html.contains("&lt;b&gt;x&lt;"), "{html}");
+    assert!(
+        html.contains("Not saved.") && html.contains("&#60;b&#62;x&#60;"),
+        "{html}"
+    );
     // A wrong enum value, an oversize description, a missing field, an oversize body.
     let r = post(
         "/console/policies",
@@ -670,7 +747,9 @@ async fn console_refuses_bad_input_and_escapes_what_it_shows() {
     .unwrap();
     assert_eq!(r.status().as_u16(), 413);
     // Audit filters take any characters as text, never as SQL.
-    let r = page("/console/audit?q=%25%27--%20%5C".into()).await.unwrap();
+    let r = page("/console/audit?q=%25%27--%20%5C".into())
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 200);
     let (code, page_json) = apis[0]
         .get("/api/v1/audit?actor=admin%3Aops&action=user.put&limit=1")
@@ -703,7 +782,12 @@ async fn console_refuses_bad_input_and_escapes_what_it_shows() {
             .await
             .unwrap();
         assert_eq!(r.status().as_u16(), 401);
-        assert!(r.text().await.unwrap().contains("Wrong username or password"));
+        assert!(
+            r.text()
+                .await
+                .unwrap()
+                .contains("Wrong username or password")
+        );
     }
     let r = post_login(ADMIN, ADMIN_PASSWORD, &login_csrf, "")
         .await

@@ -12,9 +12,7 @@ use shoal_control_plane::{ControlPlaneError, Enforcement, OnError, Policy, Resou
 use crate::api::ApiState;
 use crate::login::{self, LoginOutcome};
 use crate::views::{self, SAMPLE_INPUT, TrialView};
-use crate::web::pages::{
-    PolicyEditTpl, ResourceEditTpl, admins_page, store_failure, users_page,
-};
+use crate::web::pages::{PolicyEditTpl, ResourceEditTpl, admins_page, store_failure, users_page};
 use crate::web::session::{
     ConsoleAdmin, LOGIN_CSRF_COOKIE, SESSION_COOKIE, cookie, same_secret, set_cookie,
 };
@@ -217,9 +215,12 @@ pub(crate) async fn save_policy(
         });
     let result = match parsed {
         Err(e) => Err(ControlPlaneError::Invalid(e)),
-        Ok(_) if creating && exists_policy(&s, &f.name).await => Err(ControlPlaneError::Invalid(
-            format!("a policy named {:?} already exists; edit it instead", f.name),
-        )),
+        Ok(_) if creating && exists_policy(&s, &f.name).await => {
+            Err(ControlPlaneError::Invalid(format!(
+                "a policy named {:?} already exists; edit it instead",
+                f.name
+            )))
+        }
         Ok((enforcement, on_error)) => {
             let policy = Policy {
                 name: f.name.clone(),
@@ -317,7 +318,10 @@ pub(crate) struct TrialForm {
 }
 
 /// "Test this policy": evaluates the editor's text on the sample input; stores nothing.
-pub(crate) async fn test_policy(_admin: ConsoleAdmin, FormData(f): FormData<TrialForm>) -> Response {
+pub(crate) async fn test_policy(
+    _admin: ConsoleAdmin,
+    FormData(f): FormData<TrialForm>,
+) -> Response {
     fragment(&TrialFragment {
         t: views::trial(f.rego, f.input).await,
     })

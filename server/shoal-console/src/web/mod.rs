@@ -43,8 +43,14 @@ pub(crate) fn routes() -> Router<ApiState> {
         .route("/console/policies/new", get(pages::new_policy))
         .route("/console/policy-test", post(forms::test_policy))
         .route("/console/policies/{name}", get(pages::edit_policy))
-        .route("/console/policies/{name}/toggle", post(forms::toggle_policy))
-        .route("/console/policies/{name}/delete", post(forms::delete_policy))
+        .route(
+            "/console/policies/{name}/toggle",
+            post(forms::toggle_policy),
+        )
+        .route(
+            "/console/policies/{name}/delete",
+            post(forms::delete_policy),
+        )
         .route(
             "/console/resources",
             get(pages::resources).post(forms::save_resource),
@@ -61,11 +67,17 @@ pub(crate) fn routes() -> Router<ApiState> {
         .route("/console/users/{name}/keys", post(forms::create_key))
         .route("/console/keys/{key_id}/rotate", post(forms::rotate_key))
         .route("/console/keys/{key_id}/revoke", post(forms::revoke_key))
-        .route("/console/admins", get(pages::admins).post(forms::create_admin))
+        .route(
+            "/console/admins",
+            get(pages::admins).post(forms::create_admin),
+        )
         .route("/console/admins/{name}/toggle", post(forms::toggle_admin))
         .route("/console/audit", get(pages::audit))
         .route("/console/fragments/overview", get(pages::overview_fragment))
-        .route("/console/fragments/instances", get(pages::instances_fragment))
+        .route(
+            "/console/fragments/instances",
+            get(pages::instances_fragment),
+        )
         .route("/console/fragments/events", get(pages::events_fragment))
         .route("/console/fragments/counters", get(pages::counters_fragment))
         .layer(middleware::from_fn(session::csrf_guard))
@@ -187,7 +199,11 @@ pub(crate) fn error_page(status: StatusCode, message: &str) -> Response {
 
 fn render_failed(e: &askama::Error) -> Response {
     tracing::error!("console template failed to render: {e}");
-    (StatusCode::INTERNAL_SERVER_ERROR, "the page could not be rendered").into_response()
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "the page could not be rendered",
+    )
+        .into_response()
 }
 
 /// Wraps a rendered page body in the layout.

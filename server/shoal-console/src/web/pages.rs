@@ -319,7 +319,7 @@ pub(crate) struct PolicyEditTpl {
     pub sample: &'static str,
 }
 
-const NEW_POLICY: &str = "package shoal.example\n\n# Allow by default; block a user over 100 requests a minute.\ndefault pre_request := {\"type\": \"allow\"}\n\npre_request := {\"type\": \"block\", \"message\": \"rate limit\"} if {\n    input.bucket.access_count.last_minute > 100\n}\n";
+const NEW_POLICY: &str = "package shoal.example\n\n# Allow by default; block a user over 100 requests a minute.\ndefault pre_request := {\"action\": \"allow\"}\n\npre_request := {\"action\": \"block\", \"type\": \"rate_limit\", \"message\": \"over 100 requests a minute\"} if {\n    input.bucket.access_count.last_minute > 100\n}\n";
 
 pub(crate) async fn new_policy(State(s): State<ApiState>, admin: ConsoleAdmin) -> Response {
     page(&s, &admin, "policies", "New policy").render(
@@ -433,7 +433,8 @@ pub(crate) struct ResourceEditTpl {
     pub csrf: String,
 }
 
-const NEW_RESOURCE_SPEC: &str = "{\n  \"port\": 9100,\n  \"upstream\": \"http://127.0.0.1:8081\"\n}";
+const NEW_RESOURCE_SPEC: &str =
+    "{\n  \"port\": 9100,\n  \"upstream\": \"http://127.0.0.1:8081\"\n}";
 
 pub(crate) async fn new_resource(State(s): State<ApiState>, admin: ConsoleAdmin) -> Response {
     page(&s, &admin, "resources", "New resource").render(

@@ -128,8 +128,7 @@ impl FromRequestParts<ApiState> for ConsoleAdmin {
                     .uri
                     .path_and_query()
                     .map_or("/console/", |p| p.as_str());
-                let encoded: String =
-                    form_urlencoded::byte_serialize(next.as_bytes()).collect();
+                let encoded: String = form_urlencoded::byte_serialize(next.as_bytes()).collect();
                 Redirect::to(&format!("/console/login?next={encoded}")).into_response()
             } else {
                 Redirect::to("/console/login").into_response()
@@ -157,8 +156,7 @@ impl FromRequestParts<ApiState> for ConsoleAdmin {
 /// token comes from the `X-CSRF-Token` header (htmx) or the `_csrf` form field; the body is
 /// read here (bounded) and handed on unchanged.
 pub(crate) async fn csrf_guard(req: Request, next: Next) -> Response {
-    if matches!(*req.method(), Method::GET | Method::HEAD) || req.uri().path() == "/console/login"
-    {
+    if matches!(*req.method(), Method::GET | Method::HEAD) || req.uri().path() == "/console/login" {
         return next.run(req).await;
     }
     let path = req.uri().path().to_string();
@@ -210,10 +208,21 @@ mod tests {
 
     #[test]
     fn loopback_hosts_are_recognised() {
-        for host in ["localhost", "localhost:8080", "127.0.0.11:8080", "[::1]:80", "::1"] {
+        for host in [
+            "localhost",
+            "localhost:8080",
+            "127.0.0.11:8080",
+            "[::1]:80",
+            "::1",
+        ] {
             assert!(is_loopback_host(host), "{host}");
         }
-        for host in ["shoal.example.com", "10.0.0.5:8080", "[2001:db8::1]:443", ""] {
+        for host in [
+            "shoal.example.com",
+            "10.0.0.5:8080",
+            "[2001:db8::1]:443",
+            "",
+        ] {
             assert!(!is_loopback_host(host), "{host}");
         }
     }
@@ -231,7 +240,10 @@ mod tests {
     #[test]
     fn cookies_are_found_among_others() {
         let mut h = HeaderMap::new();
-        h.insert(header::COOKIE, HeaderValue::from_static("a=1; shoal_session=tok; b=2"));
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; shoal_session=tok; b=2"),
+        );
         assert_eq!(cookie(&h, SESSION_COOKIE), Some("tok"));
         assert_eq!(cookie(&h, "missing"), None);
     }
