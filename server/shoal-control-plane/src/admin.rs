@@ -290,11 +290,28 @@ impl Store {
         Ok(username.map(|username| AdminIdentity { username }))
     }
 
+    /// Ends the session (and sweeps expired ones); audited when the session existed.
     pub async fn logout(&self, token: &str) -> Result<(), ControlPlaneError> {
-        sqlx::query("DELETE FROM admin_sessions WHERE token_sha256 = $1 OR expires_at < now()")
-            .bind(crypto::sha256(token.as_bytes()))
-            .execute(self.pool())
+        let username: Option<String> = sqlx::query_scalar(
+            "WITH gone AS (
+                DELETE FROM admin_sessions WHERE token_sha256 = $1 OR expires_at < now()
+                RETURNING token_sha256, admin_id)
+             SELECT a.username FROM gone JOIN admins a ON a.id = gone.admin_id
+              WHERE gone.token_sha256 = $1",
+        )
+        .bind(crypto::sha256(token.as_bytes()))
+        .fetch_optional(self.pool())
+        .await?;
+        if let Some(username) = username {
+            self.audit(
+                &format!("admin:{username}"),
+                "admin.logout",
+                &username,
+                "ok",
+                serde_json::json!({}),
+            )
             .await?;
+        }
         Ok(())
     }
 }

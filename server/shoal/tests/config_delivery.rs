@@ -148,7 +148,7 @@ async fn api_writes_are_validated_stored_once_and_audited() {
 
     // Every write is in the audit log with its actor.
     let (_, audit) = api.get("/api/v1/audit?limit=100").await;
-    let actions: Vec<&str> = audit
+    let actions: Vec<&str> = audit["entries"]
         .as_array()
         .unwrap()
         .iter()

@@ -110,10 +110,13 @@ async fn click(c: &Client, css: &str) {
         .unwrap();
 }
 
+/// A relative `SHOAL_SCREENSHOT_DIR` is taken from the repository root (tests run in their
+/// crate's directory).
 fn screenshot_dir() -> PathBuf {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     std::env::var_os("SHOAL_SCREENSHOT_DIR").map_or_else(
         || PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("console-screenshots"),
-        PathBuf::from,
+        |dir| root.join(dir),
     )
 }
 

@@ -183,7 +183,7 @@ async fn s3_clients_sign_policies_decide_and_the_upstream_sees_only_shoal_signat
     // Every decision is in the audit log with the S3 operation, bucket and key.
     let audit = wait_until("audit lines of the S3 requests", WAIT, || async {
         let (_, body) = apis[0].get("/api/v1/audit?limit=500").await;
-        let rows = body.as_array()?.clone();
+        let rows = body["entries"].as_array()?.clone();
         // Each node flushes its own lines: wait for every line asserted on below.
         let has = |outcome: &str, operation: &str| {
             rows.iter()

@@ -103,6 +103,11 @@ async fn quickstart_up_gives_a_ready_node_and_down_stops_everything() {
         .await
         .unwrap();
     assert_eq!(login.status().as_u16(), 200);
+    let page = reqwest::get(format!("{console}/console/login"))
+        .await
+        .unwrap();
+    assert_eq!(page.status().as_u16(), 200);
+    assert!(page.text().await.unwrap().contains("Shoal console"));
 
     // The demo, as the script prints it: `aws s3` with nothing but the env file.
     let aws = |script: &str| {
