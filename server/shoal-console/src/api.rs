@@ -43,6 +43,7 @@ pub fn router(state: ApiState) -> Router {
     api_routes()
         .merge(crate::web::routes())
         .layer(axum::Extension(history))
+        .layer(axum::middleware::from_fn(crate::web::common_headers))
         .with_state(state)
 }
 

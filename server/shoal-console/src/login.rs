@@ -1,36 +1,77 @@
 //! Logging in, for the console and the API alike, with a lockout counted in the cluster's own
-//! rate counters: failed attempts on any node count against the account everywhere, so an
-//! attacker gains nothing by spreading guesses over the nodes behind the load balancer.
+//! rate counters: attempts on any node count against the account everywhere, so an attacker
+//! gains nothing by spreading guesses over the nodes behind the load balancer.
+//!
+//! Two counters per account, in the shortest window of at least a minute:
+//! - attempts, checked in strict mode *before* the password is verified (the key's owner
+//!   decides, so parallel requests cannot all slip under the limit): at most
+//!   [`MAX_ATTEMPTS`] per window, however the attempts end;
+//! - failures, counted after a wrong password: at [`MAX_FAILURES`] the account is refused
+//!   until the window slides past them.
+//!
+//! The lock is per account, not per client address: behind a load balancer every client
+//! shares an address. The price is that anyone can keep an account locked by failing on
+//! purpose; the lock lasts only as long as the failures stay in the window.
+
+use std::time::Duration;
 
 use shoal_control_plane::Session;
-use shoal_state::CounterKey;
+use shoal_state::{CounterKey, Limit, Mode};
 
 use crate::ApiError;
 use crate::api::ApiState;
 
-/// Failed logins per account within the first counting window (a minute by default) before
-/// further attempts are refused without checking the password.
+/// Failed logins per account in the window before the account is refused.
 pub(crate) const MAX_FAILURES: u64 = 5;
 
+/// Login attempts per account in the window, successful or not.
+pub(crate) const MAX_ATTEMPTS: u64 = 20;
+
 const RESOURCE: &str = "shoal-console";
-const ACTION: &str = "login-failure";
 
 pub(crate) enum LoginOutcome {
     LoggedIn(Session),
     Denied,
-    LockedOut { failures: u64, window: String },
+    LockedOut { count: u64, window: String },
 }
 
-/// The counter for failed logins of `username`; `None` for a name no account can have (it is
-/// refused before any lookup anyway).
-fn failure_key(username: &str) -> Option<CounterKey> {
-    CounterKey::new(format!("admin:{username}"), RESOURCE, ACTION).ok()
+/// Only names an account could have are counted: anything else is refused by the store
+/// before any lookup, and must not create counters on every node.
+fn key(username: &str, action: &str) -> Option<CounterKey> {
+    let valid = !username.is_empty()
+        && username.len() <= 64
+        && username.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && username
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "@._-".contains(c));
+    valid
+        .then(|| CounterKey::new(format!("admin:{username}"), RESOURCE, action).ok())
+        .flatten()
 }
 
-/// Failed logins of `username` in the first window, as the whole cluster counted them.
+/// The shortest configured window of at least a minute (the first one if none is).
+fn window(state: &ApiState) -> (usize, String) {
+    let windows = state.state.windows();
+    let index = windows
+        .iter()
+        .enumerate()
+        .filter(|(_, w)| w.length >= Duration::from_secs(60))
+        .min_by_key(|(_, w)| w.length)
+        .map_or(0, |(i, _)| i);
+    let name = state
+        .state
+        .window_names()
+        .get(index)
+        .cloned()
+        .unwrap_or_default();
+    (index, name)
+}
+
+/// Failed logins of `username` in the lockout window, as the whole cluster counted them.
 pub(crate) fn failures(state: &ApiState, username: &str) -> u64 {
-    failure_key(username)
-        .map(|k| state.state.totals(&k).first().copied().unwrap_or(0))
+    let (index, _) = window(state);
+    key(username, "login-failure")
+        .and_then(|k| state.state.totals(&k).get(index).copied())
         .unwrap_or(0)
 }
 
@@ -39,29 +80,35 @@ pub(crate) async fn attempt(
     username: &str,
     password: &str,
 ) -> Result<LoginOutcome, ApiError> {
-    let key = failure_key(username);
-    let failed = failures(state, username);
-    if failed >= MAX_FAILURES {
-        let window = state
-            .state
-            .window_names()
-            .first()
-            .cloned()
-            .unwrap_or_default();
-        state
-            .store
-            .audit(
-                &truncate(username),
-                "admin.login",
-                &truncate(username),
-                "locked_out",
-                serde_json::json!({ "failures": failed, "window": window }),
-            )
-            .await?;
-        return Ok(LoginOutcome::LockedOut {
-            failures: failed,
-            window,
-        });
+    let (index, window_name) = window(state);
+    if let Some(attempts) = key(username, "login-attempt") {
+        let limit = Limit {
+            window: index,
+            max: MAX_ATTEMPTS,
+            mode: Mode::Strict,
+        };
+        let decision = state.state.check(&attempts, limit, 1).await;
+        let failed = failures(state, username);
+        if !decision.allowed || failed >= MAX_FAILURES {
+            // Audited while under the attempt limit only, so a flood writes a bounded number
+            // of lines per account and window.
+            if decision.allowed {
+                state
+                    .store
+                    .audit(
+                        username,
+                        "admin.login",
+                        username,
+                        "locked_out",
+                        serde_json::json!({ "failures": failed, "window": window_name }),
+                    )
+                    .await?;
+            }
+            return Ok(LoginOutcome::LockedOut {
+                count: failed.max(decision.count),
+                window: window_name,
+            });
+        }
     }
     match state
         .store
@@ -70,24 +117,20 @@ pub(crate) async fn attempt(
     {
         Some(session) => Ok(LoginOutcome::LoggedIn(session)),
         None => {
-            if let Some(key) = key {
-                state.state.increment(&key, 1);
+            if let Some(k) = key(username, "login-failure") {
+                state.state.increment(&k, 1);
             }
             Ok(LoginOutcome::Denied)
         }
     }
 }
 
-fn truncate(s: &str) -> String {
-    s.chars().take(64).collect()
-}
-
 impl LoginOutcome {
     /// The error the API returns for a refused login.
     pub(crate) fn api_error(&self) -> ApiError {
         match self {
-            LoginOutcome::LockedOut { failures, window } => ApiError::TooManyAttempts(format!(
-                "too many failed logins for this account ({failures} in {window}); \
+            LoginOutcome::LockedOut { count, window } => ApiError::TooManyAttempts(format!(
+                "too many login attempts for this account ({count} in {window}); \
                  wait and try again"
             )),
             _ => ApiError::BadCredentials,

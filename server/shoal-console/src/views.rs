@@ -403,8 +403,9 @@ pub(crate) struct ChartView {
     pub latest: u64,
 }
 
-pub(crate) const CHART_W: u64 = 600;
-pub(crate) const CHART_H: u64 = 120;
+/// The chart's SVG viewBox (`fragments/counters.html` uses the same numbers).
+const CHART_W: u64 = 600;
+const CHART_H: u64 = 120;
 
 impl ChartView {
     fn new(samples: Vec<(u64, u64)>) -> Self {
@@ -417,7 +418,9 @@ impl ChartView {
             .enumerate()
             .map(|(i, (_, v))| {
                 let x = i as u64 * CHART_W / n;
-                let y = CHART_H - v * (CHART_H - 4) / scale - 2;
+                let y = CHART_H
+                    - (u128::from(*v) * u128::from(CHART_H - 4) / u128::from(scale)) as u64
+                    - 2;
                 format!("{x},{y}")
             })
             .collect::<Vec<_>>()
@@ -489,7 +492,8 @@ pub(crate) fn counters(s: &ApiState, history: &CounterHistory, filter: &str) -> 
                 .map(|c| ContributionView {
                     node: node_name(&c.node),
                     count: c.count,
-                    percent: c.count * 100 / total,
+                    // Totals and shares are read a moment apart: clamp to 100.
+                    percent: (c.count.saturating_mul(100) / total).min(100),
                 })
                 .collect();
             contributions.sort_by(|a, b| a.node.cmp(&b.node));

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::model::check_account_name;
-use crate::store::Store;
+use crate::store::{Store, insert_audit};
 use crate::{ControlPlaneError, crypto};
 
 pub const MIN_PASSWORD_LEN: usize = 12;
@@ -89,10 +89,11 @@ impl Store {
         check_username(username)?;
         check_password(password)?;
         let hash = hash_password(password).await?;
+        let mut tx = self.pool().begin().await?;
         sqlx::query("INSERT INTO admins (username, password_hash) VALUES ($1, $2)")
             .bind(username)
             .bind(hash)
-            .execute(self.pool())
+            .execute(&mut *tx)
             .await
             .map_err(|e| match ControlPlaneError::from(e) {
                 ControlPlaneError::Conflict(_) => {
@@ -100,8 +101,19 @@ impl Store {
                 }
                 other => other,
             })?;
-        self.audit(actor, "admin.create", username, "ok", serde_json::json!({}))
-            .await
+        // The account and its audit line commit together, or neither does.
+        insert_audit(
+            &mut tx,
+            self.node(),
+            actor,
+            "admin.create",
+            username,
+            "ok",
+            serde_json::json!({}),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Every admin account with its number of live sessions.
@@ -163,14 +175,23 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
-        tx.commit().await?;
         let action = if disabled {
             "admin.disable"
         } else {
             "admin.enable"
         };
-        self.audit(actor, action, username, "ok", serde_json::json!({}))
-            .await
+        insert_audit(
+            &mut tx,
+            self.node(),
+            actor,
+            action,
+            username,
+            "ok",
+            serde_json::json!({}),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Sets a new password and ends every session of that admin.

@@ -95,6 +95,10 @@ impl Store {
         }
     }
 
+    pub(crate) fn node(&self) -> &str {
+        &self.node
+    }
+
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
@@ -234,6 +238,57 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         self.commit_change(tx, actor, "policy.put", &policy.name)
+            .await
+    }
+
+    /// Enables or disables a policy without touching its text (a console switch must not
+    /// overwrite an edit made meanwhile). Setting the state it already has is not an error.
+    pub async fn set_policy_enabled(
+        &self,
+        actor: &str,
+        name: &str,
+        enabled: bool,
+    ) -> Result<i64, ControlPlaneError> {
+        self.set_enabled(actor, "policy", "policies", name, enabled)
+            .await
+    }
+
+    pub async fn set_user_enabled(
+        &self,
+        actor: &str,
+        name: &str,
+        enabled: bool,
+    ) -> Result<i64, ControlPlaneError> {
+        self.set_enabled(actor, "user", "users", name, enabled)
+            .await
+    }
+
+    async fn set_enabled(
+        &self,
+        actor: &str,
+        what: &str,
+        table: &'static str,
+        name: &str,
+        enabled: bool,
+    ) -> Result<i64, ControlPlaneError> {
+        let verb = if enabled { "enable" } else { "disable" };
+        let mut tx = self
+            .begin_change(actor, &format!("{verb} {what} {name}"))
+            .await?;
+        let statement = match table {
+            "policies" => "UPDATE policies SET enabled = $2, updated_at = now() WHERE name = $1",
+            _ => "UPDATE users SET enabled = $2, updated_at = now() WHERE name = $1",
+        };
+        let updated = sqlx::query(statement)
+            .bind(name)
+            .bind(enabled)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if updated == 0 {
+            return Err(ControlPlaneError::NotFound(format!("{what} {name:?}")));
+        }
+        self.commit_change(tx, actor, &format!("{what}.{verb}"), name)
             .await
     }
 
@@ -565,8 +620,8 @@ impl Store {
             .collect())
     }
 
-    /// Audit lines newest first, filtered, one page at a time: `before_id` is the smallest id
-    /// of the previous page. Text filters match as substrings, case-insensitively; they are
+    /// Audit lines newest first (by time, then id), filtered, one page at a time: `before_id`
+    /// is the last line of the previous page. Text filters match as substrings, case-insensitively; they are
     /// bound parameters, so any character is safe in them.
     pub async fn list_audit(&self, query: &AuditQuery) -> Result<AuditPage, ControlPlaneError> {
         type Row = (
@@ -590,14 +645,20 @@ impl Store {
             })
         };
         let limit = query.limit.clamp(1, 1000);
+        let mut tx = self.pool.begin().await?;
+        // A text filter scans the detail of every line; bound the time it may take.
+        sqlx::query("SET LOCAL statement_timeout = '10s'")
+            .execute(&mut *tx)
+            .await?;
         let mut rows: Vec<Row> = sqlx::query_as(
             "SELECT id, at, node, actor, action, target, outcome, detail FROM audit_log
-              WHERE ($1::bigint IS NULL OR id < $1)
+              WHERE ($1::bigint IS NULL
+                     OR (at, id) < (SELECT at, id FROM audit_log WHERE id = $1))
                 AND ($2::text IS NULL OR actor ILIKE $2)
                 AND ($3::text IS NULL OR action ILIKE $3)
                 AND ($4::text IS NULL OR outcome = $4)
                 AND ($5::text IS NULL OR target ILIKE $5 OR detail::text ILIKE $5)
-              ORDER BY id DESC LIMIT $6",
+              ORDER BY at DESC, id DESC LIMIT $6",
         )
         .bind(query.before_id)
         .bind(like(&query.actor))
@@ -605,8 +666,9 @@ impl Store {
         .bind(query.outcome.as_deref().filter(|v| !v.is_empty()))
         .bind(like(&query.text))
         .bind(limit + 1)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tx)
         .await?;
+        tx.commit().await?;
         let more = rows.len() as i64 > limit;
         rows.truncate(limit as usize);
         let next_before_id = if more { rows.last().map(|r| r.0) } else { None };
@@ -653,7 +715,10 @@ impl Store {
         let mut tx = self
             .begin_change(
                 actor,
-                &format!("rotate {kind} credential {key_id} of user {user}"),
+                &format!(
+                    "rotate {kind} credential {key_id} of user {user} to {}",
+                    fresh.key_id
+                ),
             )
             .await?;
         let deleted = sqlx::query("DELETE FROM user_credentials WHERE key_id = $1")
@@ -711,7 +776,7 @@ async fn insert_credential_row(
     Ok(())
 }
 
-async fn insert_audit(
+pub(crate) async fn insert_audit(
     tx: &mut Transaction<'static, Postgres>,
     node: &str,
     actor: &str,

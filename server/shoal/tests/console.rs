@@ -690,6 +690,38 @@ async fn console_refuses_bad_input_and_escapes_what_it_shows() {
     }
     let (_, users) = apis[0].get("/api/v1/users").await;
     assert_eq!(users[0]["description"], hostile, "stored verbatim");
+    // Switches post the state wanted, so sending one twice (a double click) keeps it.
+    for _ in 0..2 {
+        let r = post(
+            "/console/users/mallory/enabled",
+            vec![("_csrf", csrf.clone()), ("enabled", "false".into())],
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status().as_u16(), 303);
+        let (_, users) = apis[0].get("/api/v1/users").await;
+        assert_eq!(users[0]["enabled"], false);
+    }
+    let r = post(
+        "/console/users/mallory/enabled",
+        vec![("_csrf", csrf.clone()), ("enabled", "maybe".into())],
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status().as_u16(), 422);
+    let text = r.text().await.unwrap();
+    assert!(
+        text.contains("enabled") && text.contains("`true` or `false`"),
+        "{text}"
+    );
+    // The API's answers carry the same protective headers as the pages.
+    let api_resp = http
+        .get(format!("{base}/api/v1/status"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(api_resp.status().as_u16(), 401);
+    assert_eq!(api_resp.headers()["x-content-type-options"], "nosniff");
     // A policy name with markup is refused with the rule it breaks, and the form comes back.
     let r = post(
         "/console/policies",

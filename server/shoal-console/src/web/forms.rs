@@ -21,7 +21,13 @@ use crate::web::{FormData, Page, error_page, fragment};
 /// Where to go after logging in: only console paths, never another site.
 fn safe_next(next: Option<&str>) -> &str {
     match next {
-        Some(n) if n.starts_with("/console/") && !n.starts_with("//") && !n.contains('\\') => n,
+        Some(n)
+            if n.starts_with("/console/")
+                && !n.contains('\\')
+                && n.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
+            n
+        }
         _ => "/console/",
     }
 }
@@ -138,25 +144,28 @@ pub(crate) async fn login(
             &username,
             Some("Wrong username or password."),
         ),
-        Ok(LoginOutcome::LockedOut { failures, window }) => login_page(
+        Ok(LoginOutcome::LockedOut { window, .. }) => login_page(
             &s,
             &headers,
             StatusCode::TOO_MANY_REQUESTS,
             &f.next,
             &username,
             Some(&format!(
-                "Too many failed logins for this account ({failures} in {window}). \
-                 Wait a minute and try again."
+                "Too many failed logins for this account in {window}. Wait a minute and try \
+                 again."
             )),
         ),
-        Err(e) => login_page(
-            &s,
-            &headers,
-            StatusCode::SERVICE_UNAVAILABLE,
-            &f.next,
-            &username,
-            Some(&e.to_string()),
-        ),
+        Err(e) => {
+            tracing::warn!("console login could not be checked: {e}");
+            login_page(
+                &s,
+                &headers,
+                StatusCode::SERVICE_UNAVAILABLE,
+                &f.next,
+                &username,
+                Some("Logins cannot be checked right now: the control plane is unavailable."),
+            )
+        }
     }
 }
 
@@ -275,20 +284,25 @@ async fn exists_policy(s: &ApiState, name: &str) -> bool {
         .is_ok_and(|l| l.iter().any(|p| p.name == name))
 }
 
-pub(crate) async fn toggle_policy(
+/// The state the admin asked for (not "flip it"), so a double click or two admins at once
+/// cannot undo each other.
+#[derive(Deserialize)]
+pub(crate) struct EnabledForm {
+    enabled: bool,
+}
+
+pub(crate) async fn set_policy_enabled(
     State(s): State<ApiState>,
     admin: ConsoleAdmin,
     Path(name): Path<String>,
+    FormData(f): FormData<EnabledForm>,
 ) -> Response {
-    let list = match s.store.list_policies().await {
-        Ok(l) => l,
-        Err(e) => return store_failure(e),
-    };
-    let Some(mut p) = list.into_iter().find(|p| p.name == name) else {
-        return error_page(StatusCode::NOT_FOUND, &format!("policy {name:?} not found"));
-    };
-    p.enabled = !p.enabled;
-    match s.store.put_policy(&admin.actor(), &p).await {
+    let enabled = f.enabled;
+    match s
+        .store
+        .set_policy_enabled(&admin.actor(), &name, enabled)
+        .await
+    {
         Ok(revision) => saved("/console/policies", revision),
         Err(e) => store_failure(e),
     }
@@ -466,21 +480,16 @@ pub(crate) async fn create_user(
     }
 }
 
-pub(crate) async fn toggle_user(
+pub(crate) async fn set_user_enabled(
     State(s): State<ApiState>,
     admin: ConsoleAdmin,
     Path(name): Path<String>,
+    FormData(f): FormData<EnabledForm>,
 ) -> Response {
-    let users = match s.store.list_users().await {
-        Ok(u) => u,
-        Err(e) => return store_failure(e),
-    };
-    let Some(u) = users.into_iter().find(|u| u.name == name) else {
-        return error_page(StatusCode::NOT_FOUND, &format!("user {name:?} not found"));
-    };
+    let enabled = f.enabled;
     match s
         .store
-        .put_user(&admin.actor(), &u.name, !u.enabled, &u.description)
+        .set_user_enabled(&admin.actor(), &name, enabled)
         .await
     {
         Ok(revision) => saved("/console/users", revision),
@@ -637,21 +646,16 @@ pub(crate) async fn create_admin(
     }
 }
 
-pub(crate) async fn toggle_admin(
+pub(crate) async fn set_admin_enabled(
     State(s): State<ApiState>,
     admin: ConsoleAdmin,
     Path(name): Path<String>,
+    FormData(f): FormData<EnabledForm>,
 ) -> Response {
-    let list = match s.store.list_admins().await {
-        Ok(l) => l,
-        Err(e) => return store_failure(e),
-    };
-    let Some(target) = list.into_iter().find(|a| a.username == name) else {
-        return error_page(StatusCode::NOT_FOUND, &format!("admin {name:?} not found"));
-    };
+    let enabled = f.enabled;
     match s
         .store
-        .set_admin_disabled(&admin.actor(), &name, !target.disabled)
+        .set_admin_disabled(&admin.actor(), &name, !enabled)
         .await
     {
         Ok(()) => Redirect::to("/console/admins").into_response(),

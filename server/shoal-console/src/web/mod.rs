@@ -44,8 +44,8 @@ pub(crate) fn routes() -> Router<ApiState> {
         .route("/console/policy-test", post(forms::test_policy))
         .route("/console/policies/{name}", get(pages::edit_policy))
         .route(
-            "/console/policies/{name}/toggle",
-            post(forms::toggle_policy),
+            "/console/policies/{name}/enabled",
+            post(forms::set_policy_enabled),
         )
         .route(
             "/console/policies/{name}/delete",
@@ -62,7 +62,10 @@ pub(crate) fn routes() -> Router<ApiState> {
             post(forms::delete_resource),
         )
         .route("/console/users", get(pages::users).post(forms::create_user))
-        .route("/console/users/{name}/toggle", post(forms::toggle_user))
+        .route(
+            "/console/users/{name}/enabled",
+            post(forms::set_user_enabled),
+        )
         .route("/console/users/{name}/delete", post(forms::delete_user))
         .route("/console/users/{name}/keys", post(forms::create_key))
         .route("/console/keys/{key_id}/rotate", post(forms::rotate_key))
@@ -71,7 +74,10 @@ pub(crate) fn routes() -> Router<ApiState> {
             "/console/admins",
             get(pages::admins).post(forms::create_admin),
         )
-        .route("/console/admins/{name}/toggle", post(forms::toggle_admin))
+        .route(
+            "/console/admins/{name}/enabled",
+            post(forms::set_admin_enabled),
+        )
         .route("/console/audit", get(pages::audit))
         .route("/console/fragments/overview", get(pages::overview_fragment))
         .route(
@@ -86,11 +92,10 @@ pub(crate) fn routes() -> Router<ApiState> {
         .route("/", get(|| async { Redirect::to("/console/") }))
         .route("/console/static/{*path}", get(static_file))
         .merge(console)
-        .layer(middleware::from_fn(common_headers))
 }
 
 /// Headers every admin response carries (API included).
-async fn common_headers(req: Request, next: Next) -> Response {
+pub(crate) async fn common_headers(req: Request, next: Next) -> Response {
     let mut res = next.run(req).await;
     let h = res.headers_mut();
     h.insert(
@@ -262,10 +267,16 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for FormData<T> {
     async fn from_request(req: Request, state: &S) -> Result<Self, Response> {
         match axum::Form::<T>::from_request(req, state).await {
             Ok(axum::Form(v)) => Ok(FormData(v)),
-            Err(e) => Err(error_page(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                &format!("The form could not be read: {}", e.body_text()),
-            )),
+            Err(e) => {
+                let status = match e.status() {
+                    StatusCode::BAD_REQUEST => StatusCode::UNPROCESSABLE_ENTITY,
+                    other => other,
+                };
+                Err(error_page(
+                    status,
+                    &format!("The form could not be read: {}", e.body_text()),
+                ))
+            }
         }
     }
 }

@@ -68,6 +68,9 @@ fn secure(mode: CookieSecure, headers: &HeaderMap) -> bool {
 }
 
 fn is_loopback_host(host: &str) -> bool {
+    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+        return ip.is_loopback();
+    }
     let name = match host.strip_prefix('[') {
         Some(rest) => rest.split(']').next().unwrap_or(""),
         None => host.rsplit_once(':').map_or(host, |(h, _)| h),
@@ -143,10 +146,13 @@ impl FromRequestParts<ApiState> for ConsoleAdmin {
                 csrf: csrf_for(token),
             }),
             Ok(None) => Err(to_login(parts)),
-            Err(e) => Err(error_page(
-                StatusCode::SERVICE_UNAVAILABLE,
-                &format!("the control plane cannot check your session right now: {e}"),
-            )),
+            Err(e) => {
+                tracing::warn!("console session could not be checked: {e}");
+                Err(error_page(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Your session cannot be checked right now: the control plane is unavailable.",
+                ))
+            }
         }
     }
 }
