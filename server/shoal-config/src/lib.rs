@@ -18,7 +18,7 @@ mod secret;
 pub use load::{ConfigError, ConfigIssue, ENV_OVERRIDES, Origin, load, load_from_str};
 pub use model::{
     AuditConfig, ClusterConfig, ControlPlaneConfig, CookieSecure, DiscoveryConfig, DiscoveryMethod,
-    EcsDiscovery, HttpConfig, LogConfig, LogFormat, NodeConfig, ProxyConfig, StateConfig,
-    WindowConfig,
+    EcsDiscovery, HttpConfig, KubernetesDiscovery, LogConfig, LogFormat, NodeConfig, ProxyConfig,
+    StateConfig, WindowConfig,
 };
 pub use secret::{Secret, SecretKey};

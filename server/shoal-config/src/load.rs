@@ -216,12 +216,29 @@ pub const ENV_OVERRIDES: &[EnvOverride] = &[
                 "dns-srv" => DiscoveryMethod::DnsSrv,
                 "dns-a" => DiscoveryMethod::DnsA,
                 "ecs" => DiscoveryMethod::Ecs,
+                "kubernetes" => DiscoveryMethod::Kubernetes,
                 other => {
                     return Err(format!(
-                        "must be none, static, dns-srv, dns-a or ecs, got {other:?}"
+                        "must be none, static, dns-srv, dns-a, ecs or kubernetes, got {other:?}"
                     ));
                 }
             };
+            Ok(())
+        },
+    },
+    EnvOverride {
+        var: "SHOAL_DISCOVERY_KUBERNETES_NAMESPACE",
+        key: "discovery.kubernetes.namespace",
+        apply: |c, v| {
+            c.discovery.kubernetes.namespace = Some(v.trim().to_string());
+            Ok(())
+        },
+    },
+    EnvOverride {
+        var: "SHOAL_DISCOVERY_KUBERNETES_LABEL_SELECTOR",
+        key: "discovery.kubernetes.label_selector",
+        apply: |c, v| {
+            c.discovery.kubernetes.label_selector = Some(v.trim().to_string());
             Ok(())
         },
     },
@@ -868,12 +885,14 @@ fn validate(config: &NodeConfig, origin_of: &dyn Fn(&str) -> Origin, out: &mut V
         DiscoveryMethod::DnsSrv => matches!(key, "name" | "server"),
         DiscoveryMethod::DnsA => matches!(key, "name" | "port" | "server"),
         DiscoveryMethod::Ecs => matches!(key, "port" | "ecs"),
+        DiscoveryMethod::Kubernetes => matches!(key, "port" | "kubernetes"),
     };
     let set = [
         ("peers", !d.peers.is_empty()),
         ("name", d.name.is_some()),
         ("server", d.server.is_some()),
         ("ecs", d.ecs != Default::default()),
+        ("kubernetes", d.kubernetes != Default::default()),
     ];
     for (key, present) in set {
         check(
@@ -923,6 +942,38 @@ fn validate(config: &NodeConfig, origin_of: &dyn Fn(&str) -> Origin, out: &mut V
                     format!("must be an http:// or https:// URL, got {endpoint:?}"),
                 );
             }
+        }
+        DiscoveryMethod::Kubernetes => {
+            let k = &d.kubernetes;
+            if let Some(ns) = &k.namespace {
+                // RFC 1123 label: what Kubernetes accepts as a namespace name.
+                let ok = !ns.is_empty()
+                    && ns.len() <= 63
+                    && ns
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                    && !ns.starts_with('-')
+                    && !ns.ends_with('-');
+                check(
+                    ok,
+                    "discovery.kubernetes.namespace",
+                    format!(
+                        "must be a namespace name (lower-case letters, digits, '-'), got {ns:?}"
+                    ),
+                );
+            }
+            let selector_ok = k.label_selector.as_deref().is_some_and(|s| {
+                !s.trim().is_empty() && s.len() <= 1024 && !s.contains(char::is_control)
+            });
+            check(
+                selector_ok,
+                "discovery.kubernetes.label_selector",
+                format!(
+                    "must select the peer pods for method \"kubernetes\" (e.g. \
+                     \"app.kubernetes.io/name=shoal\"), got {:?}",
+                    k.label_selector
+                ),
+            );
         }
         DiscoveryMethod::DnsSrv | DiscoveryMethod::DnsA => {
             let name_ok = d.name.as_deref().is_some_and(|n| {

@@ -261,6 +261,28 @@ pub struct DiscoveryConfig {
     /// `ecs`: which tasks are the node's peers.
     #[serde(default)]
     pub ecs: EcsDiscovery,
+    /// `kubernetes`: which pods are the node's peers.
+    #[serde(default)]
+    pub kubernetes: KubernetesDiscovery,
+}
+
+/// Peers as the pods matching a label selector (`get`, `list`, `watch` on pods; the gossip
+/// port is the container port named `gossip`, else `discovery.port`). The API is reached with
+/// the pod's service account, or `KUBECONFIG` outside a cluster.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct KubernetesDiscovery {
+    /// Namespace to watch; default: the pod's own (its service account's namespace).
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// Label selector of the peer pods, e.g. `app.kubernetes.io/name=shoal,app.kubernetes.io/instance=prod`
+    /// (required: watching every pod of a namespace is never what is meant).
+    #[serde(default)]
+    pub label_selector: Option<String>,
+    /// Kubeconfig file to use instead of the in-cluster service account and `KUBECONFIG`
+    /// (a node outside the cluster, tests).
+    #[serde(default)]
+    pub kubeconfig: Option<PathBuf>,
 }
 
 /// Peers as the RUNNING tasks of an ECS service (`ecs:ListTasks`, `ecs:DescribeTasks`; the
@@ -296,6 +318,8 @@ pub enum DiscoveryMethod {
     DnsA,
     /// The RUNNING tasks of an ECS service (awsvpc private IPv4 addresses).
     Ecs,
+    /// The running pods matching a label selector, followed with a watch.
+    Kubernetes,
 }
 
 impl DiscoveryMethod {
@@ -306,6 +330,7 @@ impl DiscoveryMethod {
             DiscoveryMethod::DnsSrv => "dns-srv",
             DiscoveryMethod::DnsA => "dns-a",
             DiscoveryMethod::Ecs => "ecs",
+            DiscoveryMethod::Kubernetes => "kubernetes",
         }
     }
 }
@@ -323,6 +348,7 @@ impl Default for DiscoveryConfig {
             join_timeout: default_join_timeout(),
             allowed_address_space: Vec::new(),
             ecs: EcsDiscovery::default(),
+            kubernetes: KubernetesDiscovery::default(),
         }
     }
 }

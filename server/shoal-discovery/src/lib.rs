@@ -6,12 +6,14 @@
 //!
 //! - `dns`: SRV and A/AAAA lookups through hickory-resolver, optionally against a given server.
 //! - `ecs`: the RUNNING tasks of an ECS service, by the ECS API.
+//! - `kubernetes`: the running pods matching a label selector, followed with a watch.
 //! - `static_peers`: a fixed `host:port` list, names resolved at every round.
 
 #![forbid(unsafe_code)]
 
 mod dns;
 mod ecs;
+mod kubernetes;
 mod static_peers;
 #[cfg(feature = "testsuite")]
 pub mod testsuite;
@@ -23,6 +25,7 @@ use shoal_config::{DiscoveryConfig, DiscoveryMethod};
 
 pub use dns::{DnsA, DnsSrv};
 pub use ecs::{ECS_IAM_ACTIONS, Ecs};
+pub use kubernetes::{KUBERNETES_POD_VERBS, Kubernetes};
 pub use static_peers::StaticPeers;
 
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
@@ -77,6 +80,11 @@ pub fn from_config(config: &DiscoveryConfig) -> Result<Option<Box<dyn Discover>>
             config.timeout,
         )?)),
         DiscoveryMethod::Ecs => Some(Box::new(Ecs::new(&config.ecs, config.port, config.timeout))),
+        DiscoveryMethod::Kubernetes => Some(Box::new(Kubernetes::new(
+            &config.kubernetes,
+            config.port,
+            config.timeout,
+        ))),
     })
 }
 

@@ -186,13 +186,17 @@ pub(crate) async fn csrf_guard(req: Request, next: Next) -> Response {
     let bytes = match axum::body::to_bytes(body, FORM_LIMIT).await {
         Ok(b) => b,
         Err(_) => {
-            return error_page(
+            let mut res = error_page(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 &format!(
                     "This form is larger than {} KiB; nothing was changed.",
                     FORM_LIMIT / 1024
                 ),
             );
+            // The rest of the body is not read: the connection cannot carry another request.
+            res.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return res;
         }
     };
     let sent = form_urlencoded::parse(&bytes)
