@@ -121,6 +121,7 @@ async fn cluster_status(State(h): State<HealthState>) -> Json<serde_json::Value>
         "version": crate::VERSION,
         "node": h.node,
         "joined": h.join.is_ready(),
+        "discovery": h.join.discovery(),
         "cluster": status,
         "gossip_errors": h.gossip_errors.counts(),
     }))

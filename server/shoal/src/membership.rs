@@ -32,6 +32,19 @@ pub(crate) struct JoinState {
     detail: Mutex<String>,
     /// Told when the node runs alone, so it stops waiting for a state replay.
     state: SharedState,
+    discovery: Mutex<DiscoveryStats>,
+}
+
+/// Discovery rounds as `/cluster/status` reports them (until telemetry exports them).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub(crate) struct DiscoveryStats {
+    pub method: &'static str,
+    pub runs: u64,
+    pub failures: u64,
+    /// Peers the last successful round found (this node excluded).
+    pub last_found: Option<usize>,
+    /// The cause of the last failed round, cleared by the next successful one.
+    pub last_error: Option<String>,
 }
 
 impl JoinState {
@@ -40,6 +53,27 @@ impl JoinState {
             ready: Default::default(),
             detail: Mutex::default(),
             state,
+            discovery: Mutex::default(),
+        }
+    }
+
+    pub(crate) fn discovery(&self) -> DiscoveryStats {
+        self.discovery.lock().expect("discovery stats").clone()
+    }
+
+    fn record_round(&self, method: &'static str, outcome: Result<usize, &str>) {
+        let mut d = self.discovery.lock().expect("discovery stats");
+        d.method = method;
+        d.runs += 1;
+        match outcome {
+            Ok(found) => {
+                d.last_found = Some(found);
+                d.last_error = None;
+            }
+            Err(e) => {
+                d.failures += 1;
+                d.last_error = Some(e.to_string());
+            }
         }
     }
 
@@ -168,6 +202,7 @@ async fn discover_and_join(
             Ok(found) => found,
             Err(e) => {
                 let message = e.to_string();
+                join.record_round(method, Err(&message));
                 if last_error.as_ref() != Some(&message) {
                     tracing::warn!(method, "discovery failed: {message}");
                 }
@@ -194,6 +229,7 @@ async fn discover_and_join(
         let allowed = shoal_discovery::filter_allowed(found, &config.allowed_address_space);
         let own = cluster.advertise_address();
         let peers: BTreeSet<SocketAddr> = allowed.into_iter().filter(|a| *a != own).collect();
+        join.record_round(method, Ok(peers.len()));
         if last_found.as_ref() != Some(&peers) {
             tracing::info!(
                 method,
@@ -269,12 +305,15 @@ fn give_up_waiting(
     }
 }
 
+/// The next round's delay, spread by ±20% so that nodes started together (a rollout, a
+/// scale-up) do not all ask the platform's API in the same instant.
 fn retry_delay(join: &JoinState, interval: Duration) -> Duration {
-    if join.is_ready() {
+    let base = if join.is_ready() {
         interval
     } else {
         interval.min(EARLY_RETRY)
-    }
+    };
+    base.mul_f64(rand::random_range(0.8..1.2))
 }
 
 /// Sleeps; `true` if the node is stopping.

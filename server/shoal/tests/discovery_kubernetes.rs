@@ -467,8 +467,13 @@ async fn three_nodes_form_a_cluster_from_kubernetes_discovery_alone() {
         })
         .await;
     }
-    // Each node found the two others (itself is left out).
+    // Each node found the two others (itself is left out), and says so in its status.
     nodes[0].wait_for_log("discovered 2 nodes", WAIT).await;
+    let status = cluster_status(c.bases[0].clone()).await.unwrap();
+    let d = &status["discovery"];
+    assert_eq!(d["method"], "kubernetes", "{d}");
+    assert_eq!(d["last_found"], 2, "{d}");
+    assert!(d["runs"].as_u64().unwrap() >= 1, "{d}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -509,8 +514,16 @@ async fn a_node_without_pod_permissions_says_which_it_needs() {
             .contains("error listing pods in namespace locked: forbidden"),
         "{line}"
     );
-    // The node still starts, alone, once the join timeout passes.
+    // The node still starts, alone, once the join timeout passes, and its status counts the
+    // failed rounds with their cause.
     c.nodes[0]
         .wait_ready_where("ready alone", Duration::from_secs(60), |s, _| s == 200)
         .await;
+    let status = cluster_status(c.bases[0].clone()).await.unwrap();
+    let d = &status["discovery"];
+    assert!(d["failures"].as_u64().unwrap() >= 1, "{d}");
+    assert!(
+        d["last_error"].as_str().unwrap().contains("forbidden"),
+        "{d}"
+    );
 }
