@@ -7,6 +7,7 @@ Lints the chart strictly, renders it for the default values and every `ci/*.yaml
 rendering to OUT_DIR/<case>/ (for kubernetes-validate and checkov), checks that every
 `ci/bad/*.yaml` is refused with the message its `# expect:` line names, and asserts the facts
 the deployment depends on (RBAC, gossip ports, probes, grace periods, discovery env).
+`ci/maximal.yaml` is also rendered with every other discovery method of the schema.
 Run by scripts/check-deploy inside .venv-deploy.
 """
 
@@ -26,8 +27,28 @@ RELEASE = "ci"
 NAMESPACE = "shoal-ci"
 # The only input the chart cannot default: rendering with nothing else is the "default values" case.
 REQUIRED = {"secrets": {"databaseUrl": "postgres://shoal@postgres.shoal-ci.svc:5432/shoal"}}
-# What Kubernetes discovery calls (list + watch pods, get one pod); the Role must grant exactly this.
-DISCOVERY_RBAC = [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}]
+# What Kubernetes discovery calls, as the code exports it (`KUBERNETES_POD_VERBS`, on `pods` in
+# the core API group; the provider needs nothing else). The Role must grant exactly this.
+_SERVER = Path(__file__).resolve().parent.parent / "server"
+_K8S_SOURCE = _SERVER / "shoal-discovery/src/kubernetes.rs"
+_match = re.search(r"KUBERNETES_POD_VERBS: \[&str; (\d+)\] = \[([^\]]*)\]", _K8S_SOURCE.read_text())
+if not _match:
+    sys.exit(f"check_helm: KUBERNETES_POD_VERBS not found in {_K8S_SOURCE}")
+POD_VERBS = re.findall(r'"([^"]+)"', _match.group(2))
+if len(POD_VERBS) != int(_match.group(1)) or not POD_VERBS:
+    sys.exit(f"check_helm: cannot read KUBERNETES_POD_VERBS in {_K8S_SOURCE}: {_match.group(0)}")
+# The values SHOAL_DISCOVERY_METHOD accepts (load.rs: `"kubernetes" => DiscoveryMethod::Kubernetes`).
+_LOAD = (_SERVER / "shoal-config/src/load.rs").read_text()
+NODE_METHODS = set(re.findall(r'"([a-z-]+)" => DiscoveryMethod::', _LOAD))
+# Variables that select or configure one discovery method; the chart sets only its method's own
+# (the node refuses settings of another method: "is not used by discovery method").
+METHOD_ENV = {
+    "kubernetes": {"SHOAL_DISCOVERY_METHOD", "SHOAL_DISCOVERY_KUBERNETES_NAMESPACE",
+                   "SHOAL_DISCOVERY_KUBERNETES_LABEL_SELECTOR"},
+    "dns-srv": {"SHOAL_DISCOVERY_METHOD", "SHOAL_DISCOVERY_DNS_SRV"},
+}
+# Settings of the node's cluster membership that discovery does not own.
+SHARED_DISCOVERY_ENV = {"SHOAL_DISCOVERY_ALLOWED_ADDRESS_SPACE"}
 
 failures: list[str] = []
 env_names: set[str] = set()
@@ -111,6 +132,13 @@ def check_case(case: str, values: dict, docs: list[dict]) -> None:
     gossip = merged["ports"]["gossip"]
     cports = {(p["containerPort"], p["protocol"]) for p in container["ports"]}
     check({(gossip, "TCP"), (gossip, "UDP")} <= cports, f"{case}: container must expose gossip TCP and UDP")
+    # Kubernetes discovery takes a peer's gossip port from its container port named exactly
+    # "gossip" (else discovery.port): it must be the TCP gossip port, and the only one so named.
+    named = [p for c in pod["containers"] for p in c.get("ports", []) if p.get("name") == "gossip"]
+    check([(p["containerPort"], p.get("protocol", "TCP")) for p in named] == [(gossip, "TCP")],
+          f"{case}: the container must declare one port named gossip, TCP {gossip}; got {named}")
+    names = [p.get("name") for p in container["ports"]]
+    check(len(names) == len(set(names)), f"{case}: container port names must be unique, got {names}")
     headless = [d for d in by_kind.get("Service", []) if d["spec"].get("clusterIP") == "None"]
     check(len(headless) == 1, f"{case}: expected one headless Service")
     if headless:
@@ -123,27 +151,62 @@ def check_case(case: str, values: dict, docs: list[dict]) -> None:
             check(workloads[0]["spec"]["serviceName"] == headless[0]["metadata"]["name"],
                   f"{case}: StatefulSet serviceName must be the headless Service")
 
-    # Discovery environment.
+    # Discovery environment: the method's own variables and nothing of another method.
     method = merged["discovery"]["method"]
-    check(env["SHOAL_DISCOVERY_METHOD"]["value"] == method, f"{case}: SHOAL_DISCOVERY_METHOD must be {method}")
+    check(method in NODE_METHODS, f"{case}: discovery.method {method!r} is not one the node accepts {sorted(NODE_METHODS)}")
+    check(env.get("SHOAL_DISCOVERY_METHOD", {}).get("value") == method, f"{case}: SHOAL_DISCOVERY_METHOD must be {method}")
+    discovery_env = {n for n in env if n.startswith("SHOAL_DISCOVERY_")} - SHARED_DISCOVERY_ENV
+    check(discovery_env == METHOD_ENV.get(method),
+          f"{case}: discovery variables for {method} must be {sorted(METHOD_ENV.get(method, ()))}, got {sorted(discovery_env)}")
+    sa_name = pod.get("serviceAccountName", "default")
     roles = by_kind.get("Role", [])
+    bindings = by_kind.get("RoleBinding", [])
+    check(not by_kind.get("ClusterRole") and not by_kind.get("ClusterRoleBinding"), f"{case}: no cluster-wide RBAC")
+    for sa in by_kind.get("ServiceAccount", []):
+        # Pods opt in to a token in their own spec; the account mounts none by default.
+        check(sa.get("automountServiceAccountToken") is False, f"{case}: ServiceAccount must not automount its token")
     if method == "kubernetes":
-        check(env["SHOAL_DISCOVERY_KUBERNETES_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace",
-              f"{case}: namespace must come from the downward API")
-        selector = ",".join(f"{k}={v}" for k, v in workloads[0]["spec"]["selector"]["matchLabels"].items())
-        check(env["SHOAL_DISCOVERY_KUBERNETES_LABEL_SELECTOR"]["value"] == selector,
+        check(workloads[0]["metadata"].get("namespace") == NAMESPACE, f"{case}: workload must be in the release namespace")
+        ns_env = env.get("SHOAL_DISCOVERY_KUBERNETES_NAMESPACE", {})
+        check(ns_env.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "metadata.namespace",
+              f"{case}: SHOAL_DISCOVERY_KUBERNETES_NAMESPACE must be the pod's (release) namespace from the downward API")
+        match_labels = workloads[0]["spec"]["selector"]["matchLabels"]
+        selector = ",".join(f"{k}={v}" for k, v in match_labels.items())
+        check(bool(match_labels) and env.get("SHOAL_DISCOVERY_KUBERNETES_LABEL_SELECTOR", {}).get("value") == selector,
               f"{case}: label selector env must equal the workload selector ({selector})")
-        check(pod["automountServiceAccountToken"] is True, f"{case}: kubernetes discovery needs the token")
+        template_labels = workloads[0]["spec"]["template"]["metadata"]["labels"]
+        check(match_labels.items() <= template_labels.items(), f"{case}: the label selector must select the pods")
+        check(pod.get("automountServiceAccountToken") is True, f"{case}: kubernetes discovery needs the token mounted")
         if merged["rbac"]["create"]:
-            check(len(roles) == 1 and roles[0]["rules"] == DISCOVERY_RBAC,
-                  f"{case}: Role must grant exactly get/list/watch on pods, got {[r.get('rules') for r in roles]}")
-            check(not by_kind.get("ClusterRole"), f"{case}: no cluster-wide RBAC")
+            check(len(roles) == 1, f"{case}: expected one Role, got {len(roles)}")
+            for role in roles:
+                check(role["metadata"].get("namespace") == NAMESPACE, f"{case}: Role must be in the release namespace")
+                rules = role.get("rules", [])
+                check(len(rules) == 1, f"{case}: Role must have one rule (pods), got {rules}")
+                for rule in rules:
+                    check(rule.get("apiGroups") == [""] and rule.get("resources") == ["pods"]
+                          and not rule.get("resourceNames") and not rule.get("nonResourceURLs"),
+                          f"{case}: Role rule must cover pods in the core API group only, got {rule}")
+                    verbs = rule.get("verbs", [])
+                    check(len(verbs) == len(set(verbs)) and sorted(verbs) == sorted(POD_VERBS),
+                          f"{case}: Role must grant exactly KUBERNETES_POD_VERBS {POD_VERBS} on pods, got {verbs}")
+            check(len(bindings) == 1, f"{case}: expected one RoleBinding, got {len(bindings)}")
+            for b in bindings:
+                check(b["metadata"].get("namespace") == NAMESPACE, f"{case}: RoleBinding must be in the release namespace")
+                check(bool(roles) and b["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                                                       "name": roles[0]["metadata"]["name"]},
+                      f"{case}: RoleBinding must reference the Role, got {b['roleRef']}")
+                check(b.get("subjects") == [{"kind": "ServiceAccount", "name": sa_name, "namespace": NAMESPACE}],
+                      f"{case}: RoleBinding must bind only the pods' ServiceAccount {sa_name}, got {b.get('subjects')}")
+            check(sa_name != "default", f"{case}: the Role must not go to the namespace's default ServiceAccount")
+        else:
+            check(not roles and not bindings, f"{case}: no Role or RoleBinding with rbac.create false")
     else:
         srv = env["SHOAL_DISCOVERY_DNS_SRV"]["value"]
         want = f"_gossip._tcp.{headless[0]['metadata']['name']}.{NAMESPACE}.svc.{merged['clusterDomain']}" if headless else "?"
         check(srv == want, f"{case}: SRV name {srv!r}, want {want!r}")
-        check(pod["automountServiceAccountToken"] is False, f"{case}: no API token without kubernetes discovery")
-        check(not roles, f"{case}: no Role without kubernetes discovery")
+        check(pod.get("automountServiceAccountToken") is False, f"{case}: no API token without kubernetes discovery")
+        check(not roles and not bindings, f"{case}: no Role or RoleBinding without kubernetes discovery")
 
     # Data-plane ports must be reachable through the Service: SHOAL_PROXY_ADDRESS replaces the
     # config file (ConfigMap) the chart used to mount for this; nothing else needs a file.
@@ -241,9 +304,19 @@ def main() -> int:
     for key in leaf_keys(defaults):
         check(f"`{key}`" in readme, f"README.md: values table misses `{key}`")
 
+    methods = schema["properties"]["discovery"]["properties"]["method"]["enum"]
+    check(set(methods) <= NODE_METHODS, f"values.schema.json: discovery.method {methods} beyond the node's {sorted(NODE_METHODS)}")
+    check(defaults["discovery"]["method"] == "kubernetes", "values.yaml: discovery.method must default to kubernetes")
     cases = {"default": REQUIRED}
     for f in sorted((chart_dir / "ci").glob("*.yaml")):
         cases[f.stem] = yaml.safe_load(f.read_text()) or {}
+    # The maximal values meet every discovery method, not only the one the file names.
+    maximal = cases.get("maximal", {})
+    for m in methods:
+        if m != maximal.get("discovery", {}).get("method", defaults["discovery"]["method"]):
+            cases[f"maximal-{m}"] = deep_merge(maximal, {"discovery": {"method": m}})
+    check({deep_merge(defaults, v)["discovery"]["method"] for v in cases.values()} == set(methods),
+          "ci: the renderings must cover every discovery.method")
     for case, values in cases.items():
         try:
             rendered = render(chart, values)
@@ -288,8 +361,10 @@ def main() -> int:
     chart_env = env_names - {e["name"] for v in cases.values() for e in v.get("shoal", {}).get("extraEnv", [])}
     never, planned = unknown(root, chart_env)
     check(not never, f"the chart sets SHOAL_* variables no node reads: {never}")
-    if planned:
-        print(f"helm: planned variables not read by load.rs yet: {', '.join(planned)}")
+    # Discovery is the chart's default now: every variable it sets must be read by load.rs today.
+    check(not planned, f"the chart sets variables load.rs does not read yet: {planned}")
+    print(f"helm: {len(chart_env)} SHOAL_* variables set by the chart, all read by the node; "
+          f"Role verbs on pods = KUBERNETES_POD_VERBS {POD_VERBS}")
 
     for f in failures:
         print(f"helm: FAIL {f}", file=sys.stderr)

@@ -6,13 +6,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-# Read by discovery providers that are being built (Kubernetes, ECS); not in load.rs yet.
-# Each name leaves this list when load.rs starts reading it.
-PLANNED = {
-    "SHOAL_DISCOVERY_METHOD",
-    "SHOAL_DISCOVERY_KUBERNETES_NAMESPACE",
-    "SHOAL_DISCOVERY_KUBERNETES_LABEL_SELECTOR",
-}
+# Variables a deployment artifact may set ahead of the code that reads them (none today).
+# A name leaves this list when load.rs starts reading it.
+PLANNED: set[str] = set()
 
 SECRETS = ("SHOAL_DATABASE_URL", "SHOAL_CLUSTER_PSK", "SHOAL_SECRETS_KEY")
 
