@@ -17,8 +17,8 @@ mod secret;
 
 pub use load::{ConfigError, ConfigIssue, ENV_OVERRIDES, Origin, load, load_from_str};
 pub use model::{
-    AuditConfig, ClusterConfig, ControlPlaneConfig, CookieSecure, DiscoveryConfig, DiscoveryMethod,
-    EcsDiscovery, HttpConfig, KubernetesDiscovery, LogConfig, LogFormat, NodeConfig, ProxyConfig,
-    StateConfig, WindowConfig,
+    AuditConfig, ClusterConfig, ConsulDiscovery, ControlPlaneConfig, CookieSecure, DiscoveryConfig,
+    DiscoveryMethod, EcsDiscovery, EtcdDiscovery, HttpConfig, KubernetesDiscovery, LogConfig,
+    LogFormat, NodeConfig, ProxyConfig, StateConfig, WindowConfig,
 };
 pub use secret::{Secret, SecretKey};

@@ -217,9 +217,12 @@ pub const ENV_OVERRIDES: &[EnvOverride] = &[
                 "dns-a" => DiscoveryMethod::DnsA,
                 "ecs" => DiscoveryMethod::Ecs,
                 "kubernetes" => DiscoveryMethod::Kubernetes,
+                "etcd" => DiscoveryMethod::Etcd,
+                "consul" => DiscoveryMethod::Consul,
                 other => {
                     return Err(format!(
-                        "must be none, static, dns-srv, dns-a, ecs or kubernetes, got {other:?}"
+                        "must be none, static, dns-srv, dns-a, ecs, kubernetes, etcd or consul, \
+                         got {other:?}"
                     ));
                 }
             };
@@ -239,6 +242,35 @@ pub const ENV_OVERRIDES: &[EnvOverride] = &[
         key: "discovery.kubernetes.label_selector",
         apply: |c, v| {
             c.discovery.kubernetes.label_selector = Some(v.trim().to_string());
+            Ok(())
+        },
+    },
+    EnvOverride {
+        var: "SHOAL_DISCOVERY_ETCD_ENDPOINTS",
+        key: "discovery.etcd.endpoints",
+        apply: |c, v| {
+            c.discovery.etcd.endpoints = v
+                .split(',')
+                .map(str::trim)
+                .filter(|e| !e.is_empty())
+                .map(str::to_string)
+                .collect();
+            Ok(())
+        },
+    },
+    EnvOverride {
+        var: "SHOAL_DISCOVERY_CONSUL_ADDRESS",
+        key: "discovery.consul.address",
+        apply: |c, v| {
+            c.discovery.consul.address = Some(v.trim().to_string());
+            Ok(())
+        },
+    },
+    EnvOverride {
+        var: "SHOAL_DISCOVERY_CONSUL_SERVICE",
+        key: "discovery.consul.service",
+        apply: |c, v| {
+            c.discovery.consul.service = Some(v.trim().to_string());
             Ok(())
         },
     },
@@ -668,6 +700,27 @@ fn validate_state(st: &crate::StateConfig, check: &mut dyn FnMut(bool, &str, Str
     }
 }
 
+/// A registration must outlive at least two discovery rounds (it is renewed once per round),
+/// or a node would vanish from its peers' lists between renewals.
+fn registration_ttl(
+    check: &mut impl FnMut(bool, &str, String),
+    key: &str,
+    ttl: Option<Duration>,
+    interval: Duration,
+) {
+    if let Some(ttl) = ttl {
+        check(
+            ttl >= interval * 2 && ttl <= Duration::from_secs(3600),
+            key,
+            format!(
+                "must be at least twice discovery.interval ({}) and at most 1h, got {}",
+                humantime::format_duration(interval),
+                humantime::format_duration(ttl)
+            ),
+        );
+    }
+}
+
 fn validate(config: &NodeConfig, origin_of: &dyn Fn(&str) -> Origin, out: &mut Vec<ConfigIssue>) {
     let mut check = |ok: bool, key: &str, message: String| {
         if !ok {
@@ -886,6 +939,8 @@ fn validate(config: &NodeConfig, origin_of: &dyn Fn(&str) -> Origin, out: &mut V
         DiscoveryMethod::DnsA => matches!(key, "name" | "port" | "server"),
         DiscoveryMethod::Ecs => matches!(key, "port" | "ecs"),
         DiscoveryMethod::Kubernetes => matches!(key, "port" | "kubernetes"),
+        DiscoveryMethod::Etcd => key == "etcd",
+        DiscoveryMethod::Consul => key == "consul",
     };
     let set = [
         ("peers", !d.peers.is_empty()),
@@ -893,6 +948,8 @@ fn validate(config: &NodeConfig, origin_of: &dyn Fn(&str) -> Origin, out: &mut V
         ("server", d.server.is_some()),
         ("ecs", d.ecs != Default::default()),
         ("kubernetes", d.kubernetes != Default::default()),
+        ("etcd", d.etcd != Default::default()),
+        ("consul", d.consul != Default::default()),
     ];
     for (key, present) in set {
         check(
@@ -974,6 +1031,53 @@ fn validate(config: &NodeConfig, origin_of: &dyn Fn(&str) -> Origin, out: &mut V
                     k.label_selector
                 ),
             );
+        }
+        DiscoveryMethod::Etcd => {
+            let e = &d.etcd;
+            check(
+                !e.endpoints.is_empty(),
+                "discovery.etcd.endpoints",
+                "must list at least one etcd client URL for method \"etcd\"".into(),
+            );
+            for url in &e.endpoints {
+                check(
+                    url.starts_with("http://") && url.len() > 7,
+                    "discovery.etcd.endpoints",
+                    format!(
+                        "entries must be http:// URLs (TLS to etcd is not supported yet), got {url:?}"
+                    ),
+                );
+            }
+            if let Some(prefix) = &e.prefix {
+                check(
+                    prefix.starts_with('/') && prefix.ends_with('/') && prefix.len() <= 256,
+                    "discovery.etcd.prefix",
+                    format!("must start and end with '/', got {prefix:?}"),
+                );
+            }
+            registration_ttl(&mut check, "discovery.etcd.ttl", e.ttl, d.interval);
+        }
+        DiscoveryMethod::Consul => {
+            let c = &d.consul;
+            if let Some(address) = &c.address {
+                check(
+                    address.starts_with("http://") || address.starts_with("https://"),
+                    "discovery.consul.address",
+                    format!("must be an http:// or https:// URL, got {address:?}"),
+                );
+            }
+            if let Some(service) = &c.service {
+                check(
+                    !service.is_empty()
+                        && service.len() <= 63
+                        && service
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-'),
+                    "discovery.consul.service",
+                    format!("must be 1-63 letters, digits or '-', got {service:?}"),
+                );
+            }
+            registration_ttl(&mut check, "discovery.consul.ttl", c.ttl, d.interval);
         }
         DiscoveryMethod::DnsSrv | DiscoveryMethod::DnsA => {
             let name_ok = d.name.as_deref().is_some_and(|n| {

@@ -264,6 +264,48 @@ pub struct DiscoveryConfig {
     /// `kubernetes`: which pods are the node's peers.
     #[serde(default)]
     pub kubernetes: KubernetesDiscovery,
+    /// `etcd`: where nodes register and list each other.
+    #[serde(default)]
+    pub etcd: EtcdDiscovery,
+    /// `consul`: the service nodes register as and list.
+    #[serde(default)]
+    pub consul: ConsulDiscovery,
+}
+
+/// Each node registers its gossip address under `prefix` with a lease it keeps alive, and
+/// lists the prefix (etcd v3 JSON API over HTTP).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct EtcdDiscovery {
+    /// Client URLs, tried in order (`http://host:2379`).
+    #[serde(default)]
+    pub endpoints: Vec<String>,
+    /// Key prefix of the registrations; default `/shoal/<cluster.name>/nodes/`.
+    #[serde(default)]
+    pub prefix: Option<String>,
+    /// Lease TTL of a registration: how long a node that vanished stays listed. Default 30s,
+    /// at least twice `discovery.interval` (the lease is renewed every round).
+    #[serde(default, with = "duration_str::option")]
+    pub ttl: Option<Duration>,
+}
+
+/// Each node registers as an instance of `service` with a TTL check it passes every round,
+/// and lists the service's passing instances (Consul HTTP API).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ConsulDiscovery {
+    /// Agent URL; default `http://127.0.0.1:8500` (the local agent).
+    #[serde(default)]
+    pub address: Option<String>,
+    /// Service name; default `shoal`.
+    #[serde(default)]
+    pub service: Option<String>,
+    /// TTL of the health check; default 30s, at least twice `discovery.interval`.
+    #[serde(default, with = "duration_str::option")]
+    pub ttl: Option<Duration>,
+    /// File holding an ACL token (`CONSUL_HTTP_TOKEN` takes precedence).
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
 }
 
 /// Peers as the pods matching a label selector (`get`, `list`, `watch` on pods; the gossip
@@ -320,6 +362,10 @@ pub enum DiscoveryMethod {
     Ecs,
     /// The running pods matching a label selector, followed with a watch.
     Kubernetes,
+    /// Registrations under an etcd key prefix, kept alive with a lease.
+    Etcd,
+    /// The passing instances of a Consul service, registered with a TTL check.
+    Consul,
 }
 
 impl DiscoveryMethod {
@@ -331,6 +377,8 @@ impl DiscoveryMethod {
             DiscoveryMethod::DnsA => "dns-a",
             DiscoveryMethod::Ecs => "ecs",
             DiscoveryMethod::Kubernetes => "kubernetes",
+            DiscoveryMethod::Etcd => "etcd",
+            DiscoveryMethod::Consul => "consul",
         }
     }
 }
@@ -349,6 +397,8 @@ impl Default for DiscoveryConfig {
             allowed_address_space: Vec::new(),
             ecs: EcsDiscovery::default(),
             kubernetes: KubernetesDiscovery::default(),
+            etcd: EtcdDiscovery::default(),
+            consul: ConsulDiscovery::default(),
         }
     }
 }
@@ -724,5 +774,19 @@ pub(crate) mod duration_str {
         humantime::parse_duration(text.trim()).map_err(|e| {
             format!("invalid duration {text:?} ({e}); write e.g. \"500ms\", \"5s\" or \"1m\"")
         })
+    }
+
+    /// For optional keys: absent stays `None`.
+    pub mod option {
+        use std::time::Duration;
+
+        use serde::{Deserialize, Deserializer};
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+            let text = String::deserialize(d)?;
+            super::parse(&text)
+                .map(Some)
+                .map_err(serde::de::Error::custom)
+        }
     }
 }

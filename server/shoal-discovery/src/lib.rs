@@ -6,13 +6,16 @@
 //!
 //! - `dns`: SRV and A/AAAA lookups through hickory-resolver, optionally against a given server.
 //! - `ecs`: the RUNNING tasks of an ECS service, by the ECS API.
+//! - `etcd`, `consul`: registries each node registers itself in (lease / TTL check) and lists.
 //! - `kubernetes`: the running pods matching a label selector, followed with a watch.
 //! - `static_peers`: a fixed `host:port` list, names resolved at every round.
 
 #![forbid(unsafe_code)]
 
+mod consul;
 mod dns;
 mod ecs;
+mod etcd;
 mod kubernetes;
 mod static_peers;
 #[cfg(feature = "testsuite")]
@@ -23,8 +26,10 @@ use std::net::SocketAddr;
 use futures_util::future::BoxFuture;
 use shoal_config::{DiscoveryConfig, DiscoveryMethod};
 
+pub use consul::Consul;
 pub use dns::{DnsA, DnsSrv};
 pub use ecs::{ECS_IAM_ACTIONS, Ecs};
+pub use etcd::Etcd;
 pub use kubernetes::{KUBERNETES_POD_VERBS, Kubernetes};
 pub use static_peers::StaticPeers;
 
@@ -54,12 +59,32 @@ pub trait Discover: Send + Sync {
     /// The method name used in logs and status (`static`, `dns-srv`, ...).
     fn method(&self) -> &'static str;
 
-    /// The addresses this source knows right now (may include this node itself).
+    /// The addresses this source knows right now (may include this node itself). Providers
+    /// backed by a registry (etcd, Consul) also renew this node's registration here.
     fn discover(&self) -> BoxFuture<'_, Result<Vec<SocketAddr>, DiscoveryError>>;
+
+    /// Called once when the node leaves: registry providers remove its registration so peers
+    /// stop listing it at once.
+    fn leave(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
+}
+
+/// How this node presents itself to registry-backed providers.
+#[derive(Debug, Clone)]
+pub struct Announce {
+    /// The node id (stable across restarts): the registration's key.
+    pub id: String,
+    pub cluster: String,
+    /// The gossip address peers should join.
+    pub addr: SocketAddr,
 }
 
 /// Builds the provider for the configured method; `None` for `method = "none"`.
-pub fn from_config(config: &DiscoveryConfig) -> Result<Option<Box<dyn Discover>>, DiscoveryError> {
+pub fn from_config(
+    config: &DiscoveryConfig,
+    me: Announce,
+) -> Result<Option<Box<dyn Discover>>, DiscoveryError> {
     let name = || config.name.clone().unwrap_or_default();
     Ok(match config.method {
         DiscoveryMethod::None => None,
@@ -85,6 +110,8 @@ pub fn from_config(config: &DiscoveryConfig) -> Result<Option<Box<dyn Discover>>
             config.port,
             config.timeout,
         ))),
+        DiscoveryMethod::Etcd => Some(Box::new(Etcd::new(&config.etcd, me, config.timeout))),
+        DiscoveryMethod::Consul => Some(Box::new(Consul::new(&config.consul, me, config.timeout)?)),
     })
 }
 

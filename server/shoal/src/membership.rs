@@ -143,7 +143,12 @@ pub(crate) async fn start(
 
     let mut tasks = JoinSet::new();
     state.attach(cluster.clone(), stop.clone(), &mut tasks);
-    match shoal_discovery::from_config(&config.discovery)? {
+    let me = shoal_discovery::Announce {
+        id: cluster.local_id().to_string(),
+        cluster: config.cluster.name.clone(),
+        addr: cluster.advertise_address(),
+    };
+    match shoal_discovery::from_config(&config.discovery, me)? {
         Some(provider) => {
             tasks.spawn(discover_and_join(
                 cluster.clone(),
@@ -181,9 +186,32 @@ fn advertised_http(http: SocketAddr, gossip: SocketAddr) -> SocketAddr {
     }
 }
 
+/// Bound on removing this node's registration (etcd, Consul) when it stops; it must fit the
+/// background loops' stop grace.
+const LEAVE_GRACE: Duration = Duration::from_millis(1500);
+
 async fn discover_and_join(
     cluster: Cluster,
     provider: Box<dyn shoal_discovery::Discover>,
+    config: shoal_config::DiscoveryConfig,
+    join: Arc<JoinState>,
+    stop: CancellationToken,
+) {
+    discover_until_stopped(cluster, provider.as_ref(), config, join, stop).await;
+    if tokio::time::timeout(LEAVE_GRACE, provider.leave())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            method = provider.method(),
+            "discovery registration not removed in time; it expires on its own"
+        );
+    }
+}
+
+async fn discover_until_stopped(
+    cluster: Cluster,
+    provider: &dyn shoal_discovery::Discover,
     config: shoal_config::DiscoveryConfig,
     join: Arc<JoinState>,
     stop: CancellationToken,

@@ -5,10 +5,9 @@
 
 mod common;
 
-use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -19,43 +18,22 @@ const WAIT: Duration = Duration::from_secs(30);
 const NS: &str = "shoal";
 const SELECTOR: &str = "app.kubernetes.io/name=shoal";
 
-/// The fake apiserver process, killed when dropped.
+/// The fake apiserver, with a kubeconfig that points at it.
 struct FakeApiserver {
-    child: Child,
+    _process: ListeningProcess,
     url: String,
     kubeconfig: PathBuf,
     _dir: tempfile::TempDir,
     http: reqwest::Client,
 }
 
-impl Drop for FakeApiserver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 impl FakeApiserver {
     fn start() -> Self {
-        let script =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/fake_kube_apiserver.py");
-        let mut child = Command::new(python())
-            .arg(script)
-            .args(["--host", "127.0.0.1", "--port", "0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start fake_kube_apiserver.py");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_string();
-        let url = format!("http://{addr}");
+        let process = ListeningProcess::python_script(
+            "fake_kube_apiserver.py",
+            &["--host", "127.0.0.1", "--port", "0"],
+        );
+        let url = process.url.clone();
         let dir = tempfile::tempdir().unwrap();
         let kubeconfig = dir.path().join("kubeconfig");
         std::fs::write(
@@ -69,7 +47,7 @@ impl FakeApiserver {
         )
         .unwrap();
         Self {
-            child,
+            _process: process,
             url,
             kubeconfig,
             _dir: dir,

@@ -959,3 +959,110 @@ pub async fn start_proxy_node(db_url: &str, ip: &str, proxy_toml: &str) -> (Node
     let api = Api::login(&base).await;
     (node, api, base)
 }
+
+/// A helper process that prints `listening on HOST:PORT` as its first line (the fake
+/// Kubernetes apiserver, the Consul agent fixture), killed when dropped.
+pub struct ListeningProcess {
+    child: Child,
+    /// `http://HOST:PORT`.
+    pub url: String,
+}
+
+impl ListeningProcess {
+    /// Runs `scripts/<script>` with the test Python and `args`.
+    pub fn python_script(script: &str, args: &[&str]) -> Self {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../scripts")
+            .join(script);
+        let mut child = Command::new(python())
+            .arg(path)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {script}: {e}"));
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("{script}: unexpected first line {line:?}"))
+            .to_string();
+        Self {
+            child,
+            url: format!("http://{addr}"),
+        }
+    }
+}
+
+impl Drop for ListeningProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A real etcd (Debian's etcd-server) on loopback with its own data directory, stopped and
+/// removed on drop.
+pub struct Etcd {
+    child: Child,
+    _dir: tempfile::TempDir,
+    pub url: String,
+}
+
+impl Etcd {
+    pub async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let client = free_port("127.0.0.1");
+        let peer = free_port("127.0.0.1");
+        let url = format!("http://127.0.0.1:{client}");
+        let peer_url = format!("http://127.0.0.1:{peer}");
+        let child = Command::new(std::env::var("ETCD").unwrap_or("etcd".into()))
+            .args([
+                "--name",
+                "test",
+                "--data-dir",
+                path_str(&dir.path().join("data")),
+                "--listen-client-urls",
+                &url,
+                "--advertise-client-urls",
+                &url,
+                "--listen-peer-urls",
+                &peer_url,
+                "--initial-advertise-peer-urls",
+                &peer_url,
+                "--initial-cluster",
+                &format!("test={peer_url}"),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("etcd (Debian's etcd-server; scripts/test installs it)");
+        let etcd = Etcd {
+            child,
+            _dir: dir,
+            url,
+        };
+        let http = reqwest::Client::new();
+        wait_until("etcd to answer", Duration::from_secs(30), || async {
+            let resp = http
+                .post(format!("{}/v3/kv/range", etcd.url))
+                .json(&serde_json::json!({"key": "AA=="}))
+                .send()
+                .await
+                .ok()?;
+            resp.status().is_success().then_some(())
+        })
+        .await;
+        etcd
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
