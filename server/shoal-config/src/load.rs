@@ -219,10 +219,11 @@ pub const ENV_OVERRIDES: &[EnvOverride] = &[
                 "kubernetes" => DiscoveryMethod::Kubernetes,
                 "etcd" => DiscoveryMethod::Etcd,
                 "consul" => DiscoveryMethod::Consul,
+                "udp" => DiscoveryMethod::Udp,
                 other => {
                     return Err(format!(
-                        "must be none, static, dns-srv, dns-a, ecs, kubernetes, etcd or consul, \
-                         got {other:?}"
+                        "must be none, static, dns-srv, dns-a, ecs, kubernetes, etcd, consul or \
+                         udp, got {other:?}"
                     ));
                 }
             };
@@ -941,6 +942,7 @@ fn validate(config: &NodeConfig, origin_of: &dyn Fn(&str) -> Origin, out: &mut V
         DiscoveryMethod::Kubernetes => matches!(key, "port" | "kubernetes"),
         DiscoveryMethod::Etcd => key == "etcd",
         DiscoveryMethod::Consul => key == "consul",
+        DiscoveryMethod::Udp => key == "udp",
     };
     let set = [
         ("peers", !d.peers.is_empty()),
@@ -950,6 +952,7 @@ fn validate(config: &NodeConfig, origin_of: &dyn Fn(&str) -> Origin, out: &mut V
         ("kubernetes", d.kubernetes != Default::default()),
         ("etcd", d.etcd != Default::default()),
         ("consul", d.consul != Default::default()),
+        ("udp", d.udp != Default::default()),
     ];
     for (key, present) in set {
         check(
@@ -1078,6 +1081,25 @@ fn validate(config: &NodeConfig, origin_of: &dyn Fn(&str) -> Origin, out: &mut V
                 );
             }
             registration_ttl(&mut check, "discovery.consul.ttl", c.ttl, d.interval);
+        }
+        DiscoveryMethod::Udp => {
+            check(
+                !d.udp.broadcast.is_empty() && d.udp.broadcast.len() <= 16,
+                "discovery.udp.broadcast",
+                "must list 1 to 16 broadcast addresses with their port".into(),
+            );
+            for target in &d.udp.broadcast {
+                check(
+                    target.port() > 0 && target.is_ipv4(),
+                    "discovery.udp.broadcast",
+                    format!("entries must be IPv4 broadcast addresses with a port, got {target}"),
+                );
+            }
+            check(
+                d.udp.listen.port() > 0,
+                "discovery.udp.listen",
+                format!("must have a port, got {}", d.udp.listen),
+            );
         }
         DiscoveryMethod::DnsSrv | DiscoveryMethod::DnsA => {
             let name_ok = d.name.as_deref().is_some_and(|n| {

@@ -270,6 +270,41 @@ pub struct DiscoveryConfig {
     /// `consul`: the service nodes register as and list.
     #[serde(default)]
     pub consul: ConsulDiscovery,
+    /// `udp`: where announcements are sent and heard.
+    #[serde(default)]
+    pub udp: UdpDiscovery,
+}
+
+/// Signed announcements broadcast on the local network (HMAC with the cluster key).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct UdpDiscovery {
+    /// Where announcements are heard; all interfaces by default (a broadcast is only
+    /// delivered to a socket bound to the wildcard address).
+    #[serde(default = "default_udp_listen")]
+    pub listen: SocketAddr,
+    /// Where announcements are sent: broadcast addresses with the port. The default limited
+    /// broadcast leaves by the default route; name the subnet's broadcast address
+    /// (`10.0.0.255:7947`) on a host without one, or several for several subnets.
+    #[serde(default = "default_udp_broadcast")]
+    pub broadcast: Vec<SocketAddr>,
+}
+
+impl Default for UdpDiscovery {
+    fn default() -> Self {
+        Self {
+            listen: default_udp_listen(),
+            broadcast: default_udp_broadcast(),
+        }
+    }
+}
+
+fn default_udp_listen() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 7947))
+}
+
+fn default_udp_broadcast() -> Vec<SocketAddr> {
+    vec![SocketAddr::from(([255, 255, 255, 255], 7947))]
 }
 
 /// Each node registers its gossip address under `prefix` with a lease it keeps alive, and
@@ -364,6 +399,8 @@ pub enum DiscoveryMethod {
     Kubernetes,
     /// Registrations under an etcd key prefix, kept alive with a lease.
     Etcd,
+    /// Signed announcements broadcast on the local network.
+    Udp,
     /// The passing instances of a Consul service, registered with a TTL check.
     Consul,
 }
@@ -378,6 +415,7 @@ impl DiscoveryMethod {
             DiscoveryMethod::Ecs => "ecs",
             DiscoveryMethod::Kubernetes => "kubernetes",
             DiscoveryMethod::Etcd => "etcd",
+            DiscoveryMethod::Udp => "udp",
             DiscoveryMethod::Consul => "consul",
         }
     }
@@ -399,6 +437,7 @@ impl Default for DiscoveryConfig {
             kubernetes: KubernetesDiscovery::default(),
             etcd: EtcdDiscovery::default(),
             consul: ConsulDiscovery::default(),
+            udp: UdpDiscovery::default(),
         }
     }
 }

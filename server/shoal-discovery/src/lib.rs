@@ -7,6 +7,7 @@
 //! - `dns`: SRV and A/AAAA lookups through hickory-resolver, optionally against a given server.
 //! - `ecs`: the RUNNING tasks of an ECS service, by the ECS API.
 //! - `etcd`, `consul`: registries each node registers itself in (lease / TTL check) and lists.
+//! - `udp`: signed announcements broadcast on the local network.
 //! - `kubernetes`: the running pods matching a label selector, followed with a watch.
 //! - `static_peers`: a fixed `host:port` list, names resolved at every round.
 
@@ -20,6 +21,7 @@ mod kubernetes;
 mod static_peers;
 #[cfg(feature = "testsuite")]
 pub mod testsuite;
+mod udp;
 
 use std::net::SocketAddr;
 
@@ -32,6 +34,7 @@ pub use ecs::{ECS_IAM_ACTIONS, Ecs};
 pub use etcd::Etcd;
 pub use kubernetes::{KUBERNETES_POD_VERBS, Kubernetes};
 pub use static_peers::StaticPeers;
+pub use udp::Udp;
 
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum DiscoveryError {
@@ -70,7 +73,7 @@ pub trait Discover: Send + Sync {
     }
 }
 
-/// How this node presents itself to registry-backed providers.
+/// How this node presents itself to providers that announce it (etcd, Consul, UDP).
 #[derive(Debug, Clone)]
 pub struct Announce {
     /// The node id (stable across restarts): the registration's key.
@@ -78,6 +81,8 @@ pub struct Announce {
     pub cluster: String,
     /// The gossip address peers should join.
     pub addr: SocketAddr,
+    /// The cluster's primary key: UDP announcements are signed with it.
+    pub key: shoal_config::SecretKey,
 }
 
 /// Builds the provider for the configured method; `None` for `method = "none"`.
@@ -111,6 +116,7 @@ pub fn from_config(
             config.timeout,
         ))),
         DiscoveryMethod::Etcd => Some(Box::new(Etcd::new(&config.etcd, me, config.timeout))),
+        DiscoveryMethod::Udp => Some(Box::new(Udp::new(&config.udp, me, config.interval))),
         DiscoveryMethod::Consul => Some(Box::new(Consul::new(&config.consul, me, config.timeout)?)),
     })
 }

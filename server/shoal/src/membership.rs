@@ -147,6 +147,12 @@ pub(crate) async fn start(
         id: cluster.local_id().to_string(),
         cluster: config.cluster.name.clone(),
         addr: cluster.advertise_address(),
+        key: config
+            .cluster
+            .keys()
+            .first()
+            .cloned()
+            .context("cluster.psk: no key configured")?,
     };
     match shoal_discovery::from_config(&config.discovery, me)? {
         Some(provider) => {

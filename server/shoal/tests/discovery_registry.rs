@@ -19,6 +19,7 @@ fn me(i: usize) -> Announce {
         id: format!("node-{i}"),
         cluster: "test".into(),
         addr: format!("127.0.0.{}:79{i:02}", 90 + i).parse().unwrap(),
+        key: shoal_config::SecretKey::parse(PSK_HEX).unwrap(),
     }
 }
 

@@ -1,0 +1,66 @@
+//! UDP broadcast discovery on a real (virtual) LAN: nodes in network namespaces made by the
+//! test, one bridge between them, each announcing its gossip address to the subnet's
+//! broadcast address. A host with another key broadcasts too and is never joined.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn udp_toml() -> String {
+    "\n[discovery]\nmethod = \"udp\"\ninterval = \"1s\"\n\
+     [discovery.udp]\nbroadcast = [\"10.77.0.255:7947\"]\n"
+        .into()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_find_each_other_by_signed_udp_broadcast() {
+    if !in_private_namespaces("nodes_find_each_other_by_signed_udp_broadcast") {
+        return;
+    }
+    let db = database().await;
+    let url = db
+        .socket_url()
+        .expect("a private PostgreSQL inside the namespace");
+    let net = TestNetwork::new(4);
+    let mut specs: Vec<NodeSpec> = (0..4)
+        .map(|i| NodeSpec::in_netns(&format!("u{i}"), &net, i, &url))
+        .collect();
+    for spec in &mut specs {
+        spec.extra_toml = udp_toml();
+    }
+    // The fourth host broadcasts with another cluster key.
+    specs[3].env.push((
+        "SHOAL_CLUSTER_PSK".into(),
+        "5151515151515151515151515151515151515151515151515151515151515151".into(),
+    ));
+    create_admin(&specs[0]);
+    let mut nodes: Vec<Node> = specs.iter().map(NodeSpec::start).collect();
+    let mut bases = Vec::new();
+    for node in &mut nodes {
+        bases.push(node.base_url().await);
+    }
+    for base in &bases[..3] {
+        wait_until("three alive members", WAIT, || async {
+            let status = cluster_status(base.clone()).await?;
+            (status["cluster"]["healthy"] == 3).then_some(())
+        })
+        .await;
+    }
+    // The stranger's announcements are refused for their signature, and it is never joined.
+    nodes[0]
+        .wait_for_log("udp discovery: ignoring a datagram: bad signature", WAIT)
+        .await;
+    let status = cluster_status(bases[0].clone()).await.unwrap();
+    assert_eq!(
+        status["cluster"]["members"].as_array().unwrap().len(),
+        3,
+        "{status}"
+    );
+    assert_eq!(status["discovery"]["last_found"], 2, "{status}");
+    let alone = cluster_status(bases[3].clone()).await.unwrap();
+    assert_eq!(alone["cluster"]["healthy"], 1, "{alone}");
+}
