@@ -1311,10 +1311,82 @@ mod tests {
         );
 
         let mut e = base_env();
-        e.insert("SHOAL_DISCOVERY_METHOD".into(), "consul".into());
+        e.insert("SHOAL_DISCOVERY_METHOD".into(), "zookeeper".into());
         let err = load("", &e).unwrap_err().to_string();
         assert!(err.contains("SHOAL_DISCOVERY_METHOD"), "{err}");
-        assert!(err.contains("got \"consul\""), "{err}");
+        assert!(err.contains("got \"zookeeper\""), "{err}");
+    }
+
+    #[test]
+    fn registry_and_platform_discovery_settings_are_checked_by_key() {
+        let refused = |text: &str, key: &str, says: &str| {
+            let err = load(text, &base_env()).unwrap_err().to_string();
+            assert!(err.contains(&format!("`{key}`")), "{key}: {err}");
+            assert!(err.contains(says), "{key}: {err}");
+        };
+        refused(
+            "[discovery]\nmethod = \"kubernetes\"\n",
+            "discovery.kubernetes.label_selector",
+            "must select the peer pods",
+        );
+        refused(
+            "[discovery]\nmethod = \"kubernetes\"\n[discovery.kubernetes]\nlabel_selector = \"a=b\"\nnamespace = \"Bad_NS\"\n",
+            "discovery.kubernetes.namespace",
+            "got \"Bad_NS\"",
+        );
+        refused(
+            "[discovery]\nmethod = \"etcd\"\n",
+            "discovery.etcd.endpoints",
+            "at least one",
+        );
+        refused(
+            "[discovery]\nmethod = \"etcd\"\ninterval = \"10s\"\n[discovery.etcd]\nendpoints = [\"http://e:2379\"]\nttl = \"15s\"\n",
+            "discovery.etcd.ttl",
+            "at least twice discovery.interval (10s)",
+        );
+        refused(
+            "[discovery]\nmethod = \"etcd\"\n[discovery.etcd]\nendpoints = [\"https://e:2379\"]\n",
+            "discovery.etcd.endpoints",
+            "TLS to etcd is not supported yet",
+        );
+        refused(
+            "[discovery]\nmethod = \"consul\"\n[discovery.consul]\nservice = \"no spaces\"\n",
+            "discovery.consul.service",
+            "got \"no spaces\"",
+        );
+        refused(
+            "[discovery]\nmethod = \"udp\"\n[discovery.udp]\nbroadcast = [\"[ff02::1]:7947\"]\n",
+            "discovery.udp.broadcast",
+            "IPv4 broadcast",
+        );
+        refused(
+            "[discovery]\nmethod = \"static\"\npeers = [\"a:1\"]\n[discovery.etcd]\nendpoints = [\"http://e:2379\"]\n",
+            "discovery.etcd",
+            "is not used by discovery method \"static\"",
+        );
+        let mut e = base_env();
+        e.insert("SHOAL_DISCOVERY_METHOD".into(), "kubernetes".into());
+        e.insert(
+            "SHOAL_DISCOVERY_KUBERNETES_LABEL_SELECTOR".into(),
+            "app=shoal".into(),
+        );
+        let c = load("", &e).unwrap();
+        assert_eq!(c.discovery.method, DiscoveryMethod::Kubernetes);
+        assert_eq!(
+            c.discovery.kubernetes.label_selector.as_deref(),
+            Some("app=shoal")
+        );
+        let mut e = base_env();
+        e.insert("SHOAL_DISCOVERY_METHOD".into(), "etcd".into());
+        e.insert(
+            "SHOAL_DISCOVERY_ETCD_ENDPOINTS".into(),
+            "http://a:2379, http://b:2379".into(),
+        );
+        let c = load("", &e).unwrap();
+        assert_eq!(
+            c.discovery.etcd.endpoints,
+            ["http://a:2379", "http://b:2379"]
+        );
     }
 
     #[test]
