@@ -220,10 +220,11 @@ pub const ENV_OVERRIDES: &[EnvOverride] = &[
                 "etcd" => DiscoveryMethod::Etcd,
                 "consul" => DiscoveryMethod::Consul,
                 "udp" => DiscoveryMethod::Udp,
+                "mdns" => DiscoveryMethod::Mdns,
                 other => {
                     return Err(format!(
-                        "must be none, static, dns-srv, dns-a, ecs, kubernetes, etcd, consul or \
-                         udp, got {other:?}"
+                        "must be none, static, dns-srv, dns-a, ecs, kubernetes, etcd, consul, \
+                         udp or mdns, got {other:?}"
                     ));
                 }
             };
@@ -943,6 +944,7 @@ fn validate(config: &NodeConfig, origin_of: &dyn Fn(&str) -> Origin, out: &mut V
         DiscoveryMethod::Etcd => key == "etcd",
         DiscoveryMethod::Consul => key == "consul",
         DiscoveryMethod::Udp => key == "udp",
+        DiscoveryMethod::Mdns => false,
     };
     let set = [
         ("peers", !d.peers.is_empty()),
@@ -1082,6 +1084,7 @@ fn validate(config: &NodeConfig, origin_of: &dyn Fn(&str) -> Origin, out: &mut V
             }
             registration_ttl(&mut check, "discovery.consul.ttl", c.ttl, d.interval);
         }
+        DiscoveryMethod::Mdns => {}
         DiscoveryMethod::Udp => {
             check(
                 !d.udp.broadcast.is_empty() && d.udp.broadcast.len() <= 16,

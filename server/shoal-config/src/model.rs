@@ -401,6 +401,8 @@ pub enum DiscoveryMethod {
     Etcd,
     /// Signed announcements broadcast on the local network.
     Udp,
+    /// `_shoal._tcp.local.` instances on the local link (mDNS / DNS-SD).
+    Mdns,
     /// The passing instances of a Consul service, registered with a TTL check.
     Consul,
 }
@@ -416,6 +418,7 @@ impl DiscoveryMethod {
             DiscoveryMethod::Kubernetes => "kubernetes",
             DiscoveryMethod::Etcd => "etcd",
             DiscoveryMethod::Udp => "udp",
+            DiscoveryMethod::Mdns => "mdns",
             DiscoveryMethod::Consul => "consul",
         }
     }

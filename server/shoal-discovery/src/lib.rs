@@ -8,6 +8,7 @@
 //! - `ecs`: the RUNNING tasks of an ECS service, by the ECS API.
 //! - `etcd`, `consul`: registries each node registers itself in (lease / TTL check) and lists.
 //! - `udp`: signed announcements broadcast on the local network.
+//! - `mdns`: `_shoal._tcp.local.` instances published and browsed on the gossip interface.
 //! - `kubernetes`: the running pods matching a label selector, followed with a watch.
 //! - `static_peers`: a fixed `host:port` list, names resolved at every round.
 
@@ -18,6 +19,7 @@ mod dns;
 mod ecs;
 mod etcd;
 mod kubernetes;
+mod mdns;
 mod static_peers;
 #[cfg(feature = "testsuite")]
 pub mod testsuite;
@@ -33,6 +35,7 @@ pub use dns::{DnsA, DnsSrv};
 pub use ecs::{ECS_IAM_ACTIONS, Ecs};
 pub use etcd::Etcd;
 pub use kubernetes::{KUBERNETES_POD_VERBS, Kubernetes};
+pub use mdns::{MDNS_SERVICE, Mdns};
 pub use static_peers::StaticPeers;
 pub use udp::Udp;
 
@@ -117,6 +120,7 @@ pub fn from_config(
         ))),
         DiscoveryMethod::Etcd => Some(Box::new(Etcd::new(&config.etcd, me, config.timeout))),
         DiscoveryMethod::Udp => Some(Box::new(Udp::new(&config.udp, me, config.interval))),
+        DiscoveryMethod::Mdns => Some(Box::new(Mdns::new(me))),
         DiscoveryMethod::Consul => Some(Box::new(Consul::new(&config.consul, me, config.timeout)?)),
     })
 }

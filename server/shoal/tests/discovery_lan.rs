@@ -1,6 +1,6 @@
-//! UDP broadcast discovery on a real (virtual) LAN: nodes in network namespaces made by the
-//! test, one bridge between them, each announcing its gossip address to the subnet's
-//! broadcast address. A host with another key broadcasts too and is never joined.
+//! Local-network discovery (UDP broadcast, mDNS) on a real (virtual) LAN: nodes in network
+//! namespaces made by the test, one bridge between them. In each test a host with another key
+//! takes part too and is never joined.
 
 mod common;
 
@@ -10,17 +10,34 @@ use common::*;
 
 const WAIT: Duration = Duration::from_secs(60);
 
-fn udp_toml() -> String {
-    "\n[discovery]\nmethod = \"udp\"\ninterval = \"1s\"\n\
-     [discovery.udp]\nbroadcast = [\"10.77.0.255:7947\"]\n"
-        .into()
-}
+const UDP_TOML: &str = "\n[discovery]\nmethod = \"udp\"\ninterval = \"1s\"\n\
+                        [discovery.udp]\nbroadcast = [\"10.77.0.255:7947\"]\n";
+const MDNS_TOML: &str = "\n[discovery]\nmethod = \"mdns\"\ninterval = \"1s\"\n";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_find_each_other_by_signed_udp_broadcast() {
     if !in_private_namespaces("nodes_find_each_other_by_signed_udp_broadcast") {
         return;
     }
+    three_nodes_and_a_stranger(
+        UDP_TOML,
+        "udp discovery: ignoring a datagram: bad signature",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_find_each_other_by_mdns() {
+    if !in_private_namespaces("nodes_find_each_other_by_mdns") {
+        return;
+    }
+    three_nodes_and_a_stranger(MDNS_TOML, "mdns discovery: ignoring an instance").await;
+}
+
+/// Three nodes and a fourth with another cluster key, all with the same discovery settings:
+/// the three form a cluster from discovery alone, the stranger is refused (`refused` is in
+/// the log) and never joined.
+async fn three_nodes_and_a_stranger(toml: &str, refused: &str) {
     let db = database().await;
     let url = db
         .socket_url()
@@ -30,7 +47,7 @@ async fn nodes_find_each_other_by_signed_udp_broadcast() {
         .map(|i| NodeSpec::in_netns(&format!("u{i}"), &net, i, &url))
         .collect();
     for spec in &mut specs {
-        spec.extra_toml = udp_toml();
+        spec.extra_toml = toml.to_string();
     }
     // The fourth host broadcasts with another cluster key.
     specs[3].env.push((
@@ -51,16 +68,21 @@ async fn nodes_find_each_other_by_signed_udp_broadcast() {
         .await;
     }
     // The stranger's announcements are refused for their signature, and it is never joined.
-    nodes[0]
-        .wait_for_log("udp discovery: ignoring a datagram: bad signature", WAIT)
+    nodes[0].wait_for_log(refused, WAIT).await;
+    // Every node found both others by itself (a cluster can form from one side's finds).
+    for base in &bases[..3] {
+        wait_until("both peers discovered", WAIT, || async {
+            let status = cluster_status(base.clone()).await?;
+            (status["discovery"]["last_found"] == 2).then_some(())
+        })
         .await;
+    }
     let status = cluster_status(bases[0].clone()).await.unwrap();
     assert_eq!(
         status["cluster"]["members"].as_array().unwrap().len(),
         3,
         "{status}"
     );
-    assert_eq!(status["discovery"]["last_found"], 2, "{status}");
     let alone = cluster_status(bases[3].clone()).await.unwrap();
     assert_eq!(alone["cluster"]["healthy"], 1, "{alone}");
 }
