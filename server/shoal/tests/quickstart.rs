@@ -103,11 +103,67 @@ async fn quickstart_up_gives_a_ready_node_and_down_stops_everything() {
         .await
         .unwrap();
     assert_eq!(login.status().as_u16(), 200);
-    let page = reqwest::get(format!("{console}/console/login"))
+    // The console login, as a browser does it: the form's token and its cookie, then the
+    // session cookie opens the instances page, which lists all three nodes alive.
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let page = browser
+        .get(format!("{console}/console/login"))
+        .send()
         .await
         .unwrap();
     assert_eq!(page.status().as_u16(), 200);
-    assert!(page.text().await.unwrap().contains("Shoal console"));
+    let login_cookie = page.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let html = page.text().await.unwrap();
+    assert!(html.contains("Shoal console"));
+    let at = html.find("name=\"_csrf\" value=\"").unwrap() + 20;
+    let token = html[at..at + 64].to_string();
+    let logged_in = browser
+        .post(format!("{console}/console/login"))
+        .header("cookie", &login_cookie)
+        .form(&[
+            ("username", env["SHOAL_ADMIN_USER"].as_str()),
+            ("password", password.trim()),
+            ("_csrf", token.as_str()),
+            ("next", "/console/instances"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(logged_in.status().as_u16(), 303);
+    let session = logged_in
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("shoal_session="))
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let instances = browser
+        .get(format!("{console}/console/instances"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(instances.status().as_u16(), 200);
+    let html = instances.text().await.unwrap();
+    assert_eq!(
+        html.matches("data-col=\"state\"><span class=\"pill alive\">")
+            .count(),
+        3,
+        "three nodes alive on the console"
+    );
 
     // The demo, as the script prints it: `aws s3` with nothing but the env file.
     let aws = |script: &str| {
