@@ -190,6 +190,14 @@ fn saved(to: &str, revision: i64) -> Response {
     Redirect::to(&format!("{to}?saved={revision}")).into_response()
 }
 
+/// The answer to a change that has no form to re-render: the list it belongs to, or why not.
+fn after_change(to: &str, result: Result<i64, ControlPlaneError>) -> Response {
+    match result {
+        Ok(revision) => saved(to, revision),
+        Err(e) => store_failure(e),
+    }
+}
+
 fn checkbox(v: &Option<String>) -> bool {
     v.as_deref().is_some_and(|v| v == "on" || v == "true")
 }
@@ -297,15 +305,12 @@ pub(crate) async fn set_policy_enabled(
     Path(name): Path<String>,
     FormData(f): FormData<EnabledForm>,
 ) -> Response {
-    let enabled = f.enabled;
-    match s
-        .store
-        .set_policy_enabled(&admin.actor(), &name, enabled)
-        .await
-    {
-        Ok(revision) => saved("/console/policies", revision),
-        Err(e) => store_failure(e),
-    }
+    after_change(
+        "/console/policies",
+        s.store
+            .set_policy_enabled(&admin.actor(), &name, f.enabled)
+            .await,
+    )
 }
 
 pub(crate) async fn delete_policy(
@@ -313,10 +318,10 @@ pub(crate) async fn delete_policy(
     admin: ConsoleAdmin,
     Path(name): Path<String>,
 ) -> Response {
-    match s.store.delete_policy(&admin.actor(), &name).await {
-        Ok(revision) => saved("/console/policies", revision),
-        Err(e) => store_failure(e),
-    }
+    after_change(
+        "/console/policies",
+        s.store.delete_policy(&admin.actor(), &name).await,
+    )
 }
 
 #[derive(Template)]
@@ -429,10 +434,10 @@ pub(crate) async fn delete_resource(
     admin: ConsoleAdmin,
     Path(name): Path<String>,
 ) -> Response {
-    match s.store.delete_resource(&admin.actor(), &name).await {
-        Ok(revision) => saved("/console/resources", revision),
-        Err(e) => store_failure(e),
-    }
+    after_change(
+        "/console/resources",
+        s.store.delete_resource(&admin.actor(), &name).await,
+    )
 }
 
 #[derive(Deserialize)]
@@ -486,15 +491,12 @@ pub(crate) async fn set_user_enabled(
     Path(name): Path<String>,
     FormData(f): FormData<EnabledForm>,
 ) -> Response {
-    let enabled = f.enabled;
-    match s
-        .store
-        .set_user_enabled(&admin.actor(), &name, enabled)
-        .await
-    {
-        Ok(revision) => saved("/console/users", revision),
-        Err(e) => store_failure(e),
-    }
+    after_change(
+        "/console/users",
+        s.store
+            .set_user_enabled(&admin.actor(), &name, f.enabled)
+            .await,
+    )
 }
 
 pub(crate) async fn delete_user(
@@ -502,10 +504,10 @@ pub(crate) async fn delete_user(
     admin: ConsoleAdmin,
     Path(name): Path<String>,
 ) -> Response {
-    match s.store.delete_user(&admin.actor(), &name).await {
-        Ok(revision) => saved("/console/users", revision),
-        Err(e) => store_failure(e),
-    }
+    after_change(
+        "/console/users",
+        s.store.delete_user(&admin.actor(), &name).await,
+    )
 }
 
 #[derive(Template)]
@@ -603,10 +605,10 @@ pub(crate) async fn revoke_key(
     admin: ConsoleAdmin,
     Path(key_id): Path<String>,
 ) -> Response {
-    match s.store.delete_credential(&admin.actor(), &key_id).await {
-        Ok(revision) => saved("/console/users", revision),
-        Err(e) => store_failure(e),
-    }
+    after_change(
+        "/console/users",
+        s.store.delete_credential(&admin.actor(), &key_id).await,
+    )
 }
 
 #[derive(Deserialize)]
