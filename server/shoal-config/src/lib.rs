@@ -19,6 +19,6 @@ pub use load::{ConfigError, ConfigIssue, ENV_OVERRIDES, Origin, load, load_from_
 pub use model::{
     AuditConfig, ClusterConfig, ConsulDiscovery, ControlPlaneConfig, CookieSecure, DiscoveryConfig,
     DiscoveryMethod, EcsDiscovery, EtcdDiscovery, HttpConfig, KubernetesDiscovery, LogConfig,
-    LogFormat, NodeConfig, ProxyConfig, StateConfig, UdpDiscovery, WindowConfig,
+    LogFormat, NodeConfig, ProxyConfig, StateConfig, TelemetryConfig, UdpDiscovery, WindowConfig,
 };
 pub use secret::{Secret, SecretKey};

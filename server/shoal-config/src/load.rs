@@ -248,6 +248,21 @@ pub const ENV_OVERRIDES: &[EnvOverride] = &[
         },
     },
     EnvOverride {
+        var: "SHOAL_TELEMETRY_PROMETHEUS",
+        key: "telemetry.prometheus",
+        apply: |c, v| match v.trim() {
+            "true" => {
+                c.telemetry.prometheus = true;
+                Ok(())
+            }
+            "false" => {
+                c.telemetry.prometheus = false;
+                Ok(())
+            }
+            other => Err(format!("must be true or false, got {other:?}")),
+        },
+    },
+    EnvOverride {
         var: "SHOAL_DISCOVERY_ETCD_ENDPOINTS",
         key: "discovery.etcd.endpoints",
         apply: |c, v| {

@@ -37,6 +37,8 @@ pub struct NodeConfig {
     pub audit: AuditConfig,
     #[serde(default)]
     pub log: LogConfig,
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
 }
 
 /// The node's own HTTP server: health, readiness, admin API, console.
@@ -81,6 +83,22 @@ impl std::str::FromStr for CookieSecure {
                 "expected \"auto\", \"always\" or \"never\", got {other:?}"
             )),
         }
+    }
+}
+
+/// What the node exports about itself.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// Serve `/metrics` (Prometheus text format) on the HTTP port, next to `/health`; like
+    /// `/cluster/status` it needs no login and carries no secret.
+    #[serde(default = "default_true")]
+    pub prometheus: bool,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self { prometheus: true }
     }
 }
 

@@ -99,6 +99,7 @@ pub(crate) struct HealthState {
     pub data_plane: shoal_proxy::DataPlane,
     pub audit: shoal_control_plane::AuditLog,
     pub gossip_errors: GossipErrors,
+    pub telemetry: Arc<shoal_telemetry::Telemetry>,
 }
 
 pub(crate) fn app(health: HealthState, api: Router) -> Router {
@@ -108,6 +109,7 @@ pub(crate) fn app(health: HealthState, api: Router) -> Router {
         .route("/health", get(health_check))
         .route("/ready", get(ready))
         .route("/cluster/status", get(cluster_status))
+        .route("/metrics", get(prometheus_metrics))
         .with_state(health)
         .merge(gated)
 }
@@ -125,6 +127,30 @@ async fn cluster_status(State(h): State<HealthState>) -> Json<serde_json::Value>
         "cluster": status,
         "gossip_errors": h.gossip_errors.counts(),
     }))
+}
+
+/// The Prometheus text exposition of the node's instruments (`telemetry.prometheus`); 404
+/// when it is off.
+async fn prometheus_metrics(State(h): State<HealthState>) -> Response {
+    match h.telemetry.prometheus_text() {
+        None => (
+            StatusCode::NOT_FOUND,
+            "metrics are off on this node (telemetry.prometheus = false)",
+        )
+            .into_response(),
+        Some(Ok(text)) => (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Some(Err(e)) => {
+            tracing::warn!("{e}");
+            (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response()
+        }
+    }
 }
 
 async fn health_check(State(h): State<HealthState>) -> Json<serde_json::Value> {

@@ -8,6 +8,7 @@
 
 mod http;
 mod membership;
+mod metrics;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -133,6 +134,32 @@ pub async fn run(
         session_ttl: config.http.session_ttl,
         cookie_secure: config.http.cookie_secure,
     });
+    let telemetry = Arc::new(
+        shoal_telemetry::Telemetry::start(
+            &shoal_telemetry::Identity {
+                service_version: VERSION.to_string(),
+                instance_id: cluster.local_id().to_string(),
+                node_name: config.node_name.clone(),
+                cluster: config.cluster.name.clone(),
+                platform: shoal_telemetry::Identity::detect_platform(|k| std::env::var(k).ok())
+                    .to_string(),
+            },
+            config.telemetry.prometheus,
+        )
+        .context("cannot start telemetry")?,
+    );
+    let _instruments = metrics::register(
+        &telemetry.meter(),
+        metrics::Sources {
+            cluster: cluster.clone(),
+            state: state.clone(),
+            config: handle.clone(),
+            audit: audit.clone(),
+            join: join.clone(),
+            gate: gate.clone(),
+            data_plane: data_plane.clone(),
+        },
+    );
     let health = http::HealthState {
         config: handle.clone(),
         gate: gate.clone(),
@@ -143,6 +170,7 @@ pub async fn run(
         data_plane,
         audit,
         gossip_errors,
+        telemetry: telemetry.clone(),
     };
     let app = http::app(health, api);
 
@@ -224,6 +252,7 @@ pub async fn run(
         tracing::error!("shutdown: the audit writer did not finish in time");
     }
     cluster.leave().await;
+    telemetry.shutdown();
     watcher_stop.cancel();
     // An apply in progress finishes (so the snapshot on disk matches what was served); a
     // database that hangs mid-query does not hold shutdown up beyond the bound.

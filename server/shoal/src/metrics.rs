@@ -1,0 +1,188 @@
+//! The node's instruments: observable gauges and counters that read each subsystem's status
+//! when a reader collects (a `/metrics` scrape), so the request path pays nothing for them.
+
+use std::sync::Arc;
+
+use shoal_cluster::{Cluster, MemberState};
+use shoal_control_plane::{AuditLog, ConfigHandle};
+use shoal_state::SharedState;
+use shoal_telemetry::{KeyValue, Meter};
+
+use crate::http::DrainGate;
+use crate::membership::JoinState;
+
+/// What the instruments read.
+pub(crate) struct Sources {
+    pub cluster: Cluster,
+    pub state: SharedState,
+    pub config: ConfigHandle,
+    pub audit: AuditLog,
+    pub join: Arc<JoinState>,
+    pub gate: Arc<DrainGate>,
+    pub data_plane: shoal_proxy::DataPlane,
+}
+
+/// Instruments live as long as this value does (the node keeps it until it stops).
+pub(crate) struct Instruments {
+    _keep: Vec<Box<dyn std::any::Any + Send + Sync>>,
+}
+
+pub(crate) fn register(meter: &Meter, s: Sources) -> Instruments {
+    let s = Arc::new(s);
+    let mut keep: Vec<Box<dyn std::any::Any + Send + Sync>> = Vec::new();
+    macro_rules! gauge {
+        ($name:expr, $unit:expr, $desc:expr, |$src:ident, $obs:ident| $body:block) => {{
+            let src = s.clone();
+            keep.push(Box::new(
+                meter
+                    .u64_observable_gauge($name)
+                    .with_unit($unit)
+                    .with_description($desc)
+                    .with_callback(move |$obs| {
+                        let $src = &src;
+                        $body
+                    })
+                    .build(),
+            ));
+        }};
+    }
+    macro_rules! counter {
+        ($name:expr, $unit:expr, $desc:expr, |$src:ident, $obs:ident| $body:block) => {{
+            let src = s.clone();
+            keep.push(Box::new(
+                meter
+                    .u64_observable_counter($name)
+                    .with_unit($unit)
+                    .with_description($desc)
+                    .with_callback(move |$obs| {
+                        let $src = &src;
+                        $body
+                    })
+                    .build(),
+            ));
+        }};
+    }
+    gauge!(
+        "shoal.cluster.members",
+        "{member}",
+        "Cluster members as this node sees them, by state",
+        |src, obs| {
+            let members = src.cluster.members();
+            for state in [
+                MemberState::Alive,
+                MemberState::Suspect,
+                MemberState::Dead,
+                MemberState::Left,
+            ] {
+                let n = members.iter().filter(|m| m.state == state).count() as u64;
+                let name = serde_json::to_value(state)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default();
+                obs.observe(n, &[KeyValue::new("state", name)]);
+            }
+        }
+    );
+    gauge!(
+        "shoal.cluster.local_health",
+        "{score}",
+        "Lifeguard's local health score: 0 is healthy",
+        |src, obs| { obs.observe(src.cluster.status().local_health_score as u64, &[]) }
+    );
+    counter!(
+        "shoal.discovery.runs",
+        "{run}",
+        "Discovery rounds run",
+        |src, obs| {
+            let d = src.join.discovery();
+            obs.observe(d.runs, &[KeyValue::new("method", d.method)]);
+        }
+    );
+    counter!(
+        "shoal.discovery.failures",
+        "{run}",
+        "Discovery rounds that failed",
+        |src, obs| {
+            let d = src.join.discovery();
+            obs.observe(d.failures, &[KeyValue::new("method", d.method)]);
+        }
+    );
+    gauge!(
+        "shoal.control_plane.connected",
+        "{connected}",
+        "1 while the node reaches PostgreSQL",
+        |src, obs| { obs.observe(u64::from(src.config.status().connected), &[]) }
+    );
+    gauge!(
+        "shoal.config.revision",
+        "{revision}",
+        "The configuration revision in force on this node",
+        |src, obs| {
+            if let Some(r) = src.config.status().revision {
+                obs.observe(u64::try_from(r).unwrap_or(0), &[]);
+            }
+        }
+    );
+    gauge!(
+        "shoal.audit.spool.size",
+        "By",
+        "Bytes of decisions spooled on disk while PostgreSQL is away",
+        |src, obs| { obs.observe(src.audit.status().spool_bytes, &[]) }
+    );
+    gauge!(
+        "shoal.audit.spool.decisions",
+        "{decision}",
+        "Decisions spooled on disk while PostgreSQL is away",
+        |src, obs| { obs.observe(src.audit.status().spooled, &[]) }
+    );
+    counter!(
+        "shoal.audit.written",
+        "{decision}",
+        "Decisions written to the audit log",
+        |src, obs| { obs.observe(src.audit.status().written, &[]) }
+    );
+    gauge!(
+        "shoal.state.keys",
+        "{key}",
+        "Rate-limit keys held in shared state",
+        |src, obs| { obs.observe(src.state.status().keys as u64, &[]) }
+    );
+    counter!(
+        "shoal.state.batches",
+        "{batch}",
+        "State batches sent to and received from peers",
+        |src, obs| {
+            let st = src.state.status();
+            obs.observe(st.batches_sent, &[KeyValue::new("direction", "sent")]);
+            obs.observe(
+                st.batches_received,
+                &[KeyValue::new("direction", "received")],
+            );
+        }
+    );
+    counter!(
+        "shoal.state.sent",
+        "By",
+        "Bytes of state sent to peers",
+        |src, obs| { obs.observe(src.state.status().bytes_sent, &[]) }
+    );
+    counter!(
+        "shoal.state.strict.degraded",
+        "{check}",
+        "Strict checks decided locally because the key's owner did not answer",
+        |src, obs| { obs.observe(src.state.status().strict_degraded, &[]) }
+    );
+    counter!(
+        "shoal.proxy.policy_errors",
+        "{evaluation}",
+        "Policy evaluations that failed (each refused its request)",
+        |src, obs| { obs.observe(src.data_plane.status().policy_errors, &[]) }
+    );
+    gauge!(
+        "shoal.http.in_flight",
+        "{request}",
+        "Admin and console requests being served",
+        |src, obs| { obs.observe(src.gate.in_flight() as u64, &[]) }
+    );
+    Instruments { _keep: keep }
+}
