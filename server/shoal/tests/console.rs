@@ -51,7 +51,8 @@ async fn browser() -> (Driver, Client) {
             "args": [
                 "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
                 "--no-first-run", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--window-size=1440,900",
+                "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
+                "--window-size=1440,900",
                 format!("--user-data-dir={}", driver._profile.path().display()),
             ],
         }),
