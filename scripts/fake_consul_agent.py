@@ -11,8 +11,9 @@ documented request and response shapes:
   are refused with 400, as the agent does); 200 with an empty body.
 - `PUT /v1/agent/check/pass/{check_id}`: 200; `404 Unknown check ID "..."` for a check the
   agent does not know.
-- `GET /v1/health/service/{name}?passing=true`: `[{"Node": {...}, "Service": {...},
-  "Checks": [...]}]`, only instances whose checks are passing; a TTL check not passed within
+- `GET /v1/health/service/{name}?passing=true&filter=Service.Meta.cluster == "x"`:
+  `[{"Node": {...}, "Service": {...}, "Checks": [...]}]`, only instances whose checks are
+  passing (and, with the filter, whose `Meta.cluster` matches); a TTL check not passed within
   its TTL turns critical.
 - `PUT /v1/agent/service/deregister/{id}`: 200.
 - With `--token T`, requests without `X-Consul-Token: T` get `403 Permission denied` (the
@@ -133,7 +134,15 @@ class Handler(BaseHTTPRequestHandler):
         m = re.fullmatch(r"/v1/health/service/([^/]+)", url.path)
         if not m:
             return self.reply(404, b"not found")
-        passing_only = parse_qs(url.query).get("passing", ["false"])[-1] in ("true", "1", "")
+        query = parse_qs(url.query, keep_blank_values=True)
+        passing_only = query.get("passing", ["false"])[-1] in ("true", "1", "")
+        # The one filter shape Shoal sends: Service.Meta.<key> == "<value>".
+        meta_filter = None
+        if "filter" in query:
+            fm = re.fullmatch(r'\s*Service\.Meta\.(\w+)\s*==\s*"([^"]*)"\s*', query["filter"][-1])
+            if not fm:
+                return self.reply(400, b"Failed to create boolexpr evaluator")
+            meta_filter = (fm.group(1), fm.group(2))
         out = []
         with lock:
             for service_id, entry in sorted(services.items()):
@@ -142,6 +151,8 @@ class Handler(BaseHTTPRequestHandler):
                     continue
                 status = status_of(entry)
                 if passing_only and status != "passing":
+                    continue
+                if meta_filter and (svc.get("Meta") or {}).get(meta_filter[0]) != meta_filter[1]:
                     continue
                 out.append({
                     "Node": {"ID": "fixture-node", "Node": "fixture", "Address": "127.0.0.1",

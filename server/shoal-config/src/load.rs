@@ -1081,9 +1081,12 @@ fn validate(config: &NodeConfig, origin_of: &dyn Fn(&str) -> Origin, out: &mut V
             let c = &d.consul;
             if let Some(address) = &c.address {
                 check(
-                    address.starts_with("http://") || address.starts_with("https://"),
+                    address.starts_with("http://") && address.len() > 7,
                     "discovery.consul.address",
-                    format!("must be an http:// or https:// URL, got {address:?}"),
+                    format!(
+                        "must be an http:// URL (TLS to the agent is not supported yet; use the \
+                         local agent), got {address:?}"
+                    ),
                 );
             }
             if let Some(service) = &c.service {

@@ -45,10 +45,12 @@ fn invalid(message: String) -> DiscoveryError {
 impl Consul {
     /// The token comes from `CONSUL_HTTP_TOKEN`, else `token_file`; an unreadable file is an
     /// error at start, not at the first round.
+    /// `interval`: how often the check is passed; the default TTL outlives three passes.
     pub fn new(
         config: &ConsulDiscovery,
         me: Announce,
         timeout: Duration,
+        interval: Duration,
     ) -> Result<Self, DiscoveryError> {
         let token = match std::env::var("CONSUL_HTTP_TOKEN") {
             Ok(t) if !t.trim().is_empty() => Some(t.trim().to_string()),
@@ -72,7 +74,7 @@ impl Consul {
                 .trim_end_matches('/')
                 .to_string(),
             service: config.service.clone().unwrap_or_else(|| "shoal".into()),
-            ttl: config.ttl.unwrap_or(DEFAULT_TTL),
+            ttl: config.ttl.unwrap_or(DEFAULT_TTL.max(interval * 3)),
             token,
             me,
             http: reqwest::Client::builder()
@@ -127,19 +129,17 @@ impl Consul {
                     None,
                 )
                 .await?;
-            match status {
-                200 => return Ok(()),
-                404 => tracing::info!(
-                    method = METHOD,
-                    "consul agent forgot this node's check; registering again"
-                ),
-                _ => {
-                    return Err(invalid(format!(
-                        "passing the TTL check: HTTP {status}: {}",
-                        text.trim()
-                    )));
-                }
+            if status == 200 {
+                return Ok(());
             }
+            // 404 from current agents, 500 ("does not have associated TTL") from older ones:
+            // either way the agent no longer has this node; register again.
+            tracing::info!(
+                method = METHOD,
+                "consul agent does not know this node's check (HTTP {status}: {}); registering \
+                 again",
+                text.trim()
+            );
         }
         let body = json!({
             "ID": self.me.id,
@@ -177,7 +177,14 @@ impl Consul {
         let (status, text) = self
             .request(
                 reqwest::Method::GET,
-                &format!("/v1/health/service/{}?passing=true", self.service),
+                &format!(
+                    "/v1/health/service/{}?passing=true&filter={}",
+                    self.service,
+                    form_urlencoded_value(&format!(
+                        "Service.Meta.cluster == \"{}\"",
+                        self.me.cluster
+                    ))
+                ),
                 None,
             )
             .await?;
@@ -212,6 +219,18 @@ impl Consul {
         out.dedup();
         Ok(out)
     }
+}
+
+/// A query-string value, percent-encoded.
+fn form_urlencoded_value(v: &str) -> String {
+    v.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 impl Discover for Consul {

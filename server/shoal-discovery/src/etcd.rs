@@ -53,7 +53,13 @@ fn prefix_end(prefix: &[u8]) -> Vec<u8> {
 }
 
 impl Etcd {
-    pub fn new(config: &EtcdDiscovery, me: Announce, timeout: Duration) -> Self {
+    /// `interval`: the renewal period; the default TTL outlives three renewals.
+    pub fn new(
+        config: &EtcdDiscovery,
+        me: Announce,
+        timeout: Duration,
+        interval: Duration,
+    ) -> Self {
         Self {
             endpoints: config
                 .endpoints
@@ -64,7 +70,7 @@ impl Etcd {
                 .prefix
                 .clone()
                 .unwrap_or_else(|| format!("/shoal/{}/nodes/", me.cluster)),
-            ttl: config.ttl.unwrap_or(DEFAULT_TTL),
+            ttl: config.ttl.unwrap_or(DEFAULT_TTL.max(interval * 3)),
             me,
             http: reqwest::Client::builder()
                 .timeout(timeout)
@@ -83,15 +89,22 @@ impl Etcd {
                 Ok(resp) => {
                     let status = resp.status();
                     let text = resp.text().await.unwrap_or_default();
-                    if !status.is_success() {
+                    let shown: String = text.chars().take(300).collect();
+                    if status.is_client_error() {
+                        // The request itself is wrong: another member would refuse it too.
                         return Err(invalid(format!(
-                            "{path} at {endpoint}: HTTP {status}: {}",
-                            text.chars().take(300).collect::<String>()
+                            "{path} at {endpoint}: HTTP {status}: {shown}"
                         )));
                     }
-                    return serde_json::from_str(&text).map_err(|e| {
-                        invalid(format!("{path} at {endpoint}: not a JSON answer: {e}"))
-                    });
+                    if !status.is_success() {
+                        // A member without a leader, a proxy in between: try the next one.
+                        last = format!("{endpoint}: HTTP {status}: {shown}");
+                        continue;
+                    }
+                    match serde_json::from_str(&text) {
+                        Ok(v) => return Ok(v),
+                        Err(e) => last = format!("{endpoint}: {path}: not a JSON answer: {e}"),
+                    }
                 }
                 Err(e) => last = format!("{endpoint}: {e}"),
             }

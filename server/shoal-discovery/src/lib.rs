@@ -69,6 +69,13 @@ pub trait Discover: Send + Sync {
     /// backed by a registry (etcd, Consul) also renew this node's registration here.
     fn discover(&self) -> BoxFuture<'_, Result<Vec<SocketAddr>, DiscoveryError>>;
 
+    /// Whether an empty answer can be believed. Providers that learn about peers by
+    /// listening (UDP, mDNS) know nothing until they have listened for a while; until then
+    /// the node must not conclude that it is alone.
+    fn settled(&self) -> bool {
+        true
+    }
+
     /// Called once when the node leaves: registry providers remove its registration so peers
     /// stop listing it at once.
     fn leave(&self) -> BoxFuture<'_, ()> {
@@ -118,10 +125,20 @@ pub fn from_config(
             config.port,
             config.timeout,
         ))),
-        DiscoveryMethod::Etcd => Some(Box::new(Etcd::new(&config.etcd, me, config.timeout))),
+        DiscoveryMethod::Etcd => Some(Box::new(Etcd::new(
+            &config.etcd,
+            me,
+            config.timeout,
+            config.interval,
+        ))),
         DiscoveryMethod::Udp => Some(Box::new(Udp::new(&config.udp, me, config.interval))),
         DiscoveryMethod::Mdns => Some(Box::new(Mdns::new(me))),
-        DiscoveryMethod::Consul => Some(Box::new(Consul::new(&config.consul, me, config.timeout)?)),
+        DiscoveryMethod::Consul => Some(Box::new(Consul::new(
+            &config.consul,
+            me,
+            config.timeout,
+            config.interval,
+        )?)),
     })
 }
 

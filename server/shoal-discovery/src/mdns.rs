@@ -22,9 +22,14 @@ pub const MDNS_SERVICE: &str = "_shoal._tcp.local.";
 /// Instances found: fullname → gossip address.
 type Found = Arc<Mutex<HashMap<String, SocketAddr>>>;
 
+/// How long to browse before an empty answer is believed (queries are answered within a
+/// second or so on a quiet link).
+const BROWSE_BEFORE_TRUSTING: std::time::Duration = std::time::Duration::from_secs(3);
+
 pub struct Mdns {
     me: Announce,
     key: hmac::Key,
+    started: std::sync::OnceLock<std::time::Instant>,
     daemon: OnceCell<(ServiceDaemon, String)>,
     found: Found,
 }
@@ -46,6 +51,7 @@ impl Mdns {
         Self {
             me,
             key,
+            started: std::sync::OnceLock::new(),
             daemon: OnceCell::new(),
             found: Arc::default(),
         }
@@ -57,10 +63,13 @@ impl Mdns {
             .get_or_try_init(|| async {
                 let fail = |what: &str, e: mdns_sd::Error| invalid(format!("{what}: {e}"));
                 let daemon = ServiceDaemon::new().map_err(|e| fail("cannot start mDNS", e))?;
-                daemon
+                if let Err(e) = daemon
                     .disable_interface(IfKind::All)
                     .and_then(|()| daemon.enable_interface(IfKind::Addr(self.me.addr.ip())))
-                    .map_err(|e| fail("cannot select the gossip interface", e))?;
+                {
+                    let _ = daemon.shutdown();
+                    return Err(fail("cannot select the gossip interface", e));
+                }
                 let addr = self.me.addr.to_string();
                 let sig = hmac::sign(
                     &self.key,
@@ -81,12 +90,18 @@ impl Mdns {
                 )
                 .map_err(|e| fail("invalid service record", e))?;
                 let fullname = info.get_fullname().to_string();
-                daemon
-                    .register(info)
-                    .map_err(|e| fail("cannot publish this node", e))?;
-                let events = daemon
-                    .browse(MDNS_SERVICE)
-                    .map_err(|e| fail("cannot browse", e))?;
+                if let Err(e) = daemon.register(info) {
+                    let _ = daemon.shutdown();
+                    return Err(fail("cannot publish this node", e));
+                }
+                let events = match daemon.browse(MDNS_SERVICE) {
+                    Ok(events) => events,
+                    Err(e) => {
+                        let _ = daemon.shutdown();
+                        return Err(fail("cannot browse", e));
+                    }
+                };
+                self.started.get_or_init(std::time::Instant::now);
                 tokio::spawn(follow(
                     events,
                     self.key.clone(),
@@ -150,6 +165,12 @@ async fn follow(
 impl Discover for Mdns {
     fn method(&self) -> &'static str {
         METHOD
+    }
+
+    fn settled(&self) -> bool {
+        self.started
+            .get()
+            .is_some_and(|t| t.elapsed() >= BROWSE_BEFORE_TRUSTING)
     }
 
     fn discover(&self) -> BoxFuture<'_, Result<Vec<SocketAddr>, DiscoveryError>> {

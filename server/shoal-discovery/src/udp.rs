@@ -22,6 +22,8 @@ use crate::{Announce, Discover, DiscoveryError};
 const METHOD: &str = "udp";
 /// Announcements older or newer than this are refused (replays, clocks far apart).
 const MAX_SKEW_MS: u64 = 60_000;
+/// How long a rejected sender stays quiet in the log before it is reported again.
+const WARN_PERIOD: Duration = Duration::from_secs(600);
 /// Largest datagram read: an announcement is a few hundred bytes.
 const MAX_DATAGRAM: usize = 1024;
 
@@ -43,6 +45,11 @@ pub struct Udp {
     key: hmac::Key,
     /// A peer not heard for this long is forgotten.
     forget_after: Duration,
+    /// Every peer announces once per interval (plus jitter): listening this long hears all.
+    listen_before_trusting: Duration,
+    started: std::sync::OnceLock<Instant>,
+    /// The listener task, stopped when the provider is dropped.
+    listener: std::sync::OnceLock<tokio::task::AbortHandle>,
     socket: OnceCell<Arc<UdpSocket>>,
     heard: Heard,
 }
@@ -100,6 +107,9 @@ impl Udp {
             me,
             key,
             forget_after: interval * 3,
+            listen_before_trusting: interval.mul_f64(1.3),
+            started: std::sync::OnceLock::new(),
+            listener: std::sync::OnceLock::new(),
             socket: OnceCell::new(),
             heard: Arc::default(),
         }
@@ -119,23 +129,33 @@ impl Udp {
                     .set_broadcast(true)
                     .map_err(|e| invalid(format!("cannot enable broadcast: {e}")))?;
                 let socket = Arc::new(socket);
-                tokio::spawn(listen(
-                    Arc::downgrade(&socket),
+                self.started.get_or_init(Instant::now);
+                let task = tokio::spawn(listen(
+                    socket.clone(),
                     self.key.clone(),
                     self.me.cluster.clone(),
                     self.me.id.clone(),
                     self.heard.clone(),
                 ));
+                let _ = self.listener.set(task.abort_handle());
                 Ok(socket)
             })
             .await
     }
 }
 
-/// Receives announcements until the provider is dropped; a bad one is logged (at most once
-/// per sender and reason) and ignored.
+impl Drop for Udp {
+    fn drop(&mut self) {
+        if let Some(listener) = self.listener.get() {
+            listener.abort();
+        }
+    }
+}
+
+/// Receives announcements until the provider is dropped (which aborts this task); a bad one
+/// is logged (once per sender and reason in each ten-minute period) and ignored.
 async fn listen(
-    socket: std::sync::Weak<UdpSocket>,
+    socket: Arc<UdpSocket>,
     key: hmac::Key,
     cluster: String,
     own_id: String,
@@ -143,10 +163,13 @@ async fn listen(
 ) {
     let mut buf = vec![0u8; MAX_DATAGRAM];
     let mut warned: HashMap<(std::net::IpAddr, &'static str), ()> = HashMap::new();
+    let mut warned_since = Instant::now();
     loop {
-        let Some(s) = socket.upgrade() else { return };
-        let received = s.recv_from(&mut buf).await;
-        drop(s);
+        let received = socket.recv_from(&mut buf).await;
+        if warned_since.elapsed() > WARN_PERIOD {
+            warned.clear();
+            warned_since = Instant::now();
+        }
         let (n, from) = match received {
             Ok(r) => r,
             Err(e) => {
@@ -178,6 +201,12 @@ async fn listen(
 impl Discover for Udp {
     fn method(&self) -> &'static str {
         METHOD
+    }
+
+    fn settled(&self) -> bool {
+        self.started
+            .get()
+            .is_some_and(|t| t.elapsed() >= self.listen_before_trusting)
     }
 
     /// Announces this node, then returns the peers heard recently.

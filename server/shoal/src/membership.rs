@@ -282,10 +282,16 @@ async fn discover_until_stopped(
             .map(|m| m.address)
             .collect();
         let new: Vec<SocketAddr> = peers.difference(&alive).copied().collect();
-        if peers.is_empty() {
+        if peers.is_empty() && provider.settled() {
             join.set_alone(format!(
                 "{method} discovery found no other node: running alone"
             ));
+        } else if peers.is_empty() {
+            join.set(
+                false,
+                format!("{method} discovery: still listening for peers"),
+            );
+            give_up_waiting(&join, started, &config, method);
         } else if !new.is_empty() {
             let outcome = tokio::select! {
                 _ = stop.cancelled() => return,

@@ -42,7 +42,7 @@ async fn etcd_nodes_register_list_each_other_and_drop_out_when_gone() {
     let etcd = Etcd::start().await;
     let timeout = Duration::from_secs(5);
     let nodes: Vec<shoal_discovery::Etcd> = (0..3)
-        .map(|i| shoal_discovery::Etcd::new(&etcd_config(&etcd.url, None), me(i), timeout))
+        .map(|i| shoal_discovery::Etcd::new(&etcd_config(&etcd.url, None), me(i), timeout, timeout))
         .collect();
     assert_eq!(nodes[0].method(), "etcd");
     for n in &nodes {
@@ -63,6 +63,7 @@ async fn etcd_nodes_register_list_each_other_and_drop_out_when_gone() {
     let short = shoal_discovery::Etcd::new(
         &etcd_config(&etcd.url, Some(Duration::from_secs(2))),
         me(7),
+        timeout,
         timeout,
     );
     short.discover().await.unwrap();
@@ -88,7 +89,7 @@ async fn etcd_nodes_register_list_each_other_and_drop_out_when_gone() {
 
     // No etcd at all: a clear error naming the endpoint.
     let closed = format!("http://127.0.0.1:{}", free_port("127.0.0.1"));
-    let err = shoal_discovery::Etcd::new(&etcd_config(&closed, None), me(8), timeout)
+    let err = shoal_discovery::Etcd::new(&etcd_config(&closed, None), me(8), timeout, timeout)
         .discover()
         .await
         .unwrap_err()
@@ -100,7 +101,7 @@ async fn etcd_nodes_register_list_each_other_and_drop_out_when_gone() {
     // The second endpoint answers when the first does not.
     let mut both = etcd_config(&closed, None);
     both.endpoints.push(etcd.url.clone());
-    let fallback = shoal_discovery::Etcd::new(&both, me(9), timeout);
+    let fallback = shoal_discovery::Etcd::new(&both, me(9), timeout, timeout);
     assert!(sorted(&fallback).await.contains(&me(9).addr));
 }
 
@@ -167,13 +168,24 @@ async fn consul_nodes_register_with_a_ttl_check_and_list_the_passing_ones() {
     let agent = ListeningProcess::python_script("fake_consul_agent.py", &["--port", "0"]);
     let timeout = Duration::from_secs(5);
     let nodes: Vec<shoal_discovery::Consul> = (0..3)
-        .map(|i| shoal_discovery::Consul::new(&consul_config(&agent.url), me(i), timeout).unwrap())
+        .map(|i| {
+            shoal_discovery::Consul::new(&consul_config(&agent.url), me(i), timeout, timeout)
+                .unwrap()
+        })
         .collect();
     assert_eq!(nodes[0].method(), "consul");
     for n in &nodes {
         n.discover().await.unwrap();
     }
     let all: Vec<SocketAddr> = (0..3).map(|i| me(i).addr).collect();
+    assert_eq!(sorted(&nodes[0]).await, all);
+    // A node of another cluster registered as the same service: neither side lists the other.
+    let mut stranger = me(5);
+    stranger.cluster = "other".into();
+    let other =
+        shoal_discovery::Consul::new(&consul_config(&agent.url), stranger, timeout, timeout)
+            .unwrap();
+    assert_eq!(sorted(&other).await, vec![me(5).addr]);
     assert_eq!(sorted(&nodes[0]).await, all);
 
     // Node 2 stops passing its check: after the TTL it is no longer listed.
@@ -219,7 +231,7 @@ async fn consul_errors_name_the_cause() {
     );
     let timeout = Duration::from_secs(5);
     // Without the ACL token: refused, and the message says which permissions are needed.
-    let err = shoal_discovery::Consul::new(&consul_config(&agent.url), me(0), timeout)
+    let err = shoal_discovery::Consul::new(&consul_config(&agent.url), me(0), timeout, timeout)
         .unwrap()
         .discover()
         .await
@@ -236,12 +248,12 @@ async fn consul_errors_name_the_cause() {
     std::fs::write(&token, "s3cret-token\n").unwrap();
     let mut with_token = consul_config(&agent.url);
     with_token.token_file = Some(token);
-    let ok = shoal_discovery::Consul::new(&with_token, me(0), timeout).unwrap();
+    let ok = shoal_discovery::Consul::new(&with_token, me(0), timeout, timeout).unwrap();
     assert_eq!(sorted(&ok).await, vec![me(0).addr]);
     // An unreadable token file is refused when the provider is made.
     let mut missing = consul_config(&agent.url);
     missing.token_file = Some("/nonexistent/token".into());
-    let err = shoal_discovery::Consul::new(&missing, me(0), timeout)
+    let err = shoal_discovery::Consul::new(&missing, me(0), timeout, timeout)
         .err()
         .unwrap()
         .to_string();
@@ -251,7 +263,7 @@ async fn consul_errors_name_the_cause() {
     );
     // No agent: the address is named.
     let closed = format!("http://127.0.0.1:{}", free_port("127.0.0.1"));
-    let err = shoal_discovery::Consul::new(&consul_config(&closed), me(0), timeout)
+    let err = shoal_discovery::Consul::new(&consul_config(&closed), me(0), timeout, timeout)
         .unwrap()
         .discover()
         .await
