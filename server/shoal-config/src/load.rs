@@ -263,6 +263,14 @@ pub const ENV_OVERRIDES: &[EnvOverride] = &[
         },
     },
     EnvOverride {
+        var: "SHOAL_TELEMETRY_OTLP_ENDPOINT",
+        key: "telemetry.otlp_endpoint",
+        apply: |c, v| {
+            c.telemetry.otlp_endpoint = Some(v.trim().to_string()).filter(|v| !v.is_empty());
+            Ok(())
+        },
+    },
+    EnvOverride {
         var: "SHOAL_DISCOVERY_ETCD_ENDPOINTS",
         key: "discovery.etcd.endpoints",
         apply: |c, v| {
@@ -803,6 +811,12 @@ fn validate(config: &NodeConfig, origin_of: &dyn Fn(&str) -> Origin, out: &mut V
         ),
         ("state.strict_timeout", st.strict_timeout, 10, 10_000),
         (
+            "telemetry.otlp_interval",
+            config.telemetry.otlp_interval,
+            100,
+            3_600_000,
+        ),
+        (
             "http.shutdown_grace",
             config.http.shutdown_grace,
             0,
@@ -946,6 +960,16 @@ fn validate(config: &NodeConfig, origin_of: &dyn Fn(&str) -> Origin, out: &mut V
             !adv.ip().is_unspecified() && adv.port() != 0,
             "cluster.advertise",
             format!("must be a concrete address peers can reach, got {adv}"),
+        );
+    }
+    if let Some(endpoint) = &config.telemetry.otlp_endpoint {
+        check(
+            endpoint.starts_with("http://") && endpoint.len() > 7,
+            "telemetry.otlp_endpoint",
+            format!(
+                "must be an http:// URL of an OTLP/HTTP collector (port 4318; TLS and gRPC are \
+                 not supported yet), got {endpoint:?}"
+            ),
         );
     }
     let method = d.method.as_str();

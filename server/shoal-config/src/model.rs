@@ -94,12 +94,26 @@ pub struct TelemetryConfig {
     /// `/cluster/status` it needs no login and carries no secret.
     #[serde(default = "default_true")]
     pub prometheus: bool,
+    /// OTLP/HTTP collector to push metrics to (`http://collector:4318`); none by default.
+    #[serde(default)]
+    pub otlp_endpoint: Option<String>,
+    /// How often metrics are pushed over OTLP.
+    #[serde(default = "default_otlp_interval", with = "duration_str")]
+    pub otlp_interval: Duration,
 }
 
 impl Default for TelemetryConfig {
     fn default() -> Self {
-        Self { prometheus: true }
+        Self {
+            prometheus: true,
+            otlp_endpoint: None,
+            otlp_interval: default_otlp_interval(),
+        }
     }
+}
+
+fn default_otlp_interval() -> Duration {
+    Duration::from_secs(10)
 }
 
 /// How the node reaches PostgreSQL, the control plane's source of truth.

@@ -6,8 +6,11 @@
 //! instruments that read each subsystem's status when a reader collects), so nothing is
 //! computed between collections and the request path pays nothing for them.
 //!
-//! Not yet: OTLP export (gRPC/HTTP), traces, and run-time log levels (docs/operations.md
-//! says what is planned).
+//! The same instruments are pushed over OTLP (HTTP/protobuf) when an endpoint is configured,
+//! by a periodic reader on its own thread; shutting down flushes what it still holds.
+//!
+//! Not yet: OTLP over gRPC, traces, and run-time log levels (docs/operations.md says what is
+//! planned).
 
 #![forbid(unsafe_code)]
 
@@ -24,6 +27,8 @@ use prometheus::{Encoder as _, TextEncoder};
 pub enum TelemetryError {
     #[error("cannot set up the Prometheus exporter: {0}")]
     Prometheus(String),
+    #[error("cannot set up the OTLP exporter for {endpoint}: {message}")]
+    Otlp { endpoint: String, message: String },
     #[error("cannot render metrics: {0}")]
     Render(String),
 }
@@ -54,6 +59,16 @@ impl Identity {
     }
 }
 
+/// Where metrics are pushed over OTLP/HTTP, and how often.
+#[derive(Debug, Clone)]
+pub struct OtlpMetrics {
+    /// The collector's base URL (`http://collector:4318`); `/v1/metrics` is appended.
+    pub endpoint: String,
+    pub interval: std::time::Duration,
+    /// Bound on one export.
+    pub timeout: std::time::Duration,
+}
+
 /// The node's meter provider and, when enabled, the Prometheus registry it feeds.
 pub struct Telemetry {
     provider: SdkMeterProvider,
@@ -61,7 +76,11 @@ pub struct Telemetry {
 }
 
 impl Telemetry {
-    pub fn start(identity: &Identity, prometheus: bool) -> Result<Self, TelemetryError> {
+    pub fn start(
+        identity: &Identity,
+        prometheus: bool,
+        otlp: Option<&OtlpMetrics>,
+    ) -> Result<Self, TelemetryError> {
         let resource = Resource::builder_empty()
             .with_attributes([
                 KeyValue::new("service.name", "shoal"),
@@ -84,6 +103,23 @@ impl Telemetry {
         } else {
             None
         };
+        if let Some(o) = otlp {
+            use opentelemetry_otlp::WithExportConfig as _;
+            let endpoint = format!("{}/v1/metrics", o.endpoint.trim_end_matches('/'));
+            let exporter = opentelemetry_otlp::MetricExporter::builder()
+                .with_http()
+                .with_endpoint(endpoint.clone())
+                .with_timeout(o.timeout)
+                .build()
+                .map_err(|e| TelemetryError::Otlp {
+                    endpoint,
+                    message: e.to_string(),
+                })?;
+            let reader = opentelemetry_sdk::metrics::PeriodicReader::builder(exporter)
+                .with_interval(o.interval)
+                .build();
+            builder = builder.with_reader(reader);
+        }
         Ok(Self {
             provider: builder.build(),
             registry,
@@ -133,7 +169,7 @@ mod tests {
 
     #[test]
     fn instruments_render_as_prometheus_text_with_the_resource_in_target_info() {
-        let t = Telemetry::start(&identity(), true).unwrap();
+        let t = Telemetry::start(&identity(), true, None).unwrap();
         let counter = t.meter().u64_counter("shoal.test.things").build();
         counter.add(3, &[KeyValue::new("kind", "a")]);
         let text = t.prometheus_text().unwrap().unwrap();
@@ -144,7 +180,7 @@ mod tests {
         assert!(text.contains("service_version=\"1.2.3\""), "{text}");
         assert!(text.contains("service_instance_id=\"abc\""), "{text}");
         assert!(
-            Telemetry::start(&identity(), false)
+            Telemetry::start(&identity(), false, None)
                 .unwrap()
                 .prometheus_text()
                 .is_none()

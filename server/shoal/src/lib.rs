@@ -35,6 +35,9 @@ const AUDIT_RETRY: Duration = Duration::from_secs(1);
 /// Bound on writing (or spooling) the decisions still queued at shutdown.
 const AUDIT_STOP_GRACE: Duration = Duration::from_secs(10);
 
+/// Bound on one OTLP export, so a collector that hangs never holds shutdown's flush long.
+const OTLP_EXPORT_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Bound on the final step: closing the health server's remaining connections.
 const HEALTH_STOP_GRACE: Duration = Duration::from_secs(5);
 
@@ -145,6 +148,16 @@ pub async fn run(
                     .to_string(),
             },
             config.telemetry.prometheus,
+            config
+                .telemetry
+                .otlp_endpoint
+                .as_ref()
+                .map(|endpoint| shoal_telemetry::OtlpMetrics {
+                    endpoint: endpoint.clone(),
+                    interval: config.telemetry.otlp_interval,
+                    timeout: OTLP_EXPORT_TIMEOUT,
+                })
+                .as_ref(),
         )
         .context("cannot start telemetry")?,
     );
@@ -252,7 +265,17 @@ pub async fn run(
         tracing::error!("shutdown: the audit writer did not finish in time");
     }
     cluster.leave().await;
-    telemetry.shutdown();
+    // The last metrics go out (OTLP flush) from a blocking thread, bounded like every step.
+    let flushing = telemetry.clone();
+    if tokio::time::timeout(
+        OTLP_EXPORT_TIMEOUT + Duration::from_secs(1),
+        tokio::task::spawn_blocking(move || flushing.shutdown()),
+    )
+    .await
+    .is_err()
+    {
+        tracing::warn!("shutdown: telemetry did not flush in time");
+    }
     watcher_stop.cancel();
     // An apply in progress finishes (so the snapshot on disk matches what was served); a
     // database that hangs mid-query does not hold shutdown up beyond the bound.
