@@ -21,7 +21,7 @@ with `kubernetes-validate --strict` when the test adds it; an invalid fixture is
 Test control (JSON bodies): `POST /_test/pods` adds or replaces a pod (`ADDED`/`MODIFIED`),
 `DELETE /_test/pods/{ns}/{name}` removes one (`DELETED`), `POST /_test/drop-watches` ends
 every open watch, `POST /_test/mode`
-`{"namespace": ns, "mode": "ok"|"forbidden"|"garbage"|"hang"}`, `GET /_test/requests` the
+`{"namespace": ns, "mode": "ok"|"forbidden"|"garbage"}`, `GET /_test/requests` the
 request log. Bound to the address given on the command line (loopback in tests); prints
 `listening on HOST:PORT` once ready.
 """
@@ -181,9 +181,6 @@ class Handler(BaseHTTPRequestHandler):
             return self.send_json(403, forbidden(namespace))
         if mode == "garbage":
             return self.send_json(200, None, raw=b'{"kind": "PodList", "items": [{"metadata": ')
-        if mode == "hang":
-            time.sleep(30)
-            return self.send_json(504, {})
         terms = parse_selector(query.get("labelSelector"))
         if query.get("watch") in ("true", "1"):
             return self.watch(namespace, terms, query)

@@ -38,18 +38,14 @@ pub const KUBERNETES_POD_VERBS: [&str; 3] = ["get", "list", "watch"];
 /// Where the service account's namespace is mounted in every pod.
 const SERVICE_ACCOUNT_NAMESPACE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
 
-/// The watch's health, shared between the watch task and the discovery rounds.
-#[derive(Default)]
-struct WatchState {
-    /// The last error, cleared by the next good event.
-    error: Option<String>,
-    /// Whether a full list ever arrived (the store then holds the last good view).
-    listed: bool,
-}
+/// The watch's last error, cleared by the next good event.
+type LastError = Arc<Mutex<Option<String>>>;
 
 struct Watch {
     store: Store<Pod>,
-    state: Arc<Mutex<WatchState>>,
+    error: LastError,
+    /// Turns true when a full list first arrived (the store then holds the last good view).
+    listed: tokio::sync::watch::Receiver<bool>,
     namespace: String,
 }
 
@@ -102,15 +98,17 @@ impl Kubernetes {
                 let api: Api<Pod> = Api::namespaced(client, &namespace);
                 let selector = self.config.label_selector.clone().unwrap_or_default();
                 let (store, writer) = reflector::store();
-                let state = Arc::new(Mutex::new(WatchState::default()));
+                let error = LastError::default();
+                let (listed_tx, listed) = tokio::sync::watch::channel(false);
                 let stream = reflector::reflector(
                     writer,
                     watcher(api, watcher::Config::default().labels(&selector)).default_backoff(),
                 );
-                tokio::spawn(follow(stream, state.clone(), namespace.clone()));
+                tokio::spawn(follow(stream, error.clone(), listed_tx, namespace.clone()));
                 Ok(Watch {
                     store,
-                    state,
+                    error,
+                    listed,
                     namespace,
                 })
             })
@@ -170,19 +168,23 @@ fn explain(error: &watcher::Error, namespace: &str) -> String {
 
 /// Drives the watch for the node's life, recording its health; logs each new error once and
 /// the recovery after one.
-async fn follow<S>(stream: S, state: Arc<Mutex<WatchState>>, namespace: String)
-where
+async fn follow<S>(
+    stream: S,
+    error: LastError,
+    listed: tokio::sync::watch::Sender<bool>,
+    namespace: String,
+) where
     S: futures_util::Stream<Item = Result<watcher::Event<Pod>, watcher::Error>>,
 {
     let mut stream = std::pin::pin!(stream);
     while let Some(event) = stream.next().await {
-        let mut st = state.lock().expect("watch state");
+        let mut last = error.lock().expect("watch error");
         match event {
             Ok(event) => {
                 if matches!(event, watcher::Event::InitDone) {
-                    st.listed = true;
+                    listed.send_replace(true);
                 }
-                if let Some(previous) = st.error.take() {
+                if let Some(previous) = last.take() {
                     tracing::info!(
                         method = METHOD,
                         "kubernetes discovery recovered after: {previous}"
@@ -191,10 +193,10 @@ where
             }
             Err(e) => {
                 let message = explain(&e, &namespace);
-                if st.error.as_deref() != Some(message.as_str()) {
+                if last.as_deref() != Some(message.as_str()) {
                     tracing::warn!(method = METHOD, "{message}");
                 }
-                st.error = Some(message);
+                *last = Some(message);
             }
         }
     }
@@ -234,18 +236,12 @@ impl Discover for Kubernetes {
     fn discover(&self) -> BoxFuture<'_, Result<Vec<SocketAddr>, DiscoveryError>> {
         Box::pin(async move {
             let watch = self.watch().await?;
-            let listed = tokio::time::timeout(self.timeout, async {
-                loop {
-                    if watch.state.lock().expect("watch state").listed {
-                        return;
-                    }
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-            })
-            .await
-            .is_ok();
+            let mut first_list = watch.listed.clone();
+            let listed = tokio::time::timeout(self.timeout, first_list.wait_for(|l| *l))
+                .await
+                .is_ok_and(|r| r.is_ok());
             if !listed {
-                let error = watch.state.lock().expect("watch state").error.clone();
+                let error = watch.error.lock().expect("watch error").clone();
                 return Err(match error {
                     Some(e) => invalid(e),
                     None => DiscoveryError::Timeout {

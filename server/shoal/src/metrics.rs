@@ -30,12 +30,14 @@ pub(crate) struct Instruments {
 pub(crate) fn register(meter: &Meter, s: Sources) -> Instruments {
     let s = Arc::new(s);
     let mut keep: Vec<Box<dyn std::any::Any + Send + Sync>> = Vec::new();
-    macro_rules! gauge {
-        ($name:expr, $unit:expr, $desc:expr, |$src:ident, $obs:ident| $body:block) => {{
+    // One observable instrument: `$kind` is the meter's constructor (gauge or counter), the
+    // callback reads the sources when a reader collects.
+    macro_rules! observe {
+        ($kind:ident, $name:expr, $unit:expr, $desc:expr, |$src:ident, $obs:ident| $body:block) => {{
             let src = s.clone();
             keep.push(Box::new(
                 meter
-                    .u64_observable_gauge($name)
+                    .$kind($name)
                     .with_unit($unit)
                     .with_description($desc)
                     .with_callback(move |$obs| {
@@ -46,21 +48,11 @@ pub(crate) fn register(meter: &Meter, s: Sources) -> Instruments {
             ));
         }};
     }
+    macro_rules! gauge {
+        ($($t:tt)*) => { observe!(u64_observable_gauge, $($t)*) };
+    }
     macro_rules! counter {
-        ($name:expr, $unit:expr, $desc:expr, |$src:ident, $obs:ident| $body:block) => {{
-            let src = s.clone();
-            keep.push(Box::new(
-                meter
-                    .u64_observable_counter($name)
-                    .with_unit($unit)
-                    .with_description($desc)
-                    .with_callback(move |$obs| {
-                        let $src = &src;
-                        $body
-                    })
-                    .build(),
-            ));
-        }};
+        ($($t:tt)*) => { observe!(u64_observable_counter, $($t)*) };
     }
     gauge!(
         "shoal.cluster.members",
