@@ -1409,6 +1409,35 @@ mod tests {
             "discovery.etcd",
             "is not used by discovery method \"static\"",
         );
+        refused(
+            "[telemetry]\notlp_endpoint = \"https://collector:4318\"\n",
+            "telemetry.otlp_endpoint",
+            "TLS and gRPC are not supported yet",
+        );
+        refused(
+            "[telemetry]\notlp_interval = \"10ms\"\n",
+            "telemetry.otlp_interval",
+            "must be between",
+        );
+        refused(
+            "[http]\nsession_ttl = \"10s\"\n",
+            "http.session_ttl",
+            "must be between",
+        );
+        let err = load("[http]\ncookie_secure = \"sometimes\"\n", &base_env())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("shoal.toml:2") && err.contains("`sometimes`") && err.contains("`always`"),
+            "{err}"
+        );
+        let mut e = base_env();
+        e.insert("SHOAL_HTTP_COOKIE_SECURE".into(), "maybe".into());
+        let err = load("", &e).unwrap_err().to_string();
+        assert!(
+            err.contains("SHOAL_HTTP_COOKIE_SECURE") && err.contains("\"maybe\""),
+            "{err}"
+        );
         let mut e = base_env();
         e.insert("SHOAL_DISCOVERY_METHOD".into(), "kubernetes".into());
         e.insert(
