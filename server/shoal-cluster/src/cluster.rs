@@ -201,6 +201,10 @@ pub struct ClusterStatus {
     pub local_health_score: usize,
     pub suspicion_timeout: SuspicionTimeouts,
     pub keyring: KeyringStatus,
+    /// Members this node has seen turn suspect since it started.
+    pub suspicions_raised: u64,
+    /// Of those, how many proved alive again (a false suspicion, refuted by the member).
+    pub suspicions_refuted: u64,
 }
 
 /// How many membership events a node remembers for the console.
@@ -256,6 +260,8 @@ struct Inner {
     stop: watch::Sender<bool>,
     inbox: Mutex<Option<mpsc::Receiver<Bytes>>>,
     inbox_dropped: Arc<AtomicU64>,
+    suspicions_raised: AtomicU64,
+    suspicions_refuted: AtomicU64,
 }
 
 fn gossip_key(key: &SecretKey) -> GossipKey {
@@ -355,6 +361,8 @@ impl Cluster {
                 stop,
                 inbox: Mutex::new(Some(inbox)),
                 inbox_dropped,
+                suspicions_raised: AtomicU64::new(0),
+                suspicions_refuted: AtomicU64::new(0),
             }),
         };
         tracing::info!(
@@ -489,6 +497,8 @@ impl Cluster {
             suspicion_timeout: self.inner.options.suspicion_timeouts(members.len()),
             keyring: self.keyring(),
             members,
+            suspicions_raised: self.inner.suspicions_raised.load(Ordering::Relaxed),
+            suspicions_refuted: self.inner.suspicions_refuted.load(Ordering::Relaxed),
         }
     }
 
@@ -725,11 +735,15 @@ fn report_changes(inner: &Inner, previous: &BTreeMap<Id, Member>, next: &BTreeMa
                 let who = name(member);
                 match member.state {
                     MemberState::Suspect => {
+                        inner.suspicions_raised.fetch_add(1, Ordering::Relaxed);
                         tracing::warn!(node = %who, "node {who} marked as suspect")
                     }
                     MemberState::Dead => tracing::warn!(node = %who, "node {who} marked as dead"),
                     MemberState::Left => tracing::info!(node = %who, "node {who} left the cluster"),
                     MemberState::Alive => {
+                        if old.state == MemberState::Suspect {
+                            inner.suspicions_refuted.fetch_add(1, Ordering::Relaxed);
+                        }
                         tracing::info!(node = %who, from = ?old.state, "node {who} is alive again")
                     }
                 }

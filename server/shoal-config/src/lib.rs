@@ -19,6 +19,7 @@ pub use load::{ConfigError, ConfigIssue, ENV_OVERRIDES, Origin, load, load_from_
 pub use model::{
     AuditConfig, ClusterConfig, ConsulDiscovery, ControlPlaneConfig, CookieSecure, DiscoveryConfig,
     DiscoveryMethod, EcsDiscovery, EtcdDiscovery, HttpConfig, KubernetesDiscovery, LogConfig,
-    LogFormat, NodeConfig, ProxyConfig, StateConfig, TelemetryConfig, UdpDiscovery, WindowConfig,
+    LogFormat, NodeConfig, OtlpProtocol, ProxyConfig, StateConfig, TelemetryConfig, UdpDiscovery,
+    WindowConfig,
 };
 pub use secret::{Secret, SecretKey};

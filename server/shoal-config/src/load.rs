@@ -77,10 +77,14 @@ pub struct EnvOverride {
 }
 
 /// Secret values come only from these variables or from the `*_file` keys.
-const SECRET_ENV: [(&str, &str); 3] = [
+const SECRET_ENV: [(&str, &str); 4] = [
     ("SHOAL_DATABASE_URL", "control_plane.database_url_file"),
     ("SHOAL_CLUSTER_PSK", "cluster.psk_file"),
     ("SHOAL_SECRETS_KEY", "control_plane.secrets_key_file"),
+    (
+        "SHOAL_TELEMETRY_OTLP_HEADERS",
+        "telemetry.otlp_headers_file",
+    ),
 ];
 
 /// Every `SHOAL_*` variable that overrides a file key (secrets are listed in the docs).
@@ -267,6 +271,25 @@ pub const ENV_OVERRIDES: &[EnvOverride] = &[
         key: "telemetry.otlp_endpoint",
         apply: |c, v| {
             c.telemetry.otlp_endpoint = Some(v.trim().to_string()).filter(|v| !v.is_empty());
+            Ok(())
+        },
+    },
+    EnvOverride {
+        var: "SHOAL_TELEMETRY_OTLP_PROTOCOL",
+        key: "telemetry.otlp_protocol",
+        apply: |c, v| {
+            c.telemetry.otlp_protocol = v.trim().parse()?;
+            Ok(())
+        },
+    },
+    EnvOverride {
+        var: "SHOAL_TELEMETRY_TRACE_SAMPLE_RATIO",
+        key: "telemetry.trace_sample_ratio",
+        apply: |c, v| {
+            c.telemetry.trace_sample_ratio = v
+                .trim()
+                .parse()
+                .map_err(|_| format!("must be a number from 0 to 1, got {v:?}"))?;
             Ok(())
         },
     },
@@ -570,6 +593,34 @@ fn resolve_secrets(
         }
     }
 
+    // OTLP headers: env first, then the file.
+    let headers = match (
+        env.get("SHOAL_TELEMETRY_OTLP_HEADERS"),
+        &config.telemetry.otlp_headers_file,
+    ) {
+        (Some(text), _) => Some((
+            text.clone(),
+            Origin::Env("SHOAL_TELEMETRY_OTLP_HEADERS".into()),
+        )),
+        (None, Some(file)) => {
+            let key = "telemetry.otlp_headers_file";
+            match read_secret_file(file) {
+                Ok(text) => Some((text, origin_of(key))),
+                Err(e) => {
+                    issue(key, origin_of(key), e);
+                    None
+                }
+            }
+        }
+        (None, None) => None,
+    };
+    if let Some((text, origin)) = headers {
+        match parse_otlp_headers(&text) {
+            Ok(h) => config.telemetry.otlp_headers = h,
+            Err(e) => issue("telemetry.otlp_headers_file", origin, e),
+        }
+    }
+
     if let Some(file) = config.proxy.upstream_ca_file.clone() {
         let key = "proxy.upstream_ca_file";
         match std::fs::read_to_string(&file) {
@@ -639,6 +690,54 @@ fn resolve_secrets(
                 .into(),
         );
     }
+}
+
+/// `key=value` pairs, comma- or line-separated (the `OTEL_EXPORTER_OTLP_HEADERS` form, values
+/// percent-decoded). Errors name the pair by position, never its value: values are secrets.
+fn parse_otlp_headers(text: &str) -> Result<Vec<(String, Secret<String>)>, String> {
+    let mut out = Vec::new();
+    for (i, pair) in text
+        .split([',', '\n'])
+        .map(str::trim)
+        .filter(|p| !p.is_empty() && !p.starts_with('#'))
+        .enumerate()
+    {
+        let n = i + 1;
+        let Some((name, value)) = pair.split_once('=') else {
+            return Err(format!("header {n} is not key=value"));
+        };
+        let name = name.trim().to_ascii_lowercase();
+        let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+        if name.is_empty() || !name.chars().all(token) {
+            return Err(format!("header {n} has an invalid name {name:?}"));
+        }
+        let value = percent_decode(value.trim())
+            .filter(|v| !v.is_empty() && v.chars().all(|c| c == ' ' || c.is_ascii_graphic()))
+            .ok_or_else(|| {
+                format!(
+                    "header {name:?} has an invalid value (printable ASCII after percent-decoding)"
+                )
+            })?;
+        out.push((name, Secret::new(value)));
+    }
+    Ok(out)
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 /// Checks shape only; whether the database answers is the control plane's job.
@@ -963,15 +1062,24 @@ fn validate(config: &NodeConfig, origin_of: &dyn Fn(&str) -> Origin, out: &mut V
         );
     }
     if let Some(endpoint) = &config.telemetry.otlp_endpoint {
+        let rest = endpoint
+            .strip_prefix("http://")
+            .or_else(|| endpoint.strip_prefix("https://"));
         check(
-            endpoint.starts_with("http://") && endpoint.len() > 7,
+            rest.is_some_and(|r| !r.is_empty() && !r.contains(char::is_whitespace)),
             "telemetry.otlp_endpoint",
             format!(
-                "must be an http:// URL of an OTLP/HTTP collector (port 4318; TLS and gRPC are \
-                 not supported yet), got {endpoint:?}"
+                "must be an http:// or https:// URL of an OTLP collector (4318 for \
+                 http/protobuf, 4317 for grpc), got {endpoint:?}"
             ),
         );
     }
+    let ratio = config.telemetry.trace_sample_ratio;
+    check(
+        (0.0..=1.0).contains(&ratio),
+        "telemetry.trace_sample_ratio",
+        format!("must be from 0 to 1, got {ratio}"),
+    );
     let method = d.method.as_str();
     let uses = |key: &str| match d.method {
         DiscoveryMethod::None => false,
@@ -1410,9 +1518,21 @@ mod tests {
             "is not used by discovery method \"static\"",
         );
         refused(
-            "[telemetry]\notlp_endpoint = \"https://collector:4318\"\n",
+            "[telemetry]\notlp_endpoint = \"collector:4318\"\n",
             "telemetry.otlp_endpoint",
-            "TLS and gRPC are not supported yet",
+            "must be an http:// or https:// URL",
+        );
+        refused(
+            "[telemetry]\ntrace_sample_ratio = 1.5\n",
+            "telemetry.trace_sample_ratio",
+            "must be from 0 to 1, got 1.5",
+        );
+        let err = load("[telemetry]\notlp_protocol = \"thrift\"\n", &base_env())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("shoal.toml:2") && err.contains("`thrift`"),
+            "{err}"
         );
         refused(
             "[telemetry]\notlp_interval = \"10ms\"\n",
@@ -1461,6 +1581,51 @@ mod tests {
             c.discovery.etcd.endpoints,
             ["http://a:2379", "http://b:2379"]
         );
+    }
+
+    #[test]
+    fn otlp_headers_come_from_the_environment_or_a_file_and_errors_never_echo_values() {
+        let mut e = base_env();
+        e.insert(
+            "SHOAL_TELEMETRY_OTLP_HEADERS".into(),
+            "Authorization=Bearer%20s3cret, x-tenant = blue".into(),
+        );
+        e.insert("SHOAL_TELEMETRY_OTLP_PROTOCOL".into(), "grpc".into());
+        let c = load("", &e).unwrap();
+        assert_eq!(c.telemetry.otlp_protocol, crate::OtlpProtocol::Grpc);
+        let h: Vec<(&str, &str)> = c
+            .telemetry
+            .otlp_headers()
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.expose().as_str()))
+            .collect();
+        assert_eq!(
+            h,
+            [("authorization", "Bearer s3cret"), ("x-tenant", "blue")]
+        );
+        assert!(!format!("{:?}", c.telemetry).contains("s3cret"));
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("otlp-headers");
+        std::fs::write(&file, "# collector key\napi-key=k1\nbroken-pair-s3cret\n").unwrap();
+        let text = format!(
+            "[telemetry]\notlp_headers_file = {:?}\n",
+            file.display().to_string()
+        );
+        let err = load(&text, &base_env()).unwrap_err().to_string();
+        assert!(
+            err.contains("telemetry.otlp_headers_file")
+                && err.contains("header 2 is not key=value"),
+            "{err}"
+        );
+        assert!(!err.contains("s3cret"), "{err}");
+        std::fs::write(&file, "api-key=k1\n").unwrap();
+        let c = load(&text, &base_env()).unwrap();
+        assert_eq!(c.telemetry.otlp_headers()[0].1.expose(), "k1");
+        let err = load("[telemetry]\notlp_headers = \"a=b\"\n", &base_env())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("otlp_headers"), "{err}");
     }
 
     #[test]

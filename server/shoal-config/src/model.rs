@@ -94,12 +94,59 @@ pub struct TelemetryConfig {
     /// `/cluster/status` it needs no login and carries no secret.
     #[serde(default = "default_true")]
     pub prometheus: bool,
-    /// OTLP/HTTP collector to push metrics to (`http://collector:4318`); none by default.
+    /// OTLP collector to push metrics and traces to (`http://collector:4318` for
+    /// `http/protobuf`, `http://collector:4317` for `grpc`; `https://` for TLS); none by
+    /// default.
     #[serde(default)]
     pub otlp_endpoint: Option<String>,
+    #[serde(default)]
+    pub otlp_protocol: OtlpProtocol,
     /// How often metrics are pushed over OTLP.
     #[serde(default = "default_otlp_interval", with = "duration_str")]
     pub otlp_interval: Duration,
+    /// File of headers sent with every export (`key=value`, one per line or comma-separated,
+    /// as in `OTEL_EXPORTER_OTLP_HEADERS`): collectors' API keys are secrets, so they come
+    /// from this file or `SHOAL_TELEMETRY_OTLP_HEADERS`, never from the config itself.
+    #[serde(default)]
+    pub otlp_headers_file: Option<PathBuf>,
+    #[serde(skip)]
+    pub(crate) otlp_headers: Vec<(String, Secret<String>)>,
+    /// Share of new traces recorded (0 to 1); a request that arrives with a sampled W3C
+    /// `traceparent` is always recorded, so a caller's trace is never cut in the middle.
+    /// 0 turns tracing off, and the request path then creates no spans at all.
+    #[serde(default = "default_trace_sample_ratio")]
+    pub trace_sample_ratio: f64,
+}
+
+/// How OTLP travels: the two transports every collector accepts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub enum OtlpProtocol {
+    #[default]
+    #[serde(rename = "http/protobuf")]
+    HttpProtobuf,
+    #[serde(rename = "grpc")]
+    Grpc,
+}
+
+impl std::str::FromStr for OtlpProtocol {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "http/protobuf" => Ok(Self::HttpProtobuf),
+            "grpc" => Ok(Self::Grpc),
+            other => Err(format!(
+                "expected \"http/protobuf\" or \"grpc\", got {other:?}"
+            )),
+        }
+    }
+}
+
+impl TelemetryConfig {
+    /// Headers for every OTLP export, read from `otlp_headers_file` or the environment.
+    pub fn otlp_headers(&self) -> &[(String, Secret<String>)] {
+        &self.otlp_headers
+    }
 }
 
 impl Default for TelemetryConfig {
@@ -107,9 +154,18 @@ impl Default for TelemetryConfig {
         Self {
             prometheus: true,
             otlp_endpoint: None,
+            otlp_protocol: OtlpProtocol::default(),
             otlp_interval: default_otlp_interval(),
+            otlp_headers_file: None,
+            otlp_headers: Vec::new(),
+            trace_sample_ratio: default_trace_sample_ratio(),
         }
     }
+}
+
+/// OpenTelemetry SDKs' own default (`parentbased_always_on`).
+fn default_trace_sample_ratio() -> f64 {
+    1.0
 }
 
 fn default_otlp_interval() -> Duration {

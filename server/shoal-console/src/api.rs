@@ -33,6 +33,8 @@ pub struct ApiState {
     pub node: String,
     pub session_ttl: Duration,
     pub cookie_secure: CookieSecure,
+    /// This node's log level, changeable at run time.
+    pub log_level: shoal_telemetry::LogLevel,
 }
 
 /// The admin API (`/api/v1`, bearer tokens) and the console (`/console`, cookie sessions with
@@ -82,6 +84,7 @@ fn api_routes() -> Router<ApiState> {
         .route("/api/v1/admins/{name}", put(create_admin))
         .route("/api/v1/admins/{name}/disabled", put(set_admin_disabled))
         .route("/api/v1/overview", get(overview))
+        .route("/api/v1/log-level", get(get_log_level).put(put_log_level))
         .route("/api/v1/cluster/members", get(members))
         .route("/api/v1/cluster/events", get(membership_events))
         .merge(crate::state_api::routes())
@@ -569,6 +572,56 @@ async fn set_admin_disabled(
         .set_admin_disabled(&actor(&admin), &name, body.disabled)
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+async fn get_log_level(State(state): State<ApiState>, _admin: Admin) -> Json<Value> {
+    Json(json!({ "node": state.node, "level": state.log_level.current() }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogLevelBody {
+    level: String,
+}
+
+/// Changes this node's log level (only this node's: a problem is usually on one node, and
+/// `debug` everywhere would bury it). The change is audited through the audit log, which
+/// spools to disk while PostgreSQL is away, so it works during the incident it is for; a
+/// change that cannot be audited is undone.
+async fn put_log_level(
+    State(state): State<ApiState>,
+    admin: Admin,
+    JsonBody(body): JsonBody<LogLevelBody>,
+) -> Result<Json<Value>, ApiError> {
+    let previous = state.log_level.current();
+    state
+        .log_level
+        .set(&body.level)
+        .map_err(|e| ApiError::Invalid(e.to_string()))?;
+    let entry = shoal_control_plane::AuditEntry {
+        event_id: uuid::Uuid::new_v4(),
+        at: chrono::Utc::now(),
+        actor: actor(&admin),
+        action: "log_level.set".into(),
+        target: state.node.clone(),
+        outcome: "ok".into(),
+        detail: json!({ "level": body.level, "previous": previous }),
+    };
+    if let Err(e) = state.audit.record(entry) {
+        let _ = state.log_level.set(&previous);
+        return Err(ApiError::Unavailable(format!(
+            "the change cannot be audited ({e}); the log level stays {previous:?}"
+        )));
+    }
+    tracing::info!(
+        admin = %admin.0.username,
+        level = %body.level,
+        previous = %previous,
+        "log level changed"
+    );
+    Ok(Json(
+        json!({ "node": state.node, "level": body.level, "previous": previous }),
+    ))
 }
 
 async fn overview(State(state): State<ApiState>, _admin: Admin) -> Json<Value> {

@@ -57,6 +57,11 @@ pub struct AuditStatus {
     pub spool_bytes: u64,
     pub spooling: bool,
     pub last_error: Option<String>,
+    /// Records in memory waiting for the next flush.
+    pub queued: usize,
+    /// How long records have been waiting for PostgreSQL: since the last successful write
+    /// while some wait (in memory or in the spool), 0 when nothing waits.
+    pub flush_lag_ms: u64,
 }
 
 #[derive(Default)]
@@ -65,6 +70,8 @@ struct Stats {
     spooled: AtomicU64,
     spool_bytes: AtomicU64,
     spooling: AtomicBool,
+    /// Unix milliseconds of the last write to PostgreSQL (or of the start).
+    last_write_ms: AtomicU64,
     /// The spool could not be written: records are refused from then on.
     failed: AtomicBool,
     last_error: Mutex<Option<String>>,
@@ -103,6 +110,7 @@ impl AuditLog {
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(QUEUE);
         let stats = Arc::new(Stats::default());
+        stats.last_write_ms.store(unix_ms(), Ordering::Relaxed);
         let spool_bytes = std::fs::metadata(&options.spool_path).map_or(0, |m| m.len());
         stats.spool_bytes.store(spool_bytes, Ordering::Relaxed);
         stats.spooling.store(spool_bytes > 0, Ordering::Relaxed);
@@ -146,12 +154,21 @@ impl AuditLog {
     }
 
     pub fn status(&self) -> AuditStatus {
+        let queued = self.tx.max_capacity() - self.tx.capacity();
+        let spooling = self.stats.spooling.load(Ordering::Relaxed);
+        let flush_lag_ms = if queued > 0 || spooling {
+            unix_ms().saturating_sub(self.stats.last_write_ms.load(Ordering::Relaxed))
+        } else {
+            0
+        };
         AuditStatus {
             written: self.stats.written.load(Ordering::Relaxed),
             spooled: self.stats.spooled.load(Ordering::Relaxed),
             spool_bytes: self.stats.spool_bytes.load(Ordering::Relaxed),
-            spooling: self.stats.spooling.load(Ordering::Relaxed),
+            spooling,
             last_error: self.stats.last_error.lock().expect("audit stats").clone(),
+            queued,
+            flush_lag_ms,
         }
     }
 }
@@ -222,6 +239,7 @@ impl Writer {
                     self.stats
                         .written
                         .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    self.stats.last_write_ms.store(unix_ms(), Ordering::Relaxed);
                     return;
                 }
                 Err(e) => {
@@ -350,11 +368,18 @@ impl Writer {
             "audit: control plane back; spooled records written"
         );
         self.stats.written.fetch_add(stored, Ordering::Relaxed);
+        self.stats.last_write_ms.store(unix_ms(), Ordering::Relaxed);
         self.stats.spool_bytes.store(0, Ordering::Relaxed);
         self.stats.spooling.store(false, Ordering::Relaxed);
         self.stats.failed.store(false, Ordering::Relaxed);
         *self.stats.last_error.lock().expect("audit stats") = None;
     }
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Whether the file's last byte is not a newline (a torn append).

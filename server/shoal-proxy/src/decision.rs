@@ -12,6 +12,7 @@ use serde_json::json;
 use shoal_control_plane::{AuditEntry, OnError};
 use shoal_policy::{Input, RequestFacts, Subject, Verdict};
 use shoal_state::{CounterKey, Limit, Mode};
+use tracing::Instrument as _;
 
 use crate::listeners::Shared;
 use crate::routes::{Route, Routes};
@@ -132,6 +133,11 @@ pub(crate) async fn decide(
             },
             1,
         )
+        .instrument(tracing::info_span!(
+            target: "shoal::trace",
+            "count",
+            shoal.rate.mode = if routes.strict { "strict" } else { "eventual" },
+        ))
         .await;
     let source_ip = ctx.peer.ip().to_string();
     let input = Input::request(&RequestFacts {
@@ -147,7 +153,31 @@ pub(crate) async fn decide(
         resource: &route.target,
     });
     for (policy, on_error) in &routes.policies {
-        match policy.evaluate(&input) {
+        let span = tracing::info_span!(
+            target: "shoal::trace",
+            "policy",
+            otel.name = %format_args!("policy {}", policy.name()),
+            shoal.policy.name = policy.name(),
+            shoal.policy.result = tracing::field::Empty,
+        );
+        let evaluated = span.in_scope(|| {
+            let started = Instant::now();
+            let verdict = policy.evaluate(&input);
+            let result = match &verdict {
+                Ok(Verdict::Allow) => "allow",
+                Ok(Verdict::Block { .. }) => "block",
+                Err(_) => "error",
+            };
+            span.record("shoal.policy.result", result);
+            shared
+                .instruments
+                .policy(policy.name(), result, started.elapsed());
+            verdict
+        });
+        if let Err(e) = &evaluated {
+            shoal_telemetry::record_error(&span, &e.to_string());
+        }
+        match evaluated {
             Ok(Verdict::Allow) => {}
             Ok(Verdict::Block { kind, message }) => {
                 tracing::info!(
@@ -210,6 +240,8 @@ pub(crate) fn audit(
         None => ("allowed", None, None),
         Some(r) => (r.outcome, r.policy.as_deref(), r.kind.as_deref()),
     };
+    shared.instruments.decision(outcome, ctx.routes.strict);
+    tracing::Span::current().record("shoal.outcome", outcome);
     let entry = AuditEntry {
         event_id: uuid::Uuid::new_v4(),
         at: chrono::Utc::now(),

@@ -27,6 +27,7 @@ use rustls_pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
+use tracing::Instrument as _;
 
 /// An idle connection is closed after this long (upstreams usually time out sooner; a
 /// connection they closed is noticed and dropped when taken from the pool).
@@ -454,12 +455,44 @@ async fn drive<F: Future>(conn: &mut Conn, fut: F) -> Result<F::Output, ()> {
 }
 
 /// Sends a prepared request; the response streams back without its hop-by-hop headers.
+/// The call is the request's `upstream` span, whose trace context the upstream receives.
 pub(crate) async fn send(
     upstreams: &Upstreams,
-    req: Request<Body>,
+    mut req: Request<Body>,
     timeout: Duration,
 ) -> Result<Response<Body>, ForwardError> {
     let target = Target::of(req.uri())?;
+    let span = tracing::info_span!(
+        target: "shoal::trace",
+        "upstream",
+        otel.name = %req.method(),
+        otel.kind = "client",
+        server.address = %target.authority,
+        http.request.method = %req.method(),
+        http.response.status_code = tracing::field::Empty,
+    );
+    shoal_telemetry::inject_trace_context(&span, req.headers_mut());
+    let sent = exchange(upstreams, target, req, timeout)
+        .instrument(span.clone())
+        .await;
+    match &sent {
+        Ok(response) => {
+            span.record(
+                "http.response.status_code",
+                i64::from(response.status().as_u16()),
+            );
+        }
+        Err(e) => shoal_telemetry::record_error(&span, &e.message),
+    }
+    sent
+}
+
+async fn exchange(
+    upstreams: &Upstreams,
+    target: Target,
+    req: Request<Body>,
+    timeout: Duration,
+) -> Result<Response<Body>, ForwardError> {
     let request_id = req.headers().get("x-request-id").cloned();
     let mut req = req;
     // hyper's connection-level client writes the request line and headers as given: the

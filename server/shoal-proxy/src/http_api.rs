@@ -135,6 +135,7 @@ pub(crate) async fn handle(
         Ok(response) => response,
         Err(e) => {
             tracing::warn!(request_id, resource = %route.name, "{}", e.message);
+            shared.instruments.upstream_error(&route.name, e.status);
             error(e.status, "upstream", &e.caller_message(), request_id)
         }
     }

@@ -10,6 +10,10 @@
 //! - `sigv4`: the caller's SigV4 signature (header and presigned forms), checked.
 //! - `chunked`: chunk-signed bodies, each chunk's signature checked and replaced in stream.
 //! - `forward`: the pooled upstream client; bodies stream both ways, never buffered.
+//! - `instruments`: request durations, decisions, policy timings and upstream errors.
+//!
+//! Every request is a span under `shoal_telemetry::TRACE_TARGET` with child spans for the
+//! count, each policy and the upstream call; the upstream receives its W3C `traceparent`.
 
 #![forbid(unsafe_code)]
 
@@ -17,6 +21,7 @@ mod chunked;
 mod decision;
 mod forward;
 mod http_api;
+mod instruments;
 mod listeners;
 mod routes;
 mod s3;

@@ -20,10 +20,12 @@ use shoal_control_plane::{AuditLog, ConfigHandle};
 use shoal_state::SharedState;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use crate::decision::Ctx;
 use crate::forward::Upstreams;
 use crate::http_api::{self, error};
+use crate::instruments::Instruments;
 use crate::routes::{RouteKind, Routes};
 use crate::s3;
 
@@ -72,6 +74,7 @@ pub(crate) struct Shared {
     pub upstreams: Upstreams,
     pub routes: ArcSwapOption<Routes>,
     pub policy_errors: AtomicU64,
+    pub instruments: Instruments,
 }
 
 /// The data plane of one node; cheap to clone.
@@ -82,11 +85,13 @@ pub struct DataPlane {
 
 impl DataPlane {
     /// Starts following `config`: listeners come and go with the revisions until `stop`.
+    /// Request figures are recorded with `meter`'s instruments.
     pub fn spawn(
         config: ConfigHandle,
         state: SharedState,
         audit: AuditLog,
         options: ProxyOptions,
+        meter: &shoal_telemetry::Meter,
         stop: CancellationToken,
         tasks: &mut JoinSet<()>,
     ) -> Self {
@@ -100,6 +105,7 @@ impl DataPlane {
             options,
             routes: ArcSwapOption::empty(),
             policy_errors: AtomicU64::new(0),
+            instruments: Instruments::new(meter),
         });
         tasks.spawn(follow(shared.clone(), config, stop));
         Self { shared }
@@ -299,46 +305,94 @@ async fn serve(
     peer: SocketAddr,
     req: Request<Body>,
 ) -> Response<Body> {
+    let started = Instant::now();
     let request_id = uuid::Uuid::new_v4().to_string();
+    let span = tracing::info_span!(
+        target: "shoal::trace",
+        "request",
+        otel.name = %req.method(),
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        http.request.method = %req.method(),
+        url.path = req.uri().path(),
+        server.port = i64::from(port),
+        client.address = %peer.ip(),
+        shoal.request_id = %request_id,
+        shoal.resource = tracing::field::Empty,
+        shoal.outcome = tracing::field::Empty,
+        http.response.status_code = tracing::field::Empty,
+    );
+    shoal_telemetry::continue_trace(&span, req.headers());
+    let method = req.method().clone();
+    let (response, resource) = route_and_handle(&shared, port, peer, req, &request_id, started)
+        .instrument(span.clone())
+        .await;
+    let status = response.status();
+    span.record("http.response.status_code", i64::from(status.as_u16()));
+    if status.is_server_error() {
+        span.record("otel.status_code", "error");
+    }
+    if let Some(resource) = resource {
+        shared
+            .instruments
+            .request(&resource, &method, status, started.elapsed());
+    }
+    response
+}
+
+/// The request's resource (by port) and its kind's handling; the resource is `None` when the
+/// request was refused before one was known.
+async fn route_and_handle(
+    shared: &Arc<Shared>,
+    port: u16,
+    peer: SocketAddr,
+    req: Request<Body>,
+    request_id: &str,
+    started: Instant,
+) -> (Response<Body>, Option<String>) {
     let header_bytes: usize = req
         .headers()
         .iter()
         .map(|(name, value)| name.as_str().len() + value.len() + 4)
         .sum();
     if header_bytes > shared.options.max_header_bytes {
-        return error(
+        let response = error(
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             "headers_too_large",
             &format!(
                 "request headers are {header_bytes} bytes; this node accepts at most {} (proxy.max_header_bytes)",
                 shared.options.max_header_bytes
             ),
-            &request_id,
+            request_id,
         );
+        return (response, None);
     }
     let routes = shared.routes.load_full();
     let route = routes.as_ref().and_then(|r| r.by_port.get(&port).cloned());
     let (Some(routes), Some(route)) = (routes, route) else {
-        return error(
+        let response = error(
             StatusCode::SERVICE_UNAVAILABLE,
             "unavailable",
             "this port no longer serves a resource",
-            &request_id,
+            request_id,
         );
+        return (response, None);
     };
+    tracing::Span::current().record("shoal.resource", route.name.as_str());
     let ctx = Ctx {
-        shared: &shared,
+        shared,
         routes: &routes,
         route: &route,
         peer,
-        request_id: &request_id,
-        started: Instant::now(),
+        request_id,
+        started,
     };
-    match &route.kind {
+    let response = match &route.kind {
         RouteKind::Http {
             upstream,
             api_key_header,
         } => http_api::handle(&ctx, (upstream, api_key_header), req).await,
         RouteKind::S3(s3_route) => s3::handle(&ctx, s3_route, req).await,
-    }
+    };
+    (response, Some(route.name.clone()))
 }

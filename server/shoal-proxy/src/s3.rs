@@ -614,6 +614,9 @@ fn signed_upstream(name: &str) -> bool {
 
 fn forward_error(ctx: &Ctx<'_>, e: ForwardError, resource: &str) -> Response<Body> {
     tracing::warn!(request_id = ctx.request_id, resource = %ctx.route.name, "{}", e.message);
+    ctx.shared
+        .instruments
+        .upstream_error(&ctx.route.name, e.status);
     let code = match e.status {
         StatusCode::GATEWAY_TIMEOUT => "GatewayTimeout",
         StatusCode::BAD_REQUEST => "InvalidURI",

@@ -179,6 +179,7 @@ pub struct StateStatus {
     pub batches_received: u64,
     pub duplicates: u64,
     pub bytes_sent: u64,
+    pub bytes_received: u64,
     pub anti_entropy_rounds: u64,
     pub repairs: u64,
     pub strict_forwarded: u64,
@@ -201,6 +202,7 @@ struct Stats {
     batches_received: AtomicU64,
     duplicates: AtomicU64,
     bytes_sent: AtomicU64,
+    bytes_received: AtomicU64,
     anti_entropy_rounds: AtomicU64,
     repairs: AtomicU64,
     strict_forwarded: AtomicU64,
@@ -566,6 +568,7 @@ impl SharedState {
             batches_received: get(&s.batches_received),
             duplicates: get(&s.duplicates),
             bytes_sent: get(&s.bytes_sent),
+            bytes_received: get(&s.bytes_received),
             anti_entropy_rounds: get(&s.anti_entropy_rounds),
             repairs: get(&s.repairs),
             strict_forwarded: get(&s.strict_forwarded),
@@ -743,6 +746,10 @@ async fn receive_loop(
             _ = stop.cancelled() => return,
             b = inbox.recv() => match b { Some(b) => b, None => return },
         };
+        inner
+            .stats
+            .bytes_received
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
         let envelope = match wire::decode(&bytes) {
             Ok(e) => e,
             Err(why) => {

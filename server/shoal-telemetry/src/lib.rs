@@ -1,24 +1,33 @@
-//! Metrics: one OpenTelemetry meter provider per node, with the resource every data point
-//! carries (`service.name`, `service.version`, `service.instance.id`, cluster, platform), and
-//! a Prometheus text rendering of the same instruments for `/metrics`.
+//! Telemetry: one OpenTelemetry meter provider and, when traces are on, one tracer provider
+//! per node, both with the resource every data point and span carries (`service.name`,
+//! `service.version`, `service.instance.id`, cluster, platform); a Prometheus rendering of the
+//! same instruments for `/metrics`; and the node's log output with a level that can change at
+//! run time.
 //!
-//! Instruments are registered by whoever owns the figures (the binary wires observable
-//! instruments that read each subsystem's status when a reader collects), so nothing is
-//! computed between collections and the request path pays nothing for them.
+//! Instruments are registered by whoever owns the figures: the binary wires observable
+//! instruments that read each subsystem's status when a reader collects, and the data plane
+//! records its request figures (durations, decisions, policy evaluations) as they happen.
 //!
-//! The same instruments are pushed over OTLP (HTTP/protobuf) when an endpoint is configured,
-//! by a periodic reader on its own thread; shutting down flushes what it still holds.
+//! Metrics and traces are pushed over OTLP (HTTP/protobuf or gRPC, TLS with `https://`) when an
+//! endpoint is configured, by exporters on threads of their own; shutting down flushes what
+//! they still hold.
 //!
-//! Not yet: OTLP over gRPC, traces, and run-time log levels (docs/operations.md says what is
-//! planned).
+//! - `trace`: request spans, their sampling, and W3C trace context in and out of the proxy.
+//! - `logs`: the log subscriber (text or JSON) and the run-time level.
 
 #![forbid(unsafe_code)]
+
+mod logs;
+mod trace;
+
+pub use logs::{LogLevel, LogOptions, init_logs};
+pub use trace::{TRACE_TARGET, continue_trace, inject_trace_context, record_error};
 
 /// What instruments are made from and labelled with, so callers need no OpenTelemetry
 /// dependency of their own.
 pub use opentelemetry::KeyValue;
-pub use opentelemetry::metrics::Meter;
 use opentelemetry::metrics::MeterProvider as _;
+pub use opentelemetry::metrics::{Counter, Histogram, Meter};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 use prometheus::{Encoder as _, TextEncoder};
@@ -31,6 +40,8 @@ pub enum TelemetryError {
     Otlp { endpoint: String, message: String },
     #[error("cannot render metrics: {0}")]
     Render(String),
+    #[error("invalid log level {directives:?}: {message}")]
+    LogLevel { directives: String, message: String },
 }
 
 /// Who this node is, as every metric says it.
@@ -59,27 +70,96 @@ impl Identity {
     }
 }
 
-/// Where metrics are pushed over OTLP/HTTP, and how often.
-#[derive(Debug, Clone)]
-pub struct OtlpMetrics {
-    /// The collector's base URL (`http://collector:4318`); `/v1/metrics` is appended.
-    pub endpoint: String,
-    pub interval: std::time::Duration,
-    /// Bound on one export.
-    pub timeout: std::time::Duration,
+/// How OTLP travels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    HttpProtobuf,
+    Grpc,
 }
 
+/// Where metrics and traces are pushed over OTLP, and how.
+#[derive(Clone)]
+pub struct Otlp {
+    /// The collector's base URL (`http://collector:4318`; for HTTP `/v1/metrics` and
+    /// `/v1/traces` are appended).
+    pub endpoint: String,
+    pub protocol: Protocol,
+    /// Sent with every export (collectors' API keys): never logged.
+    pub headers: Vec<(String, String)>,
+    pub metrics_interval: std::time::Duration,
+    /// Bound on one export.
+    pub timeout: std::time::Duration,
+    /// Share of new traces recorded; 0 turns tracing off.
+    pub trace_sample_ratio: f64,
+}
+
+impl std::fmt::Debug for Otlp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Otlp")
+            .field("endpoint", &self.endpoint)
+            .field("protocol", &self.protocol)
+            .field(
+                "headers",
+                &self.headers.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            )
+            .field("metrics_interval", &self.metrics_interval)
+            .field("trace_sample_ratio", &self.trace_sample_ratio)
+            .finish()
+    }
+}
+
+/// One OTLP exporter (`MetricExporter` or `SpanExporter`) for the configured transport,
+/// headers and timeout. A macro because the two signals' builders share method names but no
+/// trait.
+macro_rules! otlp_exporter {
+    ($exporter:ty, $o:expr, $signal:literal) => {{
+        use opentelemetry_otlp::{
+            WithExportConfig as _, WithHttpConfig as _, WithTonicConfig as _,
+        };
+        let o: &Otlp = $o;
+        let base = o.endpoint.trim_end_matches('/');
+        match o.protocol {
+            Protocol::HttpProtobuf => {
+                let endpoint = format!("{base}/v1/{}", $signal);
+                <$exporter>::builder()
+                    .with_http()
+                    .with_endpoint(endpoint.clone())
+                    .with_timeout(o.timeout)
+                    .with_headers(o.headers.iter().cloned().collect())
+                    .build()
+                    .map_err(|e| otlp_error(&endpoint, $signal, &e))
+            }
+            Protocol::Grpc => {
+                let mut builder = <$exporter>::builder()
+                    .with_tonic()
+                    .with_endpoint(base.to_string())
+                    .with_timeout(o.timeout)
+                    .with_metadata(grpc_metadata(o)?);
+                if base.starts_with("https://") {
+                    builder = builder.with_tls_config(
+                        opentelemetry_otlp::tonic_types::transport::ClientTlsConfig::new()
+                            .with_enabled_roots(),
+                    );
+                }
+                builder.build().map_err(|e| otlp_error(base, $signal, &e))
+            }
+        }
+    }};
+}
 /// The node's meter provider and, when enabled, the Prometheus registry it feeds.
 pub struct Telemetry {
     provider: SdkMeterProvider,
+    tracer: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
     registry: Option<prometheus::Registry>,
 }
 
 impl Telemetry {
+    /// Starts the providers. With gRPC this must run inside a Tokio runtime: tonic's channel
+    /// lives on it.
     pub fn start(
         identity: &Identity,
         prometheus: bool,
-        otlp: Option<&OtlpMetrics>,
+        otlp: Option<&Otlp>,
     ) -> Result<Self, TelemetryError> {
         let resource = Resource::builder_empty()
             .with_attributes([
@@ -91,7 +171,7 @@ impl Telemetry {
                 KeyValue::new("shoal.platform", identity.platform.clone()),
             ])
             .build();
-        let mut builder = SdkMeterProvider::builder().with_resource(resource);
+        let mut builder = SdkMeterProvider::builder().with_resource(resource.clone());
         let registry = if prometheus {
             let registry = prometheus::Registry::new();
             let exporter = opentelemetry_prometheus::exporter()
@@ -103,27 +183,38 @@ impl Telemetry {
         } else {
             None
         };
+        let mut tracer = None;
         if let Some(o) = otlp {
-            use opentelemetry_otlp::WithExportConfig as _;
-            let endpoint = format!("{}/v1/metrics", o.endpoint.trim_end_matches('/'));
-            let exporter = opentelemetry_otlp::MetricExporter::builder()
-                .with_http()
-                .with_endpoint(endpoint.clone())
-                .with_timeout(o.timeout)
-                .build()
-                .map_err(|e| TelemetryError::Otlp {
-                    endpoint,
-                    message: e.to_string(),
-                })?;
-            let reader = opentelemetry_sdk::metrics::PeriodicReader::builder(exporter)
-                .with_interval(o.interval)
-                .build();
+            let reader = opentelemetry_sdk::metrics::PeriodicReader::builder(otlp_exporter!(
+                opentelemetry_otlp::MetricExporter,
+                o,
+                "metrics"
+            )?)
+            .with_interval(o.metrics_interval)
+            .build();
             builder = builder.with_reader(reader);
+            if o.trace_sample_ratio > 0.0 {
+                tracer = Some(trace::provider(
+                    resource.clone(),
+                    o.trace_sample_ratio,
+                    otlp_exporter!(opentelemetry_otlp::SpanExporter, o, "traces")?,
+                ));
+            }
         }
         Ok(Self {
             provider: builder.build(),
+            tracer,
             registry,
         })
+    }
+
+    /// The layer that turns the proxy's request spans into OpenTelemetry spans; `None` when
+    /// traces are off, so the request path then makes no spans at all.
+    pub fn tracing_layer<S>(&self) -> Option<Box<dyn tracing_subscriber::Layer<S> + Send + Sync>>
+    where
+        S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a> + Send + Sync,
+    {
+        self.tracer.as_ref().map(trace::layer)
     }
 
     /// The meter Shoal's instruments are made from.
@@ -145,12 +236,38 @@ impl Telemetry {
         )
     }
 
-    /// Flushes what readers still hold; part of graceful shutdown.
+    /// Flushes what readers and the span processor still hold; part of graceful shutdown.
     pub fn shutdown(&self) {
         if let Err(e) = self.provider.shutdown() {
-            tracing::warn!("telemetry did not shut down cleanly: {e}");
+            tracing::warn!("telemetry: metrics did not shut down cleanly: {e}");
+        }
+        if let Some(t) = &self.tracer
+            && let Err(e) = t.shutdown()
+        {
+            tracing::warn!("telemetry: traces did not shut down cleanly: {e}");
         }
     }
+}
+
+fn otlp_error(endpoint: &str, signal: &str, e: &dyn std::fmt::Display) -> TelemetryError {
+    TelemetryError::Otlp {
+        endpoint: endpoint.to_string(),
+        message: format!("{signal}: {e}"),
+    }
+}
+
+/// The export headers as gRPC metadata; errors name the header, never its value.
+fn grpc_metadata(
+    o: &Otlp,
+) -> Result<opentelemetry_otlp::tonic_types::metadata::MetadataMap, TelemetryError> {
+    let mut map = http::HeaderMap::new();
+    for (k, v) in &o.headers {
+        let bad = |what: &str| otlp_error(&o.endpoint, "headers", &format!("{k:?}: {what}"));
+        let name = http::HeaderName::from_bytes(k.as_bytes()).map_err(|_| bad("bad name"))?;
+        let value = http::HeaderValue::from_str(v).map_err(|_| bad("bad value"))?;
+        map.insert(name, value);
+    }
+    Ok(opentelemetry_otlp::tonic_types::metadata::MetadataMap::from_headers(map))
 }
 
 #[cfg(test)]

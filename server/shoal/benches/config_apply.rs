@@ -6,7 +6,7 @@
 //! starts just before the change's INSERT is sent, and stops when each node answers that it
 //! has applied the new revision. Prints `RESULT` lines; `--rounds` and `--changes` set the size.
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/it/common/mod.rs"]
 mod common;
 
 use std::time::{Duration, Instant};

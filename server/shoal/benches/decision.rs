@@ -7,7 +7,7 @@
 //! and `shoal_policy::Policy` (the compiled RVM program), the input built by
 //! `Input::request` as the data plane will. Prints `RESULT` lines; `--rounds` and `--ops` set the size.
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/it/common/mod.rs"]
 mod common;
 
 use std::io::{BufRead as _, BufReader, Write as _};

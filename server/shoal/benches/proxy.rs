@@ -10,7 +10,7 @@
 //! through Shoal, alternated per round; "added" is the proxy's percentile minus the direct
 //! one. Throughput: `--concurrency` connections for `--load-seconds` through each proxy.
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/it/common/mod.rs"]
 mod common;
 
 use std::net::SocketAddr;

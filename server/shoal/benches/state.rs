@@ -15,7 +15,7 @@
 //!   the others declare it dead, both sides counting, then reconnected: time until every node
 //!   shows the exact total.
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/it/common/mod.rs"]
 mod common;
 
 use std::net::SocketAddr;

@@ -1,6 +1,7 @@
-//! The Shoal node as a library: [`run`] serves until its shutdown token fires, then shuts down
-//! in the documented order. `main.rs` only parses the CLI, sets up logging and turns signals
-//! into that token.
+//! The Shoal node as a library: [`prepare`] settles who the node is and starts its telemetry
+//! (the log subscriber needs the trace layer), [`run`] serves until its shutdown token fires,
+//! then shuts down in the documented order. `main.rs` only parses the CLI, sets up logging and
+//! turns signals into that token.
 //!
 //! - `http`: health, readiness, and the drain gate in front of everything else.
 
@@ -41,18 +42,79 @@ const OTLP_EXPORT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Bound on the final step: closing the health server's remaining connections.
 const HEALTH_STOP_GRACE: Duration = Duration::from_secs(5);
 
+/// What a node settles before it serves.
+pub struct Prepared {
+    identity: shoal_cluster::NodeIdentity,
+    telemetry: Arc<shoal_telemetry::Telemetry>,
+}
+
+impl Prepared {
+    pub fn telemetry(&self) -> &shoal_telemetry::Telemetry {
+        &self.telemetry
+    }
+}
+
+/// Loads the node's identity (its id is `service.instance.id` on every metric and span) and
+/// starts telemetry. Runs inside the Tokio runtime: the gRPC exporter's channel lives there.
+pub fn prepare(config: &NodeConfig) -> anyhow::Result<Prepared> {
+    let identity = membership::identity(config)?;
+    let t = &config.telemetry;
+    let otlp = t
+        .otlp_endpoint
+        .as_ref()
+        .map(|endpoint| shoal_telemetry::Otlp {
+            endpoint: endpoint.clone(),
+            protocol: match t.otlp_protocol {
+                shoal_config::OtlpProtocol::HttpProtobuf => shoal_telemetry::Protocol::HttpProtobuf,
+                shoal_config::OtlpProtocol::Grpc => shoal_telemetry::Protocol::Grpc,
+            },
+            headers: t
+                .otlp_headers()
+                .iter()
+                .map(|(k, v)| (k.clone(), v.expose().clone()))
+                .collect(),
+            metrics_interval: t.otlp_interval,
+            timeout: OTLP_EXPORT_TIMEOUT,
+            trace_sample_ratio: t.trace_sample_ratio,
+        });
+    let telemetry = shoal_telemetry::Telemetry::start(
+        &shoal_telemetry::Identity {
+            service_version: VERSION.to_string(),
+            instance_id: identity.id().to_string(),
+            node_name: config.node_name.clone(),
+            cluster: config.cluster.name.clone(),
+            platform: shoal_telemetry::Identity::detect_platform(|k| std::env::var(k).ok())
+                .to_string(),
+        },
+        t.prometheus,
+        otlp.as_ref(),
+    )
+    .context("cannot start telemetry")?;
+    Ok(Prepared {
+        identity,
+        telemetry: Arc::new(telemetry),
+    })
+}
+
 /// Runs a node until `shutdown` is cancelled, then shuts down in order:
 /// not ready and refuse new requests, drain in-flight requests (bounded by
-/// `http.shutdown_grace`), leave the cluster, stop following the control plane, stop the
-/// health server. Later subsystems (telemetry, caches) slot in after the cluster leave.
+/// `http.shutdown_grace`), leave the cluster, write the last decisions, flush telemetry, stop
+/// following the control plane, stop the health server.
 ///
 /// `gossip_errors` counts the gossip layer's warnings and errors (see `main`'s log setup); it is
 /// reported in `/cluster/status` and summarized in the log when lines were held back.
+/// `log_level` lets admins change the level at run time.
 pub async fn run(
     config: NodeConfig,
+    prepared: Prepared,
+    log_level: shoal_telemetry::LogLevel,
     shutdown: CancellationToken,
     gossip_errors: shoal_cluster::GossipErrors,
 ) -> anyhow::Result<()> {
+    let Prepared {
+        identity,
+        telemetry,
+    } = prepared;
     tracing::info!(
         version = VERSION,
         node = %config.node_name,
@@ -84,10 +146,10 @@ pub async fn run(
     let background_stop = CancellationToken::new();
     let (cluster, mut background) = membership::start(
         &config,
+        &identity,
         listener.local_addr()?,
         gate.clone(),
         join.clone(),
-        &state,
         gossip_errors.clone(),
         background_stop.clone(),
     )
@@ -124,6 +186,7 @@ pub async fn run(
             config.http.shutdown_grace,
             config.control_plane.secrets_key().cloned(),
         ),
+        &telemetry.meter(),
         proxy_stop.clone(),
         &mut proxy_tasks,
     );
@@ -136,31 +199,8 @@ pub async fn run(
         node: config.node_name.clone(),
         session_ttl: config.http.session_ttl,
         cookie_secure: config.http.cookie_secure,
+        log_level,
     });
-    let telemetry = Arc::new(
-        shoal_telemetry::Telemetry::start(
-            &shoal_telemetry::Identity {
-                service_version: VERSION.to_string(),
-                instance_id: cluster.local_id().to_string(),
-                node_name: config.node_name.clone(),
-                cluster: config.cluster.name.clone(),
-                platform: shoal_telemetry::Identity::detect_platform(|k| std::env::var(k).ok())
-                    .to_string(),
-            },
-            config.telemetry.prometheus,
-            config
-                .telemetry
-                .otlp_endpoint
-                .as_ref()
-                .map(|endpoint| shoal_telemetry::OtlpMetrics {
-                    endpoint: endpoint.clone(),
-                    interval: config.telemetry.otlp_interval,
-                    timeout: OTLP_EXPORT_TIMEOUT,
-                })
-                .as_ref(),
-        )
-        .context("cannot start telemetry")?,
-    );
     let _instruments = metrics::register(
         &telemetry.meter(),
         metrics::Sources {
@@ -265,10 +305,11 @@ pub async fn run(
         tracing::error!("shutdown: the audit writer did not finish in time");
     }
     cluster.leave().await;
-    // The last metrics go out (OTLP flush) from a blocking thread, bounded like every step.
+    // The last metrics and spans go out (OTLP flush) from a blocking thread, bounded like
+    // every step: one export per signal.
     let flushing = telemetry.clone();
     if tokio::time::timeout(
-        OTLP_EXPORT_TIMEOUT + Duration::from_secs(1),
+        2 * OTLP_EXPORT_TIMEOUT + Duration::from_secs(1),
         tokio::task::spawn_blocking(move || flushing.shutdown()),
     )
     .await

@@ -192,10 +192,6 @@ fn main() -> ExitCode {
                 }
             };
             let serving = matches!(command, Command::Serve);
-            let gossip_errors = init_tracing(&config, serving);
-            if serving {
-                exit_on_panic();
-            }
             let runtime = match tokio::runtime::Runtime::new() {
                 Ok(r) => r,
                 Err(e) => {
@@ -203,7 +199,32 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(dispatch(command, config, gossip_errors)) {
+            // Telemetry first: the log subscriber takes its trace layer.
+            let prepared = if serving {
+                let _runtime = runtime.enter();
+                match shoal::prepare(&config) {
+                    Ok(p) => Some(p),
+                    Err(e) => {
+                        eprintln!("error: {e:#}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            } else {
+                None
+            };
+            let (gossip_errors, log_level) =
+                match init_logs(&config, prepared.as_ref().map(shoal::Prepared::telemetry)) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                };
+            if serving {
+                exit_on_panic();
+            }
+            let node = prepared.map(|p| (p, log_level));
+            match runtime.block_on(dispatch(command, config, node, gossip_errors)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     if serving {
@@ -229,42 +250,41 @@ fn exit_on_panic() {
     }));
 }
 
-/// A node logs at the configured level; CLI commands only print warnings and errors so their
-/// stdout stays machine-readable.
-fn init_tracing(config: &NodeConfig, serving: bool) -> GossipErrors {
-    use tracing_subscriber::Layer as _;
-    use tracing_subscriber::layer::SubscriberExt as _;
-    use tracing_subscriber::util::SubscriberInitExt as _;
-    let level = if serving {
-        config.log.level.as_str()
-    } else {
-        "warn"
-    };
-    let filter = tracing_subscriber::EnvFilter::try_new(level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let fmt = tracing_subscriber::fmt::layer();
-    let output = match (config.log.format, serving) {
-        (LogFormat::Json, _) => fmt.json().flatten_event(true).boxed(),
-        (LogFormat::Text, true) => fmt.boxed(),
-        (LogFormat::Text, false) => fmt.with_writer(std::io::stderr).boxed(),
-    };
+/// A node logs at the configured level (changeable at run time through the admin API); CLI
+/// commands only print warnings and errors, to stderr, so their stdout stays machine-readable.
+fn init_logs(
+    config: &NodeConfig,
+    telemetry: Option<&shoal_telemetry::Telemetry>,
+) -> Result<(GossipErrors, shoal_telemetry::LogLevel), shoal_telemetry::TelemetryError> {
+    let serving = telemetry.is_some();
     let (gossip_filter, gossip_errors) = GossipLogFilter::new();
-    tracing_subscriber::registry()
-        .with(filter)
-        .with(output.with_filter(gossip_filter))
-        .init();
-    gossip_errors
+    let level = shoal_telemetry::init_logs(
+        &shoal_telemetry::LogOptions {
+            level: if serving {
+                config.log.level.as_str()
+            } else {
+                "warn"
+            },
+            json: config.log.format == LogFormat::Json,
+            stderr: !serving,
+        },
+        gossip_filter,
+        telemetry,
+    )?;
+    Ok((gossip_errors, level))
 }
 
+/// `node` is what `serve` needs beyond the config: the prepared node and its log level.
 async fn dispatch(
     command: Command,
     config: NodeConfig,
+    node: Option<(shoal::Prepared, shoal_telemetry::LogLevel)>,
     gossip_errors: GossipErrors,
 ) -> anyhow::Result<()> {
-    if let Command::Serve = command {
+    if let Some((prepared, log_level)) = node {
         let shutdown = CancellationToken::new();
         tokio::spawn(signal_to_cancel(shutdown.clone()));
-        return shoal::run(config, shutdown, gossip_errors).await;
+        return shoal::run(config, prepared, log_level, shutdown, gossip_errors).await;
     }
     let store = connect_store(&config).await?;
     match command {

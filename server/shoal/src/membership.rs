@@ -98,20 +98,27 @@ impl JoinState {
     }
 }
 
+/// The node's id: kept in the node-key file when one is configured (a rescheduled node rejoins
+/// as itself), random otherwise.
+pub(crate) fn identity(config: &NodeConfig) -> anyhow::Result<NodeIdentity> {
+    Ok(match &config.cluster.node_key_file {
+        Some(path) => NodeIdentity::load_or_create(path)?,
+        None => NodeIdentity::random(),
+    })
+}
+
 /// Starts gossip and the background loops; they stop when `stop` fires.
 pub(crate) async fn start(
     config: &NodeConfig,
+    identity: &NodeIdentity,
     http: SocketAddr,
     gate: Arc<DrainGate>,
     join: Arc<JoinState>,
-    state: &SharedState,
     gossip_errors: GossipErrors,
     stop: CancellationToken,
 ) -> anyhow::Result<(Cluster, JoinSet<()>)> {
-    let identity = match &config.cluster.node_key_file {
-        Some(path) => NodeIdentity::load_or_create(path)?,
-        None => NodeIdentity::random(),
-    };
+    // The shared state the join is for: attached to the cluster here.
+    let state = join.state.clone();
     let options = ClusterOptions::from_config(&config.cluster);
     let started_at_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -127,7 +134,7 @@ pub(crate) async fn start(
         started_at_ms,
         load: Load::default(),
     };
-    let cluster = Cluster::start(options, &identity, meta)
+    let cluster = Cluster::start(options, identity, meta)
         .await
         .with_context(|| {
             format!(

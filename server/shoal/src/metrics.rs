@@ -1,5 +1,6 @@
 //! The node's instruments: observable gauges and counters that read each subsystem's status
 //! when a reader collects (a `/metrics` scrape), so the request path pays nothing for them.
+//! The data plane records its own request figures (`shoal_proxy`'s instruments).
 
 use std::sync::Arc;
 
@@ -54,6 +55,9 @@ pub(crate) fn register(meter: &Meter, s: Sources) -> Instruments {
     macro_rules! counter {
         ($($t:tt)*) => { observe!(u64_observable_counter, $($t)*) };
     }
+    macro_rules! seconds {
+        ($($t:tt)*) => { observe!(f64_observable_gauge, $($t)*) };
+    }
     gauge!(
         "shoal.cluster.members",
         "{member}",
@@ -80,6 +84,42 @@ pub(crate) fn register(meter: &Meter, s: Sources) -> Instruments {
         "{score}",
         "Lifeguard's local health score: 0 is healthy",
         |src, obs| { obs.observe(src.cluster.status().local_health_score as u64, &[]) }
+    );
+    seconds!(
+        "shoal.gossip.probe.rtt",
+        "s",
+        "Round trip of this node's last probe of each member",
+        |src, obs| {
+            for m in src.cluster.members() {
+                if let Some(rtt) = m.rtt_ms {
+                    obs.observe(rtt / 1000.0, &[KeyValue::new("shoal.peer.id", m.id)]);
+                }
+            }
+        }
+    );
+    seconds!(
+        "shoal.gossip.heartbeat.age",
+        "s",
+        "Time since the last ack from each live member: a growing value is a heartbeat gap",
+        |src, obs| {
+            for m in src.cluster.members() {
+                if let (Some(age), MemberState::Alive | MemberState::Suspect) =
+                    (m.last_heartbeat_ms, m.state)
+                {
+                    obs.observe(age as f64 / 1000.0, &[KeyValue::new("shoal.peer.id", m.id)]);
+                }
+            }
+        }
+    );
+    counter!(
+        "shoal.gossip.suspicions",
+        "{suspicion}",
+        "Members seen turning suspect (raised) and proving alive again (refuted)",
+        |src, obs| {
+            let st = src.cluster.status();
+            obs.observe(st.suspicions_raised, &[KeyValue::new("result", "raised")]);
+            obs.observe(st.suspicions_refuted, &[KeyValue::new("result", "refuted")]);
+        }
     );
     counter!(
         "shoal.discovery.runs",
@@ -127,6 +167,18 @@ pub(crate) fn register(meter: &Meter, s: Sources) -> Instruments {
         "Decisions spooled on disk while PostgreSQL is away",
         |src, obs| { obs.observe(src.audit.status().spooled, &[]) }
     );
+    gauge!(
+        "shoal.audit.queue",
+        "{decision}",
+        "Decisions in memory waiting for the next audit flush",
+        |src, obs| { obs.observe(src.audit.status().queued as u64, &[]) }
+    );
+    seconds!(
+        "shoal.audit.flush.lag",
+        "s",
+        "How long decisions have waited for PostgreSQL (0 when none wait)",
+        |src, obs| { obs.observe(src.audit.status().flush_lag_ms as f64 / 1000.0, &[]) }
+    );
     counter!(
         "shoal.audit.written",
         "{decision}",
@@ -153,10 +205,20 @@ pub(crate) fn register(meter: &Meter, s: Sources) -> Instruments {
         }
     );
     counter!(
-        "shoal.state.sent",
+        "shoal.state.io",
         "By",
-        "Bytes of state sent to peers",
-        |src, obs| { obs.observe(src.state.status().bytes_sent, &[]) }
+        "Bytes of state messages sent to and received from peers",
+        |src, obs| {
+            let st = src.state.status();
+            obs.observe(st.bytes_sent, &[KeyValue::new("direction", "sent")]);
+            obs.observe(st.bytes_received, &[KeyValue::new("direction", "received")]);
+        }
+    );
+    counter!(
+        "shoal.state.repairs",
+        "{repair}",
+        "Anti-entropy replies that replayed batches a peer had missed",
+        |src, obs| { obs.observe(src.state.status().repairs, &[]) }
     );
     counter!(
         "shoal.state.strict.degraded",

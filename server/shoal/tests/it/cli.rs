@@ -1,10 +1,8 @@
 //! The `shoal` command line: config checking and control-plane management, as operators run it.
 
-mod common;
-
 use std::process::{Command, Output, Stdio};
 
-use common::*;
+use crate::common::*;
 
 fn check_config(toml: &str, env: &[(&str, &str)]) -> Output {
     let dir = tempfile::tempdir().unwrap();

@@ -3,14 +3,12 @@
 //! every object validated against the real schemas with kubernetes-validate) stands in, and
 //! Debian's `kubectl` reads the same lists as a second, independent client.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 use shoal_discovery::Discover as _;
 

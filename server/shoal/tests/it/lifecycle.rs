@@ -1,11 +1,9 @@
 //! Node lifecycle: readiness, control-plane outages, the local snapshot, graceful shutdown,
 //! concurrent migration.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(30);

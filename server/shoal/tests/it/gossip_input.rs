@@ -2,13 +2,11 @@
 //! streams, traffic under a wrong key, replayed traffic. The node must keep running, keep its
 //! membership, count what it rejected and log it at a bounded rate.
 
-mod common;
-
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use rand::{Rng as _, SeedableRng as _};
 use serde_json::Value;
 use shoal_cluster::{Cluster, ClusterOptions, NodeIdentity, NodeMeta};

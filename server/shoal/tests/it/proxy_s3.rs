@@ -5,12 +5,10 @@
 //! that need no percent-encoding: moto's own check fails on encoded paths and queries even
 //! when boto3 talks to it directly (Shoal's canonical forms are unit-tested in `sigv4`).
 
-mod common;
-
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(30);

@@ -4,13 +4,11 @@
 //! everywhere, accessibility (axe-core) and keyboard navigation. Screenshots of the main pages
 //! are written to `SHOAL_SCREENSHOT_DIR` (docs/img when refreshing the README's pictures).
 
-mod common;
-
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
 

@@ -3,14 +3,12 @@
 //! working as printed (the AWS CLI through Shoal to moto, the sixth read refused), and `down`
 //! must stop everything it started.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/quickstart")

@@ -2,11 +2,9 @@
 //! namespaces made by the test, one bridge between them. In each test a host with another key
 //! takes part too and is never joined.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 const WAIT: Duration = Duration::from_secs(60);
 

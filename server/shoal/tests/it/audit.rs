@@ -1,11 +1,9 @@
 //! The decision audit log: PostgreSQL stops in the middle of a load and comes back; the audit
 //! table ends with exactly one row per request, in the order the node decided them.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::json;
 use sqlx::Connection as _;
 

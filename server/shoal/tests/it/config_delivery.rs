@@ -1,11 +1,9 @@
 //! Config delivery from PostgreSQL to running nodes: NOTIFY, the revision poll, validation at
 //! load, and what happens while the control plane is away.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(20);

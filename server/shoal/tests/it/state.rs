@@ -2,11 +2,9 @@
 //! a late joiner is replayed before it reports ready, strict mode admits exactly the limit, and
 //! a partition heals to exact totals (inside a network namespace the test creates).
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(30);

@@ -2,15 +2,13 @@
 //! cluster-wide counts, streaming bodies, and listeners that follow the control plane. The
 //! upstream is a small HTTP server in this test (an echo and a checksum endpoint).
 
-mod common;
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::common::*;
 use axum::Router;
 use axum::extract::Request;
 use axum::routing::{any, post};
-use common::*;
 use futures_util::StreamExt as _;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};

@@ -3,12 +3,10 @@
 //! Nodes register themselves, list each other, drop out when they leave or stop renewing,
 //! and every failure is an error that names its cause.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 use shoal_discovery::{Announce, Discover};
 

@@ -1,10 +1,8 @@
 //! Clusters of real `shoal` processes on distinct 127.0.0.x addresses.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 use shoal_discovery::testsuite::Dnsmasq;
 

@@ -4,12 +4,10 @@
 //! this machine: the tests compare them and never connect to them (a node started with ECS
 //! discovery keeps only 127.0.0.0/8, so it joins none of them).
 
-mod common;
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 use shoal_discovery::Discover as _;
 
