@@ -1,14 +1,19 @@
 //! `scripts/bench proxy`: what the data plane adds to a request, next to nginx (from Debian)
-//! proxying the same upstream with no policy, in the same run.
+//! proxying the same upstream with no policy, in the same run; and what telemetry costs on
+//! that path.
 //!
-//! Upstream: a minimal HTTP server in this process answering `ok`. Shoal: one `shoal serve`
-//! with an HTTP resource in front of it and the seed policy in force (the resource is not the
-//! seed's bucket, so every request is counted and evaluated, and allowed). nginx: one
-//! `proxy_pass` with upstream keep-alive, `worker_processes auto`, no access log.
+//! Upstream: a minimal HTTP server in this process answering `ok`. Shoal: three `shoal serve`
+//! nodes with an HTTP resource in front of it and the seed policy in force (the resource is
+//! not the seed's bucket, so every request is counted and evaluated, and allowed): `bare`
+//! with no metrics reader and no tracing, `metrics` as shipped (Prometheus on, no tracing:
+//! the figures the issue compares with nginx), `traced` with metrics and every request traced
+//! and exported over OTLP/gRPC to rotel's receiver. nginx: one `proxy_pass` with upstream
+//! keep-alive, `worker_processes auto`, no access log.
 //!
 //! Latency: sequential requests over one kept-alive connection, directly, through nginx and
-//! through Shoal, alternated per round; "added" is the proxy's percentile minus the direct
-//! one. Throughput: `--concurrency` connections for `--load-seconds` through each proxy.
+//! through each node, alternated per round; "added" is the proxy's percentile minus the
+//! direct one, and the telemetry cost is one node's percentile minus the other's. Throughput:
+//! `--concurrency` connections for `--load-seconds` through each proxy.
 
 #[path = "../tests/it/common/mod.rs"]
 mod common;
@@ -171,6 +176,21 @@ async fn hold_connections(addr: &str, key: &str, n: usize) -> Vec<tokio::net::Tc
     held
 }
 
+/// One node of the benchmark: its process and resource URL.
+struct Variant {
+    node: Node,
+    url: String,
+}
+
+/// p50 and p99 in one round of: direct, nginx, bare, metrics, traced.
+type Round = [(f64, f64); 5];
+
+/// A figure computed from one round.
+type Figure<'a> = &'a dyn Fn(&Round) -> f64;
+
+/// A node's name, loopback IP and extra environment.
+type NodeSetup = (&'static str, &'static str, Vec<(String, String)>);
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let rounds = arg("--rounds", 5);
@@ -181,14 +201,44 @@ async fn main() {
 
     let upstream = ok_upstream().await;
     let (nginx, nginx_port) = start_nginx(upstream);
+    // Receives the traced node's metrics and spans without printing them.
+    let rotel = Rotel::start(false);
+    rotel.wait_listening().await;
 
     let db = database().await;
-    let mut spec = NodeSpec::new("bench", "127.0.0.97", &db.url);
-    spec.extra_toml = "[proxy]\naddress = \"127.0.0.97\"\n".into();
-    create_admin(&spec);
-    let mut node = spec.start();
-    let base = node.base_url().await;
-    node.wait_ready_where("ready", WAIT, |s, _| s == 200).await;
+    let variants: [NodeSetup; 3] = [
+        (
+            "bare",
+            "127.0.0.95",
+            vec![("SHOAL_TELEMETRY_PROMETHEUS".into(), "false".into())],
+        ),
+        ("metrics", "127.0.0.97", vec![]),
+        (
+            "traced",
+            "127.0.0.96",
+            vec![
+                (
+                    "SHOAL_TELEMETRY_OTLP_ENDPOINT".into(),
+                    rotel.grpc_endpoint.clone(),
+                ),
+                ("SHOAL_TELEMETRY_OTLP_PROTOCOL".into(), "grpc".into()),
+                ("SHOAL_TELEMETRY_TRACE_SAMPLE_RATIO".into(), "1".into()),
+            ],
+        ),
+    ];
+    let mut nodes = Vec::new();
+    for (i, (name, ip, env)) in variants.into_iter().enumerate() {
+        let mut spec = NodeSpec::new(name, ip, &db.url);
+        spec.extra_toml = format!("[proxy]\naddress = \"{ip}\"\n");
+        spec.env = env;
+        if i == 0 {
+            create_admin(&spec);
+        }
+        let mut node = spec.start();
+        node.wait_ready_where("ready", WAIT, |s, _| s == 200).await;
+        nodes.push((name, ip, node));
+    }
+    let base = nodes[1].2.base_url().await;
     let api = Api::login(&base).await;
     let key = api.user_with_api_key("bench").await;
     let port = free_port("127.0.0.97");
@@ -198,53 +248,71 @@ async fn main() {
         .put("/api/v1/policies/seed", json!({"rego": SEED_POLICY}))
         .await;
     assert_eq!(code, 200, "{body}");
-    node.wait_data_plane(body["revision"].as_i64().unwrap())
-        .await;
-    let shoal_url = format!("http://127.0.0.97:{port}/object");
+    let revision = body["revision"].as_i64().unwrap();
+    let mut shoal = Vec::new();
+    for (_, ip, mut node) in nodes {
+        node.wait_data_plane(revision).await;
+        wait_port(&format!("{ip}:{port}")).await;
+        shoal.push(Variant {
+            node,
+            url: format!("http://{ip}:{port}/object"),
+        });
+    }
     let nginx_url = format!("http://127.0.0.1:{nginx_port}/object");
     let direct_url = format!("http://{upstream}/object");
-    wait_port(&format!("127.0.0.97:{port}")).await;
     wait_port(&format!("127.0.0.1:{nginx_port}")).await;
 
     let client = reqwest::Client::new();
-    for url in [&direct_url, &nginx_url, &shoal_url] {
+    for url in [&direct_url, &nginx_url]
+        .into_iter()
+        .chain(shoal.iter().map(|v| &v.url))
+    {
         latency(&client, url, &key, 200).await;
     }
-    let mut rows = Vec::new();
+    // Per round: p50 and p99 of direct, nginx, bare, metrics, traced.
+    let mut rows: Vec<Round> = Vec::new();
     for round in 0..rounds {
-        let direct = latency(&client, &direct_url, &key, requests).await;
-        let nginx = latency(&client, &nginx_url, &key, requests).await;
-        let shoal = latency(&client, &shoal_url, &key, requests).await;
-        let p = |v: &[f64], q| percentile(v, q);
-        let row = (
-            p(&shoal, 0.5) - p(&direct, 0.5),
-            p(&shoal, 0.99) - p(&direct, 0.99),
-            p(&nginx, 0.5) - p(&direct, 0.5),
-            p(&nginx, 0.99) - p(&direct, 0.99),
-        );
+        let mut row = [(0.0, 0.0); 5];
+        for (i, url) in [&direct_url, &nginx_url]
+            .into_iter()
+            .chain(shoal.iter().map(|v| &v.url))
+            .enumerate()
+        {
+            let v = latency(&client, url, &key, requests).await;
+            row[i] = (percentile(&v, 0.5), percentile(&v, 0.99));
+        }
         println!(
-            "round {round}: direct p50 {:.0} us p99 {:.0} us | added by shoal p50 {:.0} us p99 {:.0} us | added by nginx p50 {:.0} us p99 {:.0} us",
-            p(&direct, 0.5),
-            p(&direct, 0.99),
-            row.0,
-            row.1,
-            row.2,
-            row.3
+            "round {round}: direct p50 {:.0} us p99 {:.0} us | added by nginx p50 {:.0} p99 {:.0} | by shoal bare p50 {:.0} p99 {:.0} | metrics p50 {:.0} p99 {:.0} | traced p50 {:.0} p99 {:.0} (us)",
+            row[0].0,
+            row[0].1,
+            row[1].0 - row[0].0,
+            row[1].1 - row[0].1,
+            row[2].0 - row[0].0,
+            row[2].1 - row[0].1,
+            row[3].0 - row[0].0,
+            row[3].1 - row[0].1,
+            row[4].0 - row[0].0,
+            row[4].1 - row[0].1,
         );
         rows.push(row);
     }
-    let shoal_rps = throughput(&shoal_url, &key, connections, load_secs).await;
+    let mut rps = Vec::new();
+    for v in &shoal {
+        rps.push(throughput(&v.url, &key, connections, load_secs).await);
+    }
     let nginx_rps = throughput(&nginx_url, &key, connections, load_secs).await;
     println!(
-        "throughput with {connections} connections: shoal {shoal_rps:.0}/s, nginx {nginx_rps:.0}/s"
+        "throughput with {connections} connections: shoal bare {:.0}/s, metrics {:.0}/s, traced {:.0}/s, nginx {nginx_rps:.0}/s",
+        rps[0], rps[1], rps[2]
     );
-    let (_, ready) = node.ready().await;
+    let (_, ready) = shoal[1].node.ready().await;
     println!("shoal audit: {}", ready["audit"]);
+    let shipped = &shoal[1];
 
     // Idle keep-alive connections: memory each costs, Shoal and nginx side by side.
     let mut memory = Vec::new();
     for (name, addr, pid) in [
-        ("shoal", format!("127.0.0.97:{port}"), node.pid()),
+        ("shoal", format!("127.0.0.97:{port}"), shipped.node.pid()),
         ("nginx", format!("127.0.0.1:{nginx_port}"), nginx.child.id()),
     ] {
         let before = tree_rss_kib(pid);
@@ -260,26 +328,43 @@ async fn main() {
         drop(held);
     }
 
-    let median = |f: fn(&(f64, f64, f64, f64)) -> f64| {
+    // Median over rounds of a per-round figure.
+    let median = |f: Figure| {
         let mut v: Vec<f64> = rows.iter().map(f).collect();
         v.sort_by(f64::total_cmp);
         percentile(&v, 0.5)
     };
-    println!("RESULT added_latency_p50_us {:.0} us", median(|r| r.0));
-    println!("RESULT added_latency_p99_us {:.0} us", median(|r| r.1));
-    println!(
-        "RESULT nginx_added_latency_p50_us {:.0} us",
-        median(|r| r.2)
-    );
-    println!(
-        "RESULT nginx_added_latency_p99_us {:.0} us",
-        median(|r| r.3)
-    );
-    println!("RESULT shoal_rps {shoal_rps:.0} requests/s");
+    let spread = |f: Figure| {
+        let v: Vec<f64> = rows.iter().map(f).collect();
+        let (lo, hi) = v
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(lo, hi), x| (lo.min(*x), hi.max(*x)));
+        format!("{lo:.0}..{hi:.0}")
+    };
+    let figures: [(&str, Figure); 8] = [
+        ("added_latency_p50_us", &|r| r[3].0 - r[0].0),
+        ("added_latency_p99_us", &|r| r[3].1 - r[0].1),
+        ("nginx_added_latency_p50_us", &|r| r[1].0 - r[0].0),
+        ("nginx_added_latency_p99_us", &|r| r[1].1 - r[0].1),
+        ("telemetry_metrics_cost_p50_us", &|r| r[3].0 - r[2].0),
+        ("telemetry_metrics_cost_p99_us", &|r| r[3].1 - r[2].1),
+        ("telemetry_traces_cost_p50_us", &|r| r[4].0 - r[3].0),
+        ("telemetry_traces_cost_p99_us", &|r| r[4].1 - r[3].1),
+    ];
+    for (name, f) in figures {
+        println!("spread over rounds of {name}: {}", spread(f));
+    }
+    for (name, f) in figures {
+        println!("RESULT {name} {:.0} us", median(f));
+    }
+    println!("RESULT shoal_rps {:.0} requests/s", rps[1]);
+    println!("RESULT shoal_bare_rps {:.0} requests/s", rps[0]);
+    println!("RESULT shoal_traced_rps {:.0} requests/s", rps[2]);
     println!("RESULT nginx_rps {nginx_rps:.0} requests/s");
+    println!("RESULT rps_ratio_vs_nginx {:.2} ratio", rps[1] / nginx_rps);
     println!(
-        "RESULT rps_ratio_vs_nginx {:.2} ratio",
-        shoal_rps / nginx_rps
+        "RESULT traced_rps_ratio_vs_metrics {:.2} ratio",
+        rps[2] / rps[1]
     );
     println!("RESULT rss_10k_conns_mb {:.1} MiB", memory[0].0);
     println!("RESULT bytes_per_idle_conn {:.0} bytes", memory[0].1);

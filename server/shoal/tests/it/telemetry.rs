@@ -128,92 +128,9 @@ async fn metrics_can_be_turned_off() {
 
 const WAIT_METRICS: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// rotel's OTLP receiver (PyPI `rotel`, the `rotel-agent` binary), printing what it receives.
-struct Rotel {
-    child: std::process::Child,
-    log: std::path::PathBuf,
-    _dir: tempfile::TempDir,
-    endpoint: String,
-    grpc_endpoint: String,
-}
-
-impl Drop for Rotel {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Rotel {
-    fn start() -> Self {
-        let agent = std::env::var_os("ROTEL_AGENT").map_or_else(
-            || {
-                let out = Command::new(python())
-                    .args([
-                        "-c",
-                        "import os, rotel; print(os.path.join(os.path.dirname(rotel.__file__), 'rotel-agent'))",
-                    ])
-                    .output()
-                    .expect("find rotel-agent");
-                std::path::PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-            },
-            std::path::PathBuf::from,
-        );
-        let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("rotel.log");
-        let port = free_port("127.0.0.1");
-        let grpc = free_port("127.0.0.1");
-        let file = std::fs::File::create(&log).unwrap();
-        let child = Command::new(agent)
-            .args([
-                "start",
-                "--otlp-http-endpoint",
-                &format!("127.0.0.1:{port}"),
-                "--otlp-grpc-endpoint",
-                &format!("127.0.0.1:{grpc}"),
-                "--exporter",
-                "blackhole",
-                "--debug-log",
-                "metrics",
-                "--debug-log",
-                "traces",
-                "--debug-log-verbosity",
-                "detailed",
-            ])
-            .stdout(file.try_clone().unwrap())
-            .stderr(file)
-            .spawn()
-            .expect("start rotel-agent (PyPI rotel; scripts/test installs it)");
-        Rotel {
-            child,
-            log,
-            _dir: dir,
-            endpoint: format!("http://127.0.0.1:{port}"),
-            grpc_endpoint: format!("http://127.0.0.1:{grpc}"),
-        }
-    }
-
-    async fn wait_listening(&self) {
-        for endpoint in [&self.endpoint, &self.grpc_endpoint] {
-            wait_until("rotel to listen", WAIT_METRICS, || async {
-                let port: u16 = endpoint.rsplit(':').next()?.parse().ok()?;
-                tokio::net::TcpStream::connect(("127.0.0.1", port))
-                    .await
-                    .ok()
-                    .map(|_| ())
-            })
-            .await;
-        }
-    }
-
-    fn output(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_reach_a_real_otlp_receiver_with_the_version_and_node_id() {
-    let rotel = Rotel::start();
+    let rotel = Rotel::start(true);
     rotel.wait_listening().await;
     let pg = TestPostgres::start();
     let url = pg.create_database().await;
@@ -251,7 +168,7 @@ async fn metrics_reach_a_real_otlp_receiver_with_the_version_and_node_id() {
 /// graceful shutdown makes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_graceful_shutdown_flushes_the_pending_metrics() {
-    let rotel = Rotel::start();
+    let rotel = Rotel::start(true);
     let pg = TestPostgres::start();
     let url = pg.create_database().await;
     let endpoint = rotel.endpoint.clone();
@@ -303,7 +220,7 @@ async fn trace_echo_upstream() -> std::net::SocketAddr {
 /// figures reach `/metrics` and the collector.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_proxied_request_is_traced_through_the_policy_to_the_upstream() {
-    let rotel = Rotel::start();
+    let rotel = Rotel::start(true);
     rotel.wait_listening().await;
     let pg = TestPostgres::start();
     let url = pg.create_database().await;

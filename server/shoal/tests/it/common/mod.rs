@@ -1066,3 +1066,92 @@ impl Drop for Etcd {
         let _ = self.child.wait();
     }
 }
+
+/// rotel's OTLP receiver (PyPI `rotel`, the `rotel-agent` binary), printing what it receives.
+pub struct Rotel {
+    child: std::process::Child,
+    log: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+    pub endpoint: String,
+    pub grpc_endpoint: String,
+}
+
+impl Drop for Rotel {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Rotel {
+    pub fn start(debug: bool) -> Self {
+        let agent = std::env::var_os("ROTEL_AGENT").map_or_else(
+            || {
+                let out = Command::new(python())
+                    .args([
+                        "-c",
+                        "import os, rotel; print(os.path.join(os.path.dirname(rotel.__file__), 'rotel-agent'))",
+                    ])
+                    .output()
+                    .expect("find rotel-agent");
+                std::path::PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+            },
+            std::path::PathBuf::from,
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("rotel.log");
+        let port = free_port("127.0.0.1");
+        let grpc = free_port("127.0.0.1");
+        let file = std::fs::File::create(&log).unwrap();
+        let child = Command::new(agent)
+            .args([
+                "start",
+                "--otlp-http-endpoint",
+                &format!("127.0.0.1:{port}"),
+                "--otlp-grpc-endpoint",
+                &format!("127.0.0.1:{grpc}"),
+                "--exporter",
+                "blackhole",
+            ])
+            .args(if debug {
+                &[
+                    "--debug-log",
+                    "metrics",
+                    "--debug-log",
+                    "traces",
+                    "--debug-log-verbosity",
+                    "detailed",
+                ][..]
+            } else {
+                &[][..]
+            })
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .expect("start rotel-agent (PyPI rotel; scripts/test installs it)");
+        Rotel {
+            child,
+            log,
+            _dir: dir,
+            endpoint: format!("http://127.0.0.1:{port}"),
+            grpc_endpoint: format!("http://127.0.0.1:{grpc}"),
+        }
+    }
+
+    pub async fn wait_listening(&self) {
+        for endpoint in [&self.endpoint, &self.grpc_endpoint] {
+            wait_until("rotel to listen", Duration::from_secs(30), || async {
+                let port: u16 = endpoint.rsplit(':').next()?.parse().ok()?;
+                tokio::net::TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .ok()
+                    .map(|_| ())
+            })
+            .await;
+        }
+    }
+
+    pub fn output(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
