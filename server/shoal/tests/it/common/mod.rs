@@ -18,6 +18,9 @@ pub use shoal_control_plane::testsuite::{TestPostgres, database};
 pub const PSK_HEX: &str = "4242424242424242424242424242424242424242424242424242424242424242";
 pub const SECRETS_KEY_HEX: &str =
     "0909090909090909090909090909090909090909090909090909090909090909";
+/// Probe settings that make tests detect failures quickly.
+pub const FAST_PROBES: &str = "probe_interval = \"200ms\"\nprobe_timeout = \"100ms\"\n";
+
 pub const ADMIN: &str = "ops";
 pub const ADMIN_PASSWORD: &str = "correct horse battery staple";
 
@@ -62,6 +65,9 @@ pub struct NodeSpec {
     pub data_dir: PathBuf,
     /// Gossip address (TCP and UDP), on the node's own loopback IP.
     pub gossip: std::net::SocketAddr,
+    /// Failure-detection lines inside `[cluster]`: fast probes by default, so tests converge
+    /// quickly; empty for the shipped defaults.
+    pub probes: String,
     /// Extra lines inside `[cluster]`.
     pub cluster_toml: String,
     /// Extra sections after the generated ones (e.g. `[discovery]`).
@@ -95,6 +101,7 @@ impl NodeSpec {
             data_dir: dir.path().join("data"),
             dir,
             gossip: free_gossip_addr(ip),
+            probes: FAST_PROBES.to_string(),
             cluster_toml: String::new(),
             extra_toml: String::new(),
             psk_from_file: false,
@@ -113,6 +120,7 @@ impl NodeSpec {
             data_dir: dir.path().join("data"),
             dir,
             gossip: format!("{}:7946", net.cluster_ip(index)).parse().unwrap(),
+            probes: FAST_PROBES.to_string(),
             cluster_toml: String::new(),
             extra_toml: String::new(),
             psk_from_file: false,
@@ -130,12 +138,13 @@ impl NodeSpec {
         let toml = format!(
             "node_name = \"{name}\"\ndata_dir = \"{data}\"\n\n[http]\nlisten = \"{ip}:0\"\nshutdown_grace = \"20s\"\n\n\
              [control_plane]\npoll_interval = \"300ms\"\nconnect_timeout = \"2s\"\nreconnect_min = \"50ms\"\nreconnect_max = \"500ms\"\n\n\
-             [cluster]\nbind = \"{gossip}\"\nprobe_interval = \"200ms\"\nprobe_timeout = \"100ms\"\n{cluster}\n\
+             [cluster]\nbind = \"{gossip}\"\n{probes}{cluster}\n\
              [log]\nformat = \"json\"\nlevel = \"info,sqlx=warn\"\n{extra}",
             name = self.name,
             data = self.data_dir.display(),
             ip = self.ip,
             gossip = self.gossip,
+            probes = self.probes,
             cluster = self.cluster_toml,
             extra = self.extra_toml,
         );
@@ -353,6 +362,7 @@ pub async fn get_ready(base: String) -> (u16, Value) {
 }
 
 /// An authenticated admin API client.
+#[derive(Clone)]
 pub struct Api {
     pub base: String,
     pub token: String,
@@ -805,9 +815,21 @@ pub async fn start_ready_cluster(db_url: &str, ips: &[&str]) -> (Started, Vec<Ap
 
 /// One node per namespace of `net`, static peers, every node ready, an API client per node.
 pub async fn start_netns_cluster(net: &TestNetwork, db_url: &str) -> (Vec<Node>, Vec<Api>) {
+    start_netns_cluster_with(net, db_url, FAST_PROBES).await
+}
+
+/// [`start_netns_cluster`] with other failure-detection settings (`probes`, `[cluster]` lines).
+pub async fn start_netns_cluster_with(
+    net: &TestNetwork,
+    db_url: &str,
+    probes: &str,
+) -> (Vec<Node>, Vec<Api>) {
     let mut specs: Vec<NodeSpec> = (0..net.len())
         .map(|i| NodeSpec::in_netns(&format!("ns{i}"), net, i, db_url))
         .collect();
+    for spec in &mut specs {
+        spec.probes = probes.to_string();
+    }
     let gossip: Vec<std::net::SocketAddr> = specs.iter().map(|s| s.gossip).collect();
     for spec in &mut specs {
         spec.extra_toml = static_peers(&gossip);

@@ -1,0 +1,576 @@
+//! Faults under load, on real processes: partitions (3|2 and 2|1) and packet loss (10% and
+//! 30%) inside network namespaces the test creates (iptables in each node's namespace drops
+//! the packets, silently, as a real network does), and SIGKILL of 1 of 3 and 2 of 5 nodes on
+//! loopback while requests flow through the data plane.
+//!
+//! Each scenario prints `FIGURE <name> <value> <unit>` lines (time to detect, time to
+//! converge, requests and audit rows lost) that docs/reliability.md records; durations are
+//! bounded for CI and set longer by scripts/chaos through `SHOAL_CHAOS_*` variables.
+//! tc's netem qdisc (latency, reordering) is not in this machine's kernel, so loss is
+//! injected with iptables' `statistic` match and latency is not injected at all.
+
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+use serde_json::{Value, json};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// A duration from `SHOAL_CHAOS_<NAME>` in seconds (scripts/chaos), else the CI default.
+fn chaos_secs(name: &str, default: u64) -> Duration {
+    let secs = std::env::var(format!("SHOAL_CHAOS_{name}"))
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default);
+    Duration::from_secs(secs)
+}
+
+fn figure(name: &str, value: impl std::fmt::Display, unit: &str) {
+    println!("FIGURE {name} {value} {unit}");
+}
+
+/// Runs iptables inside node `index`'s namespace.
+fn iptables(net: &TestNetwork, index: usize, args: &[&str]) {
+    let out = Command::new("ip")
+        .args(["netns", "exec", &net.namespace(index), "iptables"])
+        .args(args)
+        .output()
+        .expect("run iptables (scripts/test installs it)");
+    assert!(
+        out.status.success(),
+        "iptables {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Drops every packet between the two groups' cluster addresses, both ways. Only on input:
+/// a DROP on output makes the sender's own `send` fail (EPERM), which no real partition does
+/// and which gossip treats as a local error rather than a silent peer.
+fn partition(net: &TestNetwork, a: &[usize], b: &[usize]) {
+    for (from, to) in [(a, b), (b, a)] {
+        for &i in from {
+            for &j in to {
+                let peer = net.cluster_ip(j);
+                iptables(net, i, &["-A", "INPUT", "-s", &peer, "-j", "DROP"]);
+            }
+        }
+    }
+}
+
+/// Drops `percent` of the packets each node receives on the cluster network.
+fn lose(net: &TestNetwork, percent: u32) {
+    let probability = format!("{:.2}", f64::from(percent) / 100.0);
+    for i in 0..net.len() {
+        iptables(
+            net,
+            i,
+            &[
+                "-A",
+                "INPUT",
+                "-s",
+                "10.77.0.0/24",
+                "-m",
+                "statistic",
+                "--mode",
+                "random",
+                "--probability",
+                &probability,
+                "-j",
+                "DROP",
+            ],
+        );
+    }
+}
+
+fn heal(net: &TestNetwork) {
+    for i in 0..net.len() {
+        iptables(net, i, &["-F"]);
+    }
+}
+
+const SUBJECT: &str = "erin";
+
+fn counter_path() -> String {
+    format!("/api/v1/state/counters?subject={SUBJECT}&resource=bucket&action=read")
+}
+
+/// The key's last-hour total on one node (the hour outlasts every scenario).
+async fn total(api: &Api) -> Option<u64> {
+    let (code, body) = api.get(&counter_path()).await;
+    (code == 200).then(|| body["access_count"]["last_hour"].as_u64())?
+}
+
+/// Increments through every node's API until stopped; counts what each node acknowledged.
+struct Load {
+    stop: Arc<AtomicBool>,
+    acked: Arc<AtomicU64>,
+    failed: Arc<AtomicU64>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(apis: &[Api]) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (acked, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let tasks = apis
+            .iter()
+            .cloned()
+            .map(|api| {
+                let (stop, acked, failed) = (stop.clone(), acked.clone(), failed.clone());
+                tokio::spawn(async move {
+                    let body = json!({"subject": SUBJECT, "resource": "bucket", "action": "read", "by": 1});
+                    while !stop.load(Ordering::Relaxed) {
+                        let (code, _) = api.post("/api/v1/state/increment", body.clone()).await;
+                        if code == 200 {
+                            acked.fetch_add(1, Ordering::Relaxed);
+                        } else {
+                            failed.fetch_add(1, Ordering::Relaxed);
+                        }
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                })
+            })
+            .collect();
+        Self {
+            stop,
+            acked,
+            failed,
+            tasks,
+        }
+    }
+
+    /// Stops the load; (acknowledged, failed).
+    async fn finish(self) -> (u64, u64) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.tasks {
+            t.await.unwrap();
+        }
+        (
+            self.acked.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// Waits until every node counts exactly `expected`; how long that took.
+async fn converge(apis: &[Api], expected: u64) -> Duration {
+    let started = Instant::now();
+    for (i, api) in apis.iter().enumerate() {
+        wait_until(
+            &format!("node {i} to count exactly {expected}"),
+            WAIT,
+            || async move { (total(api).await == Some(expected)).then_some(()) },
+        )
+        .await;
+    }
+    started.elapsed()
+}
+
+fn member_states(status: &Value) -> Vec<(String, String)> {
+    status["cluster"]["members"]
+        .as_array()
+        .map(|members| {
+            members
+                .iter()
+                .map(|m| {
+                    (
+                        m["id"].as_str().unwrap_or_default().to_string(),
+                        m["state"].as_str().unwrap_or_default().to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A partition of `nodes` into a majority and `minority` nodes under load, then the heal:
+/// both sides keep counting, the majority sees the minority dead, and after the heal every
+/// node converges to exactly the acknowledged total.
+async fn partition_under_load(test: &str, nodes: usize, minority: usize) {
+    let db = database().await;
+    let url = db
+        .socket_url()
+        .expect("a private PostgreSQL inside the namespace");
+    let net = TestNetwork::new(nodes);
+    let (_nodes, apis) = start_netns_cluster(&net, &url).await;
+    let majority: Vec<usize> = (0..nodes - minority).collect();
+    let cut: Vec<usize> = (nodes - minority..nodes).collect();
+    let cut_ids: Vec<String> = {
+        let mut ids = Vec::new();
+        for &i in &cut {
+            let s = cluster_status(apis[i].base.clone()).await.unwrap();
+            ids.push(s["cluster"]["local_id"].as_str().unwrap().to_string());
+        }
+        ids
+    };
+    let load = Load::start(&apis);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    partition(&net, &majority, &cut);
+    let cut_at = Instant::now();
+    let detected = wait_until("the minority dead on the majority side", WAIT, || async {
+        let s = cluster_status(apis[0].base.clone()).await?;
+        let states = member_states(&s);
+        cut_ids
+            .iter()
+            .all(|id| states.iter().any(|(m, st)| m == id && st == "dead"))
+            .then(|| cut_at.elapsed())
+    })
+    .await;
+    let hold = chaos_secs("PARTITION_SECS", 5);
+    if let Some(rest) = hold.checked_sub(cut_at.elapsed()) {
+        tokio::time::sleep(rest).await;
+    }
+    heal(&net);
+    let healed_at = Instant::now();
+    let rejoined = wait_until("every member alive again everywhere", WAIT, || async {
+        for api in &apis {
+            let s = cluster_status(api.base.clone()).await?;
+            let states = member_states(&s);
+            if states.len() != nodes || states.iter().any(|(_, st)| st != "alive") {
+                return None;
+            }
+        }
+        Some(healed_at.elapsed())
+    })
+    .await;
+    let (acked, failed) = load.finish().await;
+    let exact = converge(&apis, acked).await + healed_at.elapsed() - rejoined;
+    assert_eq!(failed, 0, "both sides keep serving increments");
+    for api in &apis {
+        assert_eq!(total(api).await, Some(acked), "nothing lost, nothing twice");
+    }
+    let tag = format!("partition_{}_{}", nodes - minority, minority);
+    println!("{test}: {acked} increments acknowledged during a {hold:?} partition");
+    figure(&format!("{tag}_detect_dead_ms"), detected.as_millis(), "ms");
+    figure(&format!("{tag}_rejoin_ms"), rejoined.as_millis(), "ms");
+    figure(
+        &format!("{tag}_exact_after_heal_ms"),
+        exact.as_millis(),
+        "ms",
+    );
+    figure(&format!("{tag}_increments_lost"), 0, "increments");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_three_two_partition_under_load_heals_to_exact_counts() {
+    let name = "faults::a_three_two_partition_under_load_heals_to_exact_counts";
+    if in_private_namespaces(name) {
+        partition_under_load(name, 5, 2).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_two_one_partition_under_load_heals_to_exact_counts() {
+    let name = "faults::a_two_one_partition_under_load_heals_to_exact_counts";
+    if in_private_namespaces(name) {
+        partition_under_load(name, 3, 1).await;
+    }
+}
+
+/// Failure detection for lossy links (docs/reliability.md): slower probes and a longer
+/// suspicion, so a member must miss many more acks before it is declared dead.
+const LOSSY_PROBES: &str =
+    "probe_interval = \"1s\"\nprobe_timeout = \"500ms\"\nsuspicion_multiplier = 6\n";
+
+/// 10% of every node's incoming cluster packets dropped with the shipped failure-detection
+/// settings, then 30% with the lossy-link settings, under load: no live node is ever declared
+/// dead, every suspicion is refuted, and the counts stay exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn packet_loss_never_declares_a_live_node_dead() {
+    if !in_private_namespaces("faults::packet_loss_never_declares_a_live_node_dead") {
+        return;
+    }
+    let net = TestNetwork::new(3);
+    let hold = chaos_secs("LOSS_SECS", 15);
+    for (percent, probes, profile) in [(10, "", "shipped"), (30, LOSSY_PROBES, "lossy")] {
+        let db = database().await;
+        let url = db
+            .socket_url()
+            .expect("a private PostgreSQL inside the namespace");
+        let (nodes, apis) = start_netns_cluster_with(&net, &url, probes).await;
+        let load = Load::start(&apis);
+        lose(&net, percent);
+        let started = Instant::now();
+        let mut samples = 0;
+        while started.elapsed() < hold {
+            for (i, api) in apis.iter().enumerate() {
+                if let Some(s) = cluster_status(api.base.clone()).await {
+                    let dead: Vec<_> = member_states(&s)
+                        .into_iter()
+                        .filter(|(_, st)| st == "dead")
+                        .collect();
+                    assert!(
+                        dead.is_empty(),
+                        "{percent}% loss ({profile} settings): node {i} declared live members dead: {dead:?}"
+                    );
+                    samples += 1;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        heal(&net);
+        let (acked, failed) = load.finish().await;
+        assert_eq!(failed, 0);
+        let exact = converge(&apis, acked).await;
+        // Every suspicion raised during the loss is refuted once it ends.
+        let mut raised = 0;
+        for (i, api) in apis.iter().enumerate() {
+            let r = wait_until("suspicions settled", WAIT, || async {
+                let s = cluster_status(api.base.clone()).await?;
+                let (r, f) = suspicions(&s);
+                let alive = member_states(&s).iter().all(|(_, st)| st == "alive");
+                (alive && r == f).then_some(r)
+            })
+            .await;
+            println!("node {i}: {r} suspicions raised and refuted");
+            raised += r;
+        }
+        println!(
+            "{percent}% loss for {hold:?} ({profile} settings): {samples} status samples, no member dead"
+        );
+        figure(&format!("loss_{percent}pct_false_dead"), 0, "members");
+        figure(
+            &format!("loss_{percent}pct_suspicions_per_node_minute"),
+            format!(
+                "{:.1}",
+                raised as f64 / apis.len() as f64 / (hold.as_secs_f64() / 60.0)
+            ),
+            "suspicions",
+        );
+        figure(
+            &format!("loss_{percent}pct_exact_after_ms"),
+            exact.as_millis(),
+            "ms",
+        );
+        drop(nodes);
+    }
+}
+
+fn suspicions(status: &Value) -> (u64, u64) {
+    let c = &status["cluster"];
+    (
+        c["suspicions_raised"].as_u64().unwrap_or(0),
+        c["suspicions_refuted"].as_u64().unwrap_or(0),
+    )
+}
+
+/// Requests through every node's data plane, round robin over the nodes still meant to be up;
+/// per node: answered 200, failed.
+struct Traffic {
+    stop: Arc<AtomicBool>,
+    up: Arc<Vec<AtomicBool>>,
+    ok: Arc<Vec<AtomicU64>>,
+    failed: Arc<Vec<AtomicU64>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Traffic {
+    fn start(urls: Vec<String>, key: String) -> Self {
+        let n = urls.len();
+        let stop = Arc::new(AtomicBool::new(false));
+        let up: Arc<Vec<AtomicBool>> = Arc::new((0..n).map(|_| AtomicBool::new(true)).collect());
+        let ok: Arc<Vec<AtomicU64>> = Arc::new((0..n).map(|_| AtomicU64::new(0)).collect());
+        let failed: Arc<Vec<AtomicU64>> = Arc::new((0..n).map(|_| AtomicU64::new(0)).collect());
+        let task = tokio::spawn({
+            let (stop, up, ok, failed) = (stop.clone(), up.clone(), ok.clone(), failed.clone());
+            async move {
+                let client = reqwest::Client::new();
+                let mut i = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    i = (i + 1) % n;
+                    if !up[i].load(Ordering::Relaxed) {
+                        continue;
+                    }
+                    let sent = client
+                        .get(&urls[i])
+                        .header("x-api-key", &key)
+                        .timeout(Duration::from_secs(5))
+                        .send()
+                        .await;
+                    // A node marked down meanwhile may have been killed mid-request: only
+                    // requests to nodes meant to be up count.
+                    if !up[i].load(Ordering::Relaxed) {
+                        continue;
+                    }
+                    match sent {
+                        Ok(r) if r.status().as_u16() == 200 => {
+                            ok[i].fetch_add(1, Ordering::Relaxed);
+                        }
+                        _ => {
+                            failed[i].fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            }
+        });
+        Self {
+            stop,
+            up,
+            ok,
+            failed,
+            task,
+        }
+    }
+
+    fn take_down(&self, i: usize) {
+        self.up[i].store(false, Ordering::Relaxed);
+    }
+
+    async fn finish(self) -> Vec<(u64, u64)> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.unwrap();
+        self.ok
+            .iter()
+            .zip(self.failed.iter())
+            .map(|(o, f)| (o.load(Ordering::Relaxed), f.load(Ordering::Relaxed)))
+            .collect()
+    }
+}
+
+async fn audited_requests(url: &str, node: &str) -> i64 {
+    use sqlx::Connection as _;
+    let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+    sqlx::query_scalar(
+        "SELECT count(*) FROM audit_log WHERE node = $1 AND action = 'request' AND outcome = 'allowed'",
+    )
+    .bind(node)
+    .fetch_one(&mut conn)
+    .await
+    .unwrap()
+}
+
+/// SIGKILL of `kill` of `ips.len()` nodes while requests flow through every data plane: the
+/// survivors detect the loss, answer every request sent to them, and audit every one.
+async fn kill_under_load(ips: &[&str], kill: usize) {
+    let db = database().await;
+    let (c, apis) = start_ready_cluster(&db.url, ips).await;
+    let mut nodes = c.nodes;
+    let upstream = ok_upstream().await;
+    let key = apis[0].user_with_api_key("kim").await;
+    let port = free_port(ips[0]);
+    apis[0]
+        .http_resource("objects", &format!("http://{upstream}"), port)
+        .await;
+    let revision = apis[0].put_seed_policy_strict().await;
+    for node in &mut nodes {
+        node.wait_data_plane(revision).await;
+    }
+    let n = ips.len();
+    let ids: Vec<String> = {
+        let mut v = Vec::new();
+        for b in &c.bases {
+            let s = cluster_status(b.clone()).await.unwrap();
+            v.push(s["cluster"]["local_id"].as_str().unwrap().to_string());
+        }
+        v
+    };
+    let urls = ips
+        .iter()
+        .map(|ip| format!("http://{ip}:{port}/object"))
+        .collect();
+    let traffic = Traffic::start(urls, key);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let victims: Vec<usize> = (n - kill..n).collect();
+    for &v in &victims {
+        traffic.take_down(v);
+        nodes[v].signal("KILL");
+    }
+    let killed_at = Instant::now();
+    let survivors: Vec<usize> = (0..n - kill).collect();
+    // Polled by hand (not `wait_until`): the first time each state is seen is the figure.
+    let mut suspect_ms = Vec::new();
+    let mut dead_ms = Vec::new();
+    for &s in &survivors {
+        let (mut suspect, mut dead) = (None, None);
+        while dead.is_none() {
+            assert!(killed_at.elapsed() < WAIT, "victims not dead on node {s}");
+            if let Some(status) = cluster_status(c.bases[s].clone()).await {
+                let states = member_states(&status);
+                let state_of = |v: usize| {
+                    states
+                        .iter()
+                        .find(|(m, _)| *m == ids[v])
+                        .map(|(_, st)| st.clone())
+                };
+                let all = |want: &[&str]| {
+                    victims
+                        .iter()
+                        .all(|&v| state_of(v).is_some_and(|st| want.contains(&st.as_str())))
+                };
+                if suspect.is_none() && all(&["suspect", "dead"]) {
+                    suspect = Some(killed_at.elapsed());
+                }
+                if all(&["dead"]) {
+                    dead = Some(killed_at.elapsed());
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        suspect_ms.push(suspect.unwrap_or_default().as_millis());
+        dead_ms.push(dead.unwrap_or_default().as_millis());
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let counts = traffic.finish().await;
+    let tag = format!("kill_{kill}_of_{n}");
+    for &s in &survivors {
+        let (ok, failed) = counts[s];
+        assert!(ok > 0, "node {s} served nothing");
+        assert_eq!(failed, 0, "node {s} failed requests while others died");
+        let name = format!("n{s}");
+        let rows = wait_until("every answered request audited", WAIT, || async {
+            let rows = audited_requests(&db.url, &name).await;
+            (rows >= ok as i64).then_some(rows)
+        })
+        .await;
+        assert_eq!(
+            rows, ok as i64,
+            "node {s}: one audit row per answered request"
+        );
+    }
+    // The victims' answered requests whose audit lines were still queued in memory die with
+    // them (at most `audit.flush_interval` of them): measured, not hidden.
+    let mut lost = 0;
+    for &v in &victims {
+        let rows = audited_requests(&db.url, &format!("n{v}")).await;
+        lost += (counts[v].0 as i64 - rows).max(0);
+    }
+    figure(
+        &format!("{tag}_suspect_ms"),
+        suspect_ms.iter().max().unwrap(),
+        "ms",
+    );
+    figure(
+        &format!("{tag}_dead_ms"),
+        dead_ms.iter().max().unwrap(),
+        "ms",
+    );
+    figure(&format!("{tag}_survivor_requests_failed"), 0, "requests");
+    figure(&format!("{tag}_survivor_audit_rows_lost"), 0, "rows");
+    figure(&format!("{tag}_killed_nodes_audit_rows_lost"), lost, "rows");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_one_of_three_under_load_loses_no_survivor_request() {
+    kill_under_load(&["127.0.0.111", "127.0.0.112", "127.0.0.113"], 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_two_of_five_under_load_loses_no_survivor_request() {
+    kill_under_load(
+        &[
+            "127.0.0.114",
+            "127.0.0.115",
+            "127.0.0.116",
+            "127.0.0.117",
+            "127.0.0.118",
+        ],
+        2,
+    )
+    .await;
+}

@@ -1,0 +1,104 @@
+//! Secrets stay secret: a node given every kind of secret (database password, cluster PSK,
+//! secrets-at-rest key, OTLP export header, admin password, users' API keys and S3 secret
+//! keys, session tokens) and driven through logins, failures and failing exports at debug
+//! level never writes one of them to its log, `/cluster/status`, `/ready`, `/health`,
+//! `/metrics` or the admin API's status and config answers.
+
+use std::time::Duration;
+
+use crate::common::*;
+use serde_json::json;
+
+const DB_PASSWORD: &str = "db-pass-8c1f0e";
+const OTLP_SECRET: &str = "otlp-token-5d2a77";
+const WRONG_PASSWORD: &str = "wrong-password-31b9";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_never_appear_in_logs_status_or_metrics() {
+    let db = database().await;
+    assert!(db.url.contains("postgres@"), "{}", db.url);
+    // PostgreSQL trusts loopback here, so the password is carried but not needed.
+    let url = db
+        .url
+        .replacen("postgres@", &format!("postgres:{DB_PASSWORD}@"), 1);
+    // A collector that is not there: exports fail and their errors are logged.
+    let dead_collector = format!("http://127.0.0.1:{}", free_port("127.0.0.1"));
+    let c = start_nodes(&url, &["127.0.0.119"], |_, spec, _| {
+        spec.env.push((
+            "SHOAL_TELEMETRY_OTLP_ENDPOINT".into(),
+            dead_collector.clone(),
+        ));
+        spec.env.push((
+            "SHOAL_TELEMETRY_OTLP_HEADERS".into(),
+            format!("authorization=Bearer%20{OTLP_SECRET}"),
+        ));
+        spec.extra_toml = "\n[telemetry]\notlp_interval = \"300ms\"\n".into();
+    })
+    .await;
+    let base = c.bases[0].clone();
+    let api = Api::login(&base).await;
+    let (code, body) = api
+        .put("/api/v1/log-level", json!({"level": "debug,sqlx=debug"}))
+        .await;
+    assert_eq!(code, 200, "{body}");
+
+    let client = reqwest::Client::new();
+    let resp = client
+        .post(format!("{base}/api/v1/login"))
+        .json(&json!({"username": ADMIN, "password": WRONG_PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 401);
+    let api_key = api.user_with_api_key("sam").await;
+    let (code, s3) = api
+        .post("/api/v1/users/sam/credentials", json!({"kind": "s3"}))
+        .await;
+    assert_eq!(code, 201, "{s3}");
+    let s3_secret = s3["secret"].as_str().unwrap().to_string();
+    let key_id = s3["key_id"].as_str().unwrap().to_string();
+    let (code, rotated) = api
+        .post(&format!("/api/v1/credentials/{key_id}/rotate"), json!({}))
+        .await;
+    assert_eq!(code, 201, "{rotated}");
+    let rotated_secret = rotated["secret"].as_str().unwrap().to_string();
+    // A failed export is logged (with the collector's address, never the header).
+    let failed_export = c.nodes[0]
+        .wait_for_log("OTLP", Duration::from_secs(30))
+        .await;
+    println!("failed export logged as: {failed_export}");
+
+    let mut seen = c.nodes[0].logs().join("\n");
+    for path in ["/cluster/status", "/ready", "/health", "/metrics"] {
+        let text = reqwest::get(format!("{base}{path}"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        seen.push_str(&text);
+    }
+    for path in ["/api/v1/status", "/api/v1/config", "/api/v1/overview"] {
+        let (code, body) = api.get(path).await;
+        assert_eq!(code, 200, "{path}: {body}");
+        seen.push_str(&body.to_string());
+    }
+    assert!(seen.contains("starting shoal node"), "the log was captured");
+    for (what, secret) in [
+        ("database password", DB_PASSWORD),
+        ("cluster PSK", PSK_HEX),
+        ("secrets-at-rest key", SECRETS_KEY_HEX),
+        ("OTLP header", OTLP_SECRET),
+        ("admin password", ADMIN_PASSWORD),
+        ("mistyped password", WRONG_PASSWORD),
+        ("admin session token", api.token.as_str()),
+        ("API key", api_key.as_str()),
+        ("S3 secret key", s3_secret.as_str()),
+        ("rotated S3 secret key", rotated_secret.as_str()),
+    ] {
+        assert!(
+            !seen.contains(secret),
+            "the {what} appears in the node's output"
+        );
+    }
+}
