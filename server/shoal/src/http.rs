@@ -21,6 +21,73 @@ use tokio::sync::Notify;
 
 use crate::membership::JoinState;
 
+/// A client has this long to send a request's headers: a slow client (slowloris) cannot hold
+/// connections open by trickling bytes.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Largest request head accepted (hyper answers 431 beyond it); bodies are capped by each
+/// route (the console takes at most 1 MiB, the API axum's 2 MiB default).
+const MAX_HEAD_BYTES: usize = 64 * 1024;
+
+/// Serves `app` on `listener` until `stop`, then lets open connections finish (the caller
+/// bounds how long). Unlike `axum::serve`, request heads have a read deadline and a size cap.
+pub(crate) async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    stop: tokio_util::sync::CancellationToken,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto::Builder;
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(MAX_HEAD_BYTES);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(MAX_HEAD_BYTES as u32);
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = stop.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!("http: accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let app = app.clone();
+        let service =
+            hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                let mut app = app.clone();
+                async move {
+                    use tower::Service as _;
+                    app.call(req.map(axum::body::Body::new)).await
+                }
+            });
+        let conn = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        let conn = graceful.watch(conn);
+        connections.spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, "http connection: {e}");
+            }
+        });
+        while connections.try_join_next().is_some() {}
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
+}
+
 #[derive(Default)]
 pub(crate) struct DrainGate {
     started: AtomicBool,

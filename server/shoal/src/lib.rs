@@ -231,11 +231,7 @@ pub async fn run(
     let health_stop = CancellationToken::new();
     let server = tokio::spawn({
         let stop = health_stop.clone();
-        async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await
-        }
+        async move { http::serve(listener, app, stop).await }
     });
     gate.listeners_started();
     tracing::info!(addr = %local, "http listening");

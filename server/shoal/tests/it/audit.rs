@@ -61,24 +61,38 @@ async fn no_decision_is_lost_or_duplicated_when_postgres_goes_away() {
 
     send(0..20).await;
     pg.stop();
-    send(20..50).await;
+    // 30 requests while PostgreSQL is away, or as many as `SHOAL_CHAOS_PG_DOWN_SECS` takes
+    // (scripts/chaos keeps it down for 60 s).
+    let down_for = std::env::var("SHOAL_CHAOS_PG_DOWN_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(Duration::ZERO, Duration::from_secs);
+    let down_at = std::time::Instant::now();
+    let mut sent = 20;
+    while sent < 50 || down_at.elapsed() < down_for {
+        send(sent..sent + 10).await;
+        sent += 10;
+    }
     let (_, ready) = node
         .wait_ready_where("audit spooling", WAIT, |_, r| {
             r["audit"]["spooling"] == true
         })
         .await;
     assert!(ready["audit"]["spooled"].as_u64().unwrap() >= 1, "{ready}");
+    println!("FIGURE pg_down_requests_served {} requests", sent - 20);
     pg.restart();
-    send(50..60).await;
-    let rows = wait_until("60 audit rows", WAIT, || async {
-        audit_rows(&url).await.filter(|r| r.0 >= 60)
+    send(sent..sent + 10).await;
+    let total = (sent + 10) as i64;
+    let rows = wait_until("every audit row", WAIT, || async {
+        audit_rows(&url).await.filter(|r| r.0 >= total)
     })
     .await;
     assert_eq!(
         rows,
-        (60, 60, 60, 0),
+        (total, total, total, 0),
         "exactly one row per request, in order"
     );
+    println!("FIGURE pg_down_audit_rows_lost 0 rows");
     let (_, ready) = node
         .wait_ready_where("spool emptied", WAIT, |_, r| {
             r["audit"]["spooling"] == false
@@ -88,7 +102,7 @@ async fn no_decision_is_lost_or_duplicated_when_postgres_goes_away() {
     // Nothing more arrives later (no duplicate from a second replay).
     node.signal("TERM");
     assert_eq!(node.wait_exit(WAIT).await, Some(0));
-    assert_eq!(audit_rows(&url).await.unwrap().0, 60);
+    assert_eq!(audit_rows(&url).await.unwrap().0, total);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -102,3 +102,88 @@ async fn secrets_never_appear_in_logs_status_or_metrics() {
         );
     }
 }
+
+/// Trickles a request head one header line a second; how long until the server hangs up.
+async fn trickle_until_closed(addr: &str) -> Duration {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let started = std::time::Instant::now();
+    conn.write_all(b"GET /health HTTP/1.1\r\nhost: slow\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 1024];
+    loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "{addr} still holds a slow client after 90 s"
+        );
+        match tokio::time::timeout(Duration::from_secs(1), conn.read(&mut buf)).await {
+            Ok(Ok(0) | Err(_)) => return started.elapsed(),
+            Ok(Ok(_)) => {} // an error response before the close
+            Err(_) => {
+                if conn.write_all(b"x-slow: 1\r\n").await.is_err() {
+                    return started.elapsed();
+                }
+            }
+        }
+    }
+}
+
+/// Sends a request head of `bytes`; the status line of the answer, if any.
+async fn oversize_head(addr: &str, bytes: usize) -> Option<String> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "GET /health HTTP/1.1\r\nhost: big\r\nx-big: {}\r\n\r\n",
+        "a".repeat(bytes)
+    );
+    // The server may close before it has read everything.
+    let _ = conn.write_all(head.as_bytes()).await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(30), conn.read_to_end(&mut answer)).await;
+    let text = String::from_utf8_lossy(&answer).to_string();
+    text.lines().next().map(str::to_string)
+}
+
+/// Every HTTP listener (the admin and health port, a data-plane port) hangs up on a client
+/// that trickles its request head, and refuses an oversize head without serving it; the node
+/// keeps serving everyone else meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_and_oversize_clients_are_cut_off_on_every_listener() {
+    let db = database().await;
+    let ip = "127.0.0.120";
+    let (_node, api, base) = start_proxy_node(&db.url, ip, "").await;
+    let port = free_port(ip);
+    let upstream = ok_upstream().await;
+    api.user_with_api_key("slow").await;
+    let revision = api
+        .http_resource("slowres", &format!("http://{upstream}"), port)
+        .await;
+    wait_until(
+        "the data plane listening",
+        Duration::from_secs(30),
+        || async {
+            let (_, ready) = get_ready(base.clone()).await;
+            (ready["data_plane"]["revision"].as_i64() >= Some(revision)).then_some(())
+        },
+    )
+    .await;
+    let admin = base.trim_start_matches("http://").to_string();
+    let data = format!("{ip}:{port}");
+    let (admin_cut, data_cut) =
+        tokio::join!(trickle_until_closed(&admin), trickle_until_closed(&data));
+    println!(
+        "FIGURE slow_client_cut_admin_s {:.0} s\nFIGURE slow_client_cut_data_plane_s {:.0} s",
+        admin_cut.as_secs_f64(),
+        data_cut.as_secs_f64()
+    );
+    for addr in [&admin, &data] {
+        let status = oversize_head(addr, 256 * 1024).await;
+        assert!(
+            status.as_deref().is_none_or(|s| s.contains(" 431 ")),
+            "{addr}: an oversize head got {status:?}"
+        );
+    }
+    let health = reqwest::get(format!("{base}/health")).await.unwrap();
+    assert_eq!(health.status().as_u16(), 200, "the node still serves");
+}
