@@ -18,8 +18,6 @@
 #[path = "../tests/it/common/mod.rs"]
 mod common;
 
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -28,46 +26,6 @@ use common::*;
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(60);
-
-/// The nginx process and its prefix directory, both gone on drop.
-struct Nginx {
-    child: Child,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_nginx(upstream: SocketAddr) -> (Nginx, u16) {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port("127.0.0.1");
-    let conf = format!(
-        "daemon off;\nworker_processes auto;\nworker_rlimit_nofile 16384;\npid {dir}/nginx.pid;\n\
-         error_log {dir}/error.log warn;\nevents {{ worker_connections 16000; }}\n\
-         http {{\n  access_log off;\n  client_body_temp_path {dir}/body;\n  proxy_temp_path {dir}/proxy;\n\
-           fastcgi_temp_path {dir}/fcgi;\n  uwsgi_temp_path {dir}/uwsgi;\n  scgi_temp_path {dir}/scgi;\n\
-           upstream up {{ server {upstream}; keepalive 64; }}\n\
-           server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://up; \
-           proxy_http_version 1.1; proxy_set_header Connection \"\"; }} }}\n}}\n",
-        dir = dir.path().display()
-    );
-    let path = dir.path().join("nginx.conf");
-    std::fs::write(&path, conf).unwrap();
-    let child = Command::new("nginx")
-        .arg("-c")
-        .arg(&path)
-        .arg("-p")
-        .arg(dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("nginx (scripts/bench installs it)");
-    (Nginx { child, _dir: dir }, port)
-}
 
 async fn wait_port(addr: &str) {
     let addr = addr.to_string();
@@ -200,7 +158,7 @@ async fn main() {
     let idle = arg("--idle-connections", 10_000);
 
     let upstream = ok_upstream().await;
-    let (nginx, nginx_port) = start_nginx(upstream);
+    let (nginx, nginx_port) = start_nginx(&[upstream], "");
     // Receives the traced node's metrics and spans without printing them.
     let rotel = Rotel::start(false);
     rotel.wait_listening().await;

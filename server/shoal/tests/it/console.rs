@@ -612,6 +612,46 @@ async fn console_refuses_bad_input_and_escapes_what_it_shows() {
         .unwrap()
         .to_string();
     let cookie = format!("shoal_session={session}");
+    // Session fixation: a session cookie planted before the login is never adopted; the
+    // login issues a fresh token and the planted one stays worthless.
+    let planted = "planted-by-attacker-0123456789abcdef";
+    let fixed = http
+        .post(format!("{base}/console/login"))
+        .header(
+            "cookie",
+            format!("shoal_login_csrf={login_csrf}; shoal_session={planted}"),
+        )
+        .form(&[
+            ("username", ADMIN),
+            ("password", ADMIN_PASSWORD),
+            ("_csrf", login_csrf.as_str()),
+            ("next", "/console/"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fixed.status().as_u16(), 303);
+    let issued = fixed
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| v.strip_prefix("shoal_session="))
+        .and_then(|v| v.split(';').next())
+        .unwrap()
+        .to_string();
+    assert_ne!(issued, planted, "the planted session id was adopted");
+    let with_planted = http
+        .get(format!("{base}/console/"))
+        .header("cookie", format!("shoal_session={planted}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        with_planted.status().as_u16(),
+        303,
+        "the planted id is not a session"
+    );
     let page = |path: String| {
         http.get(format!("{base}{path}"))
             .header("cookie", &cookie)

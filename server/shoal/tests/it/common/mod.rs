@@ -1177,3 +1177,51 @@ impl Rotel {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 }
+
+/// nginx from Debian and its prefix directory, both gone on drop.
+pub struct Nginx {
+    pub child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// nginx on 127.0.0.1 proxying to `upstreams` with upstream keep-alive, no access log;
+/// `location_extra`: more directives for `location /`. Returns it and its port.
+pub fn start_nginx(upstreams: &[std::net::SocketAddr], location_extra: &str) -> (Nginx, u16) {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port("127.0.0.1");
+    let servers: String = upstreams
+        .iter()
+        // Never marked down: a refused connection moves the request to the next server, and
+        // with every server marked down nginx would fail requests outright.
+        .map(|u| format!("server {u} max_fails=0; "))
+        .collect();
+    let conf = format!(
+        "daemon off;\nworker_processes auto;\nworker_rlimit_nofile 16384;\npid {dir}/nginx.pid;\n\
+         error_log {dir}/error.log warn;\nevents {{ worker_connections 16000; }}\n\
+         http {{\n  access_log off;\n  client_body_temp_path {dir}/body;\n  proxy_temp_path {dir}/proxy;\n\
+           fastcgi_temp_path {dir}/fcgi;\n  uwsgi_temp_path {dir}/uwsgi;\n  scgi_temp_path {dir}/scgi;\n\
+           upstream up {{ {servers}keepalive 64; }}\n\
+           server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://up; \
+           proxy_http_version 1.1; proxy_set_header Connection \"\"; {location_extra} }} }}\n}}\n",
+        dir = dir.path().display()
+    );
+    let path = dir.path().join("nginx.conf");
+    std::fs::write(&path, conf).unwrap();
+    let child = Command::new("nginx")
+        .arg("-c")
+        .arg(&path)
+        .arg("-p")
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nginx (scripts/test and scripts/bench install it)");
+    (Nginx { child, _dir: dir }, port)
+}
