@@ -1,6 +1,7 @@
 //! Hostile input on the gossip port of a running node: random and truncated datagrams and
-//! streams, traffic under a wrong key, replayed traffic. The node must keep running, keep its
-//! membership, count what it rejected and log it at a bounded rate.
+//! streams, traffic under a wrong key, a node of another cluster with the right key, replayed
+//! and tampered traffic. The node must keep running, keep its membership, count what it
+//! rejected and log it at a bounded rate.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::{Arc, Mutex};
@@ -192,6 +193,29 @@ async fn garbage_wrong_keys_and_replays_never_break_a_node() {
             }
         }
     }
+
+    // 5. The same recorded streams with one byte flipped past the header: the encryption's
+    //    authentication tag no longer matches.
+    for (i, bytes) in streams.iter().filter(|b| b.len() > 32).enumerate() {
+        for offset in [bytes.len() / 2, bytes.len() - 1, 24] {
+            let mut tampered = bytes.clone();
+            tampered[offset] ^= 0x5a + i as u8;
+            if let Ok(mut stream) = tokio::net::TcpStream::connect(target).await {
+                let _ = stream.write_all(&tampered).await;
+                let _ = stream.shutdown().await;
+            }
+        }
+    }
+
+    // 6. A node with the right key but another cluster's name: its label does not match, so
+    //    it is refused too.
+    let (mut options, meta) = in_process_node("127.0.0.106", *psk.expose());
+    options.name = "another-cluster".into();
+    let neighbour = Cluster::start(options, &NodeIdentity::random(), meta)
+        .await
+        .unwrap();
+    assert!(neighbour.join(&[target]).await.joined.is_empty());
+    neighbour.shutdown().await;
 
     // The node is still up, still sees its peer alive, and its peer sees it alive.
     let n1_id = status(&bases[1]).await["cluster"]["local_id"].clone();
