@@ -1270,8 +1270,13 @@ fn validate(config: &NodeConfig, origin_of: &dyn Fn(&str) -> Origin, out: &mut V
         "discovery.port",
         "must be a port number between 1 and 65535".into(),
     );
+    // Field values as literals, not regular expressions: the automaton of a pattern such as
+    // `[{f=.*a................}]` doubles with each dot (here 45 s, 400 MB; found by fuzzing).
+    let filter = tracing_subscriber::EnvFilter::builder()
+        .with_regex(false)
+        .parse(&config.log.level);
     check(
-        tracing_subscriber::EnvFilter::try_new(&config.log.level).is_ok(),
+        filter.is_ok(),
         "log.level",
         format!(
             "must be a level (error, warn, info, debug, trace) or a filter like \
@@ -1690,6 +1695,25 @@ mod tests {
             "{err}"
         );
         assert!(!err.to_string().contains("mysql://x"), "URL echoed: {err}");
+    }
+
+    /// Found by fuzzing (fuzz/fuzz_targets/config.rs): a span field value compiled as a regular
+    /// expression made validation build an exponential automaton (45 s and 400 MB for this one).
+    #[test]
+    fn log_level_field_values_are_not_compiled_as_regular_expressions() {
+        let mut e = base_env();
+        let level = format!("[{{f=.*a{}}}]", ".".repeat(16));
+        e.insert("SHOAL_LOG_LEVEL".into(), level.clone());
+        let started = std::time::Instant::now();
+        let c = load("", &e).unwrap();
+        assert_eq!(c.log.level, level);
+        // Not a speed goal: the compiled pattern took 45 s, the literal takes microseconds,
+        // so the bound only catches the blow-up coming back.
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{:?}",
+            started.elapsed()
+        );
     }
 
     #[test]

@@ -29,7 +29,7 @@ use shoal_control_plane::Addressing;
 /// Where a request points: bucket and key as S3 names them, and the path below the bucket as
 /// it will be forwarded (strictly encoded).
 #[derive(Debug, PartialEq, Eq)]
-struct Location {
+pub(crate) struct Location {
     bucket: Option<String>,
     key: Option<String>,
     /// The path after the bucket (`/key`, `/`, or empty), encoded for the upstream.
@@ -210,7 +210,7 @@ fn auth_refusal(e: &AuthError) -> Refusal {
 }
 
 /// Bucket and key from virtual-host (`<bucket>.<domain>`) or path-style addressing.
-fn locate(domains: &[String], host: &str, raw_path: &str) -> Result<Location, Refusal> {
+pub(crate) fn locate(domains: &[String], host: &str, raw_path: &str) -> Result<Location, Refusal> {
     let invalid =
         |code, message: String| Refusal::new("invalid", StatusCode::BAD_REQUEST, code, message);
     let host = host
@@ -265,7 +265,7 @@ fn locate(domains: &[String], host: &str, raw_path: &str) -> Result<Location, Re
 }
 
 /// `/<bucket>/<key>[?versionId=...]`, percent-encoded, as bucket and key.
-fn copy_source(value: &[u8]) -> Result<(String, String), ()> {
+pub(crate) fn copy_source(value: &[u8]) -> Result<(String, String), ()> {
     let text = std::str::from_utf8(value).map_err(|_| ())?;
     let path = text.split_once('?').map_or(text, |(p, _)| p);
     let path = path.strip_prefix('/').unwrap_or(path);
@@ -310,7 +310,7 @@ fn valid_bucket(b: &str) -> bool {
 
 /// The S3 API operation, as the AWS API reference names it, from method, addressing, query
 /// sub-resources and whether a (signed, so forwarded) copy source is given.
-fn operation(method: &Method, at: &Location, query: &str, copy: bool) -> &'static str {
+pub(crate) fn operation(method: &Method, at: &Location, query: &str, copy: bool) -> &'static str {
     let names: Vec<Vec<u8>> = sigv4::query_pairs(query).map(|(n, _)| n).collect();
     let has = |name: &str| names.iter().any(|n| n == name.as_bytes());
     /// Sub-resources of a bucket: (query name, GET, PUT, DELETE).

@@ -49,18 +49,24 @@ impl Seen {
 
     fn add(&mut self, seq: u64) {
         self.above.insert(seq);
-        while self.above.remove(&(self.contiguous + 1)) {
-            self.contiguous += 1;
-        }
+        self.close_gaps();
     }
 
     fn raise_to(&mut self, seq: u64) {
         if seq > self.contiguous {
             self.contiguous = seq;
             self.above.retain(|s| *s > seq);
-            while self.above.remove(&(self.contiguous + 1)) {
-                self.contiguous += 1;
-            }
+            self.close_gaps();
+        }
+    }
+
+    /// Moves the watermark over the batches applied right after it. Peers send the numbers
+    /// (batches, sync replies), so one may be `u64::MAX`: the watermark stops there.
+    fn close_gaps(&mut self) {
+        while let Some(next) = self.contiguous.checked_add(1)
+            && self.above.remove(&next)
+        {
+            self.contiguous = next;
         }
     }
 }
@@ -913,6 +919,33 @@ mod tests {
             assert_eq!(b.totals(&key(i), NOW)[0], 1);
         }
         assert_eq!(b.have(), vec![(Origin(1), batches.len() as u64)]);
+    }
+
+    /// Found by fuzzing (fuzz/fuzz_targets/gossip_state_message.rs): a sync reply whose
+    /// watermark was `u64::MAX` overflowed `Seen::raise_to`, a panic in debug builds.
+    #[test]
+    fn sequence_numbers_at_the_top_of_the_range_do_not_overflow() {
+        let b = replica(2, 100);
+        let empty = ShardState {
+            now_ms: NOW,
+            shards: Vec::new(),
+            counters: Vec::new(),
+            cache: Vec::new(),
+            nodes: Vec::new(),
+            pull: false,
+        };
+        let reply = SyncReply {
+            batches: Vec::new(),
+            full: Some(empty),
+            have: vec![(Origin(1), u64::MAX)],
+        };
+        assert!(b.apply_sync_reply(reply, NOW).rejected.is_empty());
+        assert_eq!(b.have(), vec![(Origin(1), u64::MAX)]);
+        let mut seen = Seen::default();
+        seen.raise_to(u64::MAX - 1);
+        seen.add(u64::MAX);
+        assert_eq!(seen.contiguous, u64::MAX);
+        assert!(seen.has(u64::MAX) && seen.above.is_empty());
     }
 
     #[test]

@@ -76,7 +76,11 @@ fn parse(directives: &str) -> Result<EnvFilter, TelemetryError> {
             "expected 1 to {MAX_DIRECTIVES} characters such as \"info\" or \"info,shoal_cluster=debug\""
         )));
     }
+    // Field values as literals: compiled as regular expressions, a value such as
+    // `[{f=.*a................}]` builds an exponential automaton (found by fuzzing the
+    // config loader, which checks `log.level` the same way).
     EnvFilter::builder()
+        .with_regex(false)
         .parse(directives)
         .map_err(|e| bad(e.to_string()))
 }
