@@ -332,9 +332,13 @@ async fn kubernetes_discovery_errors_name_the_cause_and_the_missing_permission()
     let api = FakeApiserver::start();
     api.mode("locked", "forbidden").await;
     api.mode("broken", "garbage").await;
+    // How long discovery waits for a first good list before it reports the last error. The
+    // forbidden case needs the apiserver's 403 to have arrived by then: 5 s was not enough
+    // once on a loaded machine.
     let short = Duration::from_secs(5);
+    let answers = Duration::from_secs(15);
 
-    let locked = shoal_discovery::Kubernetes::new(&api.config("locked"), 7946, short);
+    let locked = shoal_discovery::Kubernetes::new(&api.config("locked"), 7946, answers);
     let err = locked.discover().await.unwrap_err().to_string();
     assert!(
         err.starts_with("kubernetes discovery: error listing pods in namespace locked: forbidden"),
