@@ -85,17 +85,6 @@ async fn throughput(url: &str, key: &str, connections: usize, secs: u64) -> f64 
     done.load(Ordering::Relaxed) as f64 / secs as f64
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 /// A process and its children (nginx's workers).
 fn tree_rss_kib(pid: u32) -> u64 {
     let children =

@@ -208,7 +208,10 @@ async fn partition_under_load(test: &str, nodes: usize, minority: usize) {
         ids
     };
     let load = Load::start(&apis);
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    wait_until("increments acknowledged before the cut", WAIT, || async {
+        (load.acked.load(Ordering::Relaxed) >= 20).then_some(())
+    })
+    .await;
 
     partition(&net, &majority, &cut);
     let cut_at = Instant::now();
@@ -417,6 +420,18 @@ impl Traffic {
         }
     }
 
+    /// Waits until every node meant to be up has answered `more` requests beyond now.
+    async fn wait_each_served(&self, more: u64) {
+        let start: Vec<u64> = self.ok.iter().map(|o| o.load(Ordering::Relaxed)).collect();
+        wait_until("requests answered by every node up", WAIT, || async {
+            (0..start.len())
+                .filter(|&i| self.up[i].load(Ordering::Relaxed))
+                .all(|i| self.ok[i].load(Ordering::Relaxed) >= start[i] + more)
+                .then_some(())
+        })
+        .await;
+    }
+
     fn take_down(&self, i: usize) {
         self.up[i].store(false, Ordering::Relaxed);
     }
@@ -430,6 +445,27 @@ impl Traffic {
             .map(|(o, f)| (o.load(Ordering::Relaxed), f.load(Ordering::Relaxed)))
             .collect()
     }
+}
+
+/// An HTTP resource `objects` in front of an `ok` upstream on every node, the seed policy in
+/// strict mode, and `user` with an API key: (key, data-plane port, config revision).
+async fn serve_objects(
+    apis: &[Api],
+    nodes: &mut [Node],
+    ip: &str,
+    user: &str,
+) -> (String, u16, i64) {
+    let upstream = ok_upstream().await;
+    let key = apis[0].user_with_api_key(user).await;
+    let port = free_port(ip);
+    apis[0]
+        .http_resource("objects", &format!("http://{upstream}"), port)
+        .await;
+    let revision = apis[0].put_seed_policy_strict().await;
+    for node in nodes.iter_mut() {
+        node.wait_data_plane(revision).await;
+    }
+    (key, port, revision)
 }
 
 async fn audited_requests(url: &str, node: &str) -> i64 {
@@ -450,16 +486,7 @@ async fn kill_under_load(ips: &[&str], kill: usize) {
     let db = database().await;
     let (c, apis) = start_ready_cluster(&db.url, ips).await;
     let mut nodes = c.nodes;
-    let upstream = ok_upstream().await;
-    let key = apis[0].user_with_api_key("kim").await;
-    let port = free_port(ips[0]);
-    apis[0]
-        .http_resource("objects", &format!("http://{upstream}"), port)
-        .await;
-    let revision = apis[0].put_seed_policy_strict().await;
-    for node in &mut nodes {
-        node.wait_data_plane(revision).await;
-    }
+    let (key, port, _) = serve_objects(&apis, &mut nodes, ips[0], "kim").await;
     let n = ips.len();
     let ids: Vec<String> = {
         let mut v = Vec::new();
@@ -474,7 +501,7 @@ async fn kill_under_load(ips: &[&str], kill: usize) {
         .map(|ip| format!("http://{ip}:{port}/object"))
         .collect();
     let traffic = Traffic::start(urls, key);
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    traffic.wait_each_served(10).await;
 
     let victims: Vec<usize> = (n - kill..n).collect();
     for &v in &victims {
@@ -515,7 +542,8 @@ async fn kill_under_load(ips: &[&str], kill: usize) {
         suspect_ms.push(suspect.unwrap_or_default().as_millis());
         dead_ms.push(dead.unwrap_or_default().as_millis());
     }
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The survivors keep serving after the deaths are known.
+    traffic.wait_each_served(10).await;
     let counts = traffic.finish().await;
     let tag = format!("kill_{kill}_of_{n}");
     for &s in &survivors {
@@ -585,16 +613,7 @@ async fn a_rolling_restart_behind_nginx_fails_no_client_request() {
     let db = database().await;
     let (c, apis) = start_ready_cluster(&db.url, &ips).await;
     let (specs, mut nodes) = (c.specs, c.nodes);
-    let upstream = ok_upstream().await;
-    let key = apis[0].user_with_api_key("rory").await;
-    let port = free_port(ips[0]);
-    apis[0]
-        .http_resource("objects", &format!("http://{upstream}"), port)
-        .await;
-    let revision = apis[0].put_seed_policy_strict().await;
-    for node in &mut nodes {
-        node.wait_data_plane(revision).await;
-    }
+    let (key, port, revision) = serve_objects(&apis, &mut nodes, ips[0], "rory").await;
     let data_planes: Vec<std::net::SocketAddr> = ips
         .iter()
         .map(|ip| format!("{ip}:{port}").parse().unwrap())
@@ -665,8 +684,17 @@ async fn a_rolling_restart_behind_nginx_fails_no_client_request() {
         .collect();
 
     let started = Instant::now();
+    let answered_more = |more: u64| {
+        let (ok, from) = (ok.clone(), ok.load(Ordering::Relaxed));
+        async move {
+            wait_until("clients answered meanwhile", WAIT, || async {
+                (ok.load(Ordering::Relaxed) >= from + more).then_some(())
+            })
+            .await;
+        }
+    };
     for (i, spec) in specs.iter().enumerate() {
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        answered_more(100).await;
         nodes[i].signal("TERM");
         assert_eq!(nodes[i].wait_exit(WAIT).await, Some(0), "node {i} drained");
         nodes[i] = spec.start();
@@ -675,7 +703,7 @@ async fn a_rolling_restart_behind_nginx_fails_no_client_request() {
             .await;
         nodes[i].wait_data_plane(revision).await;
     }
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    answered_more(100).await;
     stop.store(true, Ordering::Relaxed);
     for client in clients {
         client.await.unwrap();

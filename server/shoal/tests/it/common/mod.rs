@@ -1225,3 +1225,15 @@ pub fn start_nginx(upstreams: &[std::net::SocketAddr], location_extra: &str) -> 
         .expect("nginx (scripts/test and scripts/bench install it)");
     (Nginx { child, _dir: dir }, port)
 }
+
+/// A process's resident memory in KiB; 0 once it is gone (an nginx worker may exit).
+pub fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
