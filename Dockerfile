@@ -2,6 +2,10 @@
 #
 # Shoal node image. Build:  docker build --build-arg VERSION=0.1.0 --build-arg REVISION=$(git rev-parse HEAD) -t shoal .
 # Stages: chef (tool) -> planner (dependency recipe) -> builder (cached deps, then our code) -> runtime.
+#
+# `--target prebuilt` makes the same runtime image around a binary compiled outside, at
+# SHOAL_BINARY in the build context (default dist/shoal): CI builds its image that way from the
+# binary its tests already compiled (scripts/containers image), instead of compiling Rust twice.
 
 FROM rust:1.95-bookworm AS chef
 # Pinned so a new cargo-chef release cannot change how the dependency layer is cached.
@@ -25,7 +29,7 @@ COPY . .
 RUN cargo build --release --locked -p shoal \
     && install -m 0755 target/release/shoal /usr/local/bin/shoal
 
-FROM debian:bookworm-slim AS runtime
+FROM debian:bookworm-slim AS runtime-base
 # curl is for the HEALTHCHECK (an HTTP check, not just an open port) and the ECS entrypoint's
 # task metadata request; ca-certificates for TLS to PostgreSQL, AWS APIs and upstreams.
 # Nothing else. Versions are not pinned (DL3008): Debian stable only ever ships the current
@@ -44,7 +48,6 @@ RUN groupadd --system --gid 10001 shoal \
     && chown 10001:10001 /var/lib/shoal \
     && chmod 0750 /var/lib/shoal
 
-COPY --from=builder /usr/local/bin/shoal /usr/local/bin/shoal
 # Used on ECS only (the Terraform module's task definition sets it as the entryPoint): fills in
 # SHOAL_CLUSTER_ADVERTISE from the task metadata endpoint, then execs shoal. POSIX sh; see the
 # script's header. Everywhere else the entrypoint below stays `shoal`.
@@ -83,3 +86,10 @@ HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
 
 ENTRYPOINT ["shoal"]
 CMD ["serve"]
+
+FROM runtime-base AS prebuilt
+ARG SHOAL_BINARY=dist/shoal
+COPY ${SHOAL_BINARY} /usr/local/bin/shoal
+
+FROM runtime-base AS runtime
+COPY --from=builder /usr/local/bin/shoal /usr/local/bin/shoal

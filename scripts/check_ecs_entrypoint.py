@@ -135,12 +135,12 @@ def main() -> int:
               f"SHOAL_ECS_DATA_ROOT: want {data_root}/{hostname} created, got {code} {out} {err}")
 
         code, out, err = run(["serve"], ECS_CONTAINER_METADATA_URI_V4=None)
-        check(code == 1 and "ECS_CONTAINER_METADATA_URI_V4 is not set" in err and not out,
+        check(code == 78 and "ECS_CONTAINER_METADATA_URI_V4 is not set" in err and not out,
               f"no endpoint: must fail before exec with a message, got {code} {out} {err}")
 
         Metadata.body = {**CONTAINER, "Networks": [{"NetworkMode": "bridge", "IPv4Addresses": []}]}
         code, out, err = run(["serve"])
-        check(code == 1 and "no IPv4 address" in err and not out,
+        check(code == 78 and "no IPv4 address" in err and not out,
               f"no IPv4 address: must fail with a message, got {code} {out} {err}")
     server.shutdown()
     for f in failures:

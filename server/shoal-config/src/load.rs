@@ -211,6 +211,15 @@ pub const ENV_OVERRIDES: &[EnvOverride] = &[
         },
     },
     EnvOverride {
+        var: "SHOAL_DISCOVERY_DNS_A",
+        key: "discovery.name",
+        apply: |c, v| {
+            c.discovery.method = DiscoveryMethod::DnsA;
+            c.discovery.name = Some(v.trim().to_string());
+            Ok(())
+        },
+    },
+    EnvOverride {
         var: "SHOAL_DISCOVERY_METHOD",
         key: "discovery.method",
         apply: |c, v| {
@@ -1439,6 +1448,19 @@ mod tests {
             err.to_string().contains("invalid duration \"soon\""),
             "{err}"
         );
+    }
+
+    #[test]
+    fn dns_a_discovery_is_configured_by_env() {
+        let mut e = base_env();
+        e.insert("SHOAL_DISCOVERY_DNS_A".into(), " shoal-nodes ".into());
+        let c = load("", &e).unwrap();
+        assert_eq!(c.discovery.method, DiscoveryMethod::DnsA);
+        assert_eq!(c.discovery.name.as_deref(), Some("shoal-nodes"));
+
+        e.insert("SHOAL_DISCOVERY_DNS_A".into(), "".into());
+        let err = load("", &e).unwrap_err().to_string();
+        assert!(err.contains("discovery.name"), "{err}");
     }
 
     #[test]

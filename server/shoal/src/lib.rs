@@ -42,6 +42,13 @@ const OTLP_EXPORT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Bound on the final step: closing the health server's remaining connections.
 const HEALTH_STOP_GRACE: Duration = Duration::from_secs(5);
 
+/// A node cannot start on this machine as configured (its data directory or node-key file
+/// cannot be written): an operator's fix, not a crash, so `main` exits 78 (EX_CONFIG) with
+/// this one line instead of retrying into a crash loop with no reason.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Unusable(String);
+
 /// What a node settles before it serves.
 pub struct Prepared {
     identity: shoal_cluster::NodeIdentity,
@@ -57,7 +64,8 @@ impl Prepared {
 /// Loads the node's identity (its id is `service.instance.id` on every metric and span) and
 /// starts telemetry. Runs inside the Tokio runtime: the gRPC exporter's channel lives there.
 pub fn prepare(config: &NodeConfig) -> anyhow::Result<Prepared> {
-    let identity = membership::identity(config)?;
+    check_data_dir(&config.data_dir)?;
+    let identity = membership::identity(config).map_err(|e| Unusable(format!("{e:#}")))?;
     let t = &config.telemetry;
     let otlp = t
         .otlp_endpoint
@@ -94,6 +102,29 @@ pub fn prepare(config: &NodeConfig) -> anyhow::Result<Prepared> {
         identity,
         telemetry: Arc::new(telemetry),
     })
+}
+
+/// The audit spool and the config snapshot live in the data directory, and a container whose
+/// volume the node's user cannot write would otherwise serve until the first spooled decision
+/// is lost: so a node proves it can create and remove a file there before anything starts.
+fn check_data_dir(dir: &std::path::Path) -> Result<(), Unusable> {
+    let uid = || {
+        std::fs::metadata("/proc/self")
+            .map(|m| std::os::unix::fs::MetadataExt::uid(&m).to_string())
+            .unwrap_or_else(|_| "?".into())
+    };
+    let fail = |what: &str, e: std::io::Error| {
+        Unusable(format!(
+            "data directory {} (data_dir, SHOAL_DATA_DIR) {what} by uid {}: {e}; mount a \
+             volume the node's user can write there",
+            dir.display(),
+            uid()
+        ))
+    };
+    std::fs::create_dir_all(dir).map_err(|e| fail("cannot be created", e))?;
+    let probe = dir.join(format!(".write-check-{}", std::process::id()));
+    std::fs::write(&probe, b"").map_err(|e| fail("is not writable", e))?;
+    std::fs::remove_file(&probe).map_err(|e| fail("does not let files be removed", e))
 }
 
 /// Runs a node until `shutdown` is cancelled, then shuts down in order:
@@ -154,14 +185,6 @@ pub async fn run(
         background_stop.clone(),
     )
     .await?;
-    // Not fatal (the snapshot reports the same problem in /ready): without data_dir the
-    // audit spool cannot be written, which matters only while PostgreSQL is also away.
-    if let Err(e) = std::fs::create_dir_all(&config.data_dir) {
-        tracing::error!(
-            data_dir = %config.data_dir.display(),
-            "cannot create data_dir: {e}; the audit spool will not work"
-        );
-    }
     let audit_stop = CancellationToken::new();
     let (audit, audit_writer) = AuditLog::spawn(
         pool.clone(),

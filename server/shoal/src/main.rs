@@ -204,6 +204,10 @@ fn main() -> ExitCode {
                 let _runtime = runtime.enter();
                 match shoal::prepare(&config) {
                     Ok(p) => Some(p),
+                    Err(e) if e.is::<shoal::Unusable>() => {
+                        eprintln!("error: {e}");
+                        return ExitCode::from(EXIT_CONFIG);
+                    }
                     Err(e) => {
                         eprintln!("error: {e:#}");
                         return ExitCode::FAILURE;

@@ -14,6 +14,7 @@ mod discovery_lan;
 mod discovery_registry;
 mod faults;
 mod gossip_input;
+mod image;
 mod lifecycle;
 mod proxy_http;
 mod proxy_s3;

@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod containers;
+
 #[allow(unused_imports)]
 pub use shoal_control_plane::testsuite::{TestPostgres, database};
 
