@@ -238,6 +238,9 @@ def run(spec):
         elif action == "round_robin_gets":
             for i in range(step["count"]):
                 c = clients[i % len(clients)]
+                if step.get("new_connection"):
+                    # A client of its own: a load balancer sees a new connection each time.
+                    c = client(endpoints[i % len(endpoints)], key_id, secret)
                 outcome(
                     f"{name}:{i + 1}",
                     lambda c=c: {

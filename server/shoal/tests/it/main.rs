@@ -6,6 +6,7 @@ mod audit;
 mod cli;
 mod cluster;
 mod common;
+mod compose;
 mod config_delivery;
 mod console;
 mod discovery_ecs;
