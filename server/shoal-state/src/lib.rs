@@ -122,7 +122,7 @@ pub mod fuzzing {
                     }
                 }
             }
-            msg @ Msg::Verdicts(_) => reencode(msg),
+            msg @ (Msg::Verdicts(_) | Msg::Deferred(_)) => reencode(msg),
         }
         replica.digest(NOW);
         replica.sweep(NOW);

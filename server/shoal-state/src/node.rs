@@ -235,7 +235,8 @@ struct Shared {
     cluster: OnceLock<Cluster>,
     node: OnceLock<String>,
     peers: RwLock<Peers>,
-    pending: Mutex<HashMap<u64, oneshot::Sender<Verdict>>>,
+    /// Strict checks waiting for their owner: a verdict, or `None` when the owner deferred.
+    pending: Mutex<HashMap<u64, oneshot::Sender<Option<Verdict>>>>,
     next_check: AtomicU64,
     forward: mpsc::UnboundedSender<(SocketAddr, Check)>,
     forward_rx: Mutex<Option<mpsc::UnboundedReceiver<(SocketAddr, Check)>>>,
@@ -382,36 +383,41 @@ impl SharedState {
             None
         };
         self.inner.pending.lock().expect("pending").remove(&id);
-        match answer {
-            Some(v) => Decision {
-                allowed: v.allowed,
-                count: v.count,
-                mode: Mode::Strict,
-                decided_by: owner,
-                degraded: None,
-                totals: v.totals,
-            },
-            None => {
-                self.inner
-                    .stats
-                    .strict_degraded
-                    .fetch_add(1, Ordering::Relaxed);
-                let why = format!(
-                    "owner {owner} did not answer within {} ms; decided from local counts",
-                    self.inner.options.strict_timeout.as_millis()
-                );
-                note_rejection(&self.inner, "strict check degraded to eventual", &why);
-                let now = now_ms();
-                let (allowed, count) = self.inner.replica.decide(key, window, limit.max, cost, now);
-                Decision {
-                    allowed,
-                    count,
-                    mode: Mode::Eventual,
-                    decided_by: self.node_id(),
-                    degraded: Some(why),
-                    totals: self.inner.replica.totals(key, now),
-                }
+        let why = match answer {
+            Some(Some(v)) => {
+                return Decision {
+                    allowed: v.allowed,
+                    count: v.count,
+                    mode: Mode::Strict,
+                    decided_by: owner,
+                    degraded: None,
+                    totals: v.totals,
+                };
             }
+            Some(None) => {
+                format!(
+                    "owner {owner} is still replaying the cluster's state; decided from local counts"
+                )
+            }
+            None => format!(
+                "owner {owner} did not answer within {} ms; decided from local counts",
+                self.inner.options.strict_timeout.as_millis()
+            ),
+        };
+        self.inner
+            .stats
+            .strict_degraded
+            .fetch_add(1, Ordering::Relaxed);
+        note_rejection(&self.inner, "strict check degraded to eventual", &why);
+        let now = now_ms();
+        let (allowed, count) = self.inner.replica.decide(key, window, limit.max, cost, now);
+        Decision {
+            allowed,
+            count,
+            mode: Mode::Eventual,
+            decided_by: self.node_id(),
+            degraded: Some(why),
+            totals: self.inner.replica.totals(key, now),
         }
     }
 
@@ -861,6 +867,16 @@ fn handle(inner: &Arc<Shared>, from: &str, addr: Option<SocketAddr>, msg: Msg) {
         }
         Msg::Checks(checks) => {
             let Some(addr) = addr else { return };
+            // Until its start-up replay is in, this node's counts may miss most of what the
+            // cluster counted (a new node taking over keys as the fleet is replaced): deciding
+            // from them would admit requests the limit refuses.
+            if !inner.replay_done.load(Ordering::SeqCst) {
+                let ids: Vec<u64> = checks.iter().map(|c| c.id).collect();
+                for chunk in chunks(ids, 512) {
+                    send(inner, addr, Msg::Deferred(chunk));
+                }
+                return;
+            }
             let verdicts: Vec<Verdict> = checks
                 .into_iter()
                 .filter_map(|c| {
@@ -895,7 +911,15 @@ fn handle(inner: &Arc<Shared>, from: &str, addr: Option<SocketAddr>, msg: Msg) {
             let mut pending = inner.pending.lock().expect("pending");
             for v in verdicts {
                 if let Some(tx) = pending.remove(&v.id) {
-                    let _ = tx.send(v);
+                    let _ = tx.send(Some(v));
+                }
+            }
+        }
+        Msg::Deferred(ids) => {
+            let mut pending = inner.pending.lock().expect("pending");
+            for id in ids {
+                if let Some(tx) = pending.remove(&id) {
+                    let _ = tx.send(None);
                 }
             }
         }
@@ -1164,6 +1188,94 @@ mod tests {
         assert_eq!(state.totals(&key), vec![0, 0]);
         stop.cancel();
         for c in [a, member, outsider] {
+            c.shutdown().await;
+        }
+    }
+
+    /// A node that has not finished its start-up replay defers the strict checks it owns
+    /// (its counts may miss what the cluster counted), and a node whose owner defers decides
+    /// from its own counts at once, saying why.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_owner_still_replaying_defers_strict_checks_to_the_asker() {
+        let a = node("127.0.0.204").await;
+        let b = node("127.0.0.205").await;
+        let mut inbox = b.messages().unwrap();
+        let stop = CancellationToken::new();
+        let state = SharedState::new(StateOptions::default());
+        let mut tasks = JoinSet::new();
+        state.attach(a.clone(), stop.clone(), &mut tasks);
+        assert!(!b.join(&[a.advertise_address()]).await.joined.is_empty());
+        wait_for("b in a's peer list", || state.status().peers == 1).await;
+        assert!(!state.replay().done, "b never answers a's replay request");
+
+        let owned_by = |owner: &str| {
+            (0..1000)
+                .map(|i| CounterKey::new(format!("u{i}"), "b", "read").unwrap())
+                .find(|k| state.owner(k).as_deref() == Some(owner))
+                .expect("a key on each node")
+        };
+        let by_a = owned_by(a.local_id());
+        let by_b = owned_by(b.local_id());
+        let limit = Limit {
+            window: 0,
+            max: 5,
+            mode: Mode::Strict,
+        };
+
+        // The owner's side: a's counts are not complete yet, so it decides nothing.
+        let check = Check {
+            id: 77,
+            key: by_a.clone(),
+            window: 0,
+            limit: 5,
+            cost: 1,
+        };
+        let checks = wire::encode(b.local_id(), Msg::Checks(vec![check]));
+        b.send(a.advertise_address(), Bytes::from(checks))
+            .await
+            .unwrap();
+        let deferred = loop {
+            let bytes = tokio::time::timeout(Duration::from_secs(20), inbox.recv())
+                .await
+                .expect("a's answer")
+                .unwrap();
+            match wire::decode(&bytes).unwrap().msg {
+                Msg::Deferred(ids) => break ids,
+                Msg::Verdicts(v) => panic!("a decided before its replay: {v:?}"),
+                _ => {}
+            }
+        };
+        assert_eq!(deferred, vec![77]);
+        assert_eq!(
+            state.totals(&by_a),
+            vec![0, 0],
+            "nothing counted for the check"
+        );
+
+        // The asker's side: b defers, so a decides from its own counts.
+        let asked = tokio::spawn({
+            let state = state.clone();
+            async move { state.check(&by_b, limit, 1).await }
+        });
+        let id = loop {
+            let bytes = inbox.recv().await.unwrap();
+            if let Msg::Checks(c) = wire::decode(&bytes).unwrap().msg {
+                break c[0].id;
+            }
+        };
+        let deferral = wire::encode(b.local_id(), Msg::Deferred(vec![id]));
+        b.send(a.advertise_address(), Bytes::from(deferral))
+            .await
+            .unwrap();
+        let decision = asked.await.unwrap();
+        assert!(decision.allowed);
+        assert_eq!(decision.mode, Mode::Eventual);
+        assert_eq!(decision.decided_by, a.local_id());
+        let why = decision.degraded.unwrap();
+        assert!(why.contains("is still replaying"), "{why}");
+        assert_eq!(state.status().strict_degraded, 1);
+        stop.cancel();
+        for c in [a, b] {
             c.shutdown().await;
         }
     }

@@ -34,6 +34,10 @@ pub(crate) enum Msg {
     /// Strict mode: checks forwarded to the key's owner.
     Checks(Vec<Check>),
     Verdicts(Vec<Verdict>),
+    /// "I own these checks' keys but have not finished replaying the cluster's state: decide
+    /// them yourself" (the asker's counts are complete; a new owner's may not be yet). Last in
+    /// the enum, so older nodes, which cannot decode it, drop it and their askers time out.
+    Deferred(Vec<u64>),
 }
 
 /// Updates made on one origin, numbered so receivers notice what they missed.

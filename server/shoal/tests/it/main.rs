@@ -14,6 +14,7 @@ mod discovery_kubernetes;
 mod discovery_lan;
 mod discovery_registry;
 mod faults;
+mod fleet;
 mod gossip_input;
 mod image;
 mod lifecycle;

@@ -102,9 +102,24 @@ pub struct Net {
 
 impl Net {
     pub fn new(test: &str) -> Net {
+        Self::create(test, false)
+    }
+
+    /// A network with no route out (`--internal`): what stays of a container's links when it
+    /// is cut from the others, so the test can still talk to it.
+    pub fn internal(test: &str) -> Net {
+        Self::create(test, true)
+    }
+
+    fn create(test: &str, internal: bool) -> Net {
         let name = format!("shoal-it-{test}-{}", std::process::id());
         podman(&["network", "rm", "-f", &name]);
-        podman_ok(&["network", "create", &name]);
+        let mut create = vec!["network", "create"];
+        if internal {
+            create.push("--internal");
+        }
+        create.push(&name);
+        podman_ok(&create);
         let subnet = podman_ok(&[
             "network",
             "inspect",
@@ -138,9 +153,15 @@ impl Net {
     /// `podman run -d` of a container called `name` (scoped to the test) on this network,
     /// with `args` before the image and command.
     pub fn run(&self, name: &str, args: &[&str]) -> Container {
+        self.run_attached(name, &self.name, args)
+    }
+
+    /// Like [`Net::run`], with `network` as the `--network` value (`NAME:ip=..,alias=..`);
+    /// `args` may attach more networks.
+    pub fn run_attached(&self, name: &str, network: &str, args: &[&str]) -> Container {
         let full = self.scoped(name);
         self.containers.lock().unwrap().push(full.clone());
-        let net = format!("--network={}", self.name);
+        let net = format!("--network={network}");
         let mut all = vec!["run", "-d", "--name", &full, &net];
         all.extend_from_slice(args);
         podman_ok(&all);
@@ -157,18 +178,23 @@ impl Net {
 
     /// PostgreSQL (the stand-in image) on this network as `pg`, accepting connections.
     pub async fn postgres(&self) -> Container {
-        let pg = self.run(
-            "pg",
-            &[
-                "-e",
-                "POSTGRES_USER=shoal",
-                "-e",
-                "POSTGRES_DB=shoal",
-                "-e",
-                &format!("POSTGRES_PASSWORD={PG_PASSWORD}"),
-                POSTGRES_IMAGE,
-            ],
-        );
+        self.postgres_with(&[]).await
+    }
+
+    /// [`Net::postgres`] with more `podman run` arguments (another network).
+    pub async fn postgres_with(&self, extra: &[&str]) -> Container {
+        let password = format!("POSTGRES_PASSWORD={PG_PASSWORD}");
+        let mut args = extra.to_vec();
+        args.extend_from_slice(&[
+            "-e",
+            "POSTGRES_USER=shoal",
+            "-e",
+            "POSTGRES_DB=shoal",
+            "-e",
+            &password,
+            POSTGRES_IMAGE,
+        ]);
+        let pg = self.run("pg", &args);
         wait_until(
             "PostgreSQL in its container",
             Duration::from_secs(60),
@@ -223,6 +249,14 @@ impl Container {
             .as_object()
             .and_then(|n| n.values().next())
             .and_then(|n| n["IPAddress"].as_str())
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// Its address on `net`.
+    pub fn ip_on(&self, net: &Net) -> String {
+        self.inspect()["NetworkSettings"]["Networks"][&net.name]["IPAddress"]
+            .as_str()
             .unwrap_or_default()
             .to_string()
     }

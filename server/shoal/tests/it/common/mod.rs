@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub mod containers;
+pub mod counting;
 
 #[allow(unused_imports)]
 pub use shoal_control_plane::testsuite::{TestPostgres, database};
