@@ -109,7 +109,7 @@ impl Fleet {
         let data = format!("{volume}:/var/lib/shoal");
         // PostgreSQL by its management address: a node cut from the cluster network keeps
         // its control plane (and the sessions the test's admin API calls need).
-        let env = node_env(name, &ip, &pg_url(&self.pg.ip_on(&self.mgmt)));
+        let env = node_env(name, Some(&ip), &pg_url(&self.pg.ip_on(&self.mgmt)));
         let mut args = HARDENED.to_vec();
         args.extend(env.iter().map(String::as_str));
         args.extend_from_slice(&[
@@ -358,8 +358,11 @@ impl Held {
             );
             async move {
                 let client = reqwest::Client::new();
+                // About 50 requests a second: a steady user, not a flood of audit lines.
+                let mut pace = tokio::time::interval(Duration::from_millis(20));
                 let mut i = 0usize;
                 while !stop.load(Ordering::Relaxed) {
+                    pace.tick().await;
                     let url = {
                         let live = live.lock().unwrap();
                         i = (i + 1) % live.len();
@@ -380,7 +383,6 @@ impl Held {
                             failed.fetch_add(1, Ordering::Relaxed);
                         }
                     }
-                    tokio::time::sleep(Duration::from_millis(20)).await;
                 }
             }
         });

@@ -174,18 +174,9 @@ async fn the_ecs_entrypoint_advertises_the_address_from_task_metadata() {
         metadata.name
     );
     let mut args = HARDENED.to_vec();
-    let env = node_env("task-1", &ip, &pg_url(&pg.name));
-    // The entrypoint must find the address itself: drop the one node_env sets.
-    let env: Vec<&str> = env
-        .iter()
-        .map(String::as_str)
-        .collect::<Vec<_>>()
-        .chunks(2)
-        .filter(|kv| !kv[1].starts_with("SHOAL_CLUSTER_ADVERTISE="))
-        .flatten()
-        .copied()
-        .collect();
-    args.extend_from_slice(&env);
+    // No advertise address: the entrypoint must find it.
+    let env = node_env("task-1", None, &pg_url(&pg.name));
+    args.extend(env.iter().map(String::as_str));
     args.extend_from_slice(&[
         "--ip",
         &ip,

@@ -292,21 +292,23 @@ impl Container {
     }
 }
 
-/// The environment of a Shoal node container at `ip` (secrets as environment values, as ECS
-/// injects them), with the data directory on the image's volume path.
-pub fn node_env(name: &str, ip: &str, database_url: &str) -> Vec<String> {
+/// The environment of a Shoal node container advertising `ip` (none: something else fills it
+/// in, as the ECS entrypoint does), with secrets as environment values, as ECS injects them,
+/// and the node key on the image's data volume.
+pub fn node_env(name: &str, ip: Option<&str>, database_url: &str) -> Vec<String> {
+    let advertise = ip.map(|ip| ("SHOAL_CLUSTER_ADVERTISE", format!("{ip}:7946")));
     [
         ("SHOAL_NODE_NAME", name.to_string()),
         ("SHOAL_DATABASE_URL", database_url.to_string()),
         ("SHOAL_CLUSTER_PSK", PSK_HEX.to_string()),
         ("SHOAL_SECRETS_KEY", SECRETS_KEY_HEX.to_string()),
         ("SHOAL_CLUSTER_BIND", "0.0.0.0:7946".to_string()),
-        ("SHOAL_CLUSTER_ADVERTISE", format!("{ip}:7946")),
         ("SHOAL_PROXY_ADDRESS", "0.0.0.0".to_string()),
         ("SHOAL_NODE_KEY_FILE", "/var/lib/shoal/node.key".to_string()),
         ("SHOAL_LOG_FORMAT", "json".to_string()),
     ]
     .into_iter()
+    .chain(advertise)
     .flat_map(|(k, v)| ["-e".to_string(), format!("{k}={v}")])
     .collect()
 }
