@@ -209,10 +209,10 @@ async fn postgres_down_keeps_last_config_and_restart_starts_from_snapshot() {
 #[tokio::test]
 async fn a_snapshot_that_cannot_be_written_is_a_warning_not_an_outage() {
     let db = database().await;
-    let mut spec = NodeSpec::new("n1", "127.0.0.15", &db.url);
-    let blocker = spec.dir.path().join("not-a-dir");
-    std::fs::write(&blocker, b"").unwrap();
-    spec.data_dir = blocker.join("data");
+    let spec = NodeSpec::new("n1", "127.0.0.15", &db.url);
+    // The data directory is writable (a node refuses to start otherwise), but the snapshot's
+    // own path is taken by a directory, so every save fails as a full or broken disk would.
+    std::fs::create_dir_all(spec.data_dir.join("config-snapshot.json")).unwrap();
     create_admin(&spec);
     let mut node = spec.start();
     let (status, body) = node
@@ -222,11 +222,31 @@ async fn a_snapshot_that_cannot_be_written_is_a_warning_not_an_outage() {
         .await;
     assert_eq!(status, 200);
     assert!(
-        body["warnings"]
-            .to_string()
-            .contains("cannot create directory"),
+        body["warnings"].to_string().contains("cannot write"),
         "{body}"
     );
+}
+
+/// At start, though, a data directory the node cannot write is a configuration error: the
+/// audit spool lives there, and serving without it would lose decisions later.
+#[tokio::test]
+async fn an_unwritable_data_directory_stops_the_node_at_start_with_exit_78() {
+    let db = database().await;
+    let mut spec = NodeSpec::new("n1", "127.0.0.15", &db.url);
+    let blocker = spec.dir.path().join("not-a-dir");
+    std::fs::write(&blocker, b"").unwrap();
+    spec.data_dir = blocker.join("data");
+    let mut node = spec.start();
+    assert_eq!(node.wait_exit(WAIT).await, Some(78));
+    let reason = format!(
+        "data directory {} (data_dir, SHOAL_DATA_DIR) cannot be created",
+        spec.data_dir.display()
+    );
+    wait_until("the reason on stderr", WAIT, || {
+        let found = node.logs().iter().any(|l| l.contains(&reason));
+        async move { found.then_some(()) }
+    })
+    .await;
 }
 
 #[tokio::test]
