@@ -243,6 +243,9 @@ struct Shared {
     events: broadcast::Sender<Event>,
     replay: Mutex<ReplayPhase>,
     replay_done: AtomicBool,
+    /// The replay came from a peer: a node that settled alone and meets peers later replays
+    /// theirs then, since its own counts know nothing of what they counted.
+    replayed_from_peer: AtomicBool,
     stats: Arc<Stats>,
     outbound: Mutex<HashMap<SocketAddr, mpsc::Sender<Bytes>>>,
     reject_log: Mutex<HashMap<String, (Instant, u64)>>,
@@ -288,6 +291,7 @@ impl SharedState {
                 events,
                 replay: Mutex::new(ReplayPhase::Waiting),
                 replay_done: AtomicBool::new(false),
+                replayed_from_peer: AtomicBool::new(false),
                 stats: Arc::default(),
                 outbound: Mutex::new(HashMap::new()),
                 reject_log: Mutex::new(HashMap::new()),
@@ -323,11 +327,17 @@ impl SharedState {
         let window = limit.window.min(self.inner.options.windows.len() - 1);
         let me = self.node_id();
         if limit.mode == Mode::Strict {
+            // Until this node has the cluster's counts, the keys it owns are decided by the
+            // next owner on the ring, which has them.
+            let replayed = self.inner.replay_done.load(Ordering::SeqCst);
             let owner = {
                 let peers = self.inner.peers.read().expect("peers lock");
-                peers
-                    .ring
-                    .owner(key.hash64())
+                let owner = if replayed {
+                    peers.ring.owner(key.hash64())
+                } else {
+                    peers.ring.owner_other_than(key.hash64(), &me)
+                };
+                owner
                     .map(str::to_string)
                     .and_then(|o| (o != me).then(|| peers.by_id.get(&o).map(|a| (o, *a))))
                     .flatten()
@@ -851,6 +861,7 @@ fn handle(inner: &Arc<Shared>, from: &str, addr: Option<SocketAddr>, msg: Msg) {
                 );
                 tracing::info!(peer = from, batches, full, "shared state replay done");
                 *replay = ReplayPhase::Done(detail);
+                inner.replayed_from_peer.store(true, Ordering::SeqCst);
                 inner.replay_done.store(true, Ordering::SeqCst);
             }
         }
@@ -1045,12 +1056,24 @@ async fn membership_loop(inner: Arc<Shared>, cluster: Cluster, stop: Cancellatio
         let ask = {
             let peers = inner.peers.read().expect("peers");
             let mut replay = inner.replay.lock().expect("replay");
+            let pick = peers.by_id.iter().next().map(|(id, a)| (id.clone(), *a));
             let due = match &*replay {
                 ReplayPhase::Waiting => true,
                 ReplayPhase::Asked { at, .. } => at.elapsed() >= SYNC_TIMEOUT,
-                ReplayPhase::Done(_) => false,
+                // Settled alone, and now there are peers: what they counted is not here.
+                ReplayPhase::Done(_) => {
+                    let rejoined =
+                        pick.is_some() && !inner.replayed_from_peer.load(Ordering::SeqCst);
+                    if rejoined {
+                        tracing::info!(
+                            "peers appeared after this node ran alone: replaying their state \
+                             before deciding the strict checks it owns"
+                        );
+                        inner.replay_done.store(false, Ordering::SeqCst);
+                    }
+                    rejoined
+                }
             };
-            let pick = peers.by_id.iter().next().map(|(id, a)| (id.clone(), *a));
             match (due, pick) {
                 (true, Some((id, addr))) => {
                     *replay = ReplayPhase::Asked {
@@ -1188,6 +1211,75 @@ mod tests {
         assert_eq!(state.totals(&key), vec![0, 0]);
         stop.cancel();
         for c in [a, member, outsider] {
+            c.shutdown().await;
+        }
+    }
+
+    /// A node that settled alone and then meets a peer has none of the peer's counts: it asks
+    /// for them, and until they are in, the strict checks of the keys it owns go to the peer.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_node_that_ran_alone_replays_from_its_first_peer_before_owning_keys() {
+        let a = node("127.0.0.206").await;
+        let b = node("127.0.0.207").await;
+        let mut inbox = b.messages().unwrap();
+        let stop = CancellationToken::new();
+        let state = SharedState::new(StateOptions::default());
+        let mut tasks = JoinSet::new();
+        state.attach(a.clone(), stop.clone(), &mut tasks);
+        state.settle_alone();
+        assert!(state.replay().done, "alone: nothing to replay");
+
+        assert!(!b.join(&[a.advertise_address()]).await.joined.is_empty());
+        let mut next = async |want: fn(&Msg) -> bool| loop {
+            let bytes = tokio::time::timeout(Duration::from_secs(20), inbox.recv())
+                .await
+                .expect("a message from a")
+                .unwrap();
+            let msg = wire::decode(&bytes).unwrap().msg;
+            if want(&msg) {
+                return msg;
+            }
+        };
+        next(|m| matches!(m, Msg::SyncRequest { .. })).await;
+        assert!(!state.replay().done, "replaying from the peer");
+
+        let mine = (0..1000)
+            .map(|i| CounterKey::new(format!("u{i}"), "b", "read").unwrap())
+            .find(|k| state.owner(k).as_deref() == Some(a.local_id()))
+            .unwrap();
+        let limit = Limit {
+            window: 0,
+            max: 5,
+            mode: Mode::Strict,
+        };
+        let asked = tokio::spawn({
+            let (state, mine) = (state.clone(), mine.clone());
+            async move { state.check(&mine, limit, 1).await }
+        });
+        let Msg::Checks(checks) = next(|m| matches!(m, Msg::Checks(_))).await else {
+            unreachable!()
+        };
+        assert_eq!(
+            checks[0].key, mine,
+            "forwarded to the peer, not decided from a's counts"
+        );
+        let verdict = wire::encode(
+            b.local_id(),
+            Msg::Verdicts(vec![Verdict {
+                id: checks[0].id,
+                allowed: false,
+                count: 9,
+                totals: vec![9, 9],
+            }]),
+        );
+        b.send(a.advertise_address(), Bytes::from(verdict))
+            .await
+            .unwrap();
+        let decision = asked.await.unwrap();
+        assert!(!decision.allowed);
+        assert_eq!(decision.decided_by, b.local_id());
+        stop.cancel();
+        for c in [a, b] {
             c.shutdown().await;
         }
     }

@@ -40,6 +40,15 @@ impl Ring {
         Some(&self.nodes[index])
     }
 
+    /// The first owner of `key_hash` that is not `me`: who decides for a node that cannot.
+    pub(crate) fn owner_other_than(&self, key_hash: u64, me: &str) -> Option<&str> {
+        let at = self.points.partition_point(|(p, _)| *p < key_hash);
+        (0..self.points.len())
+            .map(|i| &self.nodes[self.points[(at + i) % self.points.len()].1])
+            .find(|node| node.as_str() != me)
+            .map(String::as_str)
+    }
+
     pub(crate) fn nodes(&self) -> &[String] {
         &self.nodes
     }
@@ -51,6 +60,19 @@ mod tests {
 
     fn ring(n: usize) -> Ring {
         Ring::new((0..n).map(|i| format!("node-{i}")).collect())
+    }
+
+    #[test]
+    fn the_owner_other_than_a_node_is_its_successor_on_the_ring() {
+        let r = ring(3);
+        for key in (0..1000u64).map(mix) {
+            let owner = r.owner(key).unwrap();
+            assert_eq!(r.owner_other_than(key, "node-9"), Some(owner));
+            let other = r.owner_other_than(key, owner).unwrap();
+            assert_ne!(other, owner);
+        }
+        assert_eq!(ring(1).owner_other_than(1, "node-0"), None);
+        assert_eq!(Ring::default().owner_other_than(1, "a"), None);
     }
 
     #[test]

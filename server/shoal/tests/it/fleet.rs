@@ -35,6 +35,7 @@ struct Fleet {
     cluster: Net,
     mgmt: Net,
     pg: Container,
+    upstream: Container,
     next: AtomicU8,
 }
 
@@ -68,7 +69,7 @@ impl Fleet {
         let mgmt = Net::internal(&format!("{test}-mgmt"));
         let also_mgmt = format!("--network={}", mgmt.name);
         let pg = cluster.postgres_with(&[&also_mgmt]).await;
-        cluster.run("upstream", &[&also_mgmt, NGINX_IMAGE]);
+        let upstream = cluster.run("upstream", &[&also_mgmt, NGINX_IMAGE]);
         // The admin, created (and the schema migrated) by this build's CLI from the host.
         let password = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(password.path(), ADMIN_PASSWORD).unwrap();
@@ -95,6 +96,7 @@ impl Fleet {
             cluster,
             mgmt,
             pg,
+            upstream,
             next: AtomicU8::new(1),
         }
     }
@@ -107,6 +109,9 @@ impl Fleet {
         let network = format!("{}:ip={ip},alias=shoal-nodes", self.cluster.name);
         let mgmt = format!("--network={}", self.mgmt.name);
         let data = format!("{volume}:/var/lib/shoal");
+        // Discovery asks the cluster network's DNS server only: the management network's
+        // server knows no `shoal-nodes`, and an answer from it would leave the node alone.
+        let dns = format!("SHOAL_DISCOVERY_SERVER={}:53", self.cluster.ip(1));
         // PostgreSQL by its management address: a node cut from the cluster network keeps
         // its control plane (and the sessions the test's admin API calls need).
         let env = node_env(name, Some(&ip), &pg_url(&self.pg.ip_on(&self.mgmt)));
@@ -118,6 +123,8 @@ impl Fleet {
             &data,
             "-e",
             "SHOAL_DISCOVERY_DNS_A=shoal-nodes",
+            "-e",
+            &dns,
             image(),
         ]);
         let c = self
@@ -152,7 +159,7 @@ impl Fleet {
     /// and `user` with an API key; waits until every node serves it.
     async fn limited_resource(&self, api: &Api, nodes: &[FleetNode], user: &str) -> String {
         let key = api.user_with_api_key(user).await;
-        let upstream = format!("http://{}:80", self.cluster.scoped("upstream"));
+        let upstream = format!("http://{}:80", self.upstream.ip_on(&self.cluster));
         api.http_resource("sensitive-bucket", &upstream, PORT).await;
         let revision = api.put_seed_policy_strict().await;
         for node in nodes {
@@ -374,13 +381,24 @@ impl Held {
                         .timeout(Duration::from_secs(10))
                         .send()
                         .await;
-                    match sent.map(|r| r.status().as_u16()) {
-                        Ok(200) => admitted.lock().unwrap().push(Instant::now()),
-                        Ok(403) => {
+                    match sent {
+                        Ok(r) if r.status() == 200 => admitted.lock().unwrap().push(Instant::now()),
+                        Ok(r) if r.status() == 403 => {
                             refused.fetch_add(1, Ordering::Relaxed);
                         }
-                        _ => {
-                            failed.fetch_add(1, Ordering::Relaxed);
+                        other => {
+                            // The first few, for the test's log: what a failure was.
+                            if failed.fetch_add(1, Ordering::Relaxed) < 5 {
+                                let what = match other {
+                                    Ok(r) => format!(
+                                        "{} {}",
+                                        r.status(),
+                                        r.text().await.unwrap_or_default()
+                                    ),
+                                    Err(e) => e.to_string(),
+                                };
+                                eprintln!("request to {url} failed: {what}");
+                            }
                         }
                     }
                 }
