@@ -433,10 +433,41 @@ pub fn load(path: Option<&Path>) -> Result<NodeConfig, ConfigError> {
         })?,
         None => String::new(),
     };
-    let env: BTreeMap<String, String> = std::env::vars()
-        .filter(|(k, _)| k.starts_with("SHOAL_"))
-        .collect();
+    let env = shoal_env(std::env::vars_os())?;
     load_from_str(&text, path.unwrap_or(Path::new("<no file>")), &env)
+}
+
+/// The `SHOAL_*` variables of an environment. Read as raw bytes: `std::env::vars` panics on
+/// any variable that is not UTF-8, ours or not, and a node must exit 78 with the reason
+/// instead; a `SHOAL_*` one that is not UTF-8 is refused by name (its value is not shown: it
+/// may be a secret).
+fn shoal_env(
+    vars: impl Iterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+) -> Result<BTreeMap<String, String>, ConfigError> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let mut env = BTreeMap::new();
+    let mut issues = Vec::new();
+    for (key, value) in vars {
+        if !key.as_bytes().starts_with(b"SHOAL_") {
+            continue;
+        }
+        let name = key.to_string_lossy().into_owned();
+        match (key.into_string(), value.into_string()) {
+            (Ok(key), Ok(value)) => {
+                env.insert(key, value);
+            }
+            _ => issues.push(ConfigIssue {
+                key: name.clone(),
+                origin: Origin::Env(name),
+                message: "is not valid UTF-8 (the value is not shown)".into(),
+            }),
+        }
+    }
+    if issues.is_empty() {
+        Ok(env)
+    } else {
+        Err(ConfigError::Invalid(issues))
+    }
 }
 
 /// The pure core of [`load`], with the environment passed in so tests stay hermetic.
@@ -1448,6 +1479,37 @@ mod tests {
             err.to_string().contains("invalid duration \"soon\""),
             "{err}"
         );
+    }
+
+    #[test]
+    fn environment_variables_that_are_not_utf8_never_panic() {
+        use std::ffi::OsString;
+        use std::os::unix::ffi::OsStringExt as _;
+        let raw = |k: &[u8], v: &[u8]| {
+            (
+                OsString::from_vec(k.to_vec()),
+                OsString::from_vec(v.to_vec()),
+            )
+        };
+        let env = shoal_env(
+            [
+                raw(b"UNRELATED", b"\xff\xfe"),
+                raw(b"\xffODD", b"x"),
+                raw(b"SHOAL_NODE_NAME", b"n1"),
+            ]
+            .into_iter(),
+        )
+        .unwrap();
+        assert_eq!(env.len(), 1, "only ours, whatever the others hold");
+        assert_eq!(env["SHOAL_NODE_NAME"], "n1");
+
+        let err = shoal_env([raw(b"SHOAL_CLUSTER_PSK", b"secret\xff")].into_iter()).unwrap_err();
+        let text = err.to_string();
+        assert_eq!(
+            text,
+            "env SHOAL_CLUSTER_PSK: `SHOAL_CLUSTER_PSK` is not valid UTF-8 (the value is not shown)"
+        );
+        assert!(!text.contains("secret"));
     }
 
     #[test]

@@ -39,6 +39,31 @@ fn check_config_accepts_a_valid_file_without_printing_secrets() {
     assert!(!stdout.contains("pw"), "password printed: {stdout}");
 }
 
+/// The environment is read as bytes: a variable that is not UTF-8 is ignored when it is not
+/// ours and refused by name (exit 78) when it is; neither panics (exit 101 before).
+#[test]
+fn environment_variables_that_are_not_utf8_are_ignored_or_named() {
+    use std::os::unix::ffi::OsStrExt as _;
+    let run = |name: &str| {
+        let mut cmd = Command::new(shoal_bin());
+        cmd.arg("check-config").env_clear().stdin(Stdio::null());
+        for (k, v) in SECRETS {
+            cmd.env(k, v);
+        }
+        cmd.env(name, std::ffi::OsStr::from_bytes(b"n\xff1"));
+        cmd.output().unwrap()
+    };
+    let out = run("UNRELATED");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = run("SHOAL_NODE_NAME");
+    assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("env SHOAL_NODE_NAME: `SHOAL_NODE_NAME` is not valid UTF-8"),
+        "{}",
+        stderr(&out)
+    );
+}
+
 #[test]
 fn check_config_names_the_field_for_each_kind_of_mistake() {
     type Env<'a> = &'a [(&'a str, &'a str)];
