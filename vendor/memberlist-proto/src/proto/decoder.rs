@@ -408,6 +408,15 @@ impl ProtoDecoder {
             .try_into()
             .unwrap(),
         ) as usize;
+        // PATCH(shoal): bounded like the encrypted stream length above.
+        if compressed_size > MAX_ENCRYPTED_STREAM_PAYLOAD {
+          return Err(Error::new(
+            ErrorKind::InvalidData,
+            format!(
+              "compressed message of {compressed_size} bytes exceeds the {MAX_ENCRYPTED_STREAM_PAYLOAD} byte limit"
+            ),
+          ));
+        }
 
         let mut payload = BytesMut::zeroed(super::COMPRESSED_MESSAGE_HEADER_SIZE + compressed_size);
         reader.read_exact(&mut payload).await?;
@@ -750,6 +759,16 @@ impl ProtoDecoder {
 
     let uncompressed_size =
       u32::from_be_bytes(header[3..3 + PAYLOAD_LEN_SIZE].try_into().unwrap()) as usize;
+    // PATCH(shoal): the size is the sender's claim; an 11-byte message claiming 3.9 GB made the
+    // node allocate that much before decompressing anything.
+    if uncompressed_size > MAX_ENCRYPTED_STREAM_PAYLOAD {
+      return Err(
+        DecodeError::custom(format!(
+          "compressed message claims {uncompressed_size} bytes, over the {MAX_ENCRYPTED_STREAM_PAYLOAD} byte limit"
+        ))
+        .into(),
+      );
+    }
     let mut uncompressed_buf = BytesMut::zeroed(uncompressed_size);
     match algo.decompress_to(&buf, &mut uncompressed_buf) {
       Ok(_) => Ok(uncompressed_buf),
