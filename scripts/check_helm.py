@@ -232,6 +232,20 @@ def check_case(case: str, values: dict, docs: list[dict]) -> None:
                 check(rule.get("from") == [{"podSelector": {"matchLabels": selector}}],
                       f"{case}: gossip must be allowed only from the release's pods")
 
+    # The HTTP port (console, admin API) only on the admin Service, whose type is chosen on its
+    # own: exposing the data plane must never publish it.
+    services = [d for d in by_kind.get("Service", []) if d["spec"].get("clusterIP") != "None"]
+    http_on = [d["metadata"]["name"] for d in services
+               if any(p.get("targetPort") == "http" for p in d["spec"]["ports"])]
+    check(len(http_on) == 1 and http_on[0].endswith("-admin"),
+          f"{case}: the HTTP port must be on the admin Service only, got {http_on}")
+    for d in services:
+        if d["metadata"]["name"].endswith("-admin"):
+            check(d["spec"]["type"] == merged["adminService"]["type"], f"{case}: admin Service type")
+        else:
+            check(d["spec"]["type"] == merged["service"]["type"], f"{case}: data-plane Service type")
+            check(bool(merged["ports"]["dataPlane"]), f"{case}: a data-plane Service without data-plane ports")
+
     # ServiceMonitor: no bundled CRD schema, so its shape is checked here instead of by
     # kubernetes-validate: it must select the HTTP Service and name a port that Service has.
     for sm in by_kind.get("ServiceMonitor", []):
