@@ -798,6 +798,13 @@ fn handle(inner: &Arc<Shared>, from: &str, addr: Option<SocketAddr>, msg: Msg) {
     match msg {
         Msg::Batch(batch) => {
             inner.stats.batches_received.fetch_add(1, Ordering::Relaxed);
+            if batch.node == from
+                && let Some(why) = inner
+                    .replica
+                    .distrust_watermark_past(batch.origin, batch.seq)
+            {
+                note_rejection(inner, "implausible watermark", &why);
+            }
             let applied = inner.replica.apply_batch(batch, now);
             let gap = applied.gap;
             absorb(inner, applied);

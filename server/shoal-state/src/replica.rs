@@ -33,6 +33,10 @@ struct Shard {
     pending: HashMap<CounterKey, Vec<BucketDelta>>,
 }
 
+/// How far a real watermark can be ahead of the batch its origin sends now: batches overtaken
+/// in flight by a sync reply, at one flush every few milliseconds, are far fewer.
+const PLAUSIBLY_AHEAD: u64 = 10_000;
+
 /// Which of an origin's batches this node has applied.
 #[derive(Debug, Default, Clone)]
 struct Seen {
@@ -426,6 +430,25 @@ impl Replica {
     }
 
     /// Applies a peer's batch: exactly once, whatever order and however often it arrives.
+    /// A batch its origin's own node sends is that origin's newest, give or take the few still
+    /// in flight; a watermark far past it was never real (a peer's sync reply may carry any
+    /// number, and would make this node ignore the origin until anti-entropy repaired it). The
+    /// watermark drops to nothing, so the batch applies and its gap asks the origin for the
+    /// rest; merges are idempotent, so batches already applied change nothing.
+    pub(crate) fn distrust_watermark_past(&self, origin: Origin, seq: u64) -> Option<String> {
+        let mut sync = lock(&self.sync);
+        let seen = sync.seen.get_mut(&origin)?;
+        if seen.contiguous <= seq.saturating_add(PLAUSIBLY_AHEAD) {
+            return None;
+        }
+        let was = seen.contiguous;
+        *seen = Seen::default();
+        Some(format!(
+            "watermark {was} of origin {} is past its own node's batch {seq}; reset",
+            origin.0
+        ))
+    }
+
     pub(crate) fn apply_batch(&self, batch: Batch, now_ms: u64) -> Applied {
         let mut out = Applied::default();
         if batch.origin == self.origin {
@@ -946,6 +969,61 @@ mod tests {
         seen.add(u64::MAX);
         assert_eq!(seen.contiguous, u64::MAX);
         assert!(seen.has(u64::MAX) && seen.above.is_empty());
+    }
+
+    #[test]
+    fn a_watermark_far_past_the_origins_own_batch_is_dropped() {
+        let origin = replica(1, 100);
+        let b = replica(2, 100);
+        let forged = SyncReply {
+            batches: Vec::new(),
+            full: Some(ShardState {
+                now_ms: NOW,
+                shards: Vec::new(),
+                counters: Vec::new(),
+                cache: Vec::new(),
+                nodes: Vec::new(),
+                pull: false,
+            }),
+            have: vec![(Origin(1), u64::MAX)],
+        };
+        b.apply_sync_reply(forged, NOW);
+        origin.increment(&key(0), 3, NOW);
+        let batch = Batch::clone(&origin.take_batches(usize::MAX).pop().unwrap());
+        assert!(
+            b.apply_batch(batch.clone(), NOW).duplicate,
+            "ignored while trusted"
+        );
+        assert_eq!(
+            b.distrust_watermark_past(Origin(2), 1),
+            None,
+            "unknown origin"
+        );
+        let note = b.distrust_watermark_past(Origin(1), batch.seq).unwrap();
+        assert!(note.contains(&u64::MAX.to_string()), "{note}");
+        assert!(!b.apply_batch(batch.clone(), NOW).duplicate);
+        assert_eq!(b.totals(&key(0), NOW)[0], 3);
+        assert_eq!(
+            b.distrust_watermark_past(Origin(1), batch.seq),
+            None,
+            "now plausible"
+        );
+        // A watermark some batches ahead (a sync reply overtook them in flight) stands.
+        let ahead = SyncReply {
+            batches: Vec::new(),
+            full: Some(ShardState {
+                now_ms: NOW,
+                shards: Vec::new(),
+                counters: Vec::new(),
+                cache: Vec::new(),
+                nodes: Vec::new(),
+                pull: false,
+            }),
+            have: vec![(Origin(1), batch.seq + 500)],
+        };
+        b.apply_sync_reply(ahead, NOW);
+        assert_eq!(b.distrust_watermark_past(Origin(1), batch.seq + 1), None);
+        assert_eq!(b.have(), vec![(Origin(1), batch.seq + 500)]);
     }
 
     #[test]
