@@ -946,23 +946,31 @@ mod tests {
 
     /// Found by fuzzing (fuzz/fuzz_targets/gossip_state_message.rs): a sync reply whose
     /// watermark was `u64::MAX` overflowed `Seen::raise_to`, a panic in debug builds.
+    /// A full-state sync reply holding nothing but a watermark for origin 1: what a peer (or a
+    /// forger) can claim without sending any counts.
+    fn watermark_only(seq: u64) -> SyncReply {
+        SyncReply {
+            batches: Vec::new(),
+            full: Some(ShardState {
+                now_ms: NOW,
+                shards: Vec::new(),
+                counters: Vec::new(),
+                cache: Vec::new(),
+                nodes: Vec::new(),
+                pull: false,
+            }),
+            have: vec![(Origin(1), seq)],
+        }
+    }
+
     #[test]
     fn sequence_numbers_at_the_top_of_the_range_do_not_overflow() {
         let b = replica(2, 100);
-        let empty = ShardState {
-            now_ms: NOW,
-            shards: Vec::new(),
-            counters: Vec::new(),
-            cache: Vec::new(),
-            nodes: Vec::new(),
-            pull: false,
-        };
-        let reply = SyncReply {
-            batches: Vec::new(),
-            full: Some(empty),
-            have: vec![(Origin(1), u64::MAX)],
-        };
-        assert!(b.apply_sync_reply(reply, NOW).rejected.is_empty());
+        assert!(
+            b.apply_sync_reply(watermark_only(u64::MAX), NOW)
+                .rejected
+                .is_empty()
+        );
         assert_eq!(b.have(), vec![(Origin(1), u64::MAX)]);
         let mut seen = Seen::default();
         seen.raise_to(u64::MAX - 1);
@@ -975,19 +983,7 @@ mod tests {
     fn a_watermark_far_past_the_origins_own_batch_is_dropped() {
         let origin = replica(1, 100);
         let b = replica(2, 100);
-        let forged = SyncReply {
-            batches: Vec::new(),
-            full: Some(ShardState {
-                now_ms: NOW,
-                shards: Vec::new(),
-                counters: Vec::new(),
-                cache: Vec::new(),
-                nodes: Vec::new(),
-                pull: false,
-            }),
-            have: vec![(Origin(1), u64::MAX)],
-        };
-        b.apply_sync_reply(forged, NOW);
+        b.apply_sync_reply(watermark_only(u64::MAX), NOW);
         origin.increment(&key(0), 3, NOW);
         let batch = Batch::clone(&origin.take_batches(usize::MAX).pop().unwrap());
         assert!(
@@ -1009,19 +1005,7 @@ mod tests {
             "now plausible"
         );
         // A watermark some batches ahead (a sync reply overtook them in flight) stands.
-        let ahead = SyncReply {
-            batches: Vec::new(),
-            full: Some(ShardState {
-                now_ms: NOW,
-                shards: Vec::new(),
-                counters: Vec::new(),
-                cache: Vec::new(),
-                nodes: Vec::new(),
-                pull: false,
-            }),
-            have: vec![(Origin(1), batch.seq + 500)],
-        };
-        b.apply_sync_reply(ahead, NOW);
+        b.apply_sync_reply(watermark_only(batch.seq + 500), NOW);
         assert_eq!(b.distrust_watermark_past(Origin(1), batch.seq + 1), None);
         assert_eq!(b.have(), vec![(Origin(1), batch.seq + 500)]);
     }

@@ -169,28 +169,29 @@ impl Fleet {
     }
 }
 
-async fn wait_ready(node: &FleetNode) {
+/// Polls the node's `/ready` until `accept` takes (status, body), as `Node::wait_ready_where`
+/// does for processes.
+async fn wait_ready_where(node: &FleetNode, what: &str, accept: impl Fn(u16, &Value) -> bool) {
     let base = node.base.clone();
-    wait_until(&format!("{} ready", node.c.name), WAIT, || {
+    wait_until(&format!("{} {what}", node.c.name), WAIT, || {
         let base = base.clone();
-        async move { (get_ready(base).await.0 == 200).then_some(()) }
+        let accept = &accept;
+        async move {
+            let (status, body) = get_ready(base).await;
+            accept(status, &body).then_some(())
+        }
     })
     .await;
 }
 
+async fn wait_ready(node: &FleetNode) {
+    wait_ready_where(node, "ready", |status, _| status == 200).await;
+}
+
 async fn wait_revision(node: &FleetNode, revision: i64) {
-    let base = node.base.clone();
-    wait_until(
-        &format!("{} on revision {revision}", node.c.name),
-        WAIT,
-        || {
-            let base = base.clone();
-            async move {
-                let (_, body) = get_ready(base).await;
-                (body["data_plane"]["revision"].as_i64()? >= revision).then_some(())
-            }
-        },
-    )
+    wait_ready_where(node, &format!("on revision {revision}"), |_, body| {
+        body["data_plane"]["revision"].as_i64() >= Some(revision)
+    })
     .await;
 }
 
