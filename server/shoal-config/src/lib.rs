@@ -17,9 +17,9 @@ mod secret;
 
 pub use load::{ConfigError, ConfigIssue, ENV_OVERRIDES, Origin, load, load_from_str};
 pub use model::{
-    AuditConfig, ClusterConfig, ConsulDiscovery, ControlPlaneConfig, CookieSecure, DiscoveryConfig,
-    DiscoveryMethod, EcsDiscovery, EtcdDiscovery, HttpConfig, KubernetesDiscovery, LogConfig,
-    LogFormat, NodeConfig, OtlpProtocol, ProxyConfig, StateConfig, TelemetryConfig, UdpDiscovery,
-    WindowConfig,
+    AuditConfig, AuditFsync, ClusterConfig, ConsulDiscovery, ControlPlaneConfig, CookieSecure,
+    DiscoveryConfig, DiscoveryMethod, EcsDiscovery, EtcdDiscovery, HttpConfig, KubernetesDiscovery,
+    LogConfig, LogFormat, NodeConfig, OtlpProtocol, ProxyConfig, StateConfig, TelemetryConfig,
+    UdpDiscovery, WindowConfig,
 };
 pub use secret::{Secret, SecretKey};

@@ -931,6 +931,12 @@ fn validate(config: &NodeConfig, origin_of: &dyn Fn(&str) -> Origin, out: &mut V
             10_000,
         ),
         (
+            "audit.fsync_interval",
+            config.audit.fsync_interval,
+            1,
+            60_000,
+        ),
+        (
             "proxy.upstream_connect_timeout",
             config.proxy.upstream_connect_timeout,
             10,

@@ -543,16 +543,24 @@ fn default_join_timeout() -> Duration {
     Duration::from_secs(30)
 }
 
-/// The decision audit log (written to PostgreSQL, spooled under `data_dir` while it is away).
+/// The decision audit log: journaled under `data_dir` before each answer, shipped to
+/// PostgreSQL (and kept on disk while it is away).
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct AuditConfig {
-    /// Spool size past which the data plane refuses requests it could not audit.
+    /// Unshipped journal size past which the data plane refuses requests it could not audit.
     #[serde(default = "default_spool_max_bytes")]
     pub spool_max_bytes: u64,
-    /// How long decisions are gathered into one batch.
+    /// How long decisions are gathered into one insert.
     #[serde(default = "default_audit_flush_interval", with = "duration_str")]
     pub flush_interval: Duration,
+    /// When the journal reaches the device: `interval` (every `fsync_interval`) or `batch`
+    /// (before each batch of answers, nothing lost to a machine crash).
+    #[serde(default)]
+    pub fsync: AuditFsync,
+    /// With `fsync = "interval"`: the most a machine crash (not a killed process) can lose.
+    #[serde(default = "default_audit_fsync_interval", with = "duration_str")]
+    pub fsync_interval: Duration,
 }
 
 impl Default for AuditConfig {
@@ -560,8 +568,22 @@ impl Default for AuditConfig {
         Self {
             spool_max_bytes: default_spool_max_bytes(),
             flush_interval: default_audit_flush_interval(),
+            fsync: AuditFsync::default(),
+            fsync_interval: default_audit_fsync_interval(),
         }
     }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuditFsync {
+    #[default]
+    Interval,
+    Batch,
+}
+
+fn default_audit_fsync_interval() -> Duration {
+    Duration::from_millis(100)
 }
 
 fn default_spool_max_bytes() -> u64 {

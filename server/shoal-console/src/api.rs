@@ -607,7 +607,7 @@ async fn put_log_level(
         outcome: "ok".into(),
         detail: json!({ "level": body.level, "previous": previous }),
     };
-    if let Err(e) = state.audit.record(entry) {
+    if let Err(e) = state.audit.record(entry).await {
         let _ = state.log_level.set(&previous);
         return Err(ApiError::Unavailable(format!(
             "the change cannot be audited ({e}); the log level stays {previous:?}"

@@ -26,7 +26,7 @@ pub mod testsuite;
 mod watcher;
 
 pub use admin::{AdminIdentity, AdminSummary, MIN_PASSWORD_LEN, Session};
-pub use audit::{AuditEntry, AuditLog, AuditOptions, AuditRefused, AuditStatus};
+pub use audit::{AuditEntry, AuditLog, AuditOptions, AuditRefused, AuditStatus, Fsync};
 pub use crypto::open as open_sealed_secret;
 pub use db::{describe_url, known_migrations, migrate, pool};
 pub use error::ControlPlaneError;

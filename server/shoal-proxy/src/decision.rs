@@ -224,7 +224,7 @@ pub(crate) async fn decide(
 
 /// Queues the request's audit line (`refusal`: none if allowed). `Err` means it cannot be kept and the request must be
 /// refused: nothing is served unaudited.
-pub(crate) fn audit(
+pub(crate) async fn audit(
     ctx: &Ctx<'_>,
     user: Option<&str>,
     facts: &Facts<'_>,
@@ -263,7 +263,7 @@ pub(crate) fn audit(
             "decision_us": ctx.started.elapsed().as_micros() as u64,
         }),
     };
-    shared.audit.record(entry).map_err(|e| {
+    shared.audit.record(entry).await.map_err(|e| {
         tracing::error!(request_id, resource = %route.name, "audit: {e}; request refused");
         Refusal::new(
             "audit_unavailable",

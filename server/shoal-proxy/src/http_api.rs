@@ -116,7 +116,8 @@ pub(crate) async fn handle(
         key.map(|k| k.user.as_str()),
         &facts,
         decision.as_ref().err(),
-    );
+    )
+    .await;
     if let Err(refusal) = decision.and(audited) {
         return refusal_response(&refusal, request_id);
     }

@@ -121,7 +121,7 @@ pub(crate) async fn handle(ctx: &Ctx<'_>, s3: &S3Route, req: Request<Body>) -> R
             decided.map(|()| (presented, location))
         }
     };
-    let audited = audit(ctx, user, &facts, decision.as_ref().err());
+    let audited = audit(ctx, user, &facts, decision.as_ref().err()).await;
     let (presented, location) = match (decision, audited) {
         (Err(refusal), _) | (Ok(_), Err(refusal)) => {
             return s3_error(&refusal, &raw_path, ctx.request_id);

@@ -14,6 +14,12 @@
 //! through each node, alternated per round; "added" is the proxy's percentile minus the
 //! direct one, and the telemetry cost is one node's percentile minus the other's. Throughput:
 //! `--concurrency` connections for `--load-seconds` through each proxy.
+//!
+//! Durable audit: a fourth node, `baseline`, runs the build named by
+//! `SHOAL_BENCH_BASELINE_BIN` (scripts/bench builds the last commit whose audit records waited
+//! in memory until the next flush) with the `metrics` node's settings; the durable path's
+//! cost is the `metrics` node's figures against it, latency per round and throughput in
+//! alternating pairs.
 
 #[path = "../tests/it/common/mod.rs"]
 mod common;
@@ -130,7 +136,7 @@ struct Variant {
 }
 
 /// p50 and p99 in one round of: direct, nginx, bare, metrics, traced.
-type Round = [(f64, f64); 5];
+type Round = [(f64, f64); 6];
 
 /// A figure computed from one round.
 type Figure<'a> = &'a dyn Fn(&Round) -> f64;
@@ -152,8 +158,11 @@ async fn main() {
     let rotel = Rotel::start(false);
     rotel.wait_listening().await;
 
+    let baseline_bin = std::env::var_os("SHOAL_BENCH_BASELINE_BIN").map(std::path::PathBuf::from).expect(
+        "SHOAL_BENCH_BASELINE_BIN: the baseline build to compare the durable audit with (scripts/bench proxy builds it)",
+    );
     let db = database().await;
-    let variants: [NodeSetup; 3] = [
+    let variants: [NodeSetup; 4] = [
         (
             "bare",
             "127.0.0.95",
@@ -172,12 +181,16 @@ async fn main() {
                 ("SHOAL_TELEMETRY_TRACE_SAMPLE_RATIO".into(), "1".into()),
             ],
         ),
+        ("baseline", "127.0.0.98", vec![]),
     ];
     let mut nodes = Vec::new();
     for (i, (name, ip, env)) in variants.into_iter().enumerate() {
         let mut spec = NodeSpec::new(name, ip, &db.url);
         spec.extra_toml = format!("[proxy]\naddress = \"{ip}\"\n");
         spec.env = env;
+        if name == "baseline" {
+            spec.binary = baseline_bin.clone();
+        }
         if i == 0 {
             create_admin(&spec);
         }
@@ -219,7 +232,7 @@ async fn main() {
     // Per round: p50 and p99 of direct, nginx, bare, metrics, traced.
     let mut rows: Vec<Round> = Vec::new();
     for round in 0..rounds {
-        let mut row = [(0.0, 0.0); 5];
+        let mut row = [(0.0, 0.0); 6];
         for (i, url) in [&direct_url, &nginx_url]
             .into_iter()
             .chain(shoal.iter().map(|v| &v.url))
@@ -229,7 +242,7 @@ async fn main() {
             row[i] = (percentile(&v, 0.5), percentile(&v, 0.99));
         }
         println!(
-            "round {round}: direct p50 {:.0} us p99 {:.0} us | added by nginx p50 {:.0} p99 {:.0} | by shoal bare p50 {:.0} p99 {:.0} | metrics p50 {:.0} p99 {:.0} | traced p50 {:.0} p99 {:.0} (us)",
+            "round {round}: direct p50 {:.0} us p99 {:.0} us | added by nginx p50 {:.0} p99 {:.0} | by shoal bare p50 {:.0} p99 {:.0} | metrics p50 {:.0} p99 {:.0} | traced p50 {:.0} p99 {:.0} | baseline p50 {:.0} p99 {:.0} (us)",
             row[0].0,
             row[0].1,
             row[1].0 - row[0].0,
@@ -240,13 +253,35 @@ async fn main() {
             row[3].1 - row[0].1,
             row[4].0 - row[0].0,
             row[4].1 - row[0].1,
+            row[5].0 - row[0].0,
+            row[5].1 - row[0].1,
         );
         rows.push(row);
     }
     let mut rps = Vec::new();
-    for v in &shoal {
+    for v in &shoal[..3] {
         rps.push(throughput(&v.url, &key, connections, load_secs).await);
     }
+    // The durable path against the baseline, in pairs alternating which goes first.
+    let mut durable_ratios = Vec::new();
+    for round in 0..rounds {
+        let (durable, baseline) = if round % 2 == 0 {
+            let d = throughput(&shoal[1].url, &key, connections, load_secs).await;
+            (
+                d,
+                throughput(&shoal[3].url, &key, connections, load_secs).await,
+            )
+        } else {
+            let b = throughput(&shoal[3].url, &key, connections, load_secs).await;
+            (
+                throughput(&shoal[1].url, &key, connections, load_secs).await,
+                b,
+            )
+        };
+        println!("durable audit pair {round}: {durable:.0}/s against baseline {baseline:.0}/s");
+        durable_ratios.push(durable / baseline);
+    }
+    durable_ratios.sort_by(f64::total_cmp);
     let nginx_rps = throughput(&nginx_url, &key, connections, load_secs).await;
     println!(
         "throughput with {connections} connections: shoal bare {:.0}/s, metrics {:.0}/s, traced {:.0}/s, nginx {nginx_rps:.0}/s",
@@ -254,6 +289,15 @@ async fn main() {
     );
     let (_, ready) = shoal[1].node.ready().await;
     println!("shoal audit: {}", ready["audit"]);
+    assert!(
+        ready["audit"]["journaled"].as_u64() > Some(0),
+        "the measured node journals its decisions: {ready}"
+    );
+    let (_, ready) = shoal[3].node.ready().await;
+    assert!(
+        ready["audit"].get("journaled").is_none(),
+        "the baseline is a build without the journal: {ready}"
+    );
     let shipped = &shoal[1];
 
     // Idle keep-alive connections: memory each costs, Shoal and nginx side by side.
@@ -288,7 +332,7 @@ async fn main() {
             .fold((f64::MAX, f64::MIN), |(lo, hi), x| (lo.min(*x), hi.max(*x)));
         format!("{lo:.0}..{hi:.0}")
     };
-    let figures: [(&str, Figure); 8] = [
+    let figures: [(&str, Figure); 10] = [
         ("added_latency_p50_us", &|r| r[3].0 - r[0].0),
         ("added_latency_p99_us", &|r| r[3].1 - r[0].1),
         ("nginx_added_latency_p50_us", &|r| r[1].0 - r[0].0),
@@ -297,6 +341,8 @@ async fn main() {
         ("telemetry_metrics_cost_p99_us", &|r| r[3].1 - r[2].1),
         ("telemetry_traces_cost_p50_us", &|r| r[4].0 - r[3].0),
         ("telemetry_traces_cost_p99_us", &|r| r[4].1 - r[3].1),
+        ("durable_audit_added_p50_us", &|r| r[3].0 - r[5].0),
+        ("durable_audit_added_p99_us", &|r| r[3].1 - r[5].1),
     ];
     for (name, f) in figures {
         println!("spread over rounds of {name}: {}", spread(f));
@@ -309,6 +355,15 @@ async fn main() {
     println!("RESULT shoal_traced_rps {:.0} requests/s", rps[2]);
     println!("RESULT nginx_rps {nginx_rps:.0} requests/s");
     println!("RESULT rps_ratio_vs_nginx {:.2} ratio", rps[1] / nginx_rps);
+    println!(
+        "spread over pairs of durable_audit_rps_ratio: {:.2}..{:.2}",
+        durable_ratios[0],
+        durable_ratios[durable_ratios.len() - 1]
+    );
+    println!(
+        "RESULT durable_audit_rps_ratio {:.2} ratio",
+        percentile(&durable_ratios, 0.5)
+    );
     println!(
         "RESULT traced_rps_ratio_vs_metrics {:.2} ratio",
         rps[2] / rps[1]

@@ -279,7 +279,7 @@ async fn ready(State(h): State<HealthState>) -> Response {
     let audit = h.audit.status();
     if audit.spooling {
         warnings.push(format!(
-            "audit: {} decisions spooled locally ({} bytes) until the control plane takes them",
+            "audit: {} decisions wait in the local journal ({} bytes) until the control plane takes them",
             audit.spooled, audit.spool_bytes
         ));
     }

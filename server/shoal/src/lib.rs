@@ -17,7 +17,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use shoal_config::NodeConfig;
 use shoal_console::ApiState;
-use shoal_control_plane::{AuditLog, AuditOptions, Store, WatcherOptions};
+use shoal_control_plane::{AuditLog, AuditOptions, Fsync, Store, WatcherOptions};
 use shoal_state::{SharedState, StateOptions};
 use tokio_util::sync::CancellationToken;
 
@@ -33,7 +33,7 @@ const WATCHER_STOP_GRACE: Duration = Duration::from_secs(5);
 const AUDIT_BATCH: usize = 500;
 const AUDIT_RETRY: Duration = Duration::from_secs(1);
 
-/// Bound on writing (or spooling) the decisions still queued at shutdown.
+/// Bound on shipping the last journaled decisions at shutdown (they stay on disk past it).
 const AUDIT_STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// Bound on one OTLP export, so a collector that hangs never holds shutdown's flush long.
@@ -190,7 +190,12 @@ pub async fn run(
         pool.clone(),
         AuditOptions {
             node: config.node_name.clone(),
-            spool_path: config.data_dir.join("audit-spool.jsonl"),
+            journal_dir: config.data_dir.join("audit"),
+            legacy_spool: Some(config.data_dir.join("audit-spool.jsonl")),
+            fsync: match config.audit.fsync {
+                shoal_config::AuditFsync::Batch => Fsync::EachBatch,
+                shoal_config::AuditFsync::Interval => Fsync::Every(config.audit.fsync_interval),
+            },
             spool_max_bytes: config.audit.spool_max_bytes,
             batch_max: AUDIT_BATCH,
             flush_interval: config.audit.flush_interval,
@@ -315,7 +320,7 @@ pub async fn run(
     {
         background.abort_all();
     }
-    // Every decision made is now queued: write it (or spool it) before the database goes.
+    // Every decision made is now journaled: ship what PostgreSQL takes before the pool goes.
     audit_stop.cancel();
     if tokio::time::timeout(AUDIT_STOP_GRACE, audit_writer)
         .await

@@ -158,20 +158,26 @@ pub(crate) fn register(meter: &Meter, s: Sources) -> Instruments {
     gauge!(
         "shoal.audit.spool.size",
         "By",
-        "Bytes of decisions spooled on disk while PostgreSQL is away",
+        "Bytes of the on-disk audit journal not yet stored in PostgreSQL",
         |src, obs| { obs.observe(src.audit.status().spool_bytes, &[]) }
     );
     gauge!(
         "shoal.audit.spool.decisions",
         "{decision}",
-        "Decisions spooled on disk while PostgreSQL is away",
+        "Decisions journaled on disk not yet stored in PostgreSQL",
         |src, obs| { obs.observe(src.audit.status().spooled, &[]) }
     );
-    gauge!(
-        "shoal.audit.queue",
+    counter!(
+        "shoal.audit.journaled",
         "{decision}",
-        "Decisions in memory waiting for the next audit flush",
-        |src, obs| { obs.observe(src.audit.status().queued as u64, &[]) }
+        "Decisions written to the on-disk audit journal before their answer",
+        |src, obs| { obs.observe(src.audit.status().journaled, &[]) }
+    );
+    counter!(
+        "shoal.audit.damaged",
+        "{record}",
+        "Journal records skipped because they were damaged on disk",
+        |src, obs| { obs.observe(src.audit.status().damaged, &[]) }
     );
     seconds!(
         "shoal.audit.flush.lag",

@@ -143,3 +143,83 @@ async fn a_spool_left_by_a_crash_is_replayed_at_start_skipping_only_broken_lines
     })
     .await;
 }
+
+/// One journal line as the node writes it: the JSON's CRC-32 in hex, a space, the JSON.
+fn journal_line(value: &serde_json::Value) -> Vec<u8> {
+    let json = value.to_string();
+    format!("{:08x} {json}\n", crc32fast::hash(json.as_bytes())).into_bytes()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_journal_never_stops_a_node_and_its_intact_records_are_shipped_once() {
+    let db = database().await;
+    let spec = NodeSpec::new("a2", "127.0.0.97", &db.url);
+    let journal = spec.data_dir.join("audit");
+    std::fs::create_dir_all(&journal).unwrap();
+    let header = |node: &str| {
+        journal_line(&json!({"journal": "shoal-audit-journal", "version": 1, "node": node}))
+    };
+    let record = |i: u32| {
+        journal_line(&json!({
+            "event_id": format!("00000000-0000-4000-8000-00000000010{i}"),
+            "at": "2026-11-25T10:00:00Z", "actor": "user:x", "action": "request",
+            "target": "api", "outcome": "allowed", "detail": {"request_id": format!("j{i}")},
+        }))
+    };
+    let mut flipped = record(2);
+    flipped[40] ^= 0x04;
+    let mut first = [header("a2"), record(1)].concat();
+    let garbage_at = first.len();
+    first.extend_from_slice(b"\x00\x00\x00 power loss left zeros\n");
+    let flipped_at = first.len();
+    first.extend_from_slice(&flipped);
+    let torn_at = first.len();
+    first.extend_from_slice(&record(3)[..25]);
+    std::fs::write(journal.join("00000000000000000001.log"), &first).unwrap();
+    // A segment another node wrote (a volume moved between nodes): shipped under its name.
+    std::fs::write(
+        journal.join("00000000000000000002.log"),
+        [header("old-node"), record(4)].concat(),
+    )
+    .unwrap();
+    create_admin(&spec);
+    let mut node = spec.start();
+    let (_, ready) = node
+        .wait_ready_where("journal shipped", WAIT, |s, r| {
+            s == 200 && r["audit"]["spool_bytes"] == 0
+        })
+        .await;
+    assert_eq!(ready["audit"]["damaged"], 3, "{ready}");
+    let shipped = || async {
+        let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+        sqlx::query_as::<_, (String, String)>(
+            "SELECT node, detail->>'request_id' FROM audit_log WHERE action = 'request' ORDER BY id",
+        )
+        .fetch_all(&mut conn)
+        .await
+        .unwrap()
+    };
+    let expected = vec![
+        ("a2".to_string(), "j1".to_string()),
+        ("old-node".to_string(), "j4".to_string()),
+    ];
+    assert_eq!(shipped().await, expected);
+    for at in [garbage_at, flipped_at, torn_at] {
+        assert!(
+            node.log_events().iter().any(|e| e["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("damaged journal record skipped"))
+                && e["offset"] == at),
+            "damage at offset {at} reported"
+        );
+    }
+    // A restart ships nothing again.
+    node.signal("TERM");
+    assert_eq!(node.wait_exit(WAIT).await, Some(0));
+    let mut node = spec.start();
+    node.wait_ready_where("ready again", WAIT, |s, r| {
+        s == 200 && r["audit"]["spool_bytes"] == 0
+    })
+    .await;
+    assert_eq!(shipped().await, expected);
+}

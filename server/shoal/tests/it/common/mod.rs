@@ -81,6 +81,8 @@ pub struct NodeSpec {
     pub netns: Option<String>,
     /// More environment variables for the node (its environment is otherwise cleared).
     pub env: Vec<(String, String)>,
+    /// The `shoal` executable (another build's, for a baseline in a benchmark).
+    pub binary: PathBuf,
 }
 
 /// A port free for both TCP and UDP on `ip` right now.
@@ -110,6 +112,7 @@ impl NodeSpec {
             psk_from_file: false,
             netns: None,
             env: Vec::new(),
+            binary: shoal_bin(),
         }
     }
 
@@ -129,6 +132,7 @@ impl NodeSpec {
             psk_from_file: false,
             netns: Some(net.namespace(index)),
             env: Vec::new(),
+            binary: shoal_bin(),
         }
     }
 
@@ -160,10 +164,10 @@ impl NodeSpec {
         let mut cmd = match &self.netns {
             Some(ns) => {
                 let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns]).arg(shoal_bin());
+                c.args(["netns", "exec", ns]).arg(&self.binary);
                 c
             }
-            None => Command::new(shoal_bin()),
+            None => Command::new(&self.binary),
         };
         cmd.arg("--config")
             .arg(self.config_path())

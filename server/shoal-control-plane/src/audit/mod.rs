@@ -1,0 +1,466 @@
+//! The decision audit log: every data-plane decision (and admin change made on a node) becomes
+//! a row in `audit_log`. A record is first appended to the node's on-disk journal (see
+//! `journal`), before the answer it describes leaves; a shipper task then inserts the journal
+//! into PostgreSQL in batches, in order, and keeps it on disk while PostgreSQL is away.
+//!
+//! Durability: a killed process loses nothing (the record is in the page cache before the
+//! answer); a machine crash loses at most what was written since the last `fdatasync`, which
+//! runs every `fsync_interval` or, with [`Fsync::EachBatch`], before each batch is answered.
+//! Records carry a unique `event_id` and the insert skips ids already stored, so shipping
+//! again after a crash between insert and cursor save writes nothing twice. Past
+//! `spool_max_bytes` of unshipped journal, or when the journal cannot be written, `record`
+//! fails and the data plane refuses requests it could not audit.
+
+mod journal;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+use journal::{Cursor, Journal};
+
+/// One audit line.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AuditEntry {
+    pub event_id: uuid::Uuid,
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub outcome: String,
+    pub detail: serde_json::Value,
+}
+
+/// When the journal is flushed to the device (a killed process loses nothing either way).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fsync {
+    /// Before each batch of concurrent records is answered: nothing lost to a machine crash,
+    /// at the device's flush latency per batch.
+    EachBatch,
+    /// Every interval, apart from the answers: a machine crash loses at most that much.
+    Every(Duration),
+}
+
+#[derive(Debug, Clone)]
+pub struct AuditOptions {
+    pub node: String,
+    /// The journal's directory.
+    pub journal_dir: PathBuf,
+    /// A spool left by an earlier version (one JSON line per record): imported into the
+    /// journal at start, then removed.
+    pub legacy_spool: Option<PathBuf>,
+    pub fsync: Fsync,
+    pub spool_max_bytes: u64,
+    pub batch_max: usize,
+    pub flush_interval: Duration,
+    pub retry_interval: Duration,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditStatus {
+    /// Records stored in PostgreSQL by this run.
+    pub written: u64,
+    /// Records written to the journal by this run.
+    pub journaled: u64,
+    /// Records on disk not yet stored in PostgreSQL (this run's).
+    pub spooled: u64,
+    /// Journal bytes not yet stored in PostgreSQL (earlier runs' included).
+    pub spool_bytes: u64,
+    /// PostgreSQL is not taking records: they wait in the journal.
+    pub spooling: bool,
+    /// Records skipped because they were damaged on disk.
+    pub damaged: u64,
+    pub last_error: Option<String>,
+    /// How long records have been waiting for PostgreSQL: since the last successful write
+    /// while some wait, 0 when nothing waits.
+    pub flush_lag_ms: u64,
+}
+
+#[derive(Default)]
+struct Stats {
+    written: AtomicU64,
+    /// Records of this run's segments stored in PostgreSQL.
+    shipped_records: AtomicU64,
+    shipped_bytes: AtomicU64,
+    backlog_bytes: AtomicU64,
+    spooling: AtomicBool,
+    damaged: AtomicU64,
+    /// Unix milliseconds of the last write to PostgreSQL (or of the start).
+    last_write_ms: AtomicU64,
+    last_error: Mutex<Option<String>>,
+}
+
+/// Why a record was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditRefused {
+    #[error("the audit spool is full ({bytes} bytes) while PostgreSQL is unreachable")]
+    SpoolFull { bytes: u64 },
+    #[error("the audit journal cannot be written: {0}")]
+    Journal(String),
+    #[error("the audit journal cannot be opened: {0}")]
+    Unopened(String),
+}
+
+/// Handle to the node's audit log; cheap to clone.
+#[derive(Clone)]
+pub struct AuditLog {
+    journal: Result<Arc<Journal>, Arc<str>>,
+    stats: Arc<Stats>,
+    fsync: Fsync,
+    max_bytes: u64,
+    /// Wakes the shipper early when a full batch is waiting.
+    full_batch: Arc<tokio::sync::Notify>,
+    batch_max: u64,
+}
+
+impl AuditLog {
+    /// Opens the journal and starts the shipper (and the interval sync); both stop when `stop`
+    /// fires, the shipper after one last pass. A journal that cannot be opened is reported on
+    /// every record (the node refuses requests) rather than stopping the node.
+    pub fn spawn(
+        pool: PgPool,
+        options: AuditOptions,
+        stop: CancellationToken,
+    ) -> (Self, tokio::task::JoinHandle<()>) {
+        let stats = Arc::new(Stats::default());
+        stats.last_write_ms.store(unix_ms(), Ordering::Relaxed);
+        let journal = Journal::open(
+            &options.journal_dir,
+            &options.node,
+            options.fsync == Fsync::EachBatch,
+        )
+        .map_err(|e| {
+            let message = format!("{}: {e}", options.journal_dir.display());
+            tracing::error!("audit: cannot open the journal {message}; requests are refused");
+            Arc::<str>::from(message)
+        })
+        .map(|(journal, backlog)| {
+            stats.backlog_bytes.store(backlog, Ordering::Relaxed);
+            stats.spooling.store(backlog > 0, Ordering::Relaxed);
+            Arc::new(journal)
+        });
+        let full_batch = Arc::new(tokio::sync::Notify::new());
+        let log = Self {
+            journal: journal.clone(),
+            stats: stats.clone(),
+            fsync: options.fsync,
+            max_bytes: options.spool_max_bytes,
+            full_batch: full_batch.clone(),
+            batch_max: options.batch_max.max(1) as u64,
+        };
+        let Ok(journal) = journal else {
+            return (log, tokio::spawn(async {}));
+        };
+        if let Some(legacy) = &options.legacy_spool {
+            import_legacy(&journal, legacy);
+        }
+        if let Fsync::Every(interval) = options.fsync {
+            tokio::spawn(sync_every(journal.clone(), interval, stop.clone()));
+        }
+        let shipper = Shipper {
+            pool,
+            journal,
+            options,
+            stats,
+            full_batch,
+        };
+        (log, tokio::spawn(shipper.run(stop)))
+    }
+
+    /// Puts the record in the journal; returns once it is there (and on the device, with
+    /// [`Fsync::EachBatch`]). Refused, never silently dropped, when it could not be kept.
+    pub async fn record(&self, record: AuditEntry) -> Result<(), AuditRefused> {
+        let journal = match &self.journal {
+            Ok(j) => j,
+            Err(e) => return Err(AuditRefused::Unopened(e.to_string())),
+        };
+        let bytes = self.spool_bytes(journal);
+        if bytes >= self.max_bytes {
+            return Err(AuditRefused::SpoolFull { bytes });
+        }
+        match self.fsync {
+            // A write to the page cache takes microseconds: done in place, no hand-off.
+            Fsync::Every(_) => journal.append(std::slice::from_ref(&record)),
+            // A device flush can take milliseconds: off the async workers.
+            Fsync::EachBatch => {
+                let journal = journal.clone();
+                tokio::task::spawn_blocking(move || journal.append(&[record]))
+                    .await
+                    .unwrap_or_else(|e| Err(e.to_string()))
+            }
+        }
+        .map_err(AuditRefused::Journal)?;
+        // The shipper sleeps between passes; under heavy load it is woken once a full batch
+        // waits instead of waiting out the interval.
+        if self.unshipped_records(journal) >= self.batch_max {
+            self.full_batch.notify_one();
+        }
+        Ok(())
+    }
+
+    fn spool_bytes(&self, journal: &Journal) -> u64 {
+        (journal.appended_bytes.load(Ordering::Relaxed)
+            + self.stats.backlog_bytes.load(Ordering::Relaxed))
+        .saturating_sub(self.stats.shipped_bytes.load(Ordering::Relaxed))
+    }
+
+    fn unshipped_records(&self, journal: &Journal) -> u64 {
+        journal
+            .appended_records
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.stats.shipped_records.load(Ordering::Relaxed))
+    }
+
+    pub fn status(&self) -> AuditStatus {
+        let (journaled, spooled, spool_bytes) = match &self.journal {
+            Ok(j) => (
+                j.appended_records.load(Ordering::Relaxed),
+                self.unshipped_records(j),
+                self.spool_bytes(j),
+            ),
+            Err(_) => (0, 0, 0),
+        };
+        let spooling = self.stats.spooling.load(Ordering::Relaxed);
+        let flush_lag_ms = if spooled > 0 || spooling {
+            unix_ms().saturating_sub(self.stats.last_write_ms.load(Ordering::Relaxed))
+        } else {
+            0
+        };
+        let last_error = match &self.journal {
+            Err(e) => Some(format!("cannot open the journal {e}")),
+            Ok(_) => self.stats.last_error.lock().expect("audit stats").clone(),
+        };
+        AuditStatus {
+            written: self.stats.written.load(Ordering::Relaxed),
+            journaled,
+            spooled,
+            spool_bytes,
+            spooling,
+            damaged: self.stats.damaged.load(Ordering::Relaxed),
+            last_error,
+            flush_lag_ms,
+        }
+    }
+}
+
+async fn sync_every(journal: Arc<Journal>, interval: Duration, stop: CancellationToken) {
+    let mut synced = 0;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(interval) => {}
+        }
+        let appended = journal.appended_bytes.load(Ordering::Relaxed);
+        if appended != synced {
+            let j = journal.clone();
+            match tokio::task::spawn_blocking(move || j.sync()).await {
+                Ok(Ok(())) => synced = appended,
+                Ok(Err(e)) => tracing::error!("audit: cannot flush the journal to disk: {e}"),
+                Err(e) => tracing::error!("audit: journal flush task failed: {e}"),
+            }
+        }
+    }
+}
+
+/// Moves the records of an earlier version's spool into the journal, skipping lines that are
+/// not records (reported with their line number), then removes the spool.
+fn import_legacy(journal: &Journal, path: &std::path::Path) {
+    let text = match std::fs::read(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+        Err(e) => {
+            tracing::error!(spool = %path.display(), "audit: cannot read the old spool: {e}");
+            return;
+        }
+    };
+    let mut records = Vec::new();
+    for (number, line) in text.split(|&b| b == b'\n').enumerate() {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        match serde_json::from_slice::<AuditEntry>(line) {
+            Ok(r) => records.push(r),
+            Err(e) => tracing::error!(
+                spool = %path.display(),
+                line = number + 1,
+                "audit: unreadable spool line skipped: {e}"
+            ),
+        }
+    }
+    let imported = journal.append(&records).and_then(|()| {
+        journal.sync().map_err(|e| e.to_string())?;
+        std::fs::remove_file(path).map_err(|e| e.to_string())
+    });
+    match imported {
+        Ok(()) => tracing::info!(
+            records = records.len(),
+            spool = %path.display(),
+            "audit: the old spool moved into the journal"
+        ),
+        Err(e) => {
+            tracing::error!(spool = %path.display(), "audit: cannot import the old spool: {e}")
+        }
+    }
+}
+
+struct Shipper {
+    pool: PgPool,
+    journal: Arc<Journal>,
+    options: AuditOptions,
+    stats: Arc<Stats>,
+    full_batch: Arc<tokio::sync::Notify>,
+}
+
+impl Shipper {
+    async fn run(self, stop: CancellationToken) {
+        let mut cursor = self.journal.cursor();
+        loop {
+            let shipped = self.ship(&mut cursor).await;
+            let wait = if shipped {
+                self.options.flush_interval
+            } else {
+                self.options.retry_interval
+            };
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = tokio::time::sleep(wait) => {}
+                // While PostgreSQL is away a full batch waits all the time: retry on the clock.
+                _ = self.full_batch.notified(), if shipped => {}
+            }
+        }
+        // What the last requests journaled goes to PostgreSQL now if it answers; otherwise it
+        // stays on disk, flushed to the device, for the next start.
+        self.ship(&mut cursor).await;
+        let journal = self.journal.clone();
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || journal.sync()).await {
+            tracing::error!("audit: cannot flush the journal to disk: {e}");
+        }
+    }
+
+    /// Ships everything journaled so far; false when PostgreSQL did not take a batch.
+    async fn ship(&self, cursor: &mut Cursor) -> bool {
+        loop {
+            let journal = self.journal.clone();
+            let (from, max) = (*cursor, self.options.batch_max.max(1));
+            let read = match tokio::task::spawn_blocking(move || journal.read(from, max)).await {
+                Ok(Ok(Some(read))) => read,
+                Ok(Ok(None)) => return true,
+                Ok(Err(e)) => {
+                    self.fail(format!("cannot read the journal: {e}"));
+                    return false;
+                }
+                Err(e) => {
+                    self.fail(format!("journal read task failed: {e}"));
+                    return false;
+                }
+            };
+            if read.bytes == 0 && read.finished.is_none() {
+                return self.caught_up();
+            }
+            let node = read.node.as_deref().unwrap_or(&self.options.node);
+            if !read.records.is_empty()
+                && let Err(e) = insert(&self.pool, node, &read.records).await
+            {
+                if !self.stats.spooling.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        journal = %self.options.journal_dir.display(),
+                        "audit: cannot write to the control plane ({e}); decisions wait in the journal"
+                    );
+                }
+                *self.stats.last_error.lock().expect("audit stats") = Some(e.to_string());
+                return false;
+            }
+            for d in &read.damaged {
+                tracing::error!(
+                    file = %d.file.display(),
+                    offset = d.offset,
+                    "audit: damaged journal record skipped: {}",
+                    d.reason
+                );
+            }
+            let records = read.records.len() as u64;
+            self.stats.written.fetch_add(records, Ordering::Relaxed);
+            if read.this_run {
+                self.stats
+                    .shipped_records
+                    .fetch_add(records, Ordering::Relaxed);
+            }
+            self.stats
+                .damaged
+                .fetch_add(read.damaged.len() as u64, Ordering::Relaxed);
+            self.stats
+                .shipped_bytes
+                .fetch_add(read.bytes, Ordering::Relaxed);
+            if records > 0 {
+                self.stats.last_write_ms.store(unix_ms(), Ordering::Relaxed);
+            }
+            *cursor = read.next;
+            if let Some(done) = read.finished {
+                *cursor = Cursor {
+                    segment: cursor.segment + 1,
+                    offset: 0,
+                };
+                if let Err(e) = std::fs::remove_file(&done) {
+                    tracing::error!(file = %done.display(), "audit: cannot remove a shipped journal segment: {e}");
+                }
+            }
+            if let Err(e) = self.journal.save_cursor(*cursor) {
+                tracing::error!("audit: cannot save the journal cursor: {e}");
+            }
+        }
+    }
+
+    fn caught_up(&self) -> bool {
+        if self.stats.spooling.swap(false, Ordering::Relaxed) {
+            tracing::info!("audit: control plane back; journaled decisions written");
+        }
+        self.stats.last_write_ms.store(unix_ms(), Ordering::Relaxed);
+        *self.stats.last_error.lock().expect("audit stats") = None;
+        true
+    }
+
+    fn fail(&self, message: String) {
+        tracing::error!("audit: {message}");
+        *self.stats.last_error.lock().expect("audit stats") = Some(message);
+    }
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+async fn insert(pool: &PgPool, node: &str, batch: &[AuditEntry]) -> Result<(), sqlx::Error> {
+    let ids: Vec<String> = batch.iter().map(|r| r.event_id.to_string()).collect();
+    let at: Vec<DateTime<Utc>> = batch.iter().map(|r| r.at).collect();
+    let actors: Vec<&str> = batch.iter().map(|r| r.actor.as_str()).collect();
+    let actions: Vec<&str> = batch.iter().map(|r| r.action.as_str()).collect();
+    let targets: Vec<&str> = batch.iter().map(|r| r.target.as_str()).collect();
+    let outcomes: Vec<&str> = batch.iter().map(|r| r.outcome.as_str()).collect();
+    let details: Vec<String> = batch.iter().map(|r| r.detail.to_string()).collect();
+    sqlx::query(
+        "INSERT INTO audit_log (event_id, at, node, actor, action, target, outcome, detail)
+         SELECT e::uuid, a, $3, ac, act, t, o, d::jsonb
+           FROM UNNEST($1::text[], $2::timestamptz[], $4::text[], $5::text[], $6::text[],
+                       $7::text[], $8::text[]) AS x(e, a, ac, act, t, o, d)
+         ON CONFLICT (event_id) DO NOTHING",
+    )
+    .bind(ids)
+    .bind(at)
+    .bind(node)
+    .bind(actors)
+    .bind(actions)
+    .bind(targets)
+    .bind(outcomes)
+    .bind(details)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
