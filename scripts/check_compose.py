@@ -7,7 +7,9 @@ Validates the file against the Compose specification (compose-spec: the Rust `co
 parser, which refuses unknown keys and bad values) after YAML anchors and merge keys are
 resolved, then asserts what the demo relies on: PostgreSQL 15, three Shoal nodes with static
 discovery naming each other and a fixed advertised IP, nginx in front of them waiting for
-their readiness, an S3 backend, the admin bootstrap job, secrets only as files from
+their readiness with the admin surface (the nodes' 8080: console, admin API, /ready, /metrics)
+on a listener of its own published on loopback only and no data-plane server leading to it, an
+S3 backend, the admin bootstrap job, secrets only as files from
 deploy/compose/secrets/ (git-ignored) as a copy of make-secrets run in a scratch directory
 writes them, resource ports on every interface (SHOAL_PROXY_ADDRESS), and only SHOAL_*
 variables the node knows about.
@@ -99,6 +101,7 @@ def main() -> int:
               f"nginx.conf: {name}:8080 must be an upstream with max_fails")
     check("./deploy/compose/nginx.conf:/etc/nginx/nginx.conf:ro" in nginx.get("volumes", []),
           "nginx must mount deploy/compose/nginx.conf read-only")
+    check_admin_apart(services, conf)
 
     boot = services["admin-bootstrap"]
     check(boot["command"] == ["admin", "create", "--username", "admin", "--generate"], "admin bootstrap command")
@@ -111,6 +114,66 @@ def main() -> int:
     check_make_secrets(root, secrets)
     check(not spec.get("configs"), "top-level configs: podman-compose ignores them; bind-mount the file")
     return report()
+
+
+ADMIN_PORT = 8080
+
+
+def nginx_block(conf: str, name: str) -> str:
+    """The body of the top-level `name { ... }` block of nginx.conf, comments removed."""
+    text = re.sub(r"#[^\n]*", "", conf)
+    match = re.search(rf"(?m)^{name}\s*\{{", text)
+    if not match:
+        return ""
+    depth, start = 1, match.end()
+    for i in range(start, len(text)):
+        depth += {"{": 1, "}": -1}.get(text[i], 0)
+        if depth == 0:
+            return text[start:i]
+    return ""
+
+
+def published(port) -> tuple[str, int]:
+    """(host address, container port) of a compose `ports` entry, short or long syntax."""
+    if isinstance(port, dict):
+        return str(port.get("host_ip", "")), int(port["target"])
+    parts = str(port).rsplit(":", 2)
+    host = parts[0] if len(parts) == 3 else ""
+    return host, int(parts[-1].split("/")[0])
+
+
+def check_admin_apart(services: dict, conf: str) -> None:
+    """The admin surface (the nodes' 8080: console, admin API, /ready, /metrics,
+    /cluster/status) and the data plane on separate nginx listeners: the admin one published
+    on loopback only, and no data-plane (stream) server able to reach a node's 8080, so that
+    publishing the data plane never publishes the console (issue 18; the Helm chart's admin
+    Service and the ECS module's admin ALB follow the same rule)."""
+    for name in NODES:
+        check(not services[name].get("ports"), f"{name}: a node publishes no port; nginx is the only way in")
+    http, stream = nginx_block(conf, "http"), nginx_block(conf, "stream")
+    check(bool(http) and bool(stream), "nginx.conf: expected an http block (admin) and a stream block (data plane)")
+    http_listens = {int(p) for p in re.findall(r"\blisten\s+(?:[\d.]+:)?(\d+)", http)}
+    check(http_listens == {ADMIN_PORT}, f"nginx.conf: the http block must listen on {ADMIN_PORT} only, got {sorted(http_listens)}")
+    http_upstreams = {int(p) for p in re.findall(r"\bserver\s+[\w.-]+:(\d+)", http)}
+    check(http_upstreams == {ADMIN_PORT}, f"nginx.conf: the http block must reach the nodes' {ADMIN_PORT} only, got {sorted(http_upstreams)}")
+    stream_listens = {int(p) for p in re.findall(r"\blisten\s+(?:[\d.]+:)?(\d+)", stream)}
+    stream_upstreams = {int(p) for p in re.findall(r"\bserver\s+[\w.-]+:(\d+)", stream)}
+    check(bool(stream_listens) and ADMIN_PORT not in stream_listens,
+          f"nginx.conf: data-plane (stream) servers must not listen on {ADMIN_PORT}, got {sorted(stream_listens)}")
+    check(ADMIN_PORT not in stream_upstreams,
+          f"nginx.conf: no data-plane (stream) upstream may name a node's {ADMIN_PORT} (console, admin API)")
+    # A stream server passes to a named upstream only, never straight to host:port.
+    for target in re.findall(r"\bproxy_pass\s+([^;\s]+)\s*;", stream):
+        check(re.fullmatch(r"[A-Za-z_][\w]*", target) is not None,
+              f"nginx.conf: stream proxy_pass {target} must name an upstream block")
+    ports = [published(p) for p in services["nginx"].get("ports", [])]
+    for host, port in ports:
+        if port == ADMIN_PORT:
+            check(host in ("127.0.0.1", "[::1]", "::1"),
+                  f"nginx: the admin port {ADMIN_PORT} must be published on loopback only, got {host or 'every address'}")
+        else:
+            check(port in stream_listens, f"nginx: published port {port} must be a data-plane (stream) listener")
+    check(ADMIN_PORT in {p for _, p in ports}, f"nginx: the admin port {ADMIN_PORT} must be published (on loopback)")
 
 
 def check_make_secrets(root: Path, secrets: dict) -> None:
@@ -138,7 +201,8 @@ def report() -> int:
     for f in failures:
         print(f"compose: FAIL {f}", file=sys.stderr)
     if not failures:
-        print("compose: docker-compose.yml follows the Compose spec; services, secrets and nginx checked")
+        print("compose: docker-compose.yml follows the Compose spec; services, secrets and nginx checked "
+              "(admin port on loopback only, no data-plane server reaching it)")
     return 1 if failures else 0
 
 

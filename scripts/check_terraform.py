@@ -7,7 +7,9 @@ fetched here, so there is no `terraform validate` or plan).
 Asserts what the ECS deployment relies on and what a reviewer would otherwise check by eye:
 the node's IAM role grants exactly the two ECS discovery actions, scoped to its cluster; the
 execution role reads exactly the module's three secrets; gossip (TCP and UDP) is open only
-from the tasks' own security group and the HTTP port only from the ALB; every variable is typed
+from the tasks' own security group; the HTTP port (console, admin API) is behind an internal
+admin ALB of its own, open only to the operator's sources, and no data-plane listener forwards
+to it; every variable is typed
 and described; the rules that matter carry validations; the README tables list every input
 and output. Run by scripts/check-deploy inside .venv-deploy.
 """
@@ -113,7 +115,7 @@ def check_module(module_dir: Path) -> None:
         check(f"local.{name}_secret_arn" in secret_arns, f"{where}: local.secret_arns must include the {name} secret")
     check(secret_arns.count("local.") == 3, f"{where}: local.secret_arns must hold exactly three secrets")
 
-    # Security groups: gossip TCP and UDP from the tasks' own group only; HTTP from the ALB only.
+    # Security groups: gossip TCP and UDP from the tasks' own group only; the rest from the ALBs only.
     ingress = {name: b for (t, name), b in resources.items() if t == "aws_vpc_security_group_ingress_rule"}
     check(not any(t == "aws_security_group_rule" for (t, _) in resources), f"{where}: use aws_vpc_security_group_*_rule only")
     for (t, name), b in resources.items():
@@ -131,11 +133,10 @@ def check_module(module_dir: Path) -> None:
     for name, b in to_tasks.items():
         if name in gossip:
             continue
-        check(b.get("referenced_security_group_id") == "${aws_security_group.alb.id}" and "cidr_ipv4" not in b,
-              f"{where}: task ingress {name} must come from the ALB security group only")
-    check("local.task_ports_from_alb" in str(to_tasks.get("tasks_from_alb", {}).get("for_each")),
-          f"{where}: the ALB ports (HTTP and data plane) must be opened by tasks_from_alb")
-    check("var.http_port" in str(locals_.get("task_ports_from_alb")), f"{where}: local.task_ports_from_alb must include the HTTP port")
+        check(b.get("referenced_security_group_id") in ("${aws_security_group.alb.id}", "${aws_security_group.admin_alb.id}")
+              and "cidr_ipv4" not in b and "cidr_ipv6" not in b,
+              f"{where}: task ingress {name} must come from one of the two ALB security groups only")
+    check_admin_apart(where, resources, locals_, variables, ingress, to_tasks)
 
     # Service: >= 3 tasks (validated), rolling without capacity loss, circuit breaker with rollback.
     service = resources.get(("aws_ecs_service", "this"), {})
@@ -209,12 +210,102 @@ def check_module(module_dir: Path) -> None:
 
     for rule in ("desired_count", "http_port", "gossip_port", "data_plane_ports", "log_level", "log_retention_days",
                  "alb_ingress_cidrs", "task_egress_cidrs", "private_subnet_ids", "discovery_method",
-                 "cloud_map_namespace_name"):
+                 "cloud_map_namespace_name", "admin_subnet_ids", "admin_ingress_cidrs",
+                 "admin_ingress_security_group_ids", "admin_certificate_arn"):
         check(bool(variables.get(rule, {}).get("validation")), f"{where}: variable {rule} needs a validation block")
     check_variables_and_outputs(module_dir, variables, outputs)
     for required in ("url", "alb_security_group_id", "tasks_security_group_id", "task_role_arn", "execution_role_arn",
-                     "cluster_psk_secret_arn", "secrets_key_secret_arn", "database_url_secret_arn", "discovery_srv_name"):
+                     "cluster_psk_secret_arn", "secrets_key_secret_arn", "database_url_secret_arn", "discovery_srv_name",
+                     "admin_alb_dns_name", "admin_alb_security_group_id"):
         check(required in outputs, f"{where}: output {required} missing")
+
+
+def check_admin_apart(where: str, resources: dict, locals_: dict, variables: dict, ingress: dict, to_tasks: dict) -> None:
+    """The admin surface (the HTTP port: console, admin API, /ready, /metrics, /cluster/status)
+    and the data plane on two load balancers, so that exposing the data plane never exposes the
+    console; the admin one always internal and open only to what the operator lists. The Helm
+    chart's admin Service follows the same rule (check_helm.py)."""
+    lbs = {name: b for (t, name), b in resources.items() if t == "aws_lb"}
+    check(sorted(lbs) == ["admin", "data_plane"], f"{where}: expected exactly the load balancers admin and data_plane, got {sorted(lbs)}")
+    admin, data_plane = lbs.get("admin", {}), lbs.get("data_plane", {})
+    check(admin.get("internal") is True, f"{where}: the admin ALB must be internal (the literal true, no variable)")
+    check(admin.get("security_groups") == ["${aws_security_group.admin_alb.id}"], f"{where}: the admin ALB must use only the admin_alb security group")
+    check(data_plane.get("security_groups") == ["${aws_security_group.alb.id}"], f"{where}: the data-plane ALB must use only the alb security group")
+
+    # Listeners: the admin ALB's forwards to the HTTP target group, the data-plane ALB's to the
+    # data-plane target groups; no listener rule could route elsewhere.
+    check(not any(t == "aws_lb_listener_rule" for (t, _) in resources), f"{where}: no aws_lb_listener_rule: each listener forwards to one target group")
+    listeners = {name: b for (t, name), b in resources.items() if t == "aws_lb_listener"}
+    for name, b in listeners.items():
+        lb = str(b.get("load_balancer_arn"))
+        actions = b.get("default_action", [])
+        targets = [a.get("target_group_arn") for a in actions]
+        check(b.get("protocol") == "HTTPS" and all(a.get("type") == "forward" for a in actions),
+              f"{where}: listener {name} must be HTTPS and forward")
+        if lb == "${aws_lb.admin.arn}":
+            check(targets == ["${aws_lb_target_group.http.arn}"], f"{where}: the admin listener {name} must forward to the HTTP target group only")
+        elif lb == "${aws_lb.data_plane[0].arn}":
+            check(targets == ["${aws_lb_target_group.data_plane[each.key].arn}"],
+                  f"{where}: data-plane listener {name} must forward to its data-plane target group only, got {targets}")
+        else:
+            check(False, f"{where}: listener {name} on an unexpected load balancer {lb}")
+    http_users = sorted(f"{t}.{n}" for (t, n), b in resources.items() if "aws_lb_target_group.http." in str(b))
+    check(http_users == ["aws_ecs_service.this", "aws_lb_listener.admin"],
+          f"{where}: the HTTP target group may be used by the admin listener and the ECS service only, got {http_users}")
+    tg = resources.get(("aws_lb_target_group", "data_plane"), {})
+    check(tg.get("for_each") == "${local.data_plane_ports}" and tg.get("port") == "${each.value}",
+          f"{where}: data-plane target groups must target the data-plane ports")
+    check((tg.get("health_check") or [{}])[0].get("port") == "${tostring(var.http_port)}",
+          f"{where}: data-plane target groups check /ready on the HTTP port (the only use the data-plane ALB has for it)")
+    service = resources.get(("aws_ecs_service", "this"), {})
+    static = service.get("load_balancer", [])
+    check(len(static) == 1 and static[0].get("target_group_arn") == "${aws_lb_target_group.http.arn}"
+          and static[0].get("container_port") == "${var.http_port}",
+          f"{where}: the service registers the HTTP port in the HTTP target group only")
+    dynamic = [r for d in service.get("dynamic", []) for k, r in d.items() if k == "load_balancer"]
+    check(len(dynamic) == 1 and str((dynamic[0].get("content") or [{}])[0].get("container_port")) == "${load_balancer.value}"
+          and "aws_lb_target_group.data_plane[" in str(dynamic[0].get("content")),
+          f"{where}: the service registers the data-plane ports, and only them, in the data-plane target groups")
+
+    # Who reaches which load balancer: the data-plane ALB on the data-plane ports only; the
+    # admin ALB on 443 only, from admin_ingress_cidrs and admin_ingress_security_group_ids, both
+    # empty by default (closed until the operator allows a source).
+    check(locals_.get("alb_listener_ports") == "${var.data_plane_ports}", f"{where}: the data-plane ALB must listen on the data-plane ports only")
+    alb_in = {n: b for n, b in ingress.items() if b.get("security_group_id") == "${aws_security_group.alb.id}"}
+    check(sorted(alb_in) == ["alb_listeners"] and alb_in["alb_listeners"].get("for_each") == "${local.alb_ingress}",
+          f"{where}: the data-plane ALB's ingress must be alb_listeners only, got {sorted(alb_in)}")
+    admin_in = {n: b for n, b in ingress.items() if b.get("security_group_id") == "${aws_security_group.admin_alb.id}"}
+    check(sorted(admin_in) == ["admin_alb_from_cidrs", "admin_alb_from_security_groups"],
+          f"{where}: the admin ALB's ingress must be admin_alb_from_cidrs and admin_alb_from_security_groups, got {sorted(admin_in)}")
+    check(locals_.get("admin_listener_port") == 443, f"{where}: the admin listener port must be 443")
+    for n, b in admin_in.items():
+        check(b.get("from_port") == b.get("to_port") == "${local.admin_listener_port}", f"{where}: {n} must open the admin listener port only")
+    check(admin_in.get("admin_alb_from_cidrs", {}).get("for_each") == "${local.admin_ingress_cidrs}"
+          and "var.admin_ingress_cidrs" in str(locals_.get("admin_ingress_cidrs")),
+          f"{where}: admin_alb_from_cidrs must come from var.admin_ingress_cidrs")
+    check(admin_in.get("admin_alb_from_security_groups", {}).get("for_each") == "${local.admin_ingress_security_groups}"
+          and "var.admin_ingress_security_group_ids" in str(locals_.get("admin_ingress_security_groups")),
+          f"{where}: admin_alb_from_security_groups must come from var.admin_ingress_security_group_ids")
+    for name in ("admin_ingress_cidrs", "admin_ingress_security_group_ids"):
+        check(variables.get(name, {}).get("default") == [], f"{where}: {name} must default to [] (the console closed until allowed)")
+
+    # The tasks: the HTTP port from the admin ALB; from the data-plane ALB the data-plane ports,
+    # and the HTTP port for its health checks.
+    from_admin = {n: b for n, b in to_tasks.items() if b.get("referenced_security_group_id") == "${aws_security_group.admin_alb.id}"}
+    check(sorted(from_admin) == ["tasks_from_admin_alb"]
+          and from_admin["tasks_from_admin_alb"].get("from_port") == from_admin["tasks_from_admin_alb"].get("to_port") == "${var.http_port}",
+          f"{where}: the admin ALB must reach the tasks on the HTTP port only, got {sorted(from_admin)}")
+    from_alb = {n: b for n, b in to_tasks.items() if b.get("referenced_security_group_id") == "${aws_security_group.alb.id}"}
+    check(sorted(from_alb) == ["tasks_from_alb"] and "local.task_ports_from_alb" in str(from_alb["tasks_from_alb"].get("for_each")),
+          f"{where}: the data-plane ALB must reach the tasks through tasks_from_alb only, got {sorted(from_alb)}")
+    ports = str(locals_.get("task_ports_from_alb"))
+    check("var.data_plane_ports" in ports and "var.http_port" in ports,
+          f"{where}: local.task_ports_from_alb must be the data-plane ports plus the HTTP port (health checks)")
+    egress = {n: b for (t, n), b in resources.items() if t == "aws_vpc_security_group_egress_rule"
+              and b.get("security_group_id") == "${aws_security_group.admin_alb.id}"}
+    check(sorted(egress) == ["admin_alb_to_tasks"] and egress["admin_alb_to_tasks"].get("from_port") == "${var.http_port}"
+          and egress["admin_alb_to_tasks"].get("referenced_security_group_id") == "${aws_security_group.tasks.id}",
+          f"{where}: the admin ALB's egress must be the tasks' HTTP port only")
 
 
 def check_variables_and_outputs(directory: Path, variables: dict, outputs: dict) -> None:

@@ -12,8 +12,8 @@ use serde_json::{Value, json};
 use shoal_cluster::Cluster;
 use shoal_config::CookieSecure;
 use shoal_control_plane::{
-    AdminIdentity, AuditLog, AuditQuery, ConfigHandle, Credential, Enforcement, OnError, Policy,
-    Resource, Store,
+    AdminIdentity, AuditLog, AuditQuery, ConfigHandle, Credential, Enforcement, OnError,
+    OnUnreachable, Policy, Resource, Store,
 };
 use shoal_state::SharedState;
 
@@ -331,6 +331,8 @@ struct PolicyBody {
     enforcement: Enforcement,
     #[serde(default)]
     on_error: OnError,
+    #[serde(default)]
+    on_unreachable: OnUnreachable,
     #[serde(default = "default_true")]
     enabled: bool,
     #[serde(default)]
@@ -355,6 +357,7 @@ async fn put_policy(
         rego: body.rego,
         enforcement: body.enforcement,
         on_error: body.on_error,
+        on_unreachable: body.on_unreachable,
         enabled: body.enabled,
         description: body.description,
     };

@@ -32,8 +32,8 @@ pub use db::{describe_url, known_migrations, migrate, pool};
 pub use error::ControlPlaneError;
 pub use load::{head_revision, load_config};
 pub use model::{
-    Addressing, ConfigSnapshot, Credential, Enforcement, HttpSpec, OnError, Policy, Resource,
-    ResourceSpec, S3Spec, UpstreamCredentials, User,
+    Addressing, ConfigSnapshot, Credential, Enforcement, HttpSpec, OnError, OnUnreachable, Policy,
+    Resource, ResourceSpec, S3Spec, UpstreamCredentials, User,
 };
 pub use store::{
     AuditPage, AuditQuery, AuditRecord, CredentialSummary, NewCredential, RevisionRecord, Store,

@@ -6,7 +6,8 @@ use sqlx::PgPool;
 
 use crate::ControlPlaneError;
 use crate::model::{
-    ConfigSnapshot, Credential, Enforcement, OnError, Policy, Resource, ResourceSpec, User,
+    ConfigSnapshot, Credential, Enforcement, OnError, OnUnreachable, Policy, Resource,
+    ResourceSpec, User,
 };
 
 /// The revision PostgreSQL is at now: the cheap query behind the poll.
@@ -32,8 +33,9 @@ pub async fn load_config(pool: &PgPool) -> Result<ConfigSnapshot, ControlPlaneEr
         )
         .fetch_all(&mut *tx)
         .await?;
-    let policy_rows: Vec<(i64, String, String, String, String, bool, String)> = sqlx::query_as(
-        "SELECT id, name, rego, enforcement, on_error, enabled, description
+    type PolicyRow = (i64, String, String, String, String, String, bool, String);
+    let policy_rows: Vec<PolicyRow> = sqlx::query_as(
+        "SELECT id, name, rego, enforcement, on_error, on_unreachable, enabled, description
            FROM policies ORDER BY name",
     )
     .fetch_all(&mut *tx)
@@ -74,13 +76,22 @@ pub async fn load_config(pool: &PgPool) -> Result<ConfigSnapshot, ControlPlaneEr
         }
     }
     let mut policies = Vec::with_capacity(policy_rows.len());
-    for (id, name, rego, enforcement, on_error, enabled, description) in policy_rows {
-        match Enforcement::parse(&enforcement).and_then(|e| Ok((e, OnError::parse(&on_error)?))) {
-            Ok((enforcement, on_error)) => policies.push(Policy {
+    for (id, name, rego, enforcement, on_error, on_unreachable, enabled, description) in policy_rows
+    {
+        let parsed = Enforcement::parse(&enforcement).and_then(|e| {
+            Ok((
+                e,
+                OnError::parse(&on_error)?,
+                OnUnreachable::parse(&on_unreachable)?,
+            ))
+        });
+        match parsed {
+            Ok((enforcement, on_error, on_unreachable)) => policies.push(Policy {
                 name,
                 rego,
                 enforcement,
                 on_error,
+                on_unreachable,
                 enabled,
                 description,
             }),

@@ -293,6 +293,43 @@ impl OnError {
     }
 }
 
+/// What the data plane does with the policy while this node cannot reach every member of the
+/// cluster (a partition, or members failed and not yet forgotten): the counts it sees then
+/// miss what the others admit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnUnreachable {
+    /// Decide from the counts this node has (each side of a split may admit up to the limit).
+    #[default]
+    Local,
+    /// Refuse every request the policy governs (fail closed).
+    Deny,
+    /// Hold this side to its share of the limit: the policy reads the counts scaled by
+    /// members / reachable members, so the sides together stay within the limit.
+    Share,
+}
+
+impl OnUnreachable {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnUnreachable::Local => "local",
+            OnUnreachable::Deny => "deny",
+            OnUnreachable::Share => "share",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s {
+            "local" => Ok(OnUnreachable::Local),
+            "deny" => Ok(OnUnreachable::Deny),
+            "share" => Ok(OnUnreachable::Share),
+            _ => Err(format!(
+                "on_unreachable must be \"local\", \"deny\" or \"share\", got {s:?}"
+            )),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Policy {
@@ -302,6 +339,9 @@ pub struct Policy {
     /// Snapshots written before this field existed read as `block`.
     #[serde(default)]
     pub on_error: OnError,
+    /// Snapshots written before this field existed read as `local`.
+    #[serde(default)]
+    pub on_unreachable: OnUnreachable,
     pub enabled: bool,
     pub description: String,
 }

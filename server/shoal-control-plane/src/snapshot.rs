@@ -104,6 +104,7 @@ mod tests {
                 rego: "package p\npre_request := 1\n".into(),
                 enforcement: Enforcement::Eventual,
                 on_error: Default::default(),
+                on_unreachable: Default::default(),
                 enabled: true,
                 description: String::new(),
             }],

@@ -222,12 +222,14 @@ impl Store {
             .begin_change(actor, &format!("put policy {}", policy.name))
             .await?;
         sqlx::query(
-            "INSERT INTO policies (name, rego, enforcement, on_error, enabled, description)
-             VALUES ($1, $2, $3, $6, $4, $5)
+            "INSERT INTO policies
+                    (name, rego, enforcement, on_error, on_unreachable, enabled, description)
+             VALUES ($1, $2, $3, $6, $7, $4, $5)
              ON CONFLICT (name) DO UPDATE
                 SET rego = EXCLUDED.rego, enforcement = EXCLUDED.enforcement,
-                    on_error = EXCLUDED.on_error, enabled = EXCLUDED.enabled,
-                    description = EXCLUDED.description, updated_at = now()",
+                    on_error = EXCLUDED.on_error, on_unreachable = EXCLUDED.on_unreachable,
+                    enabled = EXCLUDED.enabled, description = EXCLUDED.description,
+                    updated_at = now()",
         )
         .bind(&policy.name)
         .bind(&policy.rego)
@@ -235,6 +237,7 @@ impl Store {
         .bind(policy.enabled)
         .bind(&policy.description)
         .bind(policy.on_error.as_str())
+        .bind(policy.on_unreachable.as_str())
         .execute(&mut *tx)
         .await?;
         self.commit_change(tx, actor, "policy.put", &policy.name)
@@ -303,21 +306,24 @@ impl Store {
     }
 
     pub async fn list_policies(&self) -> Result<Vec<Policy>, ControlPlaneError> {
-        let rows: Vec<(String, String, String, String, bool, String)> = sqlx::query_as(
-            "SELECT name, rego, enforcement, on_error, enabled, description
+        type Row = (String, String, String, String, String, bool, String);
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT name, rego, enforcement, on_error, on_unreachable, enabled, description
                FROM policies ORDER BY name",
         )
         .fetch_all(&self.pool)
         .await?;
         rows.into_iter()
             .map(
-                |(name, rego, enforcement, on_error, enabled, description)| {
+                |(name, rego, enforcement, on_error, on_unreachable, enabled, description)| {
                     let invalid =
                         |e: String| ControlPlaneError::Invalid(format!("policy {name:?}: {e}"));
                     Ok(Policy {
                         enforcement: crate::model::Enforcement::parse(&enforcement)
                             .map_err(invalid)?,
                         on_error: crate::model::OnError::parse(&on_error).map_err(invalid)?,
+                        on_unreachable: crate::model::OnUnreachable::parse(&on_unreachable)
+                            .map_err(invalid)?,
                         name,
                         rego,
                         enabled,

@@ -9,9 +9,9 @@ use std::time::Instant;
 
 use axum::http::StatusCode;
 use serde_json::json;
-use shoal_control_plane::{AuditEntry, OnError};
+use shoal_control_plane::{AuditEntry, OnError, OnUnreachable};
 use shoal_policy::{Input, RequestFacts, Subject, Verdict};
-use shoal_state::{CounterKey, Limit, Mode};
+use shoal_state::{CounterKey, Limit, Mode, Reach};
 use tracing::Instrument as _;
 
 use crate::listeners::Shared;
@@ -76,6 +76,15 @@ impl Refusal {
     }
 }
 
+/// The codes a kind's error bodies use for each way of saying no.
+#[derive(Clone, Copy)]
+pub(crate) struct Codes {
+    pub blocked: &'static str,
+    pub policy_error: &'static str,
+    /// A policy with `on_unreachable = deny` while members are unreachable.
+    pub unreachable: &'static str,
+}
+
 /// Who is asking, once identified.
 pub(crate) struct Caller<'a> {
     pub user: &'a str,
@@ -83,12 +92,13 @@ pub(crate) struct Caller<'a> {
 }
 
 /// Counts the request for (user, `facts.counted`, `access`), then runs every enabled policy
-/// on the counts. `codes` names the kind's error codes for a block and a policy failure.
+/// on the counts. While members are unreachable each policy's `on_unreachable` applies: the
+/// local counts as they are, a refusal, or the counts scaled to this side's share.
 pub(crate) async fn decide(
     ctx: &Ctx<'_>,
     caller: &Caller<'_>,
     facts: &Facts<'_>,
-    codes: (&'static str, &'static str),
+    codes: Codes,
 ) -> Result<(), Refusal> {
     let Ctx {
         shared,
@@ -97,12 +107,11 @@ pub(crate) async fn decide(
         request_id,
         ..
     } = *ctx;
-    let (blocked_code, policy_error_code) = codes;
     if let Some(policy) = routes.broken.first() {
         let mut refusal = Refusal::new(
             "policy_error",
             StatusCode::FORBIDDEN,
-            policy_error_code,
+            codes.policy_error,
             format!("policy {policy:?} could not be compiled on this node; requests are refused"),
         );
         refusal.policy = Some(policy.clone());
@@ -140,19 +149,71 @@ pub(crate) async fn decide(
         ))
         .await;
     let source_ip = ctx.peer.ip().to_string();
-    let input = Input::request(&RequestFacts {
+    let reach = shared.state.reach();
+    // This side's share: counts scaled by members / reachable, so a policy's "more than N"
+    // admits at most N * reachable / members here (fewer, since the counts from before the
+    // split are scaled too).
+    let scaled: Option<Vec<u64>> = (reach.split()
+        && routes
+            .policies
+            .iter()
+            .any(|p| p.on_unreachable == OnUnreachable::Share))
+    .then(|| {
+        counted
+            .totals
+            .iter()
+            .map(|&t| share_scaled(t, reach))
+            .collect()
+    });
+    let facts_with = |counts| RequestFacts {
         bucket: facts.bucket,
         key: facts.key,
         windows: &routes.windows,
-        counts: &counted.totals,
+        counts,
         user: caller.subject,
         method: facts.method,
         path: facts.path,
         operation: facts.operation,
         source_ip: Some(&source_ip),
         resource: &route.target,
-    });
-    for (policy, on_error) in &routes.policies {
+    };
+    let input = Input::request(&facts_with(&counted.totals));
+    let shared_input = scaled.as_deref().map(|s| Input::request(&facts_with(s)));
+    for p in &routes.policies {
+        let (policy, on_error) = (&p.compiled, p.on_error);
+        let input = if reach.split() {
+            shared
+                .instruments
+                .unreachable(policy.name(), p.on_unreachable.as_str());
+            match p.on_unreachable {
+                OnUnreachable::Local => &input,
+                OnUnreachable::Share => shared_input.as_ref().unwrap_or(&input),
+                OnUnreachable::Deny => {
+                    tracing::info!(
+                        request_id,
+                        policy = policy.name(),
+                        reachable = reach.reachable,
+                        members = reach.members,
+                        "request refused: members unreachable (on_unreachable = deny)"
+                    );
+                    let mut refusal = Refusal::new(
+                        "unreachable",
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        codes.unreachable,
+                        format!(
+                            "policy {:?} refuses requests while {} of {} cluster members are unreachable",
+                            policy.name(),
+                            reach.members - reach.reachable,
+                            reach.members
+                        ),
+                    );
+                    refusal.policy = Some(policy.name().to_string());
+                    return Err(refusal);
+                }
+            }
+        } else {
+            &input
+        };
         let span = tracing::info_span!(
             target: "shoal::trace",
             "policy",
@@ -162,7 +223,7 @@ pub(crate) async fn decide(
         );
         let evaluated = span.in_scope(|| {
             let started = Instant::now();
-            let verdict = policy.evaluate(&input);
+            let verdict = policy.evaluate(input);
             let result = match &verdict {
                 Ok(Verdict::Allow) => "allow",
                 Ok(Verdict::Block { .. }) => "block",
@@ -191,14 +252,14 @@ pub(crate) async fn decide(
                 let message =
                     message.unwrap_or_else(|| format!("blocked by policy {}", policy.name()));
                 let mut refusal =
-                    Refusal::new("blocked", StatusCode::FORBIDDEN, blocked_code, message);
+                    Refusal::new("blocked", StatusCode::FORBIDDEN, codes.blocked, message);
                 refusal.policy = Some(policy.name().to_string());
                 refusal.kind = Some(kind);
                 return Err(refusal);
             }
             Err(e) => {
                 shared.policy_errors.fetch_add(1, Ordering::Relaxed);
-                let skip = *on_error == OnError::Allow;
+                let skip = on_error == OnError::Allow;
                 let consequence = if skip {
                     "policy skipped (on_error = allow)"
                 } else {
@@ -211,7 +272,7 @@ pub(crate) async fn decide(
                 let mut refusal = Refusal::new(
                     "policy_error",
                     StatusCode::FORBIDDEN,
-                    policy_error_code,
+                    codes.policy_error,
                     format!("policy {:?} failed; the request is refused", policy.name()),
                 );
                 refusal.policy = Some(policy.name().to_string());
@@ -220,6 +281,13 @@ pub(crate) async fn decide(
         }
     }
     Ok(())
+}
+
+/// A count as this side's share of the limit sees it: `count * members / reachable`, rounded
+/// up so the share is never exceeded.
+fn share_scaled(count: u64, reach: Reach) -> u64 {
+    let (members, reachable) = (reach.members.max(1) as u128, reach.reachable.max(1) as u128);
+    u64::try_from((u128::from(count) * members).div_ceil(reachable)).unwrap_or(u64::MAX)
 }
 
 /// Queues the request's audit line (`refusal`: none if allowed). `Err` means it cannot be kept and the request must be
@@ -241,6 +309,7 @@ pub(crate) async fn audit(
         Some(r) => (r.outcome, r.policy.as_deref(), r.kind.as_deref()),
     };
     shared.instruments.decision(outcome, ctx.routes.strict);
+    let reach = shared.state.reach();
     tracing::Span::current().record("shoal.outcome", outcome);
     let entry = AuditEntry {
         event_id: uuid::Uuid::new_v4(),
@@ -261,6 +330,11 @@ pub(crate) async fn audit(
             "type": kind,
             "source_ip": ctx.peer.ip().to_string(),
             "decision_us": ctx.started.elapsed().as_micros() as u64,
+            // Decided while members were unreachable: each policy's on_unreachable applied.
+            "cluster_split": reach.split().then_some(json!({
+                "reachable": reach.reachable,
+                "members": reach.members,
+            })),
         }),
     };
     shared.audit.record(entry).await.map_err(|e| {
@@ -272,4 +346,26 @@ pub(crate) async fn audit(
             "the request cannot be audited right now; try again later",
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reach(reachable: usize, members: usize) -> Reach {
+        Reach { reachable, members }
+    }
+
+    #[test]
+    fn a_share_holds_each_side_to_its_part_of_the_limit() {
+        let limit = 30;
+        // The most a side admits under "count > limit blocks", counting from zero.
+        let admitted = |r: Reach| (1..).take_while(|&c| share_scaled(c, r) <= limit).count();
+        assert_eq!(admitted(reach(3, 3)), 30);
+        assert_eq!(admitted(reach(2, 3)), 20);
+        assert_eq!(admitted(reach(1, 3)), 10);
+        // Sides that do not divide the limit evenly round down, never over it together.
+        assert_eq!(admitted(reach(3, 7)) + admitted(reach(4, 7)), 12 + 17);
+        assert_eq!(share_scaled(u64::MAX, reach(1, 1000)), u64::MAX);
+    }
 }

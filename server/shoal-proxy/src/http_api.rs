@@ -6,7 +6,7 @@ use axum::http::{HeaderName, HeaderValue, Request, Response, StatusCode, Uri};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use crate::decision::{Caller, Ctx, Facts, Refusal, audit, decide};
+use crate::decision::{Caller, Codes, Ctx, Facts, Refusal, audit, decide};
 use crate::forward::forward;
 use crate::routes::{ApiKey, Routes};
 use crate::sigv4::constant_time_eq;
@@ -108,7 +108,12 @@ pub(crate) async fn handle(
                 user: &key.user,
                 subject: &key.subject,
             };
-            decide(ctx, &caller, &facts, ("blocked", "policy_error")).await
+            let codes = Codes {
+                blocked: "blocked",
+                policy_error: "policy_error",
+                unreachable: "unreachable",
+            };
+            decide(ctx, &caller, &facts, codes).await
         }
     };
     let audited = audit(

@@ -23,6 +23,7 @@ pub(crate) struct Instruments {
     request_duration: Histogram<f64>,
     decisions: Counter<u64>,
     policy_duration: Histogram<f64>,
+    unreachable: Counter<u64>,
     upstream_errors: Counter<u64>,
 }
 
@@ -45,6 +46,13 @@ impl Instruments {
                 .with_unit("s")
                 .with_description("One policy evaluated on one request, by policy and result")
                 .with_boundaries(POLICY_BUCKETS.to_vec())
+                .build(),
+            unreachable: meter
+                .u64_counter("shoal.policy.unreachable")
+                .with_unit("{evaluation}")
+                .with_description(
+                    "Policies applied while cluster members were unreachable, by policy and on_unreachable",
+                )
                 .build(),
             upstream_errors: meter
                 .u64_counter("shoal.proxy.upstream.errors")
@@ -87,6 +95,16 @@ impl Instruments {
             &[
                 KeyValue::new("shoal.policy.name", policy.to_string()),
                 KeyValue::new("result", result),
+            ],
+        );
+    }
+
+    pub(crate) fn unreachable(&self, policy: &str, behaviour: &'static str) {
+        self.unreachable.add(
+            1,
+            &[
+                KeyValue::new("shoal.policy.name", policy.to_string()),
+                KeyValue::new("on_unreachable", behaviour),
             ],
         );
     }

@@ -7,15 +7,15 @@ use std::sync::Arc;
 use axum::http::{HeaderName, Uri};
 use shoal_config::{Secret, SecretKey};
 use shoal_control_plane::{
-    Addressing, ConfigSnapshot, Credential, Enforcement, OnError, ResourceSpec, S3Spec,
-    open_sealed_secret,
+    Addressing, ConfigSnapshot, Credential, Enforcement, OnError, OnUnreachable, ResourceSpec,
+    S3Spec, open_sealed_secret,
 };
 use shoal_policy::{Policy, Subject, Target, Windows};
 
 pub(crate) struct Routes {
     pub revision: i64,
     pub by_port: HashMap<u16, Arc<Route>>,
-    pub policies: Vec<(Arc<Policy>, OnError)>,
+    pub policies: Vec<RoutePolicy>,
     /// Policies that failed to compile here: every request is refused while they are in force
     /// (fail closed), naming them.
     pub broken: Vec<String>,
@@ -25,6 +25,13 @@ pub(crate) struct Routes {
     /// S3 credentials by access key id.
     pub s3_keys: HashMap<String, S3Key>,
     pub windows: Windows,
+}
+
+/// An enabled policy, compiled, with what to do when it fails or members are unreachable.
+pub(crate) struct RoutePolicy {
+    pub compiled: Arc<Policy>,
+    pub on_error: OnError,
+    pub on_unreachable: OnUnreachable,
 }
 
 pub(crate) struct Route {
@@ -132,7 +139,11 @@ impl Routes {
         for p in config.policies.iter().filter(|p| p.enabled) {
             match Policy::compile(&p.name, &p.rego) {
                 Ok(compiled) => {
-                    policies.push((Arc::new(compiled), p.on_error));
+                    policies.push(RoutePolicy {
+                        compiled: Arc::new(compiled),
+                        on_error: p.on_error,
+                        on_unreachable: p.on_unreachable,
+                    });
                     strict |= p.enforcement == Enforcement::Strict;
                 }
                 Err(e) => {

@@ -18,7 +18,7 @@ use axum::http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use percent_encoding::{percent_decode_str, percent_encode};
 
 use crate::chunked::{self, Chain};
-use crate::decision::{Caller, Ctx, Facts, Refusal, audit, decide};
+use crate::decision::{Caller, Codes, Ctx, Facts, Refusal, audit, decide};
 use crate::forward::{ForwardError, add_forwarding_headers, send};
 use crate::routes::{KeyPair, S3Key, S3Route};
 use crate::sigv4::{
@@ -106,7 +106,11 @@ pub(crate) async fn handle(ctx: &Ctx<'_>, s3: &S3Route, req: Request<Body>) -> R
                 user: &s3_key.user,
                 subject: &s3_key.subject,
             };
-            let codes = ("AccessDenied", "AccessDenied");
+            let codes = Codes {
+                blocked: "AccessDenied",
+                policy_error: "AccessDenied",
+                unreachable: "ServiceUnavailable",
+            };
             let mut decided = decide(ctx, &caller, &facts, codes).await;
             if let (Ok(()), Some((src_bucket, src_key))) = (&decided, source) {
                 let counted = format!("{}/{src_bucket}", ctx.route.name);

@@ -33,7 +33,8 @@ pub use counter::{BucketDelta, Counter, Merged, Origin, WindowSpec};
 pub use events::{Accepted, Event, EventChannel, EventLimits};
 pub use key::{CounterKey, MAX_KEY_PART_BYTES};
 pub use node::{
-    Contribution, Decision, Limit, Mode, ReplayStatus, SharedState, StateOptions, StateStatus,
+    Contribution, Decision, Limit, Mode, Reach, ReplayStatus, SharedState, StateOptions,
+    StateStatus,
 };
 pub use replay::{Pushed, Replay, ReplayBuffer};
 

@@ -189,6 +189,23 @@ pub struct StateStatus {
     pub messages_dropped: u64,
 }
 
+/// How much of the cluster this node can count with: a request decided while `reachable <
+/// members` misses what the unreachable members admit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Reach {
+    /// This node and its alive or suspect peers (a suspect may only be slow).
+    pub reachable: usize,
+    /// This node and every member that has not left: a failed one counts until the
+    /// membership forgets it (`cluster.dead_node_reap`).
+    pub members: usize,
+}
+
+impl Reach {
+    pub fn split(self) -> bool {
+        self.reachable < self.members
+    }
+}
+
 /// Per-node share of a key's count, for the console.
 #[derive(Debug, Clone, Serialize)]
 pub struct Contribution {
@@ -568,6 +585,14 @@ impl SharedState {
             ReplayPhase::Done(d) => (true, d.clone()),
         };
         ReplayStatus { done, detail }
+    }
+
+    pub fn reach(&self) -> Reach {
+        let peers = self.inner.peers.read().expect("peers lock");
+        Reach {
+            reachable: 1 + peers.by_id.len(),
+            members: 1 + peers.known.len(),
+        }
     }
 
     pub fn status(&self) -> StateStatus {

@@ -8,7 +8,7 @@ use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand};
 use shoal_cluster::{GossipErrors, GossipLogFilter};
 use shoal_config::{LogFormat, NodeConfig};
-use shoal_control_plane::{Enforcement, OnError, Policy, Resource, Store};
+use shoal_control_plane::{Enforcement, OnError, OnUnreachable, Policy, Resource, Store};
 use tokio_util::sync::CancellationToken;
 
 /// Exit code for a configuration the operator must fix (as in sysexits' EX_CONFIG).
@@ -105,6 +105,11 @@ enum PolicyCommand {
         /// When the policy fails on a request: refuse it (block) or skip the policy (allow).
         #[arg(long, default_value = "block", value_parser = ["block", "allow"])]
         on_error: String,
+        /// While this node cannot reach every cluster member: decide from this node's counts
+        /// (local), refuse every request the policy governs (deny), or read the counts scaled
+        /// by members / reachable members (share).
+        #[arg(long, default_value = "local", value_parser = ["local", "deny", "share"])]
+        on_unreachable: String,
         #[command(flatten)]
         common: CommonFlags,
     },
@@ -394,6 +399,7 @@ async fn policy(cmd: PolicyCommand, store: &Store) -> anyhow::Result<()> {
             file,
             enforcement,
             on_error,
+            on_unreachable,
             common,
         } => {
             let rego = read_source(&file)?;
@@ -402,6 +408,8 @@ async fn policy(cmd: PolicyCommand, store: &Store) -> anyhow::Result<()> {
                 rego,
                 enforcement: Enforcement::parse(&enforcement).map_err(anyhow::Error::msg)?,
                 on_error: OnError::parse(&on_error).map_err(anyhow::Error::msg)?,
+                on_unreachable: OnUnreachable::parse(&on_unreachable)
+                    .map_err(anyhow::Error::msg)?,
                 enabled: !common.disabled,
                 description: common.description,
             };

@@ -1,5 +1,6 @@
-# Every option of the module in use: an internet-facing ALB restricted to known networks, a
-# data-plane port for an S3 resource, a new RDS PostgreSQL, EFS for the data directories,
+# Every option of the module in use: an internet-facing data-plane ALB restricted to known
+# networks with a port for an S3 resource, the console and admin API on the internal admin ALB
+# open only to the operators' sources, a new RDS PostgreSQL, EFS for the data directories,
 # Cloud Map discovery with a chosen namespace name.
 
 provider "aws" {
@@ -28,12 +29,19 @@ module "shoal" {
   cpu                 = 1024
   memory              = 2048
 
+  # The data plane only: the console and admin API are never on this ALB.
   alb_internal      = false
   alb_ingress_cidrs = var.allowed_cidrs
   certificate_arn   = var.certificate_arn
 
   # An S3 resource stored with "port": 9000 is served on https://<alb>:9000.
   data_plane_ports = [9000]
+
+  # The console and admin API: an internal ALB of their own, reachable only from these
+  # sources (nobody when both are empty).
+  admin_ingress_cidrs              = var.admin_cidrs
+  admin_ingress_security_group_ids = var.admin_security_group_ids
+  admin_certificate_arn            = var.admin_certificate_arn
 
   create_rds = true
   rds = {

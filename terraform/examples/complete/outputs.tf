@@ -1,6 +1,16 @@
 output "url" {
-  description = "Console and admin API URL."
+  description = "Console and admin API URL (the internal admin load balancer)."
   value       = module.shoal.url
+}
+
+output "admin_alb_dns_name" {
+  description = "DNS name of the internal admin load balancer (the host for SSM port forwarding)."
+  value       = module.shoal.admin_alb_dns_name
+}
+
+output "data_plane_urls" {
+  description = "HTTPS endpoint of each data-plane port, by port."
+  value       = module.shoal.data_plane_urls
 }
 
 output "tasks_security_group_id" {

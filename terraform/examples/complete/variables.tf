@@ -70,11 +70,29 @@ variable "certificate_arn" {
 }
 
 variable "allowed_cidrs" {
-  description = "Client networks allowed to reach the load balancer."
+  description = "Client networks allowed to reach the data-plane load balancer (not the console)."
   type        = list(string)
 
   validation {
     condition     = length(var.allowed_cidrs) > 0 && alltrue([for c in var.allowed_cidrs : can(cidrhost(c, 0))])
     error_message = "allowed_cidrs must list at least one valid CIDR block."
   }
+}
+
+variable "admin_cidrs" {
+  description = "Operators' networks (a VPN range, say) allowed to reach the console and admin API on the internal admin load balancer."
+  type        = list(string)
+  default     = []
+}
+
+variable "admin_security_group_ids" {
+  description = "Security groups of hosts operators reach the console from: a bastion, or an instance used for SSM port forwarding."
+  type        = list(string)
+  default     = []
+}
+
+variable "admin_certificate_arn" {
+  description = "ACM certificate of the console's DNS name; null uses certificate_arn."
+  type        = string
+  default     = null
 }

@@ -32,6 +32,11 @@ locals {
 
   data_plane_ports = { for p in var.data_plane_ports : tostring(p) => p }
 
+  # The admin load balancer sits in the private subnets unless told otherwise, and presents
+  # the data plane's certificate unless it has its own.
+  admin_subnet_ids      = var.admin_subnet_ids != null ? var.admin_subnet_ids : var.private_subnet_ids
+  admin_certificate_arn = var.admin_certificate_arn != null ? var.admin_certificate_arn : var.certificate_arn
+
   container_name = "shoal"
   data_dir       = "/var/lib/shoal"
   # In the image (Dockerfile); fills in SHOAL_CLUSTER_ADVERTISE from the task metadata endpoint.
@@ -411,11 +416,28 @@ resource "aws_iam_role_policy" "task" {
 # Security groups
 ################################################################################
 
+# The admin surface (the nodes' HTTP port: console, admin API, /health, /ready, /metrics,
+# /cluster/status) and the data plane (the resource ports) sit behind two load balancers with
+# a security group each, so that opening the data plane to clients never opens the console.
+
+# The data-plane load balancer's group.
 resource "aws_security_group" "alb" {
   name_prefix = "${var.name}-alb-"
   description = "Shoal ${var.name} load balancer"
   vpc_id      = var.vpc_id
   tags        = merge(local.tags, { Name = "${var.name}-alb" })
+
+  lifecycle {
+    create_before_destroy = true
+  }
+}
+
+# The admin load balancer's group: 443 from what the operator allows, nothing else.
+resource "aws_security_group" "admin_alb" {
+  name_prefix = "${var.name}-admin-alb-"
+  description = "Shoal ${var.name} admin load balancer (console and admin API)"
+  vpc_id      = var.vpc_id
+  tags        = merge(local.tags, { Name = "${var.name}-admin-alb" })
 
   lifecycle {
     create_before_destroy = true
@@ -434,21 +456,32 @@ resource "aws_security_group" "tasks" {
 }
 
 locals {
-  alb_listener_ports = concat([443, 80], var.data_plane_ports)
+  # The data-plane load balancer listens on the data-plane ports and nothing else: no 443 and
+  # no 80, no listener that could lead to the HTTP port.
+  alb_listener_ports = var.data_plane_ports
   alb_ingress = {
     for pair in setproduct(var.alb_ingress_cidrs, local.alb_listener_ports) :
     "${pair[0]}_${pair[1]}" => { cidr = pair[0], port = pair[1] }
   }
-  # The ALB forwards to the HTTP port (console, health checks of every target group) and to
-  # the data-plane ports.
-  task_ports_from_alb = concat([var.http_port], var.data_plane_ports)
+  # It forwards to the data-plane ports, and reaches the HTTP port only for its target groups'
+  # health checks (GET /ready): none of its listeners forwards there.
+  task_ports_from_alb = length(var.data_plane_ports) > 0 ? concat(var.data_plane_ports, [var.http_port]) : []
+
+  # The admin load balancer: HTTPS on 443 from the operator's networks and security groups.
+  # Keyed by position, so groups created in the same configuration (IDs unknown until apply)
+  # can be listed.
+  admin_listener_port = 443
+  admin_ingress_cidrs = toset(var.admin_ingress_cidrs)
+  admin_ingress_security_groups = {
+    for i, sg in var.admin_ingress_security_group_ids : tostring(i) => sg
+  }
 }
 
 resource "aws_vpc_security_group_ingress_rule" "alb_listeners" {
   for_each = local.alb_ingress
 
   security_group_id = aws_security_group.alb.id
-  description       = "Clients to listener ${each.value.port}"
+  description       = "Clients to data-plane listener ${each.value.port}"
   cidr_ipv4         = each.value.cidr
   from_port         = each.value.port
   to_port           = each.value.port
@@ -459,7 +492,7 @@ resource "aws_vpc_security_group_egress_rule" "alb_to_tasks" {
   for_each = toset([for p in local.task_ports_from_alb : tostring(p)])
 
   security_group_id            = aws_security_group.alb.id
-  description                  = "ALB to Shoal tasks on ${each.value}"
+  description                  = each.value == tostring(var.http_port) ? "Data-plane ALB health checks (/ready) to Shoal tasks on the HTTP port" : "Data-plane ALB to Shoal tasks on ${each.value}"
   referenced_security_group_id = aws_security_group.tasks.id
   from_port                    = tonumber(each.value)
   to_port                      = tonumber(each.value)
@@ -470,10 +503,50 @@ resource "aws_vpc_security_group_ingress_rule" "tasks_from_alb" {
   for_each = toset([for p in local.task_ports_from_alb : tostring(p)])
 
   security_group_id            = aws_security_group.tasks.id
-  description                  = "ALB to Shoal on ${each.value} (HTTP port: console, admin API and health checks)"
+  description                  = each.value == tostring(var.http_port) ? "Data-plane ALB health checks (/ready) on the HTTP port; no data-plane listener forwards there" : "Data-plane ALB to Shoal resource port ${each.value}"
   referenced_security_group_id = aws_security_group.alb.id
   from_port                    = tonumber(each.value)
   to_port                      = tonumber(each.value)
+  ip_protocol                  = "tcp"
+}
+
+resource "aws_vpc_security_group_ingress_rule" "admin_alb_from_cidrs" {
+  for_each = local.admin_ingress_cidrs
+
+  security_group_id = aws_security_group.admin_alb.id
+  description       = "Operators to the Shoal console and admin API (HTTPS)"
+  cidr_ipv4         = each.value
+  from_port         = local.admin_listener_port
+  to_port           = local.admin_listener_port
+  ip_protocol       = "tcp"
+}
+
+resource "aws_vpc_security_group_ingress_rule" "admin_alb_from_security_groups" {
+  for_each = local.admin_ingress_security_groups
+
+  security_group_id            = aws_security_group.admin_alb.id
+  description                  = "Operators (bastion, VPN, SSM hosts) to the Shoal console and admin API (HTTPS)"
+  referenced_security_group_id = each.value
+  from_port                    = local.admin_listener_port
+  to_port                      = local.admin_listener_port
+  ip_protocol                  = "tcp"
+}
+
+resource "aws_vpc_security_group_egress_rule" "admin_alb_to_tasks" {
+  security_group_id            = aws_security_group.admin_alb.id
+  description                  = "Admin ALB to Shoal tasks on the HTTP port (console, admin API, health checks)"
+  referenced_security_group_id = aws_security_group.tasks.id
+  from_port                    = var.http_port
+  to_port                      = var.http_port
+  ip_protocol                  = "tcp"
+}
+
+resource "aws_vpc_security_group_ingress_rule" "tasks_from_admin_alb" {
+  security_group_id            = aws_security_group.tasks.id
+  description                  = "Admin ALB to Shoal on the HTTP port (console, admin API and health checks)"
+  referenced_security_group_id = aws_security_group.admin_alb.id
+  from_port                    = var.http_port
+  to_port                      = var.http_port
   ip_protocol                  = "tcp"
 }
 
@@ -526,10 +599,28 @@ resource "aws_vpc_security_group_egress_rule" "tasks_tcp" {
 }
 
 ################################################################################
-# Load balancer
+# Load balancers
 ################################################################################
 
-resource "aws_lb" "this" {
+# State written before the admin surface had a load balancer of its own: the ALB that
+# carried both keeps its name and DNS name and becomes the data-plane ALB (with no
+# data_plane_ports it is destroyed), and the HTTPS listener on 443 moves to the admin ALB.
+moved {
+  from = aws_lb.this
+  to   = aws_lb.data_plane[0]
+}
+
+moved {
+  from = aws_lb_listener.https
+  to   = aws_lb_listener.admin
+}
+
+# The data plane: one HTTPS listener per data-plane port, each forwarding to that port's
+# target group only. Internet-facing if the operator wants (alb_internal = false): the
+# console and the admin API are never behind it. Not created without data_plane_ports.
+resource "aws_lb" "data_plane" {
+  count = length(var.data_plane_ports) > 0 ? 1 : 0
+
   name               = var.name
   internal           = var.alb_internal
   load_balancer_type = "application"
@@ -538,7 +629,7 @@ resource "aws_lb" "this" {
 
   drop_invalid_header_fields = true
   enable_deletion_protection = var.alb_deletion_protection
-  # Above the admin API's long-poll (config/wait) so the ALB does not cut it.
+  # A connection idle for longer is closed (large S3 transfers keep data flowing).
   idle_timeout = 120
 
   #checkov:skip=CKV2_AWS_28:A WAF is the operator's choice (its rules depend on the traffic and it is billed per rule); attach one to the alb_arn output.
@@ -555,8 +646,37 @@ resource "aws_lb" "this" {
   tags = local.tags
 }
 
-# Plain HTTP between the ALB and the tasks: Shoal serves HTTP, and the hop stays inside the
-# VPC behind security groups that admit only the ALB.
+# The admin surface: the nodes' HTTP port (console, admin API, /health, /ready, /metrics,
+# /cluster/status). Always internal, in the private subnets unless admin_subnet_ids says
+# otherwise, HTTPS only, and reachable only from admin_ingress_cidrs and
+# admin_ingress_security_group_ids (nothing by default).
+resource "aws_lb" "admin" {
+  name               = "${var.name}-admin"
+  internal           = true
+  load_balancer_type = "application"
+  security_groups    = [aws_security_group.admin_alb.id]
+  subnets            = local.admin_subnet_ids
+
+  drop_invalid_header_fields = true
+  enable_deletion_protection = var.alb_deletion_protection
+  # Above the admin API's long-poll (config/wait) so the ALB does not cut it.
+  idle_timeout = 120
+
+  #checkov:skip=CKV2_AWS_28:A WAF is the operator's choice (its rules depend on the traffic and it is billed per rule); this ALB is internal and admits only the operator's sources. Attach one to the admin_alb_arn output.
+  dynamic "access_logs" {
+    for_each = var.alb_access_logs_bucket == null ? [] : [var.alb_access_logs_bucket]
+    content {
+      bucket  = access_logs.value
+      prefix  = "${var.name}-admin"
+      enabled = true
+    }
+  }
+
+  tags = local.tags
+}
+
+# The admin ALB's only target group. Plain HTTP between the ALB and the tasks: Shoal serves
+# HTTP, and the hop stays inside the VPC behind security groups that admit only the ALBs.
 resource "aws_lb_target_group" "http" {
   name                 = "${var.name}-http"
   port                 = var.http_port
@@ -592,6 +712,7 @@ resource "aws_lb_target_group" "data_plane" {
   deregistration_delay = var.shutdown_grace_seconds
 
   # A resource port answers only for its resource; node readiness lives on the HTTP port.
+  # The check is the only thing of the data-plane ALB that reaches that port.
   health_check {
     path                = "/ready"
     port                = tostring(var.http_port)
@@ -606,12 +727,12 @@ resource "aws_lb_target_group" "data_plane" {
   tags = local.tags
 }
 
-resource "aws_lb_listener" "https" {
-  load_balancer_arn = aws_lb.this.arn
-  port              = 443
+resource "aws_lb_listener" "admin" {
+  load_balancer_arn = aws_lb.admin.arn
+  port              = local.admin_listener_port
   protocol          = "HTTPS"
   ssl_policy        = var.ssl_policy
-  certificate_arn   = var.certificate_arn
+  certificate_arn   = local.admin_certificate_arn
 
   default_action {
     type             = "forward"
@@ -621,28 +742,10 @@ resource "aws_lb_listener" "https" {
   tags = local.tags
 }
 
-resource "aws_lb_listener" "http_redirect" {
-  load_balancer_arn = aws_lb.this.arn
-  port              = 80
-  protocol          = "HTTP"
-
-  default_action {
-    type = "redirect"
-
-    redirect {
-      port        = "443"
-      protocol    = "HTTPS"
-      status_code = "HTTP_301"
-    }
-  }
-
-  tags = local.tags
-}
-
 resource "aws_lb_listener" "data_plane" {
   for_each = local.data_plane_ports
 
-  load_balancer_arn = aws_lb.this.arn
+  load_balancer_arn = aws_lb.data_plane[0].arn
   port              = each.value
   protocol          = "HTTPS"
   ssl_policy        = var.ssl_policy
@@ -793,6 +896,8 @@ resource "aws_ecs_service" "this" {
     }
   }
 
+  # The HTTP port goes into the admin ALB's target group only; the data-plane ALB's target
+  # groups hold the resource ports.
   load_balancer {
     target_group_arn = aws_lb_target_group.http.arn
     container_name   = local.container_name
@@ -821,7 +926,7 @@ resource "aws_ecs_service" "this" {
   }
 
   # A target group must belong to a load balancer before a service can register into it.
-  depends_on = [aws_lb_listener.https, aws_lb_listener.data_plane, aws_iam_role_policy.execution]
+  depends_on = [aws_lb_listener.admin, aws_lb_listener.data_plane, aws_iam_role_policy.execution]
 }
 
 ################################################################################

@@ -1,25 +1,50 @@
 output "url" {
-  description = "HTTPS URL of the console and admin API (the ALB's DNS name; point your own DNS name at it to match the certificate)."
-  value       = "https://${aws_lb.this.dns_name}"
+  description = "HTTPS URL of the console and admin API: the internal admin load balancer's DNS name, reachable only from admin_ingress_cidrs and admin_ingress_security_group_ids (point your own DNS name at it to match the certificate)."
+  value       = "https://${aws_lb.admin.dns_name}"
+}
+
+output "admin_alb_arn" {
+  description = "ARN of the admin load balancer (console, admin API, /ready, /metrics, /cluster/status)."
+  value       = aws_lb.admin.arn
+}
+
+output "admin_alb_dns_name" {
+  description = "DNS name of the admin load balancer (internal: resolves to private addresses)."
+  value       = aws_lb.admin.dns_name
+}
+
+output "admin_alb_zone_id" {
+  description = "Route 53 zone ID of the admin load balancer, for an alias record in a private hosted zone."
+  value       = aws_lb.admin.zone_id
+}
+
+output "admin_alb_security_group_id" {
+  description = "Security group of the admin load balancer (HTTPS from admin_ingress_cidrs and admin_ingress_security_group_ids only)."
+  value       = aws_security_group.admin_alb.id
+}
+
+output "data_plane_urls" {
+  description = "HTTPS endpoint of each data-plane port on the data-plane load balancer, by port; empty without data_plane_ports."
+  value       = { for k, p in local.data_plane_ports : k => "https://${aws_lb.data_plane[0].dns_name}:${p}" }
 }
 
 output "alb_arn" {
-  description = "ARN of the load balancer (to attach a WAF web ACL)."
-  value       = aws_lb.this.arn
+  description = "ARN of the data-plane load balancer (to attach a WAF web ACL), or null without data_plane_ports."
+  value       = one(aws_lb.data_plane[*].arn)
 }
 
 output "alb_dns_name" {
-  description = "DNS name of the load balancer."
-  value       = aws_lb.this.dns_name
+  description = "DNS name of the data-plane load balancer, or null without data_plane_ports."
+  value       = one(aws_lb.data_plane[*].dns_name)
 }
 
 output "alb_zone_id" {
-  description = "Route 53 zone ID of the load balancer, for an alias record."
-  value       = aws_lb.this.zone_id
+  description = "Route 53 zone ID of the data-plane load balancer, for an alias record, or null without data_plane_ports."
+  value       = one(aws_lb.data_plane[*].zone_id)
 }
 
 output "alb_security_group_id" {
-  description = "Security group of the load balancer."
+  description = "Security group of the data-plane load balancer (its listeners from alb_ingress_cidrs only)."
   value       = aws_security_group.alb.id
 }
 

@@ -24,7 +24,7 @@ variable "tags" {
 ################################################################################
 
 variable "vpc_id" {
-  description = "ID of the VPC the tasks, load balancer and optional database run in."
+  description = "ID of the VPC the tasks, load balancers and optional database run in."
   type        = string
 
   validation {
@@ -44,7 +44,7 @@ variable "private_subnet_ids" {
 }
 
 variable "public_subnet_ids" {
-  description = "Subnets of the load balancer (public ones for an internet-facing ALB, private ones when alb_internal is true), in at least two availability zones."
+  description = "Subnets of the data-plane load balancer (public ones for an internet-facing ALB, private ones when alb_internal is true), in at least two availability zones. The admin load balancer uses admin_subnet_ids."
   type        = list(string)
 
   validation {
@@ -54,18 +54,56 @@ variable "public_subnet_ids" {
 }
 
 variable "alb_internal" {
-  description = "Make the load balancer internal (reachable only from the VPC and connected networks). The console and admin API are behind it, so internal is the default."
+  description = "Make the data-plane load balancer internal (reachable only from the VPC and connected networks). It carries only the data-plane ports, never the console or admin API (those are on the admin load balancer, always internal), so false is safe when clients are on the internet; internal stays the default."
   type        = bool
   default     = true
 }
 
 variable "alb_ingress_cidrs" {
-  description = "CIDR blocks allowed to reach the load balancer (HTTPS, the HTTP redirect and the data-plane listeners)."
+  description = "CIDR blocks allowed to reach the data-plane load balancer's listeners (the data_plane_ports). They do not reach the console or admin API: see admin_ingress_cidrs."
   type        = list(string)
 
   validation {
     condition     = length(var.alb_ingress_cidrs) > 0 && alltrue([for c in var.alb_ingress_cidrs : can(cidrhost(c, 0)) && !strcontains(c, ":")])
     error_message = "alb_ingress_cidrs must list at least one valid IPv4 CIDR block such as 10.0.0.0/8."
+  }
+}
+
+variable "admin_subnet_ids" {
+  description = "Subnets of the admin load balancer (console, admin API, /ready, /metrics, /cluster/status), in at least two availability zones; null uses private_subnet_ids. It is always internal, whatever subnets it is given."
+  type        = list(string)
+  default     = null
+
+  validation {
+    condition     = var.admin_subnet_ids == null || try(length(var.admin_subnet_ids) >= 2 && alltrue([for s in var.admin_subnet_ids : can(regex("^subnet-[0-9a-f]{8,17}$", s))]), false)
+    error_message = "admin_subnet_ids must be null (use private_subnet_ids) or list at least two subnet IDs (subnet-...) in different availability zones (an ALB requires two)."
+  }
+}
+
+variable "admin_ingress_cidrs" {
+  description = "CIDR blocks allowed to reach the admin load balancer (HTTPS on 443: console, admin API, /ready, /metrics, /cluster/status), such as an operators' VPN range. Empty (the default) with admin_ingress_security_group_ids empty admits nobody until you allow a source."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for c in var.admin_ingress_cidrs : can(cidrhost(c, 0)) && !strcontains(c, ":")])
+    error_message = "admin_ingress_cidrs must hold valid IPv4 CIDR blocks such as 10.20.0.0/16 (the operators' networks)."
+  }
+
+  validation {
+    condition     = alltrue([for c in var.admin_ingress_cidrs : try(tonumber(split("/", c)[1]) >= 8, true)])
+    error_message = "admin_ingress_cidrs must not hold blocks wider than /8 (such as 0.0.0.0/0): the console and admin API are for operators; list their networks, or use admin_ingress_security_group_ids."
+  }
+}
+
+variable "admin_ingress_security_group_ids" {
+  description = "Security groups allowed to reach the admin load balancer (HTTPS on 443), such as a bastion's or an SSM port-forwarding host's. Empty (the default) with admin_ingress_cidrs empty admits nobody until you allow a source."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for g in var.admin_ingress_security_group_ids : can(regex("^sg-[0-9a-f]{8,17}$", g))])
+    error_message = "admin_ingress_security_group_ids must hold security group IDs such as sg-0123456789abcdef0."
   }
 }
 
@@ -81,16 +119,27 @@ variable "task_egress_cidrs" {
 }
 
 ################################################################################
-# Load balancer
+# Load balancers
 ################################################################################
 
 variable "certificate_arn" {
-  description = "ACM certificate for the HTTPS listeners (console, admin API and data-plane ports). Plain HTTP only redirects to HTTPS."
+  description = "ACM certificate for the HTTPS listeners of the data-plane ports, and of the admin load balancer unless admin_certificate_arn is set. There is no plain HTTP listener."
   type        = string
 
   validation {
     condition     = can(regex("^arn:aws[a-z-]*:acm:[a-z0-9-]+:[0-9]{12}:certificate/.+$", var.certificate_arn))
     error_message = "certificate_arn must be an ACM certificate ARN (arn:aws:acm:REGION:ACCOUNT:certificate/ID)."
+  }
+}
+
+variable "admin_certificate_arn" {
+  description = "ACM certificate of the admin load balancer's HTTPS listener (the console's DNS name); null uses certificate_arn."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.admin_certificate_arn == null || can(regex("^arn:aws[a-z-]*:acm:[a-z0-9-]+:[0-9]{12}:certificate/.+$", var.admin_certificate_arn))
+    error_message = "admin_certificate_arn must be an ACM certificate ARN (arn:aws:acm:REGION:ACCOUNT:certificate/ID) or null."
   }
 }
 
@@ -106,13 +155,13 @@ variable "ssl_policy" {
 }
 
 variable "alb_deletion_protection" {
-  description = "Refuse to delete the load balancer until this is turned off (guards the front door against an accidental destroy)."
+  description = "Refuse to delete the load balancers (data plane and admin) until this is turned off (guards them against an accidental destroy)."
   type        = bool
   default     = true
 }
 
 variable "alb_access_logs_bucket" {
-  description = "S3 bucket for ALB access logs (its policy must allow the ELB log delivery); null disables access logs."
+  description = "S3 bucket for the access logs of both load balancers (prefixed with name, and name-admin for the admin one; the bucket policy must allow the ELB log delivery); null disables access logs."
   type        = string
   default     = null
 
@@ -192,7 +241,7 @@ variable "cpu_architecture" {
 }
 
 variable "http_port" {
-  description = "Container port of health, readiness, cluster status, admin API and console."
+  description = "Container port of health, readiness, cluster status, metrics, admin API and console: behind the admin load balancer only."
   type        = number
   default     = 8080
 
@@ -214,7 +263,7 @@ variable "gossip_port" {
 }
 
 variable "data_plane_ports" {
-  description = "Data-plane ports: the `port` of each resource stored in PostgreSQL. Each gets a container port, a target group and an HTTPS listener on the same port."
+  description = "Data-plane ports: the `port` of each resource stored in PostgreSQL. Each gets a container port, a target group and an HTTPS listener on the same port of the data-plane load balancer; empty creates no data-plane load balancer."
   type        = list(number)
   default     = []
 

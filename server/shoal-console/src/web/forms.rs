@@ -7,7 +7,9 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
-use shoal_control_plane::{ControlPlaneError, Enforcement, OnError, Policy, Resource};
+use shoal_control_plane::{
+    ControlPlaneError, Enforcement, OnError, OnUnreachable, Policy, Resource,
+};
 
 use crate::api::ApiState;
 use crate::login::{self, LoginOutcome};
@@ -208,6 +210,7 @@ pub(crate) struct PolicyForm {
     rego: String,
     enforcement: String,
     on_error: String,
+    on_unreachable: String,
     #[serde(default)]
     enabled: Option<String>,
     #[serde(default)]
@@ -229,6 +232,11 @@ pub(crate) async fn save_policy(
             OnError::parse(&f.on_error)
                 .map(|on_error| (enforcement, on_error))
                 .map_err(|e| format!("on error: {e}"))
+        })
+        .and_then(|(enforcement, on_error)| {
+            OnUnreachable::parse(&f.on_unreachable)
+                .map(|on_unreachable| (enforcement, on_error, on_unreachable))
+                .map_err(|e| format!("on unreachable: {e}"))
         });
     let result = match parsed {
         Err(e) => Err(ControlPlaneError::Invalid(e)),
@@ -238,12 +246,13 @@ pub(crate) async fn save_policy(
                 f.name
             )))
         }
-        Ok((enforcement, on_error)) => {
+        Ok((enforcement, on_error, on_unreachable)) => {
             let policy = Policy {
                 name: f.name.clone(),
                 rego: f.rego.clone(),
                 enforcement,
                 on_error,
+                on_unreachable,
                 enabled,
                 description: f.description.clone(),
             };
@@ -273,6 +282,7 @@ pub(crate) async fn save_policy(
                     rego: f.rego,
                     enforcement: f.enforcement,
                     on_error: f.on_error,
+                    on_unreachable: f.on_unreachable,
                     enabled,
                     description: f.description,
                     error: Some(error),

@@ -147,6 +147,39 @@ async fn policy_cli_validates_before_storing() {
     let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(listed.as_array().unwrap().len(), 1);
     assert_eq!(listed[0]["name"], "seed");
+    assert_eq!(listed[0]["on_unreachable"], "local", "the default");
+
+    // on_unreachable: an unknown value is refused by name, a known one stored (a new revision).
+    let out = spec.cli(&[
+        "policy",
+        "apply",
+        "seed",
+        "--file",
+        path_str(&good),
+        "--on-unreachable",
+        "partial",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("--on-unreachable") && stderr(&out).contains("partial"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(head_revision(&db.url).await, rev, "nothing stored");
+    let out = spec.cli(&[
+        "policy",
+        "apply",
+        "seed",
+        "--file",
+        path_str(&good),
+        "--on-unreachable",
+        "share",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(head_revision(&db.url).await, rev + 1);
+    let out = spec.cli(&["policy", "list"]);
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed[0]["on_unreachable"], "share");
 
     let out = spec.cli(&["user", "apply", "alice"]);
     assert!(out.status.success(), "{}", stderr(&out));

@@ -1,6 +1,7 @@
 //! `docker-compose.yml` as shipped, brought up with podman-compose: PostgreSQL, three nodes
 //! finding each other by the names compose gives them, nginx in front, an S3 backend, the
-//! admin bootstrap job; then the demo of docs/deploy-compose.md through the load balancer.
+//! admin bootstrap job; then the demo of docs/deploy-compose.md through the load balancer, and
+//! the data-plane port checked to lead nowhere near the console or the admin API.
 //!
 //! The only changes are an override file written here: the test's image for the nodes, moto's
 //! server in place of MinIO (which cannot be pulled here), and no ports published on the
@@ -318,4 +319,28 @@ async fn the_shipped_compose_file_runs_a_limited_cluster_behind_nginx() {
     })
     .await;
     assert_eq!(nodes, NODES, "every node decided some of the reads");
+
+    // The data-plane port is no way to the admin surface: nginx's stream server for 9001
+    // reaches only the nodes' resource port, whose S3 resource refuses these unsigned requests
+    // with its own error, never the console's page or a session token.
+    let page = client
+        .get(format!("{lb}:9001/console/login"))
+        .send()
+        .await
+        .unwrap();
+    assert!(page.status().is_client_error(), "{}", page.status());
+    let body = page.text().await.unwrap();
+    assert!(!body.contains("<form"), "the console through 9001: {body}");
+    let login = client
+        .post(format!("{lb}:9001/api/v1/login"))
+        .json(&json!({"username": "admin", "password": password}))
+        .send()
+        .await
+        .unwrap();
+    assert!(login.status().is_client_error(), "{}", login.status());
+    let body = login.text().await.unwrap();
+    let token = serde_json::from_str::<Value>(&body)
+        .ok()
+        .and_then(|v| v.get("token").cloned());
+    assert!(token.is_none(), "a session through 9001: {body}");
 }

@@ -74,6 +74,25 @@ async fn api_writes_are_validated_stored_once_and_audited() {
     node.wait_revision(rev, WAIT).await;
     let (_, config) = api.get("/api/v1/config").await;
     assert_eq!(config["policies"][0]["enforcement"], "strict");
+    assert_eq!(
+        config["policies"][0]["on_unreachable"], "local",
+        "the default"
+    );
+
+    // on_unreachable is stored, read back and delivered like the other settings.
+    let (status, body) = api
+        .put(
+            "/api/v1/policies/seed",
+            json!({ "rego": SEED_POLICY, "enforcement": "strict", "on_unreachable": "share" }),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let rev = body["revision"].as_i64().unwrap();
+    let (_, stored) = api.get("/api/v1/policies/seed").await;
+    assert_eq!(stored["on_unreachable"], "share", "{stored}");
+    node.wait_revision(rev, WAIT).await;
+    let (_, config) = api.get("/api/v1/config").await;
+    assert_eq!(config["policies"][0]["on_unreachable"], "share");
 
     // A policy that does not compile: rejected with the compiler's message, nothing stored.
     let (status, body) = api
@@ -90,7 +109,8 @@ async fn api_writes_are_validated_stored_once_and_audited() {
     );
     assert_eq!(head_revision(&db.url).await, rev);
 
-    // Unknown field, bad enforcement, bad endpoint: each named, nothing stored.
+    // Unknown field, bad enforcement, bad on_unreachable, bad endpoint: each named, nothing
+    // stored.
     for (path, body, named) in [
         (
             "/api/v1/policies/x",
@@ -101,6 +121,11 @@ async fn api_writes_are_validated_stored_once_and_audited() {
             "/api/v1/policies/x",
             json!({ "rego": SEED_POLICY, "enforcement": "sometimes" }),
             "sometimes",
+        ),
+        (
+            "/api/v1/policies/x",
+            json!({ "rego": SEED_POLICY, "on_unreachable": "partial" }),
+            "on_unreachable: unknown variant `partial`",
         ),
         (
             "/api/v1/resources/store",

@@ -709,6 +709,7 @@ async fn console_refuses_bad_input_and_escapes_what_it_shows() {
             ("rego", FIXED_POLICY.into()),
             ("enforcement", "eventual".into()),
             ("on_error", "block".into()),
+            ("on_unreachable", "deny".into()),
             ("enabled", "on".into()),
             ("description", hostile.into()),
         ],
@@ -716,6 +717,8 @@ async fn console_refuses_bad_input_and_escapes_what_it_shows() {
     .await
     .unwrap();
     assert_eq!(r.status().as_u16(), 303);
+    let (_, stored) = apis[0].get("/api/v1/policies/hostile").await;
+    assert_eq!(stored["on_unreachable"], "deny", "{stored}");
     for path in ["/console/users", "/console/policies", "/console/audit"] {
         let html = page(path.into()).await.unwrap().text().await.unwrap();
         assert!(!html.contains("<script>alert"), "{path} shows a raw script");
@@ -771,6 +774,7 @@ async fn console_refuses_bad_input_and_escapes_what_it_shows() {
             ("rego", FIXED_POLICY.into()),
             ("enforcement", "eventual".into()),
             ("on_error", "block".into()),
+            ("on_unreachable", "local".into()),
         ],
     )
     .await
@@ -790,12 +794,36 @@ async fn console_refuses_bad_input_and_escapes_what_it_shows() {
             ("rego", FIXED_POLICY.into()),
             ("enforcement", "sometimes".into()),
             ("on_error", "block".into()),
+            ("on_unreachable", "local".into()),
         ],
     )
     .await
     .unwrap();
     assert_eq!(r.status().as_u16(), 422);
     assert!(r.text().await.unwrap().contains("enforcement"));
+    let r = post(
+        "/console/policies",
+        vec![
+            ("_csrf", csrf.clone()),
+            ("name", "hostile".into()),
+            ("rego", FIXED_POLICY.into()),
+            ("enforcement", "eventual".into()),
+            ("on_error", "block".into()),
+            ("on_unreachable", "partial".into()),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status().as_u16(), 422);
+    let html = r.text().await.unwrap();
+    assert!(
+        html.contains("Not saved.")
+            && html.contains("on_unreachable must be")
+            && html.contains("partial"),
+        "{html}"
+    );
+    let (_, stored) = apis[0].get("/api/v1/policies/hostile").await;
+    assert_eq!(stored["on_unreachable"], "deny", "unchanged");
     let r = post(
         "/console/users",
         vec![

@@ -181,6 +181,163 @@ async fn a_two_one_partition_under_load_heals_to_exact_counts() {
     }
 }
 
+/// The limit of [`SPLIT_POLICY`]: more than this many requests a minute are blocked.
+const SPLIT_LIMIT: u64 = 30;
+
+const SPLIT_POLICY: &str = r#"package split.limit
+
+import future.keywords.if
+
+pre_request := { "action": "block", "type": "limit" } if {
+  input.bucket.access_count.last_minute > 30
+}
+"#;
+
+/// What one node's data plane admits for `user` from now until its first refusal; the
+/// refusals' status codes.
+async fn admit_until_refused(url: &str, key: &str) -> (u64, u16) {
+    let client = reqwest::Client::new();
+    let mut admitted = 0;
+    loop {
+        let r = client
+            .get(url)
+            .header("x-api-key", key)
+            .send()
+            .await
+            .unwrap();
+        match r.status().as_u16() {
+            200 => admitted += 1,
+            code => return (admitted, code),
+        }
+        assert!(admitted <= 10 * SPLIT_LIMIT, "{url} never refuses");
+    }
+}
+
+/// The user's last-minute count of accesses to the resource, as node `api` sees it.
+async fn split_count(api: &Api) -> Option<u64> {
+    let (code, body) = api
+        .get("/api/v1/state/counters?subject=pat&resource=limited&action=access")
+        .await;
+    (code == 200).then(|| body["access_count"]["last_minute"].as_u64())?
+}
+
+/// A 2|1 partition with a rate limit whose policy has `on_unreachable = choice`: once both
+/// sides see the other dead, every node is sent requests until it refuses (node 1 after it
+/// has node 0's counts, so only the split shows). Returns what the cluster admitted.
+async fn admitted_during_split(choice: &str) -> u64 {
+    let db = database().await;
+    let url = db
+        .socket_url()
+        .expect("a private PostgreSQL inside the namespace");
+    let net = TestNetwork::new(3);
+    let (mut nodes, apis) = start_netns_cluster(&net, &url).await;
+    // The upstream on the bridge, which the partition (between nodes) leaves reachable.
+    let listener = tokio::net::TcpListener::bind("10.77.0.1:0").await.unwrap();
+    let upstream = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(listener, axum::Router::new().fallback(|| async { "ok" })).await
+    });
+    let key = apis[0].user_with_api_key("pat").await;
+    apis[0]
+        .http_resource("limited", &format!("http://{upstream}"), 9100)
+        .await;
+    let (code, body) = apis[0]
+        .put(
+            "/api/v1/policies/limit",
+            serde_json::json!({"rego": SPLIT_POLICY, "on_unreachable": choice}),
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+    let revision = body["revision"].as_i64().unwrap();
+    for node in &mut nodes {
+        node.wait_data_plane(revision).await;
+    }
+    let ids: Vec<String> = {
+        let mut ids = Vec::new();
+        for api in &apis {
+            let s = cluster_status(api.base.clone()).await.unwrap();
+            ids.push(s["cluster"]["local_id"].as_str().unwrap().to_string());
+        }
+        ids
+    };
+    partition(&net, &[0, 1], &[2]);
+    for (i, others) in [(0, vec![2]), (1, vec![2]), (2, vec![0, 1])] {
+        wait_until("the other side dead", WAIT, || async {
+            let states = member_states(&cluster_status(apis[i].base.clone()).await?);
+            others
+                .iter()
+                .all(|&o| states.iter().any(|(m, st)| *m == ids[o] && st == "dead"))
+                .then_some(())
+        })
+        .await;
+    }
+    let data = |i: usize| format!("http://{}:9100/object", net.ip(i));
+    let (on_0, refused_0) = admit_until_refused(&data(0), &key).await;
+    let seen = split_count(&apis[0]).await.unwrap();
+    wait_until("node 1 has node 0's counts", WAIT, || async {
+        (split_count(&apis[1]).await? >= seen).then_some(())
+    })
+    .await;
+    let (on_1, refused_1) = admit_until_refused(&data(1), &key).await;
+    let (on_2, refused_2) = admit_until_refused(&data(2), &key).await;
+    let refusals = [refused_0, refused_1, refused_2];
+    let expected_refusal = if choice == "deny" { 503 } else { 403 };
+    assert_eq!(refusals, [expected_refusal; 3], "{choice}");
+    let admitted = on_0 + on_1 + on_2;
+    // Every request decided during the split is audited with it (and the refusals' outcome).
+    let audited = wait_until("the split's requests audited", WAIT, || async {
+        use sqlx::Connection as _;
+        let mut conn = sqlx::PgConnection::connect(&url).await.ok()?;
+        let (rows, refused): (i64, i64) = sqlx::query_as(
+            "SELECT count(*), count(*) FILTER (WHERE outcome <> 'allowed') FROM audit_log
+              WHERE action = 'request' AND detail->'cluster_split'->>'members' = '3'",
+        )
+        .fetch_one(&mut conn)
+        .await
+        .ok()?;
+        (rows >= admitted as i64 + 3).then_some((rows, refused))
+    })
+    .await;
+    assert_eq!(audited, (admitted as i64 + 3, 3), "{choice}");
+    println!("on_unreachable = {choice}: admitted {on_0} + {on_1} (majority) + {on_2} (minority)");
+    figure(
+        &format!("split_2_1_{choice}_admitted"),
+        admitted,
+        "requests",
+    );
+    figure(
+        &format!("split_2_1_{choice}_over_admission"),
+        admitted.saturating_sub(SPLIT_LIMIT),
+        "requests",
+    );
+    admitted
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn split_with_local_counts_admits_the_limit_on_each_side() {
+    let name = "faults::split_with_local_counts_admits_the_limit_on_each_side";
+    if in_private_namespaces(name) {
+        assert_eq!(admitted_during_split("local").await, 2 * SPLIT_LIMIT);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn split_with_deny_admits_nothing_anywhere() {
+    let name = "faults::split_with_deny_admits_nothing_anywhere";
+    if in_private_namespaces(name) {
+        assert_eq!(admitted_during_split("deny").await, 0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn split_with_shares_admits_the_limit_across_both_sides() {
+    let name = "faults::split_with_shares_admits_the_limit_across_both_sides";
+    if in_private_namespaces(name) {
+        // 2/3 of 30 on the majority side, 1/3 on the minority: 30 in all, none over.
+        assert_eq!(admitted_during_split("share").await, SPLIT_LIMIT);
+    }
+}
+
 /// Failure detection for lossy links (docs/reliability.md): slower probes and a longer
 /// suspicion, so a member must miss many more acks before it is declared dead.
 const LOSSY_PROBES: &str =

@@ -216,6 +216,7 @@ impl NodeSpec {
             child: Some(child),
             logs,
             base: None,
+            dir: None,
         }
     }
 }
@@ -226,6 +227,8 @@ pub struct Node {
     child: Option<Child>,
     logs: Arc<Mutex<Vec<String>>>,
     base: Option<String>,
+    /// The node's directory when no spec outlives it (removed after the process is killed).
+    dir: Option<tempfile::TempDir>,
 }
 
 impl Drop for Node {
@@ -839,10 +842,19 @@ pub async fn start_netns_cluster_with(
     }
     let gossip: Vec<std::net::SocketAddr> = specs.iter().map(|s| s.gossip).collect();
     for spec in &mut specs {
-        spec.extra_toml = static_peers(&gossip);
+        // Resource ports on the management address, where the test can reach them.
+        spec.extra_toml = format!(
+            "{}\n[proxy]\naddress = \"{}\"\n",
+            static_peers(&gossip),
+            spec.ip
+        );
     }
     create_admin(&specs[0]);
     let mut nodes: Vec<Node> = specs.iter().map(NodeSpec::start).collect();
+    // The specs end here; their directories (data, config) live as long as the nodes.
+    for (node, spec) in nodes.iter_mut().zip(specs) {
+        node.dir = Some(spec.dir);
+    }
     let mut apis = Vec::new();
     for node in &mut nodes {
         let base = node.base_url().await;
