@@ -79,8 +79,9 @@ async fn throughput(url: &str, key: &str, connections: usize, secs: u64) -> f64 
                     .send()
                     .await
                     .unwrap();
-                assert_eq!(resp.status().as_u16(), 200);
-                resp.bytes().await.unwrap();
+                let status = resp.status().as_u16();
+                let body = resp.bytes().await.unwrap();
+                assert_eq!(status, 200, "{url}: {}", String::from_utf8_lossy(&body));
                 done.fetch_add(1, Ordering::Relaxed);
             }
         }));

@@ -362,7 +362,8 @@ async fn a_proxied_request_is_traced_through_the_policy_to_the_upstream() {
     for name in [
         "shoal_gossip_suspicions",
         "shoal_audit_flush_lag_seconds",
-        "shoal_audit_queue",
+        "shoal_audit_journaled",
+        "shoal_audit_damaged",
         "shoal_state_io_bytes",
     ] {
         assert!(families.get(name).is_some(), "{name} missing: {families}");

@@ -64,7 +64,8 @@ pub struct NodeSpec {
     pub name: String,
     pub ip: String,
     pub database_url: String,
-    pub dir: tempfile::TempDir,
+    /// Shared with the nodes started from it: a node's data dir outlives a dropped spec.
+    pub dir: Arc<tempfile::TempDir>,
     pub data_dir: PathBuf,
     /// Gossip address (TCP and UDP), on the node's own loopback IP.
     pub gossip: std::net::SocketAddr,
@@ -98,7 +99,7 @@ pub fn free_gossip_addr(ip: &str) -> std::net::SocketAddr {
 
 impl NodeSpec {
     pub fn new(name: &str, ip: &str, database_url: &str) -> Self {
-        let dir = tempfile::tempdir().expect("node dir");
+        let dir = Arc::new(tempfile::tempdir().expect("node dir"));
         Self {
             name: name.to_string(),
             ip: ip.to_string(),
@@ -118,7 +119,7 @@ impl NodeSpec {
 
     /// A node in its own network namespace of a [`TestNetwork`] (any port is free there).
     pub fn in_netns(name: &str, net: &TestNetwork, index: usize, database_url: &str) -> Self {
-        let dir = tempfile::tempdir().expect("node dir");
+        let dir = Arc::new(tempfile::tempdir().expect("node dir"));
         Self {
             name: name.to_string(),
             ip: net.ip(index),
@@ -216,7 +217,7 @@ impl NodeSpec {
             child: Some(child),
             logs,
             base: None,
-            dir: None,
+            _dir: self.dir.clone(),
         }
     }
 }
@@ -227,8 +228,8 @@ pub struct Node {
     child: Option<Child>,
     logs: Arc<Mutex<Vec<String>>>,
     base: Option<String>,
-    /// The node's directory when no spec outlives it (removed after the process is killed).
-    dir: Option<tempfile::TempDir>,
+    /// The spec's directory, removed only once the process is killed and the spec dropped.
+    _dir: Arc<tempfile::TempDir>,
 }
 
 impl Drop for Node {
@@ -851,10 +852,6 @@ pub async fn start_netns_cluster_with(
     }
     create_admin(&specs[0]);
     let mut nodes: Vec<Node> = specs.iter().map(NodeSpec::start).collect();
-    // The specs end here; their directories (data, config) live as long as the nodes.
-    for (node, spec) in nodes.iter_mut().zip(specs) {
-        node.dir = Some(spec.dir);
-    }
     let mut apis = Vec::new();
     for node in &mut nodes {
         let base = node.base_url().await;
