@@ -28,6 +28,8 @@ pub(crate) struct Ctx<'a> {
     pub peer: SocketAddr,
     pub request_id: &'a str,
     pub started: Instant,
+    /// The cluster as this node reaches it, read once: deciding and auditing agree on it.
+    pub reach: Reach,
 }
 
 /// What the request is, for counting, policies and the audit line.
@@ -149,7 +151,7 @@ pub(crate) async fn decide(
         ))
         .await;
     let source_ip = ctx.peer.ip().to_string();
-    let reach = shared.state.reach();
+    let reach = ctx.reach;
     // This side's share: counts scaled by members / reachable, so a policy's "more than N"
     // admits at most N * reachable / members here (fewer, since the counts from before the
     // split are scaled too).
@@ -309,7 +311,7 @@ pub(crate) async fn audit(
         Some(r) => (r.outcome, r.policy.as_deref(), r.kind.as_deref()),
     };
     shared.instruments.decision(outcome, ctx.routes.strict);
-    let reach = shared.state.reach();
+    let reach = ctx.reach;
     tracing::Span::current().record("shoal.outcome", outcome);
     let entry = AuditEntry {
         event_id: uuid::Uuid::new_v4(),

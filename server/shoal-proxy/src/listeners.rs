@@ -386,6 +386,7 @@ async fn route_and_handle(
         peer,
         request_id,
         started,
+        reach: shared.state.reach(),
     };
     let response = match &route.kind {
         RouteKind::Http {

@@ -95,6 +95,7 @@ pub(super) struct Journal {
     /// reads past it, so it never sees a batch half written.
     tip: Mutex<Cursor>,
     first_segment: u64,
+    cursor_file: Mutex<Option<File>>,
     pub appended_records: AtomicU64,
     pub appended_bytes: AtomicU64,
 }
@@ -138,6 +139,7 @@ impl Journal {
                 offset: header,
             }),
             first_segment,
+            cursor_file: Mutex::new(None),
             appended_records: AtomicU64::new(0),
             appended_bytes: AtomicU64::new(header),
         };
@@ -240,10 +242,16 @@ impl Journal {
     /// Reads up to `max` records from `cursor` on, within one segment.
     pub fn read(&self, cursor: Cursor, max: usize) -> std::io::Result<Option<Read>> {
         let tip = *self.tip.lock().expect("journal tip");
-        let Some((segment, path)) = segments(&self.dir)?
-            .into_iter()
-            .find(|(n, _)| *n >= cursor.segment)
-        else {
+        // The cursor's segment by name; the directory is listed only to find the next one.
+        let named = segment_path(&self.dir, cursor.segment);
+        let found = if named.exists() {
+            Some((cursor.segment, named))
+        } else {
+            segments(&self.dir)?
+                .into_iter()
+                .find(|(n, _)| *n >= cursor.segment)
+        };
+        let Some((segment, path)) = found else {
             return Ok(None);
         };
         let offset = if segment == cursor.segment {
@@ -327,13 +335,25 @@ impl Journal {
         Ok(Some(read))
     }
 
-    /// Remembers how far PostgreSQL has the journal. Not synced: a cursor lost or torn only
-    /// makes the next run ship a segment again, and the insert skips what it already has.
+    /// Remembers how far PostgreSQL has the journal, overwriting a fixed-width line in place
+    /// (no truncation, no new file per batch). Not synced: a cursor lost or torn only makes
+    /// the next run ship a segment again, and the insert skips what it already has.
     pub fn save_cursor(&self, cursor: Cursor) -> std::io::Result<()> {
-        std::fs::write(
-            self.dir.join(CURSOR),
-            format!("{} {}\n", cursor.segment, cursor.offset),
-        )
+        use std::os::unix::fs::FileExt as _;
+        let mut file = self.cursor_file.lock().expect("journal cursor");
+        if file.is_none() {
+            *file = Some(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .truncate(false)
+                    .write(true)
+                    .open(self.dir.join(CURSOR))?,
+            );
+        }
+        let line = format!("{:020} {:020}\n", cursor.segment, cursor.offset);
+        file.as_ref()
+            .expect("opened above")
+            .write_all_at(line.as_bytes(), 0)
     }
 
     pub fn cursor(&self) -> Cursor {
@@ -369,7 +389,7 @@ fn decode<T: serde::de::DeserializeOwned>(line: &[u8]) -> Result<T, String> {
 }
 
 fn create_segment(dir: &Path, n: u64, node: &str) -> std::io::Result<(File, u64)> {
-    let path = dir.join(format!("{n:020}{SUFFIX}"));
+    let path = segment_path(dir, n);
     let mut file = std::fs::OpenOptions::new()
         .create_new(true)
         .append(true)
@@ -384,6 +404,10 @@ fn create_segment(dir: &Path, n: u64, node: &str) -> std::io::Result<(File, u64)
     // The new name survives a machine crash too.
     File::open(dir)?.sync_all()?;
     Ok((file, header.len() as u64))
+}
+
+fn segment_path(dir: &Path, n: u64) -> PathBuf {
+    dir.join(format!("{n:020}{SUFFIX}"))
 }
 
 /// The segment files, oldest first; other files in the directory are left alone.

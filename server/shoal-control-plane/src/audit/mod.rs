@@ -268,41 +268,63 @@ async fn sync_every(journal: Arc<Journal>, interval: Duration, stop: Cancellatio
     }
 }
 
-/// Moves the records of an earlier version's spool into the journal, skipping lines that are
-/// not records (reported with their line number), then removes the spool.
+/// Moves the records of an earlier version's spool into the journal, read and appended in
+/// chunks (the spool may be as large as `spool_max_bytes`), skipping lines that are not
+/// records (reported with their line number), then removes the spool.
 fn import_legacy(journal: &Journal, path: &std::path::Path) {
-    let text = match std::fs::read(path) {
-        Ok(t) => t,
+    use std::io::BufRead as _;
+    const CHUNK: usize = 1_000;
+    let file = match std::fs::File::open(path) {
+        Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
         Err(e) => {
             tracing::error!(spool = %path.display(), "audit: cannot read the old spool: {e}");
             return;
         }
     };
-    let mut records = Vec::new();
-    for (number, line) in text.split(|&b| b == b'\n').enumerate() {
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
+    let mut reader = std::io::BufReader::new(file);
+    let (mut line, mut number, mut imported) = (Vec::new(), 0usize, 0usize);
+    let mut chunk = Vec::with_capacity(CHUNK);
+    let result = loop {
+        line.clear();
+        let read = match reader.read_until(b'\n', &mut line) {
+            Ok(n) => n,
+            Err(e) => break Err(e.to_string()),
+        };
+        if read > 0 {
+            number += 1;
+            match serde_json::from_slice::<AuditEntry>(&line) {
+                Ok(r) => chunk.push(r),
+                Err(e) if !line.iter().all(u8::is_ascii_whitespace) => tracing::error!(
+                    spool = %path.display(),
+                    line = number,
+                    "audit: unreadable spool line skipped: {e}"
+                ),
+                Err(_) => {}
+            }
         }
-        match serde_json::from_slice::<AuditEntry>(line) {
-            Ok(r) => records.push(r),
-            Err(e) => tracing::error!(
-                spool = %path.display(),
-                line = number + 1,
-                "audit: unreadable spool line skipped: {e}"
-            ),
+        if chunk.len() >= CHUNK || (read == 0 && !chunk.is_empty()) {
+            if let Err(e) = journal.append(&chunk) {
+                break Err(e);
+            }
+            imported += chunk.len();
+            chunk.clear();
         }
-    }
-    let imported = journal.append(&records).and_then(|()| {
-        journal.sync().map_err(|e| e.to_string())?;
-        std::fs::remove_file(path).map_err(|e| e.to_string())
-    });
-    match imported {
+        if read == 0 {
+            break journal
+                .sync()
+                .and_then(|()| std::fs::remove_file(path))
+                .map_err(|e| e.to_string());
+        }
+    };
+    match result {
         Ok(()) => tracing::info!(
-            records = records.len(),
+            records = imported,
             spool = %path.display(),
             "audit: the old spool moved into the journal"
         ),
+        // What was appended is shipped; the spool stays and is imported again at the next
+        // start (the insert skips records already stored).
         Err(e) => {
             tracing::error!(spool = %path.display(), "audit: cannot import the old spool: {e}")
         }

@@ -150,15 +150,18 @@ async fn policy_cli_validates_before_storing() {
     assert_eq!(listed[0]["on_unreachable"], "local", "the default");
 
     // on_unreachable: an unknown value is refused by name, a known one stored (a new revision).
-    let out = spec.cli(&[
-        "policy",
-        "apply",
-        "seed",
-        "--file",
-        path_str(&good),
-        "--on-unreachable",
-        "partial",
-    ]);
+    let apply_on_unreachable = |value: &str| {
+        spec.cli(&[
+            "policy",
+            "apply",
+            "seed",
+            "--file",
+            path_str(&good),
+            "--on-unreachable",
+            value,
+        ])
+    };
+    let out = apply_on_unreachable("partial");
     assert_eq!(out.status.code(), Some(2));
     assert!(
         stderr(&out).contains("--on-unreachable") && stderr(&out).contains("partial"),
@@ -166,15 +169,7 @@ async fn policy_cli_validates_before_storing() {
         stderr(&out)
     );
     assert_eq!(head_revision(&db.url).await, rev, "nothing stored");
-    let out = spec.cli(&[
-        "policy",
-        "apply",
-        "seed",
-        "--file",
-        path_str(&good),
-        "--on-unreachable",
-        "share",
-    ]);
+    let out = apply_on_unreachable("share");
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(head_revision(&db.url).await, rev + 1);
     let out = spec.cli(&["policy", "list"]);
