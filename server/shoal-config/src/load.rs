@@ -1807,6 +1807,31 @@ mod tests {
     }
 
     #[test]
+    fn audit_fsync_is_a_policy_and_its_interval_is_bounded() {
+        let c = load(
+            "[audit]\nfsync = \"batch\"\nfsync_interval = \"250ms\"\n",
+            &base_env(),
+        )
+        .unwrap();
+        assert_eq!(c.audit.fsync, crate::AuditFsync::Batch);
+        assert_eq!(c.audit.fsync_interval, Duration::from_millis(250));
+        assert_eq!(
+            load("", &base_env()).unwrap().audit.fsync,
+            crate::AuditFsync::Interval
+        );
+
+        let err = load("[audit]\nfsync = \"sometimes\"\n", &base_env()).unwrap_err();
+        let text = err.to_string();
+        // Where (the `fsync` line), what was given, and what is accepted.
+        assert!(
+            text.contains("shoal.toml:2:") && text.contains("sometimes") && text.contains("batch"),
+            "{text}"
+        );
+        let err = load("[audit]\nfsync_interval = \"2m\"\n", &base_env()).unwrap_err();
+        assert!(err.to_string().contains("audit.fsync_interval"), "{err}");
+    }
+
+    #[test]
     fn discovery_keys_are_checked_against_the_method() {
         let text = "[discovery]\nmethod = \"static\"\npeers = [\"127.0.0.2:7946\", \"node-2.shoal:7946\"]\nallowed_address_space = [\"127.0.0.0/8\"]\n";
         let c = load(text, &base_env()).unwrap();

@@ -29,7 +29,9 @@ async fn no_decision_is_lost_or_duplicated_when_postgres_goes_away() {
     let url = pg.create_database().await;
     let mut spec = NodeSpec::new("a0", "127.0.0.95", &url);
     spec.extra_toml =
-        "[proxy]\naddress = \"127.0.0.95\"\n[audit]\nflush_interval = \"20ms\"\n".into();
+        // Each batch flushed to the device before its answers: the `batch` policy's path.
+        "[proxy]\naddress = \"127.0.0.95\"\n[audit]\nflush_interval = \"20ms\"\nfsync = \"batch\"\n"
+            .into();
     create_admin(&spec);
     let mut node = spec.start();
     let base = node.base_url().await;
