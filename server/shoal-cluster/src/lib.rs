@@ -8,6 +8,7 @@
 //! - `meta`: the metadata each node gossips (version, HTTP address, start time, load).
 //! - `delegate`: memberlist callbacks: our metadata out, heartbeat times in.
 //! - `log_limit`: counts memberlist's warnings and errors and caps how many reach the log.
+//! - `state_transport`: the cluster as `shoal-state`'s transport (members, changes, sends).
 //! - `cluster`: the handle, the member table and the loop that turns state changes into
 //!   events and operator log lines.
 
@@ -18,6 +19,7 @@ mod delegate;
 mod identity;
 mod log_limit;
 mod meta;
+mod state_transport;
 
 pub use cluster::{
     Cluster, ClusterChange, ClusterHealth, ClusterOptions, ClusterStatus, JoinOutcome,

@@ -12,6 +12,9 @@
 //! - `ring`: the consistent-hash ring naming each key's owner in strict mode.
 //! - `wire`: the messages nodes exchange about state, and their encoding.
 //! - `replica`: this node's copy and every merge rule (no I/O).
+//! - `sim` (feature `testsuite`): the deterministic network simulator the scenarios run on.
+//! - `transport`: [`Transport`], all shared state needs of the cluster (implemented by
+//!   `shoal-cluster`, and by the simulator).
 //! - `node`: [`SharedState`], the replica plus the tasks that share it over the cluster.
 
 #![forbid(unsafe_code)]
@@ -25,6 +28,11 @@ mod node;
 mod replay;
 mod replica;
 mod ring;
+#[cfg(any(test, feature = "testsuite"))]
+pub mod sim;
+#[cfg(test)]
+mod sim_tests;
+mod transport;
 mod wire;
 
 pub use cache::{Cache, CacheLimits, CacheMerge, CacheUpdate};
@@ -37,6 +45,7 @@ pub use node::{
     StateStatus,
 };
 pub use replay::{Pushed, Replay, ReplayBuffer};
+pub use transport::{Peer, PeerChange, PeerState, Sent, Transport};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {

@@ -16,16 +16,19 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
 use serde::Serialize;
-use shoal_cluster::{Bytes, Cluster, ClusterChange, MemberState, PACKET_MESSAGE_MAX};
 use tokio::sync::{broadcast, mpsc, oneshot};
+// Tokio's clock: the same as std's in production, paused and advanced in the simulator.
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::replica::{Applied, Replica};
 use crate::ring::Ring;
+use crate::transport::{PeerChange, PeerState, Transport};
 use crate::wire::{self, Batch, Check, Msg, Verdict};
 use shoal_config::StateConfig;
 
@@ -47,9 +50,9 @@ const GAP_REQUEST_EVERY: Duration = Duration::from_millis(100);
 const DEAD_PROBE_EVERY: Duration = Duration::from_millis(100);
 const DEAD_PROBE_MAX: usize = 16;
 
-/// Encoded counter updates per batch: with the batch header and the envelope, one batch stays
-/// within one datagram ([`PACKET_MESSAGE_MAX`]).
-const BATCH_COUNTER_BUDGET: usize = PACKET_MESSAGE_MAX - 200;
+/// Room a batch's header and the message envelope take besides its counter updates: a batch
+/// of `packet_max - BATCH_OVERHEAD` encoded updates fits one datagram.
+const BATCH_OVERHEAD: usize = 200;
 
 /// Messages waiting for one peer before new ones are dropped.
 const OUTBOUND_QUEUE: usize = 4096;
@@ -233,7 +236,7 @@ struct Peers {
     /// Alive or suspect peers, this node excluded.
     by_id: HashMap<String, SocketAddr>,
     /// Members that may send to us (not left, not reaped).
-    known: HashMap<String, MemberState>,
+    known: HashMap<String, PeerState>,
     /// Members declared dead but not yet reaped: possibly just cut off. A digest now and then
     /// finds out when they are back sooner than gossip's refutation does.
     dead: HashMap<String, SocketAddr>,
@@ -249,7 +252,7 @@ enum ReplayPhase {
 struct Shared {
     replica: Replica,
     options: StateOptions,
-    cluster: OnceLock<Cluster>,
+    cluster: OnceLock<Arc<dyn Transport>>,
     node: OnceLock<String>,
     peers: RwLock<Peers>,
     /// Strict checks waiting for their owner: a verdict, or `None` when the owner deferred.
@@ -319,13 +322,18 @@ impl SharedState {
 
     /// Starts sharing over `cluster`, its tasks in `tasks`; they stop when `stop` fires.
     /// Call once.
-    pub fn attach(&self, cluster: Cluster, stop: CancellationToken, tasks: &mut JoinSet<()>) {
-        let node = cluster.local_id().to_string();
+    pub fn attach(
+        &self,
+        cluster: Arc<dyn Transport>,
+        stop: CancellationToken,
+        tasks: &mut JoinSet<()>,
+    ) {
+        let node = cluster.local_id();
         self.inner.replica.set_node(&node);
         let _ = self.inner.node.set(node);
-        let inbox = cluster.messages();
+        let inbox = cluster.take_inbox();
         let _ = self.inner.cluster.set(cluster.clone());
-        refresh_peers(&self.inner, &cluster);
+        refresh_peers(&self.inner, cluster.as_ref());
         if let Some(inbox) = inbox {
             tasks.spawn(receive_loop(self.inner.clone(), inbox, stop.clone()));
         }
@@ -616,11 +624,7 @@ impl SharedState {
             strict_degraded: get(&s.strict_degraded),
             rejected: get(&s.rejected),
             send_errors: get(&s.send_errors),
-            messages_dropped: self
-                .inner
-                .cluster
-                .get()
-                .map_or(0, Cluster::messages_dropped),
+            messages_dropped: self.inner.cluster.get().map_or(0, |c| c.messages_dropped()),
         }
     }
 
@@ -645,21 +649,21 @@ fn note_rejection(inner: &Shared, reason: &str, detail: &str) {
     }
 }
 
-fn refresh_peers(inner: &Shared, cluster: &Cluster) {
+fn refresh_peers(inner: &Shared, cluster: &dyn Transport) {
     let members = cluster.members();
     let me = cluster.local_id();
     let mut by_id = HashMap::new();
     let mut known = HashMap::new();
     let mut dead = HashMap::new();
-    let mut ring_nodes = vec![me.to_string()];
+    let mut ring_nodes = vec![me];
     for m in members.iter().filter(|m| !m.local) {
-        if m.state != MemberState::Left {
+        if m.state != PeerState::Left {
             known.insert(m.id.clone(), m.state);
         }
-        if m.state == MemberState::Dead {
+        if m.state == PeerState::Dead {
             dead.insert(m.id.clone(), m.address);
         }
-        if matches!(m.state, MemberState::Alive | MemberState::Suspect) {
+        if matches!(m.state, PeerState::Alive | PeerState::Suspect) {
             by_id.insert(m.id.clone(), m.address);
             ring_nodes.push(m.id.clone());
         }
@@ -715,14 +719,14 @@ fn send_bytes(inner: &Arc<Shared>, to: SocketAddr, bytes: Bytes) {
 /// Sends one peer's messages in order: one datagram when it fits, an encrypted stream when it
 /// does not, each bounded by [`SEND_TIMEOUT`]. Ends when the queue is dropped.
 async fn send_queue(
-    cluster: Cluster,
+    cluster: Arc<dyn Transport>,
     to: SocketAddr,
     mut queue: mpsc::Receiver<Bytes>,
     stats: Arc<Stats>,
 ) {
     while let Some(bytes) = queue.recv().await {
         let sending = async {
-            if bytes.len() <= PACKET_MESSAGE_MAX {
+            if bytes.len() <= cluster.packet_max() {
                 cluster.send(to, bytes).await
             } else {
                 cluster.send_reliable(to, bytes).await
@@ -749,7 +753,10 @@ async fn flush_loop(inner: Arc<Shared>, stop: CancellationToken) {
             _ = tick.tick() => false,
         };
         // The last flush still goes out: what was counted up to shutdown reaches the peers.
-        let batches = inner.replica.take_batches(BATCH_COUNTER_BUDGET);
+        let budget = inner.cluster.get().map_or(1000, |c| {
+            c.packet_max().saturating_sub(BATCH_OVERHEAD).max(1)
+        });
+        let batches = inner.replica.take_batches(budget);
         if stopping && batches.is_empty() {
             return;
         }
@@ -1066,22 +1073,23 @@ async fn anti_entropy_loop(inner: Arc<Shared>, stop: CancellationToken) {
 
 /// Follows membership: keeps the peer list and ring current, sends a digest to a peer that
 /// appears or comes back, and drives the start-up replay.
-async fn membership_loop(inner: Arc<Shared>, cluster: Cluster, stop: CancellationToken) {
+async fn membership_loop(inner: Arc<Shared>, cluster: Arc<dyn Transport>, stop: CancellationToken) {
     let mut changes = cluster.subscribe();
+    let mut subscribed = true;
     let mut tick = tokio::time::interval(PEER_REFRESH);
     loop {
         let mut back: Option<SocketAddr> = None;
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
-            change = changes.recv() => match change {
-                Ok(ClusterChange::Joined(m)) => back = Some(m.address),
-                Ok(ClusterChange::StateChanged { member, .. })
-                    if member.state == MemberState::Alive => back = Some(member.address),
-                _ => {}
+            change = changes.recv(), if subscribed => match change {
+                Some(PeerChange::Back(address)) => back = Some(address),
+                Some(PeerChange::Changed) => {}
+                // The membership layer stopped: the timer alone refreshes from now on.
+                None => subscribed = false,
             },
         }
-        refresh_peers(&inner, &cluster);
+        refresh_peers(&inner, cluster.as_ref());
         if let Some(addr) = back {
             send(&inner, addr, Msg::Digest(inner.replica.digest(now_ms())));
         }
@@ -1149,258 +1157,6 @@ async fn forward_loop(
             for chunk in chunks(checks, 8) {
                 send(&inner, addr, Msg::Checks(chunk));
             }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use shoal_cluster::{NodeIdentity, NodeMeta};
-    use shoal_config::{ClusterConfig, SecretKey};
-
-    use super::*;
-    use crate::wire::CounterUpdate;
-    use crate::{BucketDelta, Stamp};
-
-    async fn node(ip: &str) -> Cluster {
-        let mut options = shoal_cluster::ClusterOptions::from_config(&ClusterConfig::default());
-        options.bind = format!("{ip}:0").parse().unwrap();
-        options.keys = vec![SecretKey::new([3; 32])];
-        let meta = NodeMeta {
-            node_name: ip.into(),
-            version: "test".into(),
-            http: "127.0.0.1:1".into(),
-            started_at_ms: 0,
-            load: Default::default(),
-        };
-        Cluster::start(options, &NodeIdentity::random(), meta)
-            .await
-            .unwrap()
-    }
-
-    async fn wait_for(what: &str, check: impl Fn() -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !check() {
-            assert!(Instant::now() < deadline, "timed out waiting for {what}");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-
-    /// Over the real encrypted transport: a holder of the cluster key that is not a member is
-    /// refused, and so are a member's undecodable bytes; neither changes any count.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn non_members_and_garbage_are_refused() {
-        let a = node("127.0.0.201").await;
-        let member = node("127.0.0.202").await;
-        let outsider = node("127.0.0.203").await;
-        let stop = CancellationToken::new();
-        let state = SharedState::new(StateOptions::default());
-        let mut tasks = JoinSet::new();
-        state.attach(a.clone(), stop.clone(), &mut tasks);
-        assert!(
-            !member
-                .join(&[a.advertise_address()])
-                .await
-                .joined
-                .is_empty()
-        );
-        wait_for("the member in the peer list", || state.status().peers == 1).await;
-
-        let key = CounterKey::new("u", "b", "read").unwrap();
-        let forged = wire::encode(
-            outsider.local_id(),
-            Msg::Batch(Batch {
-                origin: Origin(99),
-                node: outsider.local_id().into(),
-                seq: 1,
-                stamp: Stamp {
-                    time: 1,
-                    origin: Origin(99),
-                },
-                counters: vec![CounterUpdate {
-                    key: key.clone(),
-                    deltas: vec![BucketDelta {
-                        window: 0,
-                        bucket: now_ms() / 1000,
-                        origin: Origin(99),
-                        value: 7,
-                    }],
-                }],
-                cache: Vec::new(),
-                events: Vec::new(),
-            }),
-        );
-        outsider
-            .send(a.advertise_address(), Bytes::from(forged))
-            .await
-            .unwrap();
-        wait_for("the outsider refused", || state.status().rejected >= 1).await;
-        member
-            .send(a.advertise_address(), Bytes::from_static(b"\x01garbage"))
-            .await
-            .unwrap();
-        wait_for("the garbage refused", || state.status().rejected >= 2).await;
-        assert_eq!(state.totals(&key), vec![0, 0]);
-        stop.cancel();
-        for c in [a, member, outsider] {
-            c.shutdown().await;
-        }
-    }
-
-    /// A node that settled alone and then meets a peer has none of the peer's counts: it asks
-    /// for them, and until they are in, the strict checks of the keys it owns go to the peer.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_node_that_ran_alone_replays_from_its_first_peer_before_owning_keys() {
-        let a = node("127.0.0.206").await;
-        let b = node("127.0.0.207").await;
-        let mut inbox = b.messages().unwrap();
-        let stop = CancellationToken::new();
-        let state = SharedState::new(StateOptions::default());
-        let mut tasks = JoinSet::new();
-        state.attach(a.clone(), stop.clone(), &mut tasks);
-        state.settle_alone();
-        assert!(state.replay().done, "alone: nothing to replay");
-
-        assert!(!b.join(&[a.advertise_address()]).await.joined.is_empty());
-        let mut next = async |want: fn(&Msg) -> bool| loop {
-            let bytes = tokio::time::timeout(Duration::from_secs(20), inbox.recv())
-                .await
-                .expect("a message from a")
-                .unwrap();
-            let msg = wire::decode(&bytes).unwrap().msg;
-            if want(&msg) {
-                return msg;
-            }
-        };
-        next(|m| matches!(m, Msg::SyncRequest { .. })).await;
-        assert!(!state.replay().done, "replaying from the peer");
-
-        let mine = (0..1000)
-            .map(|i| CounterKey::new(format!("u{i}"), "b", "read").unwrap())
-            .find(|k| state.owner(k).as_deref() == Some(a.local_id()))
-            .unwrap();
-        let limit = Limit {
-            window: 0,
-            max: 5,
-            mode: Mode::Strict,
-        };
-        let asked = tokio::spawn({
-            let (state, mine) = (state.clone(), mine.clone());
-            async move { state.check(&mine, limit, 1).await }
-        });
-        let Msg::Checks(checks) = next(|m| matches!(m, Msg::Checks(_))).await else {
-            unreachable!()
-        };
-        assert_eq!(
-            checks[0].key, mine,
-            "forwarded to the peer, not decided from a's counts"
-        );
-        let verdict = wire::encode(
-            b.local_id(),
-            Msg::Verdicts(vec![Verdict {
-                id: checks[0].id,
-                allowed: false,
-                count: 9,
-                totals: vec![9, 9],
-            }]),
-        );
-        b.send(a.advertise_address(), Bytes::from(verdict))
-            .await
-            .unwrap();
-        let decision = asked.await.unwrap();
-        assert!(!decision.allowed);
-        assert_eq!(decision.decided_by, b.local_id());
-        stop.cancel();
-        for c in [a, b] {
-            c.shutdown().await;
-        }
-    }
-
-    /// A node that has not finished its start-up replay defers the strict checks it owns
-    /// (its counts may miss what the cluster counted), and a node whose owner defers decides
-    /// from its own counts at once, saying why.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn an_owner_still_replaying_defers_strict_checks_to_the_asker() {
-        let a = node("127.0.0.204").await;
-        let b = node("127.0.0.205").await;
-        let mut inbox = b.messages().unwrap();
-        let stop = CancellationToken::new();
-        let state = SharedState::new(StateOptions::default());
-        let mut tasks = JoinSet::new();
-        state.attach(a.clone(), stop.clone(), &mut tasks);
-        assert!(!b.join(&[a.advertise_address()]).await.joined.is_empty());
-        wait_for("b in a's peer list", || state.status().peers == 1).await;
-        assert!(!state.replay().done, "b never answers a's replay request");
-
-        let owned_by = |owner: &str| {
-            (0..1000)
-                .map(|i| CounterKey::new(format!("u{i}"), "b", "read").unwrap())
-                .find(|k| state.owner(k).as_deref() == Some(owner))
-                .expect("a key on each node")
-        };
-        let by_a = owned_by(a.local_id());
-        let by_b = owned_by(b.local_id());
-        let limit = Limit {
-            window: 0,
-            max: 5,
-            mode: Mode::Strict,
-        };
-
-        // The owner's side: a's counts are not complete yet, so it decides nothing.
-        let check = Check {
-            id: 77,
-            key: by_a.clone(),
-            window: 0,
-            limit: 5,
-            cost: 1,
-        };
-        let checks = wire::encode(b.local_id(), Msg::Checks(vec![check]));
-        b.send(a.advertise_address(), Bytes::from(checks))
-            .await
-            .unwrap();
-        let deferred = loop {
-            let bytes = tokio::time::timeout(Duration::from_secs(20), inbox.recv())
-                .await
-                .expect("a's answer")
-                .unwrap();
-            match wire::decode(&bytes).unwrap().msg {
-                Msg::Deferred(ids) => break ids,
-                Msg::Verdicts(v) => panic!("a decided before its replay: {v:?}"),
-                _ => {}
-            }
-        };
-        assert_eq!(deferred, vec![77]);
-        assert_eq!(
-            state.totals(&by_a),
-            vec![0, 0],
-            "nothing counted for the check"
-        );
-
-        // The asker's side: b defers, so a decides from its own counts.
-        let asked = tokio::spawn({
-            let state = state.clone();
-            async move { state.check(&by_b, limit, 1).await }
-        });
-        let id = loop {
-            let bytes = inbox.recv().await.unwrap();
-            if let Msg::Checks(c) = wire::decode(&bytes).unwrap().msg {
-                break c[0].id;
-            }
-        };
-        let deferral = wire::encode(b.local_id(), Msg::Deferred(vec![id]));
-        b.send(a.advertise_address(), Bytes::from(deferral))
-            .await
-            .unwrap();
-        let decision = asked.await.unwrap();
-        assert!(decision.allowed);
-        assert_eq!(decision.mode, Mode::Eventual);
-        assert_eq!(decision.decided_by, a.local_id());
-        let why = decision.degraded.unwrap();
-        assert!(why.contains("is still replaying"), "{why}");
-        assert_eq!(state.status().strict_degraded, 1);
-        stop.cancel();
-        for c in [a, b] {
-            c.shutdown().await;
         }
     }
 }

@@ -6,7 +6,10 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+// Tokio's clock: std's in production, paused in the simulator.
+use tokio::time::Instant;
 
 use crate::counter::mix;
 use crate::key::{CounterKey, SHARDS, cache_shard, fnv1a};

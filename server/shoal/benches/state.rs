@@ -74,7 +74,7 @@ async fn start_cluster(size: usize) -> InProcess {
             .unwrap();
         let state = SharedState::new(StateOptions::default());
         let mut set = JoinSet::new();
-        state.attach(cluster.clone(), stop.clone(), &mut set);
+        state.attach(std::sync::Arc::new(cluster.clone()), stop.clone(), &mut set);
         if let Some(seed) = seed {
             while cluster.join(&[seed]).await.joined.is_empty() {
                 tokio::time::sleep(Duration::from_millis(50)).await;

@@ -149,7 +149,7 @@ pub(crate) async fn start(
     );
 
     let mut tasks = JoinSet::new();
-    state.attach(cluster.clone(), stop.clone(), &mut tasks);
+    state.attach(Arc::new(cluster.clone()), stop.clone(), &mut tasks);
     let me = shoal_discovery::Announce {
         id: cluster.local_id().to_string(),
         cluster: config.cluster.name.clone(),

@@ -1,0 +1,447 @@
+//! Scenarios on the simulator (`sim`): the shared state of many nodes in one process, under
+//! paused time, with the network's faults drawn from a seed that every failure prints.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use rand::rngs::StdRng;
+use rand::{Rng as _, SeedableRng as _};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::sim::{Link, SimNet, SimTransport};
+use crate::transport::Transport as _;
+use crate::wire::{self, Batch, Check, CounterUpdate, Msg, Verdict};
+use crate::{
+    BucketDelta, CounterKey, Limit, Mode, Origin, SharedState, Stamp, StateOptions, node::now_ms,
+};
+
+/// One node's shared state attached to its simulated transport.
+struct Running {
+    state: SharedState,
+    transport: Arc<SimTransport>,
+    stop: CancellationToken,
+    _tasks: JoinSet<()>,
+}
+
+fn run(transport: Arc<SimTransport>) -> Running {
+    let state = SharedState::new(StateOptions::default());
+    let stop = CancellationToken::new();
+    let mut tasks = JoinSet::new();
+    state.attach(transport.clone(), stop.clone(), &mut tasks);
+    Running {
+        state,
+        transport,
+        stop,
+        _tasks: tasks,
+    }
+}
+
+/// `n` members that all see each other, then each node's state started.
+fn cluster(net: &SimNet, n: usize) -> Vec<Running> {
+    let transports: Vec<_> = (0..n).map(|i| net.join(&format!("n{i}"))).collect();
+    transports.into_iter().map(run).collect()
+}
+
+fn key() -> CounterKey {
+    CounterKey::new("u", "bucket", "read").unwrap()
+}
+
+const COUNT: Limit = Limit {
+    window: 0,
+    max: u64::MAX,
+    mode: Mode::Eventual,
+};
+
+/// Polls `check` every 5 ms of simulated time until it holds or `within` passes.
+async fn settle<T>(
+    net: &SimNet,
+    what: &str,
+    within: Duration,
+    mut check: impl FnMut() -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not within {within:?} of simulated time (seed {})",
+            net.seed
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Every node counts exactly `expected`, and none ever counted more on the way.
+async fn exact_everywhere(net: &SimNet, nodes: &[&Running], expected: u64, within: Duration) {
+    settle(net, "every node exact", within, || {
+        let totals: Vec<u64> = nodes.iter().map(|r| r.state.totals(&key())[0]).collect();
+        assert!(
+            totals.iter().all(|&t| t <= expected),
+            "counted twice: {totals:?} > {expected} (seed {})",
+            net.seed
+        );
+        totals.iter().all(|&t| t == expected).then_some(())
+    })
+    .await;
+}
+
+async fn increment(node: &Running, times: u64) {
+    for _ in 0..times {
+        node.state.check(&key(), COUNT, 1).await;
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn loss_reordering_and_duplicates_never_lose_or_double_count() {
+    for seed in [1, 2, 3] {
+        let net = SimNet::new(
+            seed,
+            Link {
+                latency: Duration::from_micros(200),
+                jitter: Duration::from_millis(3),
+                loss: 0.05,
+                duplicate: 0.05,
+            },
+        );
+        let nodes = cluster(&net, 10);
+        let mut work = JoinSet::new();
+        for r in &nodes {
+            let state = r.state.clone();
+            work.spawn(async move {
+                for _ in 0..50 {
+                    state.check(&key(), COUNT, 1).await;
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            });
+        }
+        work.join_all().await;
+        let all: Vec<&Running> = nodes.iter().collect();
+        exact_everywhere(&net, &all, 500, Duration::from_secs(5)).await;
+    }
+}
+
+async fn partition_heals_exactly(seed: u64, n: usize, cut_at: usize) {
+    let net = SimNet::new(seed, Link::LAN);
+    let nodes = cluster(&net, n);
+    let (a, b): (Vec<SocketAddr>, Vec<SocketAddr>) = (
+        nodes[..cut_at]
+            .iter()
+            .map(|r| r.transport.address)
+            .collect(),
+        nodes[cut_at..]
+            .iter()
+            .map(|r| r.transport.address)
+            .collect(),
+    );
+    increment(&nodes[0], 5).await;
+    net.partition(&a, &b);
+    for r in &nodes {
+        increment(r, 3).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let expected = 5 + 3 * n as u64;
+    assert!(
+        nodes.iter().all(|r| r.state.totals(&key())[0] < expected),
+        "no side can see the other's increments while cut"
+    );
+    net.heal();
+    let healed = Instant::now();
+    let all: Vec<&Running> = nodes.iter().collect();
+    exact_everywhere(&net, &all, expected, Duration::from_secs(2)).await;
+    println!(
+        "FIGURE sim_heal_{cut_at}_{}_ms {} ms",
+        n - cut_at,
+        healed.elapsed().as_millis()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_three_two_partition_heals_to_exact_totals() {
+    partition_heals_exactly(7, 5, 3).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_fifty_fifty_partition_of_forty_nodes_heals_to_exact_totals() {
+    partition_heals_exactly(8, 40, 20).await;
+}
+
+/// A node crashes and comes back as a new process run (a new origin) at its address: what it
+/// counted before survives on the others, and its new counts add to them.
+#[tokio::test(start_paused = true)]
+async fn a_crashed_node_restarting_keeps_the_totals_exact() {
+    let net = SimNet::new(11, Link::LAN);
+    let mut nodes = cluster(&net, 4);
+    for r in &nodes {
+        increment(r, 4).await;
+    }
+    let all: Vec<&Running> = nodes.iter().collect();
+    exact_everywhere(&net, &all, 16, Duration::from_secs(2)).await;
+    let address = nodes[3].transport.address;
+    nodes[3].stop.cancel();
+    net.crash(address);
+    increment(&nodes[0], 2).await;
+    nodes[3] = run(net.restart(address));
+    settle(
+        &net,
+        "the restarted node replayed",
+        Duration::from_secs(5),
+        || nodes[3].state.replay().done.then_some(()),
+    )
+    .await;
+    increment(&nodes[3], 3).await;
+    let all: Vec<&Running> = nodes.iter().collect();
+    exact_everywhere(&net, &all, 21, Duration::from_secs(2)).await;
+}
+
+/// Random schedules: increments on random nodes, random two-way splits healed again, a crash
+/// and restart. After the last heal every node holds the true total.
+#[tokio::test(start_paused = true)]
+async fn random_schedules_end_with_the_true_totals_everywhere() {
+    for seed in 100..110 {
+        let net = SimNet::new(seed, Link::LAN);
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut nodes = cluster(&net, 5);
+        let mut expected = 0;
+        for _ in 0..6 {
+            match rng.random_range(0..4) {
+                0 => {
+                    let cut = rng.random_range(1..nodes.len());
+                    let (a, b): (Vec<_>, Vec<_>) = nodes
+                        .iter()
+                        .map(|r| r.transport.address)
+                        .enumerate()
+                        .partition(|(i, _)| *i < cut);
+                    let a: Vec<_> = a.into_iter().map(|(_, x)| x).collect();
+                    let b: Vec<_> = b.into_iter().map(|(_, x)| x).collect();
+                    net.partition(&a, &b);
+                }
+                1 => net.heal(),
+                2 => {
+                    let i = rng.random_range(0..nodes.len());
+                    let address = nodes[i].transport.address;
+                    nodes[i].stop.cancel();
+                    net.crash(address);
+                    tokio::time::sleep(Duration::from_millis(rng.random_range(1..200))).await;
+                    nodes[i] = run(net.restart(address));
+                }
+                _ => {}
+            }
+            for _ in 0..rng.random_range(1..8) {
+                let i = rng.random_range(0..nodes.len());
+                increment(&nodes[i], 1).await;
+                expected += 1;
+            }
+            tokio::time::sleep(Duration::from_millis(rng.random_range(1..300))).await;
+        }
+        net.heal();
+        let all: Vec<&Running> = nodes.iter().collect();
+        exact_everywhere(&net, &all, expected, Duration::from_secs(5)).await;
+    }
+}
+
+/// A holder of the network that is not a member is refused, and so are a member's
+/// undecodable bytes; neither changes any count.
+#[tokio::test(start_paused = true)]
+async fn non_members_and_garbage_are_refused() {
+    let net = SimNet::new(21, Link::IDEAL);
+    let a = run(net.join("a"));
+    let member = net.join("member");
+    settle(
+        &net,
+        "the member in the peer list",
+        Duration::from_secs(2),
+        || (a.state.status().peers == 1).then_some(()),
+    )
+    .await;
+    // On the network (it holds the key, so to speak) but in nobody's member list.
+    let outsider = net.stranger("outsider");
+    let forged = wire::encode(
+        "outsider",
+        Msg::Batch(Batch {
+            origin: Origin(99),
+            node: "outsider".into(),
+            seq: 1,
+            stamp: Stamp {
+                time: 1,
+                origin: Origin(99),
+            },
+            counters: vec![CounterUpdate {
+                key: key(),
+                deltas: vec![BucketDelta {
+                    window: 0,
+                    bucket: now_ms() / 1000,
+                    origin: Origin(99),
+                    value: 7,
+                }],
+            }],
+            cache: Vec::new(),
+            events: Vec::new(),
+        }),
+    );
+    outsider
+        .send(a.transport.address, Bytes::from(forged))
+        .await
+        .unwrap();
+    member
+        .send(a.transport.address, Bytes::from_static(b"\x01garbage"))
+        .await
+        .unwrap();
+    settle(&net, "both refused", Duration::from_secs(2), || {
+        (a.state.status().rejected >= 2).then_some(())
+    })
+    .await;
+    assert_eq!(a.state.totals(&key()), vec![0, 0]);
+}
+
+/// Reads `peer`'s inbox until a message `want` accepts arrives.
+async fn next_message(
+    inbox: &mut tokio::sync::mpsc::Receiver<Bytes>,
+    want: fn(&Msg) -> bool,
+) -> Msg {
+    loop {
+        let bytes = tokio::time::timeout(Duration::from_secs(20), inbox.recv())
+            .await
+            .expect("a message")
+            .unwrap();
+        let msg = wire::decode(&bytes).unwrap().msg;
+        if want(&msg) {
+            return msg;
+        }
+    }
+}
+
+fn owned_by(state: &SharedState, owner: &str) -> CounterKey {
+    (0..1000)
+        .map(|i| CounterKey::new(format!("u{i}"), "b", "read").unwrap())
+        .find(|k| state.owner(k).as_deref() == Some(owner))
+        .expect("a key on each node")
+}
+
+const STRICT: Limit = Limit {
+    window: 0,
+    max: 5,
+    mode: Mode::Strict,
+};
+
+/// A node that settled alone and then meets a peer has none of the peer's counts: it asks
+/// for them, and until they are in, the strict checks of the keys it owns go to the peer.
+#[tokio::test(start_paused = true)]
+async fn a_node_that_ran_alone_replays_from_its_first_peer_before_owning_keys() {
+    let net = SimNet::new(22, Link::IDEAL);
+    let a = run(net.join("a"));
+    a.state.settle_alone();
+    assert!(a.state.replay().done, "alone: nothing to replay");
+    let b = net.join("b");
+    let mut inbox = b.take_inbox().unwrap();
+    next_message(&mut inbox, |m| matches!(m, Msg::SyncRequest { .. })).await;
+    assert!(!a.state.replay().done, "replaying from the peer");
+
+    let mine = owned_by(&a.state, "a");
+    let asked = tokio::spawn({
+        let (state, mine) = (a.state.clone(), mine.clone());
+        async move { state.check(&mine, STRICT, 1).await }
+    });
+    let Msg::Checks(checks) = next_message(&mut inbox, |m| matches!(m, Msg::Checks(_))).await
+    else {
+        unreachable!()
+    };
+    assert_eq!(
+        checks[0].key, mine,
+        "forwarded to the peer, not decided from a's counts"
+    );
+    let verdict = wire::encode(
+        "b",
+        Msg::Verdicts(vec![Verdict {
+            id: checks[0].id,
+            allowed: false,
+            count: 9,
+            totals: vec![9, 9],
+        }]),
+    );
+    b.send(a.transport.address, Bytes::from(verdict))
+        .await
+        .unwrap();
+    let decision = asked.await.unwrap();
+    assert!(!decision.allowed);
+    assert_eq!(decision.decided_by, "b");
+}
+
+/// A node that has not finished its start-up replay defers the strict checks it owns (its
+/// counts may miss what the cluster counted), and a node whose owner defers decides from its
+/// own counts at once, saying why.
+#[tokio::test(start_paused = true)]
+async fn an_owner_still_replaying_defers_strict_checks_to_the_asker() {
+    let net = SimNet::new(23, Link::IDEAL);
+    let b = net.join("b");
+    let mut inbox = b.take_inbox().unwrap();
+    let a = run(net.join("a"));
+    settle(&net, "b in a's peer list", Duration::from_secs(2), || {
+        (a.state.status().peers == 1).then_some(())
+    })
+    .await;
+    assert!(!a.state.replay().done, "b never answers a's replay request");
+    let by_a = owned_by(&a.state, "a");
+    let by_b = owned_by(&a.state, "b");
+
+    // The owner's side: a's counts are not complete yet, so it decides nothing.
+    let check = Check {
+        id: 77,
+        key: by_a.clone(),
+        window: 0,
+        limit: 5,
+        cost: 1,
+    };
+    b.send(
+        a.transport.address,
+        Bytes::from(wire::encode("b", Msg::Checks(vec![check]))),
+    )
+    .await
+    .unwrap();
+    let Msg::Deferred(deferred) = next_message(&mut inbox, |m| {
+        assert!(
+            !matches!(m, Msg::Verdicts(_)),
+            "a decided before its replay: {m:?}"
+        );
+        matches!(m, Msg::Deferred(_))
+    })
+    .await
+    else {
+        unreachable!()
+    };
+    assert_eq!(deferred, vec![77]);
+    assert_eq!(
+        a.state.totals(&by_a),
+        vec![0, 0],
+        "nothing counted for the check"
+    );
+
+    // The asker's side: b defers, so a decides from its own counts.
+    let asked = tokio::spawn({
+        let state = a.state.clone();
+        async move { state.check(&by_b, STRICT, 1).await }
+    });
+    let Msg::Checks(checks) = next_message(&mut inbox, |m| matches!(m, Msg::Checks(_))).await
+    else {
+        unreachable!()
+    };
+    b.send(
+        a.transport.address,
+        Bytes::from(wire::encode("b", Msg::Deferred(vec![checks[0].id]))),
+    )
+    .await
+    .unwrap();
+    let decision = asked.await.unwrap();
+    assert!(decision.allowed);
+    assert_eq!(decision.mode, Mode::Eventual);
+    assert_eq!(decision.decided_by, "a");
+    let why = decision.degraded.unwrap();
+    assert!(why.contains("is still replaying"), "{why}");
+    assert_eq!(a.state.status().strict_degraded, 1);
+}
