@@ -4,7 +4,7 @@
 //! Locks: 64 key shards (the request path takes one) and one `sync` lock for everything else.
 //! `sync` may be held while a shard is taken, never the other way round.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -25,6 +25,14 @@ pub(crate) const MAX_BUCKET_VALUE: u64 = 1 << 48;
 
 /// Longest node id a batch may carry.
 const MAX_NODE_ID_BYTES: usize = 256;
+
+/// Process runs tracked per member: a restart every 15 s within the retention (the longest
+/// window plus 5 minutes) stays under it.
+const MAX_ORIGINS_PER_NODE: usize = 256;
+
+/// Process runs tracked of nodes that are not (or no longer) members, all together: a whole
+/// fleet replaced within the retention stays under it.
+const MAX_ORIGINS_UNKNOWN: usize = 4096;
 
 /// Delivered events kept for inspection (the API lists them).
 const DELIVERED_KEPT: usize = 1000;
@@ -47,6 +55,8 @@ struct Seen {
     contiguous: u64,
     /// Applied batches beyond a gap.
     above: BTreeSet<u64>,
+    /// This node's clock when the origin's last batch arrived.
+    last_ms: u64,
 }
 
 impl Seen {
@@ -82,6 +92,9 @@ struct SyncState {
     node: String,
     seq: u64,
     seen: HashMap<Origin, Seen>,
+    /// Origins retired (silent past every window), with when: their late batches and the
+    /// peers' digests naming them are ignored until they are forgotten in turn.
+    retired: HashMap<Origin, u64>,
     /// Each batch with when this node got it.
     log: BTreeMap<(Origin, u64), (Arc<Batch>, Instant)>,
     order: VecDeque<(Origin, u64)>,
@@ -150,6 +163,10 @@ pub(crate) struct Replica {
     clock: LamportClock,
     shards: Box<[Mutex<Shard>]>,
     sync: Mutex<SyncState>,
+    /// Signalled when something new waits to be flushed.
+    dirty: tokio::sync::Notify,
+    /// Current members' ids (this node's included).
+    members: Mutex<HashSet<String>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -174,6 +191,7 @@ impl Replica {
                 node: String::new(),
                 seq: 0,
                 seen: HashMap::new(),
+                retired: HashMap::new(),
                 log: BTreeMap::new(),
                 order: VecDeque::new(),
                 capacity: replay_capacity.max(1),
@@ -185,7 +203,14 @@ impl Replica {
                 delivered: VecDeque::new(),
             }),
             windows,
+            dirty: tokio::sync::Notify::new(),
+            members: Mutex::default(),
         }
+    }
+
+    /// Resolves once something waits to be flushed (at once if something came meanwhile).
+    pub(crate) async fn dirtied(&self) {
+        self.dirty.notified().await;
     }
 
     pub(crate) fn origin(&self) -> Origin {
@@ -247,6 +272,7 @@ impl Replica {
             .increment(self.origin, now_ms, by);
         if !shard.pending.contains_key(key) {
             shard.pending.insert(key.clone(), Vec::new());
+            self.dirty.notify_one();
         }
         let pending = shard.pending.get_mut(key).expect("inserted above");
         for d in deltas {
@@ -330,6 +356,107 @@ impl Replica {
         dropped
     }
 
+    /// Forgets the origins of departed process runs: silent for longer than `after` (past
+    /// every window, so their counts have expired everywhere) and either of a node that is no
+    /// longer a member or of a node heard from since under a newer origin (it restarted). A
+    /// fleet that restarts keeps digests the size of its live runs, not of its history; a run
+    /// that is merely idle keeps its place. Returns how many were retired.
+    pub(crate) fn retire_origins(
+        &self,
+        now_ms: u64,
+        after: Duration,
+        members: &HashSet<String>,
+    ) -> usize {
+        let after = after.as_millis() as u64;
+        let mut sync = lock(&self.sync);
+        let SyncState {
+            seen,
+            retired,
+            nodes,
+            log,
+            order,
+            ..
+        } = &mut *sync;
+        // Retired ones are forgotten after as long again: by then no peer names them.
+        retired.retain(|_, at| now_ms.saturating_sub(*at) < after);
+        let mut newest: HashMap<&str, u64> = HashMap::new();
+        for (origin, node) in nodes.iter() {
+            let last = seen.get(origin).map_or(0, |s| s.last_ms);
+            let entry = newest.entry(node.as_str()).or_default();
+            *entry = (*entry).max(last);
+        }
+        let departed: Vec<Origin> = seen
+            .iter()
+            .filter(|(origin, s)| {
+                let node = nodes.get(origin).map(String::as_str);
+                let replaced =
+                    node.is_some_and(|n| newest.get(n).is_some_and(|&last| last > s.last_ms));
+                let gone = node.is_none_or(|n| !members.contains(n));
+                now_ms.saturating_sub(s.last_ms) > after && (gone || replaced)
+            })
+            .map(|(o, _)| *o)
+            .collect();
+        for origin in &departed {
+            seen.remove(origin);
+            nodes.remove(origin);
+            retired.insert(*origin, now_ms);
+        }
+        if !departed.is_empty() {
+            log.retain(|(o, _), _| !retired.contains_key(o));
+            order.retain(|(o, _)| !retired.contains_key(o));
+        }
+        departed.len()
+    }
+
+    /// Why a new origin claimed by `node` is one too many, if it is: a member may have at most
+    /// [`MAX_ORIGINS_PER_NODE`] runs tracked, and nodes that are not members together
+    /// [`MAX_ORIGINS_UNKNOWN`], so a peer inventing origins cannot grow digests without bound.
+    fn origin_over_limit(&self, sync: &SyncState, node: &str) -> Option<String> {
+        let members = lock(&self.members);
+        // An origin whose node is not known counts as a non-member's.
+        let tracked = |wanted: &dyn Fn(&str) -> bool| {
+            sync.seen
+                .keys()
+                .filter(|o| wanted(sync.nodes.get(o).map_or("", String::as_str)))
+                .count()
+        };
+        if members.contains(node) {
+            let runs = tracked(&|n| n == node);
+            (runs >= MAX_ORIGINS_PER_NODE).then(|| {
+                format!(
+                    "node {node:?} already has {runs} process runs tracked (at most \
+                     {MAX_ORIGINS_PER_NODE}); batch of a new one dropped"
+                )
+            })
+        } else {
+            let runs = tracked(&|n| !members.contains(n));
+            (runs >= MAX_ORIGINS_UNKNOWN).then(|| {
+                format!(
+                    "{runs} process runs of nodes that are not members are tracked (at most \
+                     {MAX_ORIGINS_UNKNOWN}); batch of a new one from {node:?} dropped"
+                )
+            })
+        }
+    }
+
+    /// The current members' ids, for the per-node origin limits.
+    pub(crate) fn set_members(&self, members: HashSet<String>) {
+        *lock(&self.members) = members;
+    }
+
+    /// Some of the origin's batches arrived past one still missing.
+    pub(crate) fn has_gap(&self, origin: Origin) -> bool {
+        lock(&self.sync)
+            .seen
+            .get(&origin)
+            .is_some_and(|s| !s.above.is_empty())
+    }
+
+    /// Origins this node tracks (digest entries).
+    pub(crate) fn origins(&self) -> usize {
+        lock(&self.sync).seen.len()
+    }
+
     pub(crate) fn cache_get(&self, key: &str, now_ms: u64) -> Option<Vec<u8>> {
         lock(&self.sync).cache.get(key, now_ms).map(<[u8]>::to_vec)
     }
@@ -353,6 +480,7 @@ impl Replica {
         match sync.cache.merge(update.clone(), now_ms) {
             CacheMerge::Applied => {
                 sync.outbox_cache.push(update);
+                self.dirty.notify_one();
                 Ok(stamp)
             }
             CacheMerge::TooLarge => Err("cache key or value over the configured limit".into()),
@@ -376,6 +504,7 @@ impl Replica {
                 }
                 sync.delivered.push_back(event.clone());
                 sync.outbox_events.push(event.clone());
+                self.dirty.notify_one();
                 Ok(event)
             }
             Accepted::Rejected(why) => Err(why),
@@ -459,15 +588,25 @@ impl Replica {
             return out;
         }
         let mut sync = lock(&self.sync);
-        let seen = sync.seen.entry(batch.origin).or_default();
-        if batch.seq == 0 || seen.has(batch.seq) {
+        if sync.retired.contains_key(&batch.origin) {
+            out.duplicate = true;
+            return out;
+        }
+        let known = sync.seen.get(&batch.origin);
+        if batch.seq == 0 || known.is_some_and(|s| s.has(batch.seq)) {
             out.duplicate = batch.seq != 0;
             if batch.seq == 0 {
                 out.rejected.push("batch sequence number 0".into());
             }
             return out;
         }
-        out.gap = batch.seq > seen.contiguous + 1;
+        out.gap = batch.seq > known.map_or(0, |s| s.contiguous) + 1;
+        if known.is_none()
+            && let Some(why) = self.origin_over_limit(&sync, &batch.node)
+        {
+            out.rejected.push(why);
+            return out;
+        }
         if !self.clock.observe(batch.stamp) {
             out.rejected.push(format!(
                 "batch stamp {} is implausibly far ahead of this node's clock {}; batch dropped",
@@ -487,7 +626,9 @@ impl Replica {
                 return out;
             }
         }
-        sync.seen.entry(batch.origin).or_default().add(batch.seq);
+        let seen = sync.seen.entry(batch.origin).or_default();
+        seen.add(batch.seq);
+        seen.last_ms = now_ms;
         if !batch.node.is_empty() {
             sync.nodes.insert(batch.origin, batch.node.clone());
         }
@@ -641,8 +782,10 @@ impl Replica {
             // The full state covers every batch the peer had applied.
             let mut sync = lock(&self.sync);
             for (origin, seq) in reply.have {
-                if origin != self.origin {
-                    sync.seen.entry(origin).or_default().raise_to(seq);
+                if origin != self.origin && !sync.retired.contains_key(&origin) {
+                    let seen = sync.seen.entry(origin).or_default();
+                    seen.raise_to(seq);
+                    seen.last_ms = seen.last_ms.max(now_ms);
                 }
             }
         }
@@ -682,9 +825,10 @@ impl Replica {
         let they_lack = mine
             .iter()
             .any(|(o, s)| theirs.get(o).copied().unwrap_or(0) < *s);
-        let we_lack = theirs
-            .iter()
-            .any(|(o, s)| *o != self.origin && mine.get(o).copied().unwrap_or(0) < *s);
+        let retired: HashSet<Origin> = lock(&self.sync).retired.keys().copied().collect();
+        let we_lack = theirs.iter().any(|(o, s)| {
+            *o != self.origin && !retired.contains(o) && mine.get(o).copied().unwrap_or(0) < *s
+        });
         let mut diff = DigestDiff {
             they_lack,
             we_lack,

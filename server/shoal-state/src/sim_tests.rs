@@ -16,7 +16,7 @@ use crate::sim::{Link, SimNet, SimTransport};
 use crate::transport::Transport as _;
 use crate::wire::{self, Batch, Check, CounterUpdate, Msg, Verdict};
 use crate::{
-    BucketDelta, CounterKey, Limit, Mode, Origin, SharedState, Stamp, StateOptions, node::now_ms,
+    BucketDelta, CounterKey, Limit, Mode, Origin, SharedState, Stamp, StateOptions, node::wall_ms,
 };
 
 /// One node's shared state attached to its simulated transport.
@@ -276,7 +276,7 @@ async fn non_members_and_garbage_are_refused() {
                 key: key(),
                 deltas: vec![BucketDelta {
                     window: 0,
-                    bucket: now_ms() / 1000,
+                    bucket: wall_ms() / 1000,
                     origin: Origin(99),
                     value: 7,
                 }],
@@ -444,4 +444,127 @@ async fn an_owner_still_replaying_defers_strict_checks_to_the_asker() {
     let why = decision.degraded.unwrap();
     assert!(why.contains("is still replaying"), "{why}");
     assert_eq!(a.state.status().strict_degraded, 1);
+}
+
+/// A node restarting every minute for three simulated hours (a new origin each run): the
+/// others' digests hold the runs of the last hour or so, not every run ever seen, while a run
+/// that is merely idle all that time keeps its place and its next increment still counts.
+#[tokio::test(start_paused = true)]
+async fn origin_churn_for_hours_keeps_digests_bounded() {
+    let net = SimNet::new(31, Link::LAN);
+    let mut nodes = cluster(&net, 3);
+    increment(&nodes[1], 1).await;
+    let address = nodes[2].transport.address;
+    let mut origins_at = Vec::new();
+    for minute in 1..=180 {
+        nodes[2].stop.cancel();
+        net.crash(address);
+        nodes[2] = run(net.restart(address));
+        increment(&nodes[2], 1).await;
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        if minute % 60 == 0 {
+            origins_at.push(nodes[0].state.origins());
+        }
+    }
+    println!("origins tracked after 1, 2, 3 hours of restarts: {origins_at:?}");
+    // An hour's window, five minutes' grace and a sweep's delay: about 66 runs, never 180.
+    assert!(
+        origins_at.iter().all(|&o| o <= 70),
+        "digests grow with history: {origins_at:?} (seed {})",
+        net.seed
+    );
+    assert!(
+        origins_at[2] <= origins_at[1] + 2,
+        "no plateau: {origins_at:?}"
+    );
+    let before = nodes[0].state.totals(&key())[0];
+    increment(&nodes[1], 1).await;
+    settle(
+        &net,
+        "the idle run's new increment counted",
+        Duration::from_secs(2),
+        || (nodes[0].state.totals(&key())[0] == before + 1).then_some(()),
+    )
+    .await;
+}
+
+fn empty_batch(origin: u64, node: &str, seq: u64) -> Batch {
+    Batch {
+        origin: Origin(origin),
+        node: node.into(),
+        seq,
+        stamp: Stamp {
+            time: 1,
+            origin: Origin(origin),
+        },
+        counters: Vec::new(),
+        cache: Vec::new(),
+        events: Vec::new(),
+    }
+}
+
+/// A member that floods: batches of a new process run each, batches claiming other nodes,
+/// a sync reply inventing thousands of nodes' runs, and garbage. The victim tracks a bounded
+/// number of runs, counts every refusal, and the honest nodes' counts stay exact.
+#[tokio::test(start_paused = true)]
+async fn a_hostile_member_cannot_grow_state_without_bound() {
+    let net = SimNet::new(41, Link::IDEAL);
+    let nodes = cluster(&net, 2);
+    let mallory = net.join("mallory");
+    settle(&net, "mallory a member", Duration::from_secs(2), || {
+        (nodes[0].state.status().peers == 2).then_some(())
+    })
+    .await;
+    let victim = nodes[0].transport.address;
+    let send = async |msg: Msg| {
+        mallory
+            .send_reliable(victim, Bytes::from(wire::encode("mallory", msg)))
+            .await
+            .unwrap();
+    };
+    // New runs of its own, far more than any restart rate explains.
+    for i in 0..600u64 {
+        send(Msg::Batch(empty_batch(1_000_000 + i, "mallory", 1))).await;
+    }
+    // Batches sent as if they were another member's.
+    send(Msg::Batch(empty_batch(7, "n1", 1))).await;
+    // Thousands of runs of nodes that do not exist, inside one sync reply.
+    let invented = (0..5_000u64)
+        .map(|i| empty_batch(2_000_000 + i, &format!("ghost{i}"), 1))
+        .collect();
+    send(Msg::SyncReply(crate::wire::SyncReply {
+        batches: invented,
+        full: None,
+        have: Vec::new(),
+    }))
+    .await;
+    for _ in 0..1_000 {
+        mallory
+            .send(victim, Bytes::from_static(b"\x02\xff\xffgarbage"))
+            .await
+            .unwrap();
+    }
+    let status = settle(
+        &net,
+        "every message handled",
+        Duration::from_secs(5),
+        || {
+            let s = nodes[0].state.status();
+            (s.rejected >= (600 - 256) + 1 + (5_000 - 4_096) + 1_000).then_some(s)
+        },
+    )
+    .await;
+    let origins = nodes[0].state.origins();
+    assert!(
+        origins <= 1 + 256 + 4_096,
+        "{origins} runs tracked after the flood (seed {})",
+        net.seed
+    );
+    println!(
+        "after the flood: {origins} runs tracked, {} refusals",
+        status.rejected
+    );
+    increment(&nodes[1], 5).await;
+    let honest: Vec<&Running> = nodes.iter().collect();
+    exact_everywhere(&net, &honest, 5, Duration::from_secs(2)).await;
 }

@@ -1,0 +1,189 @@
+//! `scripts/bench scale` (simulated part): what shared state costs each node as the cluster
+//! grows, on the deterministic simulator (`shoal_state::sim`), so sizes two cores could never
+//! run as processes are measured side by side in one run.
+//!
+//! Per size: N members on LAN-like links (0.2 ms, 0.1 ms jitter, 1% loss) or WAN-like ones
+//! (20 ms, 10 ms jitter, 1% loss); a fixed cluster-wide load of `--rate` increments/s (default
+//! 10,000) over 1,000 keys, spread round robin over every node, for `--seconds` of simulated
+//! time after a warm-up. Figures:
+//! - bytes each node sends per simulated second (shared-state messages only: membership
+//!   gossip is the cluster crate's and is not simulated);
+//! - propagation: probes on their own key, one node increments, time until every node counts
+//!   it (p99 over the probes);
+//! - lost / double-counted increments: every node's total of every key after the load stops,
+//!   against what was counted.
+//!
+//! Sizes default to 10 and 100 (`--sizes 10,100,1000` for more: the direct-send scheme's cost
+//! grows with the cluster, and so does the simulation's).
+
+use std::time::Duration;
+
+use shoal_state::sim::{Link, SimNet};
+use shoal_state::{CounterKey, Limit, Mode, SharedState, StateOptions};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+const COUNT: Limit = Limit {
+    window: 1,
+    max: u64::MAX,
+    mode: Mode::Eventual,
+};
+
+fn arg(name: &str, default: &str) -> String {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+        .unwrap_or_else(|| default.to_string())
+}
+
+struct Figures {
+    bytes_per_node_per_s: f64,
+    propagation_p99_ms: f64,
+    lost: u64,
+    double_counted: u64,
+}
+
+async fn measure(n: usize, link: Link, rate: u64, seconds: u64, seed: u64) -> Figures {
+    let net = SimNet::new(seed, link);
+    let stop = CancellationToken::new();
+    let mut tasks = JoinSet::new();
+    let transports: Vec<_> = (0..n).map(|i| net.join(&format!("n{i}"))).collect();
+    let nodes: Vec<SharedState> = transports
+        .iter()
+        .map(|t| {
+            let state = SharedState::new(StateOptions::default());
+            state.attach(t.clone(), stop.clone(), &mut tasks);
+            state
+        })
+        .collect();
+    let keys: Vec<CounterKey> = (0..1000)
+        .map(|i| CounterKey::new(format!("u{i}"), "bucket", "read").unwrap())
+        .collect();
+    // Warm-up: start-up replays done.
+    while !nodes.iter().all(|s| s.replay().done) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let sent_before: u64 = transports.iter().map(|t| net.bytes_sent(t.address)).sum();
+    let started = Instant::now();
+    let per_ms = (rate / 1000).max(1);
+    let mut counted = vec![0u64; keys.len()];
+    let mut next = 0usize;
+    let mut propagation = Vec::new();
+    let probe_every = Duration::from_millis(50);
+    let mut next_probe = started + probe_every;
+    let mut probes = 0u64;
+    let probe = CounterKey::new("probe", "bucket", "read").unwrap();
+    let mut tick = tokio::time::interval(Duration::from_millis(1));
+    while started.elapsed() < Duration::from_secs(seconds) {
+        tick.tick().await;
+        for _ in 0..per_ms {
+            let k = next % keys.len();
+            nodes[next % n].check(&keys[k], COUNT, 1).await;
+            counted[k] += 1;
+            next += 1;
+        }
+        if Instant::now() >= next_probe {
+            next_probe += probe_every;
+            probes += 1;
+            let at = Instant::now();
+            nodes[probes as usize % n].check(&probe, COUNT, 1).await;
+            // Load keeps flowing while the probe travels: checked each millisecond.
+            let mut waiting = true;
+            while waiting {
+                tick.tick().await;
+                for _ in 0..per_ms {
+                    let k = next % keys.len();
+                    nodes[next % n].check(&keys[k], COUNT, 1).await;
+                    counted[k] += 1;
+                    next += 1;
+                }
+                waiting = !nodes.iter().all(|s| s.totals(&probe)[1] >= probes);
+                assert!(
+                    at.elapsed() < Duration::from_secs(30),
+                    "probe {probes} never arrived"
+                );
+            }
+            propagation.push(at.elapsed().as_secs_f64() * 1000.0);
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let sent: u64 = transports
+        .iter()
+        .map(|t| net.bytes_sent(t.address))
+        .sum::<u64>()
+        - sent_before;
+    // Settle, then compare every node's totals with what was counted.
+    let settle_until = Instant::now() + Duration::from_secs(10);
+    let (lost, double) = loop {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let (mut l, mut d) = (0, 0);
+        for s in &nodes {
+            for (k, key) in keys.iter().enumerate() {
+                let total = s.totals(key)[1];
+                l += counted[k].saturating_sub(total);
+                d += total.saturating_sub(counted[k]);
+            }
+        }
+        if (l == 0 && d == 0) || Instant::now() >= settle_until {
+            break (l, d);
+        }
+    };
+    stop.cancel();
+    propagation.sort_by(f64::total_cmp);
+    let p99 = propagation[((propagation.len() as f64 - 1.0) * 0.99).round() as usize];
+    Figures {
+        bytes_per_node_per_s: sent as f64 / n as f64 / elapsed,
+        propagation_p99_ms: p99,
+        lost,
+        double_counted: double,
+    }
+}
+
+fn main() {
+    let sizes: Vec<usize> = arg("--sizes", "10,100")
+        .split(',')
+        .map(|s| s.parse().expect("--sizes: numbers separated by commas"))
+        .collect();
+    let rate: u64 = arg("--rate", "10000").parse().expect("--rate: a number");
+    let seconds: u64 = arg("--seconds", "3").parse().expect("--seconds: a number");
+    let seed: u64 = arg("--seed", "1").parse().expect("--seed: a number");
+    let (mut lost, mut double) = (0, 0);
+    for (profile, link) in [("lan", Link::LAN), ("wan", Link::WAN)] {
+        for &n in &sizes {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .start_paused(true)
+                .build()
+                .unwrap();
+            let real = std::time::Instant::now();
+            let f = runtime.block_on(measure(n, link, rate, seconds, seed));
+            println!(
+                "{profile} {n} nodes: {:.0} bytes/node/s, propagation p99 {:.1} ms, lost {}, double {} ({:.1} s to simulate, seed {seed})",
+                f.bytes_per_node_per_s,
+                f.propagation_p99_ms,
+                f.lost,
+                f.double_counted,
+                real.elapsed().as_secs_f64()
+            );
+            let suffix = if profile == "lan" {
+                String::new()
+            } else {
+                "_wan".into()
+            };
+            println!(
+                "RESULT sim_bytes_per_node_per_s_{n}_nodes{suffix} {:.0} bytes/s",
+                f.bytes_per_node_per_s
+            );
+            println!(
+                "RESULT sim_propagation_p99_{n}_nodes_ms{suffix} {:.1} ms",
+                f.propagation_p99_ms
+            );
+            lost += f.lost;
+            double += f.double_counted;
+        }
+    }
+    println!("RESULT sim_lost_increments {lost} increments");
+    println!("RESULT sim_double_counted {double} increments");
+}
