@@ -38,6 +38,28 @@ fn arg(name: &str, default: &str) -> String {
         .unwrap_or_else(|| default.to_string())
 }
 
+/// The steady load: round robin over nodes and keys, remembering what was counted.
+struct Load {
+    per_ms: u64,
+    keys: Vec<CounterKey>,
+    counted: Vec<u64>,
+    next: usize,
+}
+
+impl Load {
+    /// One millisecond's share of the cluster-wide rate.
+    async fn one_ms(&mut self, nodes: &[SharedState]) {
+        for _ in 0..self.per_ms {
+            let k = self.next % self.keys.len();
+            nodes[self.next % nodes.len()]
+                .check(&self.keys[k], COUNT, 1)
+                .await;
+            self.counted[k] += 1;
+            self.next += 1;
+        }
+    }
+}
+
 struct Figures {
     bytes_per_node_per_s: f64,
     propagation_p99_ms: f64,
@@ -67,9 +89,12 @@ async fn measure(n: usize, link: Link, rate: u64, seconds: u64, seed: u64) -> Fi
     }
     let sent_before: u64 = transports.iter().map(|t| net.bytes_sent(t.address)).sum();
     let started = Instant::now();
-    let per_ms = (rate / 1000).max(1);
-    let mut counted = vec![0u64; keys.len()];
-    let mut next = 0usize;
+    let mut load = Load {
+        per_ms: (rate / 1000).max(1),
+        counted: vec![0; keys.len()],
+        next: 0,
+        keys,
+    };
     let mut propagation = Vec::new();
     let probe_every = Duration::from_millis(50);
     let mut next_probe = started + probe_every;
@@ -78,12 +103,7 @@ async fn measure(n: usize, link: Link, rate: u64, seconds: u64, seed: u64) -> Fi
     let mut tick = tokio::time::interval(Duration::from_millis(1));
     while started.elapsed() < Duration::from_secs(seconds) {
         tick.tick().await;
-        for _ in 0..per_ms {
-            let k = next % keys.len();
-            nodes[next % n].check(&keys[k], COUNT, 1).await;
-            counted[k] += 1;
-            next += 1;
-        }
+        load.one_ms(&nodes).await;
         if Instant::now() >= next_probe {
             next_probe += probe_every;
             probes += 1;
@@ -93,12 +113,7 @@ async fn measure(n: usize, link: Link, rate: u64, seconds: u64, seed: u64) -> Fi
             let mut waiting = true;
             while waiting {
                 tick.tick().await;
-                for _ in 0..per_ms {
-                    let k = next % keys.len();
-                    nodes[next % n].check(&keys[k], COUNT, 1).await;
-                    counted[k] += 1;
-                    next += 1;
-                }
+                load.one_ms(&nodes).await;
                 waiting = !nodes.iter().all(|s| s.totals(&probe)[1] >= probes);
                 assert!(
                     at.elapsed() < Duration::from_secs(30),
@@ -120,10 +135,10 @@ async fn measure(n: usize, link: Link, rate: u64, seconds: u64, seed: u64) -> Fi
         tokio::time::sleep(Duration::from_millis(50)).await;
         let (mut l, mut d) = (0, 0);
         for s in &nodes {
-            for (k, key) in keys.iter().enumerate() {
+            for (key, &counted) in load.keys.iter().zip(&load.counted) {
                 let total = s.totals(key)[1];
-                l += counted[k].saturating_sub(total);
-                d += total.saturating_sub(counted[k]);
+                l += counted.saturating_sub(total);
+                d += total.saturating_sub(counted);
             }
         }
         if (l == 0 && d == 0) || Instant::now() >= settle_until {
