@@ -456,9 +456,9 @@ pub(crate) fn counters(s: &ApiState, history: &CounterHistory, filter: &str) -> 
         .into_iter()
         .filter(|(k, _)| {
             needle.is_empty()
-                || k.subject.to_lowercase().contains(&needle)
-                || k.resource.to_lowercase().contains(&needle)
-                || k.action.to_lowercase().contains(&needle)
+                || k.subject().to_lowercase().contains(&needle)
+                || k.resource().to_lowercase().contains(&needle)
+                || k.action().to_lowercase().contains(&needle)
         })
         .collect();
     let mut window_totals = vec![0u64; windows.len()];
@@ -499,9 +499,9 @@ pub(crate) fn counters(s: &ApiState, history: &CounterHistory, filter: &str) -> 
             contributions.sort_by(|a, b| a.node.cmp(&b.node));
             CounterView {
                 owner: s.state.owner(&key).map(|o| node_name(&o)),
-                subject: key.subject,
-                resource: key.resource,
-                action: key.action,
+                subject: key.subject().to_string(),
+                resource: key.resource().to_string(),
+                action: key.action().to_string(),
                 totals,
                 contributions,
             }

@@ -18,6 +18,7 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 
 /// A cluster node as counters know it: a stable 64-bit value derived from its node id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -115,7 +116,8 @@ pub enum Merged {
 struct Bucket {
     id: u64,
     /// Sorted by origin; a handful of entries (one per node that counted here).
-    counts: Vec<(Origin, u64)>,
+    /// Inline while one origin counted here (the common case): no allocation per bucket.
+    counts: SmallVec<[(Origin, u64); 1]>,
 }
 
 impl Bucket {
@@ -126,6 +128,9 @@ impl Bucket {
     }
 }
 
+/// One window's buckets, sparse: only buckets that hold a count, oldest first, at most
+/// `spec.buckets` of them. Most keys are touched in a few buckets, so a key costs what it
+/// counted, not a full ring (a million keys counted once each held 4.8 GB with full rings).
 #[derive(Debug, Clone)]
 struct Ring {
     spec: WindowSpec,
@@ -136,20 +141,42 @@ impl Ring {
     fn new(spec: WindowSpec) -> Self {
         Self {
             spec,
-            slots: vec![Bucket::default(); spec.buckets.max(1) as usize],
+            slots: Vec::new(),
         }
     }
 
-    /// The slot for `bucket`, reset if it still holds an older bucket; `None` if the slot holds
-    /// a newer bucket (so `bucket` has already expired here).
+    /// The bucket `bucket`, created if new; `None` if a bucket a whole window newer is held
+    /// (so `bucket` has already expired here). Buckets a newer one pushes out of the window
+    /// are dropped.
     fn slot(&mut self, bucket: u64) -> Option<&mut Bucket> {
-        let index = (bucket % self.slots.len() as u64) as usize;
-        let slot = &mut self.slots[index];
-        if slot.id < bucket || (slot.id == 0 && slot.counts.is_empty()) {
-            slot.id = bucket;
-            slot.counts.clear();
+        let span = u64::from(self.spec.buckets.max(1));
+        let newest = self.slots.last().map_or(0, |b| b.id);
+        if newest >= bucket.saturating_add(span) {
+            return None;
         }
-        (slot.id == bucket).then_some(slot)
+        let index = match self.slots.binary_search_by_key(&bucket, |b| b.id) {
+            Ok(i) => i,
+            Err(i) => {
+                // Grown one at a time: a Vec's first growth would reserve four buckets, and
+                // most keys only ever need one or two.
+                self.slots.reserve_exact(1);
+                self.slots.insert(
+                    i,
+                    Bucket {
+                        id: bucket,
+                        counts: SmallVec::new(),
+                    },
+                );
+                let expired = self
+                    .slots
+                    .iter()
+                    .take_while(|b| b.id.saturating_add(span) <= bucket)
+                    .count();
+                self.slots.drain(..expired);
+                i - expired
+            }
+        };
+        Some(&mut self.slots[index])
     }
 
     /// Raises `origin`'s count in `bucket` to at least `value`; true if it changed.

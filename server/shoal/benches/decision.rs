@@ -87,7 +87,10 @@ fn decision_round(state: &SharedState, policy: &Policy, round: usize, ops: usize
     let keys: Vec<CounterKey> = (0..100)
         .map(|u| CounterKey::new(format!("user-{round}-{u}"), "sensitive-bucket", "read").unwrap())
         .collect();
-    let subjects: Vec<Subject> = keys.iter().map(|k| Subject::new(&k.subject, &[])).collect();
+    let subjects: Vec<Subject> = keys
+        .iter()
+        .map(|k| Subject::new(k.subject(), &[]))
+        .collect();
     let (windows, target) = (
         Windows::new(state.window_names()),
         Target::new("reports", "s3"),
