@@ -3,6 +3,9 @@
 //! running node): `--keys` (default 1,000,000) distinct keys counted once each, as a burst of
 //! distinct users would; resident memory before and after, per key.
 
+#[path = "support/args.rs"]
+mod args;
+
 use shoal_state::sim::{Link, SimNet};
 use shoal_state::{CounterKey, Limit, Mode, SharedState, StateOptions};
 use tokio_util::sync::CancellationToken;
@@ -16,18 +19,11 @@ fn rss_kib() -> u64 {
         .expect("VmRSS in /proc/self/status")
 }
 
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
-    let keys = arg("--keys", 1_000_000);
+    let keys: usize = args::arg("--keys", "1000000")
+        .parse()
+        .expect("--keys: a number");
     let state = SharedState::new(StateOptions::default());
     let net = SimNet::new(1, Link::IDEAL);
     let stop = CancellationToken::new();

@@ -16,6 +16,9 @@
 //! Sizes default to 10 and 100 (`--sizes 10,100,1000` for more: the direct-send scheme's cost
 //! grows with the cluster, and so does the simulation's).
 
+#[path = "support/args.rs"]
+mod args;
+
 use std::time::Duration;
 
 use shoal_state::sim::{Link, SimNet};
@@ -24,19 +27,13 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use args::arg;
+
 const COUNT: Limit = Limit {
     window: 1,
     max: u64::MAX,
     mode: Mode::Eventual,
 };
-
-fn arg(name: &str, default: &str) -> String {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
-        .unwrap_or_else(|| default.to_string())
-}
 
 /// The steady load: round robin over nodes and keys, remembering what was counted.
 struct Load {
