@@ -837,6 +837,7 @@ fn validate_state(st: &crate::StateConfig, check: &mut dyn FnMut(bool, &str, Str
     }
     for (key, value, min, max) in [
         ("state.replay_capacity", st.replay_capacity, 100, 10_000_000),
+        ("state.max_keys", st.max_keys, 1_000, 100_000_000),
         (
             "state.cache_max_entries",
             st.cache_max_entries,
@@ -1803,6 +1804,16 @@ mod tests {
             started.elapsed() < Duration::from_secs(20),
             "{:?}",
             started.elapsed()
+        );
+    }
+
+    #[test]
+    fn state_max_keys_is_bounded_and_named() {
+        assert_eq!(load("", &base_env()).unwrap().state.max_keys, 1_000_000);
+        let err = load("[state]\nmax_keys = 10\n", &base_env()).unwrap_err();
+        assert!(
+            err.to_string().contains("state.max_keys") && err.to_string().contains("10"),
+            "{err}"
         );
     }
 

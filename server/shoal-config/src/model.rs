@@ -679,6 +679,10 @@ pub struct StateConfig {
     pub cache_max_value_bytes: usize,
     #[serde(default = "default_event_max_payload_bytes")]
     pub event_max_payload_bytes: usize,
+    /// Rate-counter keys a node holds; past it idle keys go, then the least recently counted
+    /// (about 400 bytes each: the default bounds them near 400 MB).
+    #[serde(default = "default_max_keys")]
+    pub max_keys: usize,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -702,8 +706,13 @@ impl Default for StateConfig {
             cache_max_entries: default_cache_max_entries(),
             cache_max_value_bytes: default_cache_max_value_bytes(),
             event_max_payload_bytes: default_event_max_payload_bytes(),
+            max_keys: default_max_keys(),
         }
     }
+}
+
+fn default_max_keys() -> usize {
+    1_000_000
 }
 
 fn default_windows() -> Vec<WindowConfig> {

@@ -269,6 +269,16 @@ impl Counter {
         })
     }
 
+    /// When this counter last counted anything (the start of its newest bucket): what
+    /// eviction under the key limit goes by.
+    pub fn last_counted_ms(&self) -> u64 {
+        self.rings
+            .iter()
+            .filter_map(|ring| ring.slots.last().map(|b| b.id * ring.spec.bucket_ms()))
+            .max()
+            .unwrap_or(0)
+    }
+
     /// Whether nothing is left to count at `now_ms` (every bucket has expired): the counter
     /// can be dropped.
     pub fn is_idle(&self, now_ms: u64) -> bool {

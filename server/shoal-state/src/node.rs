@@ -101,6 +101,8 @@ pub struct StateOptions {
     pub strict_timeout: Duration,
     pub cache: CacheLimits,
     pub events: EventLimits,
+    /// Counter keys held before idle and then least recently counted ones are evicted.
+    pub max_keys: usize,
 }
 
 impl StateOptions {
@@ -129,6 +131,7 @@ impl StateOptions {
                 replay_capacity: c.replay_capacity,
                 ..EventLimits::default()
             },
+            max_keys: c.max_keys,
         }
     }
 }
@@ -144,6 +147,7 @@ impl Default for StateOptions {
             strict_timeout: Duration::from_millis(250),
             cache: CacheLimits::default(),
             events: EventLimits::default(),
+            max_keys: 1_000_000,
         }
     }
 }
@@ -207,6 +211,8 @@ pub struct StateStatus {
     pub strict_forwarded: u64,
     pub strict_degraded: u64,
     pub rejected: u64,
+    /// Counter keys evicted to stay under `state.max_keys`.
+    pub evicted_keys: u64,
     pub send_errors: u64,
     pub messages_dropped: u64,
 }
@@ -333,15 +339,17 @@ impl SharedState {
         let origin = Origin(rand::random::<u64>() | 1);
         let (forward, forward_rx) = mpsc::unbounded_channel();
         let (events, _) = broadcast::channel(1024);
+        let replica = Replica::new(
+            origin,
+            options.windows.clone(),
+            options.replay_capacity,
+            options.cache,
+            options.events,
+        );
+        replica.set_max_keys(options.max_keys);
         Self {
             inner: Arc::new(Shared {
-                replica: Replica::new(
-                    origin,
-                    options.windows.clone(),
-                    options.replay_capacity,
-                    options.cache,
-                    options.events,
-                ),
+                replica,
                 options,
                 clock: NodeClock::new(),
                 cluster: OnceLock::new(),
@@ -673,6 +681,7 @@ impl SharedState {
             strict_forwarded: get(&s.strict_forwarded),
             strict_degraded: get(&s.strict_degraded),
             rejected: get(&s.rejected),
+            evicted_keys: self.inner.replica.evicted(),
             send_errors: get(&s.send_errors),
             messages_dropped: self.inner.cluster.get().map_or(0, |c| c.messages_dropped()),
         }
@@ -1115,6 +1124,7 @@ async fn anti_entropy_loop(inner: Arc<Shared>, stop: CancellationToken) {
     let mut probe = tokio::time::interval(DEAD_PROBE_EVERY);
     probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_sweep = Instant::now();
+    let mut evicted_before = 0;
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
@@ -1138,6 +1148,17 @@ async fn anti_entropy_loop(inner: Arc<Shared>, stop: CancellationToken) {
                     inner
                         .replica
                         .retire_origins(now, retire_after(&inner.options), &members);
+                    let evicted = inner.replica.evicted();
+                    if evicted > evicted_before {
+                        tracing::warn!(
+                            evicted = evicted - evicted_before,
+                            max_keys = inner.options.max_keys,
+                            "shared state: counter keys evicted to stay under state.max_keys; \
+                             their counts on this node are gone (raise it, or give the node \
+                             more memory)"
+                        );
+                        evicted_before = evicted;
+                    }
                     last_sweep = Instant::now();
                 }
             }

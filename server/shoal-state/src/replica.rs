@@ -5,6 +5,7 @@
 //! `sync` may be held while a shard is taken, never the other way round.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -34,12 +35,17 @@ const MAX_ORIGINS_PER_NODE: usize = 256;
 /// fleet replaced within the retention stays under it.
 const MAX_ORIGINS_UNKNOWN: usize = 4096;
 
+/// Counters compared when one must be evicted under the key limit.
+const EVICTION_SAMPLE: usize = 16;
+
 /// Delivered events kept for inspection (the API lists them).
 const DELIVERED_KEPT: usize = 1000;
 
 #[derive(Debug, Default)]
 struct Shard {
     counters: HashMap<CounterKey, Counter>,
+    /// When this shard last dropped its idle counters to make room (this node's clock).
+    swept_ms: u64,
     /// This node's increments not yet flushed, coalesced: one entry per (key, window, bucket).
     pending: HashMap<CounterKey, Vec<BucketDelta>>,
 }
@@ -167,6 +173,10 @@ pub(crate) struct Replica {
     dirty: tokio::sync::Notify,
     /// Current members' ids (this node's included).
     members: Mutex<HashSet<String>>,
+    /// Counters held per shard before one is evicted to make room (`state.max_keys` / 64).
+    max_keys_per_shard: AtomicUsize,
+    /// Counters evicted to stay under the limit.
+    evicted: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -205,6 +215,8 @@ impl Replica {
             windows,
             dirty: tokio::sync::Notify::new(),
             members: Mutex::default(),
+            max_keys_per_shard: AtomicUsize::new(usize::MAX),
+            evicted: AtomicU64::new(0),
         }
     }
 
@@ -258,9 +270,52 @@ impl Replica {
         self.count_locked(&mut shard, key, by, now_ms);
     }
 
+    /// At most `max_keys` counters are held (spread over the shards); past it a new key
+    /// first drops the idle ones, then evicts the least recently counted of a sample.
+    pub(crate) fn set_max_keys(&self, max_keys: usize) {
+        self.max_keys_per_shard
+            .store((max_keys / SHARDS).max(1), Ordering::Relaxed);
+    }
+
+    /// Counters evicted so far to stay under the key limit.
+    pub(crate) fn evicted(&self) -> u64 {
+        self.evicted.load(Ordering::Relaxed)
+    }
+
+    /// Makes room for one new counter in `shard`. Idle counters go first (at most one full
+    /// pass a second per shard); if the shard is still full, the least recently counted of
+    /// [`EVICTION_SAMPLE`] counters not waiting to be flushed is evicted: its counts leave
+    /// this node (the others still hold theirs).
+    fn make_room(&self, shard: &mut Shard, now_ms: u64) {
+        let max = self.max_keys_per_shard.load(Ordering::Relaxed);
+        if shard.counters.len() < max {
+            return;
+        }
+        if now_ms.saturating_sub(shard.swept_ms) >= 1000 {
+            shard.swept_ms = now_ms;
+            let Shard {
+                counters, pending, ..
+            } = shard;
+            counters.retain(|k, c| pending.contains_key(k) || !c.is_idle(now_ms));
+        }
+        while shard.counters.len() >= max {
+            let victim = shard
+                .counters
+                .iter()
+                .filter(|(k, _)| !shard.pending.contains_key(*k))
+                .take(EVICTION_SAMPLE)
+                .min_by_key(|(_, c)| c.last_counted_ms())
+                .map(|(k, _)| k.clone());
+            let Some(victim) = victim else { return };
+            shard.counters.remove(&victim);
+            self.evicted.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     /// Keys are cloned only when first seen: this runs on every admitted request.
     fn count_locked(&self, shard: &mut Shard, key: &CounterKey, by: u64, now_ms: u64) {
         if !shard.counters.contains_key(key) {
+            self.make_room(shard, now_ms);
             shard
                 .counters
                 .insert(key.clone(), Counter::new(&self.windows));
@@ -349,7 +404,9 @@ impl Replica {
         for shard in self.shards.iter() {
             let mut shard = lock(shard);
             let before = shard.counters.len();
-            let Shard { counters, pending } = &mut *shard;
+            let Shard {
+                counters, pending, ..
+            } = &mut *shard;
             counters.retain(|k, c| pending.contains_key(k) || !c.is_idle(now_ms));
             dropped += before - shard.counters.len();
         }
@@ -679,6 +736,9 @@ impl Replica {
     fn merge_counters(&self, updates: &[CounterUpdate], now_ms: u64) {
         for update in updates {
             let mut shard = self.shard(&update.key);
+            if !shard.counters.contains_key(&update.key) {
+                self.make_room(&mut shard, now_ms);
+            }
             let counter = shard
                 .counters
                 .entry(update.key.clone())
@@ -1182,5 +1242,42 @@ mod tests {
         assert_eq!(b.cache_get("job", NOW).as_deref(), Some(&b"42"[..]));
         let big = vec![0u8; EventLimits::default().max_payload_bytes + 1];
         assert!(a.publish("t".into(), big).unwrap_err().contains("exceeds"));
+    }
+
+    #[test]
+    fn the_key_limit_evicts_idle_then_least_recently_counted_keys() {
+        let r = replica(1, 16);
+        r.set_max_keys(640); // 10 a shard
+        let key = |i: usize| CounterKey::new(format!("u{i}"), "b", "read").unwrap();
+        let now = 10_000_000;
+        // Keys counted an hour and more ago are idle: they go first, whole.
+        for i in 0..300 {
+            r.increment(&key(i), 1, now - 4_000_000);
+        }
+        r.take_batches(usize::MAX);
+        for i in 300..5_300 {
+            r.increment(&key(i), 1, now + i as u64);
+            r.take_batches(usize::MAX);
+        }
+        assert!(r.key_count() <= 640, "{} keys held", r.key_count());
+        assert!(r.evicted() >= 5_300 - 640 - 300, "{} evicted", r.evicted());
+        assert_eq!(
+            r.totals(&key(5_299), now + 5_299)[0],
+            1,
+            "the newest key kept"
+        );
+        // Peers' keys are held to the same limit.
+        let peer = replica(2, 16);
+        for i in 0..2_000 {
+            peer.increment(&key(100_000 + i), 1, now);
+        }
+        for b in peer.take_batches(usize::MAX) {
+            r.apply_batch(Arc::unwrap_or_clone(b), now);
+        }
+        assert!(
+            r.key_count() <= 640,
+            "{} keys held after a peer's",
+            r.key_count()
+        );
     }
 }
