@@ -64,7 +64,7 @@ pub enum StateError {
 pub mod fuzzing {
     use std::time::Duration;
 
-    use crate::wire::{self, Msg};
+    use crate::wire::{self, Batch, Msg};
     use crate::{CacheLimits, CounterKey, EventLimits, Origin, WindowSpec, replica::Replica};
 
     /// A fixed clock (2027-01-15), so a crashing input replays the same way on any day.
@@ -130,6 +130,16 @@ pub mod fuzzing {
                         replica.decide(&check.key, window, check.limit, check.cost, NOW);
                         replica.totals(&check.key, NOW);
                     }
+                }
+            }
+            Msg::Missing {
+                origin,
+                after,
+                before,
+            } => {
+                replica.gap(origin);
+                for batch in replica.own_batches(after, before, 256) {
+                    reencode(Msg::Batch(Batch::clone(&batch)));
                 }
             }
             msg @ (Msg::Verdicts(_) | Msg::Deferred(_)) => reencode(msg),

@@ -57,8 +57,11 @@ const SWEEP_EVERY: Duration = Duration::from_secs(10);
 /// How long a peer may take to answer the start-up sync before another is asked.
 const SYNC_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// Gap-driven sync requests to one peer are at most this frequent.
-const GAP_REQUEST_EVERY: Duration = Duration::from_millis(100);
+/// Requests for one peer's missing batches are at most this frequent (each is a few bytes).
+const GAP_REQUEST_EVERY: Duration = Duration::from_millis(20);
+
+/// Batches resent for one gap request at most (anti-entropy repairs larger holes).
+const MISSING_RESENT_MAX: usize = 256;
 
 /// How long a gap may stay open before its batches are asked for: a batch overtaken by the
 /// next one on a jittery link arrives within it (measured on the simulator's WAN profile,
@@ -293,7 +296,7 @@ struct Shared {
     /// theirs then, since its own counts know nothing of what they counted.
     replayed_from_peer: AtomicBool,
     stats: Arc<Stats>,
-    outbound: Mutex<HashMap<SocketAddr, mpsc::Sender<Bytes>>>,
+    outbound: Mutex<HashMap<SocketAddr, mpsc::Sender<Outgoing>>>,
     reject_log: Mutex<HashMap<String, (Instant, u64)>>,
     gap_asked: Mutex<HashMap<String, Instant>>,
 }
@@ -757,13 +760,25 @@ fn encode(inner: &Shared, msg: Msg) -> Bytes {
 }
 
 fn send(inner: &Arc<Shared>, to: SocketAddr, msg: Msg) {
-    send_bytes(inner, to, encode(inner, msg));
+    send_bytes(inner, to, encode(inner, msg), false);
+}
+
+/// Sends as a stream even when it would fit a datagram: repairs, whose loss would leave a gap
+/// open until the next digest.
+fn send_reliably(inner: &Arc<Shared>, to: SocketAddr, msg: Msg) {
+    send_bytes(inner, to, encode(inner, msg), true);
+}
+
+/// A message on its way to one peer; `reliable` forces a stream.
+struct Outgoing {
+    bytes: Bytes,
+    reliable: bool,
 }
 
 /// Queues a message for `to`. Each peer has its own queue and sender task, so messages to one
 /// peer leave in order (no false gaps) and a peer that stopped answering (a stream connect
 /// hanging on a partition) holds up nobody else; a full queue drops (anti-entropy repairs).
-fn send_bytes(inner: &Arc<Shared>, to: SocketAddr, bytes: Bytes) {
+fn send_bytes(inner: &Arc<Shared>, to: SocketAddr, bytes: Bytes, reliable: bool) {
     let Some(cluster) = inner.cluster.get() else {
         return;
     };
@@ -777,22 +792,22 @@ fn send_bytes(inner: &Arc<Shared>, to: SocketAddr, bytes: Bytes) {
         tokio::spawn(send_queue(cluster.clone(), to, rx, inner.stats.clone()));
         tx
     });
-    if queue.try_send(bytes).is_err() {
+    if queue.try_send(Outgoing { bytes, reliable }).is_err() {
         inner.stats.send_errors.fetch_add(1, Ordering::Relaxed);
     }
 }
 
 /// Sends one peer's messages in order: one datagram when it fits, an encrypted stream when it
-/// does not, each bounded by [`SEND_TIMEOUT`]. Ends when the queue is dropped.
+/// does not (or must arrive), each bounded by [`SEND_TIMEOUT`]. Ends when the queue is dropped.
 async fn send_queue(
     cluster: Arc<dyn Transport>,
     to: SocketAddr,
-    mut queue: mpsc::Receiver<Bytes>,
+    mut queue: mpsc::Receiver<Outgoing>,
     stats: Arc<Stats>,
 ) {
-    while let Some(bytes) = queue.recv().await {
+    while let Some(Outgoing { bytes, reliable }) = queue.recv().await {
         let sending = async {
-            if bytes.len() <= cluster.packet_max() {
+            if !reliable && bytes.len() <= cluster.packet_max() {
                 cluster.send(to, bytes).await
             } else {
                 cluster.send_reliable(to, bytes).await
@@ -851,7 +866,7 @@ async fn flush_loop(inner: Arc<Shared>, stop: CancellationToken) {
             inner.stats.batches_sent.fetch_add(1, Ordering::Relaxed);
             let bytes = encode(&inner, Msg::Batch(Batch::clone(&batch)));
             for to in &targets {
-                send_bytes(&inner, *to, bytes.clone());
+                send_bytes(&inner, *to, bytes.clone(), false);
             }
         }
         if stopping {
@@ -1053,6 +1068,24 @@ fn handle(inner: &Arc<Shared>, from: &str, addr: Option<SocketAddr>, msg: Msg) {
                 }
             }
         }
+        Msg::Missing {
+            origin,
+            after,
+            before,
+        } => {
+            let Some(addr) = addr else { return };
+            if origin != inner.replica.origin() {
+                note_rejection(
+                    inner,
+                    "missing batches of another origin",
+                    &format!("{from:?} asked this node for batches of origin {origin:?}"),
+                );
+                return;
+            }
+            for batch in inner.replica.own_batches(after, before, MISSING_RESENT_MAX) {
+                send_reliably(inner, addr, Msg::Batch(Batch::clone(&batch)));
+            }
+        }
         Msg::Deferred(ids) => {
             let mut pending = inner.pending.lock().expect("pending");
             for id in ids {
@@ -1106,12 +1139,14 @@ fn ask_for_gap(inner: &Arc<Shared>, from: &str, addr: SocketAddr, origin: Origin
     let inner = inner.clone();
     tokio::spawn(async move {
         tokio::time::sleep(GAP_GRACE).await;
-        if inner.replica.has_gap(origin) {
-            send(
+        if let Some((after, before)) = inner.replica.gap(origin) {
+            send_reliably(
                 &inner,
                 addr,
-                Msg::SyncRequest {
-                    have: inner.replica.have(),
+                Msg::Missing {
+                    origin,
+                    after,
+                    before,
                 },
             );
         }
@@ -1180,7 +1215,7 @@ async fn anti_entropy_loop(inner: Arc<Shared>, stop: CancellationToken) {
                         }),
                     );
                     for addr in dead {
-                        send_bytes(&inner, addr, digest.clone());
+                        send_bytes(&inner, addr, digest.clone(), false);
                     }
                 }
             }

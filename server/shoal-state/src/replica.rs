@@ -501,12 +501,26 @@ impl Replica {
         *lock(&self.members) = members;
     }
 
-    /// Some of the origin's batches arrived past one still missing.
-    pub(crate) fn has_gap(&self, origin: Origin) -> bool {
+    /// The origin's missing batch numbers, as (last contiguous, first applied past the gap),
+    /// if some arrived past one still missing.
+    pub(crate) fn gap(&self, origin: Origin) -> Option<(u64, u64)> {
+        let sync = lock(&self.sync);
+        let seen = sync.seen.get(&origin)?;
+        Some((seen.contiguous, *seen.above.first()?))
+    }
+
+    /// This node's own batches numbered after `after` and before `before`, at most `max`, that
+    /// the replay log still holds.
+    pub(crate) fn own_batches(&self, after: u64, before: u64, max: usize) -> Vec<Arc<Batch>> {
+        if before <= after.saturating_add(1) {
+            return Vec::new();
+        }
         lock(&self.sync)
-            .seen
-            .get(&origin)
-            .is_some_and(|s| !s.above.is_empty())
+            .log
+            .range((self.origin, after + 1)..(self.origin, before))
+            .take(max)
+            .map(|(_, (b, _))| b.clone())
+            .collect()
     }
 
     /// Origins this node tracks (digest entries).

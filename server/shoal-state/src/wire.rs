@@ -38,6 +38,15 @@ pub(crate) enum Msg {
     /// them yourself" (the asker's counts are complete; a new owner's may not be yet). Last in
     /// the enum, so older nodes, which cannot decode it, drop it and their askers time out.
     Deferred(Vec<u64>),
+    /// "Of your own batches, resend those after `after` and before `before`": a gap in the
+    /// sender's numbers, asked of the sender alone (a full sync request would carry every
+    /// origin's watermark and bring back every origin's batches in flight). Appended last,
+    /// like `Deferred`: an older node drops it, and anti-entropy repairs the gap.
+    Missing {
+        origin: Origin,
+        after: u64,
+        before: u64,
+    },
 }
 
 /// Updates made on one origin, numbered so receivers notice what they missed.
