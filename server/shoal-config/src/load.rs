@@ -838,6 +838,7 @@ fn validate_state(st: &crate::StateConfig, check: &mut dyn FnMut(bool, &str, Str
     for (key, value, min, max) in [
         ("state.replay_capacity", st.replay_capacity, 100, 10_000_000),
         ("state.max_keys", st.max_keys, 1_000, 100_000_000),
+        ("state.relay_above", st.relay_above, 1, 1_000_000),
         (
             "state.cache_max_entries",
             st.cache_max_entries,

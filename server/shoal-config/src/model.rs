@@ -680,9 +680,13 @@ pub struct StateConfig {
     #[serde(default = "default_event_max_payload_bytes")]
     pub event_max_payload_bytes: usize,
     /// Rate-counter keys a node holds; past it idle keys go, then the least recently counted
-    /// (about 400 bytes each: the default bounds them near 400 MB).
+    /// (about 260 bytes each: the default bounds them near 250 MB).
     #[serde(default = "default_max_keys")]
     pub max_keys: usize,
+    /// Clusters of more nodes than this pass update batches along a relay ring (each node
+    /// sends to log2(N) fingers) instead of sending each batch to every node.
+    #[serde(default = "default_relay_above")]
+    pub relay_above: usize,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -707,12 +711,17 @@ impl Default for StateConfig {
             cache_max_value_bytes: default_cache_max_value_bytes(),
             event_max_payload_bytes: default_event_max_payload_bytes(),
             max_keys: default_max_keys(),
+            relay_above: default_relay_above(),
         }
     }
 }
 
 fn default_max_keys() -> usize {
     1_000_000
+}
+
+fn default_relay_above() -> usize {
+    32
 }
 
 fn default_windows() -> Vec<WindowConfig> {

@@ -11,10 +11,12 @@
 //! - propagation: probes on their own key, one node increments, time until every node counts
 //!   it (p99 over the probes);
 //! - lost / double-counted increments: every node's total of every key after the load stops,
-//!   against what was counted.
+//!   against what was counted;
+//! - heal to exact: the cluster cut in two halves for `--partition-seconds` (default 2) while
+//!   both count, then healed: time until every node shows every key's true total.
 //!
-//! Sizes default to 10 and 100 (`--sizes 10,100,1000` for more: the direct-send scheme's cost
-//! grows with the cluster, and so does the simulation's).
+//! Sizes default to 10, 100 and 1,000 (`--sizes`). `--relay-above N` overrides
+//! `state.relay_above` (`--relay-above 100000`: direct sends at every size, for comparison).
 
 #[path = "support/args.rs"]
 mod args;
@@ -62,9 +64,40 @@ struct Figures {
     propagation_p99_ms: f64,
     lost: u64,
     double_counted: u64,
+    heal_ms: f64,
 }
 
-async fn measure(n: usize, link: Link, rate: u64, seconds: u64, seed: u64) -> Figures {
+/// Nodes not yet showing the true total of every key (once exact, a node stays so while
+/// nothing is counted).
+fn not_exact(nodes: &[SharedState], load: &Load, waiting: &mut Vec<usize>) {
+    waiting.retain(|&i| {
+        load.keys
+            .iter()
+            .zip(&load.counted)
+            .any(|(key, &counted)| nodes[i].totals(key)[1] != counted)
+    });
+}
+
+struct Run {
+    n: usize,
+    link: Link,
+    rate: u64,
+    seconds: u64,
+    partition_seconds: u64,
+    seed: u64,
+    relay_above: usize,
+}
+
+async fn measure(run: Run) -> Figures {
+    let Run {
+        n,
+        link,
+        rate,
+        seconds,
+        partition_seconds,
+        seed,
+        relay_above,
+    } = run;
     let net = SimNet::new(seed, link);
     let stop = CancellationToken::new();
     let mut tasks = JoinSet::new();
@@ -72,7 +105,10 @@ async fn measure(n: usize, link: Link, rate: u64, seconds: u64, seed: u64) -> Fi
     let nodes: Vec<SharedState> = transports
         .iter()
         .map(|t| {
-            let state = SharedState::new(StateOptions::default());
+            let state = SharedState::new(StateOptions {
+                relay_above,
+                ..StateOptions::default()
+            });
             state.attach(t.clone(), stop.clone(), &mut tasks);
             state
         })
@@ -142,6 +178,44 @@ async fn measure(n: usize, link: Link, rate: u64, seconds: u64, seed: u64) -> Fi
             break (l, d);
         }
     };
+    // Heal: both halves count while cut off from each other, then the cut heals and the load
+    // stops; every node must reach the true totals.
+    let addresses: Vec<_> = transports.iter().map(|t| t.address).collect();
+    let (a, b) = addresses.split_at(n / 2);
+    net.partition(a, b);
+    let cut_at = Instant::now();
+    while cut_at.elapsed() < Duration::from_secs(partition_seconds) {
+        tick.tick().await;
+        load.one_ms(&nodes).await;
+    }
+    net.heal();
+    let healed = Instant::now();
+    let mut waiting: Vec<usize> = (0..n).collect();
+    while !waiting.is_empty() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        not_exact(&nodes, &load, &mut waiting);
+        assert!(
+            healed.elapsed() < Duration::from_secs(120),
+            "{} nodes not exact 120 s after the heal (seed {seed})",
+            waiting.len()
+        );
+    }
+    let heal_ms = healed.elapsed().as_secs_f64() * 1000.0;
+    let statuses: Vec<_> = nodes.iter().map(SharedState::status).collect();
+    let sum = |f: fn(&shoal_state::StateStatus) -> u64| statuses.iter().map(f).sum::<u64>();
+    println!(
+        "  cluster-wide: batches sent {} received {} relayed {} duplicates {} repairs {} \
+         anti-entropy rounds {} rejected {} relay dropped {} send errors {}",
+        sum(|s| s.batches_sent),
+        sum(|s| s.batches_received),
+        sum(|s| s.batches_relayed),
+        sum(|s| s.duplicates),
+        sum(|s| s.repairs),
+        sum(|s| s.anti_entropy_rounds),
+        sum(|s| s.rejected),
+        sum(|s| s.relay_dropped),
+        sum(|s| s.send_errors),
+    );
     stop.cancel();
     propagation.sort_by(f64::total_cmp);
     let p99 = propagation[((propagation.len() as f64 - 1.0) * 0.99).round() as usize];
@@ -150,17 +224,27 @@ async fn measure(n: usize, link: Link, rate: u64, seconds: u64, seed: u64) -> Fi
         propagation_p99_ms: p99,
         lost,
         double_counted: double,
+        heal_ms,
     }
 }
 
 fn main() {
-    let sizes: Vec<usize> = arg("--sizes", "10,100")
+    let sizes: Vec<usize> = arg("--sizes", "10,100,1000")
         .split(',')
         .map(|s| s.parse().expect("--sizes: numbers separated by commas"))
         .collect();
     let rate: u64 = arg("--rate", "10000").parse().expect("--rate: a number");
     let seconds: u64 = arg("--seconds", "3").parse().expect("--seconds: a number");
     let seed: u64 = arg("--seed", "1").parse().expect("--seed: a number");
+    let partition_seconds: u64 = arg("--partition-seconds", "2")
+        .parse()
+        .expect("--partition-seconds: a number");
+    let relay_above: usize = arg(
+        "--relay-above",
+        &StateOptions::default().relay_above.to_string(),
+    )
+    .parse()
+    .expect("--relay-above: a number");
     let (mut lost, mut double) = (0, 0);
     for (profile, link) in [("lan", Link::LAN), ("wan", Link::WAN)] {
         for &n in &sizes {
@@ -170,13 +254,23 @@ fn main() {
                 .build()
                 .unwrap();
             let real = std::time::Instant::now();
-            let f = runtime.block_on(measure(n, link, rate, seconds, seed));
+            let f = runtime.block_on(measure(Run {
+                n,
+                link,
+                rate,
+                seconds,
+                partition_seconds,
+                seed,
+                relay_above,
+            }));
             println!(
-                "{profile} {n} nodes: {:.0} bytes/node/s, propagation p99 {:.1} ms, lost {}, double {} ({:.1} s to simulate, seed {seed})",
+                "{profile} {n} nodes ({}): {:.0} bytes/node/s, propagation p99 {:.1} ms, lost {}, double {}, heal {:.0} ms ({:.1} s to simulate, seed {seed})",
+                if n > relay_above { "relay" } else { "direct" },
                 f.bytes_per_node_per_s,
                 f.propagation_p99_ms,
                 f.lost,
                 f.double_counted,
+                f.heal_ms,
                 real.elapsed().as_secs_f64()
             );
             let suffix = if profile == "lan" {
@@ -191,6 +285,10 @@ fn main() {
             println!(
                 "RESULT sim_propagation_p99_{n}_nodes_ms{suffix} {:.1} ms",
                 f.propagation_p99_ms
+            );
+            println!(
+                "RESULT sim_heal_to_exact_{n}_nodes_ms{suffix} {:.0} ms",
+                f.heal_ms
             );
             lost += f.lost;
             double += f.double_counted;

@@ -112,15 +112,36 @@ pub enum Merged {
     UnknownWindow,
 }
 
-#[derive(Debug, Clone, Default)]
+/// Bits of [`Bucket::at`] below the window index: bucket numbers fit until a node's clock
+/// reads 2^56 ms (some two million years after 1970), whatever the bucket length.
+const BUCKET_BITS: u32 = 56;
+
+#[derive(Debug, Clone)]
 struct Bucket {
-    id: u64,
+    /// The window in the top byte, the bucket number below: one word rather than two in every
+    /// bucket, and a counter's buckets sorted by it fall into one run per window, oldest first.
+    at: u64,
     /// Sorted by origin; a handful of entries (one per node that counted here).
     /// Inline while one origin counted here (the common case): no allocation per bucket.
     counts: SmallVec<[(Origin, u64); 1]>,
 }
 
 impl Bucket {
+    /// `None` where the window or the bucket number does not fit its bits (see
+    /// [`BUCKET_BITS`]).
+    fn at(window: usize, bucket: u64) -> Option<u64> {
+        let window = u64::from(u8::try_from(window).ok()?);
+        (bucket >> BUCKET_BITS == 0).then_some(window << BUCKET_BITS | bucket)
+    }
+
+    fn window(&self) -> usize {
+        (self.at >> BUCKET_BITS) as usize
+    }
+
+    fn id(&self) -> u64 {
+        self.at & ((1 << BUCKET_BITS) - 1)
+    }
+
     fn total(&self) -> u64 {
         self.counts
             .iter()
@@ -128,102 +149,90 @@ impl Bucket {
     }
 }
 
-/// One window's buckets, sparse: only buckets that hold a count, oldest first, at most
-/// `spec.buckets` of them. Most keys are touched in a few buckets, so a key costs what it
-/// counted, not a full ring (a million keys counted once each held 4.8 GB with full rings).
-#[derive(Debug, Clone)]
-struct Ring {
-    spec: WindowSpec,
-    slots: Vec<Bucket>,
-}
-
-impl Ring {
-    fn new(spec: WindowSpec) -> Self {
-        Self {
-            spec,
-            slots: Vec::new(),
-        }
-    }
-
-    /// The bucket `bucket`, created if new; `None` if a bucket a whole window newer is held
-    /// (so `bucket` has already expired here). Buckets a newer one pushes out of the window
-    /// are dropped.
-    fn slot(&mut self, bucket: u64) -> Option<&mut Bucket> {
-        let span = u64::from(self.spec.buckets.max(1));
-        let newest = self.slots.last().map_or(0, |b| b.id);
-        if newest >= bucket.saturating_add(span) {
-            return None;
-        }
-        let index = match self.slots.binary_search_by_key(&bucket, |b| b.id) {
-            Ok(i) => i,
-            Err(i) => {
-                // Grown one at a time: a Vec's first growth would reserve four buckets, and
-                // most keys only ever need one or two.
-                self.slots.reserve_exact(1);
-                self.slots.insert(
-                    i,
-                    Bucket {
-                        id: bucket,
-                        counts: SmallVec::new(),
-                    },
-                );
-                let expired = self
-                    .slots
-                    .iter()
-                    .take_while(|b| b.id.saturating_add(span) <= bucket)
-                    .count();
-                self.slots.drain(..expired);
-                i - expired
-            }
-        };
-        Some(&mut self.slots[index])
-    }
-
-    /// Raises `origin`'s count in `bucket` to at least `value`; true if it changed.
-    fn raise(&mut self, bucket: u64, origin: Origin, value: u64) -> Option<bool> {
-        let slot = self.slot(bucket)?;
-        Some(
-            match slot.counts.binary_search_by_key(&origin, |(o, _)| *o) {
-                Ok(i) if slot.counts[i].1 >= value => false,
-                Ok(i) => {
-                    slot.counts[i].1 = value;
-                    true
-                }
-                Err(i) => {
-                    slot.counts.insert(i, (origin, value));
-                    true
-                }
-            },
-        )
-    }
-
-    fn live(&self, now_ms: u64) -> impl Iterator<Item = &Bucket> {
-        self.slots
-            .iter()
-            .filter(move |b| !b.counts.is_empty() && self.spec.is_live(b.id, now_ms))
-    }
-}
-
 /// One rate counter (one key) across all its windows.
-#[derive(Debug, Clone)]
+///
+/// A node holds one per live key, so its size is most of what a key costs: every window's
+/// buckets share one allocation, sparse (only buckets that hold a count, at most `buckets` per
+/// window: most keys are touched in a few buckets, and a million keys counted once each held
+/// 4.8 GB with full rings), in a boxed slice rather than a `Vec` (8 bytes less in each entry
+/// of the key map). The window specs are the owner's, passed in: the same for every key.
+#[derive(Debug, Clone, Default)]
 pub struct Counter {
-    rings: Vec<Ring>,
+    /// Sorted by `at`.
+    buckets: Box<[Bucket]>,
 }
 
 impl Counter {
-    pub fn new(windows: &[WindowSpec]) -> Self {
-        Self {
-            rings: windows.iter().copied().map(Ring::new).collect(),
+    /// Where window `window`'s buckets are in `buckets`.
+    fn run(&self, window: usize) -> std::ops::Range<usize> {
+        let start = self.buckets.partition_point(|b| b.window() < window);
+        let end = self.buckets.partition_point(|b| b.window() <= window);
+        start..end
+    }
+
+    /// Window `window`'s buckets that hold a count live at `now_ms`.
+    fn live(
+        &self,
+        windows: &[WindowSpec],
+        window: usize,
+        now_ms: u64,
+    ) -> impl Iterator<Item = &Bucket> {
+        let spec = windows.get(window).copied();
+        let run = spec.map_or(0..0, |_| self.run(window));
+        self.buckets[run].iter().filter(move |b| {
+            !b.counts.is_empty() && spec.is_some_and(|s| s.is_live(b.id(), now_ms))
+        })
+    }
+
+    /// Bucket `bucket` of window `window`, created if new; `None` if a bucket a whole window
+    /// newer is held (so `bucket` has already expired here). Buckets of the window a newer
+    /// one pushes out of it are dropped.
+    fn slot(&mut self, window: usize, spec: &WindowSpec, bucket: u64) -> Option<&mut Bucket> {
+        let at = Bucket::at(window, bucket)?;
+        let span = u64::from(spec.buckets.max(1));
+        let run = self.run(window);
+        let newest = self.buckets[run.clone()].last().map_or(0, Bucket::id);
+        if newest >= bucket.saturating_add(span) {
+            return None;
         }
+        let index = match self.buckets.binary_search_by_key(&at, |b| b.at) {
+            Ok(i) => i,
+            Err(i) => {
+                // Grown one at a time: most keys only ever need one or two buckets a window.
+                let mut buckets = std::mem::take(&mut self.buckets).into_vec();
+                buckets.reserve_exact(1);
+                buckets.insert(
+                    i,
+                    Bucket {
+                        at,
+                        counts: SmallVec::new(),
+                    },
+                );
+                let expired = buckets[run.start..]
+                    .iter()
+                    .take_while(|b| b.id().saturating_add(span) <= bucket)
+                    .count();
+                buckets.drain(run.start..run.start + expired);
+                self.buckets = buckets.into_boxed_slice();
+                i - expired
+            }
+        };
+        Some(&mut self.buckets[index])
     }
 
     /// Counts `by` events at `now_ms` for `origin` (this node) and returns the new absolute
     /// values to send to the other nodes, one per window.
-    pub fn increment(&mut self, origin: Origin, now_ms: u64, by: u64) -> Vec<BucketDelta> {
-        let mut deltas = Vec::with_capacity(self.rings.len());
-        for (window, ring) in self.rings.iter_mut().enumerate() {
-            let bucket = ring.spec.bucket_of(now_ms);
-            let Some(slot) = ring.slot(bucket) else {
+    pub fn increment(
+        &mut self,
+        windows: &[WindowSpec],
+        origin: Origin,
+        now_ms: u64,
+        by: u64,
+    ) -> Vec<BucketDelta> {
+        let mut deltas = Vec::with_capacity(windows.len());
+        for (window, spec) in windows.iter().enumerate() {
+            let bucket = spec.bucket_of(now_ms);
+            let Some(slot) = self.slot(window, spec, bucket) else {
                 continue;
             };
             let value = match slot.counts.binary_search_by_key(&origin, |(o, _)| *o) {
@@ -247,60 +256,66 @@ impl Counter {
     }
 
     /// Merges another node's value (see the module docs for why this is exact).
-    pub fn merge(&mut self, delta: &BucketDelta, now_ms: u64) -> Merged {
-        let Some(ring) = self.rings.get_mut(usize::from(delta.window)) else {
+    pub fn merge(&mut self, windows: &[WindowSpec], delta: &BucketDelta, now_ms: u64) -> Merged {
+        let window = usize::from(delta.window);
+        let Some(spec) = windows.get(window) else {
             return Merged::UnknownWindow;
         };
-        if !ring.spec.is_live(delta.bucket, now_ms) {
+        if !spec.is_live(delta.bucket, now_ms) {
             return Merged::OutOfWindow;
         }
-        match ring.raise(delta.bucket, delta.origin, delta.value) {
-            Some(true) => Merged::Applied,
-            Some(false) => Merged::Known,
-            None => Merged::OutOfWindow,
+        let Some(slot) = self.slot(window, spec, delta.bucket) else {
+            return Merged::OutOfWindow;
+        };
+        match slot.counts.binary_search_by_key(&delta.origin, |(o, _)| *o) {
+            Ok(i) if slot.counts[i].1 >= delta.value => Merged::Known,
+            Ok(i) => {
+                slot.counts[i].1 = delta.value;
+                Merged::Applied
+            }
+            Err(i) => {
+                slot.counts.insert(i, (delta.origin, delta.value));
+                Merged::Applied
+            }
         }
     }
 
     /// Events counted in window `window` as of `now_ms`, all origins together.
-    pub fn total(&self, window: usize, now_ms: u64) -> u64 {
-        self.rings.get(window).map_or(0, |ring| {
-            ring.live(now_ms)
-                .fold(0u64, |t, b| t.saturating_add(b.total()))
-        })
+    pub fn total(&self, windows: &[WindowSpec], window: usize, now_ms: u64) -> u64 {
+        self.live(windows, window, now_ms)
+            .fold(0u64, |t, b| t.saturating_add(b.total()))
     }
 
     /// When this counter last counted anything (the start of its newest bucket): what
     /// eviction under the key limit goes by.
-    pub fn last_counted_ms(&self) -> u64 {
-        self.rings
+    pub fn last_counted_ms(&self, windows: &[WindowSpec]) -> u64 {
+        self.buckets
             .iter()
-            .filter_map(|ring| ring.slots.last().map(|b| b.id * ring.spec.bucket_ms()))
+            .filter_map(|b| Some(b.id() * windows.get(b.window())?.bucket_ms()))
             .max()
             .unwrap_or(0)
     }
 
     /// Whether nothing is left to count at `now_ms` (every bucket has expired): the counter
     /// can be dropped.
-    pub fn is_idle(&self, now_ms: u64) -> bool {
-        self.rings
-            .iter()
-            .all(|ring| ring.live(now_ms).next().is_none())
+    pub fn is_idle(&self, windows: &[WindowSpec], now_ms: u64) -> bool {
+        (0..windows.len()).all(|window| self.live(windows, window, now_ms).next().is_none())
     }
 
     /// An order-independent hash of every (window, bucket, origin, value) live at `now_ms`,
     /// the oldest bucket of each window excepted; two replicas holding the same counts agree
     /// on it. `seed` mixes in the key.
-    pub fn digest(&self, seed: u64, now_ms: u64) -> u64 {
+    pub fn digest(&self, windows: &[WindowSpec], seed: u64, now_ms: u64) -> u64 {
         let mut sum = 0u64;
-        for (window, ring) in self.rings.iter().enumerate() {
-            for bucket in ring.live(now_ms) {
-                if ring.spec.is_oldest(bucket.id, now_ms) {
+        for (window, spec) in windows.iter().enumerate() {
+            for bucket in self.live(windows, window, now_ms) {
+                if spec.is_oldest(bucket.id(), now_ms) {
                     continue;
                 }
                 for (origin, value) in &bucket.counts {
-                    sum = sum.wrapping_add(mix(
-                        seed ^ mix(window as u64 ^ mix(bucket.id ^ mix(origin.0 ^ mix(*value))))
-                    ));
+                    sum = sum
+                        .wrapping_add(mix(seed
+                            ^ mix(window as u64 ^ mix(bucket.id() ^ mix(origin.0 ^ mix(*value))))));
                 }
             }
         }
@@ -308,15 +323,18 @@ impl Counter {
     }
 
     /// Each origin's share of `total(window, now_ms)`, sorted by origin (for the console).
-    pub fn contributions(&self, window: usize, now_ms: u64) -> Vec<(Origin, u64)> {
+    pub fn contributions(
+        &self,
+        windows: &[WindowSpec],
+        window: usize,
+        now_ms: u64,
+    ) -> Vec<(Origin, u64)> {
         let mut by_origin: Vec<(Origin, u64)> = Vec::new();
-        if let Some(ring) = self.rings.get(window) {
-            for bucket in ring.live(now_ms) {
-                for (origin, count) in &bucket.counts {
-                    match by_origin.binary_search_by_key(origin, |(o, _)| *o) {
-                        Ok(i) => by_origin[i].1 = by_origin[i].1.saturating_add(*count),
-                        Err(i) => by_origin.insert(i, (*origin, *count)),
-                    }
+        for bucket in self.live(windows, window, now_ms) {
+            for (origin, count) in &bucket.counts {
+                match by_origin.binary_search_by_key(origin, |(o, _)| *o) {
+                    Ok(i) => by_origin[i].1 = by_origin[i].1.saturating_add(*count),
+                    Err(i) => by_origin.insert(i, (*origin, *count)),
                 }
             }
         }
@@ -324,14 +342,14 @@ impl Counter {
     }
 
     /// Every live value this counter holds, as deltas: what a full-state sync sends.
-    pub fn snapshot(&self, now_ms: u64) -> Vec<BucketDelta> {
+    pub fn snapshot(&self, windows: &[WindowSpec], now_ms: u64) -> Vec<BucketDelta> {
         let mut out = Vec::new();
-        for (window, ring) in self.rings.iter().enumerate() {
-            for bucket in ring.live(now_ms) {
+        for window in 0..windows.len() {
+            for bucket in self.live(windows, window, now_ms) {
                 for (origin, value) in &bucket.counts {
                     out.push(BucketDelta {
                         window: window as u8,
-                        bucket: bucket.id,
+                        bucket: bucket.id(),
                         origin: *origin,
                         value: *value,
                     });
@@ -344,6 +362,8 @@ impl Counter {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use proptest::prelude::*;
 
     use super::*;
@@ -351,33 +371,36 @@ mod tests {
     const MINUTE: usize = 0;
     const HOUR: usize = 1;
 
+    const W: &[WindowSpec] = &WindowSpec::DEFAULTS;
+
     fn counter() -> Counter {
-        Counter::new(&WindowSpec::DEFAULTS)
+        Counter::default()
     }
 
     #[test]
     fn window_boundaries_are_exact() {
         let a = Origin(1);
         let mut c = counter();
-        c.increment(a, 0, 1); // bucket 0 of the minute window
-        c.increment(a, 59_999, 2); // bucket 59
-        assert_eq!(c.total(MINUTE, 59_999), 3);
+        c.increment(W, a, 0, 1); // bucket 0 of the minute window
+        c.increment(W, a, 59_999, 2); // bucket 59
+        assert_eq!(c.total(W, MINUTE, 59_999), 3);
         // At 60.000 s the window is buckets 1..=60: bucket 0 has left it.
-        assert_eq!(c.total(MINUTE, 60_000), 2);
-        assert_eq!(c.total(MINUTE, 119_999), 0);
+        assert_eq!(c.total(W, MINUTE, 60_000), 2);
+        assert_eq!(c.total(W, MINUTE, 119_999), 0);
         // The hour window still holds both.
-        assert_eq!(c.total(HOUR, 119_999), 3);
-        assert_eq!(c.total(HOUR, 3_600_000), 0);
+        assert_eq!(c.total(W, HOUR, 119_999), 3);
+        assert_eq!(c.total(W, HOUR, 3_600_000), 0);
     }
 
     #[test]
     fn old_and_future_deltas_are_ignored_and_reused_slots_reset() {
         let (a, b) = (Origin(1), Origin(2));
         let mut c = counter();
-        c.increment(a, 0, 5);
+        c.increment(W, a, 0, 5);
         let later = 61_000; // bucket 0 has left the minute window by now
         assert_eq!(
             c.merge(
+                W,
                 &BucketDelta {
                     window: 0,
                     bucket: 0,
@@ -390,6 +413,7 @@ mod tests {
         );
         assert_eq!(
             c.merge(
+                W,
                 &BucketDelta {
                     window: 0,
                     bucket: 1_000,
@@ -403,6 +427,7 @@ mod tests {
         );
         assert_eq!(
             c.merge(
+                W,
                 &BucketDelta {
                     window: 9,
                     bucket: 61,
@@ -413,17 +438,18 @@ mod tests {
             ),
             Merged::UnknownWindow
         );
-        c.increment(a, later, 1);
-        assert_eq!(c.total(MINUTE, later), 1, "only bucket 61 is live");
+        c.increment(W, a, later, 1);
+        assert_eq!(c.total(W, MINUTE, later), 1, "only bucket 61 is live");
     }
 
     #[test]
     fn huge_values_saturate_instead_of_overflowing() {
         let a = Origin(1);
         let mut c = counter();
-        c.increment(a, 0, u64::MAX - 1);
-        c.increment(a, 0, 10);
+        c.increment(W, a, 0, u64::MAX - 1);
+        c.increment(W, a, 0, 10);
         c.merge(
+            W,
             &BucketDelta {
                 window: 0,
                 bucket: 0,
@@ -432,13 +458,218 @@ mod tests {
             },
             0,
         );
-        assert_eq!(c.total(MINUTE, 0), u64::MAX);
+        assert_eq!(c.total(W, MINUTE, 0), u64::MAX);
+    }
+
+    #[test]
+    fn a_window_wrapping_past_its_bucket_count_holds_at_most_that_many() {
+        let a = Origin(1);
+        let mut c = counter();
+        for second in 0..150u64 {
+            c.increment(W, a, second * 1000, 1);
+            let minute = &c.buckets[c.run(MINUTE)];
+            assert!(minute.len() <= 60, "{} buckets held", minute.len());
+            assert_eq!(minute.last().unwrap().id(), second);
+        }
+        // Buckets 90..=149 are held; 0..=89 were pushed out as new ones came.
+        assert_eq!(c.buckets[c.run(MINUTE)].first().unwrap().id(), 90);
+        assert_eq!(c.total(W, MINUTE, 149_999), 60);
+        assert_eq!(c.run(HOUR).len(), 3, "minutes 0, 1 and 2");
+        assert_eq!(c.total(W, HOUR, 149_999), 150);
+        assert_eq!(c.last_counted_ms(W), 149_000);
+        // A bucket a whole window older than the newest held has expired here.
+        let old = BucketDelta {
+            window: 0,
+            bucket: 89,
+            origin: Origin(2),
+            value: 1,
+        };
+        assert_eq!(c.merge(W, &old, 148_000), Merged::OutOfWindow);
+        assert!(!c.is_idle(W, 149_999));
+        assert!(c.is_idle(W, 150_000 + 3_600_000));
+    }
+
+    #[test]
+    fn a_key_counted_by_many_origins_keeps_each_apart() {
+        let mut c = counter();
+        let delta = |window, bucket, origin, value| BucketDelta {
+            window,
+            bucket,
+            origin: Origin(origin),
+            value,
+        };
+        let now = 120_000;
+        // Forty origins, newest first, in two buckets of each window.
+        for origin in (0..40u64).rev() {
+            for (window, bucket) in [(0, 118), (0, 119), (1, 0), (1, 1)] {
+                let d = delta(window, bucket, origin, origin + 1);
+                assert_eq!(c.merge(W, &d, now), Merged::Applied);
+                assert_eq!(c.merge(W, &d, now), Merged::Known);
+            }
+        }
+        assert_eq!(c.merge(W, &delta(0, 119, 7, 100), now), Merged::Applied);
+        let sum: u64 = (1..=40).sum();
+        assert_eq!(c.total(W, MINUTE, now), 2 * sum + 100 - 8);
+        assert_eq!(c.total(W, HOUR, now), 2 * sum);
+        let shares = c.contributions(W, MINUTE, now);
+        assert_eq!(shares.len(), 40);
+        assert_eq!(shares[7], (Origin(7), 8 + 100));
+        assert!(shares.windows(2).all(|s| s[0].0 < s[1].0));
+        // The snapshot lists window, bucket, then origin in order, and rebuilds the counter.
+        let snapshot = c.snapshot(W, now);
+        assert_eq!(snapshot.len(), 160);
+        let order = |d: &BucketDelta| (d.window, d.bucket, d.origin);
+        assert!(snapshot.windows(2).all(|p| order(&p[0]) < order(&p[1])));
+        let mut copy = counter();
+        for d in &snapshot {
+            copy.merge(W, d, now);
+        }
+        assert_eq!(copy.digest(W, 9, now), c.digest(W, 9, now));
+        assert_eq!(copy.snapshot(W, now), snapshot);
+    }
+
+    #[test]
+    fn a_clock_past_the_bucket_bits_counts_nothing_and_breaks_nothing() {
+        // 1 ms buckets: the bucket number is the time, past 2^56 at the far end of u64.
+        let windows = [
+            WindowSpec {
+                length: Duration::from_secs(1),
+                buckets: 1000,
+            },
+            WindowSpec::DEFAULTS[0],
+        ];
+        let now = u64::MAX - 1;
+        let mut c = counter();
+        let deltas = c.increment(&windows, Origin(1), now, 3);
+        assert_eq!(deltas.len(), 1);
+        assert_eq!(deltas[0].window, 1);
+        let d = BucketDelta {
+            window: 0,
+            bucket: now,
+            origin: Origin(2),
+            value: 1,
+        };
+        assert_eq!(c.merge(&windows, &d, now), Merged::OutOfWindow);
+        assert_eq!(c.total(&windows, 0, now), 0);
+        assert_eq!(c.total(&windows, 1, now), 3);
+    }
+
+    /// What a key costs follows from these (`scripts/bench keys`); a dependency feature or a
+    /// field dropped would silently grow every key.
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn a_counter_and_its_buckets_stay_small() {
+        assert_eq!(size_of::<Counter>(), 16);
+        assert_eq!(size_of::<Bucket>(), 32);
     }
 
     #[test]
     fn origin_ids_are_stable() {
         assert_eq!(Origin::from_node_id("abc"), Origin::from_node_id("abc"));
         assert_ne!(Origin::from_node_id("abc"), Origin::from_node_id("abd"));
+    }
+
+    /// The counter as it was before its windows shared one allocation: per window, its
+    /// buckets by number, each with its origins' counts.
+    struct Model(Vec<BTreeMap<u64, BTreeMap<Origin, u64>>>);
+
+    impl Model {
+        fn new(windows: &[WindowSpec]) -> Self {
+            Self(vec![BTreeMap::new(); windows.len()])
+        }
+
+        fn slot(
+            &mut self,
+            spec: &WindowSpec,
+            window: usize,
+            bucket: u64,
+        ) -> Option<&mut BTreeMap<Origin, u64>> {
+            let ring = &mut self.0[window];
+            let span = u64::from(spec.buckets.max(1));
+            if ring.keys().next_back().copied().unwrap_or(0) >= bucket.saturating_add(span) {
+                return None;
+            }
+            if !ring.contains_key(&bucket) {
+                ring.retain(|b, _| b.saturating_add(span) > bucket);
+            }
+            Some(ring.entry(bucket).or_default())
+        }
+
+        fn increment(
+            &mut self,
+            windows: &[WindowSpec],
+            origin: Origin,
+            now_ms: u64,
+            by: u64,
+        ) -> Vec<BucketDelta> {
+            let mut deltas = Vec::new();
+            for (window, spec) in windows.iter().enumerate() {
+                let bucket = spec.bucket_of(now_ms);
+                if let Some(slot) = self.slot(spec, window, bucket) {
+                    let value = slot.entry(origin).or_default();
+                    *value = value.saturating_add(by);
+                    deltas.push(BucketDelta {
+                        window: window as u8,
+                        bucket,
+                        origin,
+                        value: *value,
+                    });
+                }
+            }
+            deltas
+        }
+
+        fn merge(&mut self, windows: &[WindowSpec], d: &BucketDelta, now_ms: u64) -> Merged {
+            let window = usize::from(d.window);
+            let Some(spec) = windows.get(window) else {
+                return Merged::UnknownWindow;
+            };
+            if !spec.is_live(d.bucket, now_ms) {
+                return Merged::OutOfWindow;
+            }
+            let Some(slot) = self.slot(spec, window, d.bucket) else {
+                return Merged::OutOfWindow;
+            };
+            match slot.get_mut(&d.origin) {
+                Some(v) if *v >= d.value => Merged::Known,
+                Some(v) => {
+                    *v = d.value;
+                    Merged::Applied
+                }
+                None => {
+                    slot.insert(d.origin, d.value);
+                    Merged::Applied
+                }
+            }
+        }
+
+        fn snapshot(&self, windows: &[WindowSpec], now_ms: u64) -> Vec<BucketDelta> {
+            let mut out = Vec::new();
+            for (window, (spec, ring)) in windows.iter().zip(&self.0).enumerate() {
+                for (bucket, counts) in ring.range(..) {
+                    if spec.is_live(*bucket, now_ms) {
+                        for (origin, value) in counts {
+                            out.push(BucketDelta {
+                                window: window as u8,
+                                bucket: *bucket,
+                                origin: *origin,
+                                value: *value,
+                            });
+                        }
+                    }
+                }
+            }
+            out
+        }
+
+        fn last_counted_ms(&self, windows: &[WindowSpec]) -> u64 {
+            windows
+                .iter()
+                .zip(&self.0)
+                .filter_map(|(spec, ring)| Some(ring.keys().next_back()? * spec.bucket_ms()))
+                .max()
+                .unwrap_or(0)
+        }
     }
 
     /// (origin, time in ms within ~3 minutes, count).
@@ -462,7 +693,7 @@ mod tests {
             let mut sources: Vec<Counter> = (0..4).map(|_| counter()).collect();
             let mut deltas = Vec::new();
             for &(origin, at, by) in &events {
-                deltas.extend(sources[origin as usize].increment(Origin(origin), at, by));
+                deltas.extend(sources[origin as usize].increment(W, Origin(origin), at, by));
             }
             // Deliver them to a replica shuffled, with duplicates.
             let mut delivered: Vec<BucketDelta> = Vec::new();
@@ -472,7 +703,7 @@ mod tests {
             crate::shuffle(&mut delivered, shuffle_seed);
             let mut replica = counter();
             for d in &delivered {
-                replica.merge(d, now);
+                replica.merge(W, d, now);
             }
             for (window, spec) in WindowSpec::DEFAULTS.iter().enumerate() {
                 let truth: u64 = events
@@ -480,9 +711,51 @@ mod tests {
                     .filter(|e| spec.is_live(spec.bucket_of(e.1), now))
                     .map(|e| e.2)
                     .sum();
-                prop_assert_eq!(replica.total(window, now), truth);
-                let by_origin: u64 = replica.contributions(window, now).iter().map(|c| c.1).sum();
+                prop_assert_eq!(replica.total(W, window, now), truth);
+                let by_origin: u64 = replica.contributions(W, window, now).iter().map(|c| c.1).sum();
                 prop_assert_eq!(by_origin, truth);
+            }
+        }
+
+        /// The cells behave exactly as separate per-window rings did, with time going back
+        /// and forth, windows wrapping and deltas for windows that do not exist.
+        #[test]
+        fn cells_behave_as_per_window_rings(
+            events in prop::collection::vec(
+                (any::<bool>(), 0u64..4, 0u64..400_000, 0u64..5, 0u8..3, 0u64..30_000),
+                1..120,
+            ),
+        ) {
+            // Small windows wrap many times over the events' times.
+            let windows = [
+                WindowSpec { length: Duration::from_secs(10), buckets: 5 },
+                WindowSpec { length: Duration::from_secs(120), buckets: 4 },
+            ];
+            let mut c = counter();
+            let mut model = Model::new(&windows);
+            for (merge, origin, at, value, window, wait) in events {
+                let origin = Origin(origin);
+                let now = at + wait;
+                if merge {
+                    let spec = windows[usize::from(window).min(1)];
+                    let d = BucketDelta { window, bucket: spec.bucket_of(at), origin, value };
+                    prop_assert_eq!(c.merge(&windows, &d, now), model.merge(&windows, &d, now));
+                } else {
+                    prop_assert_eq!(
+                        c.increment(&windows, origin, now, value),
+                        model.increment(&windows, origin, now, value)
+                    );
+                }
+                for read in [now, at, now + 5_000] {
+                    prop_assert_eq!(c.snapshot(&windows, read), model.snapshot(&windows, read));
+                    let live = model.snapshot(&windows, read);
+                    prop_assert_eq!(c.is_idle(&windows, read), live.is_empty());
+                    for w in 0..windows.len() {
+                        let truth: u64 = live.iter().filter(|d| usize::from(d.window) == w).map(|d| d.value).sum();
+                        prop_assert_eq!(c.total(&windows, w, read), truth);
+                    }
+                }
+                prop_assert_eq!(c.last_counted_ms(&windows), model.last_counted_ms(&windows));
             }
         }
 
@@ -494,20 +767,20 @@ mod tests {
             let mut source = counter();
             let mut peer = counter();
             for &(origin, at, by) in &events {
-                for d in source.increment(Origin(origin), at, by) {
-                    peer.merge(&d, at);
+                for d in source.increment(W, Origin(origin), at, by) {
+                    peer.merge(W, &d, at);
                 }
             }
             let mut copy = counter();
-            for d in peer.snapshot(now).iter().rev() {
-                copy.merge(d, now);
+            for d in peer.snapshot(W, now).iter().rev() {
+                copy.merge(W, d, now);
             }
-            for d in peer.snapshot(now) {
-                prop_assert_ne!(copy.merge(&d, now), Merged::Applied);
+            for d in peer.snapshot(W, now) {
+                prop_assert_ne!(copy.merge(W, &d, now), Merged::Applied);
             }
             for window in 0..2 {
-                prop_assert_eq!(copy.total(window, now), peer.total(window, now));
-                prop_assert_eq!(copy.total(window, now), source.total(window, now));
+                prop_assert_eq!(copy.total(W, window, now), peer.total(W, window, now));
+                prop_assert_eq!(copy.total(W, window, now), source.total(W, window, now));
             }
         }
     }

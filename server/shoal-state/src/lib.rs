@@ -10,6 +10,7 @@
 //!
 //! - `key`: what a counter counts, (subject, resource, action), and its hash.
 //! - `ring`: the consistent-hash ring naming each key's owner in strict mode.
+//! - `relay`: the relay ring large clusters pass batches along (log2(N) fingers per node).
 //! - `wire`: the messages nodes exchange about state, and their encoding.
 //! - `replica`: this node's copy and every merge rule (no I/O).
 //! - `sim` (feature `testsuite`): the deterministic network simulator the scenarios run on.
@@ -25,6 +26,7 @@ mod counter;
 mod events;
 mod key;
 mod node;
+mod relay;
 mod replay;
 mod replica;
 mod ring;
@@ -64,7 +66,7 @@ pub enum StateError {
 pub mod fuzzing {
     use std::time::Duration;
 
-    use crate::wire::{self, Batch, Msg};
+    use crate::wire::{self, Batch, Compact, Msg, Span};
     use crate::{CacheLimits, CounterKey, EventLimits, Origin, WindowSpec, replica::Replica};
 
     /// A fixed clock (2027-01-15), so a crashing input replays the same way on any day.
@@ -132,15 +134,25 @@ pub mod fuzzing {
                     }
                 }
             }
-            Msg::Missing {
-                origin,
-                after,
-                before,
-            } => {
-                replica.gap(origin);
-                for batch in replica.own_batches(after, before, 256) {
-                    reencode(Msg::Batch(Batch::clone(&batch)));
+            Msg::Missing(gaps) => {
+                for gap in gaps.iter().take(256) {
+                    replica.gap(gap.origin);
+                    let batches = replica.logged_batches(gap.origin, gap.after, gap.before, 256);
+                    reencode(Msg::Relay(vec![Span {
+                        limit: gap.limit,
+                        again: false,
+                        batches: batches.iter().map(|b| Compact::from(&**b)).collect(),
+                    }]));
                 }
+            }
+            Msg::Relay(spans) => {
+                for span in spans {
+                    for batch in span.batches.into_iter().map(Batch::from) {
+                        replica.distrust_watermark_past(batch.origin, batch.seq);
+                        replica.apply_batch(batch, NOW);
+                    }
+                }
+                replay_all(&replica);
             }
             msg @ (Msg::Verdicts(_) | Msg::Deferred(_)) => reencode(msg),
         }

@@ -2,9 +2,11 @@
 //! updates over the cluster's encrypted node-to-node messages.
 //!
 //! - flush: every `flush_interval`, this node's coalesced updates go out as one numbered batch,
-//!   straight to every peer (one datagram each; a stream when too big for one).
-//! - receive: batches are applied once; a gap in an origin's numbers asks the sender for the
-//!   rest.
+//!   straight to every peer (one datagram each; a stream when too big for one). Above
+//!   `relay_above` nodes, batches travel the relay ring instead (`relay`): each node sends only
+//!   to its log2(N) fingers, one bundle per finger per flush, passing on what it received.
+//! - receive: batches are applied once; a gap in an origin's numbers asks the node that sent
+//!   the batch past it for the rest.
 //! - anti-entropy: every `anti_entropy_interval`, a digest (what was seen, shard hashes) goes to
 //!   one peer; it answers with what the sender lacks, asks for what it lacks, or exchanges the
 //!   shards that differ. A peer that (re)appears gets a digest at once.
@@ -26,10 +28,11 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::relay::{self, RelayRing};
 use crate::replica::{Applied, Replica};
 use crate::ring::Ring;
 use crate::transport::{PeerChange, PeerState, Transport};
-use crate::wire::{self, Batch, Check, Msg, Verdict};
+use crate::wire::{self, Batch, Check, Compact, Gap, Msg, Span, Verdict};
 use shoal_config::StateConfig;
 
 use crate::{CacheLimits, CounterKey, Event, EventLimits, Origin, StateError, WindowSpec};
@@ -57,16 +60,21 @@ const SWEEP_EVERY: Duration = Duration::from_secs(10);
 /// How long a peer may take to answer the start-up sync before another is asked.
 const SYNC_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// Requests for one peer's missing batches are at most this frequent (each is a few bytes).
-const GAP_REQUEST_EVERY: Duration = Duration::from_millis(20);
-
 /// Batches resent for one gap request at most (anti-entropy repairs larger holes).
 const MISSING_RESENT_MAX: usize = 256;
 
+/// Gaps named in one request at most (one per origin; a request names those of one sender).
+const MISSING_GAPS_MAX: usize = 256;
+
 /// How long a gap may stay open before its batches are asked for: a batch overtaken by the
 /// next one on a jittery link arrives within it (measured on the simulator's WAN profile,
-/// 20 ms with 10 ms of jitter: repair traffic halved; docs/benchmarks.md, "scale").
+/// 20 ms with 10 ms of jitter: repair traffic halved; docs/benchmarks.md, "scale"). The gaps
+/// of one sender that open meanwhile go in the same request.
 const GAP_GRACE: Duration = Duration::from_millis(20);
+
+/// Received batches waiting to be passed on along the relay ring before more are dropped
+/// (the gaps they leave are repaired like any loss).
+const RELAY_QUEUE: usize = 65_536;
 
 /// How often members declared dead (not yet reaped) get a small digest, and at most how many.
 const DEAD_PROBE_EVERY: Duration = Duration::from_millis(100);
@@ -80,8 +88,21 @@ const BATCH_OVERHEAD: usize = 200;
 const OUTBOUND_QUEUE: usize = 4096;
 
 /// How old a batch must be before a digest that lacks it gets it replayed: younger ones are
-/// most likely still in flight.
+/// most likely still in flight. Relayed batches take up to log2(N) hops, each this long.
 const IN_FLIGHT: Duration = Duration::from_millis(50);
+
+/// Relaying, the digests sent at once to peers that came back (the rest wait for
+/// anti-entropy's rounds), and the dead members probed per round.
+const BACK_DIGESTS: usize = 3;
+
+/// Relaying, how long this node's newest batch waits for a successor before it is resent
+/// along the ring (see [`Span::again`]); a node that keeps counting resends nothing.
+const TAIL_RESEND: Duration = Duration::from_millis(250);
+
+/// How long a peer that came back is preferred by anti-entropy and served batches however
+/// young: what it lacks was not on its way to it.
+const BACK_FRESH: Duration = Duration::from_secs(3);
+const RELAY_DEAD_PROBE_MAX: usize = 2;
 
 /// Largest cost one strict check may carry (the API allows the same).
 const MAX_CHECK_COST: u64 = 1_000_000;
@@ -106,6 +127,9 @@ pub struct StateOptions {
     pub events: EventLimits,
     /// Counter keys held before idle and then least recently counted ones are evicted.
     pub max_keys: usize,
+    /// Clusters of more nodes than this pass batches along the relay ring instead of sending
+    /// each to every node.
+    pub relay_above: usize,
 }
 
 impl StateOptions {
@@ -135,23 +159,14 @@ impl StateOptions {
                 ..EventLimits::default()
             },
             max_keys: c.max_keys,
+            relay_above: c.relay_above,
         }
     }
 }
 
 impl Default for StateOptions {
     fn default() -> Self {
-        Self {
-            windows: WindowSpec::DEFAULTS.to_vec(),
-            window_names: vec!["last_minute".into(), "last_hour".into()],
-            replay_capacity: 10_000,
-            flush_interval: Duration::from_millis(5),
-            anti_entropy_interval: Duration::from_millis(500),
-            strict_timeout: Duration::from_millis(250),
-            cache: CacheLimits::default(),
-            events: EventLimits::default(),
-            max_keys: 1_000_000,
-        }
+        Self::from_config(&StateConfig::default())
     }
 }
 
@@ -206,6 +221,10 @@ pub struct StateStatus {
     pub peers: usize,
     pub batches_sent: u64,
     pub batches_received: u64,
+    /// Peers' batches passed on along the relay ring (once per finger sent to).
+    pub batches_relayed: u64,
+    /// Peers' batches not passed on because the relay queue was full.
+    pub relay_dropped: u64,
     pub duplicates: u64,
     pub bytes_sent: u64,
     pub bytes_received: u64,
@@ -248,6 +267,8 @@ pub struct Contribution {
 struct Stats {
     batches_sent: AtomicU64,
     batches_received: AtomicU64,
+    batches_relayed: AtomicU64,
+    relay_dropped: AtomicU64,
     duplicates: AtomicU64,
     bytes_sent: AtomicU64,
     bytes_received: AtomicU64,
@@ -269,6 +290,8 @@ struct Peers {
     /// finds out when they are back sooner than gossip's refutation does.
     dead: HashMap<String, SocketAddr>,
     ring: Ring,
+    /// The relay ring over this node and `by_id` (absent until attached).
+    relay: Option<Arc<RelayRing>>,
 }
 
 enum ReplayPhase {
@@ -298,7 +321,14 @@ struct Shared {
     stats: Arc<Stats>,
     outbound: Mutex<HashMap<SocketAddr, mpsc::Sender<Outgoing>>>,
     reject_log: Mutex<HashMap<String, (Instant, u64)>>,
-    gap_asked: Mutex<HashMap<String, Instant>>,
+    /// Per sender, origins with a gap waiting out [`GAP_GRACE`] before they are asked for,
+    /// with the limit the sender gave for them.
+    gap_pending: Mutex<HashMap<String, HashMap<Origin, u64>>>,
+    /// Peers' batches to pass on at the next flush, with the limit each came with.
+    relay_out: Mutex<Vec<(u64, bool, Arc<Batch>)>>,
+    relay_ready: tokio::sync::Notify,
+    /// Peers seen coming back (a healed partition, a restart), with when.
+    came_back: Mutex<HashMap<SocketAddr, Instant>>,
 }
 
 /// The node's handle on shared state; cheap to clone.
@@ -369,7 +399,10 @@ impl SharedState {
                 stats: Arc::default(),
                 outbound: Mutex::new(HashMap::new()),
                 reject_log: Mutex::new(HashMap::new()),
-                gap_asked: Mutex::new(HashMap::new()),
+                gap_pending: Mutex::new(HashMap::new()),
+                relay_out: Mutex::new(Vec::new()),
+                relay_ready: tokio::sync::Notify::new(),
+                came_back: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -676,6 +709,8 @@ impl SharedState {
             peers: self.inner.peers.read().expect("peers").by_id.len(),
             batches_sent: get(&s.batches_sent),
             batches_received: get(&s.batches_received),
+            batches_relayed: get(&s.batches_relayed),
+            relay_dropped: get(&s.relay_dropped),
             duplicates: get(&s.duplicates),
             bytes_sent: get(&s.bytes_sent),
             bytes_received: get(&s.bytes_received),
@@ -749,6 +784,12 @@ fn refresh_peers(inner: &Shared, cluster: &dyn Transport) {
             .chain(std::iter::once(cluster.local_id()))
             .collect(),
     );
+    if peers.relay.is_none() || peers.by_id != by_id {
+        peers.relay = Some(Arc::new(RelayRing::new(
+            relay::position(&cluster.local_id()),
+            by_id.iter().map(|(id, a)| (relay::position(id), *a)),
+        )));
+    }
     peers.by_id = by_id;
     peers.known = known;
     peers.dead = dead;
@@ -826,16 +867,29 @@ async fn send_queue(
 }
 
 /// Sleeps while nothing is pending (an idle node wakes for nothing), and flushes at most once
-/// per `flush_interval` once something is.
+/// per `flush_interval` once something is: this node's new batches and the peers' batches it
+/// passes on along the relay ring.
 async fn flush_loop(inner: Arc<Shared>, stop: CancellationToken) {
     let interval = inner.options.flush_interval;
     let mut last_flush = Instant::now() - interval;
+    // Relaying: this node's newest batch, resent along the ring once nothing followed it for
+    // TAIL_RESEND.
+    let mut tail: Option<(Arc<Batch>, Instant)> = None;
     loop {
+        let tail_at = tail
+            .as_ref()
+            .map_or(last_flush, |(_, at)| *at + TAIL_RESEND);
+        let mut tail_due = false;
         let mut stopping = tokio::select! {
             _ = stop.cancelled() => true,
             _ = inner.replica.dirtied() => false,
+            _ = inner.relay_ready.notified() => false,
+            _ = tokio::time::sleep_until(tail_at), if tail.is_some() => {
+                tail_due = true;
+                false
+            }
         };
-        if !stopping {
+        if !stopping && !tail_due {
             // Gathers what else arrives until the interval since the last flush is up.
             stopping = tokio::select! {
                 _ = stop.cancelled() => true,
@@ -844,35 +898,178 @@ async fn flush_loop(inner: Arc<Shared>, stop: CancellationToken) {
         }
         last_flush = Instant::now();
         // The last flush still goes out: what was counted up to shutdown reaches the peers.
-        let budget = inner.cluster.get().map_or(1000, |c| {
-            c.packet_max().saturating_sub(BATCH_OVERHEAD).max(1)
-        });
-        let batches = inner.replica.take_batches(budget);
-        if stopping && batches.is_empty() {
+        let budget = bundle_budget(&inner);
+        let batches = if tail_due {
+            Vec::new()
+        } else {
+            inner.replica.take_batches(budget)
+        };
+        let relayed = std::mem::take(&mut *inner.relay_out.lock().expect("relay queue"));
+        if stopping && batches.is_empty() && relayed.is_empty() {
             return;
         }
-        if batches.is_empty() {
-            continue;
-        }
-        let targets: Vec<SocketAddr> = inner
-            .peers
-            .read()
-            .expect("peers")
-            .by_id
-            .values()
-            .copied()
-            .collect();
-        for batch in batches {
-            inner.stats.batches_sent.fetch_add(1, Ordering::Relaxed);
-            let bytes = encode(&inner, Msg::Batch(Batch::clone(&batch)));
-            for to in &targets {
-                send_bytes(&inner, *to, bytes.clone(), false);
+        let (targets, ring) = {
+            let peers = inner.peers.read().expect("peers");
+            let targets: Vec<SocketAddr> = peers.by_id.values().copied().collect();
+            (targets, peers.relay.clone())
+        };
+        let Some(ring) = ring else { continue };
+        inner
+            .stats
+            .batches_sent
+            .fetch_add(batches.len() as u64, Ordering::Relaxed);
+        let mut bundles: HashMap<SocketAddr, Bundle> = HashMap::new();
+        let mut route = |batch: &Arc<Batch>, limit: Option<u64>, again: bool| {
+            for (to, sub) in ring.routes(limit) {
+                bundles
+                    .entry(to)
+                    .or_default()
+                    .entry((sub, again))
+                    .or_default()
+                    .push(batch.clone());
             }
+        };
+        if tail_due {
+            if let Some((newest, _)) = tail.take() {
+                route(&newest, None, true);
+            }
+        } else if ring.len() > inner.options.relay_above {
+            for batch in &batches {
+                route(batch, None, false);
+            }
+            if let Some(newest) = batches.last() {
+                tail = Some((newest.clone(), Instant::now()));
+            }
+        } else {
+            for batch in batches {
+                let bytes = encode(&inner, Msg::Batch(Batch::clone(&batch)));
+                for to in &targets {
+                    send_bytes(&inner, *to, bytes.clone(), false);
+                }
+            }
+        }
+        // A sender that relays is honoured whatever this node's own view of the size.
+        for (limit, again, batch) in relayed {
+            route(&batch, Some(limit), again);
+        }
+        inner.stats.batches_relayed.fetch_add(
+            bundles
+                .values()
+                .flat_map(|b| b.values())
+                .map(|b| b.len() as u64)
+                .sum(),
+            Ordering::Relaxed,
+        );
+        for (to, spans) in bundles {
+            send_spans(&inner, to, spans, budget, false);
         }
         if stopping {
             return;
         }
     }
+}
+
+/// Peers that came back within [`BACK_FRESH`].
+fn fresh_backs(inner: &Shared) -> HashSet<SocketAddr> {
+    let mut back = inner.came_back.lock().expect("came back");
+    back.retain(|_, at| at.elapsed() < BACK_FRESH);
+    back.keys().copied().collect()
+}
+
+/// Whether batches travel the relay ring (the cluster is larger than `relay_above`).
+fn relaying(inner: &Shared) -> bool {
+    inner
+        .peers
+        .read()
+        .expect("peers")
+        .relay
+        .as_ref()
+        .is_some_and(|r| r.len() > inner.options.relay_above)
+}
+
+/// How long a batch may be on its way: a direct send, or one relay hop per doubling of the
+/// cluster.
+fn in_flight(inner: &Shared) -> Duration {
+    let peers = inner.peers.read().expect("peers");
+    match &peers.relay {
+        Some(r) if r.len() > inner.options.relay_above => {
+            IN_FLIGHT * (usize::BITS - r.len().leading_zeros())
+        }
+        _ => IN_FLIGHT,
+    }
+}
+
+/// Encoded bytes a batch's counter updates, or a bundle of batches, may take so the message
+/// fits one datagram.
+fn bundle_budget(inner: &Shared) -> usize {
+    inner.cluster.get().map_or(1000, |c| {
+        c.packet_max().saturating_sub(BATCH_OVERHEAD).max(1)
+    })
+}
+
+/// Batches bound for one peer, by the (limit, again) of the span they travel in.
+type Bundle = BTreeMap<(u64, bool), Vec<Arc<Batch>>>;
+
+/// Sends batches to one peer as relay spans, as few messages as fit a datagram each (a batch
+/// larger than one goes alone, over a stream).
+fn send_spans(inner: &Arc<Shared>, to: SocketAddr, spans: Bundle, budget: usize, reliable: bool) {
+    /// A span's limit, flag and the length prefix of its batches.
+    const SPAN_OVERHEAD: usize = 13;
+    let mut message: Vec<Span> = Vec::new();
+    let mut size = 0;
+    for ((limit, again), batches) in spans {
+        for batch in batches {
+            let compact = Compact::from(&*batch);
+            let len = postcard::experimental::serialized_size(&compact).unwrap_or(budget);
+            let same_span = |m: &[Span]| {
+                m.last()
+                    .is_some_and(|s| s.limit == limit && s.again == again)
+            };
+            let add = len
+                + if same_span(&message) {
+                    0
+                } else {
+                    SPAN_OVERHEAD
+                };
+            if size + add > budget && !message.is_empty() {
+                let full = std::mem::take(&mut message);
+                send_bytes(inner, to, encode(inner, Msg::Relay(full)), reliable);
+                size = 0;
+            }
+            if !same_span(&message) {
+                size += SPAN_OVERHEAD;
+                message.push(Span {
+                    limit,
+                    again,
+                    batches: Vec::new(),
+                });
+            }
+            size += len;
+            message.last_mut().expect("a span").batches.push(compact);
+        }
+    }
+    if !message.is_empty() {
+        send_bytes(inner, to, encode(inner, Msg::Relay(message)), reliable);
+    }
+}
+
+/// Queues peers' batches for the next flush to pass on.
+fn queue_relay(inner: &Shared, fresh: Vec<(u64, bool, Arc<Batch>)>) {
+    if fresh.is_empty() {
+        return;
+    }
+    let mut queue = inner.relay_out.lock().expect("relay queue");
+    let room = RELAY_QUEUE.saturating_sub(queue.len());
+    let dropped = fresh.len().saturating_sub(room);
+    if dropped > 0 {
+        inner
+            .stats
+            .relay_dropped
+            .fetch_add(dropped as u64, Ordering::Relaxed);
+    }
+    queue.extend(fresh.into_iter().take(room));
+    drop(queue);
+    inner.relay_ready.notify_one();
 }
 
 async fn receive_loop(
@@ -944,15 +1141,24 @@ fn handle(inner: &Arc<Shared>, from: &str, addr: Option<SocketAddr>, msg: Msg) {
             let gap = applied.gap;
             absorb(inner, applied);
             if gap && let Some(addr) = addr {
-                ask_for_gap(inner, from, addr, origin);
+                // Sent straight to this node: it passes nothing on (a limit at itself).
+                let mine =
+                    relay::position(inner.node.get().map(String::as_str).unwrap_or_default());
+                ask_for_gap(inner, from, addr, origin, mine);
             }
         }
         Msg::Digest(digest) => {
             let Some(addr) = addr else { return };
             let diff = inner.replica.compare(&digest);
             if diff.they_lack {
-                // Batches younger than a flush or two are most likely still on their way.
-                let (reply, notes) = inner.replica.serve_sync(&digest.have, now, IN_FLIGHT);
+                // Batches younger than their way round the cluster are most likely still on it,
+                // unless the peer was cut off until lately.
+                let min_age = if fresh_backs(inner).contains(&addr) {
+                    Duration::ZERO
+                } else {
+                    in_flight(inner)
+                };
+                let (reply, notes) = inner.replica.serve_sync(&digest.have, now, min_age);
                 for note in notes {
                     note_rejection(inner, "future watermark", &note);
                 }
@@ -961,7 +1167,9 @@ fn handle(inner: &Arc<Shared>, from: &str, addr: Option<SocketAddr>, msg: Msg) {
                     send(inner, addr, Msg::SyncReply(reply));
                 }
             }
-            if diff.we_lack {
+            // Relaying, what this node lacks is mostly still on its way (many hops): its own
+            // digest rounds get it what is really missing, without replays of batches in flight.
+            if diff.we_lack && !relaying(inner) {
                 send(
                     inner,
                     addr,
@@ -1068,22 +1276,77 @@ fn handle(inner: &Arc<Shared>, from: &str, addr: Option<SocketAddr>, msg: Msg) {
                 }
             }
         }
-        Msg::Missing {
-            origin,
-            after,
-            before,
-        } => {
+        Msg::Missing(gaps) => {
             let Some(addr) = addr else { return };
-            if origin != inner.replica.origin() {
+            if gaps.len() > MISSING_GAPS_MAX {
                 note_rejection(
                     inner,
-                    "missing batches of another origin",
-                    &format!("{from:?} asked this node for batches of origin {origin:?}"),
+                    "oversized gap request",
+                    &format!(
+                        "{from:?} asked for {} gaps at once (at most {MISSING_GAPS_MAX}); \
+                         the first {MISSING_GAPS_MAX} answered",
+                        gaps.len()
+                    ),
                 );
-                return;
             }
-            for batch in inner.replica.own_batches(after, before, MISSING_RESENT_MAX) {
-                send_reliably(inner, addr, Msg::Batch(Batch::clone(&batch)));
+            let mut left = MISSING_RESENT_MAX;
+            let mut spans = Bundle::new();
+            for gap in gaps.iter().take(MISSING_GAPS_MAX) {
+                let found = inner
+                    .replica
+                    .logged_batches(gap.origin, gap.after, gap.before, left);
+                left -= found.len();
+                spans.entry((gap.limit, false)).or_default().extend(found);
+                if left == 0 {
+                    break;
+                }
+            }
+            if left < MISSING_RESENT_MAX {
+                inner.stats.repairs.fetch_add(1, Ordering::Relaxed);
+                send_spans(inner, addr, spans, bundle_budget(inner), true);
+            }
+        }
+        Msg::Relay(spans) => {
+            let mine = relay::position(inner.node.get().map(String::as_str).unwrap_or_default());
+            let mut fresh = Vec::new();
+            let mut gaps = Vec::new();
+            for span in spans {
+                for batch in span.batches {
+                    let batch = Batch::from(batch);
+                    inner.stats.batches_received.fetch_add(1, Ordering::Relaxed);
+                    // The origin's own node sends its newest batch: a watermark far past it
+                    // was never real. Relays pass on others', which prove nothing of the kind.
+                    if batch.node == from
+                        && let Some(why) = inner
+                            .replica
+                            .distrust_watermark_past(batch.origin, batch.seq)
+                    {
+                        note_rejection(inner, "implausible watermark", &why);
+                    }
+                    let origin = batch.origin;
+                    let again = span.again.then(|| Arc::new(batch.clone()));
+                    let mut applied = inner.replica.apply_batch(batch, now);
+                    if applied.gap {
+                        gaps.push((origin, span.limit));
+                    }
+                    let pass_on = match (applied.fresh.take(), again) {
+                        (Some(batch), _) => Some(batch),
+                        (None, Some(batch)) if applied.duplicate => Some(batch),
+                        _ => None,
+                    };
+                    if let Some(batch) = pass_on
+                        && span.limit != mine
+                    {
+                        fresh.push((span.limit, span.again, batch));
+                    }
+                    absorb(inner, applied);
+                }
+            }
+            queue_relay(inner, fresh);
+            if let Some(addr) = addr {
+                for (origin, limit) in gaps {
+                    ask_for_gap(inner, from, addr, origin, limit);
+                }
             }
         }
         Msg::Deferred(ids) => {
@@ -1123,32 +1386,41 @@ fn absorb(inner: &Shared, applied: Applied) {
 }
 
 /// A gap is most often a batch overtaken in flight (jittery links reorder): the request for
-/// the missing batches goes out only if the gap is still open after [`GAP_GRACE`], at most
-/// once per [`GAP_REQUEST_EVERY`] per sender.
-fn ask_for_gap(inner: &Arc<Shared>, from: &str, addr: SocketAddr, origin: Origin) {
+/// the missing batches goes out only if the gap is still open after [`GAP_GRACE`], together
+/// with every other gap the same sender showed meanwhile.
+fn ask_for_gap(inner: &Arc<Shared>, from: &str, addr: SocketAddr, origin: Origin, limit: u64) {
     {
-        let mut asked = inner.gap_asked.lock().expect("gap");
-        if asked
-            .get(from)
-            .is_some_and(|at| at.elapsed() < GAP_REQUEST_EVERY)
-        {
+        let mut pending = inner.gap_pending.lock().expect("gap");
+        if let Some(origins) = pending.get_mut(from) {
+            origins.insert(origin, limit);
             return;
         }
-        asked.insert(from.to_string(), Instant::now());
+        pending.insert(from.to_string(), HashMap::from([(origin, limit)]));
     }
     let inner = inner.clone();
+    let from = from.to_string();
     tokio::spawn(async move {
         tokio::time::sleep(GAP_GRACE).await;
-        if let Some((after, before)) = inner.replica.gap(origin) {
-            send_reliably(
-                &inner,
-                addr,
-                Msg::Missing {
+        let origins = inner
+            .gap_pending
+            .lock()
+            .expect("gap")
+            .remove(&from)
+            .unwrap_or_default();
+        let gaps: Vec<Gap> = origins
+            .into_iter()
+            .filter_map(|(origin, limit)| {
+                let (after, before) = inner.replica.gap(origin)?;
+                Some(Gap {
                     origin,
                     after,
                     before,
-                },
-            );
+                    limit,
+                })
+            })
+            .collect();
+        for chunk in chunks(gaps, MISSING_GAPS_MAX) {
+            send_reliably(&inner, addr, Msg::Missing(chunk));
         }
     });
 }
@@ -1164,10 +1436,15 @@ async fn anti_entropy_loop(inner: Arc<Shared>, stop: CancellationToken) {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tick.tick() => {
-                let peer = {
+                // Peers that came back lately first: across a healed partition is where the
+                // differences are, and a random pick finds the other side only half the time.
+                let back: Vec<SocketAddr> = fresh_backs(&inner).into_iter().collect();
+                let peer = if back.is_empty() {
                     let peers = inner.peers.read().expect("peers");
                     let addrs: Vec<SocketAddr> = peers.by_id.values().copied().collect();
                     (!addrs.is_empty()).then(|| addrs[rand::random_range(0..addrs.len())])
+                } else {
+                    Some(back[rand::random_range(0..back.len())])
                 };
                 if let Some(addr) = peer {
                     inner.stats.anti_entropy_rounds.fetch_add(1, Ordering::Relaxed);
@@ -1201,9 +1478,10 @@ async fn anti_entropy_loop(inner: Arc<Shared>, stop: CancellationToken) {
                 // Members declared dead may only be cut off: a small digest (what we have
                 // seen, no shard hashes) tells them, the moment the network heals, that
                 // there is something to exchange.
+                let most = if relaying(&inner) { RELAY_DEAD_PROBE_MAX } else { DEAD_PROBE_MAX };
                 let dead: Vec<SocketAddr> = {
                     let peers = inner.peers.read().expect("peers");
-                    peers.dead.values().copied().take(DEAD_PROBE_MAX).collect()
+                    peers.dead.values().copied().take(most).collect()
                 };
                 if !dead.is_empty() {
                     let digest = encode(
@@ -1230,24 +1508,48 @@ async fn membership_loop(inner: Arc<Shared>, cluster: Arc<dyn Transport>, stop: 
     let mut subscribed = true;
     let mut tick = tokio::time::interval(PEER_REFRESH);
     loop {
-        let mut back: Option<SocketAddr> = None;
-        tokio::select! {
+        let mut back: Vec<SocketAddr> = Vec::new();
+        let mut change = tokio::select! {
             _ = stop.cancelled() => return,
-            _ = tick.tick() => {}
-            change = changes.recv(), if subscribed => match change {
-                Some(PeerChange::Back(address)) => back = Some(address),
+            _ = tick.tick() => None,
+            change = changes.recv(), if subscribed => Some(change),
+        };
+        // Everything that changed meanwhile is taken at once (a healed partition brings back
+        // half the cluster): one refresh, not one per peer.
+        while let Some(next) = change {
+            match next {
+                Some(PeerChange::Back(address)) => back.push(address),
                 Some(PeerChange::Changed) => {}
                 // The membership layer stopped: the timer alone refreshes from now on.
                 None => subscribed = false,
-            },
+            }
+            change = match changes.try_recv() {
+                Ok(c) => Some(Some(c)),
+                Err(mpsc::error::TryRecvError::Empty) => None,
+                Err(mpsc::error::TryRecvError::Disconnected) => subscribed.then_some(None),
+            };
         }
         refresh_peers(&inner, cluster.as_ref());
-        if let Some(addr) = back {
-            send(
+        if !back.is_empty() {
+            let now = Instant::now();
+            inner
+                .came_back
+                .lock()
+                .expect("came back")
+                .extend(back.iter().map(|a| (*a, now)));
+            // In a large cluster a few of them suffice to start the exchange; anti-entropy
+            // reaches the rest.
+            if relaying(&inner) && back.len() > BACK_DIGESTS {
+                rand::seq::SliceRandom::shuffle(back.as_mut_slice(), &mut rand::rng());
+                back.truncate(BACK_DIGESTS);
+            }
+            let digest = encode(
                 &inner,
-                addr,
                 Msg::Digest(inner.replica.digest(inner.clock.now_ms())),
             );
+            for addr in back {
+                send_bytes(&inner, addr, digest.clone(), false);
+            }
         }
         let ask = {
             let peers = inner.peers.read().expect("peers");

@@ -54,6 +54,10 @@ struct Shard {
 /// in flight by a sync reply, at one flush every few milliseconds, are far fewer.
 const PLAUSIBLY_AHEAD: u64 = 10_000;
 
+/// Batches of one origin remembered past a gap in its numbers (a real gap is repaired within
+/// a few flushes: at most a few hundred batches arrive meanwhile).
+const MAX_ABOVE_GAP: usize = 4096;
+
 /// Which of an origin's batches this node has applied.
 #[derive(Debug, Default, Clone)]
 struct Seen {
@@ -73,6 +77,11 @@ impl Seen {
     fn add(&mut self, seq: u64) {
         self.above.insert(seq);
         self.close_gaps();
+        // A peer may send any numbers: past the cap the highest are forgotten, so they would
+        // apply again (merges are idempotent) rather than grow this set without bound.
+        while self.above.len() > MAX_ABOVE_GAP {
+            self.above.pop_last();
+        }
     }
 
     fn raise_to(&mut self, seq: u64) {
@@ -150,6 +159,8 @@ pub(crate) struct Applied {
     pub events: Vec<Event>,
     /// Parts refused, with the reason (logged, counted).
     pub rejected: Vec<String>,
+    /// The batch, when it was new here and applied (what a relay passes on).
+    pub fresh: Option<Arc<Batch>>,
 }
 
 /// What a digest from a peer calls for.
@@ -257,7 +268,7 @@ impl Replica {
         let current = shard
             .counters
             .get(key)
-            .map_or(0, |c| c.total(window, now_ms));
+            .map_or(0, |c| c.total(&self.windows, window, now_ms));
         if current.saturating_add(cost) > limit {
             return (false, current);
         }
@@ -296,7 +307,7 @@ impl Replica {
             let Shard {
                 counters, pending, ..
             } = shard;
-            counters.retain(|k, c| pending.contains_key(k) || !c.is_idle(now_ms));
+            counters.retain(|k, c| pending.contains_key(k) || !c.is_idle(&self.windows, now_ms));
         }
         while shard.counters.len() >= max {
             let victim = shard
@@ -304,7 +315,7 @@ impl Replica {
                 .iter()
                 .filter(|(k, _)| !shard.pending.contains_key(*k))
                 .take(EVICTION_SAMPLE)
-                .min_by_key(|(_, c)| c.last_counted_ms())
+                .min_by_key(|(_, c)| c.last_counted_ms(&self.windows))
                 .map(|(k, _)| k.clone());
             let Some(victim) = victim else { return };
             shard.counters.remove(&victim);
@@ -316,15 +327,13 @@ impl Replica {
     fn count_locked(&self, shard: &mut Shard, key: &CounterKey, by: u64, now_ms: u64) {
         if !shard.counters.contains_key(key) {
             self.make_room(shard, now_ms);
-            shard
-                .counters
-                .insert(key.clone(), Counter::new(&self.windows));
+            shard.counters.insert(key.clone(), Counter::default());
         }
         let deltas = shard
             .counters
             .get_mut(key)
             .expect("inserted above")
-            .increment(self.origin, now_ms, by);
+            .increment(&self.windows, self.origin, now_ms, by);
         if !shard.pending.contains_key(key) {
             shard.pending.insert(key.clone(), Vec::new());
             self.dirty.notify_one();
@@ -345,7 +354,12 @@ impl Replica {
     pub(crate) fn totals(&self, key: &CounterKey, now_ms: u64) -> Vec<u64> {
         let shard = self.shard(key);
         (0..self.windows.len())
-            .map(|w| shard.counters.get(key).map_or(0, |c| c.total(w, now_ms)))
+            .map(|w| {
+                shard
+                    .counters
+                    .get(key)
+                    .map_or(0, |c| c.total(&self.windows, w, now_ms))
+            })
             .collect()
     }
 
@@ -360,7 +374,7 @@ impl Replica {
             .shard(key)
             .counters
             .get(key)
-            .map(|c| c.contributions(window, now_ms))
+            .map(|c| c.contributions(&self.windows, window, now_ms))
             .unwrap_or_default();
         let sync = lock(&self.sync);
         by_origin
@@ -386,7 +400,7 @@ impl Replica {
                     return out;
                 }
                 let totals = (0..self.windows.len())
-                    .map(|w| c.total(w, now_ms))
+                    .map(|w| c.total(&self.windows, w, now_ms))
                     .collect();
                 out.push((key.clone(), totals));
             }
@@ -407,7 +421,7 @@ impl Replica {
             let Shard {
                 counters, pending, ..
             } = &mut *shard;
-            counters.retain(|k, c| pending.contains_key(k) || !c.is_idle(now_ms));
+            counters.retain(|k, c| pending.contains_key(k) || !c.is_idle(&self.windows, now_ms));
             dropped += before - shard.counters.len();
         }
         dropped
@@ -509,15 +523,21 @@ impl Replica {
         Some((seen.contiguous, *seen.above.first()?))
     }
 
-    /// This node's own batches numbered after `after` and before `before`, at most `max`, that
-    /// the replay log still holds.
-    pub(crate) fn own_batches(&self, after: u64, before: u64, max: usize) -> Vec<Arc<Batch>> {
+    /// `origin`'s batches numbered after `after` and before `before`, at most `max`, that the
+    /// replay log still holds (this node's own, or others' it applied).
+    pub(crate) fn logged_batches(
+        &self,
+        origin: Origin,
+        after: u64,
+        before: u64,
+        max: usize,
+    ) -> Vec<Arc<Batch>> {
         if before <= after.saturating_add(1) {
             return Vec::new();
         }
         lock(&self.sync)
             .log
-            .range((self.origin, after + 1)..(self.origin, before))
+            .range((origin, after + 1)..(origin, before))
             .take(max)
             .map(|(_, (b, _))| b.clone())
             .collect()
@@ -719,7 +739,9 @@ impl Replica {
                 out.rejected.push(why);
             }
         }
-        sync.remember(Arc::new(batch));
+        let batch = Arc::new(batch);
+        sync.remember(batch.clone());
+        out.fresh = Some(batch);
         out
     }
 
@@ -753,12 +775,9 @@ impl Replica {
             if !shard.counters.contains_key(&update.key) {
                 self.make_room(&mut shard, now_ms);
             }
-            let counter = shard
-                .counters
-                .entry(update.key.clone())
-                .or_insert_with(|| Counter::new(&self.windows));
+            let counter = shard.counters.entry(update.key.clone()).or_default();
             for d in &update.deltas {
-                let _: Merged = counter.merge(d, now_ms);
+                let _: Merged = counter.merge(&self.windows, d, now_ms);
             }
         }
     }
@@ -872,7 +891,7 @@ impl Replica {
         for (i, shard) in self.shards.iter().enumerate() {
             let shard = lock(shard);
             for (key, c) in &shard.counters {
-                hashes[i] = hashes[i].wrapping_add(c.digest(key.hash64(), now_ms));
+                hashes[i] = hashes[i].wrapping_add(c.digest(&self.windows, key.hash64(), now_ms));
             }
         }
         let sync = lock(&self.sync);
@@ -931,7 +950,7 @@ impl Replica {
             };
             let shard = lock(shard);
             for (key, c) in &shard.counters {
-                let deltas = c.snapshot(now_ms);
+                let deltas = c.snapshot(&self.windows, now_ms);
                 if !deltas.is_empty() {
                     counters.push(CounterUpdate {
                         key: key.clone(),
@@ -1049,6 +1068,33 @@ mod tests {
             b.contributions(&key(0), 0, NOW),
             vec![("node-1".to_string(), 5)]
         );
+    }
+
+    #[test]
+    fn numbers_past_a_gap_are_remembered_up_to_a_bound() {
+        let a = replica(1, 100);
+        let b = replica(2, 100);
+        a.increment(&key(0), 1, NOW);
+        let first = a.take_batches(usize::MAX).pop().unwrap();
+        b.apply_batch(Batch::clone(&first), NOW);
+        for seq in 0..3 * MAX_ABOVE_GAP as u64 {
+            let forged = Batch {
+                seq: u64::MAX - seq,
+                ..Batch::clone(&first)
+            };
+            assert!(b.apply_batch(forged, NOW).gap);
+        }
+        let above = lock(&b.sync).seen[&Origin(1)].above.len();
+        assert_eq!(
+            above, MAX_ABOVE_GAP,
+            "past a gap, at most {MAX_ABOVE_GAP} held"
+        );
+        assert_eq!(
+            b.gap(Origin(1)),
+            Some((1, u64::MAX - 3 * MAX_ABOVE_GAP as u64 + 1))
+        );
+        // The forgotten ones apply again (idempotently): the count is unchanged.
+        assert_eq!(b.totals(&key(0), NOW), vec![1, 1]);
     }
 
     #[test]

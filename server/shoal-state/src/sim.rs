@@ -91,6 +91,8 @@ pub struct SimNet {
     net: Arc<Mutex<Net>>,
     /// Bytes each node sent.
     sent: Arc<Mutex<HashMap<SocketAddr, Arc<AtomicU64>>>>,
+    /// Whom each node sent to.
+    destinations: Arc<Mutex<HashMap<SocketAddr, HashSet<SocketAddr>>>>,
     pub seed: u64,
 }
 
@@ -105,6 +107,7 @@ impl SimNet {
                 next: 1,
             })),
             sent: Arc::default(),
+            destinations: Arc::default(),
             seed,
         }
     }
@@ -242,6 +245,15 @@ impl SimNet {
             .map_or(0, |c| c.load(Ordering::Relaxed))
     }
 
+    /// How many distinct nodes `address` has sent to.
+    pub fn destinations(&self, address: SocketAddr) -> usize {
+        self.destinations
+            .lock()
+            .expect("sim destinations")
+            .get(&address)
+            .map_or(0, HashSet::len)
+    }
+
     /// Delivers `msg` from `from` to `to` by the link's rules; `reliable` messages are not lost
     /// (but a cut still swallows them, and the sender hears of it).
     fn deliver(
@@ -251,6 +263,12 @@ impl SimNet {
         msg: Bytes,
         reliable: bool,
     ) -> Result<(), String> {
+        self.destinations
+            .lock()
+            .expect("sim destinations")
+            .entry(from)
+            .or_default()
+            .insert(to);
         let (inbox, delays) = {
             let mut net = self.net.lock().expect("sim net");
             let link = net.link;

@@ -167,9 +167,54 @@ async fn a_three_two_partition_heals_to_exact_totals() {
     partition_heals_exactly(7, 5, 3).await;
 }
 
+/// A hundred nodes relay (above `state.relay_above`): the cut halves heal over the ring.
 #[tokio::test(start_paused = true)]
-async fn a_fifty_fifty_partition_of_forty_nodes_heals_to_exact_totals() {
-    partition_heals_exactly(8, 40, 20).await;
+async fn a_fifty_fifty_partition_of_a_hundred_nodes_heals_to_exact_totals() {
+    partition_heals_exactly(8, 100, 50).await;
+}
+
+/// A relaying cluster on lossy, jittery links: every node counts exactly, each sends to its
+/// log2(N) fingers only (not to every peer), and what was lost is repaired from the relays
+/// (gaps asked with their limit) and by the origin's resend of its newest batch.
+#[tokio::test(start_paused = true)]
+async fn a_relaying_cluster_counts_exactly_under_loss_and_reordering() {
+    for seed in [21, 22] {
+        let net = SimNet::new(
+            seed,
+            Link {
+                latency: Duration::from_micros(500),
+                jitter: Duration::from_millis(3),
+                loss: 0.03,
+                duplicate: 0.01,
+            },
+        );
+        let nodes = cluster(&net, 80);
+        let mut work = JoinSet::new();
+        for r in &nodes {
+            let state = r.state.clone();
+            work.spawn(async move {
+                for _ in 0..10 {
+                    state.check(&key(), COUNT, 1).await;
+                    tokio::time::sleep(Duration::from_millis(7)).await;
+                }
+            });
+        }
+        work.join_all().await;
+        let all: Vec<&Running> = nodes.iter().collect();
+        exact_everywhere(&net, &all, 800, Duration::from_secs(3)).await;
+        let relayed: u64 = nodes.iter().map(|r| r.state.status().batches_relayed).sum();
+        assert!(relayed > 0, "an 80-node cluster relays (seed {seed})");
+        for r in &nodes {
+            // Fingers (7 for 80 nodes), plus the few peers digests and repairs went to; sending
+            // directly, each would have sent to all 79.
+            let peers = net.destinations(r.transport.address);
+            assert!(
+                peers < 40,
+                "{} sent to {peers} distinct peers (seed {seed})",
+                r.transport.address
+            );
+        }
+    }
 }
 
 /// A node crashes and comes back as a new process run (a new origin) at its address: what it
@@ -567,4 +612,79 @@ async fn a_hostile_member_cannot_grow_state_without_bound() {
     increment(&nodes[1], 5).await;
     let honest: Vec<&Running> = nodes.iter().collect();
     exact_everywhere(&net, &honest, 5, Duration::from_secs(2)).await;
+}
+
+/// A member abusing the relay: spans whose limit covers the whole ring, asked to be passed on
+/// "again" over and over, with batches of a run it invents and absurd numbers for an honest
+/// node's run. Each message it sends reaches each node at most once (the limits never
+/// overlap), the numbers are bounded, and the honest counts stay exact.
+#[tokio::test(start_paused = true)]
+async fn a_hostile_relay_costs_the_cluster_at_most_one_delivery_per_node_per_message() {
+    let net = SimNet::new(43, Link::IDEAL);
+    let nodes = cluster(&net, 40);
+    let mallory = net.join("mallory");
+    settle(&net, "mallory a member", Duration::from_secs(2), || {
+        nodes
+            .iter()
+            .all(|r| r.state.status().peers == 40)
+            .then_some(())
+    })
+    .await;
+    increment(&nodes[1], 3).await;
+    let all: Vec<&Running> = nodes.iter().collect();
+    exact_everywhere(&net, &all, 3, Duration::from_secs(2)).await;
+    let received = || -> u64 {
+        nodes
+            .iter()
+            .map(|r| r.state.status().batches_received)
+            .sum()
+    };
+    let before = received();
+    let victim = nodes[0].transport.address;
+    // Just short of the victim's own position round the ring: everyone but the victim.
+    let everyone = crate::relay::position("n0").wrapping_sub(1);
+    let honest = Origin::from_node_id("n1");
+    let forged =
+        |origin: u64, node: &str, seq: u64| wire::Compact::from(&empty_batch(origin, node, seq));
+    let messages = 50u64;
+    for i in 0..messages {
+        let span = wire::Span {
+            limit: everyone,
+            again: true,
+            batches: vec![
+                forged(9_000, "mallory", 1),
+                forged(honest.0, "n1", u64::MAX - i),
+            ],
+        };
+        mallory
+            .send_reliable(
+                victim,
+                Bytes::from(wire::encode("mallory", Msg::Relay(vec![span]))),
+            )
+            .await
+            .unwrap();
+    }
+    // Passed on round the ring, as an origin's resend is...
+    settle(&net, "the spans passed on", Duration::from_secs(2), || {
+        (received() - before >= messages * 2 * 20).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let moved = received() - before;
+    println!("{moved} deliveries for {messages} messages");
+    // ...but each of the two batches a message reaches each of the 40 nodes at most once.
+    assert!(
+        moved <= messages * 2 * 40,
+        "{moved} deliveries for {messages} messages of 2 batches (seed {})",
+        net.seed
+    );
+    let origins: Vec<usize> = nodes.iter().map(|r| r.state.origins()).collect();
+    assert!(
+        origins.iter().all(|&o| o <= 40 + 1),
+        "origins tracked: {origins:?} (seed {})",
+        net.seed
+    );
+    // The honest run's real batches still count (its watermark was not pushed out of reach).
+    increment(&nodes[1], 2).await;
+    exact_everywhere(&net, &all, 5, Duration::from_secs(3)).await;
 }
