@@ -37,8 +37,10 @@ use shoal_config::StateConfig;
 
 use crate::{CacheLimits, CounterKey, Event, EventLimits, Origin, StateError, WindowSpec};
 
-/// How often the peer list is refreshed besides on membership events.
-const PEER_REFRESH: Duration = Duration::from_millis(100);
+/// How often the peer list is refreshed besides on membership events (which the membership
+/// layer sends for every change, a lagging subscriber included): a fallback, and each refresh
+/// walks every member.
+const PEER_REFRESH: Duration = Duration::from_secs(1);
 
 /// How long an origin stays in digests after its last batch beyond the longest window (its
 /// counts have expired by then; the margin covers clocks apart and batches late in flight).
@@ -746,13 +748,14 @@ fn note_rejection(inner: &Shared, reason: &str, detail: &str) {
     }
 }
 
+/// Runs every [`PEER_REFRESH`] and on every membership change, on fleets of a thousand
+/// members: what depends on the member set is rebuilt only when it changed.
 fn refresh_peers(inner: &Shared, cluster: &dyn Transport) {
     let members = cluster.members();
     let me = cluster.local_id();
     let mut by_id = HashMap::new();
     let mut known = HashMap::new();
     let mut dead = HashMap::new();
-    let mut ring_nodes = vec![me];
     for m in members.iter().filter(|m| !m.local) {
         if m.state != PeerState::Left {
             known.insert(m.id.clone(), m.state);
@@ -762,33 +765,34 @@ fn refresh_peers(inner: &Shared, cluster: &dyn Transport) {
         }
         if matches!(m.state, PeerState::Alive | PeerState::Suspect) {
             by_id.insert(m.id.clone(), m.address);
-            ring_nodes.push(m.id.clone());
         }
     }
     let mut peers = inner.peers.write().expect("peers lock");
-    if peers.ring.nodes().len() != ring_nodes.len()
-        || ring_nodes.iter().any(|n| !peers.ring.nodes().contains(n))
-    {
-        peers.ring = Ring::new(ring_nodes);
-    }
-    // Queues to addresses no longer reachable members end (their sender tasks with them).
-    inner
-        .outbound
-        .lock()
-        .expect("outbound")
-        .retain(|addr, _| by_id.values().chain(dead.values()).any(|a| a == addr));
-    inner.replica.set_members(
-        known
-            .keys()
-            .cloned()
-            .chain(std::iter::once(cluster.local_id()))
-            .collect(),
-    );
-    if peers.relay.is_none() || peers.by_id != by_id {
+    let first = peers.relay.is_none();
+    if first || peers.by_id != by_id {
+        peers.ring = Ring::new(
+            std::iter::once(me.clone())
+                .chain(by_id.keys().cloned())
+                .collect(),
+        );
         peers.relay = Some(Arc::new(RelayRing::new(
-            relay::position(&cluster.local_id()),
+            relay::position(&me),
             by_id.iter().map(|(id, a)| (relay::position(id), *a)),
         )));
+    }
+    if first || peers.by_id != by_id || peers.dead != dead {
+        // Queues to addresses no longer reachable members end (their sender tasks with them).
+        let reachable: HashSet<&SocketAddr> = by_id.values().chain(dead.values()).collect();
+        inner
+            .outbound
+            .lock()
+            .expect("outbound")
+            .retain(|addr, _| reachable.contains(addr));
+    }
+    if first || peers.known != known {
+        inner
+            .replica
+            .set_members(known.keys().cloned().chain(std::iter::once(me)).collect());
     }
     peers.by_id = by_id;
     peers.known = known;

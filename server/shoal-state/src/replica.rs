@@ -115,6 +115,11 @@ struct SyncState {
     order: VecDeque<(Origin, u64)>,
     capacity: usize,
     nodes: HashMap<Origin, String>,
+    /// Tracked runs per node id ("" where the node is unknown): rebuilt from `seen` and
+    /// `nodes` after anything but a new run changed them (`None`), kept current as new runs
+    /// arrive, so checking a new run against the caps is a lookup rather than a walk over
+    /// every run (a node joining a thousand-node cluster meets a thousand new runs).
+    runs: Option<HashMap<String, usize>>,
     cache: Cache,
     events: EventChannel,
     outbox_cache: Vec<CacheUpdate>,
@@ -217,6 +222,7 @@ impl Replica {
                 order: VecDeque::new(),
                 capacity: replay_capacity.max(1),
                 nodes: HashMap::new(),
+                runs: None,
                 cache: Cache::new(cache),
                 events: EventChannel::new(events),
                 outbox_cache: Vec::new(),
@@ -248,6 +254,7 @@ impl Replica {
         let mut sync = lock(&self.sync);
         sync.node = node.to_string();
         sync.nodes.insert(self.origin, node.to_string());
+        sync.runs = None;
     }
 
     fn shard(&self, key: &CounterKey) -> MutexGuard<'_, Shard> {
@@ -446,6 +453,7 @@ impl Replica {
             nodes,
             log,
             order,
+            runs,
             ..
         } = &mut *sync;
         // Retired ones are forgotten after as long again: by then no peer names them.
@@ -473,6 +481,7 @@ impl Replica {
             retired.insert(*origin, now_ms);
         }
         if !departed.is_empty() {
+            *runs = None;
             log.retain(|(o, _), _| !retired.contains_key(o));
             order.retain(|(o, _)| !retired.contains_key(o));
         }
@@ -482,17 +491,15 @@ impl Replica {
     /// Why a new origin claimed by `node` is one too many, if it is: a member may have at most
     /// [`MAX_ORIGINS_PER_NODE`] runs tracked, and nodes that are not members together
     /// [`MAX_ORIGINS_UNKNOWN`], so a peer inventing origins cannot grow digests without bound.
-    fn origin_over_limit(&self, sync: &SyncState, node: &str) -> Option<String> {
+    fn origin_over_limit(&self, sync: &mut SyncState, node: &str) -> Option<String> {
         let members = lock(&self.members);
+        let SyncState {
+            seen, nodes, runs, ..
+        } = sync;
         // An origin whose node is not known counts as a non-member's.
-        let tracked = |wanted: &dyn Fn(&str) -> bool| {
-            sync.seen
-                .keys()
-                .filter(|o| wanted(sync.nodes.get(o).map_or("", String::as_str)))
-                .count()
-        };
+        let runs = runs.get_or_insert_with(|| count_runs(seen, nodes));
         if members.contains(node) {
-            let runs = tracked(&|n| n == node);
+            let runs = runs.get(node).copied().unwrap_or(0);
             (runs >= MAX_ORIGINS_PER_NODE).then(|| {
                 format!(
                     "node {node:?} already has {runs} process runs tracked (at most \
@@ -500,7 +507,11 @@ impl Replica {
                 )
             })
         } else {
-            let runs = tracked(&|n| !members.contains(n));
+            let runs: usize = runs
+                .iter()
+                .filter(|(n, _)| !members.contains(*n))
+                .map(|(_, c)| c)
+                .sum();
             (runs >= MAX_ORIGINS_UNKNOWN).then(|| {
                 format!(
                     "{runs} process runs of nodes that are not members are tracked (at most \
@@ -645,6 +656,9 @@ impl Replica {
                 events: std::mem::take(&mut events),
             });
             let seq = sync.seq;
+            if !sync.seen.contains_key(&self.origin) {
+                sync.runs = None;
+            }
             sync.seen.entry(self.origin).or_default().add(seq);
             sync.remember(batch.clone());
             out.push(batch);
@@ -692,9 +706,8 @@ impl Replica {
             return out;
         }
         out.gap = batch.seq > known.map_or(0, |s| s.contiguous) + 1;
-        if known.is_none()
-            && let Some(why) = self.origin_over_limit(&sync, &batch.node)
-        {
+        let new_run = known.is_none();
+        if new_run && let Some(why) = self.origin_over_limit(&mut sync, &batch.node) {
             out.rejected.push(why);
             return out;
         }
@@ -720,8 +733,17 @@ impl Replica {
         let seen = sync.seen.entry(batch.origin).or_default();
         seen.add(batch.seq);
         seen.last_ms = now_ms;
-        if !batch.node.is_empty() {
-            sync.nodes.insert(batch.origin, batch.node.clone());
+        let before = if batch.node.is_empty() {
+            sync.nodes.get(&batch.origin).cloned()
+        } else {
+            sync.nodes.insert(batch.origin, batch.node.clone())
+        };
+        let node = sync.nodes.get(&batch.origin).cloned().unwrap_or_default();
+        match (&mut sync.runs, new_run) {
+            (Some(runs), true) => *runs.entry(node).or_default() += 1,
+            // A run now claimed by another node than before: recount.
+            (runs, false) if before.is_some_and(|b| b != node) => *runs = None,
+            _ => {}
         }
         self.merge_counters(&batch.counters, now_ms);
         for update in &batch.cache {
@@ -876,6 +898,9 @@ impl Replica {
             let mut sync = lock(&self.sync);
             for (origin, seq) in reply.have {
                 if origin != self.origin && !sync.retired.contains_key(&origin) {
+                    if !sync.seen.contains_key(&origin) {
+                        sync.runs = None;
+                    }
                     let seen = sync.seen.entry(origin).or_default();
                     seen.raise_to(seq);
                     seen.last_ms = seen.last_ms.max(now_ms);
@@ -999,8 +1024,14 @@ impl Replica {
             }
         }
         for (origin, node) in state.nodes {
-            if origin != self.origin && node.len() <= MAX_NODE_ID_BYTES {
-                sync.nodes.entry(origin).or_insert(node);
+            if origin != self.origin
+                && node.len() <= MAX_NODE_ID_BYTES
+                && !sync.nodes.contains_key(&origin)
+            {
+                sync.nodes.insert(origin, node);
+                if sync.seen.contains_key(&origin) {
+                    sync.runs = None;
+                }
             }
         }
         rejected
@@ -1013,6 +1044,19 @@ impl Replica {
     pub(crate) fn cache_len(&self) -> usize {
         lock(&self.sync).cache.len()
     }
+}
+
+/// Tracked runs per node id ("" where the node is unknown).
+fn count_runs(
+    seen: &HashMap<Origin, Seen>,
+    nodes: &HashMap<Origin, String>,
+) -> HashMap<String, usize> {
+    let mut runs: HashMap<String, usize> = HashMap::new();
+    for origin in seen.keys() {
+        let node = nodes.get(origin).map_or("", String::as_str);
+        *runs.entry(node.to_string()).or_default() += 1;
+    }
+    runs
 }
 
 pub(crate) fn all_shards() -> Vec<u16> {
@@ -1068,6 +1112,46 @@ mod tests {
             b.contributions(&key(0), 0, NOW),
             vec![("node-1".to_string(), 5)]
         );
+    }
+
+    /// The per-node run counts kept as runs arrive match a recount, whatever renames them.
+    #[test]
+    fn run_counts_kept_on_the_way_match_a_recount() {
+        let b = replica(2, 100);
+        b.set_members(["node-2", "n1", "n2"].map(String::from).into());
+        let batch = |origin: u64, node: &str| Batch {
+            origin: Origin(origin),
+            node: node.into(),
+            seq: 1,
+            stamp: Stamp {
+                time: 1,
+                origin: Origin(origin),
+            },
+            counters: Vec::new(),
+            cache: Vec::new(),
+            events: Vec::new(),
+        };
+        let check = |b: &Replica| {
+            let mut sync = lock(&b.sync);
+            b.origin_over_limit(&mut sync, "n1");
+            let kept = sync.runs.clone().expect("counted");
+            assert_eq!(kept, count_runs(&sync.seen, &sync.nodes));
+        };
+        for o in 10..20 {
+            b.apply_batch(batch(o, if o % 2 == 0 { "n1" } else { "n2" }), NOW);
+            check(&b);
+        }
+        // A later batch of a run claims another node; one arrives with no node at all.
+        b.apply_batch(
+            Batch {
+                seq: 2,
+                ..batch(10, "n2")
+            },
+            NOW,
+        );
+        b.apply_batch(batch(30, ""), NOW);
+        check(&b);
+        assert_eq!(lock(&b.sync).runs.as_ref().unwrap()["n2"], 6);
     }
 
     #[test]
