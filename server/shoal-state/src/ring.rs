@@ -48,10 +48,6 @@ impl Ring {
             .find(|node| node.as_str() != me)
             .map(String::as_str)
     }
-
-    pub(crate) fn nodes(&self) -> &[String] {
-        &self.nodes
-    }
 }
 
 #[cfg(test)]
