@@ -87,7 +87,21 @@ impl WindowSpec {
         let current = self.bucket_of(now_ms);
         bucket <= current && current - bucket < u64::from(self.buckets)
     }
+
+    /// Whether a peer's value for `bucket` is kept: a live bucket, or one a clock up to
+    /// [`CLOCK_AHEAD_MS`] ahead of ours has started (it counts here once our clock gets
+    /// there). Dropping it would lose the count on this node for good, as its batch is then
+    /// seen: with a peer 5 ms ahead, the increments of every bucket's first 5 ms.
+    fn accepts(&self, bucket: u64, now_ms: u64) -> bool {
+        self.is_live(bucket, now_ms)
+            || (bucket > self.bucket_of(now_ms)
+                && bucket <= self.bucket_of(now_ms.saturating_add(CLOCK_AHEAD_MS)))
+    }
 }
+
+/// How far ahead a peer's clock may be for its newest buckets to be kept (see
+/// [`WindowSpec::accepts`]); nodes must be NTP-synchronised, far closer than this.
+const CLOCK_AHEAD_MS: u64 = 5_000;
 
 /// "Origin `origin` has counted `value` in bucket `bucket` of window `window`" — an absolute
 /// value, so applying it is idempotent.
@@ -261,7 +275,7 @@ impl Counter {
         let Some(spec) = windows.get(window) else {
             return Merged::UnknownWindow;
         };
-        if !spec.is_live(delta.bucket, now_ms) {
+        if !spec.accepts(delta.bucket, now_ms) {
             return Merged::OutOfWindow;
         }
         let Some(slot) = self.slot(window, spec, delta.bucket) else {
@@ -440,6 +454,36 @@ mod tests {
         );
         c.increment(W, a, later, 1);
         assert_eq!(c.total(W, MINUTE, later), 1, "only bucket 61 is live");
+    }
+
+    /// A peer whose clock is a little ahead has started a bucket ours has not: its value is
+    /// kept, and counts once our clock reaches that bucket (dropped, it would be lost here).
+    #[test]
+    fn a_bucket_a_peer_slightly_ahead_started_counts_when_ours_gets_there() {
+        let mut c = counter();
+        let now = 60_990; // bucket 60 here; the peer, 20 ms ahead, is in bucket 61
+        let ahead = BucketDelta {
+            window: 0,
+            bucket: 61,
+            origin: Origin(2),
+            value: 3,
+        };
+        assert_eq!(c.merge(W, &ahead, now), Merged::Applied);
+        assert_eq!(
+            c.total(W, MINUTE, now),
+            0,
+            "not yet: bucket 61 has not started here"
+        );
+        assert_eq!(c.total(W, MINUTE, 61_000), 3);
+        let far = BucketDelta {
+            bucket: 66,
+            ..ahead
+        };
+        assert_eq!(
+            c.merge(W, &far, now),
+            Merged::OutOfWindow,
+            "6 s ahead is not skew"
+        );
     }
 
     #[test]
@@ -624,7 +668,7 @@ mod tests {
             let Some(spec) = windows.get(window) else {
                 return Merged::UnknownWindow;
             };
-            if !spec.is_live(d.bucket, now_ms) {
+            if !spec.accepts(d.bucket, now_ms) {
                 return Merged::OutOfWindow;
             }
             let Some(slot) = self.slot(spec, window, d.bucket) else {

@@ -98,8 +98,11 @@ const IN_FLIGHT: Duration = Duration::from_millis(50);
 const BACK_DIGESTS: usize = 3;
 
 /// Relaying, how long this node's newest batch waits for a successor before it is resent
-/// along the ring (see [`Span::again`]); a node that keeps counting resends nothing.
+/// along the ring (see [`Span::again`]), and how often: a second time four times as long
+/// later, in case the first was lost near the origin (half the ring would miss it). A node
+/// that keeps counting resends nothing.
 const TAIL_RESEND: Duration = Duration::from_millis(250);
+const TAIL_RESENDS: u32 = 2;
 
 /// How long a peer that came back is preferred by anti-entropy and served batches however
 /// young: what it lacks was not on its way to it.
@@ -876,13 +879,10 @@ async fn send_queue(
 async fn flush_loop(inner: Arc<Shared>, stop: CancellationToken) {
     let interval = inner.options.flush_interval;
     let mut last_flush = Instant::now() - interval;
-    // Relaying: this node's newest batch, resent along the ring once nothing followed it for
-    // TAIL_RESEND.
-    let mut tail: Option<(Arc<Batch>, Instant)> = None;
+    // Relaying: this node's newest batch, when its next resend is due, and how many went.
+    let mut tail: Option<(Arc<Batch>, Instant, u32)> = None;
     loop {
-        let tail_at = tail
-            .as_ref()
-            .map_or(last_flush, |(_, at)| *at + TAIL_RESEND);
+        let tail_at = tail.as_ref().map_or(last_flush, |(_, at, _)| *at);
         let mut tail_due = false;
         let mut stopping = tokio::select! {
             _ = stop.cancelled() => true,
@@ -934,15 +934,18 @@ async fn flush_loop(inner: Arc<Shared>, stop: CancellationToken) {
             }
         };
         if tail_due {
-            if let Some((newest, _)) = tail.take() {
+            if let Some((newest, _, resends)) = tail.take() {
                 route(&newest, None, true);
+                if resends + 1 < TAIL_RESENDS {
+                    tail = Some((newest, Instant::now() + TAIL_RESEND * 4, resends + 1));
+                }
             }
         } else if ring.len() > inner.options.relay_above {
             for batch in &batches {
                 route(batch, None, false);
             }
             if let Some(newest) = batches.last() {
-                tail = Some((newest.clone(), Instant::now()));
+                tail = Some((newest.clone(), Instant::now() + TAIL_RESEND, 0));
             }
         } else {
             for batch in batches {
@@ -1171,9 +1174,32 @@ fn handle(inner: &Arc<Shared>, from: &str, addr: Option<SocketAddr>, msg: Msg) {
                     send(inner, addr, Msg::SyncReply(reply));
                 }
             }
-            // Relaying, what this node lacks is mostly still on its way (many hops): its own
-            // digest rounds get it what is really missing, without replays of batches in flight.
-            if diff.we_lack && !relaying(inner) {
+            // Relaying, what this node lacks is mostly still on its way (many hops): only the
+            // origins it has heard nothing from for as long are asked for, by their gaps.
+            if diff.we_lack && relaying(inner) {
+                let mine =
+                    relay::position(inner.node.get().map(String::as_str).unwrap_or_default());
+                // Nothing from across a healed cut is on its way.
+                let quiet = if fresh_backs(inner).contains(&addr) {
+                    Duration::ZERO
+                } else {
+                    in_flight(inner)
+                };
+                let gaps: Vec<Gap> = inner
+                    .replica
+                    .stuck_behind(&digest.have, now, quiet)
+                    .into_iter()
+                    .map(|(origin, after, before)| Gap {
+                        origin,
+                        after,
+                        before,
+                        limit: mine,
+                    })
+                    .collect();
+                for chunk in chunks(gaps, MISSING_GAPS_MAX) {
+                    send_reliably(inner, addr, Msg::Missing(chunk));
+                }
+            } else if diff.we_lack {
                 send(
                     inner,
                     addr,

@@ -534,6 +534,29 @@ impl Replica {
         Some((seen.contiguous, *seen.above.first()?))
     }
 
+    /// Where a peer's digest (`theirs`) is ahead of this node for an origin none of whose
+    /// batches arrived here for `quiet`: batches that are not on their way but lost, as
+    /// (origin, last contiguous here, first past the peer's). Retired origins are left out.
+    pub(crate) fn stuck_behind(
+        &self,
+        theirs: &[(Origin, u64)],
+        now_ms: u64,
+        quiet: Duration,
+    ) -> Vec<(Origin, u64, u64)> {
+        let quiet = quiet.as_millis() as u64;
+        let sync = lock(&self.sync);
+        theirs
+            .iter()
+            .filter(|(o, _)| *o != self.origin && !sync.retired.contains_key(o))
+            .filter_map(|&(origin, seq)| {
+                let seen = sync.seen.get(&origin);
+                let have = seen.map_or(0, |s| s.contiguous);
+                let silent = seen.is_none_or(|s| now_ms.saturating_sub(s.last_ms) >= quiet);
+                (seq > have && silent).then(|| (origin, have, seq.saturating_add(1)))
+            })
+            .collect()
+    }
+
     /// `origin`'s batches numbered after `after` and before `before`, at most `max`, that the
     /// replay log still holds (this node's own, or others' it applied).
     pub(crate) fn logged_batches(
