@@ -7,9 +7,10 @@
 //! it. The nodes find each other as a deployment would, through DNS: dnsmasq answers one name
 //! with every node's address, as a Kubernetes headless Service does (`discovery.method =
 //! "dns-a"`). PostgreSQL is one private server reached over its Unix socket, so its traffic
-//! stays off the loopback counters. Every setting is the shipped default except a pool of two
-//! PostgreSQL connections per node (a hundred default pools of eight would not fit one server)
-//! and a node key file, so a restarted node keeps its id as a replaced pod would.
+//! stays off the loopback counters. Every setting is the shipped default except a pool of three
+//! PostgreSQL connections per node, the smallest allowed (a hundred default pools of eight
+//! would not fit one server), and a node key file, so a restarted node keeps its id as a
+//! replaced pod would.
 //!
 //! Phases, in order: the idle cluster (CPU, gossip and state bytes, memory), one increment
 //! until every other node counts it, a load spread over every node until every node shows the
@@ -617,7 +618,7 @@ async fn run(o: Options) {
             .unwrap_or_default()
             .trim()
     );
-    // Each node: a pool of two and one listener; the benchmark's own sessions on top.
+    // Each node: a pool of three (its listener among them); the benchmark's own on top.
     let db = private_database(o.nodes as u32 * 4 + 50).await;
     let url = db.socket_url().expect("a private PostgreSQL");
     let hosts = tempfile::NamedTempFile::new().unwrap();
