@@ -287,3 +287,27 @@ async fn gossip_works_over_ipv6() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+/// The member table changes only when a member does, yet the ages it reports keep counting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn member_ages_keep_counting_between_changes() {
+    let a = start("127.0.0.71", vec![key(1)]).await;
+    let b = start("127.0.0.72", vec![key(1)]).await;
+    b.join(&[a.advertise_address()]).await;
+    wait_for("2 alive on a", || (alive_count(&a) == 2).then_some(())).await;
+    let age = || {
+        a.members()
+            .into_iter()
+            .find(|m| m.id == b.local_id())
+            .unwrap()
+            .state_age_ms
+    };
+    let before = age();
+    // The time that passes is what is measured.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after = age();
+    assert!(
+        after >= before + 300 && after < before + 2_000,
+        "age {before} ms, then {after} ms"
+    );
+}

@@ -1052,10 +1052,13 @@ fn validate(config: &NodeConfig, origin_of: &dyn Fn(&str) -> Origin, out: &mut V
             humantime::format_duration(cp.reconnect_min)
         ),
     );
+    // The change listener holds one connection for good, and migrating at start holds the
+    // advisory lock on a second while it migrates on a third: with two, start-up waits out
+    // pool time-outs (45 s seen with ten nodes starting together).
     check(
-        (2..=100).contains(&cp.max_connections),
+        (3..=100).contains(&cp.max_connections),
         "control_plane.max_connections",
-        format!("must be between 2 and 100, got {}", cp.max_connections),
+        format!("must be between 3 and 100, got {}", cp.max_connections),
     );
     check(
         c.probe_timeout < c.probe_interval,
@@ -1772,6 +1775,25 @@ mod tests {
         );
         assert!(lines[0].ends_with("got 10ms"), "{lines:?}");
         assert!(lines[1].contains("`control_plane.reconnect_min` must not exceed"));
+    }
+
+    #[test]
+    fn a_pool_too_small_for_the_listener_and_a_migration_is_rejected() {
+        let text = "[control_plane]\nmax_connections = 2\n";
+        let err = load(text, &base_env()).unwrap_err();
+        let lines: Vec<String> = err.issues().iter().map(ToString::to_string).collect();
+        assert_eq!(
+            lines,
+            ["shoal.toml:2: `control_plane.max_connections` must be between 3 and 100, got 2"]
+        );
+        let text = "[control_plane]\nmax_connections = 3\n";
+        assert_eq!(
+            load(text, &base_env())
+                .unwrap()
+                .control_plane
+                .max_connections,
+            3
+        );
     }
 
     #[test]

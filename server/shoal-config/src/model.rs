@@ -199,7 +199,8 @@ pub struct ControlPlaneConfig {
     /// Run pending migrations at start (behind an advisory lock, so N nodes migrate once).
     #[serde(default = "default_true")]
     pub migrate_on_start: bool,
-    /// Connection pool size for config loads and admin API writes.
+    /// Connection pool size for config loads, admin API reads and writes, and the change
+    /// listener (which keeps one); at least 3, so a migration at start has two more.
     #[serde(default = "default_max_connections")]
     pub max_connections: u32,
     #[serde(skip)]

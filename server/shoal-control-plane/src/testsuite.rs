@@ -17,6 +17,7 @@ pub struct TestPostgres {
     dir: tempfile::TempDir,
     bin: PathBuf,
     port: u16,
+    max_connections: u32,
     running: bool,
 }
 
@@ -101,6 +102,12 @@ fn free_port() -> u16 {
 impl TestPostgres {
     /// initdb + start; panics with PostgreSQL's own output if either fails.
     pub fn start() -> Self {
+        Self::start_with_connections(300)
+    }
+
+    /// [`TestPostgres::start`] for more clients than the suite's 300 (a benchmark of a
+    /// hundred nodes, each with a pool and a listener).
+    pub fn start_with_connections(max_connections: u32) -> Self {
         let bin = pg_bin();
         let dir = tempfile::Builder::new()
             .prefix("shoal-pg-")
@@ -141,6 +148,7 @@ impl TestPostgres {
             dir,
             bin,
             port: 0,
+            max_connections,
             running: false,
         };
         let mut last_error = String::new();
@@ -162,9 +170,10 @@ impl TestPostgres {
         let data = self.data_dir();
         let options = format!(
             "-c listen_addresses=127.0.0.1 -p {} -k {} -c fsync=off -c synchronous_commit=off \
-             -c full_page_writes=off -c max_connections=300",
+             -c full_page_writes=off -c max_connections={}",
             self.port,
-            data.display()
+            data.display(),
+            self.max_connections
         );
         let mut ctl = pg_command(&self.bin, "pg_ctl");
         ctl.arg("-D")
@@ -235,6 +244,15 @@ async fn create_database(admin_url: &str) -> String {
     format!("{base}/{name}")
 }
 
+/// A fresh database in a private server of its own that takes `max_connections` clients.
+pub async fn private_database(max_connections: u32) -> TestDatabase {
+    let server = TestPostgres::start_with_connections(max_connections);
+    TestDatabase {
+        url: server.create_database().await,
+        _server: Some(server),
+    }
+}
+
 /// A fresh database for one test, in the suite's shared server when there is one.
 pub async fn database() -> TestDatabase {
     match std::env::var("SHOAL_TEST_PG_URL") {
@@ -242,12 +260,6 @@ pub async fn database() -> TestDatabase {
             url: create_database(&admin_url).await,
             _server: None,
         },
-        Err(_) => {
-            let server = TestPostgres::start();
-            TestDatabase {
-                url: server.create_database().await,
-                _server: Some(server),
-            }
-        }
+        Err(_) => private_database(300).await,
     }
 }

@@ -17,9 +17,11 @@ impl Dnsmasq {
         let mut last_error = String::new();
         for _ in 0..5 {
             let port = free_udp_and_tcp_port();
+            // In the foreground, not in debug mode (`--no-daemon`): there dnsmasq answers TCP
+            // itself, one connection at a time, and a resolver that keeps its connection open
+            // (Hickory does, for answers too long for UDP) leaves every other client waiting.
             let mut child = Command::new("dnsmasq")
                 .args([
-                    "--no-daemon",
                     "--keep-in-foreground",
                     &format!("--port={port}"),
                     "--listen-address=127.0.0.1",

@@ -174,18 +174,6 @@ async fn over_admission(c: &InProcess, mode: Mode, runs: usize) -> Vec<f64> {
     extra
 }
 
-/// Bytes sent on this namespace's loopback (`/proc/self/net/dev` is per namespace; `/sys`
-/// would still show the host's).
-fn lo_tx_bytes() -> u64 {
-    let dev = std::fs::read_to_string("/proc/self/net/dev").unwrap();
-    let line = dev
-        .lines()
-        .find(|l| l.trim_start().starts_with("lo:"))
-        .expect("lo in /proc/self/net/dev");
-    let fields: Vec<&str> = line.split(':').nth(1).unwrap().split_whitespace().collect();
-    fields[8].parse().unwrap()
-}
-
 /// Loopback bytes per increment at `rate` increments/s for `secs`, idle gossip subtracted.
 async fn bytes_per_increment(c: &InProcess, rate: u64, secs: u64) -> f64 {
     let idle_start = lo_tx_bytes();
@@ -381,22 +369,4 @@ async fn main() {
     println!("RESULT heal_to_exact_max_ms {heal_max:.0} ms");
     println!("RESULT bytes_per_increment {bytes:.1} bytes");
     println!("RESULT local_read_ns {read_ns:.0} ns");
-}
-
-/// The benchmark's own namespaces: re-executes this binary under `unshare` with its args.
-fn in_private_namespaces_bench() -> bool {
-    if std::env::var_os("SHOAL_IN_NETNS").is_some() {
-        return in_private_namespaces("bench");
-    }
-    let exe = std::env::current_exe().unwrap();
-    let status = std::process::Command::new("unshare")
-        .args(["--net", "--mount", "--"])
-        .arg(exe)
-        .args(std::env::args().skip(1))
-        .env("SHOAL_IN_NETNS", "1")
-        .env_remove("SHOAL_TEST_PG_URL")
-        .status()
-        .expect("run unshare (needs root or CAP_SYS_ADMIN)");
-    assert!(status.success(), "the benchmark failed");
-    false
 }

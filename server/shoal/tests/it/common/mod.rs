@@ -16,11 +16,13 @@ pub mod containers;
 pub mod counting;
 
 #[allow(unused_imports)]
-pub use shoal_control_plane::testsuite::{TestPostgres, database};
+pub use shoal_control_plane::testsuite::{TestPostgres, database, private_database};
 
 pub const PSK_HEX: &str = "4242424242424242424242424242424242424242424242424242424242424242";
 pub const SECRETS_KEY_HEX: &str =
     "0909090909090909090909090909090909090909090909090909090909090909";
+/// Control-plane settings that make tests converge quickly.
+pub const FAST_CONTROL_PLANE: &str = "poll_interval = \"300ms\"\nconnect_timeout = \"2s\"\nreconnect_min = \"50ms\"\nreconnect_max = \"500ms\"\n";
 /// Probe settings that make tests detect failures quickly.
 pub const FAST_PROBES: &str = "probe_interval = \"200ms\"\nprobe_timeout = \"100ms\"\n";
 
@@ -74,6 +76,9 @@ pub struct NodeSpec {
     pub probes: String,
     /// Extra lines inside `[cluster]`.
     pub cluster_toml: String,
+    /// The lines of `[control_plane]`: short poll and backoff by default, so tests converge
+    /// quickly; a benchmark of many nodes wants the shipped poll and a small pool.
+    pub control_plane_toml: String,
     /// Extra sections after the generated ones (e.g. `[discovery]`).
     pub extra_toml: String,
     /// The PSK comes from `cluster.psk_file` in `cluster_toml` instead of the environment.
@@ -109,6 +114,7 @@ impl NodeSpec {
             gossip: free_gossip_addr(ip),
             probes: FAST_PROBES.to_string(),
             cluster_toml: String::new(),
+            control_plane_toml: FAST_CONTROL_PLANE.to_string(),
             extra_toml: String::new(),
             psk_from_file: false,
             netns: None,
@@ -129,6 +135,7 @@ impl NodeSpec {
             gossip: format!("{}:7946", net.cluster_ip(index)).parse().unwrap(),
             probes: FAST_PROBES.to_string(),
             cluster_toml: String::new(),
+            control_plane_toml: FAST_CONTROL_PLANE.to_string(),
             extra_toml: String::new(),
             psk_from_file: false,
             netns: Some(net.namespace(index)),
@@ -141,11 +148,11 @@ impl NodeSpec {
         self.dir.path().join("shoal.toml")
     }
 
-    /// Writes the config file: short poll and backoff so tests converge quickly.
+    /// Writes the config file.
     pub fn write_config(&self) {
         let toml = format!(
             "node_name = \"{name}\"\ndata_dir = \"{data}\"\n\n[http]\nlisten = \"{ip}:0\"\nshutdown_grace = \"20s\"\n\n\
-             [control_plane]\npoll_interval = \"300ms\"\nconnect_timeout = \"2s\"\nreconnect_min = \"50ms\"\nreconnect_max = \"500ms\"\n\n\
+             [control_plane]\n{control_plane}\n\
              [cluster]\nbind = \"{gossip}\"\n{probes}{cluster}\n\
              [log]\nformat = \"json\"\nlevel = \"info,sqlx=warn\"\n{extra}",
             name = self.name,
@@ -153,6 +160,7 @@ impl NodeSpec {
             ip = self.ip,
             gossip = self.gossip,
             probes = self.probes,
+            control_plane = self.control_plane_toml,
             cluster = self.cluster_toml,
             extra = self.extra_toml,
         );
@@ -244,6 +252,17 @@ impl Drop for Node {
 impl Node {
     pub fn logs(&self) -> Vec<String> {
         self.logs.lock().unwrap().clone()
+    }
+
+    /// The lines after the first `from`: a poller over many nodes keeps a cursor and reads
+    /// each line once instead of copying the whole log every time.
+    pub fn logs_since(&self, from: usize) -> Vec<String> {
+        self.logs
+            .lock()
+            .unwrap()
+            .get(from..)
+            .map(<[String]>::to_vec)
+            .unwrap_or_default()
     }
 
     /// Parsed JSON log lines (non-JSON lines are skipped).
@@ -395,6 +414,15 @@ impl Api {
             base: base.to_string(),
             token: body["token"].as_str().unwrap().to_string(),
             client,
+        }
+    }
+
+    /// The same session on another node: sessions live in PostgreSQL, so one login serves
+    /// every node (a hundred logins as one admin would meet the login throttle).
+    pub fn at(&self, base: &str) -> Api {
+        Api {
+            base: base.to_string(),
+            ..self.clone()
         }
     }
 
@@ -685,6 +713,37 @@ pub fn in_private_namespaces(test_name: &str) -> bool {
         .expect("run unshare (needs root or CAP_SYS_ADMIN)");
     assert!(status.success(), "{test_name} inside its namespaces failed");
     false
+}
+
+/// A benchmark's own namespaces: re-executes the benchmark under `unshare` with its
+/// arguments. True inside; outside, waits for the inner run and fails if it failed.
+pub fn in_private_namespaces_bench() -> bool {
+    if std::env::var_os("SHOAL_IN_NETNS").is_some() {
+        return in_private_namespaces("bench");
+    }
+    let exe = std::env::current_exe().unwrap();
+    let status = Command::new("unshare")
+        .args(["--net", "--mount", "--"])
+        .arg(exe)
+        .args(std::env::args().skip(1))
+        .env("SHOAL_IN_NETNS", "1")
+        .env_remove("SHOAL_TEST_PG_URL")
+        .status()
+        .expect("run unshare (needs root or CAP_SYS_ADMIN)");
+    assert!(status.success(), "the benchmark failed");
+    false
+}
+
+/// Bytes sent on this namespace's loopback (`/proc/self/net/dev` is per namespace; `/sys`
+/// would still show the host's).
+pub fn lo_tx_bytes() -> u64 {
+    let dev = std::fs::read_to_string("/proc/self/net/dev").unwrap();
+    let line = dev
+        .lines()
+        .find(|l| l.trim_start().starts_with("lo:"))
+        .expect("lo in /proc/self/net/dev");
+    let fields: Vec<&str> = line.split(':').nth(1).unwrap().split_whitespace().collect();
+    fields[8].parse().unwrap()
 }
 
 pub fn run_ip(args: &[&str]) {
