@@ -923,8 +923,11 @@ async fn flush_loop(inner: Arc<Shared>, stop: CancellationToken) {
             .batches_sent
             .fetch_add(batches.len() as u64, Ordering::Relaxed);
         let mut bundles: HashMap<SocketAddr, Bundle> = HashMap::new();
-        let mut route = |batch: &Arc<Batch>, limit: Option<u64>, again: bool| {
-            for (to, sub) in ring.routes(limit) {
+        // Queues `batch` for the next hops; how many.
+        let mut route = |batch: &Arc<Batch>, limit: Option<u64>, again: bool| -> u64 {
+            let routes = ring.routes(limit);
+            let hops = routes.len() as u64;
+            for (to, sub) in routes {
                 bundles
                     .entry(to)
                     .or_default()
@@ -932,6 +935,7 @@ async fn flush_loop(inner: Arc<Shared>, stop: CancellationToken) {
                     .or_default()
                     .push(batch.clone());
             }
+            hops
         };
         if tail_due {
             if let Some((newest, _, resends)) = tail.take() {
@@ -956,17 +960,14 @@ async fn flush_loop(inner: Arc<Shared>, stop: CancellationToken) {
             }
         }
         // A sender that relays is honoured whatever this node's own view of the size.
-        for (limit, again, batch) in relayed {
-            route(&batch, Some(limit), again);
-        }
-        inner.stats.batches_relayed.fetch_add(
-            bundles
-                .values()
-                .flat_map(|b| b.values())
-                .map(|b| b.len() as u64)
-                .sum(),
-            Ordering::Relaxed,
-        );
+        let passed_on: u64 = relayed
+            .iter()
+            .map(|(limit, again, batch)| route(batch, Some(*limit), *again))
+            .sum();
+        inner
+            .stats
+            .batches_relayed
+            .fetch_add(passed_on, Ordering::Relaxed);
         for (to, spans) in bundles {
             send_spans(&inner, to, spans, budget, false);
         }
