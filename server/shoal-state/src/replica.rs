@@ -1142,18 +1142,7 @@ mod tests {
     fn run_counts_kept_on_the_way_match_a_recount() {
         let b = replica(2, 100);
         b.set_members(["node-2", "n1", "n2"].map(String::from).into());
-        let batch = |origin: u64, node: &str| Batch {
-            origin: Origin(origin),
-            node: node.into(),
-            seq: 1,
-            stamp: Stamp {
-                time: 1,
-                origin: Origin(origin),
-            },
-            counters: Vec::new(),
-            cache: Vec::new(),
-            events: Vec::new(),
-        };
+        let batch = |origin: u64, node: &str| Batch::empty(origin, node, 1);
         let check = |b: &Replica| {
             let mut sync = lock(&b.sync);
             b.origin_over_limit(&mut sync, "n1");

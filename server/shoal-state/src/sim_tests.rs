@@ -533,21 +533,6 @@ async fn origin_churn_for_hours_keeps_digests_bounded() {
     .await;
 }
 
-fn empty_batch(origin: u64, node: &str, seq: u64) -> Batch {
-    Batch {
-        origin: Origin(origin),
-        node: node.into(),
-        seq,
-        stamp: Stamp {
-            time: 1,
-            origin: Origin(origin),
-        },
-        counters: Vec::new(),
-        cache: Vec::new(),
-        events: Vec::new(),
-    }
-}
-
 /// A member that floods: batches of a new process run each, batches claiming other nodes,
 /// a sync reply inventing thousands of nodes' runs, and garbage. The victim tracks a bounded
 /// number of runs, counts every refusal, and the honest nodes' counts stay exact.
@@ -569,13 +554,13 @@ async fn a_hostile_member_cannot_grow_state_without_bound() {
     };
     // New runs of its own, far more than any restart rate explains.
     for i in 0..600u64 {
-        send(Msg::Batch(empty_batch(1_000_000 + i, "mallory", 1))).await;
+        send(Msg::Batch(Batch::empty(1_000_000 + i, "mallory", 1))).await;
     }
     // Batches sent as if they were another member's.
-    send(Msg::Batch(empty_batch(7, "n1", 1))).await;
+    send(Msg::Batch(Batch::empty(7, "n1", 1))).await;
     // Thousands of runs of nodes that do not exist, inside one sync reply.
     let invented = (0..5_000u64)
-        .map(|i| empty_batch(2_000_000 + i, &format!("ghost{i}"), 1))
+        .map(|i| Batch::empty(2_000_000 + i, &format!("ghost{i}"), 1))
         .collect();
     send(Msg::SyncReply(crate::wire::SyncReply {
         batches: invented,
@@ -645,7 +630,7 @@ async fn a_hostile_relay_costs_the_cluster_at_most_one_delivery_per_node_per_mes
     let everyone = crate::relay::position("n0").wrapping_sub(1);
     let honest = Origin::from_node_id("n1");
     let forged =
-        |origin: u64, node: &str, seq: u64| wire::Compact::from(&empty_batch(origin, node, seq));
+        |origin: u64, node: &str, seq: u64| wire::Compact::from(&Batch::empty(origin, node, seq));
     let messages = 50u64;
     for i in 0..messages {
         let span = wire::Span {
