@@ -129,7 +129,7 @@ pub mod fuzzing {
                 for check in checks {
                     if check.key.check().is_ok() && (1..=1_000_000).contains(&check.cost) {
                         let window = usize::from(check.window).min(replica.windows().len() - 1);
-                        replica.decide(&check.key, window, check.limit, check.cost, NOW);
+                        replica.decide(&check.key, window, check.limit, check.cost, NOW, true);
                         replica.totals(&check.key, NOW);
                     }
                 }

@@ -56,6 +56,10 @@ fn retire_after(options: &StateOptions) -> Duration {
         + RETIRE_GRACE
 }
 
+/// How long after the strict timeout an owner's late answer is still waited for, as a multiple
+/// of `state.strict_timeout`: past it, the request is counted here.
+const LATE_ANSWER_TIMEOUTS: u32 = 4;
+
 /// How often idle counters are dropped.
 const SWEEP_EVERY: Duration = Duration::from_secs(10);
 
@@ -237,6 +241,9 @@ pub struct StateStatus {
     pub repairs: u64,
     pub strict_forwarded: u64,
     pub strict_degraded: u64,
+    /// Degraded strict checks whose owner answered late, having counted the request: counted
+    /// once, there, and not here too.
+    pub strict_late: u64,
     pub rejected: u64,
     /// Counter keys evicted to stay under `state.max_keys`.
     pub evicted_keys: u64,
@@ -281,6 +288,7 @@ struct Stats {
     repairs: AtomicU64,
     strict_forwarded: AtomicU64,
     strict_degraded: AtomicU64,
+    strict_late: AtomicU64,
     rejected: AtomicU64,
     send_errors: AtomicU64,
 }
@@ -314,6 +322,11 @@ struct Shared {
     peers: RwLock<Peers>,
     /// Strict checks waiting for their owner: a verdict, or `None` when the owner deferred.
     pending: Mutex<HashMap<u64, oneshot::Sender<Option<Verdict>>>>,
+    /// Strict checks decided here because the owner did not answer in time, by check id: not
+    /// counted yet, since the owner may have counted them and only its answer be late. Counted
+    /// here once the owner says it did not, or when no answer came (see
+    /// [`LATE_ANSWER_TIMEOUTS`]); meanwhile this node's own decisions count them as pending.
+    late: Mutex<HashMap<u64, LateCheck>>,
     next_check: AtomicU64,
     forward: mpsc::UnboundedSender<(SocketAddr, Check)>,
     forward_rx: Mutex<Option<mpsc::UnboundedReceiver<(SocketAddr, Check)>>>,
@@ -334,6 +347,12 @@ struct Shared {
     relay_ready: tokio::sync::Notify,
     /// Peers seen coming back (a healed partition, a restart), with when.
     came_back: Mutex<HashMap<SocketAddr, Instant>>,
+}
+
+struct LateCheck {
+    key: CounterKey,
+    cost: u64,
+    at_ms: u64,
 }
 
 /// The node's handle on shared state; cheap to clone.
@@ -394,6 +413,7 @@ impl SharedState {
                 node: OnceLock::new(),
                 peers: RwLock::new(Peers::default()),
                 pending: Mutex::new(HashMap::new()),
+                late: Mutex::new(HashMap::new()),
                 next_check: AtomicU64::new(1),
                 forward,
                 forward_rx: Mutex::new(Some(forward_rx)),
@@ -465,16 +485,42 @@ impl SharedState {
                     .await;
             }
         }
-        let now = self.inner.clock.now_ms();
-        let (allowed, count) = self.inner.replica.decide(key, window, limit.max, cost, now);
+        let (allowed, count, totals) = self.decide_here(key, window, limit.max, cost, true);
         Decision {
             allowed,
             count,
             mode: limit.mode,
             decided_by: me,
             degraded: None,
-            totals: self.inner.replica.totals(key, now),
+            totals,
         }
+    }
+
+    /// Decides from this node's counts plus the late strict checks still pending here;
+    /// `count`: whether to count the request now. The decision, the window's total and every
+    /// window's total.
+    fn decide_here(
+        &self,
+        key: &CounterKey,
+        window: usize,
+        max: u64,
+        cost: u64,
+        count: bool,
+    ) -> (bool, u64, Vec<u64>) {
+        let inner = &self.inner;
+        let pending: u64 = (inner.late.lock().expect("late").values())
+            .filter(|l| &l.key == key)
+            .map(|l| l.cost)
+            .sum();
+        let now = inner.clock.now_ms();
+        let limit = max.saturating_sub(pending);
+        let (allowed, total) = inner.replica.decide(key, window, limit, cost, now, count);
+        let totals = inner.replica.totals(key, now);
+        (
+            allowed,
+            total.saturating_add(pending),
+            totals.iter().map(|t| t.saturating_add(pending)).collect(),
+        )
     }
 
     async fn forward_check(
@@ -501,15 +547,20 @@ impl SharedState {
             .strict_forwarded
             .fetch_add(1, Ordering::Relaxed);
         let sent = self.inner.forward.send((addr, check)).is_ok();
+        let mut rx = rx;
         let answer = if sent {
-            tokio::time::timeout(self.inner.options.strict_timeout, rx)
+            tokio::time::timeout(self.inner.options.strict_timeout, &mut rx)
                 .await
                 .ok()
                 .and_then(Result::ok)
         } else {
             None
         };
-        self.inner.pending.lock().expect("pending").remove(&id);
+        // Sent and unanswered: the owner may have counted it and only be late to say so.
+        let owner_may_count = sent && answer.is_none();
+        if !owner_may_count {
+            self.inner.pending.lock().expect("pending").remove(&id);
+        }
         let why = match answer {
             Some(Some(v)) => {
                 return Decision {
@@ -536,16 +587,57 @@ impl SharedState {
             .strict_degraded
             .fetch_add(1, Ordering::Relaxed);
         note_rejection(&self.inner, "strict check degraded to eventual", &why);
-        let now = self.inner.clock.now_ms();
-        let (allowed, count) = self.inner.replica.decide(key, window, limit.max, cost, now);
+        let (allowed, count, totals) =
+            self.decide_here(key, window, limit.max, cost, !owner_may_count);
+        if owner_may_count {
+            if allowed {
+                self.await_late_answer(id, key, cost, rx);
+            } else {
+                self.inner.pending.lock().expect("pending").remove(&id);
+            }
+        }
         Decision {
             allowed,
             count,
             mode: Mode::Eventual,
             decided_by: self.node_id(),
             degraded: Some(why),
-            totals: self.inner.replica.totals(key, now),
+            totals,
         }
+    }
+
+    /// Holds an admitted check whose owner was too slow as pending until the owner's answer
+    /// says whether it counted the request; without an answer, counts it here (a lost answer
+    /// may so count a request twice, never not at all).
+    fn await_late_answer(
+        &self,
+        id: u64,
+        key: &CounterKey,
+        cost: u64,
+        rx: oneshot::Receiver<Option<Verdict>>,
+    ) {
+        let inner = self.inner.clone();
+        let at_ms = inner.clock.now_ms();
+        let late = LateCheck {
+            key: key.clone(),
+            cost,
+            at_ms,
+        };
+        inner.late.lock().expect("late").insert(id, late);
+        let wait = inner.options.strict_timeout * LATE_ANSWER_TIMEOUTS;
+        tokio::spawn(async move {
+            let answer = tokio::time::timeout(wait, rx).await;
+            inner.pending.lock().expect("pending").remove(&id);
+            let owner_counted = matches!(answer, Ok(Ok(Some(ref v))) if v.allowed);
+            let Some(late) = inner.late.lock().expect("late").remove(&id) else {
+                return;
+            };
+            if owner_counted {
+                inner.stats.strict_late.fetch_add(1, Ordering::Relaxed);
+            } else {
+                inner.replica.increment(&late.key, late.cost, late.at_ms);
+            }
+        });
     }
 
     /// Counts without deciding (e.g. a request admitted by a policy without a limit).
@@ -723,6 +815,7 @@ impl SharedState {
             repairs: get(&s.repairs),
             strict_forwarded: get(&s.strict_forwarded),
             strict_degraded: get(&s.strict_degraded),
+            strict_late: get(&s.strict_late),
             rejected: get(&s.rejected),
             evicted_keys: self.inner.replica.evicted(),
             send_errors: get(&s.send_errors),
@@ -873,6 +966,15 @@ async fn send_queue(
     }
 }
 
+/// Counts every late strict check still waiting for its owner's answer: the node is stopping,
+/// and counting one twice beats losing it.
+fn count_late_checks(inner: &Shared) {
+    let late = std::mem::take(&mut *inner.late.lock().expect("late"));
+    for (_, l) in late {
+        inner.replica.increment(&l.key, l.cost, l.at_ms);
+    }
+}
+
 /// Sleeps while nothing is pending (an idle node wakes for nothing), and flushes at most once
 /// per `flush_interval` once something is: this node's new batches and the peers' batches it
 /// passes on along the relay ring.
@@ -901,6 +1003,9 @@ async fn flush_loop(inner: Arc<Shared>, stop: CancellationToken) {
             };
         }
         last_flush = Instant::now();
+        if stopping {
+            count_late_checks(&inner);
+        }
         // The last flush still goes out: what was counted up to shutdown reaches the peers.
         let budget = bundle_budget(&inner);
         let batches = if tail_due {
@@ -1285,8 +1390,9 @@ fn handle(inner: &Arc<Shared>, from: &str, addr: Option<SocketAddr>, msg: Msg) {
                         return None;
                     }
                     let window = usize::from(c.window).min(inner.options.windows.len() - 1);
-                    let (allowed, count) =
-                        inner.replica.decide(&c.key, window, c.limit, c.cost, now);
+                    let (allowed, count) = inner
+                        .replica
+                        .decide(&c.key, window, c.limit, c.cost, now, true);
                     Some(Verdict {
                         id: c.id,
                         allowed,

@@ -261,8 +261,9 @@ impl Replica {
         lock(&self.shards[key.shard()])
     }
 
-    /// Counts `cost` for `key` if the window's total stays within `limit`; the total after
-    /// (or as it stands, when refused). One shard lock: the decision is atomic on this node.
+    /// Counts `cost` for `key` if the window's total stays within `limit` (and `count`: a
+    /// request someone else may count is only judged); the total after (or as it stands, when
+    /// refused). One shard lock: the decision is atomic on this node.
     pub(crate) fn decide(
         &self,
         key: &CounterKey,
@@ -270,6 +271,7 @@ impl Replica {
         limit: u64,
         cost: u64,
         now_ms: u64,
+        count: bool,
     ) -> (bool, u64) {
         let mut shard = self.shard(key);
         let current = shard
@@ -279,7 +281,9 @@ impl Replica {
         if current.saturating_add(cost) > limit {
             return (false, current);
         }
-        self.count_locked(&mut shard, key, cost, now_ms);
+        if count {
+            self.count_locked(&mut shard, key, cost, now_ms);
+        }
         (true, current.saturating_add(cost))
     }
 
@@ -1377,7 +1381,7 @@ mod tests {
     fn decisions_are_exact_on_one_node() {
         let a = replica(1, 100);
         let passed = (0..20)
-            .filter(|_| a.decide(&key(0), 0, 5, 1, NOW).0)
+            .filter(|_| a.decide(&key(0), 0, 5, 1, NOW, true).0)
             .count();
         assert_eq!(passed, 5);
         assert_eq!(a.totals(&key(0), NOW)[0], 5);

@@ -369,6 +369,24 @@ fn owned_by(state: &SharedState, owner: &str) -> CounterKey {
         .expect("a key on each node")
 }
 
+/// Node `a`, and a peer `b` whose messages the test reads and writes itself.
+async fn node_and_raw_peer(
+    net: &SimNet,
+) -> (
+    Arc<SimTransport>,
+    tokio::sync::mpsc::Receiver<Bytes>,
+    Running,
+) {
+    let b = net.join("b");
+    let inbox = b.take_inbox().unwrap();
+    let a = run(net.join("a"));
+    settle(net, "b in a's peer list", Duration::from_secs(2), || {
+        (a.state.status().peers == 1).then_some(())
+    })
+    .await;
+    (b, inbox, a)
+}
+
 const STRICT: Limit = Limit {
     window: 0,
     max: 5,
@@ -424,13 +442,7 @@ async fn a_node_that_ran_alone_replays_from_its_first_peer_before_owning_keys() 
 #[tokio::test(start_paused = true)]
 async fn an_owner_still_replaying_defers_strict_checks_to_the_asker() {
     let net = SimNet::new(23, Link::IDEAL);
-    let b = net.join("b");
-    let mut inbox = b.take_inbox().unwrap();
-    let a = run(net.join("a"));
-    settle(&net, "b in a's peer list", Duration::from_secs(2), || {
-        (a.state.status().peers == 1).then_some(())
-    })
-    .await;
+    let (b, mut inbox, a) = node_and_raw_peer(&net).await;
     assert!(!a.state.replay().done, "b never answers a's replay request");
     let by_a = owned_by(&a.state, "a");
     let by_b = owned_by(&a.state, "b");
@@ -489,6 +501,72 @@ async fn an_owner_still_replaying_defers_strict_checks_to_the_asker() {
     let why = decision.degraded.unwrap();
     assert!(why.contains("is still replaying"), "{why}");
     assert_eq!(a.state.status().strict_degraded, 1);
+}
+
+/// An owner too slow for the strict timeout may still have counted the request: the asker
+/// decides meanwhile, counts the request as pending in its own decisions, and counts it for
+/// good only if the owner's answer says it did not, or never comes.
+#[tokio::test(start_paused = true)]
+async fn a_late_owner_answer_keeps_a_degraded_strict_check_counted_once() {
+    let net = SimNet::new(24, Link::IDEAL);
+    let (b, mut inbox, a) = node_and_raw_peer(&net).await;
+    let key = owned_by(&a.state, "b");
+    let strict = Limit {
+        max: u64::MAX,
+        ..STRICT
+    };
+    let mut asked = Vec::new();
+    for pending in 0..2 {
+        let decision = a.state.check(&key, strict, 1).await;
+        assert!(decision.allowed);
+        assert_eq!(decision.mode, Mode::Eventual, "b never answered in time");
+        assert_eq!(
+            decision.count,
+            pending + 1,
+            "the earlier one counted as pending"
+        );
+        let Msg::Checks(checks) = next_message(&mut inbox, |m| matches!(m, Msg::Checks(_))).await
+        else {
+            unreachable!()
+        };
+        asked.push(checks[0].id);
+    }
+    assert_eq!(a.state.totals(&key)[0], 0, "neither counted yet");
+
+    // b counted the first (its late verdict admits it) and never answers the second.
+    let late = Verdict {
+        id: asked[0],
+        allowed: true,
+        count: 1,
+        totals: vec![1, 1],
+    };
+    b.send(
+        a.transport.address,
+        Bytes::from(wire::encode("b", Msg::Verdicts(vec![late]))),
+    )
+    .await
+    .unwrap();
+    settle(
+        &net,
+        "the unanswered one counted",
+        Duration::from_secs(5),
+        || (a.state.totals(&key)[0] > 0).then_some(()),
+    )
+    .await;
+    let status = a.state.status();
+    assert_eq!(a.state.totals(&key)[0], 1, "the first is b's to count");
+    assert_eq!((status.strict_degraded, status.strict_late), (2, 1));
+
+    // A node stopping counts what is still pending rather than lose it.
+    a.state.check(&key, strict, 1).await;
+    a.stop.cancel();
+    settle(
+        &net,
+        "the pending one counted at stop",
+        Duration::from_secs(1),
+        || (a.state.totals(&key)[0] == 2).then_some(()),
+    )
+    .await;
 }
 
 /// A node restarting every minute for three simulated hours (a new origin each run): the

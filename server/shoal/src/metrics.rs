@@ -233,6 +233,12 @@ pub(crate) fn register(meter: &Meter, s: Sources) -> Instruments {
         |src, obs| { obs.observe(src.state.status().strict_degraded, &[]) }
     );
     counter!(
+        "shoal.state.strict.late",
+        "{check}",
+        "Degraded strict checks whose owner answered late having counted them (counted once)",
+        |src, obs| { obs.observe(src.state.status().strict_late, &[]) }
+    );
+    counter!(
         "shoal.proxy.policy_errors",
         "{evaluation}",
         "Policy evaluations that failed (each refused its request)",
