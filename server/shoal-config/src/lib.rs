@@ -6,20 +6,30 @@
 //! env var) and what is allowed, so an operator can fix a config without reading code.
 //!
 //! - `model`: the typed, documented config structs and their defaults.
-//! - `load`: file + env loading, source tracking, validation.
+//! - `load`: the pipeline (TOML file, then `env` overrides, then `secrets`, then validation);
+//!   `load::env` is the table of `SHOAL_*` overrides, one row per variable, and
+//!   `load::secrets` reads secret values from their files or variables.
+//! - `origin`: where each key's value came from (`file:line`, `env VAR` or default).
+//! - `validate`: the value checks, one function per config section.
+//! - `error`: `ConfigError` and the `ConfigIssue`s it lists.
 //! - `secret`: a wrapper that keeps secret values out of `Debug` and logs.
 
 #![forbid(unsafe_code)]
 
+mod error;
 mod load;
 mod model;
+mod origin;
 mod secret;
+mod validate;
 
-pub use load::{ConfigError, ConfigIssue, ENV_OVERRIDES, Origin, load, load_from_str};
+pub use error::{ConfigError, ConfigIssue};
+pub use load::{ENV_OVERRIDES, load, load_from_str};
 pub use model::{
     AuditConfig, AuditFsync, ClusterConfig, ConsulDiscovery, ControlPlaneConfig, CookieSecure,
     DiscoveryConfig, DiscoveryMethod, EcsDiscovery, EtcdDiscovery, HttpConfig, KubernetesDiscovery,
     LogConfig, LogFormat, NodeConfig, OtlpProtocol, ProxyConfig, StateConfig, TelemetryConfig,
     UdpDiscovery, WindowConfig,
 };
+pub use origin::Origin;
 pub use secret::{Secret, SecretKey};
