@@ -127,21 +127,20 @@ pub(crate) async fn handle(
         return refusal_response(&refusal, request_id);
     }
     req.headers_mut().remove(api_key_header);
-    let shared = ctx.shared;
     match forward(
-        &shared.upstreams,
+        ctx.upstreams,
         upstream,
         req,
         request_id,
         ctx.peer,
-        shared.options.upstream_timeout,
+        ctx.upstream_timeout,
     )
     .await
     {
         Ok(response) => response,
         Err(e) => {
             tracing::warn!(request_id, resource = %route.name, "{}", e.message);
-            shared.instruments.upstream_error(&route.name, e.status);
+            ctx.node.instruments.upstream_error(&route.name, e.status);
             error(e.status, "upstream", &e.caller_message(), request_id)
         }
     }

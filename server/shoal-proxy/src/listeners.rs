@@ -22,7 +22,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
-use crate::decision::Ctx;
+use crate::decision::{Ctx, Node};
 use crate::forward::Upstreams;
 use crate::http_api::{self, error};
 use crate::instruments::Instruments;
@@ -67,14 +67,15 @@ impl ProxyOptions {
     }
 }
 
-pub(crate) struct Shared {
-    pub state: SharedState,
-    pub audit: AuditLog,
-    pub options: ProxyOptions,
-    pub upstreams: Upstreams,
-    pub routes: ArcSwapOption<Routes>,
-    pub policy_errors: AtomicU64,
-    pub instruments: Instruments,
+/// What every listener of the data plane shares.
+struct Shared {
+    state: SharedState,
+    audit: AuditLog,
+    options: ProxyOptions,
+    upstreams: Upstreams,
+    routes: ArcSwapOption<Routes>,
+    policy_errors: AtomicU64,
+    instruments: Instruments,
 }
 
 /// The data plane of one node; cheap to clone.
@@ -380,7 +381,14 @@ async fn route_and_handle(
     };
     tracing::Span::current().record("shoal.resource", route.name.as_str());
     let ctx = Ctx {
-        shared,
+        node: Node {
+            state: &shared.state,
+            audit: &shared.audit,
+            instruments: &shared.instruments,
+            policy_errors: &shared.policy_errors,
+        },
+        upstreams: &shared.upstreams,
+        upstream_timeout: shared.options.upstream_timeout,
         routes: &routes,
         route: &route,
         peer,

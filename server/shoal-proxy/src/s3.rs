@@ -144,13 +144,7 @@ pub(crate) async fn handle(ctx: &Ctx<'_>, s3: &S3Route, req: Request<Body>) -> R
         Ok(r) => r,
         Err(e) => return forward_error(ctx, e, &raw_path),
     };
-    match send(
-        &ctx.shared.upstreams,
-        request,
-        ctx.shared.options.upstream_timeout,
-    )
-    .await
-    {
+    match send(ctx.upstreams, request, ctx.upstream_timeout).await {
         Ok(response) => response,
         Err(e) => forward_error(ctx, e, &raw_path),
     }
@@ -618,7 +612,7 @@ fn signed_upstream(name: &str) -> bool {
 
 fn forward_error(ctx: &Ctx<'_>, e: ForwardError, resource: &str) -> Response<Body> {
     tracing::warn!(request_id = ctx.request_id, resource = %ctx.route.name, "{}", e.message);
-    ctx.shared
+    ctx.node
         .instruments
         .upstream_error(&ctx.route.name, e.status);
     let code = match e.status {
