@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
 use serde_json::json;
-use shoal_control_plane::{AuditEntry, AuditLog, OnError, OnUnreachable};
+use shoal_model::{AuditEntry, AuditSink, OnError, OnUnreachable};
 use shoal_policy::{Input, RequestFacts, Subject, Verdict};
 use shoal_state::{CounterKey, Limit, Mode, Reach, SharedState};
 use tracing::Instrument as _;
@@ -25,7 +25,7 @@ const ACTION: &str = "access";
 #[derive(Clone, Copy)]
 pub(crate) struct Node<'a> {
     pub state: &'a SharedState,
-    pub audit: &'a AuditLog,
+    pub audit: &'a dyn AuditSink,
     pub instruments: &'a Instruments,
     /// Policy evaluations that failed, for the data plane's status.
     pub policy_errors: &'a AtomicU64,

@@ -16,7 +16,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder as AutoBuilder;
 use hyper_util::server::graceful::GracefulShutdown;
 use shoal_config::{ProxyConfig, SecretKey};
-use shoal_control_plane::{AuditLog, ConfigHandle};
+use shoal_model::{AuditSink, ConfigHandle};
 use shoal_state::SharedState;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -70,7 +70,7 @@ impl ProxyOptions {
 /// What every listener of the data plane shares.
 struct Shared {
     state: SharedState,
-    audit: AuditLog,
+    audit: Arc<dyn AuditSink>,
     options: ProxyOptions,
     upstreams: Upstreams,
     routes: ArcSwapOption<Routes>,
@@ -86,11 +86,12 @@ pub struct DataPlane {
 
 impl DataPlane {
     /// Starts following `config`: listeners come and go with the revisions until `stop`.
-    /// Request figures are recorded with `meter`'s instruments.
+    /// Every decision's audit line goes to `audit`; request figures are recorded with
+    /// `meter`'s instruments.
     pub fn spawn(
         config: ConfigHandle,
         state: SharedState,
-        audit: AuditLog,
+        audit: Arc<dyn AuditSink>,
         options: ProxyOptions,
         meter: &shoal_telemetry::Meter,
         stop: CancellationToken,
@@ -383,7 +384,7 @@ async fn route_and_handle(
     let ctx = Ctx {
         node: Node {
             state: &shared.state,
-            audit: &shared.audit,
+            audit: shared.audit.as_ref(),
             instruments: &shared.instruments,
             policy_errors: &shared.policy_errors,
         },

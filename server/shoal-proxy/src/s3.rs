@@ -24,7 +24,7 @@ use crate::routes::{KeyPair, S3Key, S3Route};
 use crate::sigv4::{
     self, AuthError, PRESIGN_PARAMS, Payload, Presented, UNRESERVED_PATH, canonical_query,
 };
-use shoal_control_plane::Addressing;
+use shoal_model::Addressing;
 
 /// Where a request points: bucket and key as S3 names them, and the path below the bucket as
 /// it will be forwarded (strictly encoded).
