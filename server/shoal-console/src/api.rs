@@ -1,3 +1,4 @@
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::rejection::JsonRejection;
@@ -11,9 +12,9 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use shoal_cluster::Cluster;
 use shoal_config::CookieSecure;
-use shoal_control_plane::{
-    AdminIdentity, AuditLog, AuditQuery, ConfigHandle, Credential, Enforcement, OnError,
-    OnUnreachable, Policy, Resource, Store,
+use shoal_model::{
+    AdminIdentity, AdminStore, AuditEntry, AuditQuery, AuditQueue, ConfigHandle, Credential,
+    Enforcement, OnError, OnUnreachable, Policy, Resource,
 };
 use shoal_state::SharedState;
 
@@ -24,11 +25,12 @@ use crate::views::{self, CounterHistory};
 /// What the API and console handlers share: handles on the node's subsystems.
 #[derive(Clone)]
 pub struct ApiState {
-    pub store: Store,
+    pub store: Arc<dyn AdminStore>,
     pub config: ConfigHandle,
     pub state: SharedState,
     pub cluster: Cluster,
-    pub audit: AuditLog,
+    /// Node-local admin changes are audited here; its backlog shows on the overview.
+    pub audit: Arc<dyn AuditQueue>,
     /// This node's name, shown as the node that answered.
     pub node: String,
     pub session_ttl: Duration,
@@ -601,7 +603,7 @@ async fn put_log_level(
         .log_level
         .set(&body.level)
         .map_err(|e| ApiError::Invalid(e.to_string()))?;
-    let entry = shoal_control_plane::AuditEntry {
+    let entry = AuditEntry {
         event_id: uuid::Uuid::new_v4(),
         at: chrono::Utc::now(),
         actor: actor(&admin),

@@ -1,7 +1,7 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use shoal_control_plane::ControlPlaneError;
+use shoal_model::ModelError;
 
 /// An API failure with the HTTP status it maps to. The body is always
 /// `{"error": {"code": ..., "message": ...}}` so clients can branch on `code`.
@@ -45,13 +45,13 @@ impl ApiError {
     }
 }
 
-impl From<ControlPlaneError> for ApiError {
-    fn from(e: ControlPlaneError) -> Self {
+impl From<ModelError> for ApiError {
+    fn from(e: ModelError) -> Self {
         match e {
-            ControlPlaneError::Invalid(m) => ApiError::Invalid(m),
-            ControlPlaneError::NotFound(m) => ApiError::NotFound(format!("{m} not found")),
-            ControlPlaneError::Conflict(m) => ApiError::Conflict(m),
-            ControlPlaneError::Unavailable(m) => {
+            ModelError::Invalid(m) => ApiError::Invalid(m),
+            ModelError::NotFound(m) => ApiError::NotFound(format!("{m} not found")),
+            ModelError::Conflict(m) => ApiError::Conflict(m),
+            ModelError::Unavailable(m) => {
                 ApiError::Unavailable(format!("control plane unavailable: {m}"))
             }
             other => ApiError::Internal(other.to_string()),

@@ -1,10 +1,11 @@
 //! The admin surface every node serves: the JSON admin API (`/api/v1`, bearer tokens) and
 //! the web console (`/console`, cookie sessions), over the same sessions and the same data.
 //!
-//! Every write goes through `shoal_control_plane::Store`, which validates before storing, so
-//! the API and the console add authentication, input decoding and error mapping, nothing
-//! else. Sessions are stored in PostgreSQL, so a session made on one node works on every node
-//! and a logout or a disabled account is refused everywhere on the next request.
+//! Every write goes through the node's `shoal_model::AdminStore` (the control plane's
+//! `Store`), which validates before storing, so the API and the console add authentication,
+//! input decoding and error mapping, nothing else. Sessions are stored in PostgreSQL, so a
+//! session made on one node works on every node and a logout or a disabled account is refused
+//! everywhere on the next request.
 //!
 //! - `views`: what the console shows, shared by the pages and their JSON twins.
 //! - `login`: logins with a cluster-wide lockout counted in Shoal's own rate counters.

@@ -15,7 +15,7 @@
 
 use std::time::Duration;
 
-use shoal_control_plane::Session;
+use shoal_model::Session;
 use shoal_state::{CounterKey, Limit, Mode};
 
 use crate::ApiError;

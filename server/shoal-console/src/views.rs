@@ -284,7 +284,7 @@ pub(crate) fn overview(s: &ApiState) -> OverviewView {
     let inst = instances(s);
     let cluster = s.cluster.status();
     let cp = s.config.status();
-    let audit = s.audit.status();
+    let audit = s.audit.backlog();
     let replay = s.state.replay();
     OverviewView {
         node: s.node.clone(),
@@ -300,8 +300,8 @@ pub(crate) fn overview(s: &ApiState) -> OverviewView {
         revision: cp.revision,
         config_source: cp.source.map(|src| {
             match src {
-                shoal_control_plane::ConfigSource::Database => "database",
-                shoal_control_plane::ConfigSource::Snapshot => "local snapshot",
+                shoal_model::ConfigSource::Database => "database",
+                shoal_model::ConfigSource::Snapshot => "local snapshot",
             }
             .to_string()
         }),

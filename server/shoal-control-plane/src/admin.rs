@@ -6,38 +6,13 @@ use std::time::Duration;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use argon2::{Argon2, PasswordHash};
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use shoal_model::{AdminIdentity, AdminSummary, Session, check_account_name};
 
-use crate::model::check_account_name;
 use crate::store::{Store, insert_audit};
 use crate::{ControlPlaneError, crypto};
 
 pub const MIN_PASSWORD_LEN: usize = 12;
 const MAX_PASSWORD_LEN: usize = 1024;
-
-/// A logged-in admin, as the API sees it.
-#[derive(Debug, Clone, Serialize)]
-pub struct AdminIdentity {
-    pub username: String,
-}
-
-/// An admin account as listings show it (never the hash).
-#[derive(Debug, Clone, Serialize)]
-pub struct AdminSummary {
-    pub username: String,
-    pub disabled: bool,
-    pub created_at: DateTime<Utc>,
-    /// Live sessions.
-    pub sessions: i64,
-}
-
-/// Returned by a successful login; the token is shown once and stored only as a hash.
-#[derive(Debug, Clone, Serialize)]
-pub struct Session {
-    pub token: String,
-    pub username: String,
-    pub expires_at: DateTime<Utc>,
-}
 
 fn check_password(password: &str) -> Result<(), ControlPlaneError> {
     let len = password.chars().count();

@@ -65,3 +65,18 @@ impl ControlPlaneError {
         matches!(self, ControlPlaneError::Unavailable(_))
     }
 }
+
+/// What the admin store's callers see: the outcomes they act on, anything else with its
+/// message as it is.
+impl From<ControlPlaneError> for shoal_model::ModelError {
+    fn from(e: ControlPlaneError) -> Self {
+        use shoal_model::ModelError;
+        match e {
+            ControlPlaneError::Invalid(m) => ModelError::Invalid(m),
+            ControlPlaneError::NotFound(m) => ModelError::NotFound(m),
+            ControlPlaneError::Conflict(m) => ModelError::Conflict(m),
+            ControlPlaneError::Unavailable(m) => ModelError::Unavailable(m),
+            other => ModelError::Internal(other.to_string()),
+        }
+    }
+}

@@ -4,11 +4,12 @@ use std::collections::BTreeMap;
 
 use sqlx::PgPool;
 
-use crate::ControlPlaneError;
-use crate::model::{
+use shoal_model::{
     ConfigSnapshot, Credential, Enforcement, OnError, OnUnreachable, Policy, Resource,
     ResourceSpec, User,
 };
+
+use crate::ControlPlaneError;
 
 /// The revision PostgreSQL is at now: the cheap query behind the poll.
 pub async fn head_revision(pool: &PgPool) -> Result<i64, ControlPlaneError> {
@@ -139,4 +140,6 @@ pub async fn load_config(pool: &PgPool) -> Result<ConfigSnapshot, ControlPlaneEr
     tokio::task::spawn_blocking(move || snapshot.validate_with(errors).map(|()| snapshot))
         .await
         .map_err(|e| ControlPlaneError::Database(format!("config validation task failed: {e}")))?
+        // Validation refuses a revision only as invalid.
+        .map_err(|e| ControlPlaneError::Invalid(e.to_string()))
 }

@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use shoal_model::ConfigSnapshot;
+
 use crate::ControlPlaneError;
-use crate::model::ConfigSnapshot;
 
 const FORMAT: u32 = 1;
 
@@ -93,7 +94,7 @@ pub fn read(path: &Path) -> Result<Option<StoredSnapshot>, ControlPlaneError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Enforcement, Policy};
+    use shoal_model::{Enforcement, Policy};
 
     fn sample(revision: i64) -> ConfigSnapshot {
         ConfigSnapshot {

@@ -5,13 +5,16 @@
 //! audit line, so a change and its audit record are stored together or not at all.
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 use shoal_config::SecretKey;
+use shoal_model::{
+    AuditPage, AuditQuery, AuditRecord, CredentialSummary, Enforcement, NewCredential, OnError,
+    OnUnreachable, Policy, Resource, ResourceSpec, RevisionRecord, UserSummary, check_description,
+    check_user_name, seal_secret,
+};
 use sqlx::{PgPool, Postgres, Transaction};
 
 use crate::ControlPlaneError;
 use crate::crypto;
-use crate::model::{Policy, Resource, ResourceSpec, check_description, check_user_name};
 
 /// Handle for reads and validated writes; cheap to clone.
 #[derive(Clone)]
@@ -19,70 +22,6 @@ pub struct Store {
     pool: PgPool,
     secrets_key: Option<SecretKey>,
     node: String,
-}
-
-/// A user as the admin API lists it: credentials without any secret material.
-#[derive(Debug, Clone, Serialize)]
-pub struct UserSummary {
-    pub name: String,
-    pub enabled: bool,
-    pub description: String,
-    pub credentials: Vec<CredentialSummary>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct CredentialSummary {
-    pub kind: String,
-    pub key_id: String,
-    pub enabled: bool,
-    pub created_at: DateTime<Utc>,
-}
-
-/// Returned once at creation; only a hash (API key) or a sealed copy (S3) is stored.
-#[derive(Debug, Clone, Serialize)]
-pub struct NewCredential {
-    pub kind: &'static str,
-    pub key_id: String,
-    pub secret: String,
-    pub revision: i64,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct RevisionRecord {
-    pub revision: i64,
-    pub created_at: DateTime<Utc>,
-    pub actor: String,
-    pub summary: String,
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct AuditQuery {
-    pub actor: Option<String>,
-    pub action: Option<String>,
-    pub outcome: Option<String>,
-    /// Matched against the target and the detail.
-    pub text: Option<String>,
-    pub before_id: Option<i64>,
-    pub limit: i64,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct AuditPage {
-    pub entries: Vec<AuditRecord>,
-    /// Pass as `before_id` for the next (older) page; `None` on the last page.
-    pub next_before_id: Option<i64>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct AuditRecord {
-    pub id: i64,
-    pub at: DateTime<Utc>,
-    pub node: String,
-    pub actor: String,
-    pub action: String,
-    pub target: String,
-    pub outcome: String,
-    pub detail: serde_json::Value,
 }
 
 impl Store {
@@ -319,11 +258,9 @@ impl Store {
                     let invalid =
                         |e: String| ControlPlaneError::Invalid(format!("policy {name:?}: {e}"));
                     Ok(Policy {
-                        enforcement: crate::model::Enforcement::parse(&enforcement)
-                            .map_err(invalid)?,
-                        on_error: crate::model::OnError::parse(&on_error).map_err(invalid)?,
-                        on_unreachable: crate::model::OnUnreachable::parse(&on_unreachable)
-                            .map_err(invalid)?,
+                        enforcement: Enforcement::parse(&enforcement).map_err(invalid)?,
+                        on_error: OnError::parse(&on_error).map_err(invalid)?,
+                        on_unreachable: OnUnreachable::parse(&on_unreachable).map_err(invalid)?,
                         name,
                         rego,
                         enabled,
@@ -409,7 +346,7 @@ impl Store {
         .await?;
         rows.into_iter()
             .map(|(name, kind, spec, enabled, description)| {
-                let spec = crate::model::ResourceSpec::from_parts(&kind, spec)
+                let spec = ResourceSpec::from_parts(&kind, spec)
                     .map_err(|e| ControlPlaneError::Invalid(format!("resource {name:?}: {e}")))?;
                 Ok(Resource {
                     name,
@@ -533,7 +470,7 @@ impl Store {
                 Ok(FreshCredential {
                     kind: "s3",
                     sha: None,
-                    sealed: Some(crypto::seal(key, &key_id, secret.as_bytes())),
+                    sealed: Some(seal_secret(key, &key_id, secret.as_bytes())),
                     key_id,
                     secret,
                 })
@@ -584,7 +521,7 @@ impl Store {
                     secret.len()
                 )));
             }
-            let sealed = crypto::seal(self.secrets_key()?, key_id, secret.as_bytes());
+            let sealed = seal_secret(self.secrets_key()?, key_id, secret.as_bytes());
             credentials.insert("secret_sealed".into(), hex::encode(sealed).into());
         }
         ResourceSpec::from_parts(kind, spec).map_err(ControlPlaneError::Invalid)

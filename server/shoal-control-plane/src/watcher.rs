@@ -9,96 +9,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use rand::Rng as _;
-use serde::Serialize;
+use shoal_model::{
+    ConfigHandle, ConfigSnapshot, ConfigSource, ControlPlaneStatus, Rejection, Trigger,
+};
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::model::ConfigSnapshot;
 use crate::{ControlPlaneError, db, load, snapshot};
 
 /// The channel the schema's triggers notify on.
 const CHANNEL: &str = "shoal_config";
-
-/// Where the config in force came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ConfigSource {
-    Database,
-    Snapshot,
-}
-
-/// What made the node look at the database: shown in status so an operator (and a test) can
-/// tell a notification from the safety-net poll.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Trigger {
-    Connect,
-    Notification,
-    Poll,
-    Snapshot,
-}
-
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Rejection {
-    pub revision: i64,
-    pub error: String,
-}
-
-/// The node's view of the control plane, published on every change.
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
-pub struct ControlPlaneStatus {
-    pub connected: bool,
-    /// True once the database was reached since this process started.
-    pub reached: bool,
-    pub revision: Option<i64>,
-    pub source: Option<ConfigSource>,
-    pub applied_at: Option<DateTime<Utc>>,
-    pub applied_via: Option<Trigger>,
-    pub disconnected_since: Option<DateTime<Utc>>,
-    pub last_error: Option<String>,
-    /// The newest revision refused by validation; the previous config stays in force.
-    pub rejected: Option<Rejection>,
-    /// Set when the snapshot file could not be read at start or written after an apply.
-    pub snapshot_error: Option<String>,
-    pub migrations_applied: Option<usize>,
-}
-
-/// Read side of the node's config; cheap to clone and share.
-#[derive(Clone)]
-pub struct ConfigHandle {
-    config: Arc<ArcSwapOption<ConfigSnapshot>>,
-    status: watch::Receiver<ControlPlaneStatus>,
-}
-
-impl ConfigHandle {
-    /// The config in force; `None` until the first load from the database or a snapshot.
-    pub fn current(&self) -> Option<Arc<ConfigSnapshot>> {
-        self.config.load_full()
-    }
-
-    pub fn status(&self) -> ControlPlaneStatus {
-        self.status.borrow().clone()
-    }
-
-    pub fn subscribe(&self) -> watch::Receiver<ControlPlaneStatus> {
-        self.status.clone()
-    }
-
-    /// Waits until this node applied `revision` or later; returns the revision in force, or
-    /// `None` if the wait timed out or the watcher stopped.
-    pub async fn wait_for_revision(&self, revision: i64, timeout: Duration) -> Option<i64> {
-        let mut rx = self.status.clone();
-        let reached = rx.wait_for(|s| s.revision.is_some_and(|r| r >= revision));
-        match tokio::time::timeout(timeout, reached).await {
-            Ok(Ok(status)) => status.revision,
-            _ => None,
-        }
-    }
-}
 
 #[derive(Debug, Clone)]
 pub struct WatcherOptions {
@@ -141,13 +65,7 @@ pub fn spawn(
         logged_backwards: None,
     };
     let task = tokio::spawn(watcher.run(cancel));
-    (
-        ConfigHandle {
-            config,
-            status: status_rx,
-        },
-        task,
-    )
+    (ConfigHandle::new(config, status_rx), task)
 }
 
 struct Watcher {

@@ -10,8 +10,7 @@ use axum::body::{Body, Bytes};
 use bytes::{Buf as _, BytesMut};
 use futures_util::StreamExt as _;
 use sha2::{Digest, Sha256};
-
-use crate::sigv4::constant_time_eq;
+use subtle::ConstantTimeEq as _;
 
 /// `hex(SHA-256(""))`, part of every chunk's string to sign.
 const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
@@ -155,7 +154,7 @@ impl Resigner {
         let data = &frame[..size];
         self.chunks += 1;
         let expected = self.caller.next(data);
-        if !constant_time_eq(expected.as_bytes(), signature.as_bytes()) {
+        if !bool::from(expected.as_bytes().ct_eq(signature.as_bytes())) {
             return Err(ChunkError::Signature(self.chunks));
         }
         let ours = self.upstream.next(data);

@@ -3,26 +3,40 @@
 //! no (JSON for HTTP APIs, S3's XML for object stores), so a refusal here is kind-neutral.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
 use serde_json::json;
-use shoal_control_plane::{AuditEntry, OnError, OnUnreachable};
+use shoal_model::{AuditEntry, AuditSink, OnError, OnUnreachable};
 use shoal_policy::{Input, RequestFacts, Subject, Verdict};
-use shoal_state::{CounterKey, Limit, Mode, Reach};
+use shoal_state::{CounterKey, Limit, Mode, Reach, SharedState};
 use tracing::Instrument as _;
 
-use crate::listeners::Shared;
+use crate::forward::Upstreams;
+use crate::instruments::Instruments;
 use crate::routes::{Route, Routes};
 
 /// The action every request counts under: policies read how often a user accessed a resource.
 const ACTION: &str = "access";
 
+/// What deciding uses of the node, and nothing else of the data plane's state: the cluster's
+/// counters, where audit lines go, and the figures a decision records.
+#[derive(Clone, Copy)]
+pub(crate) struct Node<'a> {
+    pub state: &'a SharedState,
+    pub audit: &'a dyn AuditSink,
+    pub instruments: &'a Instruments,
+    /// Policy evaluations that failed, for the data plane's status.
+    pub policy_errors: &'a AtomicU64,
+}
+
 /// One request's surroundings, the same for every kind.
 pub(crate) struct Ctx<'a> {
-    pub shared: &'a Arc<Shared>,
+    pub node: Node<'a>,
+    /// Where an allowed request is forwarded, and how long the upstream may stay silent.
+    pub upstreams: &'a Upstreams,
+    pub upstream_timeout: Duration,
     pub routes: &'a Routes,
     pub route: &'a Route,
     pub peer: SocketAddr,
@@ -103,7 +117,7 @@ pub(crate) async fn decide(
     codes: Codes,
 ) -> Result<(), Refusal> {
     let Ctx {
-        shared,
+        node,
         routes,
         route,
         request_id,
@@ -133,7 +147,7 @@ pub(crate) async fn decide(
         Mode::Eventual
     };
     // Counting first: the request being decided is one of the accesses the policy sees.
-    let counted = shared
+    let counted = node
         .state
         .check(
             &counter,
@@ -184,8 +198,7 @@ pub(crate) async fn decide(
     for p in &routes.policies {
         let (policy, on_error) = (&p.compiled, p.on_error);
         let input = if reach.split() {
-            shared
-                .instruments
+            node.instruments
                 .unreachable(policy.name(), p.on_unreachable.as_str());
             match p.on_unreachable {
                 OnUnreachable::Local => &input,
@@ -232,8 +245,7 @@ pub(crate) async fn decide(
                 Err(_) => "error",
             };
             span.record("shoal.policy.result", result);
-            shared
-                .instruments
+            node.instruments
                 .policy(policy.name(), result, started.elapsed());
             verdict
         });
@@ -260,7 +272,7 @@ pub(crate) async fn decide(
                 return Err(refusal);
             }
             Err(e) => {
-                shared.policy_errors.fetch_add(1, Ordering::Relaxed);
+                node.policy_errors.fetch_add(1, Ordering::Relaxed);
                 let skip = on_error == OnError::Allow;
                 let consequence = if skip {
                     "policy skipped (on_error = allow)"
@@ -301,7 +313,7 @@ pub(crate) async fn audit(
     refusal: Option<&Refusal>,
 ) -> Result<(), Refusal> {
     let Ctx {
-        shared,
+        node,
         route,
         request_id,
         ..
@@ -310,7 +322,7 @@ pub(crate) async fn audit(
         None => ("allowed", None, None),
         Some(r) => (r.outcome, r.policy.as_deref(), r.kind.as_deref()),
     };
-    shared.instruments.decision(outcome, ctx.routes.strict);
+    node.instruments.decision(outcome, ctx.routes.strict);
     let reach = ctx.reach;
     tracing::Span::current().record("shoal.outcome", outcome);
     let entry = AuditEntry {
@@ -339,7 +351,7 @@ pub(crate) async fn audit(
             })),
         }),
     };
-    shared.audit.record(entry).await.map_err(|e| {
+    node.audit.record(entry).await.map_err(|e| {
         tracing::error!(request_id, resource = %route.name, "audit: {e}; request refused");
         Refusal::new(
             "audit_unavailable",

@@ -5,11 +5,11 @@ use axum::body::Body;
 use axum::http::{HeaderName, HeaderValue, Request, Response, StatusCode, Uri};
 use serde_json::json;
 use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq as _;
 
 use crate::decision::{Caller, Codes, Ctx, Facts, Refusal, audit, decide};
 use crate::forward::forward;
 use crate::routes::{ApiKey, Routes};
-use crate::sigv4::constant_time_eq;
 
 pub(crate) fn error(
     status: StatusCode,
@@ -34,7 +34,7 @@ fn identify<'a>(routes: &'a Routes, presented: &str) -> Option<&'a ApiKey> {
     let (key_id, secret) = rest.split_once('_')?;
     let entry = routes.api_keys.get(key_id)?;
     let digest = Sha256::digest(secret.as_bytes());
-    constant_time_eq(digest.as_slice(), &entry.secret_sha256).then_some(entry)
+    bool::from(digest.as_slice().ct_eq(&entry.secret_sha256)).then_some(entry)
 }
 
 /// The path as policies see it: percent-decoded, so `/%61dmin` is `/admin` to a policy as it
@@ -127,21 +127,20 @@ pub(crate) async fn handle(
         return refusal_response(&refusal, request_id);
     }
     req.headers_mut().remove(api_key_header);
-    let shared = ctx.shared;
     match forward(
-        &shared.upstreams,
+        ctx.upstreams,
         upstream,
         req,
         request_id,
         ctx.peer,
-        shared.options.upstream_timeout,
+        ctx.upstream_timeout,
     )
     .await
     {
         Ok(response) => response,
         Err(e) => {
             tracing::warn!(request_id, resource = %route.name, "{}", e.message);
-            shared.instruments.upstream_error(&route.name, e.status);
+            ctx.node.instruments.upstream_error(&route.name, e.status);
             error(e.status, "upstream", &e.caller_message(), request_id)
         }
     }

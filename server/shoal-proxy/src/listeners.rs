@@ -16,13 +16,13 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder as AutoBuilder;
 use hyper_util::server::graceful::GracefulShutdown;
 use shoal_config::{ProxyConfig, SecretKey};
-use shoal_control_plane::{AuditLog, ConfigHandle};
+use shoal_model::{AuditSink, ConfigHandle};
 use shoal_state::SharedState;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
-use crate::decision::Ctx;
+use crate::decision::{Ctx, Node};
 use crate::forward::Upstreams;
 use crate::http_api::{self, error};
 use crate::instruments::Instruments;
@@ -67,14 +67,15 @@ impl ProxyOptions {
     }
 }
 
-pub(crate) struct Shared {
-    pub state: SharedState,
-    pub audit: AuditLog,
-    pub options: ProxyOptions,
-    pub upstreams: Upstreams,
-    pub routes: ArcSwapOption<Routes>,
-    pub policy_errors: AtomicU64,
-    pub instruments: Instruments,
+/// What every listener of the data plane shares.
+struct Shared {
+    state: SharedState,
+    audit: Arc<dyn AuditSink>,
+    options: ProxyOptions,
+    upstreams: Upstreams,
+    routes: ArcSwapOption<Routes>,
+    policy_errors: AtomicU64,
+    instruments: Instruments,
 }
 
 /// The data plane of one node; cheap to clone.
@@ -85,11 +86,12 @@ pub struct DataPlane {
 
 impl DataPlane {
     /// Starts following `config`: listeners come and go with the revisions until `stop`.
-    /// Request figures are recorded with `meter`'s instruments.
+    /// Every decision's audit line goes to `audit`; request figures are recorded with
+    /// `meter`'s instruments.
     pub fn spawn(
         config: ConfigHandle,
         state: SharedState,
-        audit: AuditLog,
+        audit: Arc<dyn AuditSink>,
         options: ProxyOptions,
         meter: &shoal_telemetry::Meter,
         stop: CancellationToken,
@@ -380,7 +382,14 @@ async fn route_and_handle(
     };
     tracing::Span::current().record("shoal.resource", route.name.as_str());
     let ctx = Ctx {
-        shared,
+        node: Node {
+            state: &shared.state,
+            audit: shared.audit.as_ref(),
+            instruments: &shared.instruments,
+            policy_errors: &shared.policy_errors,
+        },
+        upstreams: &shared.upstreams,
+        upstream_timeout: shared.options.upstream_timeout,
         routes: &routes,
         route: &route,
         peer,

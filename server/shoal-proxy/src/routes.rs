@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::http::{HeaderName, Uri};
 use shoal_config::{Secret, SecretKey};
-use shoal_control_plane::{
+use shoal_model::{
     Addressing, ConfigSnapshot, Credential, Enforcement, OnError, OnUnreachable, ResourceSpec,
     S3Spec, open_sealed_secret,
 };

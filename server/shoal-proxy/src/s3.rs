@@ -24,7 +24,7 @@ use crate::routes::{KeyPair, S3Key, S3Route};
 use crate::sigv4::{
     self, AuthError, PRESIGN_PARAMS, Payload, Presented, UNRESERVED_PATH, canonical_query,
 };
-use shoal_control_plane::Addressing;
+use shoal_model::Addressing;
 
 /// Where a request points: bucket and key as S3 names them, and the path below the bucket as
 /// it will be forwarded (strictly encoded).
@@ -144,13 +144,7 @@ pub(crate) async fn handle(ctx: &Ctx<'_>, s3: &S3Route, req: Request<Body>) -> R
         Ok(r) => r,
         Err(e) => return forward_error(ctx, e, &raw_path),
     };
-    match send(
-        &ctx.shared.upstreams,
-        request,
-        ctx.shared.options.upstream_timeout,
-    )
-    .await
-    {
+    match send(ctx.upstreams, request, ctx.upstream_timeout).await {
         Ok(response) => response,
         Err(e) => forward_error(ctx, e, &raw_path),
     }
@@ -618,7 +612,7 @@ fn signed_upstream(name: &str) -> bool {
 
 fn forward_error(ctx: &Ctx<'_>, e: ForwardError, resource: &str) -> Response<Body> {
     tracing::warn!(request_id = ctx.request_id, resource = %ctx.route.name, "{}", e.message);
-    ctx.shared
+    ctx.node
         .instruments
         .upstream_error(&ctx.route.name, e.status);
     let code = match e.status {

@@ -16,7 +16,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 use shoal_cluster::{Cluster, GossipErrors};
-use shoal_control_plane::ConfigHandle;
+use shoal_model::ConfigHandle;
 use tokio::sync::Notify;
 
 use crate::membership::JoinState;
@@ -258,8 +258,8 @@ async fn ready(State(h): State<HealthState>) -> Response {
                 .map_or_else(|| "start".to_string(), |t| t.to_rfc3339()),
             status.revision.unwrap_or_default(),
             status.source.map_or("memory", |s| match s {
-                shoal_control_plane::ConfigSource::Database => "memory",
-                shoal_control_plane::ConfigSource::Snapshot => "the local snapshot",
+                shoal_model::ConfigSource::Database => "memory",
+                shoal_model::ConfigSource::Snapshot => "the local snapshot",
             })
         ));
     }

@@ -208,7 +208,7 @@ pub async fn run(
     let data_plane = shoal_proxy::DataPlane::spawn(
         handle.clone(),
         state.clone(),
-        audit.clone(),
+        Arc::new(audit.clone()),
         shoal_proxy::ProxyOptions::from_config(
             &config.proxy,
             config.http.shutdown_grace,
@@ -219,11 +219,11 @@ pub async fn run(
         &mut proxy_tasks,
     );
     let api = shoal_console::router(ApiState {
-        store,
+        store: Arc::new(store),
         config: handle.clone(),
         state: state.clone(),
         cluster: cluster.clone(),
-        audit: audit.clone(),
+        audit: Arc::new(audit.clone()),
         node: config.node_name.clone(),
         session_ttl: config.http.session_ttl,
         cookie_secure: config.http.cookie_secure,

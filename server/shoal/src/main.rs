@@ -8,7 +8,8 @@ use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand};
 use shoal_cluster::{GossipErrors, GossipLogFilter};
 use shoal_config::{LogFormat, NodeConfig};
-use shoal_control_plane::{Enforcement, OnError, OnUnreachable, Policy, Resource, Store};
+use shoal_control_plane::Store;
+use shoal_model::{Enforcement, OnError, OnUnreachable, Policy, Resource};
 use tokio_util::sync::CancellationToken;
 
 /// Exit code for a configuration the operator must fix (as in sysexits' EX_CONFIG).

@@ -5,7 +5,8 @@
 use std::sync::Arc;
 
 use shoal_cluster::{Cluster, MemberState};
-use shoal_control_plane::{AuditLog, ConfigHandle};
+use shoal_control_plane::AuditLog;
+use shoal_model::ConfigHandle;
 use shoal_state::SharedState;
 use shoal_telemetry::{KeyValue, Meter};
 

@@ -1,14 +1,15 @@
-//! What the console changes. Every change goes through the same `Store` call as the API (so
-//! the same validation, the same single transaction, the same audit line), with the admin as
-//! the actor; a refused change re-renders its form with the submitted values and the reason.
+//! What the console changes. Every change goes through the same `AdminStore` call as the API
+//! (so the same validation, the same single transaction, the same audit line), with the admin
+//! as the actor; a refused change re-renders its form with the submitted values and the
+//! reason.
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
-use shoal_control_plane::{
-    ControlPlaneError, Enforcement, OnError, OnUnreachable, Policy, Resource,
+use shoal_model::{
+    Enforcement, ModelError, NewCredential, OnError, OnUnreachable, Policy, Resource,
 };
 
 use crate::api::ApiState;
@@ -193,7 +194,7 @@ fn saved(to: &str, revision: i64) -> Response {
 }
 
 /// The answer to a change that has no form to re-render: the list it belongs to, or why not.
-fn after_change(to: &str, result: Result<i64, ControlPlaneError>) -> Response {
+fn after_change(to: &str, result: Result<i64, ModelError>) -> Response {
     match result {
         Ok(revision) => saved(to, revision),
         Err(e) => store_failure(e),
@@ -239,13 +240,11 @@ pub(crate) async fn save_policy(
                 .map_err(|e| format!("on unreachable: {e}"))
         });
     let result = match parsed {
-        Err(e) => Err(ControlPlaneError::Invalid(e)),
-        Ok(_) if creating && exists_policy(&s, &f.name).await => {
-            Err(ControlPlaneError::Invalid(format!(
-                "a policy named {:?} already exists; edit it instead",
-                f.name
-            )))
-        }
+        Err(e) => Err(ModelError::Invalid(e)),
+        Ok(_) if creating && exists_policy(&s, &f.name).await => Err(ModelError::Invalid(format!(
+            "a policy named {:?} already exists; edit it instead",
+            f.name
+        ))),
         Ok((enforcement, on_error, on_unreachable)) => {
             let policy = Policy {
                 name: f.name.clone(),
@@ -261,7 +260,7 @@ pub(crate) async fn save_policy(
     };
     match result {
         Ok(revision) => saved("/console/policies", revision),
-        Err(ControlPlaneError::Invalid(error)) => {
+        Err(ModelError::Invalid(error)) => {
             let title = if creating {
                 "New policy".to_string()
             } else {
@@ -383,13 +382,13 @@ pub(crate) async fn save_resource(
             .is_ok_and(|l| l.iter().any(|r| r.name == f.name))
     };
     let result = match serde_json::from_str::<serde_json::Value>(&f.spec) {
-        Err(e) => Err(ControlPlaneError::Invalid(format!(
+        Err(e) => Err(ModelError::Invalid(format!(
             "settings are not valid JSON: {e}"
         ))),
-        Ok(v) if !v.is_object() => Err(ControlPlaneError::Invalid(
-            "settings must be a JSON object".into(),
-        )),
-        Ok(_) if creating && exists().await => Err(ControlPlaneError::Invalid(format!(
+        Ok(v) if !v.is_object() => {
+            Err(ModelError::Invalid("settings must be a JSON object".into()))
+        }
+        Ok(_) if creating && exists().await => Err(ModelError::Invalid(format!(
             "a resource named {:?} already exists; edit it instead",
             f.name
         ))),
@@ -408,7 +407,7 @@ pub(crate) async fn save_resource(
     };
     match result {
         Ok(revision) => saved("/console/resources", revision),
-        Err(ControlPlaneError::Invalid(error) | ControlPlaneError::Conflict(error)) => {
+        Err(ModelError::Invalid(error) | ModelError::Conflict(error)) => {
             let title = if creating {
                 "New resource".to_string()
             } else {
@@ -468,7 +467,7 @@ pub(crate) async fn create_user(
         .await
         .is_ok_and(|l| l.iter().any(|u| u.name == f.name));
     let result = if exists {
-        Err(ControlPlaneError::Invalid(format!(
+        Err(ModelError::Invalid(format!(
             "a user named {:?} already exists",
             f.name
         )))
@@ -479,7 +478,7 @@ pub(crate) async fn create_user(
     };
     match result {
         Ok(revision) => saved("/console/users", revision),
-        Err(ControlPlaneError::Invalid(e)) => {
+        Err(ModelError::Invalid(e)) => {
             users_page(
                 &s,
                 &admin,
@@ -542,7 +541,7 @@ fn show_secret(
     s: &ApiState,
     admin: &ConsoleAdmin,
     user: String,
-    created: shoal_control_plane::NewCredential,
+    created: NewCredential,
     replaced: Option<String>,
 ) -> Response {
     Page {
@@ -577,7 +576,7 @@ pub(crate) async fn create_key(
         .await
     {
         Ok(created) => show_secret(&s, &admin, name, created, None),
-        Err(ControlPlaneError::Invalid(e)) => {
+        Err(ModelError::Invalid(e)) => {
             users_page(
                 &s,
                 &admin,
@@ -634,9 +633,7 @@ pub(crate) async fn create_admin(
     FormData(f): FormData<AdminForm>,
 ) -> Response {
     let result = if f.password != f.confirm {
-        Err(ControlPlaneError::Invalid(
-            "the two passwords differ".to_string(),
-        ))
+        Err(ModelError::Invalid("the two passwords differ".to_string()))
     } else {
         s.store
             .create_admin(&admin.actor(), &f.username, &f.password)
@@ -644,7 +641,7 @@ pub(crate) async fn create_admin(
     };
     match result {
         Ok(()) => Redirect::to("/console/admins?created=1").into_response(),
-        Err(ControlPlaneError::Invalid(e) | ControlPlaneError::Conflict(e)) => {
+        Err(ModelError::Invalid(e) | ModelError::Conflict(e)) => {
             admins_page(
                 &s,
                 &admin,
@@ -671,7 +668,7 @@ pub(crate) async fn set_admin_enabled(
         .await
     {
         Ok(()) => Redirect::to("/console/admins").into_response(),
-        Err(ControlPlaneError::Conflict(e)) => {
+        Err(ModelError::Conflict(e)) => {
             admins_page(&s, &admin, StatusCode::CONFLICT, Some(e), String::new()).await
         }
         Err(e) => store_failure(e),

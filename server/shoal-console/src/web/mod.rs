@@ -4,7 +4,7 @@
 //!
 //! - `session`: cookie sessions, CSRF tokens and the guard every console POST passes.
 //! - `pages`: what the console shows (pages and their live fragments).
-//! - `forms`: what the console changes, through the same `Store` calls as the API.
+//! - `forms`: what the console changes, through the same `AdminStore` calls as the API.
 
 mod forms;
 mod pages;

@@ -1,5 +1,5 @@
 //! Console pages and their live fragments. Data comes from `views` (the same structs the JSON
-//! twins return) or straight from the `Store`.
+//! twins return) or straight from the `AdminStore`.
 
 use askama::Template;
 use axum::Extension;
@@ -7,7 +7,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
-use shoal_control_plane::{AuditPage, Policy, Resource, UserSummary};
+use shoal_model::{AuditPage, ModelError, Policy, Resource, UserSummary};
 
 use crate::api::{ApiState, AuditFilter};
 use crate::views::{
@@ -49,11 +49,11 @@ impl Saved {
 }
 
 /// Renders a store error as the page's message (the store's messages name what is wrong).
-pub(crate) fn store_failure(e: shoal_control_plane::ControlPlaneError) -> Response {
+pub(crate) fn store_failure(e: ModelError) -> Response {
     let status = match &e {
-        shoal_control_plane::ControlPlaneError::NotFound(_) => StatusCode::NOT_FOUND,
-        shoal_control_plane::ControlPlaneError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
-        shoal_control_plane::ControlPlaneError::Conflict(_) => StatusCode::CONFLICT,
+        ModelError::NotFound(_) => StatusCode::NOT_FOUND,
+        ModelError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        ModelError::Conflict(_) => StatusCode::CONFLICT,
         _ => StatusCode::SERVICE_UNAVAILABLE,
     };
     error_page(status, &e.to_string())

@@ -18,8 +18,7 @@ use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
-
-use super::AuditEntry;
+use shoal_model::AuditEntry;
 
 /// Size past which the writing run starts a new segment (shipped segments are deleted whole).
 pub(super) const SEGMENT_BYTES: u64 = 16 << 20;

@@ -18,24 +18,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+use shoal_model::{AuditBacklog, AuditEntry, AuditQueue, AuditSink, ModelError};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use journal::{Cursor, Journal};
-
-/// One audit line.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct AuditEntry {
-    pub event_id: uuid::Uuid,
-    pub at: DateTime<Utc>,
-    pub actor: String,
-    pub action: String,
-    pub target: String,
-    pub outcome: String,
-    pub detail: serde_json::Value,
-}
 
 /// When the journal is flushed to the device (a killed process loses nothing either way).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,7 +88,7 @@ struct Stats {
 
 /// Why a record was refused.
 #[derive(Debug, thiserror::Error)]
-pub enum AuditRefused {
+enum AuditRefused {
     #[error("the audit spool is full ({bytes} bytes) while PostgreSQL is unreachable")]
     SpoolFull { bytes: u64 },
     #[error("the audit journal cannot be written: {0}")]
@@ -175,7 +165,7 @@ impl AuditLog {
 
     /// Puts the record in the journal; returns once it is there (and on the device, with
     /// [`Fsync::EachBatch`]). Refused, never silently dropped, when it could not be kept.
-    pub async fn record(&self, record: AuditEntry) -> Result<(), AuditRefused> {
+    async fn keep(&self, record: AuditEntry) -> Result<(), AuditRefused> {
         let journal = match &self.journal {
             Ok(j) => j,
             Err(e) => return Err(AuditRefused::Unopened(e.to_string())),
@@ -245,6 +235,26 @@ impl AuditLog {
             damaged: self.stats.damaged.load(Ordering::Relaxed),
             last_error,
             flush_lag_ms,
+        }
+    }
+}
+
+#[async_trait]
+impl AuditSink for AuditLog {
+    async fn record(&self, entry: AuditEntry) -> Result<(), ModelError> {
+        self.keep(entry)
+            .await
+            .map_err(|e| ModelError::AuditRefused(e.to_string()))
+    }
+}
+
+impl AuditQueue for AuditLog {
+    fn backlog(&self) -> AuditBacklog {
+        let status = self.status();
+        AuditBacklog {
+            spooling: status.spooling,
+            spooled: status.spooled,
+            spool_bytes: status.spool_bytes,
         }
     }
 }

@@ -5,7 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::ControlPlaneError;
+use crate::ModelError;
+use crate::sealed::check_sealed_shape;
 
 /// One consistent revision of everything a node enforces. Immutable once built: a node swaps
 /// a whole new `ConfigSnapshot` in one step, so no request ever sees half a change.
@@ -178,7 +179,7 @@ impl S3Spec {
         if let Some(c) = &self.upstream_credentials {
             check_access_key_id(&c.access_key_id)
                 .map_err(|e| format!("upstream_credentials.access_key_id: {e}"))?;
-            crate::crypto::check_sealed_shape(&c.secret_sealed)
+            check_sealed_shape(&c.secret_sealed)
                 .map_err(|e| format!("upstream_credentials.secret_sealed: {e}"))?;
         }
         Ok(())
@@ -205,7 +206,7 @@ fn check_domain(domain: &str) -> Result<(), String> {
 
 /// An upstream's access key id: 3-128 visible characters without `/` (the credential scope's
 /// separator). AWS issues 16-128 letters and digits; MinIO and others allow shorter ids.
-pub(crate) fn check_access_key_id(id: &str) -> Result<(), String> {
+fn check_access_key_id(id: &str) -> Result<(), String> {
     if (3..=128).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_graphic() && b != b'/') {
         Ok(())
     } else {
@@ -366,7 +367,7 @@ pub enum Credential {
     },
     S3 {
         access_key_id: String,
-        /// AES-256-GCM sealed secret access key (see `crypto`).
+        /// AES-256-GCM sealed secret access key (see `sealed`).
         #[serde(with = "hex_bytes")]
         secret_ciphertext: Vec<u8>,
         enabled: bool,
@@ -385,7 +386,7 @@ mod hex_bytes {
     }
 }
 
-pub(crate) fn check_name(what: &str, name: &str) -> Result<(), String> {
+fn check_name(what: &str, name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
         && name.len() <= 63
         && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
@@ -403,7 +404,8 @@ pub(crate) fn check_name(what: &str, name: &str) -> Result<(), String> {
 }
 
 /// Names of people and accounts: letters, digits and `@._-`, starting with a letter or digit.
-pub(crate) fn check_account_name(what: &str, name: &str, max: usize) -> Result<(), String> {
+/// Users' names and admins' usernames both follow it.
+pub fn check_account_name(what: &str, name: &str, max: usize) -> Result<(), String> {
     let ok = !name.is_empty()
         && name.len() <= max
         && name.starts_with(|c: char| c.is_ascii_alphanumeric())
@@ -425,7 +427,7 @@ pub const MAX_DESCRIPTION_CHARS: usize = 1024;
 /// Descriptions are free text shown in listings, checked when written (a description never
 /// makes a node refuse a revision): bounded, and without control characters
 /// (other than newlines and tabs) that could garble a terminal or a log line.
-pub(crate) fn check_description(what: &str, description: &str) -> Result<(), String> {
+pub fn check_description(what: &str, description: &str) -> Result<(), String> {
     let chars = description.chars().count();
     if chars > MAX_DESCRIPTION_CHARS {
         return Err(format!(
@@ -443,7 +445,8 @@ pub(crate) fn check_description(what: &str, description: &str) -> Result<(), Str
     Ok(())
 }
 
-pub(crate) fn check_user_name(name: &str) -> Result<(), String> {
+/// A user's name, as every write of a user checks it (and every load, through [`User`]).
+pub fn check_user_name(name: &str) -> Result<(), String> {
     check_account_name("user name", name, 128)
 }
 
@@ -483,7 +486,7 @@ impl User {
                     access_key_id,
                     ..
                 } => {
-                    crate::crypto::check_sealed_shape(secret_ciphertext)
+                    check_sealed_shape(secret_ciphertext)
                         .map_err(|e| format!("s3 credential {access_key_id:?}: {e}"))?;
                 }
                 Credential::ApiKey { .. } => {}
@@ -496,7 +499,7 @@ impl User {
 impl ConfigSnapshot {
     /// Validates every row and reports all failures, each naming its row; a revision with any
     /// failure is refused as a whole.
-    pub fn validate(&self) -> Result<(), ControlPlaneError> {
+    pub fn validate(&self) -> Result<(), ModelError> {
         refuse_if_any(self.revision, self.problems())
     }
 
@@ -530,11 +533,11 @@ impl ConfigSnapshot {
     }
 }
 
-pub(crate) fn refuse_if_any(revision: i64, problems: Vec<String>) -> Result<(), ControlPlaneError> {
+fn refuse_if_any(revision: i64, problems: Vec<String>) -> Result<(), ModelError> {
     if problems.is_empty() {
         Ok(())
     } else {
-        Err(ControlPlaneError::Invalid(format!(
+        Err(ModelError::Invalid(format!(
             "revision {revision} refused: {}",
             problems.join("; ")
         )))
@@ -543,7 +546,7 @@ pub(crate) fn refuse_if_any(revision: i64, problems: Vec<String>) -> Result<(), 
 
 impl ConfigSnapshot {
     /// Validation with problems found while building the snapshot from rows added first.
-    pub(crate) fn validate_with(&self, mut earlier: Vec<String>) -> Result<(), ControlPlaneError> {
+    pub fn validate_with(&self, mut earlier: Vec<String>) -> Result<(), ModelError> {
         earlier.extend(self.problems());
         refuse_if_any(self.revision, earlier)
     }
