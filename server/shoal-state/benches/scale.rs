@@ -106,7 +106,7 @@ async fn measure(run: Run) -> Figures {
     let nodes: Vec<SharedState> = transports
         .iter()
         .map(|t| {
-            let state = SharedState::new(StateOptions {
+            let state = t.state(StateOptions {
                 relay_above,
                 ..StateOptions::default()
             });

@@ -11,8 +11,10 @@
 //!
 //! Determinism: the faults (which message is lost, delayed by how much, duplicated) are drawn
 //! from the seed in the order messages are sent, and a current-thread runtime runs tasks in a
-//! fixed order; what is not pinned is the state layer's own randomness (origin ids, hash map
-//! order), so a seed reproduces the network's behaviour, not every interleaving.
+//! fixed order. Nodes built with [`SimTransport::state`] take their origin id from the seed and
+//! their wall clock from simulated time (a fixed date at the start, plus the node's skew), so
+//! a busy machine cannot set their clocks apart; what is not pinned is hash map order, so a
+//! seed reproduces the network's behaviour, not every interleaving.
 
 use std::collections::{HashMap, HashSet};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -26,6 +28,11 @@ use rand::{Rng as _, SeedableRng as _};
 use tokio::sync::mpsc;
 
 use crate::transport::{Peer, PeerChange, PeerState, Sent, Transport};
+use crate::{Origin, SharedState, StateOptions};
+
+/// The simulated wall clock at a scenario's start (2026-01-01T00:00:00Z): a fixed date, so
+/// bucket boundaries fall at the same simulated instants in every run of a seed.
+const SIM_EPOCH_MS: u64 = 1_767_225_600_000;
 
 /// Inbox depth per node, as the cluster layer's.
 const INBOX: usize = 4096;
@@ -93,6 +100,8 @@ pub struct SimNet {
     sent: Arc<Mutex<HashMap<SocketAddr, Arc<AtomicU64>>>>,
     /// Whom each node sent to.
     destinations: Arc<Mutex<HashMap<SocketAddr, HashSet<SocketAddr>>>>,
+    /// Simulated time at the start: what [`SimNet::wall_ms`] counts from.
+    started: tokio::time::Instant,
     pub seed: u64,
 }
 
@@ -108,14 +117,25 @@ impl SimNet {
             })),
             sent: Arc::default(),
             destinations: Arc::default(),
+            started: tokio::time::Instant::now(),
             seed,
         }
     }
 
+    /// The simulated wall clock, in Unix milliseconds.
+    pub fn wall_ms(&self) -> u64 {
+        SIM_EPOCH_MS + self.started.elapsed().as_millis() as u64
+    }
+
     /// A new member named `id`, seen alive by every node and seeing them alive.
     pub fn join(&self, id: &str) -> Arc<SimTransport> {
+        self.join_skewed(id, 0)
+    }
+
+    /// [`SimNet::join`] for a node whose wall clock is `skew_ms` ahead (behind, if negative).
+    pub fn join_skewed(&self, id: &str, skew_ms: i64) -> Arc<SimTransport> {
         let address = self.next_address();
-        self.attach(id, address, true)
+        self.attach(id, address, true, skew_ms)
     }
 
     fn next_address(&self) -> SocketAddr {
@@ -130,16 +150,22 @@ impl SimNet {
     /// arrives, as from a holder of the cluster key that never joined.
     pub fn stranger(&self, id: &str) -> Arc<SimTransport> {
         let address = self.next_address();
-        self.attach(id, address, false)
+        self.attach(id, address, false, 0)
     }
 
     /// A crashed member back at its address with its id (a new process run).
     pub fn restart(&self, address: SocketAddr) -> Arc<SimTransport> {
         let id = self.net.lock().expect("sim net").nodes[&address].id.clone();
-        self.attach(&id, address, true)
+        self.attach(&id, address, true, 0)
     }
 
-    fn attach(&self, id: &str, address: SocketAddr, member: bool) -> Arc<SimTransport> {
+    fn attach(
+        &self,
+        id: &str,
+        address: SocketAddr,
+        member: bool,
+        skew_ms: i64,
+    ) -> Arc<SimTransport> {
         let (tx, rx) = mpsc::channel(INBOX);
         let mut net = self.net.lock().expect("sim net");
         let others: Vec<SocketAddr> = if member {
@@ -178,6 +204,7 @@ impl SimNet {
             id: id.to_string(),
             inbox: Mutex::new(Some(rx)),
             sent,
+            skew_ms,
         })
     }
 
@@ -332,6 +359,17 @@ pub struct SimTransport {
     id: String,
     inbox: Mutex<Option<mpsc::Receiver<Bytes>>>,
     sent: Arc<AtomicU64>,
+    skew_ms: i64,
+}
+
+impl SimTransport {
+    /// This node's shared state (not attached yet), its origin drawn from the seed and its
+    /// clock set from simulated time.
+    pub fn state(&self, options: StateOptions) -> SharedState {
+        let origin = self.net.net.lock().expect("sim net").rng.random::<u64>();
+        let wall = self.net.wall_ms().saturating_add_signed(self.skew_ms);
+        SharedState::with_clock(options, Origin(origin | 1), wall)
+    }
 }
 
 impl Transport for SimTransport {

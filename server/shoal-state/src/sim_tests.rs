@@ -15,9 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::sim::{Link, SimNet, SimTransport};
 use crate::transport::Transport as _;
 use crate::wire::{self, Batch, Check, CounterUpdate, Msg, Verdict};
-use crate::{
-    BucketDelta, CounterKey, Limit, Mode, Origin, SharedState, Stamp, StateOptions, node::wall_ms,
-};
+use crate::{BucketDelta, CounterKey, Limit, Mode, Origin, SharedState, Stamp, StateOptions};
 
 /// One node's shared state attached to its simulated transport.
 struct Running {
@@ -28,7 +26,7 @@ struct Running {
 }
 
 fn run(transport: Arc<SimTransport>) -> Running {
-    let state = SharedState::new(StateOptions::default());
+    let state = transport.state(StateOptions::default());
     let stop = CancellationToken::new();
     let mut tasks = JoinSet::new();
     state.attach(transport.clone(), stop.clone(), &mut tasks);
@@ -217,6 +215,24 @@ async fn a_relaying_cluster_counts_exactly_under_loss_and_reordering() {
     }
 }
 
+/// Clocks seconds apart (badly synchronised, though within the 5 s a peer's newest buckets may
+/// be ahead): each origin counts in buckets by its own clock, and every node still ends
+/// exact, a node behind once its clock reaches the others' newest buckets.
+#[tokio::test(start_paused = true)]
+async fn clocks_seconds_apart_still_count_exactly() {
+    let net = SimNet::new(25, Link::LAN);
+    let nodes: Vec<Running> = [0, 2_000, -2_000, 4_500]
+        .into_iter()
+        .enumerate()
+        .map(|(i, skew)| run(net.join_skewed(&format!("n{i}"), skew)))
+        .collect();
+    for r in &nodes {
+        increment(r, 10).await;
+    }
+    let all: Vec<&Running> = nodes.iter().collect();
+    exact_everywhere(&net, &all, 40, Duration::from_secs(8)).await;
+}
+
 /// A node crashes and comes back as a new process run (a new origin) at its address: what it
 /// counted before survives on the others, and its new counts add to them.
 #[tokio::test(start_paused = true)]
@@ -321,7 +337,7 @@ async fn non_members_and_garbage_are_refused() {
                 key: key(),
                 deltas: vec![BucketDelta {
                     window: 0,
-                    bucket: wall_ms() / 1000,
+                    bucket: net.wall_ms() / 1000,
                     origin: Origin(99),
                     value: 7,
                 }],

@@ -165,9 +165,9 @@ struct NodeClock {
 }
 
 impl NodeClock {
-    fn new() -> Self {
+    fn starting_at(wall_at_start: u64) -> Self {
         Self {
-            wall_at_start: wall_ms(),
+            wall_at_start,
             started: Instant::now(),
         }
     }
@@ -181,7 +181,11 @@ impl SharedState {
     /// Local state only, until [`SharedState::attach`]. Each process run is its own origin (a
     /// random id), so a restarted node never collides with what it counted before.
     pub fn new(options: StateOptions) -> Self {
-        let origin = Origin(rand::random::<u64>() | 1);
+        Self::with_clock(options, Origin(rand::random::<u64>() | 1), wall_ms())
+    }
+
+    /// `wall_ms`: the wall clock now (the simulator's, for its nodes).
+    pub(crate) fn with_clock(options: StateOptions, origin: Origin, wall_ms: u64) -> Self {
         let (forward, forward_rx) = mpsc::unbounded_channel();
         let (events, _) = broadcast::channel(1024);
         let replica = Replica::new(
@@ -196,7 +200,7 @@ impl SharedState {
             inner: Arc::new(Shared {
                 replica,
                 options,
-                clock: NodeClock::new(),
+                clock: NodeClock::starting_at(wall_ms),
                 cluster: OnceLock::new(),
                 node: OnceLock::new(),
                 peers: RwLock::new(Peers::default()),
