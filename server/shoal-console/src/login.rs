@@ -15,7 +15,7 @@
 
 use std::time::Duration;
 
-use shoal_model::Session;
+use shoal_model::{Session, check_admin_name};
 use shoal_state::{CounterKey, Limit, Mode};
 
 use crate::ApiError;
@@ -38,15 +38,8 @@ pub(crate) enum LoginOutcome {
 /// Only names an account could have are counted: anything else is refused by the store
 /// before any lookup, and must not create counters on every node.
 fn key(username: &str, action: &str) -> Option<CounterKey> {
-    let valid = !username.is_empty()
-        && username.len() <= 64
-        && username.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && username
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "@._-".contains(c));
-    valid
-        .then(|| CounterKey::new(format!("admin:{username}"), RESOURCE, action).ok())
-        .flatten()
+    check_admin_name(username).ok()?;
+    CounterKey::new(format!("admin:{username}"), RESOURCE, action).ok()
 }
 
 /// The shortest configured window of at least a minute (the first one if none is).

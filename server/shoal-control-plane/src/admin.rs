@@ -6,7 +6,7 @@ use std::time::Duration;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use argon2::{Argon2, PasswordHash};
 use chrono::{DateTime, Utc};
-use shoal_model::{AdminIdentity, AdminSummary, Session, check_account_name};
+use shoal_model::{AdminIdentity, AdminSummary, Session, check_admin_name};
 
 use crate::store::{Store, insert_audit};
 use crate::{ControlPlaneError, crypto};
@@ -25,7 +25,7 @@ fn check_password(password: &str) -> Result<(), ControlPlaneError> {
 }
 
 fn check_username(username: &str) -> Result<(), ControlPlaneError> {
-    check_account_name("admin username", username, 64).map_err(ControlPlaneError::Invalid)
+    check_admin_name(username).map_err(ControlPlaneError::Invalid)
 }
 
 /// argon2id with the crate's recommended parameters, off the async runtime (it is slow on

@@ -405,7 +405,7 @@ fn check_name(what: &str, name: &str) -> Result<(), String> {
 
 /// Names of people and accounts: letters, digits and `@._-`, starting with a letter or digit.
 /// Users' names and admins' usernames both follow it.
-pub fn check_account_name(what: &str, name: &str, max: usize) -> Result<(), String> {
+fn check_account_name(what: &str, name: &str, max: usize) -> Result<(), String> {
     let ok = !name.is_empty()
         && name.len() <= max
         && name.starts_with(|c: char| c.is_ascii_alphanumeric())
@@ -448,6 +448,12 @@ pub fn check_description(what: &str, description: &str) -> Result<(), String> {
 /// A user's name, as every write of a user checks it (and every load, through [`User`]).
 pub fn check_user_name(name: &str) -> Result<(), String> {
     check_account_name("user name", name, 128)
+}
+
+/// An admin's username, as every admin write checks it and as the console's login lockout
+/// requires before it counts an attempt against a name.
+pub fn check_admin_name(name: &str) -> Result<(), String> {
+    check_account_name("admin username", name, 64)
 }
 
 impl Resource {

@@ -28,8 +28,8 @@ pub use admin::{
 pub use audit::{AuditBacklog, AuditEntry, AuditQueue, AuditSink};
 pub use config::{
     Addressing, ConfigSnapshot, Credential, Enforcement, HttpSpec, OnError, OnUnreachable, Policy,
-    Resource, ResourceSpec, S3Spec, UpstreamCredentials, User, check_account_name,
-    check_description, check_user_name,
+    Resource, ResourceSpec, S3Spec, UpstreamCredentials, User, check_admin_name, check_description,
+    check_user_name,
 };
 pub use error::ModelError;
 pub use handle::{ConfigHandle, ConfigSource, ControlPlaneStatus, Rejection, Trigger};
