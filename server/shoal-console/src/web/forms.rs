@@ -674,3 +674,47 @@ pub(crate) async fn set_admin_enabled(
         Err(e) => store_failure(e),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn after_login_only_console_paths_are_followed() {
+        for ok in [
+            "/console/",
+            "/console/policies?q=a%20b",
+            "/console/users/alice",
+        ] {
+            assert_eq!(safe_next(Some(ok)), ok);
+        }
+        for bad in [
+            None,
+            Some(""),
+            Some("https://evil.example/console/"),
+            Some("//evil.example/console/"),
+            Some("/console\\..\\evil"),
+            Some("/console/\\evil.example"),
+            Some("/metrics"),
+            Some("/console/a b"),
+            Some("/console/\u{7f}"),
+            Some("/console/é"),
+        ] {
+            assert_eq!(safe_next(bad), "/console/", "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn checkboxes_are_on_only_when_checked() {
+        assert!(checkbox(&Some("on".into())));
+        assert!(checkbox(&Some("true".into())));
+        for off in [
+            None,
+            Some(String::new()),
+            Some("off".into()),
+            Some("1".into()),
+        ] {
+            assert!(!checkbox(&off), "{off:?}");
+        }
+    }
+}

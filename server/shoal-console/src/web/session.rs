@@ -248,6 +248,113 @@ mod tests {
     }
 
     #[test]
+    fn cookies_are_secure_unless_the_console_is_reached_over_plain_loopback() {
+        let headers = |host: &str, proto: Option<&str>| {
+            let mut h = HeaderMap::new();
+            h.insert(header::HOST, HeaderValue::from_str(host).unwrap());
+            if let Some(p) = proto {
+                h.insert("x-forwarded-proto", HeaderValue::from_str(p).unwrap());
+            }
+            h
+        };
+        let local = headers("127.0.0.1:8080", None);
+        let remote = headers("shoal.example.com", None);
+        let proxied_local = headers("localhost:8080", Some("HTTPS"));
+        assert!(!secure(CookieSecure::Auto, &local));
+        assert!(secure(CookieSecure::Auto, &remote));
+        assert!(secure(CookieSecure::Auto, &proxied_local));
+        assert!(secure(CookieSecure::Always, &local));
+        assert!(!secure(CookieSecure::Never, &remote));
+    }
+
+    /// The guard in front of a handler that echoes the body it was handed.
+    async fn guarded(req: Request) -> (StatusCode, HeaderMap, String) {
+        use tower::ServiceExt as _;
+        let app = axum::Router::new()
+            .route(
+                "/console/{*rest}",
+                axum::routing::any(|body: axum::body::Bytes| async move { body }),
+            )
+            .layer(axum::middleware::from_fn(csrf_guard));
+        let res = app.oneshot(req).await.unwrap();
+        let (parts, body) = res.into_parts();
+        let body = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+        (
+            parts.status,
+            parts.headers,
+            String::from_utf8_lossy(&body).into(),
+        )
+    }
+
+    fn post(path: &str, session: Option<&str>, header_token: Option<&str>, body: &str) -> Request {
+        let mut req = Request::post(path);
+        if let Some(s) = session {
+            req = req.header(header::COOKIE, format!("{SESSION_COOKIE}={s}"));
+        }
+        if let Some(t) = header_token {
+            req = req.header(CSRF_HEADER, t);
+        }
+        req.body(axum::body::Body::from(body.to_string())).unwrap()
+    }
+
+    #[tokio::test]
+    async fn csrf_guard_passes_only_the_sessions_own_token() {
+        let token = csrf_for("tok");
+        let form = format!("name=p1&{CSRF_FIELD}={token}&rego=x");
+
+        let (status, _, body) = guarded(post("/console/policies", Some("tok"), None, &form)).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body, form, "the form reaches the handler unchanged");
+        let (status, _, _) =
+            guarded(post("/console/policies", Some("tok"), Some(&token), "x=1")).await;
+        assert_eq!(status, StatusCode::OK, "htmx sends the token as a header");
+
+        for (req, why) in [
+            (
+                post("/console/policies", None, None, &form),
+                "not logged in",
+            ),
+            (
+                post("/console/policies", Some("other"), None, &form),
+                "CSRF token is wrong",
+            ),
+            (
+                post("/console/policies", Some("tok"), Some("nope"), &form),
+                "CSRF token is wrong",
+            ),
+            (
+                post("/console/policies", Some("tok"), None, "name=p1"),
+                "CSRF token is missing",
+            ),
+        ] {
+            let (status, _, body) = guarded(req).await;
+            assert_eq!(status, StatusCode::FORBIDDEN, "{why}");
+            assert!(body.contains(why), "{why}: {body}");
+        }
+    }
+
+    #[tokio::test]
+    async fn csrf_guard_lets_reads_and_the_login_form_through_and_bounds_forms() {
+        let read = Request::get("/console/policies")
+            .body(axum::body::Body::empty())
+            .unwrap();
+        assert_eq!(guarded(read).await.0, StatusCode::OK);
+        let login = post("/console/login", None, None, "username=a");
+        assert_eq!(
+            guarded(login).await.0,
+            StatusCode::OK,
+            "it has its own token"
+        );
+
+        let huge = "x".repeat(FORM_LIMIT + 1);
+        let (status, headers, body) =
+            guarded(post("/console/policies", Some("tok"), None, &huge)).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(headers[header::CONNECTION], "close");
+        assert!(body.contains("nothing was changed"), "{body}");
+    }
+
+    #[test]
     fn cookies_are_found_among_others() {
         let mut h = HeaderMap::new();
         h.insert(
