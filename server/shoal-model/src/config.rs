@@ -557,3 +557,244 @@ impl ConfigSnapshot {
         refuse_if_any(self.revision, earlier)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn http(name: &str, port: Option<u16>, enabled: bool) -> Resource {
+        Resource {
+            name: name.into(),
+            enabled,
+            description: String::new(),
+            spec: ResourceSpec::Http(HttpSpec {
+                upstream: "http://127.0.0.1:9000".into(),
+                api_key_header: default_api_key_header(),
+                port,
+            }),
+        }
+    }
+
+    fn s3(spec: serde_json::Value) -> Result<(), String> {
+        let spec = ResourceSpec::from_parts("s3", spec)?;
+        Resource {
+            name: "store".into(),
+            enabled: true,
+            description: String::new(),
+            spec,
+        }
+        .validate()
+    }
+
+    fn policy(name: &str, rego: &str) -> Policy {
+        Policy {
+            name: name.into(),
+            rego: rego.into(),
+            enforcement: Enforcement::Eventual,
+            on_error: OnError::Block,
+            on_unreachable: OnUnreachable::Local,
+            enabled: true,
+            description: String::new(),
+        }
+    }
+
+    #[test]
+    fn names_follow_their_rules_and_errors_quote_the_value() {
+        for ok in ["a", "s3-prod", "api.v2_internal", "0day"] {
+            assert_eq!(check_name("resource", ok), Ok(()), "{ok}");
+        }
+        for bad in ["", "-a", "A", "a b", "ä", &"a".repeat(64)] {
+            let e = check_name("resource", bad).unwrap_err();
+            assert!(e.contains(&format!("{bad:?}")), "{e}");
+        }
+        assert_eq!(check_user_name("alice@example.com"), Ok(()));
+        assert!(check_user_name(&"u".repeat(129)).is_err());
+        assert_eq!(check_admin_name(&"a".repeat(64)), Ok(()));
+        let e = check_admin_name(&"a".repeat(65)).unwrap_err();
+        assert!(
+            e.starts_with("admin username must be 1-64 characters"),
+            "{e}"
+        );
+        assert!(
+            check_admin_name(".root").is_err(),
+            "must start with a letter or digit"
+        );
+    }
+
+    #[test]
+    fn descriptions_are_bounded_and_free_of_control_characters() {
+        assert_eq!(
+            check_description("policy", "line one\n\tline two\r\n"),
+            Ok(())
+        );
+        let long = "é".repeat(MAX_DESCRIPTION_CHARS + 1);
+        let e = check_description("policy", &long).unwrap_err();
+        assert!(e.contains("1025 characters; the limit is 1024"), "{e}");
+        let e = check_description("resource", "bell\u{7}").unwrap_err();
+        assert_eq!(
+            e,
+            "resource description contains the control character '\\u{7}'"
+        );
+    }
+
+    #[test]
+    fn s3_specs_are_checked_field_by_field() {
+        assert_eq!(
+            s3(json!({"endpoint": "https://s3.eu-west-1.amazonaws.com"})),
+            Ok(())
+        );
+        for (spec, want) in [
+            (
+                json!({"endpoint": "s3.amazonaws.com"}),
+                "endpoint \"s3.amazonaws.com\" is not a URL",
+            ),
+            (
+                json!({"endpoint": "ftp://host"}),
+                "endpoint must be an http:// or https:// URL",
+            ),
+            (
+                json!({"endpoint": "http://h", "region": "eu west"}),
+                "region must look like us-east-1",
+            ),
+            (
+                json!({"endpoint": "http://h", "port": 0}),
+                "port must be between 1 and 65535",
+            ),
+            (
+                json!({"endpoint": "http://h", "virtual_host_domains": ["-bad.example"]}),
+                "virtual_host_domains: \"-bad.example\" is not a host name",
+            ),
+            (
+                json!({"endpoint": "http://h", "upstream_credentials":
+                    {"access_key_id": "AK/IA", "secret_sealed": "00"}}),
+                "upstream_credentials.access_key_id: an access key id is 3-128 visible",
+            ),
+            (
+                json!({"endpoint": "http://h", "upstream_credentials":
+                    {"access_key_id": "AKIA", "secret_sealed": "00"}}),
+                "upstream_credentials.secret_sealed: sealed secret is 1 bytes",
+            ),
+            (
+                json!({"endpoint": "http://h", "bucket": "b"}),
+                "s3 spec: unknown field `bucket`",
+            ),
+        ] {
+            let e = s3(spec.clone()).unwrap_err();
+            assert!(e.contains(want), "{spec}: {e}");
+        }
+        let e = ResourceSpec::from_parts("ftp", json!({})).unwrap_err();
+        assert_eq!(e, "kind must be \"s3\" or \"http\", got \"ftp\"");
+    }
+
+    #[test]
+    fn http_specs_need_a_header_name_and_an_http_upstream() {
+        let mut r = http("api", Some(8080), true);
+        assert_eq!(r.validate(), Ok(()));
+        if let ResourceSpec::Http(h) = &mut r.spec {
+            h.api_key_header = "x api key".into();
+        }
+        let e = r.validate().unwrap_err();
+        assert!(
+            e.starts_with("api_key_header must be an HTTP header name"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn policies_must_compile() {
+        let good = "package shoal\npre_request := {\"action\": \"block\"} if { input.n > 5 }\n";
+        assert_eq!(policy("p", good).validate(), Ok(()));
+        let e = policy("p", "package shoal\nallow if {")
+            .validate()
+            .unwrap_err();
+        assert!(e.starts_with("policy \"p\" does not compile"), "{e}");
+        let e = policy("p", "package shoal\nallow := true\n")
+            .validate()
+            .unwrap_err();
+        assert!(e.contains("does not define rule `pre_request`"), "{e}");
+        assert!(
+            policy("P", good)
+                .validate()
+                .unwrap_err()
+                .starts_with("policy name")
+        );
+    }
+
+    #[test]
+    fn enum_fields_parse_their_spellings_only() {
+        for e in [Enforcement::Eventual, Enforcement::Strict] {
+            assert_eq!(Enforcement::parse(e.as_str()), Ok(e));
+        }
+        for e in [OnError::Block, OnError::Allow] {
+            assert_eq!(OnError::parse(e.as_str()), Ok(e));
+        }
+        for e in [
+            OnUnreachable::Local,
+            OnUnreachable::Deny,
+            OnUnreachable::Share,
+        ] {
+            assert_eq!(OnUnreachable::parse(e.as_str()), Ok(e));
+        }
+        assert_eq!(
+            OnUnreachable::parse("Share").unwrap_err(),
+            "on_unreachable must be \"local\", \"deny\" or \"share\", got \"Share\""
+        );
+        assert!(Enforcement::parse("").is_err());
+        assert!(OnError::parse("open").is_err());
+    }
+
+    #[test]
+    fn a_snapshot_is_refused_whole_with_every_problem_named_by_its_row() {
+        let user = User {
+            name: "bob".into(),
+            enabled: true,
+            credentials: vec![Credential::ApiKey {
+                key_id: "k1".into(),
+                secret_sha256: vec![0; 31],
+                enabled: true,
+            }],
+        };
+        let snapshot = ConfigSnapshot {
+            revision: 7,
+            resources: vec![
+                http("a", Some(8080), true),
+                http("b", Some(8080), true),
+                // A disabled resource is not served, so its port collides with nothing.
+                http("c", Some(8080), false),
+                http("Bad", None, true),
+            ],
+            policies: vec![policy("p", "not rego")],
+            users: vec![user],
+        };
+        let ModelError::Invalid(e) = snapshot.validate().unwrap_err() else {
+            panic!("refused as invalid");
+        };
+        assert!(e.starts_with("revision 7 refused: "), "{e}");
+        assert!(
+            e.contains("resource \"b\": port 8080 is already served by resource \"a\""),
+            "{e}"
+        );
+        assert!(!e.contains("resource \"c\""), "{e}");
+        assert!(e.contains("resource \"Bad\": resource name must be"), "{e}");
+        assert!(e.contains("policy \"p\": "), "{e}");
+        assert!(
+            e.contains("user \"bob\": api key \"k1\" has a 31-byte hash"),
+            "{e}"
+        );
+
+        let earlier = vec!["row 3: bad json".to_string()];
+        let fine = ConfigSnapshot {
+            revision: 8,
+            resources: vec![http("a", Some(8080), true)],
+            policies: Vec::new(),
+            users: Vec::new(),
+        };
+        assert!(fine.validate().is_ok());
+        let ModelError::Invalid(e) = fine.validate_with(earlier).unwrap_err() else {
+            panic!("refused as invalid");
+        };
+        assert_eq!(e, "revision 8 refused: row 3: bad json");
+    }
+}
