@@ -1,0 +1,297 @@
+//! The watcher and the audit writer in-process against a real PostgreSQL server of their
+//! own, which a test stops and starts to make the outages a node lives through.
+
+use std::time::Duration;
+
+use serde_json::json;
+use shoal_control_plane::testsuite::TestPostgres;
+use shoal_control_plane::{AuditLog, AuditOptions, Fsync, Store, WatcherOptions, migrate};
+use shoal_model::{
+    AuditEntry, AuditSink as _, ConfigHandle, ConfigSource, HttpSpec, ModelError, Resource,
+    ResourceSpec, Trigger,
+};
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
+use tokio_util::sync::CancellationToken;
+
+/// Long enough for a loaded machine; every wait ends as soon as its condition holds.
+const WAIT: Duration = Duration::from_secs(30);
+
+async fn server() -> (TestPostgres, PgPool) {
+    let server = TestPostgres::start();
+    let url = server.create_database().await;
+    let pool = PgPoolOptions::new()
+        .max_connections(4)
+        .acquire_timeout(Duration::from_secs(2))
+        .connect_lazy(&url)
+        .unwrap();
+    migrate(&pool).await.unwrap();
+    (server, pool)
+}
+
+fn options(dir: &tempfile::TempDir) -> WatcherOptions {
+    WatcherOptions {
+        // Long: a change must arrive by its notification, not by the poll.
+        poll_interval: Duration::from_secs(3600),
+        connect_timeout: Duration::from_secs(2),
+        reconnect_min: Duration::from_millis(20),
+        reconnect_max: Duration::from_millis(200),
+        migrate_on_start: false,
+        snapshot_path: dir.path().join("config-snapshot.json"),
+    }
+}
+
+fn resource(name: &str, port: u16) -> Resource {
+    Resource {
+        name: name.into(),
+        enabled: true,
+        description: String::new(),
+        spec: ResourceSpec::Http(HttpSpec {
+            upstream: "http://127.0.0.1:9".into(),
+            api_key_header: "x-api-key".into(),
+            port: Some(port),
+        }),
+    }
+}
+
+async fn wait_status(
+    handle: &ConfigHandle,
+    what: &str,
+    ok: impl Fn(&shoal_model::ControlPlaneStatus) -> bool,
+) {
+    let mut rx = handle.subscribe();
+    tokio::time::timeout(WAIT, rx.wait_for(|s| ok(s)))
+        .await
+        .unwrap_or_else(|_| panic!("{what}: not within {WAIT:?}; status {:?}", handle.status()))
+        .unwrap();
+}
+
+#[tokio::test]
+async fn the_watcher_follows_changes_keeps_its_config_through_an_outage_and_refuses_bad_revisions()
+{
+    let (mut pg, pool) = server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::new(pool.clone(), None, "test");
+    let stop = CancellationToken::new();
+    let (handle, task) = shoal_control_plane::spawn(pool.clone(), options(&dir), stop.clone());
+    wait_status(&handle, "connected", |s| {
+        s.connected && s.revision.is_some()
+    })
+    .await;
+
+    // A write is applied by its notification and written to the snapshot file.
+    let revision = store
+        .put_resource("admin:t", &resource("api", 18080))
+        .await
+        .unwrap();
+    assert_eq!(
+        handle.wait_for_revision(revision, WAIT).await,
+        Some(revision)
+    );
+    let status = handle.status();
+    assert_eq!(status.applied_via, Some(Trigger::Notification));
+    assert_eq!(status.source, Some(ConfigSource::Database));
+    assert!(dir.path().join("config-snapshot.json").exists());
+    assert_eq!(handle.current().unwrap().resources[0].name, "api");
+
+    // A row written by hand that fails validation: the whole revision is refused, naming it,
+    // and the previous config stays in force.
+    sqlx::query("INSERT INTO resources (name, kind, spec) VALUES ('bad', 'http', $1)")
+        .bind(json!({"upstream": "not a url"}))
+        .execute(&pool)
+        .await
+        .unwrap();
+    wait_status(&handle, "the bad revision refused", |s| {
+        s.rejected.is_some()
+    })
+    .await;
+    let rejected = handle.status().rejected.unwrap();
+    assert!(rejected.revision > revision);
+    assert!(
+        rejected.error.contains("resource \"bad\""),
+        "{}",
+        rejected.error
+    );
+    assert_eq!(handle.current().unwrap().revision, revision);
+    sqlx::query("DELETE FROM resources WHERE name = 'bad'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    wait_status(&handle, "the fixed revision applied", |s| {
+        s.rejected.is_none()
+    })
+    .await;
+
+    // PostgreSQL goes away: the node says so and keeps serving what it has.
+    let before = handle.current().unwrap().revision;
+    pg.stop();
+    wait_status(&handle, "the outage noticed", |s| {
+        !s.connected && s.disconnected_since.is_some() && s.last_error.is_some()
+    })
+    .await;
+    assert_eq!(handle.current().unwrap().revision, before);
+
+    // Back: reconnected within the backoff, and a change made then arrives.
+    pg.restart();
+    wait_status(&handle, "reconnected", |s| {
+        s.connected && s.last_error.is_none()
+    })
+    .await;
+    let revision = store
+        .put_resource("admin:t", &resource("api2", 18081))
+        .await
+        .unwrap();
+    assert_eq!(
+        handle.wait_for_revision(revision, WAIT).await,
+        Some(revision)
+    );
+    stop.cancel();
+    task.await.unwrap();
+
+    // A node starting while PostgreSQL is away serves the snapshot the last run wrote.
+    pg.stop();
+    let stop = CancellationToken::new();
+    let (handle, task) = shoal_control_plane::spawn(pool.clone(), options(&dir), stop.clone());
+    wait_status(&handle, "the snapshot served", |s| {
+        s.source == Some(ConfigSource::Snapshot)
+    })
+    .await;
+    assert_eq!(handle.current().unwrap().revision, revision);
+    assert!(!handle.status().connected);
+    stop.cancel();
+    task.await.unwrap();
+}
+
+fn entry(i: usize) -> AuditEntry {
+    AuditEntry {
+        event_id: uuid::Uuid::new_v4(),
+        at: chrono::Utc::now(),
+        actor: "user:alice".into(),
+        action: "access".into(),
+        target: format!("bucket/key-{i}"),
+        outcome: "allowed".into(),
+        detail: json!({"i": i}),
+    }
+}
+
+fn audit_options(dir: &std::path::Path, spool_max_bytes: u64) -> AuditOptions {
+    AuditOptions {
+        node: "node-a".into(),
+        journal_dir: dir.to_path_buf(),
+        legacy_spool: None,
+        fsync: Fsync::EachBatch,
+        spool_max_bytes,
+        batch_max: 50,
+        flush_interval: Duration::from_millis(20),
+        retry_interval: Duration::from_millis(50),
+    }
+}
+
+async fn stored(pool: &PgPool) -> Vec<String> {
+    sqlx::query_scalar("SELECT target FROM audit_log WHERE node = 'node-a' ORDER BY id")
+        .fetch_all(pool)
+        .await
+        .unwrap()
+}
+
+async fn wait_audit(
+    log: &AuditLog,
+    what: &str,
+    ok: impl Fn(&shoal_control_plane::AuditStatus) -> bool,
+) {
+    tokio::time::timeout(WAIT, async {
+        let mut tick = tokio::time::interval(Duration::from_millis(10));
+        while !ok(&log.status()) {
+            tick.tick().await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{what}: not within {WAIT:?}; status {:?}", log.status()));
+}
+
+#[tokio::test]
+async fn audit_lines_wait_in_the_journal_through_an_outage_and_are_stored_once_in_order() {
+    let (mut pg, pool) = server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let stop = CancellationToken::new();
+    let (log, task) = AuditLog::spawn(
+        pool.clone(),
+        audit_options(dir.path(), 1 << 30),
+        stop.clone(),
+    );
+    for i in 0..10 {
+        log.record(entry(i)).await.unwrap();
+    }
+    wait_audit(&log, "the first lines stored", |s| s.written == 10).await;
+
+    pg.stop();
+    for i in 10..30 {
+        log.record(entry(i)).await.unwrap();
+    }
+    wait_audit(&log, "spooling noticed", |s| s.spooling && s.spooled == 20).await;
+    pg.restart();
+    wait_audit(&log, "the journal shipped", |s| {
+        !s.spooling && s.written == 30
+    })
+    .await;
+    let want: Vec<String> = (0..30).map(|i| format!("bucket/key-{i}")).collect();
+    assert_eq!(stored(&pool).await, want);
+
+    // Lines written while PostgreSQL is away at shutdown stay on disk for the next run.
+    pg.stop();
+    for i in 30..35 {
+        log.record(entry(i)).await.unwrap();
+    }
+    stop.cancel();
+    task.await.unwrap();
+    pg.restart();
+    let stop = CancellationToken::new();
+    let (log, task) = AuditLog::spawn(
+        pool.clone(),
+        audit_options(dir.path(), 1 << 30),
+        stop.clone(),
+    );
+    wait_audit(&log, "the last run's lines shipped", |s| s.written == 5).await;
+    let want: Vec<String> = (0..35).map(|i| format!("bucket/key-{i}")).collect();
+    assert_eq!(stored(&pool).await, want, "each once, in order");
+    stop.cancel();
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn audit_lines_are_refused_not_dropped_when_they_cannot_be_kept() {
+    let (mut pg, pool) = server().await;
+    pg.stop();
+    let dir = tempfile::tempdir().unwrap();
+    let stop = CancellationToken::new();
+    // A spool of a few hundred bytes: full after a line or two while PostgreSQL is away.
+    let (log, task) = AuditLog::spawn(pool.clone(), audit_options(dir.path(), 300), stop.clone());
+    let mut kept = 0;
+    let refused = loop {
+        match log.record(entry(kept)).await {
+            Ok(()) => kept += 1,
+            Err(e) => break e,
+        }
+        assert!(kept < 100, "the spool limit never refused a line");
+    };
+    let ModelError::AuditRefused(why) = refused else {
+        panic!("refused as an audit refusal: {refused:?}");
+    };
+    assert!(why.contains("spool"), "{why}");
+    assert!(kept >= 1);
+    stop.cancel();
+    task.await.unwrap();
+
+    // A journal directory that cannot be opened refuses every line.
+    let file = dir.path().join("not-a-dir");
+    std::fs::write(&file, b"x").unwrap();
+    let stop = CancellationToken::new();
+    let (log, task) = AuditLog::spawn(pool, audit_options(&file, 1 << 30), stop.clone());
+    let refused = log.record(entry(0)).await.unwrap_err();
+    assert!(
+        matches!(&refused, ModelError::AuditRefused(why) if why.contains("not-a-dir")),
+        "{refused:?}"
+    );
+    stop.cancel();
+    task.await.unwrap();
+}
