@@ -108,7 +108,7 @@ fn check_config_rejects_a_psk_file_of_the_wrong_length() {
     );
 }
 
-/// `shoal constants` is what scripts/check-deploy (scripts/node_constants.py) compares
+/// `shoal constants` is what scripts/check-deploy (scripts/deploy/node_constants.py) compares
 /// the deployment artifacts with: it must parse, name every field the checkers read, and report
 /// the crates' own tables; it needs no config, so a missing config file does not stop it.
 #[test]

@@ -1,6 +1,6 @@
 """What the node reads and needs, as the node itself reports it (`shoal constants`), so that the
 deployment artifacts cannot drift from the code. scripts/check-deploy writes that report to a
-file and names it in SHOAL_DEPLOY_CONSTANTS; used by scripts/check_*.py."""
+file and names it in SHOAL_DEPLOY_CONSTANTS; used by scripts/deploy/check_*.py."""
 
 from __future__ import annotations
 
