@@ -24,7 +24,7 @@ mod secret;
 mod validate;
 
 pub use error::{ConfigError, ConfigIssue};
-pub use load::{ENV_OVERRIDES, load, load_from_str};
+pub use load::{ENV_OVERRIDES, SECRET_ENV, load, load_from_str};
 pub use model::{
     AuditConfig, AuditFsync, ClusterConfig, ConsulDiscovery, ControlPlaneConfig, CookieSecure,
     DiscoveryConfig, DiscoveryMethod, EcsDiscovery, EtcdDiscovery, HttpConfig, KubernetesDiscovery,

@@ -497,6 +497,21 @@ pub enum DiscoveryMethod {
 }
 
 impl DiscoveryMethod {
+    /// Every method, in the order messages list them: `SHOAL_DISCOVERY_METHOD` accepts exactly
+    /// these names, and `shoal constants` reports them to the deployment checks.
+    pub const ALL: [DiscoveryMethod; 10] = [
+        DiscoveryMethod::None,
+        DiscoveryMethod::Static,
+        DiscoveryMethod::DnsSrv,
+        DiscoveryMethod::DnsA,
+        DiscoveryMethod::Ecs,
+        DiscoveryMethod::Kubernetes,
+        DiscoveryMethod::Etcd,
+        DiscoveryMethod::Consul,
+        DiscoveryMethod::Udp,
+        DiscoveryMethod::Mdns,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             DiscoveryMethod::None => "none",

@@ -26,8 +26,8 @@ use crate::{Discover, DiscoveryError};
 const METHOD: &str = "ecs";
 
 /// The IAM actions this provider calls, and all of them: the deployment checks
-/// (`scripts/check_terraform.py`) compare the Terraform task role with this list, and a test
-/// below checks it against the API calls in this file.
+/// (`scripts/deploy/check_terraform.py`, through `shoal constants`) compare the Terraform task
+/// role with this list, and a test below checks it against the API calls in this file.
 pub const ECS_IAM_ACTIONS: [&str; 2] = ["ecs:DescribeTasks", "ecs:ListTasks"];
 /// `DescribeTasks` accepts at most this many tasks per call.
 const DESCRIBE_BATCH: usize = 100;

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand};
 use shoal_cluster::{GossipErrors, GossipLogFilter};
-use shoal_config::{LogFormat, NodeConfig};
+use shoal_config::{ClusterConfig, DiscoveryMethod, HttpConfig, LogFormat, NodeConfig};
 use shoal_control_plane::Store;
 use shoal_model::{Enforcement, OnError, OnUnreachable, Policy, Resource};
 use tokio_util::sync::CancellationToken;
@@ -38,6 +38,10 @@ enum Command {
     Migrate,
     /// Print the version.
     Version,
+    /// Print as JSON the names and values deployment artifacts must agree with: every SHOAL_*
+    /// variable and the key it sets, the secret variables, the discovery methods, the
+    /// permissions discovery needs and the default ports (read by scripts/check-deploy).
+    Constants,
     /// Manage admin accounts for the console and admin API.
     #[command(subcommand)]
     Admin(AdminCommand),
@@ -169,6 +173,13 @@ fn main() -> ExitCode {
             println!("shoal {}", shoal::VERSION);
             ExitCode::SUCCESS
         }
+        Command::Constants => match print_json(&constants()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
         Command::CheckConfig { ref file } => {
             let path = file.clone().or(cli.config.clone());
             match shoal_config::load(path.as_deref()) {
@@ -248,6 +259,45 @@ fn main() -> ExitCode {
     }
 }
 
+/// What `shoal constants` prints, taken from the tables the node itself reads (the CLI's
+/// definition, shoal-config's overrides and secrets, shoal-discovery's permissions and the
+/// config defaults), so that the deployment checks compare against the code and not a copy.
+fn constants() -> serde_json::Value {
+    use clap::CommandFactory as _;
+    use serde_json::json;
+    let cli_env: Vec<String> = Cli::command()
+        .get_arguments()
+        .filter_map(|a| a.get_env())
+        .map(|var| var.to_string_lossy().into_owned())
+        .collect();
+    let overrides = shoal_config::ENV_OVERRIDES;
+    let env_overrides: Vec<_> = overrides
+        .iter()
+        .map(|o| json!({ "var": o.var, "key": o.key }))
+        .collect();
+    // A secret's `*_FILE` variable is the override of its file key, where there is one.
+    let secrets: Vec<_> = shoal_config::SECRET_ENV
+        .iter()
+        .map(|&(var, file_key)| {
+            let file_var = overrides.iter().find(|o| o.key == file_key).map(|o| o.var);
+            json!({ "var": var, "file_key": file_key, "file_var": file_var })
+        })
+        .collect();
+    json!({
+        "version": shoal::VERSION,
+        "cli_env": cli_env,
+        "env_overrides": env_overrides,
+        "secrets": secrets,
+        "discovery_methods": DiscoveryMethod::ALL.map(DiscoveryMethod::as_str),
+        "ecs_iam_actions": shoal_discovery::ECS_IAM_ACTIONS,
+        "kubernetes_pod_verbs": shoal_discovery::KUBERNETES_POD_VERBS,
+        "ports": {
+            "http": HttpConfig::default().listen.port(),
+            "gossip": ClusterConfig::default().bind.port(),
+        },
+    })
+}
+
 /// Panic policy: a panic anywhere in a node is a bug that may have left state half-updated, so
 /// the node logs it and exits (code 101) for the orchestrator to replace it; a new process
 /// starts clean from PostgreSQL or the config snapshot.
@@ -309,7 +359,9 @@ async fn dispatch(
         Command::Policy(cmd) => policy(cmd, &store).await?,
         Command::Resource(cmd) => resource(cmd, &store).await?,
         Command::User(cmd) => user(cmd, &store).await?,
-        Command::Serve | Command::CheckConfig { .. } | Command::Version => unreachable!(),
+        Command::Serve | Command::CheckConfig { .. } | Command::Version | Command::Constants => {
+            unreachable!()
+        }
     }
     Ok(())
 }

@@ -211,24 +211,15 @@ fn otlp_protocol(v: &str) -> Result<OtlpProtocol, String> {
 }
 
 fn discovery_method(v: &str) -> Result<DiscoveryMethod, String> {
-    Ok(match v.trim() {
-        "none" => DiscoveryMethod::None,
-        "static" => DiscoveryMethod::Static,
-        "dns-srv" => DiscoveryMethod::DnsSrv,
-        "dns-a" => DiscoveryMethod::DnsA,
-        "ecs" => DiscoveryMethod::Ecs,
-        "kubernetes" => DiscoveryMethod::Kubernetes,
-        "etcd" => DiscoveryMethod::Etcd,
-        "consul" => DiscoveryMethod::Consul,
-        "udp" => DiscoveryMethod::Udp,
-        "mdns" => DiscoveryMethod::Mdns,
-        other => {
-            return Err(format!(
-                "must be none, static, dns-srv, dns-a, ecs, kubernetes, etcd, consul, \
-                 udp or mdns, got {other:?}"
-            ));
-        }
-    })
+    let v = v.trim();
+    DiscoveryMethod::ALL
+        .into_iter()
+        .find(|m| m.as_str() == v)
+        .ok_or_else(|| {
+            let names = DiscoveryMethod::ALL.map(DiscoveryMethod::as_str);
+            let (last, rest) = names.split_last().expect("ALL is not empty");
+            format!("must be {} or {last}, got {v:?}", rest.join(", "))
+        })
 }
 
 fn log_format(v: &str) -> Result<LogFormat, String> {

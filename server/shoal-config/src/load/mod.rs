@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 pub use env::ENV_OVERRIDES;
+pub use secrets::SECRET_ENV;
 
 use crate::error::ConfigError;
 use crate::model::NodeConfig;

@@ -6,8 +6,9 @@ use crate::model::NodeConfig;
 use crate::origin::Origin;
 use crate::secret::{Secret, SecretKey};
 
-/// Secret values come only from these variables or from the `*_file` keys.
-pub(super) const SECRET_ENV: [(&str, &str); 4] = [
+/// Secret values come only from these variables or from the `*_file` keys: (variable, the key
+/// of its file).
+pub const SECRET_ENV: [(&str, &str); 4] = [
     ("SHOAL_DATABASE_URL", "control_plane.database_url_file"),
     ("SHOAL_CLUSTER_PSK", "cluster.psk_file"),
     ("SHOAL_SECRETS_KEY", "control_plane.secrets_key_file"),

@@ -229,7 +229,30 @@ fn ecs_discovery_is_configured_by_file_or_env_and_checked() {
     e.insert("SHOAL_DISCOVERY_METHOD".into(), "zookeeper".into());
     let err = load("", &e).unwrap_err().to_string();
     assert!(err.contains("SHOAL_DISCOVERY_METHOD"), "{err}");
-    assert!(err.contains("got \"zookeeper\""), "{err}");
+    assert!(
+        err.contains(
+            "must be none, static, dns-srv, dns-a, ecs, kubernetes, etcd, consul, udp or mdns, \
+             got \"zookeeper\""
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn every_discovery_method_is_read_by_its_name_from_a_file_and_the_environment() {
+    for method in DiscoveryMethod::ALL {
+        let name = method.as_str();
+        let file: crate::model::DiscoveryConfig =
+            toml::from_str(&format!("method = \"{name}\"")).unwrap();
+        assert_eq!(file.method, method);
+        let mut e = base_env();
+        e.insert("SHOAL_DISCOVERY_METHOD".into(), name.into());
+        // A method may want settings of its own; its name itself must never be refused.
+        match load("", &e) {
+            Ok(c) => assert_eq!(c.discovery.method, method),
+            Err(err) => assert!(!err.to_string().contains("must be none"), "{name}: {err}"),
+        }
+    }
 }
 
 #[test]

@@ -108,6 +108,84 @@ fn check_config_rejects_a_psk_file_of_the_wrong_length() {
     );
 }
 
+/// `shoal constants` is what scripts/check-deploy (scripts/deploy/node_constants.py) compares
+/// the deployment artifacts with: it must parse, name every field the checkers read, and report
+/// the crates' own tables; it needs no config, so a missing config file does not stop it.
+#[test]
+fn constants_report_what_the_deployment_checks_read() {
+    let out = Command::new(shoal_bin())
+        .arg("constants")
+        .env_clear()
+        .env("SHOAL_CONFIG", "/nonexistent/shoal.toml")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let c: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let strings = |field: &str| -> Vec<String> {
+        c[field]
+            .as_array()
+            .unwrap_or_else(|| panic!("{field} is not a list: {c}"))
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(strings("cli_env"), ["SHOAL_CONFIG"]);
+
+    let overrides: Vec<(&str, &str)> = c["env_overrides"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| (o["var"].as_str().unwrap(), o["key"].as_str().unwrap()))
+        .collect();
+    assert_eq!(overrides.len(), shoal_config::ENV_OVERRIDES.len());
+    for (var, key) in [
+        ("SHOAL_DISCOVERY_METHOD", "discovery.method"),
+        (
+            "SHOAL_DISCOVERY_KUBERNETES_LABEL_SELECTOR",
+            "discovery.kubernetes.label_selector",
+        ),
+        ("SHOAL_HTTP_SHUTDOWN_GRACE", "http.shutdown_grace"),
+        ("SHOAL_PROXY_ADDRESS", "proxy.address"),
+        ("SHOAL_DATABASE_URL_FILE", "control_plane.database_url_file"),
+    ] {
+        assert!(
+            overrides.contains(&(var, key)),
+            "{var} -> {key} missing: {overrides:?}"
+        );
+    }
+
+    let secrets: Vec<(&str, Option<&str>)> = c["secrets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["var"].as_str().unwrap(), s["file_var"].as_str()))
+        .collect();
+    for var in [
+        "SHOAL_DATABASE_URL",
+        "SHOAL_CLUSTER_PSK",
+        "SHOAL_SECRETS_KEY",
+    ] {
+        let file_var = format!("{var}_FILE");
+        assert!(
+            secrets.contains(&(var, Some(file_var.as_str()))),
+            "{var} and {file_var} missing: {secrets:?}"
+        );
+    }
+    assert!(secrets.contains(&("SHOAL_TELEMETRY_OTLP_HEADERS", None)));
+
+    let methods = shoal_config::DiscoveryMethod::ALL.map(shoal_config::DiscoveryMethod::as_str);
+    assert_eq!(strings("discovery_methods"), methods);
+    assert_eq!(strings("ecs_iam_actions"), shoal_discovery::ECS_IAM_ACTIONS);
+    assert_eq!(
+        strings("kubernetes_pod_verbs"),
+        shoal_discovery::KUBERNETES_POD_VERBS
+    );
+    // The ports the Dockerfile exposes.
+    assert_eq!(c["ports"]["http"], 8080);
+    assert_eq!(c["ports"]["gossip"], 7946);
+}
+
 #[test]
 fn unreachable_database_is_a_clear_error() {
     let spec = NodeSpec::new("n1", "127.0.0.1", "postgres://postgres@127.0.0.1:1/shoal");

@@ -1,5 +1,5 @@
 //! ECS discovery against moto's server (an ECS API emulator, started here on loopback) with a
-//! cluster of awsvpc tasks made by `scripts/moto_ecs.py`: the provider must return exactly
+//! cluster of awsvpc tasks made by `scripts/fixtures/moto_ecs.py`: the provider must return exactly
 //! the private IPs of the RUNNING tasks. moto hands out random 10.x addresses that are not on
 //! this machine: the tests compare them and never connect to them (a node started with ECS
 //! discovery keeps only 127.0.0.0/8, so it joins none of them).
@@ -18,10 +18,8 @@ async fn ecs_cluster(running: usize, stopped: usize) -> (Moto, Value) {
     let (moto, _) = Moto::start_with(false).await;
     let endpoint = moto.endpoint.clone();
     let out = tokio::task::spawn_blocking(move || {
-        let script =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/moto_ecs.py");
         let out = std::process::Command::new(python())
-            .arg(script)
+            .arg(fixture("moto_ecs.py"))
             .args([
                 "setup",
                 &endpoint,

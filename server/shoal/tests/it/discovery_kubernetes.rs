@@ -1,5 +1,5 @@
-//! Kubernetes discovery against `scripts/fake_kube_apiserver.py`: no kube-apiserver can run
-//! on these machines, so an HTTP server shaped like one (PodList, watch streams, 403 Status,
+//! Kubernetes discovery against `scripts/fixtures/fake_kube_apiserver.py`: no kube-apiserver can
+//! run on these machines, so an HTTP server shaped like one (PodList, watch streams, 403 Status,
 //! every object validated against the real schemas with kubernetes-validate) stands in, and
 //! Debian's `kubectl` reads the same lists as a second, independent client.
 

@@ -1,6 +1,6 @@
 //! Registry discovery: etcd (a real etcd from Debian's etcd-server) and Consul (a fixture built
-//! from Consul's documented HTTP API, `scripts/fake_consul_agent.py`: no Consul installs here).
-//! Nodes register themselves, list each other, drop out when they leave or stop renewing,
+//! from Consul's documented HTTP API, `scripts/fixtures/fake_consul_agent.py`: no Consul installs
+//! here). Nodes register themselves, list each other, drop out when they leave or stop renewing,
 //! and every failure is an error that names its cause.
 
 use std::net::SocketAddr;

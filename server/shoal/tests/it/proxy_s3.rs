@@ -1,9 +1,9 @@
 //! The S3 resource kind through real `shoal` processes, with real S3 clients (boto3, urllib
-//! for presigned URLs; `scripts/s3_client.py`) and a real S3 server behind Shoal that checks
-//! signatures itself (moto, with an IAM user): whatever reaches it must be re-signed by Shoal
-//! with the resource's key pair, or moto refuses it. Keys and prefixes stay within characters
-//! that need no percent-encoding: moto's own check fails on encoded paths and queries even
-//! when boto3 talks to it directly (Shoal's canonical forms are unit-tested in `sigv4`).
+//! for presigned URLs; `scripts/fixtures/s3_client.py`) and a real S3 server behind Shoal that
+//! checks signatures itself (moto, with an IAM user): whatever reaches it must be re-signed by
+//! Shoal with the resource's key pair, or moto refuses it. Keys and prefixes stay within characters
+//! that need no percent-encoding: moto's own check fails on encoded paths and queries even when
+//! boto3 talks to it directly (Shoal's canonical forms are unit-tested in `sigv4`).
 
 use std::collections::HashMap;
 use std::time::Duration;

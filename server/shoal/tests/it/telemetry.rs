@@ -12,10 +12,8 @@ use serde_json::Value;
 
 /// The families of a `/metrics` answer, as prometheus_client parses them.
 fn parse(text: &str) -> Value {
-    let script =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/parse_prometheus.py");
     let mut child = Command::new(python())
-        .arg(script)
+        .arg(fixture("parse_prometheus.py"))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -14,9 +14,10 @@ use serde_json::Value;
 
 pub mod containers;
 pub mod counting;
+mod postgres;
 
 #[allow(unused_imports)]
-pub use shoal_control_plane::testsuite::{TestPostgres, database, private_database};
+pub use postgres::{TestPostgres, database, private_database};
 
 pub const PSK_HEX: &str = "4242424242424242424242424242424242424242424242424242424242424242";
 pub const SECRETS_KEY_HEX: &str =
@@ -41,6 +42,11 @@ pre_request := { "action": "block", "type": "block_with_formal_message" } if {
 
 pub fn shoal_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_shoal"))
+}
+
+/// `scripts/fixtures/<name>`: the fake servers and clients the tests run.
+pub fn fixture(name: &str) -> PathBuf {
+    containers::repo().join("scripts/fixtures").join(name)
 }
 
 /// Polls `check` until it returns `Some`, or panics naming `what` after `timeout`.
@@ -970,9 +976,10 @@ pub fn python() -> PathBuf {
     venv
 }
 
-/// Runs `scripts/s3_client.py` with `args`; its standard output, or a panic with its errors.
+/// Runs `scripts/fixtures/s3_client.py` with `args`; its standard output, or a panic with its
+/// errors.
 pub fn s3_client(args: &[&str]) -> String {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/s3_client.py");
+    let script = fixture("s3_client.py");
     let out = Command::new(python())
         .arg(script)
         .args(args)
@@ -1001,13 +1008,13 @@ impl Moto {
         Self::start_with(true).await
     }
 
-    /// Starts moto (`scripts/moto_server.py`: moto with its ECS answers in the API's types)
-    /// checking signatures (`enforce`), or not at all: its own check fails on chunk-signed
+    /// Starts moto (`scripts/fixtures/moto_server.py`: moto with its ECS answers in the API's
+    /// types) checking signatures (`enforce`), or not at all: its own check fails on chunk-signed
     /// bodies even from AWS's SDKs, so tests of those use an open moto.
     pub async fn start_with(enforce: bool) -> (Moto, Value) {
         let allowance = if enforce { "3" } else { "1000000" };
         let port = free_port("127.0.0.1");
-        let server = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/moto_server.py");
+        let server = fixture("moto_server.py");
         let child = Command::new(python())
             .arg(server)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
@@ -1066,11 +1073,9 @@ pub struct ListeningProcess {
 }
 
 impl ListeningProcess {
-    /// Runs `scripts/<script>` with the test Python and `args`.
+    /// Runs `scripts/fixtures/<script>` with the test Python and `args`.
     pub fn python_script(script: &str, args: &[&str]) -> Self {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../scripts")
-            .join(script);
+        let path = fixture(script);
         let mut child = Command::new(python())
             .arg(path)
             .args(args)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """`helm template` and `helm lint --strict` for this repository, on the Helm SDK
-(helm-python-sdk), since no helm binary is installed here. Run through scripts/helm-template
-and scripts/helm-lint, which provide the venv."""
+(helm-python-sdk), since no helm binary is installed here. Run through
+scripts/deploy/helm-template and scripts/deploy/helm-lint, which provide the venv."""
 
 from __future__ import annotations
 

@@ -21,25 +21,14 @@ from pathlib import Path
 
 import helm_python
 import yaml
-from shoal_env import unknown
+from node_constants import DISCOVERY_METHODS as NODE_METHODS
+from node_constants import KUBERNETES_POD_VERBS as POD_VERBS
+from node_constants import unknown
 
 RELEASE = "ci"
 NAMESPACE = "shoal-ci"
 # The only input the chart cannot default: rendering with nothing else is the "default values" case.
 REQUIRED = {"secrets": {"databaseUrl": "postgres://shoal@postgres.shoal-ci.svc:5432/shoal"}}
-# What Kubernetes discovery calls, as the code exports it (`KUBERNETES_POD_VERBS`, on `pods` in
-# the core API group; the provider needs nothing else). The Role must grant exactly this.
-_SERVER = Path(__file__).resolve().parent.parent / "server"
-_K8S_SOURCE = _SERVER / "shoal-discovery/src/kubernetes.rs"
-_match = re.search(r"KUBERNETES_POD_VERBS: \[&str; (\d+)\] = \[([^\]]*)\]", _K8S_SOURCE.read_text())
-if not _match:
-    sys.exit(f"check_helm: KUBERNETES_POD_VERBS not found in {_K8S_SOURCE}")
-POD_VERBS = re.findall(r'"([^"]+)"', _match.group(2))
-if len(POD_VERBS) != int(_match.group(1)) or not POD_VERBS:
-    sys.exit(f"check_helm: cannot read KUBERNETES_POD_VERBS in {_K8S_SOURCE}: {_match.group(0)}")
-# The values SHOAL_DISCOVERY_METHOD accepts (load.rs: `"kubernetes" => DiscoveryMethod::Kubernetes`).
-_LOAD = (_SERVER / "shoal-config/src/load.rs").read_text()
-NODE_METHODS = set(re.findall(r'"([a-z-]+)" => DiscoveryMethod::', _LOAD))
 # Variables that select or configure one discovery method; the chart sets only its method's own
 # (the node refuses settings of another method: "is not used by discovery method").
 METHOD_ENV = {
@@ -375,8 +364,8 @@ def main() -> int:
     chart_env = env_names - {e["name"] for v in cases.values() for e in v.get("shoal", {}).get("extraEnv", [])}
     never, planned = unknown(root, chart_env)
     check(not never, f"the chart sets SHOAL_* variables no node reads: {never}")
-    # Discovery is the chart's default now: every variable it sets must be read by load.rs today.
-    check(not planned, f"the chart sets variables load.rs does not read yet: {planned}")
+    # Discovery is the chart's default now: every variable it sets must be read by the node today.
+    check(not planned, f"the chart sets variables the node does not read yet: {planned}")
     print(f"helm: {len(chart_env)} SHOAL_* variables set by the chart, all read by the node; "
           f"Role verbs on pods = KUBERNETES_POD_VERBS {POD_VERBS}")
 

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import yaml
 from compose_spec import PyCompose
-from shoal_env import unknown
+from node_constants import unknown
 
 NODES = ["shoal-1", "shoal-2", "shoal-3"]
 failures: list[str] = []

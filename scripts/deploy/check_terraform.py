@@ -21,15 +21,8 @@ import sys
 from pathlib import Path
 
 import hcl2
-from shoal_env import unknown
-
-# What ECS discovery calls, as the code exports it (`ECS_IAM_ACTIONS`; a unit test there keeps
-# it equal to the API calls the provider makes).
-_ECS_SOURCE = Path(__file__).resolve().parent.parent / "server/shoal-discovery/src/ecs.rs"
-_match = re.search(r"ECS_IAM_ACTIONS: \[&str; \d+\] = \[([^\]]*)\]", _ECS_SOURCE.read_text())
-if not _match:
-    sys.exit(f"check_terraform: ECS_IAM_ACTIONS not found in {_ECS_SOURCE}")
-DISCOVERY_ACTIONS = sorted(re.findall(r'"([^"]+)"', _match.group(1)))
+from node_constants import ECS_IAM_ACTIONS as DISCOVERY_ACTIONS
+from node_constants import unknown
 
 failures: list[str] = []
 
@@ -195,7 +188,7 @@ def check_module(module_dir: Path) -> None:
                              ecs_entrypoint=True)
     check(not never, f"{where}: the task sets SHOAL_* variables no node reads: {never}")
     if planned:
-        print(f"terraform: planned variables not read by load.rs yet: {', '.join(planned)}")
+        print(f"terraform: planned variables not read by the node yet: {', '.join(planned)}")
 
     # Optional RDS: encrypted, private.
     db = resources.get(("aws_db_instance", "this"))
