@@ -14,7 +14,7 @@ const MDNS_TOML: &str = "\n[discovery]\nmethod = \"mdns\"\ninterval = \"1s\"\n";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_find_each_other_by_signed_udp_broadcast() {
-    if !in_private_namespaces("nodes_find_each_other_by_signed_udp_broadcast") {
+    if !in_private_namespaces("discovery_lan::nodes_find_each_other_by_signed_udp_broadcast") {
         return;
     }
     three_nodes_and_a_stranger(
@@ -26,7 +26,7 @@ async fn nodes_find_each_other_by_signed_udp_broadcast() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_find_each_other_by_mdns() {
-    if !in_private_namespaces("nodes_find_each_other_by_mdns") {
+    if !in_private_namespaces("discovery_lan::nodes_find_each_other_by_mdns") {
         return;
     }
     three_nodes_and_a_stranger(MDNS_TOML, "mdns discovery: ignoring an instance").await;

@@ -266,7 +266,7 @@ async fn increment(api: &Api, by: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partition_heals_to_exact_totals() {
-    if !in_private_namespaces("a_partition_heals_to_exact_totals") {
+    if !in_private_namespaces("state::a_partition_heals_to_exact_totals") {
         return;
     }
     let db = database().await;

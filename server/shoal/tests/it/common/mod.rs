@@ -694,8 +694,8 @@ pub fn static_peers(peers: &[std::net::SocketAddr]) -> String {
 
 /// Runs the calling test again inside a new network and mount namespace (its own loopback,
 /// routes and `/run/netns`), so everything [`TestNetwork`] creates vanishes with it, even if
-/// the test is killed. Returns true when already inside; outside, waits for the inner run and
-/// fails if it failed.
+/// the test is killed. `test_name` is the test's full name (`module::name`). Returns true when
+/// already inside; outside, waits for the inner run and fails if it failed.
 pub fn in_private_namespaces(test_name: &str) -> bool {
     if std::env::var_os("SHOAL_IN_NETNS").is_some() {
         std::fs::create_dir_all("/run/netns").expect("mkdir /run/netns");
@@ -708,6 +708,19 @@ pub fn in_private_namespaces(test_name: &str) -> bool {
         return true;
     }
     let exe = std::env::current_exe().unwrap();
+    // A name that matches no test would make the inner run pass without testing anything.
+    let listed = Command::new(&exe)
+        .args(["--list", "--exact", test_name])
+        .output()
+        .expect("list the test binary's tests");
+    let matching = String::from_utf8_lossy(&listed.stdout)
+        .lines()
+        .filter(|l| l.ends_with(": test"))
+        .count();
+    assert_eq!(
+        matching, 1,
+        "{test_name:?} must be a test's full name (module::name)"
+    );
     let status = Command::new("unshare")
         .args(["--net", "--mount", "--"])
         .arg(exe)
