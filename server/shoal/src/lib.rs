@@ -350,3 +350,20 @@ async fn log_when_ready(config: ConfigHandle, stop: CancellationToken) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::SHUTDOWN_ORDER;
+
+    #[test]
+    fn the_architecture_page_states_the_shutdown_order() {
+        let page = include_str!("../../../docs/ARCHITECTURE.md");
+        let stated: Vec<&str> = page
+            .lines()
+            .filter_map(|l| l.strip_prefix("| `")?.split('`').next())
+            .filter(|name| !name.starts_with("server/"))
+            .collect();
+        let order: Vec<&str> = SHUTDOWN_ORDER.iter().map(|(name, _)| *name).collect();
+        assert_eq!(stated, order);
+    }
+}
