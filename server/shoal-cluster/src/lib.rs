@@ -11,12 +11,15 @@
 //! - `state_transport`: the cluster as `shoal-state`'s transport (members, changes, sends).
 //! - `cluster`: the handle, the member table and the loop that turns state changes into
 //!   events and operator log lines.
+//! - `instruments`: members by state, local health, probe round trips, heartbeat ages and
+//!   suspicions as metrics.
 
 #![forbid(unsafe_code)]
 
 mod cluster;
 mod delegate;
 mod identity;
+mod instruments;
 mod log_limit;
 mod meta;
 mod state_transport;
@@ -27,6 +30,7 @@ pub use cluster::{
     SuspicionTimeouts,
 };
 pub use identity::NodeIdentity;
+pub use instruments::register_metrics;
 pub use log_limit::{GossipErrorCount, GossipErrors, GossipLogFilter};
 /// Message payloads, so callers need not name memberlist's re-export.
 pub use memberlist::bytes::Bytes;

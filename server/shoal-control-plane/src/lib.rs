@@ -12,6 +12,7 @@
 //!   reconnects with backoff, falls back to the local snapshot.
 //! - `snapshot`: the last good config on disk, written atomically.
 //! - `crypto`: hashing of tokens and credential secrets.
+//! - `instruments`: connection, revision and audit journal figures as metrics.
 
 #![forbid(unsafe_code)]
 
@@ -21,6 +22,7 @@ mod audit;
 mod crypto;
 mod db;
 mod error;
+mod instruments;
 mod load;
 mod snapshot;
 mod store;
@@ -32,6 +34,7 @@ pub use admin::MIN_PASSWORD_LEN;
 pub use audit::{AuditLog, AuditOptions, AuditStatus, Fsync};
 pub use db::{describe_url, known_migrations, migrate, pool};
 pub use error::ControlPlaneError;
+pub use instruments::register_metrics;
 pub use load::{head_revision, load_config};
 pub use store::Store;
 pub use watcher::{WatcherOptions, spawn};

@@ -11,6 +11,7 @@ use std::time::Duration;
 use arc_swap::ArcSwapOption;
 use chrono::Utc;
 use rand::Rng as _;
+use shoal_lifecycle::Stage;
 use shoal_model::{
     ConfigHandle, ConfigSnapshot, ConfigSource, ControlPlaneStatus, Rejection, Trigger,
 };
@@ -48,12 +49,9 @@ impl WatcherOptions {
     }
 }
 
-/// Starts following the control plane until `cancel` fires.
-pub fn spawn(
-    pool: PgPool,
-    options: WatcherOptions,
-    cancel: CancellationToken,
-) -> (ConfigHandle, tokio::task::JoinHandle<()>) {
+/// Starts following the control plane as the task `config watcher` of `stage`, until the
+/// stage stops (an apply in progress finishes first).
+pub fn spawn(pool: PgPool, options: WatcherOptions, stage: &Stage) -> ConfigHandle {
     let config = Arc::new(ArcSwapOption::empty());
     let (status_tx, status_rx) = watch::channel(ControlPlaneStatus::default());
     let watcher = Watcher {
@@ -64,8 +62,8 @@ pub fn spawn(
         migrated: false,
         logged_backwards: None,
     };
-    let task = tokio::spawn(watcher.run(cancel));
-    (ConfigHandle::new(config, status_rx), task)
+    stage.spawn("config watcher", watcher.run(stage.token()));
+    ConfigHandle::new(config, status_rx)
 }
 
 struct Watcher {

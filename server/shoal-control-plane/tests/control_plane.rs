@@ -6,13 +6,13 @@ use std::time::Duration;
 use serde_json::json;
 use shoal_control_plane::testsuite::TestPostgres;
 use shoal_control_plane::{AuditLog, AuditOptions, Fsync, Store, WatcherOptions, migrate};
+use shoal_lifecycle::Supervisor;
 use shoal_model::{
     AuditEntry, AuditSink as _, ConfigHandle, ConfigSource, HttpSpec, ModelError, Resource,
     ResourceSpec, Trigger,
 };
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
-use tokio_util::sync::CancellationToken;
 
 /// Long enough for a loaded machine; every wait ends as soon as its condition holds.
 const WAIT: Duration = Duration::from_secs(30);
@@ -54,6 +54,23 @@ fn resource(name: &str, port: u16) -> Resource {
     }
 }
 
+/// Stops what `supervisor` runs; every task must have ended by its deadline, none aborted.
+async fn stop(supervisor: Supervisor) {
+    for report in supervisor.shutdown().await {
+        assert!(
+            report.aborted.is_empty() && report.panicked.is_empty(),
+            "{report:?}"
+        );
+    }
+}
+
+/// One stage, as the node runs the control plane's tasks in.
+fn supervised() -> (Supervisor, shoal_lifecycle::Stage) {
+    let mut supervisor = Supervisor::new();
+    let stage = supervisor.stage("control plane", Duration::from_secs(10));
+    (supervisor, stage)
+}
+
 async fn wait_status(
     handle: &ConfigHandle,
     what: &str,
@@ -72,8 +89,8 @@ async fn the_watcher_follows_changes_keeps_its_config_through_an_outage_and_refu
     let (mut pg, pool) = server().await;
     let dir = tempfile::tempdir().unwrap();
     let store = Store::new(pool.clone(), None, "test");
-    let stop = CancellationToken::new();
-    let (handle, task) = shoal_control_plane::spawn(pool.clone(), options(&dir), stop.clone());
+    let (supervisor, stage) = supervised();
+    let handle = shoal_control_plane::spawn(pool.clone(), options(&dir), &stage);
     wait_status(&handle, "connected", |s| {
         s.connected && s.revision.is_some()
     })
@@ -145,21 +162,19 @@ async fn the_watcher_follows_changes_keeps_its_config_through_an_outage_and_refu
         handle.wait_for_revision(revision, WAIT).await,
         Some(revision)
     );
-    stop.cancel();
-    task.await.unwrap();
+    stop(supervisor).await;
 
     // A node starting while PostgreSQL is away serves the snapshot the last run wrote.
     pg.stop();
-    let stop = CancellationToken::new();
-    let (handle, task) = shoal_control_plane::spawn(pool.clone(), options(&dir), stop.clone());
+    let (supervisor, stage) = supervised();
+    let handle = shoal_control_plane::spawn(pool.clone(), options(&dir), &stage);
     wait_status(&handle, "the snapshot served", |s| {
         s.source == Some(ConfigSource::Snapshot)
     })
     .await;
     assert_eq!(handle.current().unwrap().revision, revision);
     assert!(!handle.status().connected);
-    stop.cancel();
-    task.await.unwrap();
+    stop(supervisor).await;
 }
 
 fn entry(i: usize) -> AuditEntry {
@@ -213,12 +228,8 @@ async fn wait_audit(
 async fn audit_lines_wait_in_the_journal_through_an_outage_and_are_stored_once_in_order() {
     let (mut pg, pool) = server().await;
     let dir = tempfile::tempdir().unwrap();
-    let stop = CancellationToken::new();
-    let (log, task) = AuditLog::spawn(
-        pool.clone(),
-        audit_options(dir.path(), 1 << 30),
-        stop.clone(),
-    );
+    let (supervisor, stage) = supervised();
+    let log = AuditLog::spawn(pool.clone(), audit_options(dir.path(), 1 << 30), &stage);
     for i in 0..10 {
         log.record(entry(i)).await.unwrap();
     }
@@ -242,20 +253,14 @@ async fn audit_lines_wait_in_the_journal_through_an_outage_and_are_stored_once_i
     for i in 30..35 {
         log.record(entry(i)).await.unwrap();
     }
-    stop.cancel();
-    task.await.unwrap();
+    stop(supervisor).await;
     pg.restart();
-    let stop = CancellationToken::new();
-    let (log, task) = AuditLog::spawn(
-        pool.clone(),
-        audit_options(dir.path(), 1 << 30),
-        stop.clone(),
-    );
+    let (supervisor, stage) = supervised();
+    let log = AuditLog::spawn(pool.clone(), audit_options(dir.path(), 1 << 30), &stage);
     wait_audit(&log, "the last run's lines shipped", |s| s.written == 5).await;
     let want: Vec<String> = (0..35).map(|i| format!("bucket/key-{i}")).collect();
     assert_eq!(stored(&pool).await, want, "each once, in order");
-    stop.cancel();
-    task.await.unwrap();
+    stop(supervisor).await;
 }
 
 #[tokio::test]
@@ -263,9 +268,9 @@ async fn audit_lines_are_refused_not_dropped_when_they_cannot_be_kept() {
     let (mut pg, pool) = server().await;
     pg.stop();
     let dir = tempfile::tempdir().unwrap();
-    let stop = CancellationToken::new();
+    let (supervisor, stage) = supervised();
     // A spool of a few hundred bytes: full after a line or two while PostgreSQL is away.
-    let (log, task) = AuditLog::spawn(pool.clone(), audit_options(dir.path(), 300), stop.clone());
+    let log = AuditLog::spawn(pool.clone(), audit_options(dir.path(), 300), &stage);
     let mut kept = 0;
     let refused = loop {
         match log.record(entry(kept)).await {
@@ -279,19 +284,17 @@ async fn audit_lines_are_refused_not_dropped_when_they_cannot_be_kept() {
     };
     assert!(why.contains("spool"), "{why}");
     assert!(kept >= 1);
-    stop.cancel();
-    task.await.unwrap();
+    stop(supervisor).await;
 
     // A journal directory that cannot be opened refuses every line.
     let file = dir.path().join("not-a-dir");
     std::fs::write(&file, b"x").unwrap();
-    let stop = CancellationToken::new();
-    let (log, task) = AuditLog::spawn(pool, audit_options(&file, 1 << 30), stop.clone());
+    let (supervisor, stage) = supervised();
+    let log = AuditLog::spawn(pool, audit_options(&file, 1 << 30), &stage);
     let refused = log.record(entry(0)).await.unwrap_err();
     assert!(
         matches!(&refused, ModelError::AuditRefused(why) if why.contains("not-a-dir")),
         "{refused:?}"
     );
-    stop.cancel();
-    task.await.unwrap();
+    stop(supervisor).await;
 }

@@ -1,7 +1,10 @@
 //! The data plane's request figures, recorded as requests go: what they cost, how they were
 //! decided, how long the policies took, how often the upstream failed. Names follow the
-//! OpenTelemetry semantic conventions where one exists (`http.server.request.duration`).
+//! OpenTelemetry semantic conventions where one exists (`http.server.request.duration`). The
+//! failed policy evaluations are counted by the data plane and read when a reader collects.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
@@ -28,7 +31,15 @@ pub(crate) struct Instruments {
 }
 
 impl Instruments {
-    pub(crate) fn new(meter: &Meter) -> Self {
+    /// The request instruments, and the failed policy evaluations as an observable counter
+    /// reading `policy_errors` when a reader collects.
+    pub(crate) fn new(meter: &Meter, policy_errors: Arc<AtomicU64>) -> Self {
+        meter
+            .u64_observable_counter("shoal.proxy.policy_errors")
+            .with_unit("{evaluation}")
+            .with_description("Policy evaluations that failed (each refused its request)")
+            .with_callback(move |obs| obs.observe(policy_errors.load(Ordering::Relaxed), &[]))
+            .build();
         Self {
             request_duration: meter
                 .f64_histogram("http.server.request.duration")

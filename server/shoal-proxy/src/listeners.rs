@@ -12,10 +12,8 @@ use arc_swap::ArcSwapOption;
 use axum::body::Body;
 use axum::http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto::Builder as AutoBuilder;
-use hyper_util::server::graceful::GracefulShutdown;
 use shoal_config::{ProxyConfig, SecretKey};
+use shoal_lifecycle::Stage;
 use shoal_model::{AuditSink, ConfigHandle};
 use shoal_state::SharedState;
 use tokio::task::JoinSet;
@@ -74,7 +72,7 @@ struct Shared {
     options: ProxyOptions,
     upstreams: Upstreams,
     routes: ArcSwapOption<Routes>,
-    policy_errors: AtomicU64,
+    policy_errors: Arc<AtomicU64>,
     instruments: Instruments,
 }
 
@@ -85,18 +83,18 @@ pub struct DataPlane {
 }
 
 impl DataPlane {
-    /// Starts following `config`: listeners come and go with the revisions until `stop`.
-    /// Every decision's audit line goes to `audit`; request figures are recorded with
-    /// `meter`'s instruments.
+    /// Starts following `config` as the task `data plane` of `stage`: listeners come and go
+    /// with the revisions until the stage stops, then drain. Every decision's audit line goes
+    /// to `audit`; request figures are recorded with `meter`'s instruments.
     pub fn spawn(
         config: ConfigHandle,
         state: SharedState,
         audit: Arc<dyn AuditSink>,
         options: ProxyOptions,
         meter: &shoal_telemetry::Meter,
-        stop: CancellationToken,
-        tasks: &mut JoinSet<()>,
+        stage: &Stage,
     ) -> Self {
+        let policy_errors = Arc::new(AtomicU64::new(0));
         let shared = Arc::new(Shared {
             state,
             audit,
@@ -106,10 +104,10 @@ impl DataPlane {
             ),
             options,
             routes: ArcSwapOption::empty(),
-            policy_errors: AtomicU64::new(0),
-            instruments: Instruments::new(meter),
+            instruments: Instruments::new(meter, policy_errors.clone()),
+            policy_errors,
         });
-        tasks.spawn(follow(shared.clone(), config, stop));
+        stage.spawn("data plane", follow(shared.clone(), config, stage.token()));
         Self { shared }
     }
 
@@ -233,72 +231,34 @@ async fn reconcile(
     }
 }
 
-/// Accepts connections (HTTP/1.1 keep-alive or HTTP/2, header size bounded) until `stop`,
-/// then lets open requests finish for up to the drain grace.
+/// Serves one resource port until `stop`, then lets open requests finish for up to the drain
+/// grace.
 async fn serve_listener(
     listener: tokio::net::TcpListener,
     shared: Arc<Shared>,
     port: u16,
     stop: CancellationToken,
 ) {
-    let graceful = GracefulShutdown::new();
-    let mut connections = JoinSet::new();
-    let mut builder = AutoBuilder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
+    let limits = shoal_http::Limits {
+        label: "data plane",
+        header_read_timeout: HEADER_READ_TIMEOUT,
         // The backstop; `serve` refuses smaller excesses with a message of its own.
-        .max_buf_size(shared.options.max_header_bytes + 64 * 1024);
-    builder
-        .http2()
-        .max_header_list_size(shared.options.max_header_bytes as u32);
-    loop {
-        let (stream, peer) = tokio::select! {
-            _ = stop.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(port, "data plane: accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let _ = stream.set_nodelay(true);
+        max_head_bytes: shared.options.max_header_bytes + 64 * 1024,
+        max_header_list_bytes: shared.options.max_header_bytes as u32,
+        drain_grace: shared.options.drain_grace,
+    };
+    shoal_http::serve(listener, &limits, stop, |peer| {
         let shared = shared.clone();
-        let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+        hyper::service::service_fn(move |req: Request<Incoming>| {
             let shared = shared.clone();
             async move {
                 Ok::<_, std::convert::Infallible>(
                     serve(shared, port, peer, req.map(Body::new)).await,
                 )
             }
-        });
-        let conn = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .into_owned();
-        let conn = graceful.watch(conn);
-        connections.spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(%peer, "data plane connection: {e}");
-            }
-        });
-        // Reap finished connections so the set holds only open ones.
-        while connections.try_join_next().is_some() {}
-    }
-    drop(listener);
-    if tokio::time::timeout(shared.options.drain_grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            port,
-            "data plane: connections still open after the drain grace; closed"
-        );
-        connections.abort_all();
-    }
+        })
+    })
+    .await;
 }
 
 async fn serve(

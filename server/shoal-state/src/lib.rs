@@ -19,6 +19,8 @@
 //!   `shoal-cluster`, and by the simulator).
 //! - `node`: [`SharedState`], the replica plus the tasks that share it over the cluster, one
 //!   module per task (`flush`, `receive`, `anti_entropy`, `membership`, `strict`).
+//! - `instruments`: keys held, batches and bytes exchanged, repairs and degraded strict
+//!   checks as metrics.
 //! - `fuzzing` (`--cfg fuzzing` only): the entry points of the fuzz targets in `fuzz/`.
 
 #![forbid(unsafe_code)]
@@ -29,6 +31,7 @@ mod counter;
 mod events;
 #[cfg(fuzzing)]
 pub mod fuzzing;
+mod instruments;
 mod key;
 mod node;
 mod relay;
@@ -46,6 +49,7 @@ pub use cache::{Cache, CacheLimits, CacheMerge, CacheUpdate};
 pub use clock::{LamportClock, MAX_CLOCK_JUMP, Stamp};
 pub use counter::{BucketDelta, Counter, Merged, Origin, WindowSpec};
 pub use events::{Accepted, Event, EventChannel, EventLimits};
+pub use instruments::register_metrics;
 pub use key::{CounterKey, MAX_KEY_PART_BYTES};
 pub use node::{
     Contribution, Decision, Limit, Mode, Reach, ReplayStatus, SharedState, StateOptions,

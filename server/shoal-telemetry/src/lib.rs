@@ -4,8 +4,9 @@
 //! same instruments for `/metrics`; and the node's log output with a level that can change at
 //! run time.
 //!
-//! Instruments are registered by whoever owns the figures: the binary wires observable
-//! instruments that read each subsystem's status when a reader collects, and the data plane
+//! Instruments are registered by whoever owns the figures, on the meter the binary hands out:
+//! each crate's `register_metrics` adds observable instruments that read its status when a
+//! reader collects (they need only the OpenTelemetry API, not this crate), and the data plane
 //! records its request figures (durations, decisions, policy evaluations) as they happen.
 //!
 //! Metrics and traces are pushed over OTLP (HTTP/protobuf or gRPC, TLS with `https://`) when an

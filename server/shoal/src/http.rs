@@ -1,4 +1,5 @@
-//! Health and readiness, and the gate that drains requests at shutdown.
+//! The admin port: health and readiness, the gate that drains requests at shutdown, and the
+//! limits its listener serves with.
 //!
 //! `/health` and `/ready` stay up until the very last shutdown step so orchestrators see the
 //! node leave; every other route passes the [`DrainGate`], which refuses new requests once
@@ -16,10 +17,9 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 use shoal_cluster::{Cluster, GossipErrors};
+use shoal_membership::JoinState;
 use shoal_model::ConfigHandle;
 use tokio::sync::Notify;
-
-use crate::membership::JoinState;
 
 /// A client has this long to send a request's headers: a slow client (slowloris) cannot hold
 /// connections open by trickling bytes.
@@ -29,63 +29,32 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// route (the console takes at most 1 MiB, the API axum's 2 MiB default).
 const MAX_HEAD_BYTES: usize = 64 * 1024;
 
-/// Serves `app` on `listener` until `stop`, then lets open connections finish (the caller
-/// bounds how long). Unlike `axum::serve`, request heads have a read deadline and a size cap.
+/// Serves `app` on `listener` until `stop`, then lets open connections finish within
+/// `drain_grace`. Unlike `axum::serve`, request heads have a read deadline and a size cap.
 pub(crate) async fn serve(
     listener: tokio::net::TcpListener,
     app: Router,
     stop: tokio_util::sync::CancellationToken,
-) -> std::io::Result<()> {
-    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-    use hyper_util::server::conn::auto::Builder;
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let mut builder = Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .max_buf_size(MAX_HEAD_BYTES);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(MAX_HEAD_BYTES as u32);
-    let mut connections = tokio::task::JoinSet::new();
-    loop {
-        let (stream, peer) = tokio::select! {
-            _ = stop.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!("http: accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
+    drain_grace: Duration,
+) {
+    let limits = shoal_http::Limits {
+        label: "http",
+        header_read_timeout: HEADER_READ_TIMEOUT,
+        max_head_bytes: MAX_HEAD_BYTES,
+        max_header_list_bytes: MAX_HEAD_BYTES as u32,
+        drain_grace,
+    };
+    shoal_http::serve(listener, &limits, stop, |_peer| {
         let app = app.clone();
-        let service =
-            hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                let mut app = app.clone();
-                async move {
-                    use tower::Service as _;
-                    app.call(req.map(axum::body::Body::new)).await
-                }
-            });
-        let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let conn = graceful.watch(conn);
-        connections.spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(%peer, "http connection: {e}");
+        hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+            let mut app = app.clone();
+            async move {
+                use tower::Service as _;
+                app.call(req.map(axum::body::Body::new)).await
             }
-        });
-        while connections.try_join_next().is_some() {}
-    }
-    drop(listener);
-    graceful.shutdown().await;
-    Ok(())
+        })
+    })
+    .await;
 }
 
 #[derive(Default)]
@@ -110,20 +79,26 @@ impl DrainGate {
         self.idle.notify_waiters();
     }
 
-    /// Waits until no request is in flight; `Err(count)` if `grace` passed first.
-    pub(crate) async fn drained(&self, grace: Duration) -> Result<(), usize> {
-        let wait = async {
-            loop {
-                let idle = self.idle.notified();
-                if self.in_flight.load(Ordering::SeqCst) == 0 {
-                    return;
-                }
-                idle.await;
+    /// Waits until no request is in flight (shutdown's stage deadline bounds the wait).
+    pub(crate) async fn drained(&self) {
+        loop {
+            let idle = self.idle.notified();
+            if self.in_flight.load(Ordering::SeqCst) == 0 {
+                return;
             }
-        };
-        tokio::time::timeout(grace, wait)
-            .await
-            .map_err(|_| self.in_flight.load(Ordering::SeqCst))
+            idle.await;
+        }
+    }
+
+    /// The admin requests in flight as a metric, read when a reader collects.
+    pub(crate) fn register_metrics(self: &Arc<Self>, meter: &shoal_telemetry::Meter) {
+        let gate = self.clone();
+        meter
+            .u64_observable_gauge("shoal.http.in_flight")
+            .with_unit("{request}")
+            .with_description("Admin and console requests being served")
+            .with_callback(move |obs| obs.observe(gate.in_flight() as u64, &[]))
+            .build();
     }
 }
 

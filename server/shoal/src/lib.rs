@@ -1,16 +1,15 @@
 //! The Shoal node as a library: [`prepare`] settles who the node is and starts its telemetry
-//! (the log subscriber needs the trace layer), [`run`] serves until its shutdown token fires,
-//! then shuts down in the documented order. `main.rs` only parses the CLI, sets up logging and
-//! turns signals into that token.
+//! (the log subscriber needs the trace layer), [`run`] starts every subsystem, serves until its
+//! shutdown signal, then stops the stages of [`SHUTDOWN_ORDER`] one after the other. `main.rs`
+//! only parses the CLI, sets up logging and turns signals into that future.
 //!
-//! - `http`: health, readiness, and the drain gate in front of everything else.
+//! - `http`: the admin port: health, readiness, the drain gate in front of everything else.
 
 #![forbid(unsafe_code)]
 
 mod http;
-mod membership;
-mod metrics;
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,29 +17,54 @@ use anyhow::Context as _;
 use shoal_config::NodeConfig;
 use shoal_console::ApiState;
 use shoal_control_plane::{AuditLog, AuditOptions, Fsync, Store, WatcherOptions};
+use shoal_lifecycle::Supervisor;
+use shoal_membership::{Membership, StartOptions};
+use shoal_model::ConfigHandle;
 use shoal_state::{SharedState, StateOptions};
 use tokio_util::sync::CancellationToken;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// Bound on stopping the membership loops (discovery, key reload, load refresh).
-const BACKGROUND_STOP_GRACE: Duration = Duration::from_secs(2);
+/// The order a node stops in, each stage with its deadline: a stage's tasks are told to stop
+/// and awaited, up to the deadline (then aborted and named in the log), before the next stage
+/// begins. Before the first, the node turns not ready and refuses new admin requests.
+/// docs/ARCHITECTURE.md ("Lifecycle") states the same order.
+pub const SHUTDOWN_ORDER: [StageSpec; 8] = [
+    // Data-plane listeners stop accepting and finish their requests while admin requests
+    // drain: one deadline for both, which must fit the orchestrator's kill timeout.
+    ("drain", |c| c.http.shutdown_grace),
+    // Discovery, key reload, load refresh, the shared state's tasks: they stop at their next
+    // await point, and a stuck one must not delay the leave.
+    ("background", |_| Duration::from_secs(2)),
+    // Every decision made is journaled by now: ship what PostgreSQL takes before the pool
+    // goes (what is left stays on disk).
+    ("audit", |_| Duration::from_secs(10)),
+    // Peers see `left`, not `dead` (the leave broadcast is bounded at 2 s itself).
+    ("cluster leave", |_| Duration::from_secs(5)),
+    // The last metrics and spans go out: one export per signal.
+    ("telemetry flush", |_| {
+        2 * OTLP_EXPORT_TIMEOUT + Duration::from_secs(1)
+    }),
+    // An apply in progress finishes, so the snapshot on disk matches what was served.
+    ("config watcher", |_| Duration::from_secs(5)),
+    ("database", |_| Duration::from_secs(5)),
+    // `/health` and `/ready` answer until here; the listener bounds its own drain, this is
+    // the backstop.
+    ("admin http", |_| ADMIN_CLOSE_GRACE + Duration::from_secs(1)),
+];
 
-/// Bound on stopping the control-plane watcher (it finishes an apply in progress).
-const WATCHER_STOP_GRACE: Duration = Duration::from_secs(5);
+/// A shutdown stage: its name, and its deadline under the node's config.
+pub type StageSpec = (&'static str, fn(&NodeConfig) -> Duration);
 
 /// Decisions per audit insert, and how often a spool is retried while PostgreSQL is away.
 const AUDIT_BATCH: usize = 500;
 const AUDIT_RETRY: Duration = Duration::from_secs(1);
 
-/// Bound on shipping the last journaled decisions at shutdown (they stay on disk past it).
-const AUDIT_STOP_GRACE: Duration = Duration::from_secs(10);
-
 /// Bound on one OTLP export, so a collector that hangs never holds shutdown's flush long.
 const OTLP_EXPORT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Bound on the final step: closing the health server's remaining connections.
-const HEALTH_STOP_GRACE: Duration = Duration::from_secs(5);
+/// Bound on closing the admin port's remaining connections, the last step.
+const ADMIN_CLOSE_GRACE: Duration = Duration::from_secs(5);
 
 /// A node cannot start on this machine as configured (its data directory or node-key file
 /// cannot be written): an operator's fix, not a crash, so `main` exits 78 (EX_CONFIG) with
@@ -56,16 +80,42 @@ pub struct Prepared {
 }
 
 impl Prepared {
+    /// The telemetry the log subscriber takes its trace layer from.
     pub fn telemetry(&self) -> &shoal_telemetry::Telemetry {
         &self.telemetry
     }
+
+    /// The node once its log subscriber is up: what [`run`] takes. `gossip_errors` counts the
+    /// gossip layer's warnings and errors the log filter held back (reported in
+    /// `/cluster/status`, summarized in the log); `log_level` lets admins change the level at
+    /// run time.
+    pub fn with_logs(
+        self,
+        log_level: shoal_telemetry::LogLevel,
+        gossip_errors: shoal_cluster::GossipErrors,
+    ) -> Node {
+        Node {
+            identity: self.identity,
+            telemetry: self.telemetry,
+            log_level,
+            gossip_errors,
+        }
+    }
+}
+
+/// A prepared node with its logs set up.
+pub struct Node {
+    identity: shoal_cluster::NodeIdentity,
+    telemetry: Arc<shoal_telemetry::Telemetry>,
+    log_level: shoal_telemetry::LogLevel,
+    gossip_errors: shoal_cluster::GossipErrors,
 }
 
 /// Loads the node's identity (its id is `service.instance.id` on every metric and span) and
 /// starts telemetry. Runs inside the Tokio runtime: the gRPC exporter's channel lives there.
 pub fn prepare(config: &NodeConfig) -> anyhow::Result<Prepared> {
     check_data_dir(&config.data_dir)?;
-    let identity = membership::identity(config).map_err(|e| Unusable(format!("{e:#}")))?;
+    let identity = shoal_membership::identity(config).map_err(|e| Unusable(e.to_string()))?;
     let t = &config.telemetry;
     let otlp = t
         .otlp_endpoint
@@ -127,25 +177,19 @@ fn check_data_dir(dir: &std::path::Path) -> Result<(), Unusable> {
     std::fs::remove_file(&probe).map_err(|e| fail("does not let files be removed", e))
 }
 
-/// Runs a node until `shutdown` is cancelled, then shuts down in order:
-/// not ready and refuse new requests, drain in-flight requests (bounded by
-/// `http.shutdown_grace`), leave the cluster, write the last decisions, flush telemetry, stop
-/// following the control plane, stop the health server.
-///
-/// `gossip_errors` counts the gossip layer's warnings and errors (see `main`'s log setup); it is
-/// reported in `/cluster/status` and summarized in the log when lines were held back.
-/// `log_level` lets admins change the level at run time.
+/// Runs a node until `shutdown` completes, then stops it in [`SHUTDOWN_ORDER`]. Every task
+/// runs in one of those stages, by name.
 pub async fn run(
     config: NodeConfig,
-    prepared: Prepared,
-    log_level: shoal_telemetry::LogLevel,
-    shutdown: CancellationToken,
-    gossip_errors: shoal_cluster::GossipErrors,
+    node: Node,
+    shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let Prepared {
+    let Node {
         identity,
         telemetry,
-    } = prepared;
+        log_level,
+        gossip_errors,
+    } = node;
     tracing::info!(
         version = VERSION,
         node = %config.node_name,
@@ -165,28 +209,38 @@ pub async fn run(
         config.control_plane.secrets_key().cloned(),
         config.node_name.clone(),
     );
-    let watcher_stop = CancellationToken::new();
-    let (handle, watcher) = shoal_control_plane::spawn(
-        pool.clone(),
-        WatcherOptions::from_config(&config),
-        watcher_stop.clone(),
-    );
+    let mut supervisor = Supervisor::new();
+    let [
+        drain,
+        background,
+        audit_stage,
+        leave,
+        flush,
+        watcher,
+        database,
+        admin,
+    ] = SHUTDOWN_ORDER.map(|(name, deadline)| supervisor.stage(name, deadline(&config)));
+    let handle =
+        shoal_control_plane::spawn(pool.clone(), WatcherOptions::from_config(&config), &watcher);
     let gate = Arc::new(http::DrainGate::default());
     let state = SharedState::new(StateOptions::from_config(&config.state));
-    let join = Arc::new(membership::JoinState::new(state.clone()));
-    let background_stop = CancellationToken::new();
-    let (cluster, mut background) = membership::start(
-        &config,
-        &identity,
-        listener.local_addr()?,
-        gate.clone(),
-        join.clone(),
-        gossip_errors.clone(),
-        background_stop.clone(),
+    let Membership { cluster, join } = shoal_membership::start(
+        StartOptions {
+            config: &config,
+            identity: &identity,
+            version: VERSION,
+            http: listener.local_addr()?,
+            state: state.clone(),
+            gossip_errors: gossip_errors.clone(),
+            in_flight: {
+                let gate = gate.clone();
+                Arc::new(move || gate.in_flight())
+            },
+        },
+        &background,
     )
     .await?;
-    let audit_stop = CancellationToken::new();
-    let (audit, audit_writer) = AuditLog::spawn(
+    let audit = AuditLog::spawn(
         pool.clone(),
         AuditOptions {
             node: config.node_name.clone(),
@@ -201,10 +255,9 @@ pub async fn run(
             flush_interval: config.audit.flush_interval,
             retry_interval: AUDIT_RETRY,
         },
-        audit_stop.clone(),
+        &audit_stage,
     );
-    let proxy_stop = CancellationToken::new();
-    let mut proxy_tasks = tokio::task::JoinSet::new();
+    let meter = telemetry.meter();
     let data_plane = shoal_proxy::DataPlane::spawn(
         handle.clone(),
         state.clone(),
@@ -214,9 +267,8 @@ pub async fn run(
             config.http.shutdown_grace,
             config.control_plane.secrets_key().cloned(),
         ),
-        &telemetry.meter(),
-        proxy_stop.clone(),
-        &mut proxy_tasks,
+        &meter,
+        &drain,
     );
     let api = shoal_console::router(ApiState {
         store: Arc::new(store),
@@ -229,18 +281,11 @@ pub async fn run(
         cookie_secure: config.http.cookie_secure,
         log_level,
     });
-    let _instruments = metrics::register(
-        &telemetry.meter(),
-        metrics::Sources {
-            cluster: cluster.clone(),
-            state: state.clone(),
-            config: handle.clone(),
-            audit: audit.clone(),
-            join: join.clone(),
-            gate: gate.clone(),
-            data_plane: data_plane.clone(),
-        },
-    );
+    shoal_cluster::register_metrics(&meter, &cluster);
+    shoal_membership::register_metrics(&meter, &join);
+    shoal_state::register_metrics(&meter, &state);
+    shoal_control_plane::register_metrics(&meter, &handle, &audit);
+    gate.register_metrics(&meter);
     let health = http::HealthState {
         config: handle.clone(),
         gate: gate.clone(),
@@ -256,111 +301,69 @@ pub async fn run(
     let app = http::app(health, api);
 
     let local = listener.local_addr()?;
-    let health_stop = CancellationToken::new();
-    let server = tokio::spawn({
-        let stop = health_stop.clone();
-        async move { http::serve(listener, app, stop).await }
-    });
+    admin.spawn(
+        "admin server",
+        http::serve(listener, app, admin.token(), ADMIN_CLOSE_GRACE),
+    );
     gate.listeners_started();
     tracing::info!(addr = %local, "http listening");
-    tokio::spawn({
-        let mut status = handle.subscribe();
-        let stop = shutdown.clone();
+    background.spawn("ready log", log_when_ready(handle, background.token()));
+    drain.on_stop("admin requests", {
+        let gate = gate.clone();
         async move {
-            tokio::select! {
-                _ = stop.cancelled() => {}
-                first = status.wait_for(|s| s.revision.is_some()) => if let Ok(s) = first {
-                    tracing::info!(
-                        version = VERSION,
-                        revision = s.revision,
-                        source = ?s.source,
-                        "node ready"
-                    );
-                }
-            }
+            gate.drained().await;
+            tracing::info!("shutdown: in-flight requests drained");
         }
     });
+    leave.on_stop("leave", async move { cluster.leave().await });
+    flush.on_stop("flush", async move {
+        // The exporters flush from a blocking thread of their own.
+        if let Err(e) = tokio::task::spawn_blocking(move || telemetry.shutdown()).await {
+            tracing::warn!("shutdown: telemetry flush failed: {e}");
+        }
+    });
+    database.on_stop("close pool", async move {
+        pool.close().await;
+        tracing::info!("shutdown: control plane connections closed");
+    });
 
-    shutdown.cancelled().await;
+    shutdown.await;
     tracing::info!("shutdown: no longer ready, refusing new requests");
     gate.start_draining();
-    // Data-plane listeners stop accepting and finish their requests within the same grace.
-    proxy_stop.cancel();
-    // One deadline for both: admin requests drain while the data plane does, and the whole
-    // drain must fit the orchestrator's kill timeout (grace plus a margin).
-    let grace = config.http.shutdown_grace;
-    let deadline = tokio::time::Instant::now() + grace;
-    if tokio::time::timeout_at(deadline, async {
-        while proxy_tasks.join_next().await.is_some() {}
-    })
-    .await
-    .is_err()
-    {
-        proxy_tasks.abort_all();
-        tracing::warn!("shutdown: data-plane requests still running after the grace; aborted");
-    }
-    match gate
-        .drained(deadline.saturating_duration_since(tokio::time::Instant::now()))
-        .await
-    {
-        Ok(()) => tracing::info!("shutdown: in-flight requests drained"),
-        Err(left) => tracing::warn!(
-            in_flight = left,
-            grace_s = grace.as_secs_f64(),
-            "shutdown: drain deadline passed with requests still in flight"
-        ),
-    }
-    background_stop.cancel();
-    // The loops stop at their next await point; a stuck one must not delay the leave.
-    if tokio::time::timeout(BACKGROUND_STOP_GRACE, async {
-        while background.join_next().await.is_some() {}
-    })
-    .await
-    .is_err()
-    {
-        background.abort_all();
-    }
-    // Every decision made is now journaled: ship what PostgreSQL takes before the pool goes.
-    audit_stop.cancel();
-    if tokio::time::timeout(AUDIT_STOP_GRACE, audit_writer)
-        .await
-        .is_err()
-    {
-        tracing::error!("shutdown: the audit writer did not finish in time");
-    }
-    cluster.leave().await;
-    // The last metrics and spans go out (OTLP flush) from a blocking thread, bounded like
-    // every step: one export per signal.
-    let flushing = telemetry.clone();
-    if tokio::time::timeout(
-        2 * OTLP_EXPORT_TIMEOUT + Duration::from_secs(1),
-        tokio::task::spawn_blocking(move || flushing.shutdown()),
-    )
-    .await
-    .is_err()
-    {
-        tracing::warn!("shutdown: telemetry did not flush in time");
-    }
-    watcher_stop.cancel();
-    // An apply in progress finishes (so the snapshot on disk matches what was served); a
-    // database that hangs mid-query does not hold shutdown up beyond the bound.
-    let watcher_abort = watcher.abort_handle();
-    if tokio::time::timeout(WATCHER_STOP_GRACE, watcher)
-        .await
-        .is_err()
-    {
-        watcher_abort.abort();
-        tracing::warn!("shutdown: control plane watcher did not stop in time; aborted");
-    }
-    pool.close().await;
-    tracing::info!("shutdown: control plane connections closed");
-    health_stop.cancel();
-    match tokio::time::timeout(HEALTH_STOP_GRACE, server).await {
-        Ok(Ok(Ok(()))) => {}
-        Ok(Ok(Err(e))) => tracing::warn!("health server stopped with an error: {e}"),
-        Ok(Err(e)) => tracing::warn!("health server task failed: {e}"),
-        Err(_) => tracing::warn!("health server did not stop in time"),
-    }
+    supervisor.shutdown().await;
     tracing::info!("shutdown complete");
     Ok(())
+}
+
+/// Logs `node ready` once the first config revision is in force.
+async fn log_when_ready(config: ConfigHandle, stop: CancellationToken) {
+    let mut status = config.subscribe();
+    tokio::select! {
+        _ = stop.cancelled() => {}
+        first = status.wait_for(|s| s.revision.is_some()) => if let Ok(s) = first {
+            tracing::info!(
+                version = VERSION,
+                revision = s.revision,
+                source = ?s.source,
+                "node ready"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SHUTDOWN_ORDER;
+
+    #[test]
+    fn the_architecture_page_states_the_shutdown_order() {
+        let page = include_str!("../../../docs/ARCHITECTURE.md");
+        let stated: Vec<&str> = page
+            .lines()
+            .filter_map(|l| l.strip_prefix("| `")?.split('`').next())
+            .filter(|name| !name.starts_with("server/"))
+            .collect();
+        let order: Vec<&str> = SHUTDOWN_ORDER.iter().map(|(name, _)| *name).collect();
+        assert_eq!(stated, order);
+    }
 }

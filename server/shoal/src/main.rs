@@ -10,7 +10,6 @@ use shoal_cluster::{GossipErrors, GossipLogFilter};
 use shoal_config::{ClusterConfig, DiscoveryMethod, HttpConfig, LogFormat, NodeConfig};
 use shoal_control_plane::Store;
 use shoal_model::{Enforcement, OnError, OnUnreachable, Policy, Resource};
-use tokio_util::sync::CancellationToken;
 
 /// Exit code for a configuration the operator must fix (as in sysexits' EX_CONFIG).
 const EXIT_CONFIG: u8 = 78;
@@ -342,9 +341,8 @@ async fn dispatch(
     gossip_errors: GossipErrors,
 ) -> anyhow::Result<()> {
     if let Some((prepared, log_level)) = node {
-        let shutdown = CancellationToken::new();
-        tokio::spawn(signal_to_cancel(shutdown.clone()));
-        return shoal::run(config, prepared, log_level, shutdown, gossip_errors).await;
+        let node = prepared.with_logs(log_level, gossip_errors);
+        return shoal::run(config, node, shutdown_signal()).await;
     }
     let store = connect_store(&config).await?;
     match command {
@@ -543,20 +541,23 @@ async fn user(cmd: UserCommand, store: &Store) -> anyhow::Result<()> {
 }
 
 /// SIGTERM or SIGINT starts the graceful shutdown; a second signal is left to the default
-/// handler's job by the orchestrator's kill timeout.
-async fn signal_to_cancel(shutdown: CancellationToken) {
+/// handler's job by the orchestrator's kill timeout. The handlers are installed at once, so a
+/// signal that comes while the node starts is not lost.
+fn shutdown_signal() -> impl Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
+    let handlers = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers; stop the node with SIGKILL");
-        return;
-    };
-    let name = tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    };
-    tracing::info!(signal = name, "shutdown requested");
-    shutdown.cancel();
+    );
+    async move {
+        let (Ok(mut term), Ok(mut int)) = handlers else {
+            tracing::error!("cannot install signal handlers; stop the node with SIGKILL");
+            return std::future::pending().await;
+        };
+        let name = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        tracing::info!(signal = name, "shutdown requested");
+    }
 }

@@ -21,6 +21,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use shoal_lifecycle::Stage;
 use shoal_model::{AuditBacklog, AuditEntry, AuditQueue, AuditSink, ModelError};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -110,14 +111,11 @@ pub struct AuditLog {
 }
 
 impl AuditLog {
-    /// Opens the journal and starts the shipper (and the interval sync); both stop when `stop`
-    /// fires, the shipper after one last pass. A journal that cannot be opened is reported on
-    /// every record (the node refuses requests) rather than stopping the node.
-    pub fn spawn(
-        pool: PgPool,
-        options: AuditOptions,
-        stop: CancellationToken,
-    ) -> (Self, tokio::task::JoinHandle<()>) {
+    /// Opens the journal and starts the shipper (`audit writer`) and the interval sync
+    /// (`audit sync`) as tasks of `stage`; both stop when it does, the shipper after one last
+    /// pass. A journal that cannot be opened is reported on every record (the node refuses
+    /// requests) rather than stopping the node.
+    pub fn spawn(pool: PgPool, options: AuditOptions, stage: &Stage) -> Self {
         let stats = Arc::new(Stats::default());
         stats.last_write_ms.store(unix_ms(), Ordering::Relaxed);
         let journal = Journal::open(
@@ -145,13 +143,16 @@ impl AuditLog {
             batch_max: options.batch_max.max(1) as u64,
         };
         let Ok(journal) = journal else {
-            return (log, tokio::spawn(async {}));
+            return log;
         };
         if let Some(legacy) = &options.legacy_spool {
             import_legacy(&journal, legacy);
         }
         if let Fsync::Every(interval) = options.fsync {
-            tokio::spawn(sync_every(journal.clone(), interval, stop.clone()));
+            stage.spawn(
+                "audit sync",
+                sync_every(journal.clone(), interval, stage.token()),
+            );
         }
         let shipper = Shipper {
             pool,
@@ -160,7 +161,8 @@ impl AuditLog {
             stats,
             full_batch,
         };
-        (log, tokio::spawn(shipper.run(stop)))
+        stage.spawn("audit writer", shipper.run(stage.token()));
+        log
     }
 
     /// Puts the record in the journal; returns once it is there (and on the device, with

@@ -1,0 +1,12 @@
+//! The one HTTP accept loop every listener of a node runs: the admin port and each data-plane
+//! port. HTTP/1.1 (keep-alive) and HTTP/2 on the same port, a read deadline and a size cap on
+//! request heads (hyper answers 431 beyond the cap), and a graceful drain bounded by a grace
+//! when the listener stops.
+//!
+//! - `serve`: [`serve`] and the [`Limits`] it applies.
+
+#![forbid(unsafe_code)]
+
+mod serve;
+
+pub use serve::{Limits, serve};

@@ -1,0 +1,242 @@
+//! The accept loop.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper::service::Service;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What one listener bounds.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Names the listener in log lines (`http`, `data plane`).
+    pub label: &'static str,
+    /// A client has this long to send a request's head: a slow client (slowloris) cannot
+    /// hold connections open by trickling bytes.
+    pub header_read_timeout: Duration,
+    /// HTTP/1.1: the largest request head buffered; hyper answers 431 beyond it.
+    pub max_head_bytes: usize,
+    /// HTTP/2: the largest header list accepted.
+    pub max_header_list_bytes: u32,
+    /// Once the listener stops, how long open connections may take to finish their requests
+    /// before they are closed.
+    pub drain_grace: Duration,
+}
+
+/// Serves `listener` until `stop`, then stops accepting and lets open connections finish
+/// within `limits.drain_grace`. Each connection gets the service `service_for(peer)` makes.
+pub async fn serve<M, S, B>(
+    listener: TcpListener,
+    limits: &Limits,
+    stop: CancellationToken,
+    mut service_for: M,
+) where
+    M: FnMut(SocketAddr) -> S,
+    S: Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    let label = limits.label;
+    let port = listener.local_addr().map_or(0, |a| a.port());
+    let graceful = GracefulShutdown::new();
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_head_bytes);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(limits.max_header_list_bytes);
+    let mut connections = JoinSet::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = stop.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(port, "{label}: accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let conn = builder
+            .serve_connection(TokioIo::new(stream), service_for(peer))
+            .into_owned();
+        let conn = graceful.watch(conn);
+        connections.spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, "{label} connection: {e}");
+            }
+        });
+        // Reap finished connections so the set holds only open ones.
+        while connections.try_join_next().is_some() {}
+    }
+    drop(listener);
+    if tokio::time::timeout(limits.drain_grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            port,
+            "{label}: connections still open after the drain grace; closed"
+        );
+        connections.abort_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+
+    use std::sync::Arc;
+
+    use http_body_util::Full;
+    use hyper::body::Bytes;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio::sync::Notify;
+
+    use super::*;
+
+    fn limits() -> Limits {
+        Limits {
+            label: "test",
+            header_read_timeout: Duration::from_secs(1),
+            max_head_bytes: 8 * 1024,
+            max_header_list_bytes: 8 * 1024,
+            drain_grace: Duration::from_secs(5),
+        }
+    }
+
+    struct Server {
+        addr: SocketAddr,
+        stop: CancellationToken,
+        task: tokio::task::JoinHandle<()>,
+        /// Told when a `/slow` request has started.
+        slow_started: Arc<Notify>,
+    }
+
+    /// Serves `hello <peer ip>`; `/slow` answers after 300 ms.
+    async fn start(limits: Limits) -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = CancellationToken::new();
+        let slow_started = Arc::new(Notify::new());
+        let task = tokio::spawn({
+            let stop = stop.clone();
+            let slow_started = slow_started.clone();
+            async move {
+                serve(listener, &limits, stop, |peer: SocketAddr| {
+                    let slow_started = slow_started.clone();
+                    hyper::service::service_fn(move |req: Request<Incoming>| {
+                        let slow_started = slow_started.clone();
+                        async move {
+                            if req.uri().path() == "/slow" {
+                                slow_started.notify_one();
+                                tokio::time::sleep(Duration::from_millis(300)).await;
+                            }
+                            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(format!(
+                                "hello {}",
+                                peer.ip()
+                            )))))
+                        }
+                    })
+                })
+                .await;
+            }
+        });
+        Server {
+            addr,
+            stop,
+            task,
+            slow_started,
+        }
+    }
+
+    const SLOW: &[u8] = b"GET /slow HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n";
+
+    async fn exchange(addr: SocketAddr, request: &[u8]) -> String {
+        let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+        conn.write_all(request).await.unwrap();
+        let mut out = Vec::new();
+        conn.read_to_end(&mut out).await.unwrap();
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    #[tokio::test]
+    async fn serves_requests_with_the_service_made_for_the_peer() {
+        let server = start(limits()).await;
+        let answer = exchange(
+            server.addr,
+            b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+        )
+        .await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(answer.ends_with("hello 127.0.0.1"), "{answer}");
+        server.stop.cancel();
+        server.task.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_head_beyond_the_cap_is_refused_with_431() {
+        let server = start(limits()).await;
+        let big = format!(
+            "GET / HTTP/1.1\r\nhost: x\r\nx-big: {}\r\n\r\n",
+            "a".repeat(16 * 1024)
+        );
+        let answer = exchange(server.addr, big.as_bytes()).await;
+        assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+    }
+
+    #[tokio::test]
+    async fn a_head_not_sent_in_time_closes_the_connection() {
+        let server = start(limits()).await;
+        let started = std::time::Instant::now();
+        let answer = exchange(server.addr, b"GET / HTTP/1.1\r\nhost: x\r\n").await;
+        assert!(!answer.contains("200"), "{answer}");
+        assert!(started.elapsed() >= Duration::from_millis(900));
+    }
+
+    #[tokio::test]
+    async fn stopping_lets_a_request_in_flight_finish_and_refuses_new_connections() {
+        let server = start(limits()).await;
+        let slow = tokio::spawn(exchange(server.addr, SLOW));
+        server.slow_started.notified().await;
+        server.stop.cancel();
+        let answer = slow.await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        server.task.await.unwrap();
+        assert!(tokio::net::TcpStream::connect(server.addr).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn connections_still_open_after_the_grace_are_closed() {
+        let server = start(Limits {
+            drain_grace: Duration::from_millis(100),
+            ..limits()
+        })
+        .await;
+        let slow = tokio::spawn(exchange(server.addr, SLOW));
+        server.slow_started.notified().await;
+        server.stop.cancel();
+        server.task.await.unwrap();
+        let answer = slow.await.unwrap();
+        assert!(!answer.contains("200"), "{answer}");
+    }
+}
