@@ -1,21 +1,24 @@
-//! Test support: a real, throwaway PostgreSQL server.
+//! Test support: a real, throwaway PostgreSQL, brought up by `scripts/lib/postgres.sh`, the
+//! script `scripts/test` starts the suite's server with, so there is one way a test server
+//! comes up (the integration tests, the benchmarks and this crate's tests all use this one).
 //!
-//! `scripts/test` starts one server for the whole suite and exports its URL in
-//! `SHOAL_TEST_PG_URL`; [`database`] then creates a fresh database in it per test. Without that
-//! variable (a plain `cargo test`), each call starts a private server that lives as long as the
-//! returned guard. Tests that stop and restart PostgreSQL use [`TestPostgres`] directly.
+//! `scripts/test` exports that server's URL in `SHOAL_TEST_PG_URL`; [`database`] then creates
+//! a fresh database in it per test. Without that variable (a plain `cargo test` or `cargo
+//! nextest run`), each call starts a private server that lives as long as the returned guard.
+//! Tests that stop and restart PostgreSQL use [`TestPostgres`] directly.
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use sqlx::Connection as _;
+
+/// Connections a server takes by default: many tests each open pools (as `scripts/test`'s).
+const MAX_CONNECTIONS: u32 = 300;
 
 /// A PostgreSQL server in a temporary directory on a free 127.0.0.1 port, stopped and deleted
 /// on drop (also when the test panics).
 pub struct TestPostgres {
     dir: tempfile::TempDir,
-    bin: PathBuf,
     port: u16,
     max_connections: u32,
     running: bool,
@@ -24,14 +27,14 @@ pub struct TestPostgres {
 /// A database of its own for one test; keeps its private server (if any) alive.
 pub struct TestDatabase {
     pub url: String,
-    _server: Option<TestPostgres>,
+    server: Option<TestPostgres>,
 }
 
 impl TestDatabase {
     /// The same database through the private server's Unix socket (`None` on the shared
     /// server): reachable from processes in other network namespaces.
     pub fn socket_url(&self) -> Option<String> {
-        let server = self._server.as_ref()?;
+        let server = self.server.as_ref()?;
         let db = self.url.rsplit('/').next()?;
         Some(format!(
             "postgres://postgres@localhost:{}/{db}?host={}",
@@ -41,166 +44,82 @@ impl TestDatabase {
     }
 }
 
-fn pg_bin() -> PathBuf {
-    if let Ok(dir) = std::env::var("SHOAL_PG_BIN") {
-        return PathBuf::from(dir);
-    }
-    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .map(|d| {
-            d.filter_map(|e| e.ok().map(|e| e.path().join("bin")))
-                .collect()
-        })
-        .unwrap_or_default();
-    versions.sort();
-    versions
-        .pop()
-        .expect("PostgreSQL not found under /usr/lib/postgresql: run scripts/test (it installs it) or set SHOAL_PG_BIN")
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
-}
-
-/// PostgreSQL refuses to run as root, so as root every server command runs as `postgres`.
-fn pg_command(bin: &Path, tool: &str) -> Command {
-    if is_root() {
-        let mut c = Command::new("runuser");
-        c.args(["-u", "postgres", "--"]).arg(bin.join(tool));
-        c
-    } else {
-        Command::new(bin.join(tool))
-    }
-}
-
-fn run(mut cmd: Command, what: &str) -> Result<(), String> {
-    let out = cmd
+/// Runs `scripts/lib/postgres.sh ARGS`; its standard output, or its errors.
+fn script(args: &[&str]) -> Result<String, String> {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/lib/postgres.sh");
+    let out = Command::new(&path)
+        .args(args)
         .stdin(Stdio::null())
         .output()
-        .map_err(|e| format!("{what}: cannot run: {e}"))?;
+        .map_err(|e| format!("cannot run {}: {e}", path.display()))?;
     if out.status.success() {
-        Ok(())
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
     } else {
         Err(format!(
-            "{what} failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
+            "postgres.sh {} failed ({}): {}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
         ))
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("no free port on 127.0.0.1")
 }
 
 impl TestPostgres {
     /// initdb + start; panics with PostgreSQL's own output if either fails.
     pub fn start() -> Self {
-        Self::start_with_connections(300)
+        Self::start_with_connections(MAX_CONNECTIONS)
     }
 
     /// [`TestPostgres::start`] for more clients than the suite's 300 (a benchmark of a
     /// hundred nodes, each with a pool and a listener).
     pub fn start_with_connections(max_connections: u32) -> Self {
-        let bin = pg_bin();
         let dir = tempfile::Builder::new()
             .prefix("shoal-pg-")
             .tempdir()
             .expect("temp dir");
-        let data = dir.path().join("data");
-        std::fs::create_dir(&data).expect("data dir");
-        if is_root() {
-            use std::os::unix::fs::PermissionsExt as _;
-            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
-                .expect("chmod temp dir");
-            run(
-                {
-                    let mut c = Command::new("chown");
-                    c.args(["postgres:postgres"]).arg(&data);
-                    c
-                },
-                "chown data dir",
-            )
-            .unwrap();
-        }
-        let mut initdb = pg_command(&bin, "initdb");
-        initdb
-            .args([
-                "-A",
-                "trust",
-                "-U",
-                "postgres",
-                "--no-sync",
-                "-E",
-                "UTF8",
-                "--locale=C.UTF-8",
-                "-D",
-            ])
-            .arg(&data);
-        run(initdb, "initdb").unwrap();
         let mut pg = Self {
             dir,
-            bin,
             port: 0,
             max_connections,
             running: false,
         };
-        let mut last_error = String::new();
-        for _ in 0..5 {
-            pg.port = free_port();
-            match pg.try_start() {
-                Ok(()) => return pg,
-                Err(e) => last_error = e,
-            }
-        }
-        panic!("PostgreSQL did not start: {last_error}");
+        pg.port = pg
+            .run_start(None)
+            .unwrap_or_else(|e| panic!("PostgreSQL did not start: {e}"));
+        pg
     }
 
     fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
     }
 
-    fn try_start(&mut self) -> Result<(), String> {
+    /// Starts the server (making its cluster first if new) on `port` or a free one.
+    fn run_start(&mut self, port: Option<u16>) -> Result<u16, String> {
         let data = self.data_dir();
-        let options = format!(
-            "-c listen_addresses=127.0.0.1 -p {} -k {} -c fsync=off -c synchronous_commit=off \
-             -c full_page_writes=off -c max_connections={}",
-            self.port,
-            data.display(),
-            self.max_connections
-        );
-        let mut ctl = pg_command(&self.bin, "pg_ctl");
-        ctl.arg("-D")
-            .arg(&data)
-            .args(["-w", "-t", "30", "-l"])
-            .arg(data.join("server.log"))
-            .args(["-o", &options, "start"]);
-        run(ctl, "pg_ctl start")?;
+        let max_connections = self.max_connections.to_string();
+        let port = port.map(|p| p.to_string());
+        let mut args = vec!["start", data.to_str().unwrap(), &max_connections];
+        args.extend(port.as_deref());
+        let printed = script(&args)?;
         self.running = true;
-        Ok(())
+        printed
+            .parse()
+            .map_err(|_| format!("postgres.sh start printed {printed:?}, not a port"))
     }
 
     /// Starts a stopped server again on the same port (and data).
     pub fn restart(&mut self) {
         if !self.running {
-            self.try_start().expect("PostgreSQL restart");
+            self.run_start(Some(self.port))
+                .unwrap_or_else(|e| panic!("PostgreSQL restart: {e}"));
         }
     }
 
     /// Fast shutdown: connected clients are cut off, as in an outage.
     pub fn stop(&mut self) {
         if self.running {
-            let mut ctl = pg_command(&self.bin, "pg_ctl");
-            ctl.arg("-D")
-                .arg(self.data_dir())
-                .args(["-w", "-m", "fast", "stop"]);
-            run(ctl, "pg_ctl stop").unwrap();
+            script(&["stop", self.data_dir().to_str().unwrap(), "fast"]).unwrap();
             self.running = false;
         }
     }
@@ -222,17 +141,14 @@ impl TestPostgres {
 impl Drop for TestPostgres {
     fn drop(&mut self) {
         if self.running {
-            let mut ctl = pg_command(&self.bin, "pg_ctl");
-            ctl.arg("-D")
-                .arg(self.data_dir())
-                .args(["-w", "-m", "immediate", "stop"]);
-            let _ = ctl.stdout(Stdio::null()).stderr(Stdio::null()).status();
+            // Immediate: the data is thrown away, so there is nothing worth a clean shutdown.
+            let _ = script(&["stop", self.data_dir().to_str().unwrap(), "immediate"]);
         }
     }
 }
 
 async fn create_database(admin_url: &str) -> String {
-    let name = format!("t_{}", uuid::Uuid::new_v4().simple());
+    let name = format!("t_{:032x}", rand::random::<u128>());
     let mut conn = sqlx::PgConnection::connect(admin_url)
         .await
         .unwrap_or_else(|e| panic!("cannot reach test PostgreSQL: {e}"));
@@ -249,7 +165,7 @@ pub async fn private_database(max_connections: u32) -> TestDatabase {
     let server = TestPostgres::start_with_connections(max_connections);
     TestDatabase {
         url: server.create_database().await,
-        _server: Some(server),
+        server: Some(server),
     }
 }
 
@@ -258,8 +174,8 @@ pub async fn database() -> TestDatabase {
     match std::env::var("SHOAL_TEST_PG_URL") {
         Ok(admin_url) => TestDatabase {
             url: create_database(&admin_url).await,
-            _server: None,
+            server: None,
         },
-        Err(_) => private_database(300).await,
+        Err(_) => private_database(MAX_CONNECTIONS).await,
     }
 }

@@ -14,10 +14,9 @@ use serde_json::Value;
 
 pub mod containers;
 pub mod counting;
-mod postgres;
 
 #[allow(unused_imports)]
-pub use postgres::{TestPostgres, database, private_database};
+pub use shoal_control_plane::testsuite::{TestPostgres, database, private_database};
 
 pub const PSK_HEX: &str = "4242424242424242424242424242424242424242424242424242424242424242";
 pub const SECRETS_KEY_HEX: &str =
