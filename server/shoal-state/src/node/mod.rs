@@ -115,6 +115,9 @@ struct Shared {
     /// `strict::LATE_ANSWER_TIMEOUTS`); meanwhile this node's own decisions count them as
     /// pending.
     late: Mutex<HashMap<u64, LateCheck>>,
+    /// Whether `late` holds anything: every decision reads it, so the usual empty case takes
+    /// no lock on the request path. Set and cleared under `late`'s lock.
+    any_late: AtomicBool,
     next_check: AtomicU64,
     forward: mpsc::UnboundedSender<(SocketAddr, Check)>,
     forward_rx: Mutex<Option<mpsc::UnboundedReceiver<(SocketAddr, Check)>>>,
@@ -206,6 +209,7 @@ impl SharedState {
                 peers: RwLock::new(Peers::default()),
                 pending: Mutex::new(HashMap::new()),
                 late: Mutex::new(HashMap::new()),
+                any_late: AtomicBool::new(false),
                 next_check: AtomicU64::new(1),
                 forward,
                 forward_rx: Mutex::new(Some(forward_rx)),
@@ -300,10 +304,14 @@ impl SharedState {
         count: bool,
     ) -> (bool, u64, Vec<u64>) {
         let inner = &self.inner;
-        let pending: u64 = (inner.late.lock().expect("late").values())
-            .filter(|l| &l.key == key)
-            .map(|l| l.cost)
-            .sum();
+        let pending: u64 = if inner.any_late.load(Ordering::Acquire) {
+            (inner.late.lock().expect("late").values())
+                .filter(|l| &l.key == key)
+                .map(|l| l.cost)
+                .sum()
+        } else {
+            0
+        };
         let now = inner.clock.now_ms();
         let limit = max.saturating_sub(pending);
         let (allowed, total) = inner.replica.decide(key, window, limit, cost, now, count);

@@ -116,13 +116,23 @@ impl SharedState {
             cost,
             at_ms,
         };
-        inner.late.lock().expect("late").insert(id, late);
+        {
+            let mut pending = inner.late.lock().expect("late");
+            pending.insert(id, late);
+            inner.any_late.store(true, Ordering::Release);
+        }
         let wait = inner.options.strict_timeout * LATE_ANSWER_TIMEOUTS;
         tokio::spawn(async move {
             let answer = tokio::time::timeout(wait, rx).await;
             inner.pending.lock().expect("pending").remove(&id);
             let owner_counted = matches!(answer, Ok(Ok(Some(ref v))) if v.allowed);
-            let Some(late) = inner.late.lock().expect("late").remove(&id) else {
+            let removed = {
+                let mut pending = inner.late.lock().expect("late");
+                let removed = pending.remove(&id);
+                inner.any_late.store(!pending.is_empty(), Ordering::Release);
+                removed
+            };
+            let Some(late) = removed else {
                 return;
             };
             if owner_counted {
@@ -137,7 +147,11 @@ impl SharedState {
 /// Counts every late strict check still waiting for its owner's answer: the node is stopping,
 /// and counting one twice beats losing it.
 pub(super) fn count_late_checks(inner: &Shared) {
-    let late = std::mem::take(&mut *inner.late.lock().expect("late"));
+    let late = {
+        let mut pending = inner.late.lock().expect("late");
+        inner.any_late.store(false, Ordering::Release);
+        std::mem::take(&mut *pending)
+    };
     for (_, l) in late {
         inner.replica.increment(&l.key, l.cost, l.at_ms);
     }
