@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The one way a PostgreSQL server comes up in this repository: the suite's shared server
-# (scripts/test), the private servers of the Rust test harness (server/shoal/tests/it/common/
-# postgres.rs, which runs this file as a command) and the quickstart's (scripts/quickstart).
+# (scripts/test), the private servers of the Rust tests (server/shoal-control-plane/src/
+# testsuite.rs, which runs this file as a command) and the quickstart's (scripts/quickstart).
 #
 # Sourced, it defines the pg_* functions below (and those of common.sh). Run, it is the test
 # harness's interface to them:

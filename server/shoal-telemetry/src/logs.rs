@@ -99,6 +99,19 @@ struct Inner {
 }
 
 impl LogLevel {
+    /// A level that filters nothing itself: for a node that shares its process's log
+    /// subscriber with others (nodes run as tasks in one test process), where changing it
+    /// only records the directives, still checked as on a real node.
+    pub fn unattached(directives: &str) -> Result<Self, TelemetryError> {
+        parse(directives)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                current: Mutex::new(directives.to_string()),
+                reload: Box::new(|_| Ok(())),
+            }),
+        })
+    }
+
     pub fn current(&self) -> String {
         self.inner
             .current

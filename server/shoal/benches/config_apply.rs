@@ -6,12 +6,9 @@
 //! starts just before the change's INSERT is sent, and stops when each node answers that it
 //! has applied the new revision. Prints `RESULT` lines; `--rounds` and `--changes` set the size.
 
-#[path = "../tests/it/common/mod.rs"]
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use shoal_testkit::*;
 use sqlx::Connection as _;
 
 const WAIT: Duration = Duration::from_secs(30);

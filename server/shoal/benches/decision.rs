@@ -7,17 +7,14 @@
 //! and `shoal_policy::Policy` (the compiled RVM program), the input built by
 //! `Input::request` as the data plane will. Prints `RESULT` lines; `--rounds` and `--ops` set the size.
 
-#[path = "../tests/it/common/mod.rs"]
-mod common;
-
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{SEED_POLICY, arg, percentile};
 use shoal_policy::{Input, Policy, RequestFacts, Subject, Target, Verdict, Windows};
 use shoal_state::{CounterKey, SharedState, StateOptions};
+use shoal_testkit::{SEED_POLICY, arg, percentile};
 
 struct Redis {
     child: Child,

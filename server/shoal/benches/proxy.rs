@@ -21,15 +21,12 @@
 //! cost is the `metrics` node's figures against it, latency per round and throughput in
 //! alternating pairs.
 
-#[path = "../tests/it/common/mod.rs"]
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::*;
 use serde_json::json;
+use shoal_testkit::*;
 
 const WAIT: Duration = Duration::from_secs(60);
 

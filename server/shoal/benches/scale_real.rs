@@ -17,9 +17,6 @@
 //! exact total, then SIGKILL of one node until every other node reports it dead (a different
 //! victim each round, restarted before the next).
 
-#[path = "../tests/it/common/mod.rs"]
-mod common;
-
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::process::Command;
@@ -27,11 +24,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::*;
 use futures_util::future::join_all;
 use futures_util::stream::{self, StreamExt as _};
 use serde_json::{Value, json};
 use shoal_discovery::testsuite::Dnsmasq;
+use shoal_testkit::*;
 
 /// Bound on every wait: a hundred nodes on two cores start slowly, but never this slowly.
 const WAIT: Duration = Duration::from_secs(60);

@@ -6,14 +6,11 @@
 //! Load: `--concurrency` client connections (default 8), round robin over the three nodes,
 //! each request counted and decided by the seed policy and audited, as in production.
 
-#[path = "../tests/it/common/mod.rs"]
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::*;
+use shoal_testkit::*;
 
 fn open_fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())

@@ -15,19 +15,16 @@
 //!   the others declare it dead, both sides counting, then reconnected: time until every node
 //!   shows the exact total.
 
-#[path = "../tests/it/common/mod.rs"]
-mod common;
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::*;
 use serde_json::json;
 use shoal_cluster::{Cluster, ClusterOptions, MemberState, NodeIdentity, NodeMeta};
 use shoal_config::{ClusterConfig, SecretKey};
 use shoal_state::{CounterKey, Limit, Mode, SharedState, StateOptions};
+use shoal_testkit::*;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 

@@ -77,9 +77,17 @@ pub struct Unusable(String);
 pub struct Prepared {
     identity: shoal_cluster::NodeIdentity,
     telemetry: Arc<shoal_telemetry::Telemetry>,
+    admin: std::net::TcpListener,
 }
 
 impl Prepared {
+    /// Where the admin port listens: with port 0 in `http.listen`, the port the system chose.
+    pub fn admin_addr(&self) -> std::net::SocketAddr {
+        self.admin
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
     /// The telemetry the log subscriber takes its trace layer from.
     pub fn telemetry(&self) -> &shoal_telemetry::Telemetry {
         &self.telemetry
@@ -97,6 +105,7 @@ impl Prepared {
         Node {
             identity: self.identity,
             telemetry: self.telemetry,
+            admin: self.admin,
             log_level,
             gossip_errors,
         }
@@ -107,14 +116,20 @@ impl Prepared {
 pub struct Node {
     identity: shoal_cluster::NodeIdentity,
     telemetry: Arc<shoal_telemetry::Telemetry>,
+    admin: std::net::TcpListener,
     log_level: shoal_telemetry::LogLevel,
     gossip_errors: shoal_cluster::GossipErrors,
 }
 
-/// Loads the node's identity (its id is `service.instance.id` on every metric and span) and
-/// starts telemetry. Runs inside the Tokio runtime: the gRPC exporter's channel lives there.
+/// Loads the node's identity (its id is `service.instance.id` on every metric and span),
+/// binds the admin port (so a port already taken fails before anything starts, and a caller
+/// that asked for port 0 learns the port) and starts telemetry. Runs inside the Tokio
+/// runtime: the gRPC exporter's channel lives there.
 pub fn prepare(config: &NodeConfig) -> anyhow::Result<Prepared> {
     check_data_dir(&config.data_dir)?;
+    let admin = std::net::TcpListener::bind(config.http.listen)
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+        .with_context(|| format!("cannot listen on {} (http.listen)", config.http.listen))?;
     let identity = shoal_membership::identity(config).map_err(|e| Unusable(e.to_string()))?;
     let t = &config.telemetry;
     let otlp = t
@@ -151,6 +166,7 @@ pub fn prepare(config: &NodeConfig) -> anyhow::Result<Prepared> {
     Ok(Prepared {
         identity,
         telemetry: Arc::new(telemetry),
+        admin,
     })
 }
 
@@ -187,6 +203,7 @@ pub async fn run(
     let Node {
         identity,
         telemetry,
+        admin: listener,
         log_level,
         gossip_errors,
     } = node;
@@ -197,9 +214,8 @@ pub async fn run(
         database = %shoal_control_plane::describe_url(config.control_plane.database_url().expose()),
         "starting shoal node"
     );
-    let listener = tokio::net::TcpListener::bind(config.http.listen)
-        .await
-        .with_context(|| format!("cannot listen on {} (http.listen)", config.http.listen))?;
+    let listener = tokio::net::TcpListener::from_std(listener)
+        .with_context(|| format!("cannot serve on {} (http.listen)", config.http.listen))?;
     let pool = shoal_control_plane::pool(
         &config.control_plane,
         &format!("shoal:{}", config.node_name),

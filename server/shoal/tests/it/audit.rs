@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use crate::common::*;
 use serde_json::json;
+use shoal_testkit::*;
 use sqlx::Connection as _;
 
 const WAIT: Duration = Duration::from_secs(60);

@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use crate::common::*;
 use serde_json::Value;
 use shoal_discovery::testsuite::Dnsmasq;
+use shoal_testkit::*;
 
 const WAIT: Duration = Duration::from_secs(30);
 

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::common::containers::{Container, S3_IMAGE, image, podman, repo, wait_healthy};
-use crate::common::{cluster_status, s3_client, wait_until};
+use shoal_testkit::containers::{Container, S3_IMAGE, image, podman, repo, wait_healthy};
+use shoal_testkit::{cluster_status, s3_client, wait_until};
 
 const WAIT: Duration = Duration::from_secs(120);
 const PROJECT: &str = "shoal-it-compose";

@@ -1,20 +1,19 @@
 //! Config delivery from PostgreSQL to running nodes: NOTIFY, the revision poll, validation at
-//! load, and what happens while the control plane is away.
+//! load, and what happens while the control plane is away. The nodes run in this process.
 
 use std::time::Duration;
 
-use crate::common::*;
 use serde_json::json;
+use shoal_testkit::*;
 
 const WAIT: Duration = Duration::from_secs(20);
 
-async fn node_with_admin(url: &str, ip: &str) -> (NodeSpec, Node, Api) {
+async fn node_with_admin(url: &str, ip: &str) -> (NodeSpec, InProcessNode, Api) {
     let spec = NodeSpec::new("n1", ip, url);
-    create_admin(&spec);
-    let mut node = spec.start();
-    node.wait_ready_where("node ready", WAIT, |s, _| s == 200)
-        .await;
-    let api = Api::login(&node.base_url().await).await;
+    create_admin_in_process(&spec).await;
+    let node = spec.start_in_process();
+    node.wait_ready(WAIT).await;
+    let api = Api::login(&node.base_url()).await;
     (spec, node, api)
 }
 
@@ -22,10 +21,10 @@ fn insert_policy_sql(name: &str, rego: &str) -> String {
     format!("INSERT INTO policies (name, rego) VALUES ('{name}', $rego${rego}$rego$)")
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn policy_inserted_changed_deleted_in_sql_is_applied() {
     let db = database().await;
-    let (_spec, mut node, api) = node_with_admin(&db.url, "127.0.0.2").await;
+    let (_spec, node, api) = node_with_admin(&db.url, "127.0.0.2").await;
 
     sql(&db.url, &insert_policy_sql("seed", SEED_POLICY)).await;
     let rev = head_revision(&db.url).await;
@@ -58,10 +57,10 @@ async fn policy_inserted_changed_deleted_in_sql_is_applied() {
     assert_eq!(revisions[0]["summary"], "DELETE policies");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_writes_are_validated_stored_once_and_audited() {
     let db = database().await;
-    let (_spec, mut node, api) = node_with_admin(&db.url, "127.0.0.3").await;
+    let (_spec, node, api) = node_with_admin(&db.url, "127.0.0.3").await;
 
     let (status, body) = api
         .put(
@@ -197,10 +196,10 @@ async fn api_writes_are_validated_stored_once_and_audited() {
     assert_eq!(anonymous.status().as_u16(), 401);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_row_written_in_sql_is_refused_and_previous_config_stays() {
     let db = database().await;
-    let (_spec, mut node, api) = node_with_admin(&db.url, "127.0.0.4").await;
+    let (_spec, node, api) = node_with_admin(&db.url, "127.0.0.4").await;
     sql(&db.url, &insert_policy_sql("good", SEED_POLICY)).await;
     let good_rev = head_revision(&db.url).await;
     node.wait_revision(good_rev, WAIT).await;
@@ -211,16 +210,18 @@ async fn invalid_row_written_in_sql_is_refused_and_previous_config_stays() {
     )
     .await;
     let bad_rev = head_revision(&db.url).await;
-    node.wait_for_log("config revision refused", WAIT).await;
-    let (status, ready) = node.ready().await;
+    let refused = format!("revision {bad_rev} refused");
+    let (status, ready) = node
+        .wait_ready_where("refusal of the policy row", WAIT, |_, body| {
+            body["warnings"][0]
+                .as_str()
+                .is_some_and(|w| w.contains(&refused))
+        })
+        .await;
     assert_eq!(status, 200, "previous config still in force: {ready}");
     assert_eq!(ready["config"]["revision"], good_rev);
     let warning = ready["warnings"][0].as_str().unwrap();
-    assert!(
-        warning.contains(&format!("revision {bad_rev} refused"))
-            && warning.contains("policy \"bad\""),
-        "{warning}"
-    );
+    assert!(warning.contains("policy \"bad\""), "{warning}");
     assert_eq!(api.policies_in_force().await, ["good"]);
 
     // A row the schema would accept but the model refuses (unknown spec field).
@@ -248,10 +249,10 @@ async fn invalid_row_written_in_sql_is_refused_and_previous_config_stays() {
     assert_eq!(ready["warnings"].as_array().unwrap().len(), 0, "{ready}");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lost_notifications_are_caught_by_the_revision_poll() {
     let db = database().await;
-    let (_spec, mut node, api) = node_with_admin(&db.url, "127.0.0.5").await;
+    let (_spec, node, api) = node_with_admin(&db.url, "127.0.0.5").await;
 
     // A change whose NOTIFY never happens: triggers off, revision bumped by hand.
     sql(
@@ -283,11 +284,11 @@ async fn lost_notifications_are_caught_by_the_revision_poll() {
     assert_eq!(api.policies_in_force().await, ["after-kill", "silent"]);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revision_can_never_go_backwards() {
     let db = database().await;
     let spec = NodeSpec::new("n1", "127.0.0.6", &db.url);
-    create_admin(&spec);
+    create_admin_in_process(&spec).await;
     use sqlx::Connection as _;
     let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
     sqlx::raw_sql(sqlx::AssertSqlSafe(insert_policy_sql("p", SEED_POLICY)))

@@ -8,9 +8,9 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::common::*;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
+use shoal_testkit::*;
 
 const WAIT: Duration = Duration::from_secs(60);
 const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -547,8 +547,8 @@ async fn console_in_a_real_browser_across_a_three_node_cluster() {
 async fn console_refuses_bad_input_and_escapes_what_it_shows() {
     let pg = TestPostgres::start();
     let url = pg.create_database().await;
-    let (cluster, apis) = start_ready_cluster(&url, &["127.0.0.74"]).await;
-    let base = cluster.bases[0].clone();
+    let cluster = Sandbox::cluster(&url, &["127.0.0.74"]).await;
+    let (base, apis) = (cluster.nodes[0].base_url(), &cluster.apis);
     let http = raw_client();
 
     // Security headers and cookie flags on the login page.

@@ -7,9 +7,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::common::*;
 use serde_json::Value;
 use shoal_discovery::Discover as _;
+use shoal_testkit::*;
 
 const WAIT: Duration = Duration::from_secs(30);
 

@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use crate::common::*;
 use serde_json::{Value, json};
 use shoal_discovery::Discover as _;
+use shoal_testkit::*;
 
 const WAIT: Duration = Duration::from_secs(30);
 const NS: &str = "shoal";

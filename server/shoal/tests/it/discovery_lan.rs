@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::common::*;
+use shoal_testkit::*;
 
 const WAIT: Duration = Duration::from_secs(60);
 

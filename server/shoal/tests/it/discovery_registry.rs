@@ -6,9 +6,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::common::*;
 use serde_json::{Value, json};
 use shoal_discovery::{Announce, Discover};
+use shoal_testkit::*;
 
 const WAIT: Duration = Duration::from_secs(30);
 

@@ -14,9 +14,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::common::counting::*;
-use crate::common::*;
 use serde_json::Value;
+use shoal_testkit::counting::*;
+use shoal_testkit::*;
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -65,7 +65,7 @@ fn partition(net: &TestNetwork, a: &[usize], b: &[usize]) {
 /// Drops `percent` of the packets each node receives on the cluster network.
 fn lose(net: &TestNetwork, percent: u32) {
     let probability = format!("{:.2}", f64::from(percent) / 100.0);
-    for i in 0..net.len() {
+    for i in 0..net.nodes() {
         iptables(
             net,
             i,
@@ -88,7 +88,7 @@ fn lose(net: &TestNetwork, percent: u32) {
 }
 
 fn heal(net: &TestNetwork) {
-    for i in 0..net.len() {
+    for i in 0..net.nodes() {
         iptables(net, i, &["-F"]);
     }
 }

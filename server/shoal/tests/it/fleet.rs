@@ -15,11 +15,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::common::containers::{
+use shoal_testkit::containers::{
     Container, HARDENED, NGINX_IMAGE, Net, image, node_env, pg_url, podman_ok,
 };
-use crate::common::counting::{Load, converge, member_states, total};
-use crate::common::{
+use shoal_testkit::counting::{Load, converge, member_states, total};
+use shoal_testkit::{
     ADMIN, ADMIN_PASSWORD, Api, PSK_HEX, SECRETS_KEY_HEX, cluster_status, get_ready, shoal_bin,
     wait_until,
 };
@@ -75,7 +75,7 @@ impl Fleet {
         std::fs::write(password.path(), ADMIN_PASSWORD).unwrap();
         let host_url = format!(
             "postgres://shoal:{}@{}:5432/shoal",
-            crate::common::containers::PG_PASSWORD,
+            shoal_testkit::containers::PG_PASSWORD,
             pg.ip_on(&cluster)
         );
         let out = std::process::Command::new(shoal_bin())

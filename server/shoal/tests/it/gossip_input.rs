@@ -7,11 +7,11 @@ use std::net::{SocketAddr, UdpSocket};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::common::*;
 use rand::{Rng as _, SeedableRng as _};
 use serde_json::Value;
 use shoal_cluster::{Cluster, ClusterOptions, NodeIdentity, NodeMeta};
 use shoal_config::{ClusterConfig, SecretKey};
+use shoal_testkit::*;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 const WAIT: Duration = Duration::from_secs(30);

@@ -6,10 +6,10 @@
 use std::os::unix::fs::{PermissionsExt as _, chown};
 use std::time::{Duration, Instant};
 
-use crate::common::containers::{
+use shoal_testkit::containers::{
     HARDENED, Net, S3_IMAGE, base, image, node_env, pg_url, podman, podman_ok, wait_healthy,
 };
-use crate::common::{PSK_HEX, SECRETS_KEY_HEX, get_ready, wait_until};
+use shoal_testkit::{PSK_HEX, SECRETS_KEY_HEX, get_ready, wait_until};
 
 const WAIT: Duration = Duration::from_secs(90);
 
@@ -192,7 +192,7 @@ async fn the_ecs_entrypoint_advertises_the_address_from_task_metadata() {
     let url = base(&node);
     let status = wait_until("the task's node in /cluster/status", WAIT, || {
         let url = url.clone();
-        async move { crate::common::cluster_status(url).await }
+        async move { shoal_testkit::cluster_status(url).await }
     })
     .await;
     let logs = node.logs();

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use crate::common::*;
 use serde_json::Value;
+use shoal_testkit::*;
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -333,4 +333,21 @@ async fn three_nodes_starting_together_migrate_an_empty_database_once() {
         .await
         .unwrap();
     assert_eq!(rows as usize, shoal_control_plane::known_migrations());
+}
+
+/// The in-process tier stops a node the way a signal does: every stage in order, `run`
+/// returns cleanly, and the ports it held are free again (nothing of the node lingers in
+/// the test process to disturb the next scenario).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_in_process_node_stops_in_order_and_frees_its_ports() {
+    let db = database().await;
+    let spec = NodeSpec::new("n1", "127.0.0.8", &db.url);
+    create_admin_in_process(&spec).await;
+    let node = spec.start_in_process();
+    let ready = node.wait_ready(WAIT).await;
+    assert!(ready["config"]["revision"].is_i64(), "{ready}");
+    let admin: std::net::SocketAddr = node.base_url()["http://".len()..].parse().unwrap();
+    node.stop().await.expect("the node stops without an error");
+    std::net::TcpListener::bind(admin).expect("the admin port is free once the node stopped");
+    std::net::UdpSocket::bind(spec.gossip).expect("the gossip port is free once it stopped");
 }

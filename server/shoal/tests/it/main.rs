@@ -1,11 +1,12 @@
-//! Every end-to-end test of the `shoal` binary in one test crate: one link of the binary's
-//! dependency tree instead of one per file keeps CI's build time and disk use in check.
-//! Each module is one capability, tested against real processes and real peers.
+//! Every end-to-end test of Shoal in one test crate: one link of the node's dependency tree
+//! instead of one per file keeps CI's build time and disk use in check. Each module is one
+//! capability, tested against real peers, with nodes as tasks of this process
+//! (`shoal_testkit::Sandbox`) unless the scenario needs a process: a signal, an exit code,
+//! the node's own log lines, a network namespace, the image or the quickstart.
 
 mod audit;
 mod cli;
 mod cluster;
-mod common;
 mod compose;
 mod config_delivery;
 mod console;

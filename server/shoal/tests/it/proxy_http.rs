@@ -5,13 +5,13 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::common::*;
 use axum::Router;
 use axum::extract::Request;
 use axum::routing::{any, post};
 use futures_util::StreamExt as _;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+use shoal_testkit::*;
 
 const WAIT: Duration = Duration::from_secs(30);
 

@@ -8,8 +8,8 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::common::*;
 use serde_json::{Value, json};
+use shoal_testkit::*;
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -30,7 +30,8 @@ async fn run_steps(spec: Value) -> HashMap<String, Value> {
 async fn s3_clients_sign_policies_decide_and_the_upstream_sees_only_shoal_signatures() {
     let db = database().await;
     let ips = ["127.0.0.101", "127.0.0.102", "127.0.0.103"];
-    let (c, apis) = start_ready_cluster(&db.url, &ips).await;
+    let c = Sandbox::cluster(&db.url, &ips).await;
+    let apis = &c.apis;
     let (_moto, upstream_keys) = Moto::start().await;
     let port = free_port("127.0.0.101");
 
@@ -63,8 +64,7 @@ async fn s3_clients_sign_policies_decide_and_the_upstream_sees_only_shoal_signat
     assert!(!listed.contains(upstream_keys["secret_access_key"].as_str().unwrap()));
     assert!(listed.contains("secret_sealed"), "{listed}");
     let revision = apis[0].put_seed_policy_strict().await;
-    let mut nodes = c.nodes;
-    for node in &mut nodes {
+    for node in &c.nodes {
         let ready = node.wait_data_plane(revision).await;
         assert_eq!(ready["data_plane"]["resources"][0][1], port, "{ready}");
     }

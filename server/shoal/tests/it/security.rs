@@ -6,8 +6,8 @@
 
 use std::time::Duration;
 
-use crate::common::*;
 use serde_json::json;
+use shoal_testkit::*;
 
 const DB_PASSWORD: &str = "db-pass-8c1f0e";
 const OTLP_SECRET: &str = "otlp-token-5d2a77";
@@ -152,7 +152,7 @@ async fn oversize_head(addr: &str, bytes: usize) -> Option<String> {
 async fn slow_and_oversize_clients_are_cut_off_on_every_listener() {
     let db = database().await;
     let ip = "127.0.0.120";
-    let (_node, api, base) = start_proxy_node(&db.url, ip, "").await;
+    let (_node, api, base) = sandbox_proxy_node(&db.url, ip, "").await;
     let port = free_port(ip);
     let upstream = ok_upstream().await;
     api.user_with_api_key("slow").await;

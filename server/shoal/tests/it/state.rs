@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use crate::common::*;
 use serde_json::{Value, json};
+use shoal_testkit::*;
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -68,8 +68,9 @@ fn occurrences(events: &Value, payload: &str) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn counters_cache_and_events_reach_every_node_and_a_late_joiner() {
     let db = database().await;
-    let (c, apis) = start_ready_cluster(&db.url, &["127.0.0.71", "127.0.0.72", "127.0.0.73"]).await;
-    for api in &apis {
+    let c = Sandbox::cluster(&db.url, &["127.0.0.71", "127.0.0.72", "127.0.0.73"]).await;
+    let apis = &c.apis;
+    for api in apis {
         wait_until("3 peers in state", WAIT, || async move {
             (api.get("/api/v1/state/status").await.1["peers"] == 2).then_some(())
         })
@@ -93,7 +94,7 @@ async fn counters_cache_and_events_reach_every_node_and_a_late_joiner() {
             .await;
         assert_eq!(code, 200, "{body}");
     }
-    wait_total_everywhere(&apis, "alice", 12).await;
+    wait_total_everywhere(apis, "alice", 12).await;
     let (_, body) = apis[0].get(&counter_path("alice")).await;
     assert_eq!(body["access_count"]["last_hour"], 12);
     let mut shares: Vec<u64> = body["contributions"]["last_minute"]
@@ -120,7 +121,7 @@ async fn counters_cache_and_events_reach_every_node_and_a_late_joiner() {
         )
         .await;
     assert_eq!(code, 200, "{body}");
-    for api in &apis {
+    for api in apis {
         wait_until("cache entry everywhere", WAIT, || async move {
             let (code, body) = api.get("/api/v1/state/cache/job-17").await;
             (code == 200 && body["value"] == "running").then_some(())
@@ -136,23 +137,21 @@ async fn counters_cache_and_events_reach_every_node_and_a_late_joiner() {
     // A fourth node joins late: it is ready only once replayed, and then already exact.
     let mut late = NodeSpec::new("n3", "127.0.0.74", &db.url);
     late.extra_toml = static_peers(&c.specs.iter().map(|s| s.gossip).collect::<Vec<_>>());
-    let mut late_node = late.start();
-    let (_, ready) = late_node
-        .wait_ready_where("late node ready", WAIT, |s, _| s == 200)
-        .await;
+    let late_node = late.start_in_process();
+    let ready = late_node.wait_ready(WAIT).await;
     let replay = &ready["state"]["replay"];
     assert_eq!(replay["done"], true, "{ready}");
     assert!(
         replay["detail"].as_str().unwrap().starts_with("replayed"),
         "{ready}"
     );
-    let late_api = Api::login(&late_node.base_url().await).await;
+    let late_api = Api::login(&late_node.base_url()).await;
     assert_eq!(total(&late_api, "alice").await, 12, "replayed before ready");
     let (code, body) = late_api.get("/api/v1/state/cache/job-17").await;
     assert_eq!((code, &body["value"]), (200, &json!("running")));
 
     // Duplicated deliveries (anti-entropy, replay) changed nothing: exact totals, one event.
-    let mut all = apis;
+    let mut all = apis.to_vec();
     all.push(late_api);
     let_anti_entropy_run(&all, 4).await;
     for api in &all {

@@ -7,8 +7,8 @@
 use std::io::Write as _;
 use std::process::{Command, Stdio};
 
-use crate::common::*;
 use serde_json::Value;
+use shoal_testkit::*;
 
 /// The families of a `/metrics` answer, as prometheus_client parses them.
 fn parse(text: &str) -> Value {
@@ -47,8 +47,8 @@ fn sample<'a>(families: &'a Value, family: &str, label: Option<(&str, &str)>) ->
 async fn metrics_parse_and_carry_the_version_and_node_id() {
     let pg = TestPostgres::start();
     let url = pg.create_database().await;
-    let (cluster, _apis) = start_ready_cluster(&url, &["127.0.0.97", "127.0.0.98"]).await;
-    let base = &cluster.bases[0];
+    let cluster = Sandbox::cluster(&url, &["127.0.0.97", "127.0.0.98"]).await;
+    let base = &cluster.nodes[0].base_url();
     let status = cluster_status(base.clone()).await.unwrap();
     let node_id = status["cluster"]["local_id"].as_str().unwrap().to_string();
     let families = wait_until(
@@ -107,12 +107,12 @@ async fn metrics_parse_and_carry_the_version_and_node_id() {
 async fn metrics_can_be_turned_off() {
     let pg = TestPostgres::start();
     let url = pg.create_database().await;
-    let c = start_nodes(&url, &["127.0.0.99"], |_, spec, _| {
+    let c = Sandbox::start(&url, &["127.0.0.99"], |_, spec, _| {
         spec.env
             .push(("SHOAL_TELEMETRY_PROMETHEUS".into(), "false".into()));
     })
     .await;
-    let resp = reqwest::get(format!("{}/metrics", c.bases[0]))
+    let resp = reqwest::get(format!("{}/metrics", c.nodes[0].base_url()))
         .await
         .unwrap();
     assert_eq!(resp.status().as_u16(), 404);
@@ -133,13 +133,13 @@ async fn metrics_reach_a_real_otlp_receiver_with_the_version_and_node_id() {
     let pg = TestPostgres::start();
     let url = pg.create_database().await;
     let endpoint = rotel.endpoint.clone();
-    let c = start_nodes(&url, &["127.0.0.100"], |_, spec, _| {
+    let c = Sandbox::start(&url, &["127.0.0.100"], |_, spec, _| {
         spec.env
             .push(("SHOAL_TELEMETRY_OTLP_ENDPOINT".into(), endpoint.clone()));
         spec.extra_toml = "\n[telemetry]\notlp_interval = \"500ms\"\n".into();
     })
     .await;
-    let status = cluster_status(c.bases[0].clone()).await.unwrap();
+    let status = cluster_status(c.nodes[0].base_url()).await.unwrap();
     let node_id = status["cluster"]["local_id"].as_str().unwrap().to_string();
     // rotel's detailed debug log prints each resource attribute as `-> key: Str(value)` and
     // each metric as `-> Name: name`.
@@ -224,6 +224,8 @@ async fn a_proxied_request_is_traced_through_the_policy_to_the_upstream() {
     let url = pg.create_database().await;
     let grpc = rotel.grpc_endpoint.clone();
     let ip = "127.0.0.102";
+    // A process: spans are recorded through the log subscriber's trace layer, which a node
+    // running as tasks of the test process does not own.
     let c = start_nodes(&url, &[ip], |_, spec, _| {
         spec.env
             .push(("SHOAL_TELEMETRY_OTLP_ENDPOINT".into(), grpc.clone()));
