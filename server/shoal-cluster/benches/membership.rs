@@ -375,6 +375,10 @@ impl Drop for CpuCap {
             if std::fs::remove_dir(&self.0).is_ok() {
                 return;
             }
+            #[expect(
+                clippy::disallowed_methods,
+                reason = "the pause of a bounded retry in a synchronous drop"
+            )]
             std::thread::sleep(Duration::from_millis(100));
         }
     }

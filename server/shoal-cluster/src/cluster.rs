@@ -374,6 +374,10 @@ impl Cluster {
             keys = cluster.keyring().keys.len(),
             "gossip started (encrypted)"
         );
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "holds the cluster weakly and ends when it stops or is dropped"
+        )]
         tokio::spawn(track_states(Arc::downgrade(&cluster.inner), stopped));
         Ok(cluster)
     }

@@ -37,6 +37,10 @@ impl Transport for Cluster {
     fn subscribe(&self) -> mpsc::UnboundedReceiver<PeerChange> {
         let mut changes = Cluster::subscribe(self);
         let (tx, rx) = mpsc::unbounded_channel();
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "a relay: ends when the cluster's channel closes or the subscriber goes"
+        )]
         tokio::spawn(async move {
             loop {
                 let change = match changes.recv().await {

@@ -339,6 +339,10 @@ impl CounterHistory {
     pub(crate) fn spawn(state: shoal_state::SharedState) -> Self {
         let history = Self::default();
         let weak: Weak<Mutex<VecDeque<(u64, u64)>>> = Arc::downgrade(&history.0);
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "holds the history weakly and ends with the last router holding it"
+        )]
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(SAMPLE_EVERY);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);

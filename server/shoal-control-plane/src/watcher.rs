@@ -143,6 +143,10 @@ impl Watcher {
         self.catch_up(Trigger::Connect).await?;
 
         let (events_tx, mut events) = mpsc::channel(16);
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "a child of the watcher task: aborted when this connection's loop ends"
+        )]
         let listen_task = tokio::spawn(listen(listener, events_tx));
         let _stop_listen = AbortOnDrop(listen_task);
         let mut poll = tokio::time::interval(self.options.poll_interval);

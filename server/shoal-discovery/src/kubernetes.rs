@@ -47,6 +47,15 @@ struct Watch {
     /// Turns true when a full list first arrived (the store then holds the last good view).
     listed: tokio::sync::watch::Receiver<bool>,
     namespace: String,
+    /// The task following the API's watch stream, which never ends by itself: it goes with
+    /// the discoverer (the discovery task owns it and drops it at shutdown).
+    follower: tokio::task::AbortHandle,
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        self.follower.abort();
+    }
 }
 
 pub struct Kubernetes {
@@ -104,12 +113,18 @@ impl Kubernetes {
                     writer,
                     watcher(api, watcher::Config::default().labels(&selector)).default_backoff(),
                 );
-                tokio::spawn(follow(stream, error.clone(), listed_tx, namespace.clone()));
+                #[expect(
+                    clippy::disallowed_methods,
+                    reason = "a child of the discovery task: aborted when its Watch is dropped"
+                )]
+                let follower =
+                    tokio::spawn(follow(stream, error.clone(), listed_tx, namespace.clone()));
                 Ok(Watch {
                     store,
                     error,
                     listed,
                     namespace,
+                    follower: follower.abort_handle(),
                 })
             })
             .await

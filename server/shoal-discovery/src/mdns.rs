@@ -102,6 +102,10 @@ impl Mdns {
                     }
                 };
                 self.started.get_or_init(std::time::Instant::now);
+                #[expect(
+                    clippy::disallowed_methods,
+                    reason = "ends when the mDNS daemon stops and closes its browse channel"
+                )]
                 tokio::spawn(follow(
                     events,
                     self.key.clone(),

@@ -130,6 +130,10 @@ impl Udp {
                     .map_err(|e| invalid(format!("cannot enable broadcast: {e}")))?;
                 let socket = Arc::new(socket);
                 self.started.get_or_init(Instant::now);
+                #[expect(
+                    clippy::disallowed_methods,
+                    reason = "a child of the discovery task: aborted when the discoverer is dropped"
+                )]
                 let task = tokio::spawn(listen(
                     socket.clone(),
                     self.key.clone(),

@@ -102,6 +102,10 @@ pub async fn serve<M, S, B>(
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the server and its clients are tasks of the test runtime, ended with it"
+)]
 mod tests {
     use std::convert::Infallible;
 

@@ -284,6 +284,10 @@ pub(crate) async fn sleep_or_stop(stop: &CancellationToken, delay: Duration) -> 
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the loop under test runs as a task of the paused test runtime"
+)]
 mod tests {
     use std::collections::VecDeque;
     use std::pin::Pin;

@@ -752,6 +752,10 @@ impl http_body::Body for Streamed {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the tests' upstreams are tasks of the test runtime, ended with it"
+)]
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 

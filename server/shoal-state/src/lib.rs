@@ -41,6 +41,10 @@ mod ring;
 #[cfg(any(test, feature = "testsuite"))]
 pub mod sim;
 #[cfg(test)]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "a test's tasks end with its runtime"
+)]
 mod sim_tests;
 mod transport;
 mod wire;

@@ -325,6 +325,10 @@ impl SimNet {
         if let Some(inbox) = inbox {
             for delay in delays {
                 let (inbox, msg) = (inbox.clone(), msg.clone());
+                #[expect(
+                    clippy::disallowed_methods,
+                    reason = "one simulated packet in flight: ends after its delay"
+                )]
                 tokio::spawn(async move {
                     tokio::time::sleep(delay).await;
                     let _ = inbox.try_send(msg);

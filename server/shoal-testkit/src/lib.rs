@@ -14,6 +14,10 @@
 //! - `counting`: a stream of increments and what the nodes counted.
 //! - `wait`: polling with a deadline; benchmark arguments and percentiles.
 
+// Test support spawns helpers (upstreams, forwarders, load) and the nodes themselves into
+// the test's runtime, which ends them with the test.
+#![allow(clippy::disallowed_methods)]
+
 mod api;
 mod cluster;
 pub mod containers;

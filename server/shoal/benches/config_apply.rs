@@ -66,7 +66,7 @@ async fn main() {
                 .map(|api| {
                     let api = api.clone();
                     let path = format!("/api/v1/config/wait?revision={next}&timeout_ms=30000");
-                    tokio::spawn(async move {
+                    spawn(async move {
                         let (status, _) = api.get(&path).await;
                         assert_eq!(status, 200);
                         Instant::now()

@@ -59,6 +59,10 @@ fn start_redis() -> (Redis, TcpStream) {
             return (redis, conn);
         }
         assert!(Instant::now() < deadline, "redis-server did not start");
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "the pause of a poll with a deadline, before any runtime starts"
+        )]
         std::thread::sleep(Duration::from_millis(20));
     }
 }

@@ -64,7 +64,7 @@ async fn throughput(url: &str, key: &str, connections: usize, secs: u64) -> f64 
     let mut tasks = Vec::new();
     for _ in 0..connections {
         let (url, key, done) = (url.to_string(), key.to_string(), done.clone());
-        tasks.push(tokio::spawn(async move {
+        tasks.push(spawn(async move {
             let client = reqwest::Client::builder()
                 .pool_max_idle_per_host(1)
                 .build()

@@ -461,7 +461,7 @@ async fn load(c: &Cluster, seconds: u64, rate: u64) -> Exactness {
         .enumerate()
         .map(|(i, api)| {
             let (acked, failed) = (acked.clone(), failed.clone());
-            tokio::spawn(async move {
+            spawn(async move {
                 // Nodes' ticks spread over one period: the load arrives evenly, not in bursts.
                 let first = tokio::time::Instant::now() + period * i as u32 / n;
                 let mut tick = tokio::time::interval_at(first, period);

@@ -62,7 +62,7 @@ async fn main() {
             .iter()
             .map(|ip| format!("http://{ip}:{port}/object"))
             .collect();
-        clients.push(tokio::spawn(async move {
+        clients.push(spawn(async move {
             let client = reqwest::Client::new();
             let mut i = c;
             while !stop.load(Ordering::Relaxed) {

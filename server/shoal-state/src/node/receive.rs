@@ -370,6 +370,10 @@ fn ask_for_gap(inner: &Arc<Shared>, from: &str, addr: SocketAddr, origin: Origin
     }
     let inner = inner.clone();
     let from = from.to_string();
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "a timer of one request: ends after GAP_GRACE and one send"
+    )]
     tokio::spawn(async move {
         tokio::time::sleep(GAP_GRACE).await;
         let origins = inner

@@ -51,6 +51,10 @@ pub(super) fn send_bytes(inner: &Arc<Shared>, to: SocketAddr, bytes: Bytes, reli
     let mut queues = inner.outbound.lock().expect("outbound");
     let queue = queues.entry(to).or_insert_with(|| {
         let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "one peer's queue: ends when its sender goes (peer gone or state stopped)"
+        )]
         tokio::spawn(send_queue(cluster.clone(), to, rx, inner.stats.clone()));
         tx
     });

@@ -122,6 +122,10 @@ impl SharedState {
             inner.any_late.store(true, Ordering::Release);
         }
         let wait = inner.options.strict_timeout * LATE_ANSWER_TIMEOUTS;
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "a timer of one check: ends with the owner's answer or after `wait`"
+        )]
         tokio::spawn(async move {
             let answer = tokio::time::timeout(wait, rx).await;
             inner.pending.lock().expect("pending").remove(&id);

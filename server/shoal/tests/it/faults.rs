@@ -234,9 +234,9 @@ async fn admitted_during_split(choice: &str) -> u64 {
     // The upstream on the bridge, which the partition (between nodes) leaves reachable.
     let listener = tokio::net::TcpListener::bind("10.77.0.1:0").await.unwrap();
     let upstream = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(listener, axum::Router::new().fallback(|| async { "ok" })).await
-    });
+    spawn(
+        async move { axum::serve(listener, axum::Router::new().fallback(|| async { "ok" })).await },
+    );
     let key = apis[0].user_with_api_key("pat").await;
     apis[0]
         .http_resource("limited", &format!("http://{upstream}"), 9100)
@@ -442,7 +442,7 @@ impl Traffic {
         let up: Arc<Vec<AtomicBool>> = Arc::new((0..n).map(|_| AtomicBool::new(true)).collect());
         let ok: Arc<Vec<AtomicU64>> = Arc::new((0..n).map(|_| AtomicU64::new(0)).collect());
         let failed: Arc<Vec<AtomicU64>> = Arc::new((0..n).map(|_| AtomicU64::new(0)).collect());
-        let task = tokio::spawn({
+        let task = spawn({
             let (stop, up, ok, failed) = (stop.clone(), up.clone(), ok.clone(), failed.clone());
             async move {
                 let client = reqwest::Client::new();
@@ -743,7 +743,7 @@ async fn a_rolling_restart_behind_nginx_fails_no_client_request() {
         .map(|_| {
             let (stop, ok, failures) = (stop.clone(), ok.clone(), failures.clone());
             let (url, key) = (url.clone(), key.clone());
-            tokio::spawn(async move {
+            spawn(async move {
                 let client = reqwest::Client::new();
                 while !stop.load(Ordering::Relaxed) {
                     let answer = client

@@ -21,7 +21,7 @@ use shoal_testkit::containers::{
 use shoal_testkit::counting::{Load, converge, member_states, total};
 use shoal_testkit::{
     ADMIN, ADMIN_PASSWORD, Api, PSK_HEX, SECRETS_KEY_HEX, cluster_status, get_ready, shoal_bin,
-    wait_until,
+    spawn, wait_until,
 };
 
 const WAIT: Duration = Duration::from_secs(90);
@@ -356,7 +356,7 @@ impl Held {
         let stop = Arc::new(AtomicBool::new(false));
         let admitted = Arc::new(Mutex::new(Vec::new()));
         let (refused, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-        let task = tokio::spawn({
+        let task = spawn({
             let (live, stop, admitted, refused, failed) = (
                 live.clone(),
                 stop.clone(),

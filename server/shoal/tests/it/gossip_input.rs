@@ -45,10 +45,10 @@ async fn recording_proxy(upstream: SocketAddr) -> (SocketAddr, Arc<Mutex<Vec<Vec
     let addr = listener.local_addr().unwrap();
     let recorded = Arc::new(Mutex::new(Vec::new()));
     let sink = recorded.clone();
-    tokio::spawn(async move {
+    spawn(async move {
         while let Ok((mut client, _)) = listener.accept().await {
             let sink = sink.clone();
-            tokio::spawn(async move {
+            spawn(async move {
                 let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await else {
                     return;
                 };

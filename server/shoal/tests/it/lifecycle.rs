@@ -261,7 +261,7 @@ async fn sigterm_drains_an_in_flight_request_before_exiting_zero() {
     let next = head_revision(&db.url).await + 1;
 
     // A slow request: long-poll for a revision that does not exist yet.
-    let slow = tokio::spawn({
+    let slow = spawn({
         let path = format!("/api/v1/config/wait?revision={next}&timeout_ms=30000");
         async move { api.get(&path).await }
     });

@@ -49,7 +49,7 @@ async fn upstream() -> SocketAddr {
         .fallback(any(echo));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    spawn(async move { axum::serve(listener, app).await });
     addr
 }
 
@@ -193,7 +193,7 @@ async fn http_resources_identify_decide_stream_and_follow_the_control_plane() {
     let before = rss_kib(pid);
     // The node's RSS, sampled all through the upload: its peak is what must stay flat.
     let uploading = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let sampler = tokio::spawn({
+    let sampler = spawn({
         let uploading = uploading.clone();
         async move {
             let mut peak = 0;
@@ -236,7 +236,7 @@ async fn hanging_or_missing_upstreams_and_failing_policies_get_clear_refusals() 
     // An upstream that accepts connections and never answers, and a port nobody listens on.
     let hang = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let hang_addr = hang.local_addr().unwrap();
-    tokio::spawn(async move {
+    spawn(async move {
         let mut held = Vec::new();
         while let Ok((conn, _)) = hang.accept().await {
             held.push(conn);
@@ -419,10 +419,10 @@ async fn tls_upstream(cert_pem: &[u8], key_pem: &[u8]) -> SocketAddr {
     let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
+    spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
             let acceptor = acceptor.clone();
-            tokio::spawn(async move {
+            spawn(async move {
                 let Ok(tls) = acceptor.accept(tcp).await else {
                     return;
                 };

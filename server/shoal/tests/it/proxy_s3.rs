@@ -299,7 +299,7 @@ async fn bad_s3_input_gets_s3_errors_and_the_node_keeps_serving() {
     // An upstream that accepts connections and never answers.
     let hang = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let hang_addr = hang.local_addr().unwrap();
-    tokio::spawn(async move {
+    spawn(async move {
         let mut held = Vec::new();
         while let Ok((conn, _)) = hang.accept().await {
             held.push(conn);

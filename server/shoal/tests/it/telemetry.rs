@@ -208,7 +208,7 @@ async fn trace_echo_upstream() -> std::net::SocketAddr {
     }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, axum::Router::new().fallback(echo)).await });
+    spawn(async move { axum::serve(listener, axum::Router::new().fallback(echo)).await });
     addr
 }
 
