@@ -13,10 +13,14 @@
 //! - `validate`: the value checks, one function per config section.
 //! - `error`: `ConfigError` and the `ConfigIssue`s it lists.
 //! - `secret`: a wrapper that keeps secret values out of `Debug` and logs.
+//! - `fuzzing`: the loader's fuzz entry point, and the replay of every fuzz target's inputs
+//!   (and edits of them) that the crates' tests run.
 
 #![forbid(unsafe_code)]
 
 mod error;
+#[cfg(any(fuzzing, test, feature = "testsuite"))]
+pub mod fuzzing;
 mod load;
 mod model;
 mod origin;

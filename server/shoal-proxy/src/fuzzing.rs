@@ -1,6 +1,6 @@
 //! Entry points for the fuzz targets in `fuzz/` (`scripts/fuzz`). cargo-fuzz builds with
-//! `--cfg fuzzing`, so normal builds never contain this module, and the parsers stay private
-//! to the crate. Each entry point splits the input on `\n` into the parts of a request and
+//! `--cfg fuzzing` and the tests below replay the targets' inputs, so normal builds never
+//! contain this module, and the parsers stay private to the crate. Each entry point splits the input on `\n` into the parts of a request and
 //! builds only what hyper could have handed the data plane (a valid `Uri`, valid header names
 //! and values): anything else never reaches these parsers.
 
@@ -104,4 +104,35 @@ fn header(line: &[u8]) -> Option<(HeaderName, HeaderValue)> {
     let name = HeaderName::from_bytes(&line[..colon]).ok()?;
     let value = HeaderValue::from_bytes(line[colon + 1..].trim_ascii()).ok()?;
     Some((name, value))
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use shoal_config::fuzzing::{edited, inputs};
+
+    use super::*;
+
+    #[test]
+    fn every_seed_and_corpus_request_is_handled_without_a_panic() {
+        for input in inputs("sigv4") {
+            sigv4(&input);
+        }
+        for input in inputs("s3_request") {
+            s3_request(&input);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2_000))]
+        #[test]
+        fn edited_signatures_are_handled_without_a_panic(input in edited("sigv4")) {
+            sigv4(&input);
+        }
+
+        #[test]
+        fn edited_s3_requests_are_handled_without_a_panic(input in edited("s3_request")) {
+            s3_request(&input);
+        }
+    }
 }

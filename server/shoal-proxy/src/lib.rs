@@ -21,7 +21,7 @@
 mod chunked;
 mod decision;
 mod forward;
-#[cfg(fuzzing)]
+#[cfg(any(fuzzing, test))]
 pub mod fuzzing;
 mod http_api;
 mod instruments;

@@ -1,6 +1,6 @@
 //! Entry points for the fuzz targets in `fuzz/` (`scripts/fuzz`). cargo-fuzz builds with
-//! `--cfg fuzzing`, so normal builds never contain this module, and the decoder and replica
-//! stay private to the crate.
+//! `--cfg fuzzing` and the tests below replay the targets' inputs, so normal builds never
+//! contain this module, and the decoder and replica stay private to the crate.
 
 use std::time::Duration;
 
@@ -112,4 +112,35 @@ fn reencode(msg: Msg) {
         wire::decode(&bytes).is_ok(),
         "a message this node encodes does not decode"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use shoal_config::fuzzing::{edited, inputs};
+
+    use super::*;
+
+    const TARGET: &str = "gossip_state_message";
+
+    #[test]
+    fn every_seed_and_corpus_message_is_handled_without_a_panic() {
+        let inputs = inputs(TARGET);
+        let decoded = inputs.iter().filter(|i| wire::decode(i).is_ok()).count();
+        assert!(
+            decoded > 0,
+            "no seed decodes: the seeds no longer match the wire format"
+        );
+        for input in &inputs {
+            receive(input);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2_000))]
+        #[test]
+        fn edited_messages_are_handled_without_a_panic(input in edited(TARGET)) {
+            receive(&input);
+        }
+    }
 }

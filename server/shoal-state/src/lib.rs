@@ -29,7 +29,7 @@ mod cache;
 mod clock;
 mod counter;
 mod events;
-#[cfg(fuzzing)]
+#[cfg(any(fuzzing, test))]
 pub mod fuzzing;
 mod instruments;
 mod key;
