@@ -86,7 +86,7 @@ enum Listen {
 
 impl Watcher {
     async fn run(mut self, cancel: CancellationToken) {
-        let mut backoff = self.options.reconnect_min;
+        let mut backoff = Backoff::new(self.options.reconnect_min, self.options.reconnect_max);
         let mut tried_snapshot = false;
         loop {
             // Not raced against `cancel` here: an apply in progress (swap + snapshot write)
@@ -95,20 +95,17 @@ impl Watcher {
                 return;
             };
             if self.status.borrow().connected {
-                backoff = self.options.reconnect_min;
+                backoff.reset();
             }
             self.mark_disconnected(&error);
             if !tried_snapshot && self.config.load().is_none() {
                 tried_snapshot = true;
                 self.start_from_snapshot();
             }
-            let half = backoff / 2;
-            let delay = half + rand::rng().random_range(Duration::ZERO..=half);
             tokio::select! {
                 _ = cancel.cancelled() => return,
-                _ = tokio::time::sleep(delay) => {}
+                _ = tokio::time::sleep(backoff.next_wait()) => {}
             }
-            backoff = (backoff * 2).min(self.options.reconnect_max);
         }
     }
 
@@ -340,6 +337,37 @@ impl Watcher {
     }
 }
 
+/// Capped exponential backoff with equal jitter: each wait is half the current step plus a
+/// random part of the other half, so the nodes that lost the database together do not all
+/// come back in the same instant, and none waits less than half a step.
+struct Backoff {
+    min: Duration,
+    max: Duration,
+    step: Duration,
+}
+
+impl Backoff {
+    fn new(min: Duration, max: Duration) -> Self {
+        Self {
+            min,
+            max,
+            step: min,
+        }
+    }
+
+    /// After a session that was connected: the next outage starts from the shortest wait.
+    fn reset(&mut self) {
+        self.step = self.min;
+    }
+
+    fn next_wait(&mut self) -> Duration {
+        let half = self.step / 2;
+        let wait = half + rand::rng().random_range(Duration::ZERO..=half);
+        self.step = (self.step * 2).min(self.max);
+        wait
+    }
+}
+
 /// Forwards notifications; runs in its own task because a half-read message must never be
 /// dropped by a `select!` on the main loop.
 async fn listen(mut listener: PgListener, events: mpsc::Sender<Listen>) {
@@ -366,4 +394,37 @@ impl Drop for AbortOnDrop {
 
 fn humantime_secs(d: Duration) -> String {
     format!("{:.1}s", d.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn waits_double_up_to_the_cap_with_half_a_step_of_jitter_and_restart_after_a_reset() {
+        let mut backoff = Backoff::new(50 * MS, 500 * MS);
+        for _ in 0..3 {
+            let waits: Vec<Duration> = (0..8).map(|_| backoff.next_wait()).collect();
+            let steps = [50, 100, 200, 400, 500, 500, 500, 500];
+            for (wait, step) in waits.iter().zip(steps) {
+                let step = step * MS;
+                assert!(
+                    *wait >= step / 2 && *wait <= step,
+                    "{wait:?} outside {:?}..={step:?} in {waits:?}",
+                    step / 2
+                );
+            }
+            backoff.reset();
+        }
+    }
+
+    #[test]
+    fn the_jitter_spreads_the_waits_of_nodes_that_failed_together() {
+        let waits: std::collections::BTreeSet<Duration> = (0..64)
+            .map(|_| Backoff::new(MS * 400, MS * 400).next_wait())
+            .collect();
+        assert!(waits.len() > 32, "64 nodes' first waits: {waits:?}");
+    }
 }
