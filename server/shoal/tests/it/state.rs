@@ -182,6 +182,10 @@ async fn counters_cache_and_events_reach_every_node_and_a_late_joiner() {
         let message = reply["error"]["message"].as_str().unwrap_or_default();
         assert!(message.contains(named), "{path}: {reply}");
     }
+
+    // Four nodes in one process stop cleanly, each through its whole shutdown order.
+    late_node.stop().await.expect("the late node stops cleanly");
+    c.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
