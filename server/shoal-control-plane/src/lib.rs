@@ -13,6 +13,8 @@
 //! - `snapshot`: the last good config on disk, written atomically.
 //! - `crypto`: hashing of tokens and credential secrets.
 //! - `instruments`: connection, revision and audit journal figures as metrics.
+//! - `error`: `ControlPlaneError`, by what the caller does next.
+//! - `testsuite` (feature): a throwaway PostgreSQL for the tests and benchmarks.
 
 #![forbid(unsafe_code)]
 

@@ -11,6 +11,7 @@
 //! - `mdns`: `_shoal._tcp.local.` instances published and browsed on the gossip interface.
 //! - `kubernetes`: the running pods matching a label selector, followed with a watch.
 //! - `static_peers`: a fixed `host:port` list, names resolved at every round.
+//! - `testsuite` (feature): a real DNS server (dnsmasq) on a loopback port for the tests.
 
 #![forbid(unsafe_code)]
 

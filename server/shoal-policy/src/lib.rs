@@ -5,7 +5,8 @@
 //! calls [`check`] before every write and again when a node loads a config revision (a row
 //! written by hand in SQL gets no other check).
 //!
-//! [`Policy`] is the evaluator: compiled once per config revision, evaluated per request.
+//! [`Policy`] is the evaluator (`eval`): compiled once per config revision into an RVM
+//! program, evaluated per request on a VM from the policy's pool.
 
 #![forbid(unsafe_code)]
 
