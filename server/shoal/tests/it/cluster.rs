@@ -1,4 +1,5 @@
-//! Clusters of real `shoal` processes on distinct 127.0.0.x addresses.
+//! Clusters on distinct 127.0.0.x addresses: formed through static peers and DNS SRV as nodes
+//! in this process; killed, stopped, restarted and re-keyed as real `shoal` processes.
 
 use std::time::Duration;
 
@@ -128,8 +129,9 @@ async fn member_id(base: &str) -> String {
     s["cluster"]["local_id"].as_str().unwrap().to_string()
 }
 
-/// Starts one node per IP, found through `method` ("static" or "dns-srv" served by dnsmasq),
-/// and waits until every node sees all of them alive.
+/// Starts one node per IP in this process, found through `method` ("static" or "dns-srv"
+/// served by dnsmasq), and waits until every node sees all of them alive and its discovery
+/// reports the others found by that method.
 async fn form_cluster(ips: &[&str], method: &str) {
     let db = database().await;
     let gossip: Vec<std::net::SocketAddr> = ips.iter().map(|ip| free_gossip_addr(ip)).collect();
@@ -143,7 +145,7 @@ async fn form_cluster(ips: &[&str], method: &str) {
     }
     let dns = Dnsmasq::start(&records);
     let server = dns.addr;
-    let mut c = start_nodes(&db.url, ips, |i, spec, _| {
+    let c = Sandbox::start(&db.url, ips, |i, spec, _| {
         spec.gossip = gossip[i];
         spec.extra_toml = if method == "static" {
             static_peers(&gossip)
@@ -154,13 +156,15 @@ async fn form_cluster(ips: &[&str], method: &str) {
         };
     })
     .await;
-    for (i, node) in c.nodes.iter_mut().enumerate() {
-        node.wait_ready_where("ready", WAIT, |s, _| s == 200).await;
-        wait_status(&c.bases[i], "all alive", |s| alive(s) == ips.len()).await;
-    }
-    c.nodes[0]
-        .wait_for_log(&format!("discovered {} nodes", ips.len() - 1), WAIT)
+    for node in &c.nodes {
+        let status = wait_status(&node.base_url(), "all alive", |s| {
+            alive(s) == ips.len() && s["discovery"]["last_found"] == ips.len() - 1
+        })
         .await;
+        assert_eq!(status["discovery"]["method"], method, "{status}");
+        assert_eq!(status["joined"], true, "{status}");
+    }
+    c.stop().await;
     drop(dns);
 }
 
