@@ -32,6 +32,7 @@ mod args;
 use std::collections::HashMap;
 use std::time::Duration;
 
+use shoal_state::SyncView;
 use shoal_state::sim::{Link, SimNet};
 use shoal_state::{CounterKey, Limit, Mode, Origin, SharedState, StateOptions};
 use tokio::task::JoinSet;
@@ -89,10 +90,11 @@ fn not_exact(nodes: &[SharedState], load: &Load, waiting: &mut Vec<usize>) {
 
 /// How often, after the heal, the nodes still not exact are counted (simulated time).
 const REPORT_EVERY: Duration = Duration::from_millis(250);
-/// At most this many nodes still not exact are described one by one...
-const STRAGGLERS: usize = 3;
-/// ...once this long after the heal (the usual heal takes about a second).
-const STRAGGLERS_AFTER: Duration = Duration::from_millis(1000);
+/// At most this many nodes still not exact are described one by one (`--stragglers`)...
+const STRAGGLERS: &str = "3";
+/// ...once this long after the heal (the usual heal takes about a second;
+/// `--stragglers-after-ms`).
+const STRAGGLERS_AFTER_MS: &str = "1000";
 
 /// Cluster-wide sums of the status counters that tell a slow heal's story.
 #[derive(Clone, Copy, Default)]
@@ -228,16 +230,18 @@ impl Watch {
 
     /// What node `i` still lacks: keys short of their total, origins whose batches it does
     /// not have up to their last, and what it received since first described.
+    #[expect(clippy::too_many_arguments, reason = "a diagnostic's inputs")]
     fn straggler(
         &self,
         nodes: &[SharedState],
+        views: &[SyncView],
         load: &Load,
         last_seq: &HashMap<Origin, (usize, u64)>,
         i: usize,
         side: impl Fn(usize) -> char,
         waiting: &[usize],
     ) {
-        let v = nodes[i].sync_view();
+        let v = &views[i];
         let short: Vec<(usize, u64, u64)> = load
             .keys
             .iter()
@@ -256,10 +260,23 @@ impl Watch {
             .filter_map(|(o, &(j, seq))| {
                 let (have, above, last) = seen.get(o).copied().unwrap_or_default();
                 (have < seq).then(|| {
+                    // Who holds every batch of it: whom a digest could get it from.
+                    let holders: Vec<usize> = (0..views.len())
+                        .filter(|&h| {
+                            let w = &views[h];
+                            w.origin == *o
+                                || w.seen
+                                    .binary_search_by_key(o, |s| s.0)
+                                    .is_ok_and(|at| w.seen[at].1 >= seq)
+                        })
+                        .collect();
+                    let on_a = holders.iter().filter(|&&h| side(h) == 'a').count();
                     format!(
-                        "n{j}({}) {have} of {seq} (+{above} past a gap, last {} ms ago)",
+                        "n{j}({}) {have} of {seq} (+{above} past a gap, last {} ms ago; held \
+                         by {} nodes, {on_a} on side a)",
                         side(j),
-                        v.now_ms.saturating_sub(last)
+                        v.now_ms.saturating_sub(last),
+                        holders.len(),
                     )
                 })
             })
@@ -324,6 +341,8 @@ struct Run {
     partition_seconds: u64,
     seed: u64,
     relay_above: usize,
+    clock_base_ms: i64,
+    clock_spread_ms: i64,
 }
 
 async fn measure(run: Run) -> Figures {
@@ -335,11 +354,22 @@ async fn measure(run: Run) -> Figures {
         partition_seconds,
         seed,
         relay_above,
+        clock_base_ms,
+        clock_spread_ms,
     } = run;
     let net = SimNet::new(seed, link);
+    let net_started = Instant::now();
     let stop = CancellationToken::new();
     let mut tasks = JoinSet::new();
-    let transports: Vec<_> = (0..n).map(|i| net.join(&format!("n{i}"))).collect();
+    // Node i's clock `clock_base_ms + i * clock_spread_ms / n` ahead of the simulated one (what
+    // unpinned clocks, read from the machine as each node was made, used to do).
+    let transports: Vec<_> = (0..n)
+        .map(|i| {
+            let skew = clock_base_ms + (i as i64) * clock_spread_ms / n as i64;
+            net.join_skewed(&format!("n{i}"), skew)
+        })
+        .collect();
+    let making = std::time::Instant::now();
     let nodes: Vec<SharedState> = transports
         .iter()
         .map(|t| {
@@ -354,6 +384,10 @@ async fn measure(run: Run) -> Figures {
     let keys: Vec<CounterKey> = (0..1000)
         .map(|i| CounterKey::new(format!("u{i}"), "bucket", "read").unwrap())
         .collect();
+    println!(
+        "  {n} nodes made and attached in {:.1} s of real time",
+        making.elapsed().as_secs_f64()
+    );
     // Warm-up: start-up replays done.
     while !nodes.iter().all(|s| s.replay().done) {
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -428,6 +462,10 @@ async fn measure(run: Run) -> Figures {
     }
     net.heal();
     let healed = Instant::now();
+    println!(
+        "  healed at {} ms of simulated time",
+        healed.duration_since(net_started).as_millis()
+    );
     let side = |i: usize| if i < n / 2 { 'a' } else { 'b' };
     let mut watch = Watch {
         at_heal: Counters::of(&nodes, &net),
@@ -435,6 +473,14 @@ async fn measure(run: Run) -> Figures {
         received_at_heal: nodes.iter().map(|s| s.sync_view().received).collect(),
     };
     let mut next_report = healed + REPORT_EVERY;
+    let stragglers: usize = arg("--stragglers", STRAGGLERS)
+        .parse()
+        .expect("--stragglers: a number");
+    let stragglers_after = Duration::from_millis(
+        arg("--stragglers-after-ms", STRAGGLERS_AFTER_MS)
+            .parse()
+            .expect("--stragglers-after-ms: a number"),
+    );
     let mut waiting: Vec<usize> = (0..n).collect();
     while !waiting.is_empty() {
         // Checking a thousand nodes' thousand keys costs more than the simulation between.
@@ -444,19 +490,17 @@ async fn measure(run: Run) -> Figures {
             next_report += REPORT_EVERY;
             // Each origin's last batch number (what was counted just before the heal may
             // leave in a batch just after it).
-            let last_seq: HashMap<Origin, (usize, u64)> = nodes
+            let views: Vec<SyncView> = nodes.iter().map(SharedState::sync_view).collect();
+            let last_seq: HashMap<Origin, (usize, u64)> = views
                 .iter()
                 .enumerate()
-                .map(|(i, s)| {
-                    let v = s.sync_view();
-                    (v.origin, (i, v.seq))
-                })
+                .map(|(i, v)| (v.origin, (i, v.seq)))
                 .collect();
             watch.report(&nodes, &net, healed, &waiting, &last_seq);
             // The last few left explain themselves: what they lack and what they received.
-            if waiting.len() <= STRAGGLERS && healed.elapsed() >= STRAGGLERS_AFTER {
+            if waiting.len() <= stragglers && healed.elapsed() >= stragglers_after {
                 for &i in &waiting {
-                    watch.straggler(&nodes, &load, &last_seq, i, side, &waiting);
+                    watch.straggler(&nodes, &views, &load, &last_seq, i, side, &waiting);
                 }
             }
         }
@@ -516,6 +560,12 @@ fn main() {
     )
     .parse()
     .expect("--relay-above: a number");
+    let clock_base_ms: i64 = arg("--clock-base-ms", "0")
+        .parse()
+        .expect("--clock-base-ms: a number");
+    let clock_spread_ms: i64 = arg("--clock-spread-ms", "0")
+        .parse()
+        .expect("--clock-spread-ms: a number");
     let (mut lost, mut double) = (0, 0);
     let links = arg("--links", "lan,wan");
     for (profile, link) in [("lan", Link::LAN), ("wan", Link::WAN)] {
@@ -537,6 +587,8 @@ fn main() {
                 partition_seconds,
                 seed,
                 relay_above,
+                clock_base_ms,
+                clock_spread_ms,
             }));
             println!(
                 "{profile} {n} nodes ({}): {:.0} bytes/node/s, propagation p99 {:.1} ms, lost {}, double {}, heal {:.0} ms ({:.1} s to simulate, seed {seed})",
