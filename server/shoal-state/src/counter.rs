@@ -78,7 +78,10 @@ impl WindowSpec {
     /// the oldest live bucket. Digests leave it out so clock skew is not mistaken for missing
     /// data.
     fn is_oldest(&self, bucket: u64, now_ms: u64) -> bool {
-        self.bucket_of(now_ms) - bucket + 1 >= u64::from(self.buckets)
+        // A bucket a peer ahead has started is the newest, never the oldest.
+        self.bucket_of(now_ms)
+            .checked_sub(bucket)
+            .is_some_and(|age| age + 1 >= u64::from(self.buckets))
     }
 
     /// Whether bucket `bucket` still counts at `now_ms`: the window is the current bucket and
@@ -88,10 +91,12 @@ impl WindowSpec {
         bucket <= current && current - bucket < u64::from(self.buckets)
     }
 
-    /// Whether a peer's value for `bucket` is kept: a live bucket, or one a clock up to
-    /// [`CLOCK_AHEAD_MS`] ahead of ours has started (it counts here once our clock gets
-    /// there). Dropping it would lose the count on this node for good, as its batch is then
-    /// seen: with a peer 5 ms ahead, the increments of every bucket's first 5 ms.
+    /// Whether a peer's value for `bucket` is kept and counted: a live bucket, or one a clock
+    /// up to [`CLOCK_AHEAD_MS`] ahead of ours has started. Dropping it would lose the count on
+    /// this node for good, as its batch is then seen (with a peer 5 ms ahead, the increments
+    /// of every bucket's first 5 ms); holding it without counting it until our clock gets
+    /// there would leave this node short of the cluster's total for as long as the clocks are
+    /// apart, with every batch in hand (and leave it out of full-state transfers).
     fn accepts(&self, bucket: u64, now_ms: u64) -> bool {
         self.is_live(bucket, now_ms)
             || (bucket > self.bucket_of(now_ms)
@@ -184,7 +189,8 @@ impl Counter {
         start..end
     }
 
-    /// Window `window`'s buckets that hold a count live at `now_ms`.
+    /// Window `window`'s buckets that hold a count live at `now_ms`, those a peer whose clock
+    /// is a little ahead has started included (see [`WindowSpec::accepts`]).
     fn live(
         &self,
         windows: &[WindowSpec],
@@ -194,7 +200,7 @@ impl Counter {
         let spec = windows.get(window).copied();
         let run = spec.map_or(0..0, |_| self.run(window));
         self.buckets[run].iter().filter(move |b| {
-            !b.counts.is_empty() && spec.is_some_and(|s| s.is_live(b.id(), now_ms))
+            !b.counts.is_empty() && spec.is_some_and(|s| s.accepts(b.id(), now_ms))
         })
     }
 
@@ -457,9 +463,10 @@ mod tests {
     }
 
     /// A peer whose clock is a little ahead has started a bucket ours has not: its value is
-    /// kept, and counts once our clock reaches that bucket (dropped, it would be lost here).
+    /// kept (dropped, it would be lost here) and counts at once, full-state transfers
+    /// included (the increments have happened; only the clocks disagree on when).
     #[test]
-    fn a_bucket_a_peer_slightly_ahead_started_counts_when_ours_gets_there() {
+    fn a_bucket_a_peer_slightly_ahead_started_counts_at_once() {
         let mut c = counter();
         let now = 60_990; // bucket 60 here; the peer, 20 ms ahead, is in bucket 61
         let ahead = BucketDelta {
@@ -471,8 +478,16 @@ mod tests {
         assert_eq!(c.merge(W, &ahead, now), Merged::Applied);
         assert_eq!(
             c.total(W, MINUTE, now),
-            0,
-            "not yet: bucket 61 has not started here"
+            3,
+            "bucket 61 has not started here, yet it counts"
+        );
+        assert_eq!(c.contributions(W, MINUTE, now), vec![(Origin(2), 3)]);
+        assert_eq!(c.snapshot(W, now), vec![ahead]);
+        assert!(!c.is_idle(W, now));
+        assert_ne!(
+            c.digest(W, 7, now),
+            counter().digest(W, 7, now),
+            "a replica without it differs"
         );
         assert_eq!(c.total(W, MINUTE, 61_000), 3);
         let far = BucketDelta {
@@ -691,7 +706,7 @@ mod tests {
             let mut out = Vec::new();
             for (window, (spec, ring)) in windows.iter().zip(&self.0).enumerate() {
                 for (bucket, counts) in ring.range(..) {
-                    if spec.is_live(*bucket, now_ms) {
+                    if spec.accepts(*bucket, now_ms) {
                         for (origin, value) in counts {
                             out.push(BucketDelta {
                                 window: window as u8,

@@ -55,6 +55,8 @@ pub use counter::{BucketDelta, Counter, Merged, Origin, WindowSpec};
 pub use events::{Accepted, Event, EventChannel, EventLimits};
 pub use instruments::register_metrics;
 pub use key::{CounterKey, MAX_KEY_PART_BYTES};
+#[cfg(any(test, feature = "testsuite"))]
+pub use node::SyncView;
 pub use node::{
     Contribution, Decision, Limit, Mode, Reach, ReplayStatus, SharedState, StateOptions,
     StateStatus,

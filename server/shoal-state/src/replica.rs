@@ -581,6 +581,20 @@ impl Replica {
             .collect()
     }
 
+    /// This node's last batch number and, per origin it tracks: every batch up to, how many
+    /// applied past a gap, when the last arrived (this node's clock).
+    #[cfg(any(test, feature = "testsuite"))]
+    pub(crate) fn seen_view(&self) -> (u64, Vec<(Origin, u64, usize, u64)>) {
+        let sync = lock(&self.sync);
+        let mut seen: Vec<_> = sync
+            .seen
+            .iter()
+            .map(|(o, s)| (*o, s.contiguous, s.above.len(), s.last_ms))
+            .collect();
+        seen.sort();
+        (sync.seq, seen)
+    }
+
     /// Origins this node tracks (digest entries).
     pub(crate) fn origins(&self) -> usize {
         lock(&self.sync).seen.len()

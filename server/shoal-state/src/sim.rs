@@ -100,6 +100,8 @@ pub struct SimNet {
     sent: Arc<Mutex<HashMap<SocketAddr, Arc<AtomicU64>>>>,
     /// Whom each node sent to.
     destinations: Arc<Mutex<HashMap<SocketAddr, HashSet<SocketAddr>>>>,
+    /// Messages dropped at a full inbox.
+    inbox_full: Arc<AtomicU64>,
     /// Simulated time at the start: what [`SimNet::wall_ms`] counts from.
     started: tokio::time::Instant,
     pub seed: u64,
@@ -117,6 +119,7 @@ impl SimNet {
             })),
             sent: Arc::default(),
             destinations: Arc::default(),
+            inbox_full: Arc::default(),
             started: tokio::time::Instant::now(),
             seed,
         }
@@ -272,6 +275,12 @@ impl SimNet {
             .map_or(0, |c| c.load(Ordering::Relaxed))
     }
 
+    /// Messages dropped so far because the receiver's inbox was full (a receiver that fell
+    /// behind, as the cluster layer drops them).
+    pub fn inbox_dropped(&self) -> u64 {
+        self.inbox_full.load(Ordering::Relaxed)
+    }
+
     /// How many distinct nodes `address` has sent to.
     pub fn destinations(&self, address: SocketAddr) -> usize {
         self.destinations
@@ -325,13 +334,16 @@ impl SimNet {
         if let Some(inbox) = inbox {
             for delay in delays {
                 let (inbox, msg) = (inbox.clone(), msg.clone());
+                let full = self.inbox_full.clone();
                 #[expect(
                     clippy::disallowed_methods,
                     reason = "one simulated packet in flight: ends after its delay"
                 )]
                 tokio::spawn(async move {
                     tokio::time::sleep(delay).await;
-                    let _ = inbox.try_send(msg);
+                    if let Err(mpsc::error::TrySendError::Full(_)) = inbox.try_send(msg) {
+                        full.fetch_add(1, Ordering::Relaxed);
+                    }
                 });
             }
         }

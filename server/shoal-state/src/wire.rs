@@ -50,6 +50,39 @@ pub(crate) enum Msg {
     Relay(Vec<Span>),
 }
 
+impl Msg {
+    /// The message kinds, in [`Msg::kind`]'s order.
+    pub(crate) const KINDS: [&'static str; 11] = [
+        "batch",
+        "digest",
+        "sync request",
+        "sync reply",
+        "shards",
+        "checks",
+        "verdicts",
+        "deferred",
+        "missing",
+        "relay",
+        "undecodable",
+    ];
+
+    /// The index of this message's kind in [`Msg::KINDS`].
+    pub(crate) fn kind(&self) -> usize {
+        match self {
+            Msg::Batch(_) => 0,
+            Msg::Digest(_) => 1,
+            Msg::SyncRequest { .. } => 2,
+            Msg::SyncReply(_) => 3,
+            Msg::Shards(_) => 4,
+            Msg::Checks(_) => 5,
+            Msg::Verdicts(_) => 6,
+            Msg::Deferred(_) => 7,
+            Msg::Missing(_) => 8,
+            Msg::Relay(_) => 9,
+        }
+    }
+}
+
 /// "Of origin `origin`, resend the batches after `after` and before `before`", with the limit
 /// the asker was given for that origin's batches: the answer comes with it, so the asker passes
 /// the batches on to the part of the ring below it, which missed them too.

@@ -46,6 +46,8 @@ use self::membership::{membership_loop, refresh_peers};
 use self::receive::receive_loop;
 use self::send::Outgoing;
 use self::strict::forward_loop;
+#[cfg(any(test, feature = "testsuite"))]
+pub use self::types::SyncView;
 pub use self::types::{
     Contribution, Decision, Limit, Mode, Reach, ReplayStatus, StateOptions, StateStatus,
 };
@@ -53,7 +55,7 @@ use crate::relay::RelayRing;
 use crate::replica::Replica;
 use crate::ring::Ring;
 use crate::transport::{PeerState, Transport};
-use crate::wire::{Batch, Check, Verdict};
+use crate::wire::{Batch, Check, Msg, Verdict};
 use crate::{CounterKey, Event, Origin, StateError, WindowSpec};
 
 /// How long a peer may take to answer the start-up sync before another is asked.
@@ -78,6 +80,11 @@ struct Stats {
     strict_late: AtomicU64,
     rejected: AtomicU64,
     send_errors: AtomicU64,
+    /// Messages dropped because their peer's outbound queue was full (counted in
+    /// `send_errors` too).
+    queue_full: AtomicU64,
+    /// Messages received, by [`Msg::KINDS`] (the simulator's benchmarks print them).
+    received: [AtomicU64; Msg::KINDS.len()],
 }
 
 #[derive(Default)]
@@ -503,6 +510,27 @@ impl SharedState {
             evicted_keys: self.inner.replica.evicted(),
             send_errors: get(&s.send_errors),
             messages_dropped: self.inner.cluster.get().map_or(0, |c| c.messages_dropped()),
+        }
+    }
+
+    /// What this node has seen and received (the simulator's diagnostics).
+    #[cfg(any(test, feature = "testsuite"))]
+    pub fn sync_view(&self) -> SyncView {
+        let (seq, seen) = self.inner.replica.seen_view();
+        let s = &self.inner.stats;
+        SyncView {
+            origin: self.inner.replica.origin(),
+            seq,
+            seen,
+            now_ms: self.inner.clock.now_ms(),
+            queue_full: s.queue_full.load(Ordering::Relaxed),
+            received: Msg::KINDS
+                .iter()
+                .zip(&s.received)
+                .map(|(k, n)| (*k, n.load(Ordering::Relaxed)))
+                .collect(),
+            fresh_backs: anti_entropy::fresh_backs(&self.inner).len(),
+            replay_log: self.inner.replica.replay_log_len(),
         }
     }
 

@@ -49,10 +49,12 @@ pub(super) async fn receive_loop(
         let envelope = match wire::decode(&bytes) {
             Ok(e) => e,
             Err(why) => {
+                inner.stats.received[Msg::KINDS.len() - 1].fetch_add(1, Ordering::Relaxed);
                 note_rejection(&inner, "undecodable state message", &why);
                 continue;
             }
         };
+        inner.stats.received[envelope.msg.kind()].fetch_add(1, Ordering::Relaxed);
         let from = envelope.from;
         let (addr, member) = {
             let peers = inner.peers.read().expect("peers");

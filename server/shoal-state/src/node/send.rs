@@ -60,6 +60,7 @@ pub(super) fn send_bytes(inner: &Arc<Shared>, to: SocketAddr, bytes: Bytes, reli
     });
     if queue.try_send(Outgoing { bytes, reliable }).is_err() {
         inner.stats.send_errors.fetch_add(1, Ordering::Relaxed);
+        inner.stats.queue_full.fetch_add(1, Ordering::Relaxed);
     }
 }
 

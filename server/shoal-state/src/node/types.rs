@@ -134,6 +134,28 @@ pub struct StateStatus {
     pub messages_dropped: u64,
 }
 
+/// What a node has seen and received, for the simulator's diagnostics (a benchmark's slow node
+/// explaining itself).
+#[cfg(any(test, feature = "testsuite"))]
+#[derive(Debug, Clone)]
+pub struct SyncView {
+    pub origin: crate::Origin,
+    /// This node's last batch number.
+    pub seq: u64,
+    /// Per origin tracked: every batch up to, how many applied past a gap, when the last
+    /// arrived (`now_ms`'s clock).
+    pub seen: Vec<(crate::Origin, u64, usize, u64)>,
+    pub now_ms: u64,
+    /// Messages dropped because their peer's outbound queue was full.
+    pub queue_full: u64,
+    /// Messages received, per kind.
+    pub received: Vec<(&'static str, u64)>,
+    /// Peers that came back lately (preferred by anti-entropy).
+    pub fresh_backs: usize,
+    /// Batches in the replay log.
+    pub replay_log: usize,
+}
+
 /// How much of the cluster this node can count with: a request decided while `reachable <
 /// members` misses what the unreachable members admit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
