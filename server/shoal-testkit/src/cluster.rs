@@ -103,13 +103,9 @@ pub async fn start_netns_cluster_with(
         spec.probes = probes.to_string();
     }
     let gossip: Vec<std::net::SocketAddr> = specs.iter().map(|s| s.gossip).collect();
-    for spec in &mut specs {
+    for (i, spec) in specs.iter_mut().enumerate() {
         // Resource ports on the management address, where the test can reach them.
-        spec.extra_toml = format!(
-            "{}\n[proxy]\naddress = \"{}\"\n",
-            static_peers(&gossip),
-            spec.ip
-        );
+        peers_and_proxy(i, spec, &gossip);
     }
     create_admin(&specs[0]);
     let mut nodes: Vec<Node> = specs.iter().map(NodeSpec::start).collect();
