@@ -176,6 +176,7 @@ fn run_node(ip: &str, port: u16, seed: &str, profile: &str, mode: Option<&str>) 
             http: "127.0.0.1:1".into(),
             started_at_ms: 0,
             load: Default::default(),
+            region: None,
         };
         let cluster = Cluster::start(options, &NodeIdentity::random(), meta)
             .await

@@ -21,6 +21,10 @@ pub struct NodeMeta {
     pub started_at_ms: u64,
     #[serde(rename = "l", default)]
     pub load: Load,
+    /// The cluster the node counts in (its region), when it is in several: what the global
+    /// cluster groups members by.
+    #[serde(rename = "g", default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
 }
 
 /// Coarse load figures, refreshed periodically.
@@ -78,6 +82,7 @@ mod tests {
                 keys: u64::MAX,
                 replayed: true,
             },
+            region: Some("r".repeat(64)),
         };
         let bytes = meta.encode().unwrap();
         assert!(bytes.len() <= META_MAX_BYTES);
@@ -93,6 +98,7 @@ mod tests {
             http: String::new(),
             started_at_ms: 0,
             load: Load::default(),
+            region: None,
         };
         assert!(matches!(
             meta.encode(),

@@ -30,6 +30,7 @@ impl Transport for Cluster {
                 address: m.address,
                 state: peer_state(m.state),
                 local: m.local,
+                region: m.meta.and_then(|meta| meta.region),
             })
             .collect()
     }

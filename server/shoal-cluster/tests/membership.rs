@@ -41,6 +41,7 @@ fn meta(name: &str) -> NodeMeta {
         http: "127.0.0.1:1".into(),
         started_at_ms: 1,
         load: Default::default(),
+        region: None,
     }
 }
 

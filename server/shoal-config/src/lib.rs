@@ -28,12 +28,12 @@ mod secret;
 mod validate;
 
 pub use error::{ConfigError, ConfigIssue};
-pub use load::{ENV_OVERRIDES, SECRET_ENV, load, load_from_str};
+pub use load::{CLUSTER_ENV_PREFIX, ENV_OVERRIDES, SECRET_ENV, load, load_from_str};
 pub use model::{
     AuditConfig, AuditFsync, ClusterConfig, ConsulDiscovery, ControlPlaneConfig, CookieSecure,
     DiscoveryConfig, DiscoveryMethod, EcsDiscovery, EtcdDiscovery, HttpConfig, KubernetesDiscovery,
-    LogConfig, LogFormat, NodeConfig, OtlpProtocol, ProxyConfig, StateConfig, TelemetryConfig,
-    UdpDiscovery, WindowConfig,
+    LogConfig, LogFormat, NodeConfig, OtlpProtocol, ProxyConfig, Service, ServicesConfig,
+    StateConfig, TelemetryConfig, UdpDiscovery, WindowConfig,
 };
 pub use origin::Origin;
 pub use secret::{Secret, SecretKey};

@@ -25,10 +25,20 @@ pub struct NodeConfig {
     pub http: HttpConfig,
     #[serde(default)]
     pub control_plane: ControlPlaneConfig,
+    /// The one cluster of a node that is in one, with `discovery`; with `[[clusters]]` it
+    /// only holds `node_key_file` (one identity per node, whatever it joins).
     #[serde(default)]
     pub cluster: ClusterConfig,
     #[serde(default)]
     pub discovery: DiscoveryConfig,
+    /// Several clusters, each with its own membership, keys, port and discovery (regional
+    /// ones beside a global one). After `load` it always lists the node's clusters: the
+    /// `[cluster]` + `[discovery]` pair becomes its one entry when it is not given.
+    #[serde(default)]
+    pub clusters: Vec<ClusterConfig>,
+    /// Which cluster each shared-state service runs on.
+    #[serde(default)]
+    pub services: ServicesConfig,
     #[serde(default)]
     pub state: StateConfig,
     #[serde(default)]
@@ -296,13 +306,30 @@ pub struct ClusterConfig {
     /// How often `psk_file` is re-read for key rotation.
     #[serde(default = "default_key_reload_interval", with = "duration_str")]
     pub key_reload_interval: Duration,
+    /// `[[clusters]]` entries only: how this cluster's peers are found (the single cluster's
+    /// is `[discovery]`).
+    #[serde(default)]
+    pub discovery: DiscoveryConfig,
+    /// `[[clusters]]` entries only: kept in the config (and its checks) but not joined, so a
+    /// cluster is switched off by one key without losing its settings.
+    #[serde(default)]
+    pub disabled: bool,
     #[serde(skip)]
     pub(crate) keys: Vec<SecretKey>,
     #[serde(skip)]
     pub(crate) keys_from_env: bool,
+    /// Where messages find this cluster's keys: `cluster` or `clusters[N]`.
+    #[serde(skip)]
+    pub(crate) path: String,
 }
 
 impl ClusterConfig {
+    /// The key path errors and logs name this cluster by: `cluster` (the single cluster) or
+    /// `clusters[N]`.
+    pub fn key_path(&self) -> &str {
+        &self.path
+    }
+
     /// The keys this node holds, the primary first; never empty once `load` succeeded.
     pub fn keys(&self) -> &[SecretKey] {
         &self.keys
@@ -311,6 +338,85 @@ impl ClusterConfig {
     /// Whether the keys come from a file that may change at runtime.
     pub fn keys_reloadable(&self) -> bool {
         self.psk_file.is_some() && !self.keys_from_env
+    }
+}
+
+/// Which cluster each shared-state service uses. With one cluster every service is on it;
+/// with several, each is named (a service naming a disabled cluster runs on the `counters`
+/// one, and the node says so at start).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ServicesConfig {
+    /// Rate counters and strict ownership: what policies read as
+    /// `input.bucket.access_count`, exact within this cluster (a region's).
+    #[serde(default)]
+    pub counters: Option<String>,
+    /// The shared cache.
+    #[serde(default)]
+    pub cache: Option<String>,
+    /// Broadcast events, revocations among them: every node of this cluster gets each once.
+    #[serde(default)]
+    pub events: Option<String>,
+    /// The counts behind `input.bucket.global_access_count` and the shares of global limits.
+    #[serde(default)]
+    pub global_counters: Option<String>,
+}
+
+/// A shared-state service, for [`NodeConfig::cluster_for`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    Counters,
+    Cache,
+    Events,
+    GlobalCounters,
+}
+
+impl Service {
+    pub const ALL: [Service; 4] = [
+        Service::Counters,
+        Service::Cache,
+        Service::Events,
+        Service::GlobalCounters,
+    ];
+
+    /// The key under `[services]`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Service::Counters => "counters",
+            Service::Cache => "cache",
+            Service::Events => "events",
+            Service::GlobalCounters => "global_counters",
+        }
+    }
+
+    /// The cluster `[services]` names for this service, if it names one.
+    pub fn named_in(self, s: &ServicesConfig) -> Option<&String> {
+        match self {
+            Service::Counters => s.counters.as_ref(),
+            Service::Cache => s.cache.as_ref(),
+            Service::Events => s.events.as_ref(),
+            Service::GlobalCounters => s.global_counters.as_ref(),
+        }
+    }
+}
+
+impl NodeConfig {
+    /// The clusters this node joins (not the disabled ones), in the order configured.
+    pub fn enabled_clusters(&self) -> impl Iterator<Item = &ClusterConfig> {
+        self.clusters.iter().filter(|c| !c.disabled)
+    }
+
+    /// The cluster `service` runs on: the one `[services]` names, or the `counters` cluster
+    /// when that one is disabled; with a single cluster, that one. Never fails once `load`
+    /// succeeded.
+    pub fn cluster_for(&self, service: Service) -> &ClusterConfig {
+        let enabled = |name: &String| self.enabled_clusters().find(|c| &c.name == name);
+        service
+            .named_in(&self.services)
+            .and_then(enabled)
+            .or_else(|| Service::Counters.named_in(&self.services).and_then(enabled))
+            .or_else(|| self.enabled_clusters().next())
+            .expect("load refuses a config without an enabled cluster")
     }
 }
 
@@ -841,8 +947,11 @@ impl Default for ClusterConfig {
             push_pull_interval: default_push_pull_interval(),
             dead_node_reap: default_dead_node_reap(),
             key_reload_interval: default_key_reload_interval(),
+            discovery: DiscoveryConfig::default(),
+            disabled: false,
             keys: Vec::new(),
             keys_from_env: false,
+            path: "cluster".into(),
         }
     }
 }

@@ -38,6 +38,11 @@ impl Origins {
         }
     }
 
+    /// Every key the file sets, by dotted path (`clusters[N].` for list entries).
+    pub(crate) fn keys(&self) -> impl Iterator<Item = &String> {
+        self.lines.keys()
+    }
+
     pub(crate) fn of(&self, key: &str) -> Origin {
         match self.lines.get(key) {
             Some(&line) => Origin::File {
@@ -62,8 +67,19 @@ fn collect_lines(
             format!("{prefix}.{}", key.get_ref())
         };
         out.insert(path.clone(), line_col(text, key.span().start).0);
-        if let toml::de::DeValue::Table(inner) = value.get_ref() {
-            collect_lines(text, &path, inner, out);
+        match value.get_ref() {
+            toml::de::DeValue::Table(inner) => collect_lines(text, &path, inner, out),
+            // `[[clusters]]` entries are named `clusters[N]`, each at its table's first key.
+            toml::de::DeValue::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    if let toml::de::DeValue::Table(inner) = item.get_ref() {
+                        let entry = format!("{path}[{i}]");
+                        out.insert(entry.clone(), line_col(text, item.span().start).0);
+                        collect_lines(text, &entry, inner, out);
+                    }
+                }
+            }
+            _ => {}
         }
     }
 }

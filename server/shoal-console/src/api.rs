@@ -16,7 +16,7 @@ use shoal_model::{
     AdminIdentity, AdminStore, AuditEntry, AuditQuery, AuditQueue, ConfigHandle, Credential,
     Enforcement, OnError, OnUnreachable, Policy, Resource,
 };
-use shoal_state::SharedState;
+use shoal_state::{Services, SharedState};
 
 use crate::ApiError;
 use crate::login::{self, LoginOutcome};
@@ -27,8 +27,15 @@ use crate::views::{self, CounterHistory};
 pub struct ApiState {
     pub store: Arc<dyn AdminStore>,
     pub config: ConfigHandle,
+    /// The counters' shared state (`services.counters`).
     pub state: SharedState,
+    /// The shared state each service uses (the cache's and the events' may be another
+    /// cluster's).
+    pub services: Services,
+    /// The counters' cluster.
     pub cluster: Cluster,
+    /// Every cluster the node is in, the counters' first.
+    pub clusters: Vec<NodeCluster>,
     /// Node-local admin changes are audited here; its backlog shows on the overview.
     pub audit: Arc<dyn AuditQueue>,
     /// This node's name, shown as the node that answered.
@@ -37,6 +44,16 @@ pub struct ApiState {
     pub cookie_secure: CookieSecure,
     /// This node's log level, changeable at run time.
     pub log_level: shoal_telemetry::LogLevel,
+}
+
+/// One cluster the node is in, for the pages that show each.
+#[derive(Clone)]
+pub struct NodeCluster {
+    pub name: String,
+    /// The `[services]` keys on this cluster.
+    pub services: Vec<&'static str>,
+    pub cluster: Cluster,
+    pub state: SharedState,
 }
 
 /// The admin API (`/api/v1`, bearer tokens) and the console (`/console`, cookie sessions with
@@ -489,6 +506,7 @@ async fn delete_credential(
         .store
         .delete_credential(&actor(&admin), &key_id)
         .await?;
+    crate::state_api::announce_revoked_key(&state, &key_id);
     Ok(Json(json!({ "revision": revision })))
 }
 

@@ -24,5 +24,5 @@ mod state_api;
 mod views;
 mod web;
 
-pub use api::{ApiState, router};
+pub use api::{ApiState, NodeCluster, router};
 pub use error::ApiError;

@@ -205,7 +205,7 @@ async fn cache_get(
     _admin: Admin,
     Path(key): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    match state.state.cache_get(&key) {
+    match state.services.cache.cache_get(&key) {
         Some(v) => Ok(Json(json!({
             "key": key,
             "value": String::from_utf8_lossy(&v),
@@ -229,7 +229,8 @@ async fn cache_put(
 ) -> Result<StatusCode, ApiError> {
     let ttl = ttl(body.ttl_ms)?;
     state
-        .state
+        .services
+        .cache
         .cache_put(&key, body.value.into_bytes(), ttl)
         .map_err(|e| ApiError::Invalid(e.to_string()))?;
     Ok(StatusCode::NO_CONTENT)
@@ -264,7 +265,8 @@ async fn cache_delete(
     Query(q): Query<CacheDelete>,
 ) -> Result<StatusCode, ApiError> {
     state
-        .state
+        .services
+        .cache
         .cache_delete(&key, ttl(q.ttl_ms)?)
         .map_err(|e| ApiError::Invalid(e.to_string()))?;
     Ok(StatusCode::NO_CONTENT)
@@ -283,7 +285,8 @@ async fn publish(
     JsonBody(body): JsonBody<PublishBody>,
 ) -> Result<Json<Value>, ApiError> {
     let event = state
-        .state
+        .services
+        .events
         .publish(&body.topic, body.payload.into_bytes())
         .map_err(|e| ApiError::Invalid(e.to_string()))?;
     tracing::info!(
@@ -295,10 +298,28 @@ async fn publish(
     Ok(Json(json!({ "stamp": event.stamp })))
 }
 
+/// Tells every node of the events' cluster that `key_id` is revoked, once the control plane
+/// has removed it: nodes whose database or watcher lags (another region's) refuse the key at
+/// once instead of at their next revision. The stored change stands if this fails.
+pub(crate) fn announce_revoked_key(state: &ApiState, key_id: &str) {
+    let revocation = shoal_state::Revocation {
+        revoked: shoal_state::Revoked::Key(key_id.to_string()),
+        lasts: shoal_state::DEFAULT_REVOCATION,
+    };
+    if let Err(e) = state
+        .services
+        .events
+        .publish(shoal_state::REVOKE_TOPIC, revocation.payload().into_bytes())
+    {
+        tracing::warn!(key_id, "revocation event not published: {e}");
+    }
+}
+
 /// Events delivered on this node, oldest first.
 async fn events(State(state): State<ApiState>, _admin: Admin) -> Json<Value> {
     let list: Vec<Value> = state
-        .state
+        .services
+        .events
         .delivered()
         .into_iter()
         .map(|e| {

@@ -23,9 +23,10 @@ pub use start::{Membership, StartOptions, identity, start};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MembershipError {
-    #[error("cannot start gossip on {bind} (cluster.bind)")]
+    #[error("cannot start gossip on {bind} ({key})")]
     Gossip {
         bind: std::net::SocketAddr,
+        key: String,
         #[source]
         source: shoal_cluster::ClusterError,
     },

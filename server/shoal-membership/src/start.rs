@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use shoal_cluster::{Cluster, ClusterOptions, GossipErrors, Load, NodeIdentity, NodeMeta};
-use shoal_config::NodeConfig;
+use shoal_config::{ClusterConfig, NodeConfig};
 use shoal_lifecycle::Stage;
 use shoal_state::SharedState;
 use tokio::task::JoinSet;
@@ -28,9 +28,11 @@ pub fn identity(config: &NodeConfig) -> Result<NodeIdentity, MembershipError> {
     }
 }
 
-/// What starting the membership takes besides the stage its loops run in.
+/// What starting the membership of one cluster takes besides the stage its loops run in.
 pub struct StartOptions<'a> {
     pub config: &'a NodeConfig,
+    /// The cluster to join: one of `config.clusters`.
+    pub cluster: &'a ClusterConfig,
     pub identity: &'a NodeIdentity,
     /// The node's version, in its gossiped metadata.
     pub version: &'a str,
@@ -38,8 +40,9 @@ pub struct StartOptions<'a> {
     pub http: SocketAddr,
     /// The shared state the join is for: attached to the cluster here.
     pub state: SharedState,
-    /// The gossip layer's held-back warnings, summarized in the log.
-    pub gossip_errors: GossipErrors,
+    /// The gossip layer's held-back warnings, summarized in the log (given to one cluster's
+    /// start: the log filter holds them for the whole process).
+    pub gossip_errors: Option<GossipErrors>,
     /// Requests in flight on the node, published in its load figures.
     pub in_flight: Arc<dyn Fn() -> usize + Send + Sync>,
 }
@@ -51,9 +54,20 @@ pub struct Membership {
 }
 
 /// Starts gossip, then the shared state's tasks, discovery, the key reload, the gossip error
-/// summary and the load refresh as tasks of `stage`; they stop when it does.
+/// summary and the load refresh as tasks of `stage`; they stop when it does. Tasks are named
+/// after the cluster when the node is in several.
 pub async fn start(o: StartOptions<'_>, stage: &Stage) -> Result<Membership, MembershipError> {
     let config = o.config;
+    let cluster_config = o.cluster;
+    let several = config.enabled_clusters().nth(1).is_some();
+    let named = |task: &str| {
+        if several {
+            format!("{task} ({})", cluster_config.name)
+        } else {
+            task.to_string()
+        }
+    };
+    let counters = &config.cluster_for(shoal_config::Service::Counters).name;
     let started_at_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
@@ -62,23 +76,26 @@ pub async fn start(o: StartOptions<'_>, stage: &Stage) -> Result<Membership, Mem
         version: o.version.to_string(),
         http: advertised_http(
             o.http,
-            config.cluster.advertise.unwrap_or(config.cluster.bind),
+            cluster_config.advertise.unwrap_or(cluster_config.bind),
         )
         .to_string(),
         started_at_ms,
         load: Load::default(),
+        region: several.then(|| counters.clone()),
     };
     let cluster = Cluster::start(
-        ClusterOptions::from_config(&config.cluster),
+        ClusterOptions::from_config(cluster_config),
         o.identity,
         meta,
     )
     .await
     .map_err(|source| MembershipError::Gossip {
-        bind: config.cluster.bind,
+        bind: cluster_config.bind,
+        key: format!("{}.bind", cluster_config.key_path()),
         source,
     })?;
     tracing::info!(
+        cluster = %cluster_config.name,
         node_id = cluster.local_id(),
         persisted_id = o.identity.persisted(),
         "cluster node identity"
@@ -88,52 +105,53 @@ pub async fn start(o: StartOptions<'_>, stage: &Stage) -> Result<Membership, Mem
     let mut state_tasks = JoinSet::new();
     o.state
         .attach(Arc::new(cluster.clone()), stop.clone(), &mut state_tasks);
-    stage.spawn_set("shared state", state_tasks);
+    stage.spawn_set(named("shared state"), state_tasks);
     let join = Arc::new(JoinState::new(o.state.clone()));
     let me = shoal_discovery::Announce {
         id: cluster.local_id().to_string(),
-        cluster: config.cluster.name.clone(),
+        cluster: cluster_config.name.clone(),
         addr: cluster.advertise_address(),
-        key: config
-            .cluster
+        key: cluster_config
             .keys()
             .first()
             .cloned()
             .ok_or(MembershipError::NoKey)?,
     };
-    match shoal_discovery::from_config(&config.discovery, me)? {
+    match shoal_discovery::from_config(&cluster_config.discovery, me)? {
         Some(provider) => stage.spawn(
-            "discovery",
+            named("discovery"),
             discover_and_join(
                 cluster.clone(),
                 provider,
-                config.discovery.clone(),
+                cluster_config.discovery.clone(),
                 join.clone(),
                 stop.clone(),
             ),
         ),
         None => join.set_alone("discovery method none: running alone until peers join".into()),
     }
-    if config.cluster.keys_reloadable()
-        && let Some(path) = config.cluster.psk_file.clone()
+    if cluster_config.keys_reloadable()
+        && let Some(path) = cluster_config.psk_file.clone()
     {
         stage.spawn(
-            "key reload",
+            named("key reload"),
             reload_keys(
                 cluster.clone(),
                 path,
-                config.cluster.key_reload_interval,
-                config.cluster.keys().to_vec(),
+                cluster_config.key_reload_interval,
+                cluster_config.keys().to_vec(),
                 stop.clone(),
             ),
         );
     }
+    if let Some(errors) = o.gossip_errors {
+        stage.spawn(
+            "gossip error summary",
+            summarize_gossip_errors(errors, stop.clone()),
+        );
+    }
     stage.spawn(
-        "gossip error summary",
-        summarize_gossip_errors(o.gossip_errors, stop.clone()),
-    );
-    stage.spawn(
-        "load refresh",
+        named("load refresh"),
         refresh_load(cluster.clone(), o.in_flight, o.state, stop),
     );
     Ok(Membership { cluster, join })

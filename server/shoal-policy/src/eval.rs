@@ -33,6 +33,9 @@ pub struct RequestFacts<'a> {
     pub windows: &'a Windows,
     /// The key's cluster-wide count per window, in the order of `windows`.
     pub counts: &'a [u64],
+    /// `input.bucket.global_access_count`, when a policy reads it: the count across regions
+    /// a global limit compares with.
+    pub global_counts: Option<&'a [u64]>,
     pub user: &'a Subject,
     pub method: &'a str,
     pub path: &'a str,
@@ -92,6 +95,7 @@ struct Keys {
     bucket: Value,
     name: Value,
     access_count: Value,
+    global_access_count: Value,
     user: Value,
     id: Value,
     groups: Value,
@@ -109,6 +113,7 @@ static KEYS: std::sync::LazyLock<Keys> = std::sync::LazyLock::new(|| Keys {
     bucket: Value::from("bucket"),
     name: Value::from("name"),
     access_count: Value::from("access_count"),
+    global_access_count: Value::from("global_access_count"),
     user: Value::from("user"),
     id: Value::from("id"),
     groups: Value::from("groups"),
@@ -139,14 +144,19 @@ impl Input {
     /// The request input, built directly (no JSON in between: it is on every request).
     pub fn request(f: &RequestFacts<'_>) -> Self {
         let k = &*KEYS;
-        let counts = object(
-            f.windows
-                .0
-                .iter()
-                .zip(f.counts)
-                .map(|(w, c)| (w.clone(), Value::from(*c))),
-        );
-        let mut bucket = vec![(k.access_count.clone(), counts)];
+        let per_window = |counts: &[u64]| {
+            object(
+                f.windows
+                    .0
+                    .iter()
+                    .zip(counts)
+                    .map(|(w, c)| (w.clone(), Value::from(*c))),
+            )
+        };
+        let mut bucket = vec![(k.access_count.clone(), per_window(f.counts))];
+        if let Some(global) = f.global_counts {
+            bucket.push((k.global_access_count.clone(), per_window(global)));
+        }
         if let Some(name) = f.bucket {
             bucket.push((k.name.clone(), Value::from(name)));
         }
@@ -325,6 +335,7 @@ mod tests {
             bucket: Some("sensitive-bucket"),
             windows: &windows,
             counts: &counts[count as usize],
+            global_counts: None,
             user: &alice,
             method: "GET",
             path: "/sensitive-bucket/a.csv",

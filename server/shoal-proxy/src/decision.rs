@@ -10,11 +10,12 @@ use axum::http::StatusCode;
 use serde_json::json;
 use shoal_model::{AuditEntry, AuditSink, OnError, OnUnreachable};
 use shoal_policy::{Input, RequestFacts, Subject, Verdict};
-use shoal_state::{CounterKey, Limit, Mode, Reach, SharedState};
+use shoal_state::{CounterKey, Limit, Mode, Reach, Revoked, Services, SharedState};
 use tracing::Instrument as _;
 
 use crate::forward::Upstreams;
 use crate::instruments::Instruments;
+use crate::revocations::Revocations;
 use crate::routes::{Route, Routes};
 
 /// The action every request counts under: policies read how often a user accessed a resource.
@@ -25,6 +26,8 @@ const ACTION: &str = "access";
 #[derive(Clone, Copy)]
 pub(crate) struct Node<'a> {
     pub state: &'a SharedState,
+    pub services: &'a Services,
+    pub revocations: &'a Revocations,
     pub audit: &'a dyn AuditSink,
     pub instruments: &'a Instruments,
     /// Policy evaluations that failed, for the data plane's status.
@@ -104,6 +107,8 @@ pub(crate) struct Codes {
 /// Who is asking, once identified.
 pub(crate) struct Caller<'a> {
     pub user: &'a str,
+    /// The API key id or S3 access key id it presented.
+    pub key_id: &'a str,
     pub subject: &'a Subject,
 }
 
@@ -123,6 +128,19 @@ pub(crate) async fn decide(
         request_id,
         ..
     } = *ctx;
+    if let Some(revoked) = node.revocations.revoked(caller.user, caller.key_id) {
+        let what = match revoked {
+            Revoked::User(u) => format!("user {u:?}"),
+            Revoked::Key(k) => format!("key {k:?}"),
+        };
+        tracing::info!(request_id, user = %caller.user, "request refused: {what} is revoked");
+        return Err(Refusal::new(
+            "revoked",
+            StatusCode::FORBIDDEN,
+            codes.blocked,
+            format!("{what} is revoked"),
+        ));
+    }
     if let Some(policy) = routes.broken.first() {
         let mut refusal = Refusal::new(
             "policy_error",
@@ -181,11 +199,17 @@ pub(crate) async fn decide(
             .map(|&t| share_scaled(t, reach))
             .collect()
     });
+    // Global counts, only when a policy reads them: each region held to its share of a
+    // global limit, from its own counts (no wait on another region).
+    let global = routes
+        .global
+        .then(|| node.services.count_global(&counter, &counted.totals));
     let facts_with = |counts| RequestFacts {
         bucket: facts.bucket,
         key: facts.key,
         windows: &routes.windows,
         counts,
+        global_counts: global.as_ref().map(|g| g.totals.as_slice()),
         user: caller.subject,
         method: facts.method,
         path: facts.path,

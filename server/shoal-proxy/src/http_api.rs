@@ -106,6 +106,7 @@ pub(crate) async fn handle(
         (Some(_), Some(key)) => {
             let caller = Caller {
                 user: &key.user,
+                key_id: &key.key_id,
                 subject: &key.subject,
             };
             let codes = Codes {

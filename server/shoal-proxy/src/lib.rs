@@ -4,7 +4,9 @@
 //! - `routes`: what one config revision means for the data plane (ports, upstreams, compiled
 //!   policies, credential index), rebuilt and swapped whole on every revision.
 //! - `listeners`: one listener per resource port, started and drained as revisions come.
-//! - `decision`: what every kind does once the caller is known: count, policies, audit line.
+//! - `decision`: what every kind does once the caller is known: revocations, count, policies,
+//!   audit line.
+//! - `revocations`: the `revoke` events in force, from the events' cluster.
 //! - `http_api`: the HTTP resource kind: API-key identity, JSON errors.
 //! - `s3`: the S3 kind: addressing, operations, upstream re-signing, S3 XML errors.
 //! - `sigv4`: the caller's SigV4 signature (header and presigned forms), checked.
@@ -26,6 +28,7 @@ pub mod fuzzing;
 mod http_api;
 mod instruments;
 mod listeners;
+mod revocations;
 mod routes;
 mod s3;
 mod sigv4;

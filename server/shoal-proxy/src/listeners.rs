@@ -15,7 +15,9 @@ use hyper::body::Incoming;
 use shoal_config::{ProxyConfig, SecretKey};
 use shoal_lifecycle::Stage;
 use shoal_model::{AuditSink, ConfigHandle};
-use shoal_state::SharedState;
+use shoal_state::{Services, SharedState};
+
+use crate::revocations::Revocations;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
@@ -67,7 +69,10 @@ impl ProxyOptions {
 
 /// What every listener of the data plane shares.
 struct Shared {
+    /// The counters' shared state (`services.counters`).
     state: SharedState,
+    services: Services,
+    revocations: Arc<Revocations>,
     audit: Arc<dyn AuditSink>,
     options: ProxyOptions,
     upstreams: Upstreams,
@@ -88,7 +93,7 @@ impl DataPlane {
     /// to `audit`; request figures are recorded with `meter`'s instruments.
     pub fn spawn(
         config: ConfigHandle,
-        state: SharedState,
+        services: Services,
         audit: Arc<dyn AuditSink>,
         options: ProxyOptions,
         meter: &shoal_telemetry::Meter,
@@ -96,7 +101,9 @@ impl DataPlane {
     ) -> Self {
         let policy_errors = Arc::new(AtomicU64::new(0));
         let shared = Arc::new(Shared {
-            state,
+            state: services.counters.clone(),
+            services,
+            revocations: Arc::default(),
             audit,
             upstreams: Upstreams::new(
                 options.upstream_connect_timeout,
@@ -108,6 +115,14 @@ impl DataPlane {
             policy_errors,
         });
         stage.spawn("data plane", follow(shared.clone(), config, stage.token()));
+        stage.spawn(
+            "revocations",
+            crate::revocations::follow(
+                shared.services.events.clone(),
+                shared.revocations.clone(),
+                stage.token(),
+            ),
+        );
         Self { shared }
     }
 
@@ -344,6 +359,8 @@ async fn route_and_handle(
     let ctx = Ctx {
         node: Node {
             state: &shared.state,
+            services: &shared.services,
+            revocations: &shared.revocations,
             audit: shared.audit.as_ref(),
             instruments: &shared.instruments,
             policy_errors: &shared.policy_errors,

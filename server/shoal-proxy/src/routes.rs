@@ -12,6 +12,9 @@ use shoal_model::{
 };
 use shoal_policy::{Policy, Subject, Target, Windows};
 
+/// What a policy names to read the global counts.
+const GLOBAL_COUNTS: &str = "global_access_count";
+
 pub(crate) struct Routes {
     pub revision: i64,
     pub by_port: HashMap<u16, Arc<Route>>,
@@ -21,6 +24,9 @@ pub(crate) struct Routes {
     pub broken: Vec<String>,
     /// Any enabled policy asks for strict counting.
     pub strict: bool,
+    /// Any enabled policy reads `global_access_count`: only then is a request counted in the
+    /// global cluster too, so regional-only policies cost what they did.
+    pub global: bool,
     pub api_keys: HashMap<String, ApiKey>,
     /// S3 credentials by access key id.
     pub s3_keys: HashMap<String, S3Key>,
@@ -64,12 +70,14 @@ pub(crate) struct KeyPair {
 }
 
 pub(crate) struct ApiKey {
+    pub key_id: String,
     pub user: String,
     pub secret_sha256: Vec<u8>,
     pub subject: Subject,
 }
 
 pub(crate) struct S3Key {
+    pub access_key_id: String,
     pub user: String,
     pub secret: Secret<String>,
     pub subject: Subject,
@@ -136,7 +144,9 @@ impl Routes {
         let mut policies = Vec::new();
         let mut broken = Vec::new();
         let mut strict = false;
+        let mut global = false;
         for p in config.policies.iter().filter(|p| p.enabled) {
+            global |= p.rego.contains(GLOBAL_COUNTS);
             match Policy::compile(&p.name, &p.rego) {
                 Ok(compiled) => {
                     policies.push(RoutePolicy {
@@ -166,6 +176,7 @@ impl Routes {
                         api_keys.insert(
                             key_id.clone(),
                             ApiKey {
+                                key_id: key_id.clone(),
                                 user: u.name.clone(),
                                 secret_sha256: secret_sha256.clone(),
                                 subject: subject.clone(),
@@ -181,6 +192,7 @@ impl Routes {
                             s3_keys.insert(
                                 access_key_id.clone(),
                                 S3Key {
+                                    access_key_id: access_key_id.clone(),
                                     user: u.name.clone(),
                                     secret,
                                     subject: subject.clone(),
@@ -203,6 +215,7 @@ impl Routes {
                 policies,
                 broken,
                 strict,
+                global,
                 api_keys,
                 s3_keys,
                 windows: Windows::new(window_names),

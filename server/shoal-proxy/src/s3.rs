@@ -104,6 +104,7 @@ pub(crate) async fn handle(ctx: &Ctx<'_>, s3: &S3Route, req: Request<Body>) -> R
         (Ok((presented, s3_key)), Ok(location)) => {
             let caller = Caller {
                 user: &s3_key.user,
+                key_id: &s3_key.access_key_id,
                 subject: &s3_key.subject,
             };
             let codes = Codes {

@@ -306,6 +306,29 @@ impl Counter {
             .fold(0u64, |t, b| t.saturating_add(b.total()))
     }
 
+    /// The window's total at `now_ms` from its buckets that ended `settle_ms` ago or earlier:
+    /// counts every node has had time to receive, so nodes far apart compute the same figure
+    /// from it (the shares of global limits).
+    pub fn settled_total(
+        &self,
+        windows: &[WindowSpec],
+        window: usize,
+        now_ms: u64,
+        settle_ms: u64,
+    ) -> u64 {
+        let Some(spec) = windows.get(window) else {
+            return 0;
+        };
+        let cutoff = now_ms.saturating_sub(settle_ms);
+        self.buckets[self.run(window)]
+            .iter()
+            .filter(|b| {
+                spec.is_live(b.id(), now_ms)
+                    && (b.id() + 1).saturating_mul(spec.bucket_ms()) <= cutoff
+            })
+            .fold(0u64, |t, b| t.saturating_add(b.total()))
+    }
+
     /// When this counter last counted anything (the start of its newest bucket): what
     /// eviction under the key limit goes by.
     pub fn last_counted_ms(&self, windows: &[WindowSpec]) -> u64 {

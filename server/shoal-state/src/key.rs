@@ -107,6 +107,17 @@ impl CounterKey {
         })
     }
 
+    /// The same key counted in `region`: what the global counters keep per region, so each
+    /// region's demand is a key of its own.
+    pub fn in_region(&self, region: &str) -> CounterKey {
+        Self::join(
+            self.subject(),
+            self.resource(),
+            &format!("{}@{region}", self.action()),
+        )
+        .expect("the subject and resource boundaries are this key's own")
+    }
+
     pub fn subject(&self) -> &str {
         &self.text[..usize::from(self.ends.0)]
     }

@@ -363,14 +363,22 @@ impl Replica {
 
     /// The key's total in each window.
     pub(crate) fn totals(&self, key: &CounterKey, now_ms: u64) -> Vec<u64> {
+        self.per_window(key, |c, w| c.total(&self.windows, w, now_ms))
+    }
+
+    /// Every window's total from buckets that ended `settle_ms` before `now_ms` or earlier.
+    pub(crate) fn settled_totals(&self, key: &CounterKey, now_ms: u64, settle_ms: u64) -> Vec<u64> {
+        self.per_window(key, |c, w| {
+            c.settled_total(&self.windows, w, now_ms, settle_ms)
+        })
+    }
+
+    /// `figure` of the key's counter in every window (0 for a key not held).
+    fn per_window(&self, key: &CounterKey, figure: impl Fn(&Counter, usize) -> u64) -> Vec<u64> {
         let shard = self.shard(key);
+        let counter = shard.counters.get(key);
         (0..self.windows.len())
-            .map(|w| {
-                shard
-                    .counters
-                    .get(key)
-                    .map_or(0, |c| c.total(&self.windows, w, now_ms))
-            })
+            .map(|w| counter.map_or(0, |c| figure(c, w)))
             .collect()
     }
 

@@ -81,11 +81,15 @@ struct Node {
     subscribers: Vec<mpsc::UnboundedSender<PeerChange>>,
     /// Listed by nobody (see [`SimNet::stranger`]).
     stranger: bool,
+    /// The region it counts in (see [`SimNet::join_in_region`]).
+    region: Option<String>,
 }
 
 struct Net {
     rng: StdRng,
     link: Link,
+    /// Links between nodes of different regions (see [`SimNet::between_regions`]).
+    between: Link,
     nodes: HashMap<SocketAddr, Node>,
     /// (from, to) pairs whose messages vanish.
     cut: HashSet<(SocketAddr, SocketAddr)>,
@@ -113,6 +117,7 @@ impl SimNet {
             net: Arc::new(Mutex::new(Net {
                 rng: StdRng::seed_from_u64(seed),
                 link,
+                between: link,
                 nodes: HashMap::new(),
                 cut: HashSet::new(),
                 next: 1,
@@ -139,6 +144,28 @@ impl SimNet {
     pub fn join_skewed(&self, id: &str, skew_ms: i64) -> Arc<SimTransport> {
         let address = self.next_address();
         self.attach(id, address, true, skew_ms)
+    }
+
+    /// Messages between nodes of different regions take `link` from now on (those inside a
+    /// region, and those of nodes with no region, the network's own).
+    pub fn between_regions(&self, link: Link) {
+        self.net.lock().expect("sim net").between = link;
+    }
+
+    /// [`SimNet::join`] for a node of `region`: its peers see the region in its membership,
+    /// as a node in several clusters advertises it.
+    pub fn join_in_region(&self, id: &str, region: &str) -> Arc<SimTransport> {
+        let node = self.join(id);
+        if let Some(n) = self
+            .net
+            .lock()
+            .expect("sim net")
+            .nodes
+            .get_mut(&node.address)
+        {
+            n.region = Some(region.to_string());
+        }
+        node
     }
 
     fn next_address(&self) -> SocketAddr {
@@ -189,6 +216,7 @@ impl SimNet {
                 view,
                 subscribers: Vec::new(),
                 stranger: !member,
+                region: None,
             },
         );
         for other in others {
@@ -307,7 +335,11 @@ impl SimNet {
             .insert(to);
         let (inbox, delays) = {
             let mut net = self.net.lock().expect("sim net");
-            let link = net.link;
+            let region = |a: &SocketAddr| net.nodes.get(a).and_then(|n| n.region.as_ref());
+            let link = match (region(&from), region(&to)) {
+                (Some(a), Some(b)) if a != b => net.between,
+                _ => net.link,
+            };
             let cut = net.cut.contains(&(from, to));
             let inbox = net.nodes.get(&to).and_then(|n| n.inbox.clone());
             let lost = !reliable && net.rng.random_bool(link.loss.clamp(0.0, 1.0));
@@ -400,6 +432,7 @@ impl Transport for SimTransport {
             address: self.address,
             state: PeerState::Alive,
             local: true,
+            region: net.nodes.get(&self.address).and_then(|n| n.region.clone()),
         }];
         if let Some(me) = net.nodes.get(&self.address) {
             for (address, state) in &me.view {
@@ -408,6 +441,7 @@ impl Transport for SimTransport {
                     address: *address,
                     state: *state,
                     local: false,
+                    region: net.nodes[address].region.clone(),
                 });
             }
         }

@@ -31,6 +31,9 @@ pub struct Peer {
     pub state: PeerState,
     /// This node itself.
     pub local: bool,
+    /// The region the member counts in, when it is in several clusters (what shares of a
+    /// global limit are split by).
+    pub region: Option<String>,
 }
 
 /// A membership change worth acting on at once (the peer list is refreshed on a timer too).

@@ -106,6 +106,7 @@ fn decision_round(state: &SharedState, policy: &Policy, round: usize, ops: usize
                 bucket: Some("sensitive-bucket"),
                 windows: &windows,
                 counts: &counts,
+                global_counts: None,
                 user,
                 method: "GET",
                 path: "/sensitive-bucket/report.csv",

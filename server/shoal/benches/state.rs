@@ -65,6 +65,7 @@ async fn start_cluster(size: usize) -> InProcess {
             http: "127.0.0.1:1".into(),
             started_at_ms: 0,
             load: Default::default(),
+            region: None,
         };
         let cluster = Cluster::start(options, &NodeIdentity::random(), meta)
             .await

@@ -16,8 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
-use shoal_cluster::{Cluster, GossipErrors};
-use shoal_membership::JoinState;
+use shoal_cluster::GossipErrors;
 use shoal_model::ConfigHandle;
 use tokio::sync::Notify;
 
@@ -135,9 +134,8 @@ pub(crate) struct HealthState {
     pub config: ConfigHandle,
     pub gate: Arc<DrainGate>,
     pub node: String,
-    pub cluster: Cluster,
-    pub join: Arc<JoinState>,
-    pub state: shoal_state::SharedState,
+    /// The counters' cluster first.
+    pub clusters: Arc<Vec<crate::Joined>>,
     pub data_plane: shoal_proxy::DataPlane,
     pub audit: shoal_control_plane::AuditLog,
     pub gossip_errors: GossipErrors,
@@ -160,13 +158,29 @@ pub(crate) fn app(health: HealthState, api: Router) -> Router {
 /// so that operators and orchestrators can read it without an admin session. It carries no
 /// secret (keys appear as fingerprints).
 async fn cluster_status(State(h): State<HealthState>) -> Json<serde_json::Value> {
-    let status = h.cluster.status();
+    let primary = &h.clusters[0];
+    let clusters: Vec<serde_json::Value> = h
+        .clusters
+        .iter()
+        .map(|j| {
+            json!({
+                "name": j.name,
+                "services": j.services,
+                "joined": j.join.is_ready(),
+                "discovery": j.join.discovery(),
+                "status": j.cluster.status(),
+                "state": { "replay": j.state.replay() },
+            })
+        })
+        .collect();
+    // The top level is the counters' cluster, as before nodes could be in several.
     Json(json!({
         "version": crate::VERSION,
         "node": h.node,
-        "joined": h.join.is_ready(),
-        "discovery": h.join.discovery(),
-        "cluster": status,
+        "joined": primary.join.is_ready(),
+        "discovery": primary.join.discovery(),
+        "cluster": primary.cluster.status(),
+        "clusters": clusters,
         "gossip_errors": h.gossip_errors.counts(),
     }))
 }
@@ -212,12 +226,21 @@ async fn ready(State(h): State<HealthState>) -> Response {
         };
         missing.push(format!("config: {why}"));
     }
-    let replay = h.state.replay();
-    if !h.join.is_ready() {
-        missing.push(format!("cluster: not joined yet ({})", h.join.detail()));
-    } else if !replay.done {
-        missing.push(format!("state: {}", replay.detail));
+    let several = h.clusters.len() > 1;
+    for j in h.clusters.iter() {
+        let (cluster, state) = if several {
+            (format!("cluster {}", j.name), format!("state ({})", j.name))
+        } else {
+            ("cluster".to_string(), "state".to_string())
+        };
+        let replay = j.state.replay();
+        if !j.join.is_ready() {
+            missing.push(format!("{cluster}: not joined yet ({})", j.join.detail()));
+        } else if !replay.done {
+            missing.push(format!("{state}: {}", replay.detail));
+        }
     }
+    let primary = &h.clusters[0];
     if !h.gate.started.load(Ordering::SeqCst) {
         missing.push("listeners: not started".to_string());
     }
@@ -273,8 +296,14 @@ async fn ready(State(h): State<HealthState>) -> Response {
         },
         "control_plane": { "connected": status.connected, "last_error": status.last_error },
         "in_flight": h.gate.in_flight.load(Ordering::SeqCst),
-        "cluster": { "joined": h.join.is_ready(), "detail": h.join.detail() },
-        "state": { "replay": replay },
+        "cluster": { "joined": primary.join.is_ready(), "detail": primary.join.detail() },
+        "state": { "replay": primary.state.replay() },
+        "clusters": h.clusters.iter().map(|j| json!({
+            "name": j.name,
+            "joined": j.join.is_ready(),
+            "detail": j.join.detail(),
+            "replay": j.state.replay(),
+        })).collect::<Vec<_>>(),
         "data_plane": h.data_plane.status(),
         "audit": audit,
     });

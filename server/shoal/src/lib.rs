@@ -14,13 +14,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use shoal_config::NodeConfig;
+use shoal_config::{NodeConfig, Service};
 use shoal_console::ApiState;
 use shoal_control_plane::{AuditLog, AuditOptions, Fsync, Store, WatcherOptions};
 use shoal_lifecycle::Supervisor;
 use shoal_membership::{Membership, StartOptions};
 use shoal_model::ConfigHandle;
-use shoal_state::{SharedState, StateOptions};
+use shoal_state::{Services, SharedState, StateOptions};
 use tokio_util::sync::CancellationToken;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -155,7 +155,7 @@ pub fn prepare(config: &NodeConfig) -> anyhow::Result<Prepared> {
             service_version: VERSION.to_string(),
             instance_id: identity.id().to_string(),
             node_name: config.node_name.clone(),
-            cluster: config.cluster.name.clone(),
+            cluster: config.cluster_for(Service::Counters).name.clone(),
             platform: shoal_telemetry::Identity::detect_platform(|k| std::env::var(k).ok())
                 .to_string(),
         },
@@ -239,23 +239,17 @@ pub async fn run(
     let handle =
         shoal_control_plane::spawn(pool.clone(), WatcherOptions::from_config(&config), &watcher);
     let gate = Arc::new(http::DrainGate::default());
-    let state = SharedState::new(StateOptions::from_config(&config.state));
-    let Membership { cluster, join } = shoal_membership::start(
-        StartOptions {
-            config: &config,
-            identity: &identity,
-            version: VERSION,
-            http: listener.local_addr()?,
-            state: state.clone(),
-            gossip_errors: gossip_errors.clone(),
-            in_flight: {
-                let gate = gate.clone();
-                Arc::new(move || gate.in_flight())
-            },
-        },
+    let joined = join_clusters(
+        &config,
+        &identity,
+        &listener,
+        &gate,
+        &gossip_errors,
         &background,
     )
     .await?;
+    let services = services(&config, &joined);
+    let primary = &joined[0];
     let audit = AuditLog::spawn(
         pool.clone(),
         AuditOptions {
@@ -276,7 +270,7 @@ pub async fn run(
     let meter = telemetry.meter();
     let data_plane = shoal_proxy::DataPlane::spawn(
         handle.clone(),
-        state.clone(),
+        services.clone(),
         Arc::new(audit.clone()),
         shoal_proxy::ProxyOptions::from_config(
             &config.proxy,
@@ -289,26 +283,36 @@ pub async fn run(
     let api = shoal_console::router(ApiState {
         store: Arc::new(store),
         config: handle.clone(),
-        state: state.clone(),
-        cluster: cluster.clone(),
+        state: services.counters.clone(),
+        services: services.clone(),
+        cluster: primary.cluster.clone(),
+        clusters: joined
+            .iter()
+            .map(|j| shoal_console::NodeCluster {
+                name: j.name.clone(),
+                services: j.services.clone(),
+                cluster: j.cluster.clone(),
+                state: j.state.clone(),
+            })
+            .collect(),
         audit: Arc::new(audit.clone()),
         node: config.node_name.clone(),
         session_ttl: config.http.session_ttl,
         cookie_secure: config.http.cookie_secure,
         log_level,
     });
-    shoal_cluster::register_metrics(&meter, &cluster);
-    shoal_membership::register_metrics(&meter, &join);
-    shoal_state::register_metrics(&meter, &state);
+    for j in &joined {
+        shoal_cluster::register_metrics(&meter, &j.cluster, &j.name);
+        shoal_membership::register_metrics(&meter, &j.join, &j.name);
+        shoal_state::register_metrics(&meter, &j.state, &j.name);
+    }
     shoal_control_plane::register_metrics(&meter, &handle, &audit);
     gate.register_metrics(&meter);
     let health = http::HealthState {
         config: handle.clone(),
         gate: gate.clone(),
         node: config.node_name.clone(),
-        cluster: cluster.clone(),
-        join,
-        state,
+        clusters: Arc::new(joined.clone()),
         data_plane,
         audit,
         gossip_errors,
@@ -331,7 +335,11 @@ pub async fn run(
             tracing::info!("shutdown: in-flight requests drained");
         }
     });
-    leave.on_stop("leave", async move { cluster.leave().await });
+    for j in joined {
+        leave.on_stop(format!("leave {}", j.name), async move {
+            j.cluster.leave().await
+        });
+    }
     flush.on_stop("flush", async move {
         // The exporters flush from a blocking thread of their own.
         if let Err(e) = tokio::task::spawn_blocking(move || telemetry.shutdown()).await {
@@ -349,6 +357,99 @@ pub async fn run(
     supervisor.shutdown().await;
     tracing::info!("shutdown complete");
     Ok(())
+}
+
+/// One cluster the node is in: its membership and the shared state that runs on it.
+#[derive(Clone)]
+pub(crate) struct Joined {
+    pub name: String,
+    /// The services (`[services]` keys) on this cluster.
+    pub services: Vec<&'static str>,
+    pub cluster: shoal_cluster::Cluster,
+    pub join: Arc<shoal_membership::JoinState>,
+    pub state: SharedState,
+}
+
+/// Joins every enabled cluster, each with a shared state of its own; the counters' cluster
+/// comes first (what single-cluster views and `/cluster/status`'s top level show).
+async fn join_clusters(
+    config: &NodeConfig,
+    identity: &shoal_cluster::NodeIdentity,
+    listener: &tokio::net::TcpListener,
+    gate: &Arc<http::DrainGate>,
+    gossip_errors: &shoal_cluster::GossipErrors,
+    stage: &shoal_lifecycle::Stage,
+) -> anyhow::Result<Vec<Joined>> {
+    let counters = &config.cluster_for(Service::Counters).name;
+    let mut order: Vec<&shoal_config::ClusterConfig> = config.enabled_clusters().collect();
+    order.sort_by_key(|c| &c.name != counters);
+    let mut joined = Vec::new();
+    for (i, c) in order.into_iter().enumerate() {
+        let services: Vec<&'static str> = Service::ALL
+            .into_iter()
+            .filter(|s| config.cluster_for(*s).name == c.name)
+            .map(Service::as_str)
+            .collect();
+        for s in Service::ALL {
+            if let Some(named) = s.named_in(&config.services)
+                && named == &c.name
+                && config.cluster_for(s).name != c.name
+            {
+                tracing::warn!(
+                    service = s.as_str(),
+                    "services.{}: cluster {named:?} is disabled; the service runs on {:?}",
+                    s.as_str(),
+                    config.cluster_for(s).name
+                );
+            }
+        }
+        let state = SharedState::new(StateOptions::from_config(&config.state));
+        let Membership { cluster, join } = shoal_membership::start(
+            StartOptions {
+                config,
+                cluster: c,
+                identity,
+                version: VERSION,
+                http: listener.local_addr()?,
+                state: state.clone(),
+                gossip_errors: (i == 0).then(|| gossip_errors.clone()),
+                in_flight: {
+                    let gate = gate.clone();
+                    Arc::new(move || gate.in_flight())
+                },
+            },
+            stage,
+        )
+        .await?;
+        joined.push(Joined {
+            name: c.name.clone(),
+            services,
+            cluster,
+            join,
+            state,
+        });
+    }
+    Ok(joined)
+}
+
+/// The shared state each service uses, from `[services]`.
+fn services(config: &NodeConfig, joined: &[Joined]) -> Services {
+    let on = |s: Service| {
+        let name = &config.cluster_for(s).name;
+        joined
+            .iter()
+            .find(|j| &j.name == name)
+            .expect("every enabled cluster is joined")
+            .state
+            .clone()
+    };
+    Services {
+        region: config.cluster_for(Service::Counters).name.clone(),
+        counters: on(Service::Counters),
+        cache: on(Service::Cache),
+        events: on(Service::Events),
+        global_counters: on(Service::GlobalCounters),
+    }
 }
 
 /// Logs `node ready` once the first config revision is in force.

@@ -148,7 +148,7 @@ fn unless_empty(v: &str) -> Result<Option<String>, String> {
     Ok(Some(v.trim().to_string()).filter(|v| !v.is_empty()))
 }
 
-fn path(v: &str) -> Result<PathBuf, String> {
+pub(super) fn path(v: &str) -> Result<PathBuf, String> {
     Ok(PathBuf::from(v))
 }
 
@@ -161,7 +161,7 @@ fn list(v: &str) -> Result<Vec<String>, String> {
         .collect())
 }
 
-fn addr(v: &str) -> Result<SocketAddr, String> {
+pub(super) fn addr(v: &str) -> Result<SocketAddr, String> {
     v.trim()
         .parse()
         .map_err(|_| format!("must be an IP:PORT socket address, got {v:?}"))
@@ -184,7 +184,7 @@ fn cidrs(v: &str) -> Result<Vec<ipnet::IpNet>, String> {
         .collect()
 }
 
-fn bool_or_digit(v: &str) -> Result<bool, String> {
+pub(super) fn bool_or_digit(v: &str) -> Result<bool, String> {
     match v {
         "true" | "1" => Ok(true),
         "false" | "0" => Ok(false),

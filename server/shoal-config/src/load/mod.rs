@@ -1,3 +1,6 @@
+#[cfg(test)]
+mod cluster_tests;
+mod clusters;
 mod env;
 mod secrets;
 #[cfg(test)]
@@ -6,6 +9,8 @@ mod tests;
 use std::collections::BTreeMap;
 use std::path::Path;
 
+pub use clusters::CLUSTER_ENV_PREFIX;
+pub(crate) use clusters::psk_var;
 pub use env::ENV_OVERRIDES;
 pub use secrets::SECRET_ENV;
 
@@ -45,13 +50,34 @@ pub fn load_from_str(
     })?;
     let origins = Origins::new(text, path);
     let mut issues = Vec::new();
-    let env_keys = env::apply(&mut config, env, &mut issues);
+    let mut env_keys: BTreeMap<String, String> = env::apply(&mut config, env, &mut issues)
+        .into_iter()
+        .map(|(key, var)| (key.to_string(), var.to_string()))
+        .collect();
+    env_keys.extend(clusters::apply_env(&mut config, env, &mut issues));
+    clusters::normalize(&mut config);
     let origin_of = |key: &str| match env_keys.get(key) {
-        Some(var) => Origin::Env(var.to_string()),
+        Some(var) => Origin::Env(var.clone()),
         None => origins.of(key),
     };
+    // The keys set under a section, from the file or the environment.
+    let set_under = |section: &str| {
+        let under = |key: &&String| {
+            key.strip_prefix(section)
+                .is_some_and(|r| r.starts_with('.'))
+        };
+        let mut keys: Vec<String> = origins
+            .keys()
+            .chain(env_keys.keys())
+            .filter(under)
+            .cloned()
+            .collect();
+        keys.sort();
+        keys.dedup();
+        keys
+    };
     secrets::resolve_secrets(&mut config, env, &origin_of, &mut issues);
-    validate(&config, &origin_of, &mut issues);
+    validate(&config, &origin_of, &set_under, &mut issues);
     if issues.is_empty() {
         Ok(config)
     } else {

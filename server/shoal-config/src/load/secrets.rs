@@ -138,13 +138,12 @@ pub(super) fn resolve_secrets(
             .map_err(|e| issue(key, origin, format!("key {e}")))
             .ok()
     };
-    let psk_file = config.cluster.psk_file.clone();
-    let psk = read_keys(
-        "SHOAL_CLUSTER_PSK",
-        &psk_file,
-        "cluster.psk_file",
-        &SecretKey::parse_list,
-    );
+    for c in &mut config.clusters {
+        let var = super::psk_var(c);
+        let key = format!("{}.psk_file", c.key_path());
+        c.keys = read_keys(&var, &c.psk_file, &key, &SecretKey::parse_list).unwrap_or_default();
+        c.keys_from_env = env.contains_key(&var);
+    }
     let secrets_file = config.control_plane.secrets_key_file.clone();
     let secrets = read_keys(
         "SHOAL_SECRETS_KEY",
@@ -152,18 +151,38 @@ pub(super) fn resolve_secrets(
         "control_plane.secrets_key_file",
         &|t| SecretKey::parse(t).map(|k| vec![k]),
     );
-    config.cluster.keys = psk.unwrap_or_default();
-    config.cluster.keys_from_env = env.contains_key("SHOAL_CLUSTER_PSK");
     config.control_plane.secrets_key = secrets.and_then(|mut k| k.pop());
-    let psk_given = env.contains_key("SHOAL_CLUSTER_PSK") || config.cluster.psk_file.is_some();
-    if !psk_given {
+    let listed = config.clusters[0].key_path() != "cluster";
+    if listed && env.contains_key("SHOAL_CLUSTER_PSK") {
         issue(
             "cluster.psk_file",
-            Origin::Default,
-            "is missing: gossip is always encrypted, so set it to a file holding a 32-byte key \
-             (64 hex characters or base64), or set SHOAL_CLUSTER_PSK"
+            Origin::Env("SHOAL_CLUSTER_PSK".into()),
+            "is the single cluster's key: with [[clusters]] each cluster has keys of its own \
+             (clusters[N].psk_file or SHOAL_CLUSTERS_<NAME>_PSK)"
                 .into(),
         );
+    }
+    for c in config.clusters.iter().filter(|c| !c.disabled) {
+        let var = super::psk_var(c);
+        if !env.contains_key(&var) && c.psk_file.is_none() {
+            let what = if listed {
+                format!(" of cluster {:?}", c.name)
+            } else {
+                String::new()
+            };
+            issue(
+                &format!("{}.psk_file", c.key_path()),
+                Origin::Default,
+                format!(
+                    "is missing{what}: gossip is always encrypted, so set it to a file holding a \
+                     32-byte key (64 hex characters or base64), or set {var}"
+                ),
+            );
+        }
+    }
+    if !listed {
+        config.cluster.keys = config.clusters[0].keys.clone();
+        config.cluster.keys_from_env = config.clusters[0].keys_from_env;
     }
 }
 

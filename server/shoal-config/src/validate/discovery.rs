@@ -3,7 +3,9 @@ use std::time::Duration;
 use super::Check;
 use crate::model::{DiscoveryConfig, DiscoveryMethod};
 
-pub(super) fn validate(d: &DiscoveryConfig, check: &mut Check) {
+/// `p`: where the section is, `discovery` or `clusters[N].discovery`.
+pub(super) fn validate(d: &DiscoveryConfig, p: &str, check: &mut Check) {
+    let k = |key: &str| format!("{p}.{key}");
     let method = d.method.as_str();
     let uses = |key: &str| match d.method {
         DiscoveryMethod::None => false,
@@ -30,7 +32,7 @@ pub(super) fn validate(d: &DiscoveryConfig, check: &mut Check) {
     for (key, present) in set {
         check(
             !present || uses(key),
-            &format!("discovery.{key}"),
+            &k(key),
             format!("is not used by discovery method {method:?}"),
         );
     }
@@ -39,7 +41,7 @@ pub(super) fn validate(d: &DiscoveryConfig, check: &mut Check) {
         DiscoveryMethod::Static => {
             check(
                 !d.peers.is_empty(),
-                "discovery.peers",
+                &k("peers"),
                 "must list at least one peer as host:port for method \"static\"".into(),
             );
             for peer in &d.peers {
@@ -48,7 +50,7 @@ pub(super) fn validate(d: &DiscoveryConfig, check: &mut Check) {
                 });
                 check(
                     ok,
-                    "discovery.peers",
+                    &k("peers"),
                     format!("entries must be host:port, got {peer:?}"),
                 );
             }
@@ -63,7 +65,7 @@ pub(super) fn validate(d: &DiscoveryConfig, check: &mut Check) {
                 if let Some(v) = value {
                     check(
                         !v.is_empty() && v.len() <= 255 && v.bytes().all(|b| b.is_ascii_graphic()),
-                        &format!("discovery.ecs.{key}"),
+                        &k(&format!("ecs.{key}")),
                         format!("must be 1-255 visible characters, got {v:?}"),
                     );
                 }
@@ -71,14 +73,14 @@ pub(super) fn validate(d: &DiscoveryConfig, check: &mut Check) {
             if let Some(endpoint) = &e.endpoint {
                 check(
                     endpoint.starts_with("http://") || endpoint.starts_with("https://"),
-                    "discovery.ecs.endpoint",
+                    &k("ecs.endpoint"),
                     format!("must be an http:// or https:// URL, got {endpoint:?}"),
                 );
             }
         }
         DiscoveryMethod::Kubernetes => {
-            let k = &d.kubernetes;
-            if let Some(ns) = &k.namespace {
+            let kube = &d.kubernetes;
+            if let Some(ns) = &kube.namespace {
                 // RFC 1123 label: what Kubernetes accepts as a namespace name.
                 let ok = !ns.is_empty()
                     && ns.len() <= 63
@@ -89,22 +91,22 @@ pub(super) fn validate(d: &DiscoveryConfig, check: &mut Check) {
                     && !ns.ends_with('-');
                 check(
                     ok,
-                    "discovery.kubernetes.namespace",
+                    &k("kubernetes.namespace"),
                     format!(
                         "must be a namespace name (lower-case letters, digits, '-'), got {ns:?}"
                     ),
                 );
             }
-            let selector_ok = k.label_selector.as_deref().is_some_and(|s| {
+            let selector_ok = kube.label_selector.as_deref().is_some_and(|s| {
                 !s.trim().is_empty() && s.len() <= 1024 && !s.contains(char::is_control)
             });
             check(
                 selector_ok,
-                "discovery.kubernetes.label_selector",
+                &k("kubernetes.label_selector"),
                 format!(
                     "must select the peer pods for method \"kubernetes\" (e.g. \
                      \"app.kubernetes.io/name=shoal\"), got {:?}",
-                    k.label_selector
+                    kube.label_selector
                 ),
             );
         }
@@ -112,13 +114,13 @@ pub(super) fn validate(d: &DiscoveryConfig, check: &mut Check) {
             let e = &d.etcd;
             check(
                 !e.endpoints.is_empty(),
-                "discovery.etcd.endpoints",
+                &k("etcd.endpoints"),
                 "must list at least one etcd client URL for method \"etcd\"".into(),
             );
             for url in &e.endpoints {
                 check(
                     url.starts_with("http://") && url.len() > 7,
-                    "discovery.etcd.endpoints",
+                    &k("etcd.endpoints"),
                     format!(
                         "entries must be http:// URLs (TLS to etcd is not supported yet), got {url:?}"
                     ),
@@ -127,18 +129,18 @@ pub(super) fn validate(d: &DiscoveryConfig, check: &mut Check) {
             if let Some(prefix) = &e.prefix {
                 check(
                     prefix.starts_with('/') && prefix.ends_with('/') && prefix.len() <= 256,
-                    "discovery.etcd.prefix",
+                    &k("etcd.prefix"),
                     format!("must start and end with '/', got {prefix:?}"),
                 );
             }
-            registration_ttl(check, "discovery.etcd.ttl", e.ttl, d.interval);
+            registration_ttl(check, p, "etcd.ttl", e.ttl, d.interval);
         }
         DiscoveryMethod::Consul => {
             let c = &d.consul;
             if let Some(address) = &c.address {
                 check(
                     address.starts_with("http://") && address.len() > 7,
-                    "discovery.consul.address",
+                    &k("consul.address"),
                     format!(
                         "must be an http:// URL (TLS to the agent is not supported yet; use the \
                          local agent), got {address:?}"
@@ -152,29 +154,29 @@ pub(super) fn validate(d: &DiscoveryConfig, check: &mut Check) {
                         && service
                             .bytes()
                             .all(|b| b.is_ascii_alphanumeric() || b == b'-'),
-                    "discovery.consul.service",
+                    &k("consul.service"),
                     format!("must be 1-63 letters, digits or '-', got {service:?}"),
                 );
             }
-            registration_ttl(check, "discovery.consul.ttl", c.ttl, d.interval);
+            registration_ttl(check, p, "consul.ttl", c.ttl, d.interval);
         }
         DiscoveryMethod::Mdns => {}
         DiscoveryMethod::Udp => {
             check(
                 !d.udp.broadcast.is_empty() && d.udp.broadcast.len() <= 16,
-                "discovery.udp.broadcast",
+                &k("udp.broadcast"),
                 "must list 1 to 16 broadcast addresses with their port".into(),
             );
             for target in &d.udp.broadcast {
                 check(
                     target.port() > 0 && target.is_ipv4(),
-                    "discovery.udp.broadcast",
+                    &k("udp.broadcast"),
                     format!("entries must be IPv4 broadcast addresses with a port, got {target}"),
                 );
             }
             check(
                 d.udp.listen.port() > 0,
-                "discovery.udp.listen",
+                &k("udp.listen"),
                 format!("must have a port, got {}", d.udp.listen),
             );
         }
@@ -184,27 +186,33 @@ pub(super) fn validate(d: &DiscoveryConfig, check: &mut Check) {
             });
             check(
                 name_ok,
-                "discovery.name",
+                &k("name"),
                 format!("must be a DNS name for method {method:?}, got {:?}", d.name),
             );
         }
     }
     check(
         d.port > 0,
-        "discovery.port",
+        &k("port"),
         "must be a port number between 1 and 65535".into(),
     );
 }
 
 /// A registration must outlive at least two discovery rounds (it is renewed once per round),
 /// or a node would vanish from its peers' lists between renewals.
-fn registration_ttl(check: &mut Check, key: &str, ttl: Option<Duration>, interval: Duration) {
+fn registration_ttl(
+    check: &mut Check,
+    p: &str,
+    key: &str,
+    ttl: Option<Duration>,
+    interval: Duration,
+) {
     if let Some(ttl) = ttl {
         check(
             ttl >= interval * 2 && ttl <= Duration::from_secs(3600),
-            key,
+            &format!("{p}.{key}"),
             format!(
-                "must be at least twice discovery.interval ({}) and at most 1h, got {}",
+                "must be at least twice {p}.interval ({}) and at most 1h, got {}",
                 humantime::format_duration(interval),
                 humantime::format_duration(ttl)
             ),

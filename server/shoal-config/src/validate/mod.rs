@@ -15,9 +15,11 @@ type Check<'a> = dyn FnMut(bool, &str, String) + 'a;
 
 /// Every issue, not just the first. The duration ranges come first, from one table, then each
 /// section's own rules and the checks across its keys: the order the issues are listed in.
+/// `set_under(section)`: the keys set under `section` (file or environment).
 pub(crate) fn validate(
     config: &NodeConfig,
     origin_of: &dyn Fn(&str) -> Origin,
+    set_under: &dyn Fn(&str) -> Vec<String>,
     out: &mut Vec<ConfigIssue>,
 ) {
     let mut check = |ok: bool, key: &str, message: String| {
@@ -35,9 +37,8 @@ pub(crate) fn validate(
     audit(&config.audit, &mut check);
     proxy(&config.proxy, &mut check);
     control_plane(&config.control_plane, &mut check);
-    cluster::validate(&config.cluster, &mut check);
+    cluster::validate(config, set_under, &mut check);
     telemetry(&config.telemetry, &mut check);
-    discovery::validate(&config.discovery, &mut check);
     log(&config.log, &mut check);
 }
 
@@ -68,8 +69,6 @@ fn node(config: &NodeConfig, check: &mut Check) {
 
 fn durations(config: &NodeConfig, check: &mut Check) {
     let cp = &config.control_plane;
-    let c = &config.cluster;
-    let d = &config.discovery;
     let st = &config.state;
     // Every duration key with its allowed range, in milliseconds.
     for (key, value, min, max) in [
@@ -137,43 +136,24 @@ fn durations(config: &NodeConfig, check: &mut Check) {
         ),
         ("control_plane.reconnect_min", cp.reconnect_min, 10, 60_000),
         ("control_plane.reconnect_max", cp.reconnect_max, 10, 600_000),
-        ("cluster.probe_interval", c.probe_interval, 50, 60_000),
-        ("cluster.probe_timeout", c.probe_timeout, 10, 60_000),
-        ("cluster.gossip_interval", c.gossip_interval, 10, 60_000),
-        (
-            "cluster.push_pull_interval",
-            c.push_pull_interval,
-            100,
-            3_600_000,
-        ),
-        (
-            "cluster.dead_node_reap",
-            c.dead_node_reap,
-            1_000,
-            86_400_000,
-        ),
-        (
-            "cluster.key_reload_interval",
-            c.key_reload_interval,
-            100,
-            3_600_000,
-        ),
-        ("discovery.interval", d.interval, 100, 3_600_000),
-        ("discovery.timeout", d.timeout, 10, 3_600_000),
-        ("discovery.join_timeout", d.join_timeout, 100, 3_600_000),
     ] {
-        let (min, max) = (Duration::from_millis(min), Duration::from_millis(max));
-        check(
-            value >= min && value <= max,
-            key,
-            format!(
-                "must be between {} and {}, got {}",
-                humantime::format_duration(min),
-                humantime::format_duration(max),
-                humantime::format_duration(value)
-            ),
-        );
+        range(check, key, value, (min, max));
     }
+}
+
+/// `value` within `min..=max` milliseconds.
+fn range(check: &mut Check, key: &str, value: Duration, (min, max): (u64, u64)) {
+    let (min, max) = (Duration::from_millis(min), Duration::from_millis(max));
+    check(
+        value >= min && value <= max,
+        key,
+        format!(
+            "must be between {} and {}, got {}",
+            humantime::format_duration(min),
+            humantime::format_duration(max),
+            humantime::format_duration(value)
+        ),
+    );
 }
 
 fn audit(a: &AuditConfig, check: &mut Check) {

@@ -614,10 +614,11 @@ pub(crate) async fn revoke_key(
     admin: ConsoleAdmin,
     Path(key_id): Path<String>,
 ) -> Response {
-    after_change(
-        "/console/users",
-        s.store.delete_credential(&admin.actor(), &key_id).await,
-    )
+    let deleted = s.store.delete_credential(&admin.actor(), &key_id).await;
+    if deleted.is_ok() {
+        crate::state_api::announce_revoked_key(&s, &key_id);
+    }
+    after_change("/console/users", deleted)
 }
 
 #[derive(Deserialize)]

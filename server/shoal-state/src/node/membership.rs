@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::flush::relaying;
 use super::send::{encode, send, send_bytes};
-use super::{ReplayPhase, SYNC_TIMEOUT, Shared};
+use super::{REGION_MEMORY, RegionSeen, ReplayPhase, SYNC_TIMEOUT, Shared};
 use crate::relay::{self, RelayRing};
 use crate::ring::Ring;
 use crate::transport::{PeerChange, PeerState, Transport};
@@ -74,6 +74,26 @@ pub(super) fn refresh_peers(inner: &Shared, cluster: &dyn Transport) {
     peers.by_id = by_id;
     peers.known = known;
     peers.dead = dead;
+    let now = Instant::now();
+    for seen in peers.regions.values_mut() {
+        seen.reachable = false;
+    }
+    for m in members.iter().filter(|m| !m.local) {
+        if let Some(region) = &m.region {
+            let reachable = matches!(m.state, PeerState::Alive | PeerState::Suspect);
+            let seen = peers.regions.entry(region.clone()).or_insert(RegionSeen {
+                reachable,
+                last_reachable: now,
+            });
+            if reachable {
+                seen.reachable = true;
+                seen.last_reachable = now;
+            }
+        }
+    }
+    peers
+        .regions
+        .retain(|_, seen| seen.reachable || now - seen.last_reachable < REGION_MEMORY);
 }
 
 /// Follows membership: keeps the peer list and ring current, sends a digest to a peer that

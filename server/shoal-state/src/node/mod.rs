@@ -99,7 +99,21 @@ struct Peers {
     ring: Ring,
     /// The relay ring over this node and `by_id` (absent until attached).
     relay: Option<Arc<RelayRing>>,
+    /// Every other region whose members this node has seen in the last [`REGION_MEMORY`],
+    /// whether one of them is reachable now, and when one last was.
+    regions: HashMap<String, RegionSeen>,
 }
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RegionSeen {
+    pub reachable: bool,
+    pub last_reachable: Instant,
+}
+
+/// How long a region stays counted in the shares of global limits after its last member was
+/// reachable: a region cut off keeps its share (the sides together stay within a global
+/// limit), and one retired for good gives it back after this.
+pub const REGION_MEMORY: Duration = Duration::from_secs(3600);
 
 enum ReplayPhase {
     Waiting,
@@ -419,8 +433,37 @@ impl SharedState {
         self.inner.replica.cache_get(key, self.inner.clock.now_ms())
     }
 
+    /// The regions of the members this node has seen in the last [`REGION_MEMORY`] (sorted),
+    /// each with whether one of its members is reachable now.
+    pub fn regions(&self) -> Vec<(String, bool)> {
+        let peers = self.inner.peers.read().expect("peers lock");
+        let mut regions: Vec<(String, bool)> = peers
+            .regions
+            .iter()
+            .map(|(name, seen)| (name.clone(), seen.reachable))
+            .collect();
+        regions.sort();
+        regions
+    }
+
+    /// `key`'s total in every window from the buckets that ended `settle` ago or earlier.
+    pub fn settled_totals(&self, key: &CounterKey, settle: Duration) -> Vec<u64> {
+        self.inner
+            .replica
+            .settled_totals(key, self.inner.clock.now_ms(), settle.as_millis() as u64)
+    }
+
+    /// Whether `other` is this very state (a clone of it), not another cluster's.
+    pub fn same_as(&self, other: &SharedState) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
     /// Sends an event to every node's subscribers (this node's at once).
+    /// A `revoke` event whose payload does not parse is refused here, before it travels.
     pub fn publish(&self, topic: &str, payload: Vec<u8>) -> Result<Event, StateError> {
+        if topic == crate::REVOKE_TOPIC {
+            crate::Revocation::parse(&payload).map_err(StateError::Event)?;
+        }
         let event = self
             .inner
             .replica

@@ -35,6 +35,7 @@ fn in_process_node(ip: &str, key: [u8; 32]) -> (ClusterOptions, NodeMeta) {
         http: "127.0.0.1:1".into(),
         started_at_ms: 0,
         load: Default::default(),
+        region: None,
     };
     (options, meta)
 }
