@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use tokio::time::Instant;
 
 use shoal_state::{Event, REVOKE_TOPIC, Revocation, Revoked, SharedState};
 use tokio::sync::broadcast::error::RecvError;
@@ -87,5 +87,56 @@ pub(crate) async fn follow(
                 Err(RecvError::Closed) => return,
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use shoal_state::{Origin, Stamp};
+
+    use super::*;
+
+    fn event(topic: &str, payload: &str) -> Event {
+        Event {
+            stamp: Stamp {
+                time: 1,
+                origin: Origin(1),
+            },
+            topic: topic.into(),
+            payload: payload.as_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn a_revoked_user_or_key_is_refused_and_nothing_else() {
+        let r = Revocations::default();
+        assert_eq!(r.revoked("mallory", "k1"), None, "nothing revoked yet");
+        r.apply(&event("revoke", "user=mallory"));
+        r.apply(&event("revoke", "key=AKIALEAKED for=60"));
+        r.apply(&event("cache-flush", "user=alice"));
+        r.apply(&event("revoke", "not a revocation"));
+        assert_eq!(
+            r.revoked("mallory", "k1"),
+            Some(Revoked::User("mallory".into()))
+        );
+        assert_eq!(
+            r.revoked("bob", "AKIALEAKED"),
+            Some(Revoked::Key("AKIALEAKED".into()))
+        );
+        assert_eq!(
+            r.revoked("alice", "k2"),
+            None,
+            "another topic revokes nothing"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_revocation_lapses_after_its_period() {
+        let r = Revocations::default();
+        r.apply(&event("revoke", "user=mallory for=60"));
+        tokio::time::advance(std::time::Duration::from_secs(59)).await;
+        assert!(r.revoked("mallory", "k").is_some());
+        tokio::time::advance(std::time::Duration::from_secs(2)).await;
+        assert!(r.revoked("mallory", "k").is_none());
     }
 }
