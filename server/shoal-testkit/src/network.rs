@@ -267,6 +267,42 @@ impl TestNetwork {
         run_ip(&["link", "set", &format!("sv{index}"), "up"]);
     }
 
+    /// Runs iptables inside node `index`'s namespace.
+    pub fn iptables(&self, index: usize, args: &[&str]) {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.namespace(index), "iptables"])
+            .args(args)
+            .output()
+            .expect("run iptables (scripts/test installs it)");
+        assert!(
+            out.status.success(),
+            "iptables {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Drops every packet between the two groups' cluster addresses, both ways. Only on
+    /// input: a DROP on output makes the sender's own `send` fail (EPERM), which no real
+    /// partition does and which gossip treats as a local error rather than a silent peer.
+    pub fn partition(&self, a: &[usize], b: &[usize]) {
+        for (from, to) in [(a, b), (b, a)] {
+            for &i in from {
+                for &j in to {
+                    let peer = self.cluster_ip(j);
+                    self.iptables(i, &["-A", "INPUT", "-s", &peer, "-j", "DROP"]);
+                }
+            }
+        }
+    }
+
+    /// Every rule [`TestNetwork::partition`] (or a test) added, gone.
+    pub fn heal(&self) {
+        for i in 0..self.nodes() {
+            self.iptables(i, &["-F"]);
+        }
+    }
+
     pub fn nodes(&self) -> usize {
         self.nodes
     }

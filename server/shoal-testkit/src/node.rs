@@ -54,6 +54,9 @@ pub struct NodeSpec {
     pub control_plane_toml: String,
     /// Extra sections after the generated ones (e.g. `[discovery]`).
     pub extra_toml: String,
+    /// `[[clusters]]` entries (and `[services]`) in place of `[cluster]`: a node in several
+    /// clusters, whose keys come in [`NodeSpec::env`] (`SHOAL_CLUSTERS_<NAME>_PSK`).
+    pub clusters_toml: Option<String>,
     /// The PSK comes from `cluster.psk_file` in `cluster_toml` instead of the environment.
     pub psk_from_file: bool,
     /// Network namespace the node runs in (see [`TestNetwork`]).
@@ -89,6 +92,7 @@ impl NodeSpec {
             cluster_toml: String::new(),
             control_plane_toml: FAST_CONTROL_PLANE.to_string(),
             extra_toml: String::new(),
+            clusters_toml: None,
             psk_from_file: false,
             netns: None,
             env: Vec::new(),
@@ -110,6 +114,7 @@ impl NodeSpec {
             cluster_toml: String::new(),
             control_plane_toml: FAST_CONTROL_PLANE.to_string(),
             extra_toml: String::new(),
+            clusters_toml: None,
             psk_from_file: false,
             netns: Some(net.namespace(index)),
             env: Vec::new(),
@@ -123,18 +128,24 @@ impl NodeSpec {
 
     /// Writes the config file.
     pub fn write_config(&self) {
+        let clusters = match &self.clusters_toml {
+            Some(listed) => listed.clone(),
+            None => format!(
+                "[cluster]\nbind = \"{gossip}\"\n{probes}{cluster}\n",
+                gossip = self.gossip,
+                probes = self.probes,
+                cluster = self.cluster_toml,
+            ),
+        };
         let toml = format!(
             "node_name = \"{name}\"\ndata_dir = \"{data}\"\n\n[http]\nlisten = \"{ip}:0\"\nshutdown_grace = \"20s\"\n\n\
              [control_plane]\n{control_plane}\n\
-             [cluster]\nbind = \"{gossip}\"\n{probes}{cluster}\n\
+             {clusters}\
              [log]\nformat = \"json\"\nlevel = \"info,sqlx=warn\"\n{extra}",
             name = self.name,
             data = self.data_dir.display(),
             ip = self.ip,
-            gossip = self.gossip,
-            probes = self.probes,
             control_plane = self.control_plane_toml,
-            cluster = self.cluster_toml,
             extra = self.extra_toml,
         );
         std::fs::write(self.config_path(), toml).expect("write config");
@@ -147,7 +158,7 @@ impl NodeSpec {
             ("SHOAL_DATABASE_URL".to_string(), self.database_url.clone()),
             ("SHOAL_SECRETS_KEY".to_string(), SECRETS_KEY_HEX.to_string()),
         ];
-        if !self.psk_from_file {
+        if !self.psk_from_file && self.clusters_toml.is_none() {
             env.push(("SHOAL_CLUSTER_PSK".to_string(), PSK_HEX.to_string()));
         }
         env.extend(self.env.iter().cloned());

@@ -9,7 +9,6 @@
 //! tc's netem qdisc (latency, reordering) is not in this machine's kernel, so loss is
 //! injected with iptables' `statistic` match and latency is not injected at all.
 
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -33,41 +32,11 @@ fn figure(name: &str, value: impl std::fmt::Display, unit: &str) {
     println!("FIGURE {name} {value} {unit}");
 }
 
-/// Runs iptables inside node `index`'s namespace.
-fn iptables(net: &TestNetwork, index: usize, args: &[&str]) {
-    let out = Command::new("ip")
-        .args(["netns", "exec", &net.namespace(index), "iptables"])
-        .args(args)
-        .output()
-        .expect("run iptables (scripts/test installs it)");
-    assert!(
-        out.status.success(),
-        "iptables {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Drops every packet between the two groups' cluster addresses, both ways. Only on input:
-/// a DROP on output makes the sender's own `send` fail (EPERM), which no real partition does
-/// and which gossip treats as a local error rather than a silent peer.
-fn partition(net: &TestNetwork, a: &[usize], b: &[usize]) {
-    for (from, to) in [(a, b), (b, a)] {
-        for &i in from {
-            for &j in to {
-                let peer = net.cluster_ip(j);
-                iptables(net, i, &["-A", "INPUT", "-s", &peer, "-j", "DROP"]);
-            }
-        }
-    }
-}
-
 /// Drops `percent` of the packets each node receives on the cluster network.
 fn lose(net: &TestNetwork, percent: u32) {
     let probability = format!("{:.2}", f64::from(percent) / 100.0);
     for i in 0..net.nodes() {
-        iptables(
-            net,
+        net.iptables(
             i,
             &[
                 "-A",
@@ -84,12 +53,6 @@ fn lose(net: &TestNetwork, percent: u32) {
                 "DROP",
             ],
         );
-    }
-}
-
-fn heal(net: &TestNetwork) {
-    for i in 0..net.nodes() {
-        iptables(net, i, &["-F"]);
     }
 }
 
@@ -119,7 +82,7 @@ async fn partition_under_load(test: &str, nodes: usize, minority: usize) {
     })
     .await;
 
-    partition(&net, &majority, &cut);
+    net.partition(&majority, &cut);
     let cut_at = Instant::now();
     let detected = wait_until("the minority dead on the majority side", WAIT, || async {
         let s = cluster_status(apis[0].base.clone()).await?;
@@ -134,7 +97,7 @@ async fn partition_under_load(test: &str, nodes: usize, minority: usize) {
     if let Some(rest) = hold.checked_sub(cut_at.elapsed()) {
         tokio::time::sleep(rest).await;
     }
-    heal(&net);
+    net.heal();
     let healed_at = Instant::now();
     let rejoined = wait_until("every member alive again everywhere", WAIT, || async {
         for api in &apis {
@@ -260,7 +223,7 @@ async fn admitted_during_split(choice: &str) -> u64 {
         }
         ids
     };
-    partition(&net, &[0, 1], &[2]);
+    net.partition(&[0, 1], &[2]);
     for (i, others) in [(0, vec![2]), (1, vec![2]), (2, vec![0, 1])] {
         wait_until("the other side dead", WAIT, || async {
             let states = member_states(&cluster_status(apis[i].base.clone()).await?);
@@ -379,7 +342,7 @@ async fn packet_loss_never_declares_a_live_node_dead() {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        heal(&net);
+        net.heal();
         let (acked, failed) = load.finish().await;
         assert_eq!(failed, 0);
         let exact = converge(&apis, acked).await;

@@ -22,6 +22,7 @@ mod lifecycle;
 mod proxy_http;
 mod proxy_s3;
 mod quickstart;
+mod regions;
 mod security;
 mod state;
 mod telemetry;
