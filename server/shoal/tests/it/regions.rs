@@ -1,11 +1,14 @@
 //! Two regions of three `shoal` processes, each node in its region's cluster and in a global
-//! cluster, in network namespaces the test creates: regional counts stay in their region, a
+//! cluster, in network namespaces the test creates: another cluster's messages at a region's
+//! port are refused and counted, regional counts stay in their region, a
 //! revocation published in one region is enforced in the other, a global limit holds across
 //! both, and while the regions are cut apart each keeps serving with its share.
 
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use shoal_cluster::{Cluster, ClusterOptions, NodeIdentity, NodeMeta};
+use shoal_config::{ClusterConfig, SecretKey};
 use shoal_testkit::*;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -158,7 +161,10 @@ async fn two_regions_keep_counts_apart_share_revocations_and_a_global_limit() {
     }
     let status = cluster_status(apis[0].base.clone()).await.unwrap();
     let clusters: Vec<&Value> = status["clusters"].as_array().unwrap().iter().collect();
-    assert_eq!(clusters[0]["name"], "eu", "the counters' cluster first: {status}");
+    assert_eq!(
+        clusters[0]["name"], "eu",
+        "the counters' cluster first: {status}"
+    );
     assert_eq!(
         clusters[1]["services"],
         json!(["events", "global_counters"]),
@@ -168,6 +174,47 @@ async fn two_regions_keep_counts_apart_share_revocations_and_a_global_limit() {
         clusters[0]["status"]["keyring"]["primary"], clusters[1]["status"]["keyring"]["primary"],
         "each cluster its own key: {status}"
     );
+
+    // The global cluster's key and name at eu's regional port: refused (each cluster
+    // authenticates its own), counted, and the region's membership unchanged.
+    let gossip_errors = |status: &Value| {
+        status["gossip_errors"].as_array().map_or(0, |kinds| {
+            kinds
+                .iter()
+                .map(|k| k["count"].as_u64().unwrap_or(0))
+                .sum::<u64>()
+        })
+    };
+    let before = gossip_errors(&cluster_status(apis[0].base.clone()).await.unwrap());
+    let mut options = ClusterOptions::from_config(&ClusterConfig::default());
+    options.name = "global".into();
+    options.bind = "10.77.0.1:7947".parse().unwrap();
+    options.keys = vec![SecretKey::parse(GLOBAL_KEY).unwrap()];
+    let stray = Cluster::start(
+        options,
+        &NodeIdentity::random(),
+        NodeMeta {
+            node_name: "stray".into(),
+            version: "test".into(),
+            http: "10.77.0.1:1".into(),
+            started_at_ms: 0,
+            load: Default::default(),
+            region: Some("eu".into()),
+        },
+    )
+    .await
+    .unwrap();
+    let regional_port: std::net::SocketAddr =
+        format!("{}:7946", net.cluster_ip(0)).parse().unwrap();
+    let outcome = stray.join(&[regional_port]).await;
+    assert!(outcome.joined.is_empty(), "{outcome:?}");
+    wait_until("the stray messages counted", WAIT, || async {
+        let status = cluster_status(apis[0].base.clone()).await?;
+        (gossip_errors(&status) > before).then_some(())
+    })
+    .await;
+    assert_eq!(members_in(&apis[0].base, "eu", "alive").await, Some(3));
+    stray.shutdown().await;
 
     // Regional counts stay in their region: counted in eu, seen in eu, not in us, even after
     // a global event sent later has reached us.
@@ -289,8 +336,14 @@ async fn two_regions_keep_counts_apart_share_revocations_and_a_global_limit() {
         (total(&apis[4], "uma").await == 2).then_some(())
     })
     .await;
-    let eu: u64 = offer(&client, &net, &[0, 1, 2], &dave, 6).await.iter().sum();
-    let us: u64 = offer(&client, &net, &[3, 4, 5], &dave, 6).await.iter().sum();
+    let eu: u64 = offer(&client, &net, &[0, 1, 2], &dave, 6)
+        .await
+        .iter()
+        .sum();
+    let us: u64 = offer(&client, &net, &[3, 4, 5], &dave, 6)
+        .await
+        .iter()
+        .sum();
     println!("split: eu admitted {eu}, us admitted {us} against {GLOBAL_LIMIT}");
     assert!(eu > 0 && us > 0, "each region keeps serving: {eu} | {us}");
     assert!(
