@@ -651,8 +651,32 @@ async fn overview(State(state): State<ApiState>, _admin: Admin) -> Json<Value> {
     Json(json!(views::overview(&state)))
 }
 
-async fn members(State(state): State<ApiState>, _admin: Admin) -> Json<Value> {
-    Json(json!(views::instances(&state)))
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClusterQuery {
+    cluster: Option<String>,
+}
+
+/// `?cluster=NAME` picks one of the node's clusters (default: the counters').
+async fn members(
+    State(state): State<ApiState>,
+    _admin: Admin,
+    Query(q): Query<ClusterQuery>,
+) -> Result<Json<Value>, ApiError> {
+    views::instances_of(&state, q.cluster.as_deref())
+        .map(|v| Json(json!(v)))
+        .ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "this node is in no cluster {:?}; it is in [{}]",
+                q.cluster.unwrap_or_default(),
+                state
+                    .clusters
+                    .iter()
+                    .map(|c| c.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })
 }
 
 async fn membership_events(State(state): State<ApiState>, _admin: Admin) -> Json<Value> {

@@ -82,6 +82,8 @@ pub(crate) struct MemberView {
     pub in_flight: Option<u64>,
     pub keys: Option<u64>,
     pub replayed: Option<bool>,
+    /// The region the member counts in, when it is in several clusters.
+    pub region: Option<String>,
 }
 
 impl MemberView {
@@ -105,6 +107,7 @@ impl MemberView {
             in_flight: meta.map(|x| x.load.in_flight),
             keys: meta.map(|x| x.load.keys),
             replayed: meta.map(|x| x.load.replayed),
+            region: meta.and_then(|x| x.region.clone()),
         }
     }
 
@@ -157,14 +160,22 @@ pub(crate) struct InstancesView {
     /// The node that answered (members are as this node sees them).
     pub serving_node: String,
     pub cluster: String,
+    /// Every cluster the node is in, for choosing another.
+    pub clusters: Vec<String>,
     pub health: String,
     pub members: Vec<MemberView>,
     pub by_state: BTreeMap<&'static str, usize>,
     pub versions: BTreeMap<String, usize>,
 }
 
-pub(crate) fn instances(s: &ApiState) -> InstancesView {
-    let status = s.cluster.status();
+/// The members of the node's cluster named `cluster` (the counters' when `None`); `None` when
+/// the node is in no cluster of that name.
+pub(crate) fn instances_of(s: &ApiState, cluster: Option<&str>) -> Option<InstancesView> {
+    let c = match cluster {
+        None => s.clusters.first()?,
+        Some(name) => s.clusters.iter().find(|c| c.name == name)?,
+    };
+    let status = c.cluster.status();
     let now = now_ms();
     let mut members: Vec<MemberView> = status
         .members
@@ -172,8 +183,8 @@ pub(crate) fn instances(s: &ApiState) -> InstancesView {
         .map(|m| MemberView::new(m, now))
         .collect();
     // This node's own figures are read live rather than from its last published metadata.
-    let replay = s.state.replay();
-    let keys = s.state.status().keys as u64;
+    let replay = c.state.replay();
+    let keys = c.state.status().keys as u64;
     for m in members.iter_mut().filter(|m| m.local) {
         m.keys = Some(keys);
         m.replayed = Some(replay.done);
@@ -187,17 +198,93 @@ pub(crate) fn instances(s: &ApiState) -> InstancesView {
             *versions.entry(m.version.clone()).or_insert(0) += 1;
         }
     }
-    InstancesView {
+    Some(InstancesView {
         serving_node: s.node.clone(),
         cluster: status.cluster.clone(),
-        health: match status.health {
-            shoal_cluster::ClusterHealth::Healthy => "HEALTHY".into(),
-            shoal_cluster::ClusterHealth::NotHealthy => "NOT HEALTHY".into(),
-        },
+        clusters: s.clusters.iter().map(|c| c.name.clone()).collect(),
+        health: health_text(status.health),
         members,
         by_state,
         versions,
+    })
+}
+
+/// The counters' cluster's members.
+pub(crate) fn instances(s: &ApiState) -> InstancesView {
+    instances_of(s, None).expect("a node is in at least one cluster")
+}
+
+fn health_text(health: shoal_cluster::ClusterHealth) -> String {
+    match health {
+        shoal_cluster::ClusterHealth::Healthy => "HEALTHY".into(),
+        shoal_cluster::ClusterHealth::NotHealthy => "NOT HEALTHY".into(),
     }
+}
+
+/// One cluster of the node on the overview.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct ClusterSummary {
+    pub name: String,
+    /// The `[services]` keys on it.
+    pub services: String,
+    pub health: String,
+    pub alive: usize,
+    pub members: usize,
+    /// The fingerprint of the key the node sends with.
+    pub key: String,
+}
+
+/// One region as the global cluster shows it: its members there.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct RegionSummary {
+    pub name: String,
+    pub alive: usize,
+    pub members: usize,
+}
+
+/// Each cluster's health, and each region's members in the cluster events travel on (the
+/// global one), for the overview of a node in several clusters.
+fn clusters_and_regions(s: &ApiState) -> (Vec<ClusterSummary>, Vec<RegionSummary>) {
+    let clusters = s
+        .clusters
+        .iter()
+        .map(|c| {
+            let status = c.cluster.status();
+            ClusterSummary {
+                name: c.name.clone(),
+                services: c.services.join(", "),
+                health: health_text(status.health),
+                alive: status
+                    .members
+                    .iter()
+                    .filter(|m| m.state == MemberState::Alive)
+                    .count(),
+                members: status.members.len(),
+                key: status.keyring.primary,
+            }
+        })
+        .collect();
+    let mut regions: BTreeMap<String, RegionSummary> = BTreeMap::new();
+    let global = s
+        .clusters
+        .iter()
+        .find(|c| c.services.contains(&"global_counters"))
+        .filter(|_| s.clusters.len() > 1);
+    if let Some(global) = global {
+        for m in global.cluster.members() {
+            let Some(region) = m.meta.as_ref().and_then(|x| x.region.clone()) else {
+                continue;
+            };
+            let r = regions.entry(region.clone()).or_insert(RegionSummary {
+                name: region,
+                alive: 0,
+                members: 0,
+            });
+            r.members += 1;
+            r.alive += usize::from(m.state == MemberState::Alive);
+        }
+    }
+    (clusters, regions.into_values().collect())
 }
 
 /// One row of the membership events page.
@@ -255,6 +342,10 @@ pub(crate) struct OverviewView {
     pub audit_spool_bytes: u64,
     pub keys: usize,
     pub replay: String,
+    /// Every cluster of the node (one row for a node in one).
+    pub clusters: Vec<ClusterSummary>,
+    /// Regions seen in the global cluster (empty for a node in one cluster).
+    pub regions: Vec<RegionSummary>,
 }
 
 impl OverviewView {
@@ -282,6 +373,7 @@ impl OverviewView {
 
 pub(crate) fn overview(s: &ApiState) -> OverviewView {
     let inst = instances(s);
+    let (clusters, regions) = clusters_and_regions(s);
     let cluster = s.cluster.status();
     let cp = s.config.status();
     let audit = s.audit.backlog();
@@ -316,6 +408,8 @@ pub(crate) fn overview(s: &ApiState) -> OverviewView {
         audit_spool_bytes: audit.spool_bytes,
         keys: s.state.status().keys,
         replay: replay.detail,
+        clusters,
+        regions,
     }
 }
 

@@ -5,7 +5,8 @@ use askama::Template;
 use axum::Extension;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse as _, Response};
+use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Deserialize;
 use shoal_model::{AuditPage, ModelError, Policy, Resource, UserSummary};
 
@@ -137,23 +138,58 @@ struct InstancesFragment {
     v: InstancesView,
 }
 
-pub(crate) async fn instances(State(s): State<ApiState>, admin: ConsoleAdmin) -> Response {
+#[derive(serde::Deserialize)]
+pub(crate) struct ClusterChoice {
+    cluster: Option<String>,
+}
+
+/// The members of the cluster `?cluster=` names (the counters' by default); 404 for a
+/// cluster the node is not in.
+pub(crate) async fn instances(
+    State(s): State<ApiState>,
+    admin: ConsoleAdmin,
+    Query(q): Query<ClusterChoice>,
+) -> Response {
+    let Some(v) = views::instances_of(&s, q.cluster.as_deref()) else {
+        return no_such_cluster(&q);
+    };
+    let fragment = match &q.cluster {
+        Some(c) => format!(
+            "/console/fragments/instances?cluster={}",
+            utf8_percent_encode(c, NON_ALPHANUMERIC)
+        ),
+        None => "/console/fragments/instances".into(),
+    };
     live_page(
         page(&s, &admin, "instances", "Connected instances"),
         "Every member this node knows, refreshed every second. States come from gossip: a \
          member that stops answering probes turns suspect, then dead.",
-        "/console/fragments/instances".into(),
+        fragment,
         "every 1s",
-        &InstancesFragment {
-            v: views::instances(&s),
-        },
+        &InstancesFragment { v },
     )
 }
 
-pub(crate) async fn instances_fragment(State(s): State<ApiState>, _a: ConsoleAdmin) -> Response {
-    fragment(&InstancesFragment {
-        v: views::instances(&s),
-    })
+pub(crate) async fn instances_fragment(
+    State(s): State<ApiState>,
+    _a: ConsoleAdmin,
+    Query(q): Query<ClusterChoice>,
+) -> Response {
+    match views::instances_of(&s, q.cluster.as_deref()) {
+        Some(v) => fragment(&InstancesFragment { v }),
+        None => no_such_cluster(&q),
+    }
+}
+
+fn no_such_cluster(q: &ClusterChoice) -> Response {
+    (
+        axum::http::StatusCode::NOT_FOUND,
+        format!(
+            "this node is in no cluster {:?}",
+            q.cluster.as_deref().unwrap_or_default()
+        ),
+    )
+        .into_response()
 }
 
 #[derive(Template)]

@@ -175,6 +175,37 @@ async fn two_regions_keep_counts_apart_share_revocations_and_a_global_limit() {
         "each cluster its own key: {status}"
     );
 
+    // The console's overview: each cluster's health and each region's members.
+    let overview = wait_until("both regions on the overview", WAIT, || async {
+        let (_, body) = apis[0].get("/api/v1/overview").await;
+        (body["regions"]
+            == json!([
+                {"name": "eu", "alive": 3, "members": 3},
+                {"name": "us", "alive": 3, "members": 3}
+            ]))
+        .then_some(body)
+    })
+    .await;
+    let names: Vec<&str> = overview["clusters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["eu", "global"], "{overview}");
+    let (code, body) = apis[0].get("/api/v1/cluster/members?cluster=global").await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["members"].as_array().unwrap().len(), 6, "{body}");
+    let (code, body) = apis[0].get("/api/v1/cluster/members?cluster=apac").await;
+    assert_eq!(code, 404, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("[eu, global]"),
+        "{body}"
+    );
+
     // The global cluster's key and name at eu's regional port: refused (each cluster
     // authenticates its own), counted, and the region's membership unchanged.
     let gossip_errors = |status: &Value| {
@@ -325,6 +356,12 @@ async fn two_regions_keep_counts_apart_share_revocations_and_a_global_limit() {
         })
         .await;
     }
+    let (_, overview) = apis[0].get("/api/v1/overview").await;
+    assert_eq!(
+        overview["regions"][1],
+        json!({"name": "us", "alive": 0, "members": 3}),
+        "{overview}"
+    );
     let (code, _) = apis[3]
         .post(
             "/api/v1/state/increment",
