@@ -795,6 +795,10 @@ pub struct StateConfig {
     /// How long a strict check waits for the key's owner before deciding locally.
     #[serde(default = "default_strict_timeout", with = "duration_str")]
     pub strict_timeout: Duration,
+    /// The same wait for a strict check of a global count, whose owner may be across an
+    /// ocean (a node in one cluster never uses it).
+    #[serde(default = "default_global_strict_timeout", with = "duration_str")]
+    pub global_strict_timeout: Duration,
     #[serde(default = "default_cache_max_entries")]
     pub cache_max_entries: usize,
     #[serde(default = "default_cache_max_value_bytes")]
@@ -829,6 +833,7 @@ impl Default for StateConfig {
             flush_interval: default_flush_interval(),
             anti_entropy_interval: default_anti_entropy_interval(),
             strict_timeout: default_strict_timeout(),
+            global_strict_timeout: default_global_strict_timeout(),
             cache_max_entries: default_cache_max_entries(),
             cache_max_value_bytes: default_cache_max_value_bytes(),
             event_max_payload_bytes: default_event_max_payload_bytes(),
@@ -868,6 +873,9 @@ fn default_flush_interval() -> Duration {
 }
 fn default_anti_entropy_interval() -> Duration {
     Duration::from_millis(500)
+}
+fn default_global_strict_timeout() -> Duration {
+    Duration::from_secs(1)
 }
 fn default_strict_timeout() -> Duration {
     Duration::from_millis(250)

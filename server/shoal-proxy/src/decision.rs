@@ -47,7 +47,13 @@ pub(crate) struct Ctx<'a> {
     pub started: Instant,
     /// The cluster as this node reaches it, read once: deciding and auditing agree on it.
     pub reach: Reach,
+    /// How a strict global count was decided, for the answer's `x-shoal-global-decision`.
+    pub global_note: std::sync::OnceLock<String>,
 }
+
+/// The key every region counts a strict global check under, at its owner in the global
+/// cluster.
+const ALL_REGIONS: &str = "*";
 
 /// What the request is, for counting, policies and the audit line.
 pub(crate) struct Facts<'a> {
@@ -200,16 +206,49 @@ pub(crate) async fn decide(
             .collect()
     });
     // Global counts, only when a policy reads them: each region held to its share of a
-    // global limit, from its own counts (no wait on another region).
-    let global = routes
-        .global
-        .then(|| node.services.count_global(&counter, &counted.totals));
+    // global limit from its own counts (no wait on another region); a strict policy has the
+    // global key's owner count, wherever it is, and the answer says it waited for it.
+    let global: Option<Vec<u64>> = if !routes.global {
+        None
+    } else if routes.strict && node.services.global_apart() {
+        let asked = Instant::now();
+        let decided = node
+            .services
+            .global_counters
+            .check(
+                &counter.in_region(ALL_REGIONS),
+                Limit {
+                    window: 0,
+                    max: u64::MAX,
+                    mode: Mode::Strict,
+                },
+                1,
+            )
+            .instrument(tracing::info_span!(
+                target: "shoal::trace",
+                "count global",
+                shoal.rate.mode = "strict",
+            ))
+            .await;
+        let waited = asked.elapsed().as_millis();
+        let note = match &decided.degraded {
+            None => format!(
+                "strict; decided_by={}; cross_region_wait_ms={waited}",
+                decided.decided_by
+            ),
+            Some(why) => format!("degraded; waited_ms={waited}; reason={why}"),
+        };
+        let _ = ctx.global_note.set(note);
+        Some(decided.totals)
+    } else {
+        Some(node.services.count_global(&counter, &counted.totals).totals)
+    };
     let facts_with = |counts| RequestFacts {
         bucket: facts.bucket,
         key: facts.key,
         windows: &routes.windows,
         counts,
-        global_counts: global.as_ref().map(|g| g.totals.as_slice()),
+        global_counts: global.as_deref(),
         user: caller.subject,
         method: facts.method,
         path: facts.path,

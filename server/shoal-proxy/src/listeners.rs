@@ -373,13 +373,21 @@ async fn route_and_handle(
         request_id,
         started,
         reach: shared.state.reach(),
+        global_note: std::sync::OnceLock::new(),
     };
-    let response = match &route.kind {
+    let mut response = match &route.kind {
         RouteKind::Http {
             upstream,
             api_key_header,
         } => http_api::handle(&ctx, (upstream, api_key_header), req).await,
         RouteKind::S3(s3_route) => s3::handle(&ctx, s3_route, req).await,
     };
+    if let Some(note) = ctx.global_note.get()
+        && let Ok(value) = axum::http::HeaderValue::from_str(note)
+    {
+        response
+            .headers_mut()
+            .insert("x-shoal-global-decision", value);
+    }
     (response, Some(route.name.clone()))
 }

@@ -403,7 +403,13 @@ async fn join_clusters(
                 );
             }
         }
-        let state = SharedState::new(StateOptions::from_config(&config.state));
+        let mut options = StateOptions::from_config(&config.state);
+        if services.contains(&Service::GlobalCounters.as_str())
+            && !services.contains(&Service::Counters.as_str())
+        {
+            options.strict_timeout = config.state.global_strict_timeout;
+        }
+        let state = SharedState::new(options);
         let Membership { cluster, join } = shoal_membership::start(
             StartOptions {
                 config,

@@ -105,6 +105,12 @@ fn durations(config: &NodeConfig, check: &mut Check) {
         ),
         ("state.strict_timeout", st.strict_timeout, 10, 10_000),
         (
+            "state.global_strict_timeout",
+            st.global_strict_timeout,
+            10,
+            30_000,
+        ),
+        (
             "telemetry.otlp_interval",
             config.telemetry.otlp_interval,
             100,

@@ -388,6 +388,53 @@ async fn two_regions_keep_counts_apart_share_revocations_and_a_global_limit() {
         "{eu} + {us} admitted by the two sides of a split against {GLOBAL_LIMIT}"
     );
     net.heal();
+    for api in &apis {
+        wait_until("the regions back together", WAIT, || async {
+            (members_in(&api.base, "global", "alive").await? == 6).then_some(())
+        })
+        .await;
+    }
+
+    // Strict: the global key's owner counts, wherever it is, and every answer says the
+    // decision waited for it; the limit is then exact.
+    let (code, body) = apis[0]
+        .put(
+            "/api/v1/policies/global",
+            json!({"rego": GLOBAL_POLICY, "enforcement": "strict"}),
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+    let revision = body["revision"].as_i64().unwrap();
+    for node in &mut nodes {
+        node.wait_data_plane(revision).await;
+    }
+    let sam = apis[0].user_with_api_key("sam").await;
+    let revision = apis[0].get("/api/v1/config").await.1["revision"]
+        .as_i64()
+        .unwrap();
+    for node in &mut nodes {
+        node.wait_data_plane(revision).await;
+    }
+    let mut admitted = 0;
+    for n in 0..30 {
+        let i = n % 6;
+        let r = client
+            .get(format!("http://{}:9100/object", net.ip(i)))
+            .header("x-api-key", &sam)
+            .send()
+            .await
+            .unwrap();
+        let note = r.headers()["x-shoal-global-decision"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            note.starts_with("strict; decided_by=") && note.contains("cross_region_wait_ms="),
+            "node {i}: {note}"
+        );
+        admitted += u64::from(r.status() == 200);
+    }
+    assert_eq!(admitted, GLOBAL_LIMIT, "a strict global limit is exact");
 }
 
 /// The region of the node `api` talks to.
