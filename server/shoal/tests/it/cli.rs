@@ -93,6 +93,36 @@ fn check_config_names_the_field_for_each_kind_of_mistake() {
     }
 }
 
+/// Two clusters that would run into each other (one name, one port, one key file): exit 78,
+/// every clash named by key and line, before anything binds.
+#[test]
+fn check_config_refuses_clusters_that_would_run_into_each_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    std::fs::write(&keys, format!("{PSK_HEX}\n")).unwrap();
+    let entry = |port: u16| {
+        format!(
+            "[[clusters]]\nname = \"eu\"\nbind = \"127.0.0.1:{port}\"\npsk_file = \"{}\"\n",
+            keys.display()
+        )
+    };
+    let toml = format!(
+        "{}{}[services]\ncounters = \"eu\"\n",
+        entry(7946),
+        entry(7946)
+    );
+    let out = check_config(&toml, &SECRETS[..1]);
+    assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
+    let err = stderr(&out);
+    for expected in [
+        "shoal.toml:6: `clusters[1].name` \"eu\" is also the name of clusters[0]",
+        "shoal.toml:7: `clusters[1].bind` 127.0.0.1:7946 takes the port of clusters[0].bind",
+        "shoal.toml:8: `clusters[1].psk_file` is also clusters[0].psk_file",
+    ] {
+        assert!(err.contains(expected), "{expected:?} not in {err}");
+    }
+}
+
 #[test]
 fn check_config_rejects_a_psk_file_of_the_wrong_length() {
     let dir = tempfile::tempdir().unwrap();
