@@ -12,7 +12,10 @@ on a listener of its own published on loopback only and no data-plane server lea
 S3 backend, the admin bootstrap job, secrets only as files from
 deploy/compose/secrets/ (git-ignored) as a copy of make-secrets run in a scratch directory
 writes them, resource ports on every interface (SHOAL_PROXY_ADDRESS), and only SHOAL_*
-variables the node knows about.
+variables the node knows about. Then deploy/compose/regions.yml, the two-region layout: each
+region's nodes in a regional cluster and all of them in a global one, each cluster on its own
+network, port and key, configured by a file per region (deploy/compose/regions/*.toml) that the
+node's own loader accepts.
 Run by scripts/check-deploy inside .venv-deploy.
 """
 
@@ -21,15 +24,17 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+import secrets as random_keys
 import shutil
 import subprocess
 import sys
 import tempfile
+import tomllib
 from pathlib import Path
 
 import yaml
 from compose_spec import PyCompose
-from node_constants import unknown
+from node_constants import SERVICES, check_config, cluster_env, unknown
 
 NODES = ["shoal-1", "shoal-2", "shoal-3"]
 failures: list[str] = []
@@ -111,9 +116,103 @@ def main() -> int:
         check(secrets.get(name, {}).get("file") == f"./deploy/compose/secrets/{name}", f"secret {name} must be a file in deploy/compose/secrets/")
     gitignore = (root / ".gitignore").read_text().splitlines()
     check("/deploy/compose/secrets/" in gitignore, ".gitignore must exclude deploy/compose/secrets/")
-    check_make_secrets(root, secrets)
     check(not spec.get("configs"), "top-level configs: podman-compose ignores them; bind-mount the file")
+    regions_secrets = check_regions(root)
+    check_make_secrets(root, {**secrets, **regions_secrets})
     return report()
+
+
+# deploy/compose/regions.yml: the nodes of each region, and the global cluster they all join.
+REGIONS = {"eu-west": ["shoal-eu-1", "shoal-eu-2", "shoal-eu-3"], "us-east": ["shoal-us-1", "shoal-us-2", "shoal-us-3"]}
+GLOBAL = "global"
+PORTS = {"regional": 7946, GLOBAL: 7947}
+REGIONS_FILE = "deploy/compose/regions.yml"
+
+
+def check_regions(root: Path) -> dict:
+    """deploy/compose/regions.yml and its config files; returns its secrets."""
+    def fail(ok: bool, message: str) -> None:
+        if not ok:
+            failures.append(f"{REGIONS_FILE}: {message}")
+    spec = yaml.safe_load((root / REGIONS_FILE).read_text())
+    try:
+        PyCompose.from_json(json.dumps(spec))
+    except ValueError as e:
+        fail(False, f"does not follow the Compose specification: {e}")
+    services, secrets, networks = spec.get("services", {}), spec.get("secrets", {}), spec.get("networks", {})
+    nodes = [n for region in REGIONS.values() for n in region]
+    for name in ["postgres", "admin-bootstrap", *nodes]:
+        fail(name in services, f"service {name} missing")
+    fail(sorted(networks) == sorted([*REGIONS, GLOBAL]), f"networks must be one per cluster: {sorted([*REGIONS, GLOBAL])}")
+    for name, s in secrets.items():
+        fail(s.get("file") == f"./secrets/{name}", f"secret {name} must be a file in deploy/compose/secrets/")
+    if any(f.startswith(REGIONS_FILE) for f in failures):
+        return secrets
+    subnet = {n: ipaddress.ip_network(networks[n]["ipam"]["config"][0]["subnet"]) for n in networks}
+    address = {n: {net: s["ipv4_address"] for net, s in services[n]["networks"].items()} for n in nodes}
+    global_peers = [f"{address[n][GLOBAL]}:{PORTS[GLOBAL]}" for n in nodes]
+    loaded = 0
+    for region, members in REGIONS.items():
+        source = f"./regions/{region}.toml"
+        config = tomllib.loads((root / "deploy/compose" / source).read_text())
+        clusters = config.get("clusters", [])
+        fail([c.get("name") for c in clusters] == [region, GLOBAL], f"{source}: [[clusters]] must be {region} then {GLOBAL}")
+        want = {key: region if key in ("counters", "cache") else GLOBAL for key in SERVICES}
+        fail(config.get("services") == want, f"{source}: [services] must be {want} (counters regional, events and global counts global)")
+        if len(clusters) != 2:
+            continue
+        keys = set()
+        for c, network, port, peers in (
+            (clusters[0], region, PORTS["regional"], [f"{address[n][region]}:{PORTS['regional']}" for n in members]),
+            (clusters[1], GLOBAL, PORTS[GLOBAL], global_peers),
+        ):
+            d = c.get("discovery", {})
+            fail(c.get("bind") == f"0.0.0.0:{port}", f"{source}: cluster {c.get('name')} must bind port {port}")
+            fail(d.get("method") == "static" and d.get("peers") == peers,
+                 f"{source}: cluster {c.get('name')} must list its nodes {peers} (static)")
+            fail(d.get("allowed_address_space") == [str(subnet[network])],
+                 f"{source}: cluster {c.get('name')} must join only addresses of its network {subnet[network]}")
+            keys.add(c.get("psk_file", "").removeprefix("/run/secrets/"))
+        fail(keys == {f"{region}-cluster-psk", f"{GLOBAL}-cluster-psk"}, f"{source}: a key file per cluster, got {sorted(keys)}")
+        for node in members:
+            svc, env = services[node], services[node].get("environment", {})
+            never, planned = unknown(root, env, clusters=[region, GLOBAL])
+            fail(not never and not planned, f"{node}: SHOAL_* variables the node does not read: {never + planned}")
+            single = sorted(k for k in env if re.fullmatch(r"SHOAL_CLUSTER_(NAME|BIND|ADVERTISE|PSK|PSK_FILE)|SHOAL_DISCOVERY_\w+", k))
+            fail(not single, f"{node}: the node refuses single-cluster variables beside [[clusters]]: {single}")
+            fail(env.get("SHOAL_CONFIG") == "/etc/shoal/shoal.toml" and f"{source}:/etc/shoal/shoal.toml:ro" in svc.get("volumes", []),
+                 f"{node}: must mount {source} read-only as SHOAL_CONFIG")
+            fail(sorted(address[node]) == sorted([region, GLOBAL]), f"{node}: must be on the networks {region} and {GLOBAL} only")
+            for cluster, network, port in ((region, region, PORTS["regional"]), (GLOBAL, GLOBAL, PORTS[GLOBAL])):
+                var = cluster_env(cluster, "BIND")
+                fail(env.get(var) == f"{address[node][network]}:{port}",
+                     f"{node}: {var} must be its address on the {network} network, port {port}")
+                fail(ipaddress.ip_address(address[node][network]) in subnet[network], f"{node}: address outside {network}")
+                for proto in ("tcp", "udp"):
+                    fail(f"{port}/{proto}" in svc.get("expose", []), f"{node}: must expose {port}/{proto}")
+            fail(sorted(svc.get("secrets", [])) == sorted(["database-url", "secrets-key", *keys]),
+                 f"{node}: must mount exactly the database URL, the secrets key and its clusters' keys")
+            fail(not any(k in env for k in ("SHOAL_DATABASE_URL", "SHOAL_SECRETS_KEY", cluster_env(region, "PSK"),
+                                             cluster_env(GLOBAL, "PSK"))), f"{node}: secrets must come from files")
+            fail(svc.get("read_only") is True and svc.get("cap_drop") == ["ALL"], f"{node}: read-only, no capabilities")
+            fail("/ready" in " ".join(svc["healthcheck"]["test"]), f"{node}: healthcheck must use /ready")
+            fail(svc["depends_on"]["postgres"]["condition"] == "service_healthy", f"{node}: must wait for PostgreSQL")
+            for host, port in (published(p) for p in svc.get("ports", [])):
+                fail(port == ADMIN_PORT and host in ("127.0.0.1", "[::1]", "::1"),
+                     f"{node}: only the admin port, on loopback, may be published")
+            files = {f"/run/secrets/{k}": random_keys.token_hex(32) for k in svc.get("secrets", [])}
+            files["/run/secrets/database-url"] = "postgres://shoal@postgres:5432/shoal"
+            files["/etc/shoal/shoal.toml"] = (root / "deploy/compose" / source).read_text()
+            error = check_config(files, {k: str(v) for k, v in env.items()})
+            fail(error is None, f"{node}: the node refuses its configuration: {error}")
+            loaded += 1
+    boot = services["admin-bootstrap"]
+    fail(boot.get("command") == ["admin", "create", "--username", "admin", "--generate"] and boot.get("restart") == "no",
+         "admin-bootstrap must be the one-shot admin create")
+    if not any(f.startswith(REGIONS_FILE) for f in failures):
+        print(f"compose: {REGIONS_FILE} follows the Compose spec; two regions and a global cluster checked "
+              f"(a network, port and key per cluster); the node's loader accepts all {loaded} nodes' configurations")
+    return secrets
 
 
 ADMIN_PORT = 8080
@@ -187,7 +286,8 @@ def check_make_secrets(root: Path, secrets: dict) -> None:
             return
         made = {p.name: p.read_text().strip() for p in (Path(tmp) / "secrets").iterdir()}
     check(sorted(made) == sorted(secrets), f"make-secrets writes {sorted(made)}, compose mounts {sorted(secrets)}")
-    for name in ("cluster-psk", "secrets-key", "postgres-password", "s3-root-password"):
+    for name in ("cluster-psk", "secrets-key", "postgres-password", "s3-root-password", "eu-west-cluster-psk",
+                 "us-east-cluster-psk", "global-cluster-psk"):
         check(re.fullmatch(r"[0-9a-f]{64}", made.get(name, "")) is not None, f"make-secrets: {name} must be 32 random bytes as hex")
     # The MinIO root user doubles as an S3 resource's upstream access key id: Shoal takes only
     # 16-128 letters and digits there.

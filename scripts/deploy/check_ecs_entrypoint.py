@@ -10,7 +10,10 @@ The script runs under dash, Debian's /bin/sh and the runtime image's shell. Chec
 advertised address is the task IP with the gossip port of SHOAL_CLUSTER_BIND, a preset
 SHOAL_CLUSTER_ADVERTISE is kept and the endpoint left alone, `serve` is the default command,
 SHOAL_ECS_DATA_ROOT gives a per-task data directory, and a missing endpoint or address fails
-with a message. Run by scripts/check-deploy.
+with a message. With several clusters: SHOAL_ECS_ADVERTISE fills in one
+SHOAL_CLUSTERS_<NAME>_ADVERTISE per entry (and not SHOAL_CLUSTER_ADVERTISE), keeps preset ones,
+refuses a name that is not a [[clusters]] name, and SHOAL_ECS_CONFIG_TOML becomes the file
+SHOAL_CONFIG names. Run by scripts/check-deploy.
 """
 
 from __future__ import annotations
@@ -96,6 +99,9 @@ def main() -> int:
             '#!/bin/sh\nprintf "args=%s\\n" "$*"\n'
             'printf "advertise=%s\\n" "${SHOAL_CLUSTER_ADVERTISE:-}"\n'
             'printf "data_dir=%s\\n" "${SHOAL_DATA_DIR:-}"\n'
+            'printf "eu_west=%s\\n" "${SHOAL_CLUSTERS_EU_WEST_ADVERTISE:-}"\n'
+            'printf "global=%s\\n" "${SHOAL_CLUSTERS_GLOBAL_ADVERTISE:-}"\n'
+            'printf "config=%s\\n" "${SHOAL_CONFIG:-}"\n'
         )
         (stub / "shoal").chmod(0o755)
         base = {"PATH": f"{stub}:{os.environ['PATH']}", "ECS_CONTAINER_METADATA_URI_V4": endpoint}
@@ -138,6 +144,40 @@ def main() -> int:
         check(code == 78 and "ECS_CONTAINER_METADATA_URI_V4 is not set" in err and not out,
               f"no endpoint: must fail before exec with a message, got {code} {out} {err}")
 
+        # Several clusters: one advertised address per [[clusters]] entry, on its own port.
+        two = "eu-west:7946 global:7947"
+        code, out, err = run(["serve"], SHOAL_ECS_ADVERTISE=two)
+        check(code == 0 and out.get("eu_west") == f"{TASK_IP}:7946" and out.get("global") == f"{TASK_IP}:7947"
+              and out.get("advertise") == "",
+              f"SHOAL_ECS_ADVERTISE: want both clusters advertised and no SHOAL_CLUSTER_ADVERTISE, got {code} {out} {err}")
+
+        code, out, err = run(["serve"], SHOAL_ECS_ADVERTISE=two, SHOAL_CLUSTERS_GLOBAL_ADVERTISE="192.0.2.9:7947")
+        check(code == 0 and out.get("eu_west") == f"{TASK_IP}:7946" and out.get("global") == "192.0.2.9:7947",
+              f"SHOAL_ECS_ADVERTISE: a preset entry must be kept, the other filled in, got {code} {out} {err}")
+
+        before = len(requests)
+        code, out, err = run(["serve"], SHOAL_ECS_ADVERTISE=two, SHOAL_CLUSTERS_EU_WEST_ADVERTISE="192.0.2.8:7946",
+                             SHOAL_CLUSTERS_GLOBAL_ADVERTISE="192.0.2.9:7947")
+        check(code == 0 and out.get("eu_west") == "192.0.2.8:7946" and len(requests) == before,
+              f"SHOAL_ECS_ADVERTISE: all preset, the endpoint must be left alone, got {code} {out} {err}")
+
+        code, out, err = run(["serve"], SHOAL_ECS_ADVERTISE="EU;x=1:7946")
+        check(code == 78 and "expected NAME:PORT with a [[clusters]] name" in err and not out,
+              f"SHOAL_ECS_ADVERTISE: a name that is not a [[clusters]] name must be refused, got {code} {out} {err}")
+
+        data_dir = Path(tmp) / "data"
+        data_dir.mkdir()
+        toml = '[[clusters]]\nname = "eu-west"\n'
+        code, out, err = run(["serve"], SHOAL_ECS_ADVERTISE=two, SHOAL_DATA_DIR=str(data_dir), SHOAL_ECS_CONFIG_TOML=toml)
+        written = data_dir / "shoal-ecs.toml"
+        check(code == 0 and out.get("config") == str(written) and written.is_file() and written.read_text() == toml + "\n",
+              f"SHOAL_ECS_CONFIG_TOML: want it written to {written} and named by SHOAL_CONFIG, got {code} {out} {err}")
+
+        code, out, err = run(["serve"], SHOAL_ECS_ADVERTISE=two, SHOAL_DATA_DIR=str(data_dir), SHOAL_ECS_CONFIG_TOML=toml,
+                             SHOAL_CONFIG="/etc/shoal.toml")
+        check(code == 78 and "both set" in err and not out,
+              f"SHOAL_ECS_CONFIG_TOML beside SHOAL_CONFIG must be refused, got {code} {out} {err}")
+
         Metadata.body = {**CONTAINER, "Networks": [{"NetworkMode": "bridge", "IPv4Addresses": []}]}
         code, out, err = run(["serve"])
         check(code == 78 and "no IPv4 address" in err and not out,
@@ -146,7 +186,7 @@ def main() -> int:
     for f in failures:
         print(f"ecs-entrypoint: FAIL {f}", file=sys.stderr)
     if not failures:
-        print(f"ecs-entrypoint: 7 cases passed under {shell} against a fake task metadata endpoint")
+        print(f"ecs-entrypoint: 13 cases passed under {shell} against a fake task metadata endpoint")
     return 1 if failures else 0
 
 

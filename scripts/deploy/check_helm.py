@@ -6,24 +6,29 @@
 Lints the chart strictly, renders it for the default values and every `ci/*.yaml`, writes each
 rendering to OUT_DIR/<case>/ (for kubernetes-validate and checkov), checks that every
 `ci/bad/*.yaml` is refused with the message its `# expect:` line names, and asserts the facts
-the deployment depends on (RBAC, gossip ports, probes, grace periods, discovery env).
+the deployment depends on (RBAC, gossip ports, probes, grace periods, discovery env; with
+globalCluster.enabled the ConfigMap's [[clusters]] entries, the second port on the container,
+headless Service and NetworkPolicy, and no single-cluster variable). Every rendering's
+environment, keys and config file are loaded by the node's own loader (`shoal check-config`).
 `ci/maximal.yaml` is also rendered with every other discovery method of the schema.
 Run by scripts/check-deploy inside .venv-deploy.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import re
+import secrets as random_keys
 import sys
 import tomllib
 from pathlib import Path
 
 import helm_python
 import yaml
+from node_constants import SERVICES, check_config, cluster_env, unknown
 from node_constants import DISCOVERY_METHODS as NODE_METHODS
 from node_constants import KUBERNETES_POD_VERBS as POD_VERBS
-from node_constants import unknown
 
 RELEASE = "ci"
 NAMESPACE = "shoal-ci"
@@ -41,6 +46,15 @@ SHARED_DISCOVERY_ENV = {"SHOAL_DISCOVERY_ALLOWED_ADDRESS_SPACE"}
 
 failures: list[str] = []
 env_names: set[str] = set()
+# The [[clusters]] names the renderings configure, for the per-cluster variables they set.
+cluster_names: set[str] = set()
+# Renderings the node's own loader accepted (shoal check-config).
+loaded: list[str] = []
+# Where the chart mounts its Secret and, with globalCluster.enabled, its ConfigMap.
+SECRETS_DIR = "/run/secrets/shoal"
+CONFIG_FILE = "/etc/shoal/shoal.toml"
+# What the downward API would give the pod, for loading its environment.
+POD_FIELDS = {"status.podIP": "10.1.0.5", "metadata.name": f"{RELEASE}-shoal-0", "metadata.namespace": NAMESPACE}
 
 
 def check(ok: bool, message: str) -> None:
@@ -140,13 +154,18 @@ def check_case(case: str, values: dict, docs: list[dict]) -> None:
             check(workloads[0]["spec"]["serviceName"] == headless[0]["metadata"]["name"],
                   f"{case}: StatefulSet serviceName must be the headless Service")
 
-    # Discovery environment: the method's own variables and nothing of another method.
+    # Discovery: with one cluster the method's own variables and nothing of another method; with
+    # the global cluster, the ConfigMap's [[clusters]] entries and no single-cluster variable.
     method = merged["discovery"]["method"]
     check(method in NODE_METHODS, f"{case}: discovery.method {method!r} is not one the node accepts {sorted(NODE_METHODS)}")
-    check(env.get("SHOAL_DISCOVERY_METHOD", {}).get("value") == method, f"{case}: SHOAL_DISCOVERY_METHOD must be {method}")
-    discovery_env = {n for n in env if n.startswith("SHOAL_DISCOVERY_")} - SHARED_DISCOVERY_ENV
-    check(discovery_env == METHOD_ENV.get(method),
-          f"{case}: discovery variables for {method} must be {sorted(METHOD_ENV.get(method, ()))}, got {sorted(discovery_env)}")
+    global_on = merged["globalCluster"]["enabled"]
+    if global_on:
+        check_two_clusters(case, merged, by_kind, workloads[0], container, env, headless)
+    else:
+        check(env.get("SHOAL_DISCOVERY_METHOD", {}).get("value") == method, f"{case}: SHOAL_DISCOVERY_METHOD must be {method}")
+        discovery_env = {n for n in env if n.startswith("SHOAL_DISCOVERY_")} - SHARED_DISCOVERY_ENV
+        check(discovery_env == METHOD_ENV.get(method),
+              f"{case}: discovery variables for {method} must be {sorted(METHOD_ENV.get(method, ()))}, got {sorted(discovery_env)}")
     sa_name = pod.get("serviceAccountName", "default")
     roles = by_kind.get("Role", [])
     bindings = by_kind.get("RoleBinding", [])
@@ -156,13 +175,14 @@ def check_case(case: str, values: dict, docs: list[dict]) -> None:
         check(sa.get("automountServiceAccountToken") is False, f"{case}: ServiceAccount must not automount its token")
     if method == "kubernetes":
         check(workloads[0]["metadata"].get("namespace") == NAMESPACE, f"{case}: workload must be in the release namespace")
-        ns_env = env.get("SHOAL_DISCOVERY_KUBERNETES_NAMESPACE", {})
-        check(ns_env.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "metadata.namespace",
-              f"{case}: SHOAL_DISCOVERY_KUBERNETES_NAMESPACE must be the pod's (release) namespace from the downward API")
         match_labels = workloads[0]["spec"]["selector"]["matchLabels"]
         selector = ",".join(f"{k}={v}" for k, v in match_labels.items())
-        check(bool(match_labels) and env.get("SHOAL_DISCOVERY_KUBERNETES_LABEL_SELECTOR", {}).get("value") == selector,
-              f"{case}: label selector env must equal the workload selector ({selector})")
+        if not global_on:
+            ns_env = env.get("SHOAL_DISCOVERY_KUBERNETES_NAMESPACE", {})
+            check(ns_env.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "metadata.namespace",
+                  f"{case}: SHOAL_DISCOVERY_KUBERNETES_NAMESPACE must be the pod's (release) namespace from the downward API")
+            check(bool(match_labels) and env.get("SHOAL_DISCOVERY_KUBERNETES_LABEL_SELECTOR", {}).get("value") == selector,
+                  f"{case}: label selector env must equal the workload selector ({selector})")
         template_labels = workloads[0]["spec"]["template"]["metadata"]["labels"]
         check(match_labels.items() <= template_labels.items(), f"{case}: the label selector must select the pods")
         check(pod.get("automountServiceAccountToken") is True, f"{case}: kubernetes discovery needs the token mounted")
@@ -191,20 +211,21 @@ def check_case(case: str, values: dict, docs: list[dict]) -> None:
         else:
             check(not roles and not bindings, f"{case}: no Role or RoleBinding with rbac.create false")
     else:
-        srv = env["SHOAL_DISCOVERY_DNS_SRV"]["value"]
         want = f"_gossip._tcp.{headless[0]['metadata']['name']}.{NAMESPACE}.svc.{merged['clusterDomain']}" if headless else "?"
-        check(srv == want, f"{case}: SRV name {srv!r}, want {want!r}")
+        if not global_on:
+            srv = env["SHOAL_DISCOVERY_DNS_SRV"]["value"]
+            check(srv == want, f"{case}: SRV name {srv!r}, want {want!r}")
         check(pod.get("automountServiceAccountToken") is False, f"{case}: no API token without kubernetes discovery")
         check(not roles and not bindings, f"{case}: no Role or RoleBinding without kubernetes discovery")
 
     # Data-plane ports must be reachable through the Service: SHOAL_PROXY_ADDRESS replaces the
-    # config file (ConfigMap) the chart used to mount for this; nothing else needs a file.
+    # config file (ConfigMap) the chart used to mount for this; only a second cluster needs a file.
     check(env.get("SHOAL_PROXY_ADDRESS", {}).get("value") == "0.0.0.0", f"{case}: SHOAL_PROXY_ADDRESS must be 0.0.0.0")
-    check("SHOAL_CONFIG" not in env and not by_kind.get("ConfigMap"), f"{case}: no config file or ConfigMap expected")
-
-    # Advertised address: the pod IP (cluster.advertise refuses host names).
-    check(env["SHOAL_CLUSTER_ADVERTISE"]["value"] == f"$(POD_IP):{gossip}", f"{case}: advertise must be $(POD_IP):{gossip}")
-    check(list(env).index("POD_IP") < list(env).index("SHOAL_CLUSTER_ADVERTISE"), f"{case}: POD_IP must precede its use")
+    if not global_on:
+        check("SHOAL_CONFIG" not in env and not by_kind.get("ConfigMap"), f"{case}: no config file or ConfigMap expected")
+        # Advertised address: the pod IP (cluster.advertise refuses host names).
+        check(env["SHOAL_CLUSTER_ADVERTISE"]["value"] == f"$(POD_IP):{gossip}", f"{case}: advertise must be $(POD_IP):{gossip}")
+        check(list(env).index("POD_IP") < list(env).index("SHOAL_CLUSTER_ADVERTISE"), f"{case}: POD_IP must precede its use")
     annotations = workloads[0]["spec"]["template"]["metadata"]["annotations"]
     check("checksum/secret" in annotations, f"{case}: checksum/secret annotation missing")
 
@@ -220,6 +241,16 @@ def check_case(case: str, values: dict, docs: list[dict]) -> None:
                 check(sorted(p["protocol"] for p in rule["ports"]) == ["TCP", "UDP"], f"{case}: gossip rule must be TCP+UDP only")
                 check(rule.get("from") == [{"podSelector": {"matchLabels": selector}}],
                       f"{case}: gossip must be allowed only from the release's pods")
+            if global_on:
+                # The global port: this release's pods and the other regions' (globalCluster.from).
+                port = merged["globalCluster"]["port"]
+                rules = [r for r in policies[0]["spec"]["ingress"] if any(p["port"] == port for p in r["ports"])]
+                check(len(rules) == 1, f"{case}: one ingress rule for the global port {port}")
+                for rule in rules:
+                    check(sorted((p["port"], p["protocol"]) for p in rule["ports"]) == [(port, "TCP"), (port, "UDP")],
+                          f"{case}: the global rule must be {port} TCP+UDP only")
+                    check(rule.get("from") == [{"podSelector": {"matchLabels": selector}}, *merged["globalCluster"]["from"]],
+                          f"{case}: the global port must be allowed from the release's pods and globalCluster.from only")
 
     # The HTTP port (console, admin API) only on the admin Service, whose type is chosen on its
     # own: exposing the data plane must never publish it.
@@ -251,7 +282,123 @@ def check_case(case: str, values: dict, docs: list[dict]) -> None:
         check(not by_kind.get("Secret"), f"{case}: no Secret when existingSecret is set")
     else:
         secret = by_kind.get("Secret", [{}])[0]
-        check(set(secret.get("data", {})) == {"cluster-psk", "secrets-key", "database-url"}, f"{case}: Secret keys")
+        want = {"cluster-psk", "secrets-key", "database-url"} | ({"global-cluster-psk"} if global_on else set())
+        check(set(secret.get("data", {})) == want, f"{case}: Secret keys must be {sorted(want)}")
+    load_rendering(case, merged, by_kind, env)
+
+
+def check_two_clusters(case: str, merged: dict, by_kind: dict, workload: dict, container: dict, env: dict,
+                       headless: list[dict]) -> None:
+    """globalCluster.enabled: the regional and the global cluster as two [[clusters]] entries in
+    the ConfigMap the pods mount, each with its own port, key file and discovery, [services]
+    naming them, and in the environment only what differs per pod (the advertised addresses),
+    since the node refuses SHOAL_CLUSTER_* and SHOAL_DISCOVERY_* beside [[clusters]]."""
+    g, gossip = merged["globalCluster"], merged["ports"]["gossip"]
+    regional_name, global_name = merged["shoal"]["clusterName"], g["name"]
+    maps = by_kind.get("ConfigMap", [])
+    check(len(maps) == 1 and set(maps[0].get("data", {})) == {"shoal.toml"}, f"{case}: expected one ConfigMap with shoal.toml")
+    if len(maps) != 1:
+        return
+    try:
+        config = tomllib.loads(maps[0]["data"].get("shoal.toml", ""))
+    except tomllib.TOMLDecodeError as e:
+        failures.append(f"{case}: shoal.toml is not TOML: {e}")
+        return
+    check(env.get("SHOAL_CONFIG", {}).get("value") == CONFIG_FILE, f"{case}: SHOAL_CONFIG must be {CONFIG_FILE}")
+    pod = workload["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    mount = mounts.get(str(Path(CONFIG_FILE).parent), {})
+    check(mount.get("readOnly") is True and volumes.get(mount.get("name"), {}).get("configMap", {}).get("name")
+          == maps[0]["metadata"]["name"], f"{case}: the ConfigMap must be mounted read-only at {Path(CONFIG_FILE).parent}")
+    check("checksum/config" in workload["spec"]["template"]["metadata"]["annotations"],
+          f"{case}: checksum/config annotation missing (a config change must roll the pods)")
+    single = sorted(n for n in env if n in {"SHOAL_CLUSTER_NAME", "SHOAL_CLUSTER_BIND", "SHOAL_CLUSTER_ADVERTISE",
+                                             "SHOAL_CLUSTER_PSK_FILE", "SHOAL_CLUSTER_PSK"} or n.startswith("SHOAL_DISCOVERY_"))
+    check(not single, f"{case}: the node refuses single-cluster variables beside [[clusters]], got {single}")
+    check(set(config) == {"clusters", "services"}, f"{case}: shoal.toml must hold [[clusters]] and [services] only, got {sorted(config)}")
+    clusters = config.get("clusters", [])
+    check([c.get("name") for c in clusters] == [regional_name, global_name],
+          f"{case}: [[clusters]] must be {regional_name!r} then {global_name!r}, got {[c.get('name') for c in clusters]}")
+    if len(clusters) != 2:
+        return
+    cluster_names.update(c["name"] for c in clusters)
+    regional, worldwide = clusters
+    secret_keys = set()
+    for c, port in ((regional, gossip), (worldwide, g["port"])):
+        name = c["name"]
+        check(c.get("bind") == f"0.0.0.0:{port}", f"{case}: cluster {name} must bind 0.0.0.0:{port}, got {c.get('bind')}")
+        var = cluster_env(name, "ADVERTISE")
+        check(env.get(var, {}).get("value") == f"$(POD_IP):{port}", f"{case}: {var} must be $(POD_IP):{port}")
+        check(var in env and list(env).index("POD_IP") < list(env).index(var), f"{case}: POD_IP must precede {var}")
+        psk = c.get("psk_file", "")
+        check(psk.startswith(f"{SECRETS_DIR}/"), f"{case}: cluster {name}'s psk_file must be in the mounted Secret, got {psk!r}")
+        secret_keys.add(psk.removeprefix(f"{SECRETS_DIR}/"))
+        check("advertise" not in c, f"{case}: cluster {name}'s advertised address is the pod's, from the environment")
+    check(secret_keys == {"cluster-psk", "global-cluster-psk"}, f"{case}: each cluster needs its own key file, got {sorted(secret_keys)}")
+    check(regional_name != global_name and gossip != g["port"], f"{case}: the clusters must differ in name and port")
+    check(worldwide.get("probe_interval") == g["probeInterval"] and worldwide.get("probe_timeout") == g["probeTimeout"],
+          f"{case}: the global cluster's probe timing must come from globalCluster.probeInterval/probeTimeout")
+
+    # The regional cluster: the chart's discovery.method, as the single cluster would have it.
+    d = regional.get("discovery", {})
+    method = merged["discovery"]["method"]
+    check(d.get("method") == method, f"{case}: the regional cluster's discovery must be {method}, got {d.get('method')}")
+    check(d.get("allowed_address_space") == merged["discovery"]["allowedAddressSpace"],
+          f"{case}: the regional allowed_address_space must be discovery.allowedAddressSpace")
+    if method == "kubernetes":
+        match_labels = workload["spec"]["selector"]["matchLabels"]
+        selector = ",".join(f"{k}={v}" for k, v in match_labels.items())
+        check(d.get("kubernetes") == {"namespace": NAMESPACE, "label_selector": selector},
+              f"{case}: the regional kubernetes discovery must watch {selector} in {NAMESPACE}, got {d.get('kubernetes')}")
+    elif headless:
+        want = f"_gossip._tcp.{headless[0]['metadata']['name']}.{NAMESPACE}.svc.{merged['clusterDomain']}"
+        check(d.get("name") == want, f"{case}: the regional SRV name must be {want!r}, got {d.get('name')!r}")
+
+    # The global cluster: other regions through static peers (with this release's own pods
+    # through the headless Service) or an SRV name, on its own port.
+    d = worldwide.get("discovery", {})
+    gd = g["discovery"]
+    check(d.get("method") == gd["method"], f"{case}: the global cluster's discovery must be {gd['method']}")
+    check(d.get("allowed_address_space") == gd["allowedAddressSpace"],
+          f"{case}: the global allowed_address_space must be globalCluster.discovery.allowedAddressSpace")
+    if gd["method"] == "static" and headless:
+        own = f"{headless[0]['metadata']['name']}.{NAMESPACE}.svc.{merged['clusterDomain']}:{g['port']}"
+        check(d.get("peers") == [own, *gd["peers"]], f"{case}: global peers must be {own} then globalCluster.discovery.peers")
+    elif gd["method"] == "dns-srv":
+        check(d.get("name") == gd["srvName"], f"{case}: the global SRV name must be globalCluster.discovery.srvName")
+
+    # Ports: the global one on the container and the headless Service, TCP and UDP.
+    cports = {(p["containerPort"], p["protocol"]) for p in container["ports"]}
+    check({(g["port"], "TCP"), (g["port"], "UDP")} <= cports, f"{case}: container must expose the global port TCP and UDP")
+    if headless:
+        hports = {(p["port"], p["protocol"]) for p in headless[0]["spec"]["ports"]}
+        check({(g["port"], "TCP"), (g["port"], "UDP")} <= hports, f"{case}: headless Service must publish the global port TCP and UDP")
+
+    # [services]: every service named, each on one of the two clusters, as values.yaml maps them.
+    names = {"regional": regional_name, "global": global_name}
+    want = {key: names[g["services"][key if key != "global_counters" else "globalCounters"]] for key in SERVICES}
+    check(config.get("services") == want, f"{case}: [services] must be {want}, got {config.get('services')}")
+
+
+def load_rendering(case: str, merged: dict, by_kind: dict, env: dict) -> None:
+    """Loads the rendering with the node's own loader, with the pod's environment and files:
+    the Secret's keys (sample keys for an existing Secret) and the ConfigMap's shoal.toml."""
+    values = {}
+    for name, e in env.items():
+        if "value" in e:
+            values[name] = re.sub(r"\$\(POD_IP\)", POD_FIELDS["status.podIP"], str(e["value"]))
+        elif "fieldRef" in e.get("valueFrom", {}):
+            values[name] = POD_FIELDS[e["valueFrom"]["fieldRef"]["fieldPath"]]
+    files = {f"{SECRETS_DIR}/{k}": random_keys.token_hex(32) for k in ("cluster-psk", "secrets-key", "global-cluster-psk")}
+    files[f"{SECRETS_DIR}/database-url"] = merged["secrets"]["databaseUrl"] or "postgres://shoal@db:5432/shoal"
+    for secret in by_kind.get("Secret", []):
+        files.update({f"{SECRETS_DIR}/{k}": base64.b64decode(v).decode() for k, v in secret.get("data", {}).items()})
+    for cm in by_kind.get("ConfigMap", []):
+        files[CONFIG_FILE] = cm["data"]["shoal.toml"]
+    error = check_config(files, values)
+    check(error is None, f"{case}: the node refuses the rendered configuration: {error}")
+    loaded.append(case)
 
 
 def check_schema_documented(schema: dict, path: str = "") -> None:
@@ -362,12 +509,16 @@ def main() -> int:
 
     # Extra env from values (shoal.extraEnv) is the operator's business; the chart's own must be real.
     chart_env = env_names - {e["name"] for v in cases.values() for e in v.get("shoal", {}).get("extraEnv", [])}
-    never, planned = unknown(root, chart_env)
+    never, planned = unknown(root, chart_env, clusters=cluster_names)
     check(not never, f"the chart sets SHOAL_* variables no node reads: {never}")
     # Discovery is the chart's default now: every variable it sets must be read by the node today.
     check(not planned, f"the chart sets variables the node does not read yet: {planned}")
     print(f"helm: {len(chart_env)} SHOAL_* variables set by the chart, all read by the node; "
           f"Role verbs on pods = KUBERNETES_POD_VERBS {POD_VERBS}")
+    check(any(deep_merge(defaults, v)["globalCluster"]["enabled"] for v in cases.values()),
+          "ci: no rendering has globalCluster.enabled")
+    if loaded:
+        print(f"helm: the node's loader (shoal check-config) accepts {len(loaded)} renderings")
 
     for f in failures:
         print(f"helm: FAIL {f}", file=sys.stderr)

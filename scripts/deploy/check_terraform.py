@@ -17,10 +17,13 @@ and output. Run by scripts/check-deploy inside .venv-deploy.
 from __future__ import annotations
 
 import re
+import secrets as random_keys
 import sys
+import tomllib
 from pathlib import Path
 
 import hcl2
+from node_constants import CLUSTER_ENV_PREFIX, SERVICES, check_config, cluster_env
 from node_constants import ECS_IAM_ACTIONS as DISCOVERY_ACTIONS
 from node_constants import unknown
 
@@ -106,7 +109,11 @@ def check_module(module_dir: Path) -> None:
     secret_arns = str(locals_.get("secret_arns"))
     for name in ("cluster_psk", "secrets_key", "database_url"):
         check(f"local.{name}_secret_arn" in secret_arns, f"{where}: local.secret_arns must include the {name} secret")
-    check(secret_arns.count("local.") == 3, f"{where}: local.secret_arns must hold exactly three secrets")
+    # ...and, with global_cluster, the global keys the operator gives.
+    check(secret_arns.count("local.") == 4 and "local.global_psk_secret_arns" in secret_arns,
+          f"{where}: local.secret_arns must hold exactly the three secrets and local.global_psk_secret_arns")
+    check(str(locals_.get("global_psk_secret_arns")).replace(" ", "") == "${local.two_clusters?[var.global_cluster.psk_secret_arn]:[]}",
+          f"{where}: local.global_psk_secret_arns must be global_cluster.psk_secret_arn with global_cluster only, got {locals_.get('global_psk_secret_arns')}")
 
     # Security groups: gossip TCP and UDP from the tasks' own group only; the rest from the ALBs only.
     ingress = {name: b for (t, name), b in resources.items() if t == "aws_vpc_security_group_ingress_rule"}
@@ -115,6 +122,7 @@ def check_module(module_dir: Path) -> None:
         if t == "aws_security_group":
             check("ingress" not in b and "egress" not in b, f"{where}: aws_security_group.{name} must not carry inline rules")
     gossip = {name: b for name, b in ingress.items() if b.get("from_port") == "${var.gossip_port}"}
+    global_rules = check_global_rules(where, resources, locals_)
     check(sorted(b["ip_protocol"] for b in gossip.values()) == ["tcp", "udp"],
           f"{where}: gossip ingress must be exactly one tcp and one udp rule, got {sorted(gossip)}")
     for name, b in gossip.items():
@@ -124,7 +132,7 @@ def check_module(module_dir: Path) -> None:
               f"{where}: gossip rule {name} must allow only the tasks' own security group")
     to_tasks = {name: b for name, b in ingress.items() if b.get("security_group_id") == "${aws_security_group.tasks.id}"}
     for name, b in to_tasks.items():
-        if name in gossip:
+        if name in gossip or name in global_rules:
             continue
         check(b.get("referenced_security_group_id") in ("${aws_security_group.alb.id}", "${aws_security_group.admin_alb.id}")
               and "cidr_ipv4" not in b and "cidr_ipv6" not in b,
@@ -169,6 +177,7 @@ def check_module(module_dir: Path) -> None:
     check("'entryPoint': ['${local.entrypoint}']" in container and "'command': ['serve']" in container,
           f"{where}: the container must run local.entrypoint with the command serve")
     check("SHOAL_CLUSTER_ADVERTISE" not in env, f"{where}: the advertised address is the entrypoint's to set")
+    check_two_clusters(module_dir, locals_, variables)
 
     # Cloud Map (dns-srv): SRV records of the tasks' gossip port, registered by the service.
     sd = resources.get(("aws_service_discovery_service", "gossip"), {})
@@ -186,6 +195,8 @@ def check_module(module_dir: Path) -> None:
         check(name in secrets, f"{where}: container secrets lack {name}")
     never, planned = unknown(module_dir.resolve().parents[2], re.findall(r"SHOAL_[A-Z_]+", env + secrets),
                              ecs_entrypoint=True)
+    check("SHOAL_CLUSTERS_" not in env + secrets,
+          f"{where}: per-cluster variables must be named through local.cluster_env (the cluster names are variables)")
     check(not never, f"{where}: the task sets SHOAL_* variables no node reads: {never}")
     if planned:
         print(f"terraform: planned variables not read by the node yet: {', '.join(planned)}")
@@ -204,13 +215,209 @@ def check_module(module_dir: Path) -> None:
     for rule in ("desired_count", "http_port", "gossip_port", "data_plane_ports", "log_level", "log_retention_days",
                  "alb_ingress_cidrs", "task_egress_cidrs", "private_subnet_ids", "discovery_method",
                  "cloud_map_namespace_name", "admin_subnet_ids", "admin_ingress_cidrs",
-                 "admin_ingress_security_group_ids", "admin_certificate_arn"):
+                 "admin_ingress_security_group_ids", "admin_certificate_arn", "global_cluster",
+                 "global_cluster_ingress_cidrs"):
         check(bool(variables.get(rule, {}).get("validation")), f"{where}: variable {rule} needs a validation block")
     check_variables_and_outputs(module_dir, variables, outputs)
     for required in ("url", "alb_security_group_id", "tasks_security_group_id", "task_role_arn", "execution_role_arn",
                      "cluster_psk_secret_arn", "secrets_key_secret_arn", "database_url_secret_arn", "discovery_srv_name",
                      "admin_alb_dns_name", "admin_alb_security_group_id"):
         check(required in outputs, f"{where}: output {required} missing")
+
+
+def check_global_rules(where: str, resources: dict, locals_: dict) -> set[str]:
+    """global_cluster's port, TCP and UDP, open between the tasks and with the other regions'
+    subnets (global_cluster_ingress_cidrs) only, in both directions, and nothing without
+    global_cluster. Returns the names of its ingress rules."""
+    names = set()
+    for kind in ("ingress", "egress"):
+        rules = {n: b for (t, n), b in resources.items() if t == f"aws_vpc_security_group_{kind}_rule"
+                 and b.get("from_port") == "${local.global_port}"}
+        check(sorted(rules) == ["global_gossip", "global_gossip_regions"],
+              f"{where}: the global port's {kind} must be global_gossip and global_gossip_regions, got {sorted(rules)}")
+        for n, b in rules.items():
+            check(b.get("to_port") == "${local.global_port}" and b.get("ip_protocol") in ("${each.value}", "${each.value.protocol}")
+                  and b.get("security_group_id") == "${aws_security_group.tasks.id}",
+                  f"{where}: {kind} rule {n} must open the global port only, on the tasks' group")
+        own, regions = rules.get("global_gossip", {}), rules.get("global_gossip_regions", {})
+        check(own.get("referenced_security_group_id") == "${aws_security_group.tasks.id}" and "cidr_ipv4" not in own
+              and own.get("for_each") == "${local.global_protocols}",
+              f"{where}: global_gossip ({kind}) must be the tasks' own group, TCP and UDP")
+        check(regions.get("cidr_ipv4") == "${each.value.cidr}" and "referenced_security_group_id" not in regions
+              and regions.get("for_each") == "${local.global_regions}",
+              f"{where}: global_gossip_regions ({kind}) must be the other regions' CIDRs only")
+        if kind == "ingress":
+            names = set(rules)
+    protocols = str(locals_.get("global_protocols")).replace(" ", "")
+    check("local.two_clusters" in protocols and '"tcp","udp"' in protocols,
+          f"{where}: local.global_protocols must be tcp and udp with global_cluster only")
+    regions = str(locals_.get("global_regions"))
+    check("var.global_cluster_ingress_cidrs" in regions and "local.two_clusters" in regions,
+          f"{where}: local.global_regions must come from var.global_cluster_ingress_cidrs, with global_cluster only")
+    return names
+
+
+def top_level(expr: str, separators: str) -> list[str]:
+    """`expr` cut at the separators that stand outside brackets, strings and interpolations."""
+    parts, stack, start, i = [], [], 0, 0
+    while i < len(expr):
+        c, top = expr[i], stack[-1] if stack else ""
+        if top == '"':
+            if c == '"':
+                stack.pop()
+            elif expr.startswith("${", i):
+                stack.append("${")
+                i += 1
+        elif c == '"':
+            stack.append('"')
+        elif c in "([{":
+            stack.append(c)
+        elif c in ")]}":
+            stack.pop()
+        elif not stack and c in separators:
+            parts.append(expr[start:i].strip())
+            start = i + 1
+        i += 1
+    parts.append(expr[start:].strip())
+    return parts
+
+
+def gated(expr: str) -> tuple[str, str]:
+    """(what a `concat(...)` of lists holds with one cluster, what it holds with two): each
+    argument is either in both, or `local.two_clusters ? TWO : ONE`."""
+    inner = expr.removeprefix("${").removesuffix("}")
+    inner = inner[inner.index("(") + 1:inner.rindex(")")] if inner.startswith("concat(") else inner
+    one, two = [], []
+    for arg in top_level(inner, ","):
+        if arg.startswith("local.two_clusters ?"):
+            branches = top_level("?".join(top_level(arg, "?")[1:]), ":")
+            two.append(branches[0])
+            one.append(":".join(branches[1:]))
+        else:
+            one.append(arg)
+            two.append(arg)
+    return "\n".join(one), "\n".join(two)
+
+
+TEMPLATE_DIRECTIVE = re.compile(r"%\{\s*(if\s+(\w+)|else|endif)\s*~?\}[ \t]*\n?")
+
+
+def render_template(text: str, values: dict) -> str:
+    """Terraform's templatefile for the subset clusters.toml.tftpl uses: ${name} and
+    %{ if name ~} ... %{ else ~} ... %{ endif ~} on booleans, one directive a line."""
+    out, stack, pos = [], [], 0
+    for m in TEMPLATE_DIRECTIVE.finditer(text):
+        if all(stack):
+            out.append(text[pos:m.start()])
+        if m.group(1).startswith("if"):
+            stack.append(bool(values[m.group(2)]))
+        elif m.group(1) == "else":
+            stack[-1] = not stack[-1]
+        else:
+            stack.pop()
+        pos = m.end()
+    out.append(text[pos:])
+
+    def value(m: re.Match) -> str:
+        if m.group(1) not in values:
+            raise KeyError(m.group(1))
+        return str(values[m.group(1)])
+    return re.sub(r"\$\{(\w+)\}", value, "".join(out))
+
+
+def check_two_clusters(module_dir: Path, locals_: dict, variables: dict) -> None:
+    """global_cluster: what the task gets beside the single cluster's settings. The config file
+    (clusters.toml.tftpl, through SHOAL_ECS_CONFIG_TOML) lists both clusters and [services];
+    the single cluster's SHOAL_CLUSTER_* and SHOAL_DISCOVERY_* are left out; each cluster's
+    keys arrive as SHOAL_CLUSTERS_<NAME>_PSK and its advertised address from the entrypoint
+    (SHOAL_ECS_ADVERTISE); the global port is mapped TCP and UDP. The template is rendered
+    here with sample values for each discovery branch and handed to the node's loader."""
+    where = module_dir.name
+    env = str(locals_.get("environment"))
+    # Which variables the task gets with one cluster, with two, and with both.
+    for what, names, only_two in (
+        ("environment", env, ("SHOAL_ECS_CONFIG_TOML", "SHOAL_ECS_ADVERTISE")),
+        ("secrets", str(locals_.get("secrets")), ("${local.cluster_env.regional}PSK", "${local.cluster_env.global}PSK")),
+    ):
+        one, two = gated(names)
+        for name in ("SHOAL_DISCOVERY_DNS_SRV", "SHOAL_DISCOVERY_METHOD", "SHOAL_CLUSTER_BIND", "SHOAL_CLUSTER_NAME",
+                     "SHOAL_DISCOVERY_ALLOWED_ADDRESS_SPACE", "SHOAL_CLUSTER_PSK"):
+            check(name not in two, f"{where}: {name} must be left out of the {what} with global_cluster "
+                                   "(the node refuses it beside [[clusters]])")
+        for name in only_two:
+            check(name in two and name not in one, f"{where}: {name} belongs to the {what} with global_cluster only")
+        for name in ("SHOAL_HTTP_LISTEN", "SHOAL_PROXY_ADDRESS", "SHOAL_LOG_LEVEL", "SHOAL_DATABASE_URL", "SHOAL_SECRETS_KEY"):
+            if name in names:
+                check(name in one and name in two, f"{where}: {name} belongs to the {what} with one cluster and with two")
+    advertise = re.search(r'name = "SHOAL_ECS_ADVERTISE", value = "([^"]*)"', env)
+    check(bool(advertise) and advertise.group(1) ==
+          "${var.shoal_cluster_name}:${var.gossip_port} ${var.global_cluster.name}:${var.global_cluster.port}",
+          f"{where}: SHOAL_ECS_ADVERTISE must name both clusters with their ports, got {advertise.group(1) if advertise else None}")
+    check('name = "SHOAL_ECS_CONFIG_TOML", value = local.clusters_toml' in env,
+          f"{where}: SHOAL_ECS_CONFIG_TOML must be local.clusters_toml")
+    prefixes = locals_.get("cluster_env")
+    prefix_text = str(prefixes)
+    check(f"{CLUSTER_ENV_PREFIX}${{upper(replace(var.shoal_cluster_name" in prefix_text
+          and f"{CLUSTER_ENV_PREFIX}${{upper(replace(var.global_cluster.name" in prefix_text,
+          f"{where}: local.cluster_env must be {CLUSTER_ENV_PREFIX}<NAME>_ for both clusters, got {prefix_text}")
+    secrets = str(locals_.get("secrets"))
+    for role, arn in (("regional", "local.cluster_psk_secret_arn"), ("global", "var.global_cluster.psk_secret_arn")):
+        check(f'name = "${{local.cluster_env.{role}}}PSK", valueFrom = {arn}' in secrets,
+              f"{where}: the {role} cluster's keys must be ${{local.cluster_env.{role}}}PSK from {arn}")
+    ports = str(locals_.get("port_mappings"))
+    check(ports.count("local.global_port") == 2 and "containerPort = local.global_port, protocol = \"udp\"" in ports
+          and "containerPort = local.global_port, protocol = \"tcp\"" in ports,
+          f"{where}: port mappings must add the global port TCP and UDP")
+    check("var.global_cluster.port" in str(locals_.get("global_port")), f"{where}: local.global_port must be global_cluster.port")
+
+    # The template and what main.tf passes to it.
+    template_path = module_dir / "clusters.toml.tftpl"
+    template = template_path.read_text() if template_path.exists() else ""
+    call = re.search(r'templatefile\("\$\{path\.module\}/clusters\.toml\.tftpl", \{(.*)\}\)', str(locals_.get("clusters_toml")), re.S)
+    check(bool(template) and bool(call), f"{where}: local.clusters_toml must be templatefile(clusters.toml.tftpl, {{...}})")
+    if not (template and call):
+        return
+    passed = set(re.findall(r"(?:^|, )(\w+) = ", call.group(1)))
+    used = set(re.findall(r"\$\{(\w+)\}", template)) | {m.group(2) for m in TEMPLATE_DIRECTIVE.finditer(template) if m.group(2)}
+    check(passed == used, f"{where}: templatefile passes {sorted(passed - used)} unused and misses {sorted(used - passed)}")
+    regional, world = "eu-west", "global"
+    samples = {
+        "regional_name": '"eu-west"', "regional_bind": '"0.0.0.0:7946"', "regional_srv_name": '"gossip.eu.shoal.internal"',
+        "regional_port": 7946, "regional_allowed_address_space": '["10.1.1.0/24","10.1.2.0/24"]',
+        "global_name": '"global"', "global_bind": '"0.0.0.0:7947"', "global_probe_interval": '"1s"',
+        "global_probe_timeout": '"500ms"', "global_peers": '["shoal-global.us-east.example.internal:7947"]',
+        "global_srv_name": '"_shoal._tcp.global.example.internal"',
+        "global_allowed_address_space": '["10.1.1.0/24","10.1.2.0/24","10.2.0.0/16"]',
+        "services_counters": '"eu-west"', "services_cache": '"eu-west"', "services_events": '"global"',
+        "services_global_counters": '"global"',
+    }
+    for dns_srv, static in ((True, True), (False, False)):
+        branch = f"regional {'dns-srv' if dns_srv else 'ecs'}, global {'static' if static else 'dns-srv'}"
+        try:
+            text = render_template(template, {**samples, "regional_dns_srv": dns_srv, "global_static": static})
+            config = tomllib.loads(text)
+        except (KeyError, tomllib.TOMLDecodeError) as e:
+            failures.append(f"{where}: clusters.toml.tftpl ({branch}) does not render to TOML: {e!r}")
+            continue
+        clusters = config.get("clusters", [])
+        check([c.get("name") for c in clusters] == [regional, world], f"{where}: clusters.toml.tftpl must list the regional then the global cluster")
+        check(set(config.get("services", {})) == set(SERVICES), f"{where}: clusters.toml.tftpl [services] must name {SERVICES}")
+        check(all("psk_file" not in c and "advertise" not in c for c in clusters),
+              f"{where}: keys and advertised addresses come from the environment, not clusters.toml.tftpl")
+        methods = [c.get("discovery", {}).get("method") for c in clusters]
+        check(methods == ["dns-srv" if dns_srv else "ecs", "static" if static else "dns-srv"],
+              f"{where}: clusters.toml.tftpl ({branch}) renders discovery {methods}")
+        env_values = {
+            "SHOAL_CONFIG": "/var/lib/shoal/shoal-ecs.toml", "SHOAL_DATA_DIR": "/var/lib/shoal",
+            "SHOAL_HTTP_LISTEN": "0.0.0.0:8080", "SHOAL_PROXY_ADDRESS": "0.0.0.0",
+            cluster_env(regional, "ADVERTISE"): "10.1.1.5:7946", cluster_env(world, "ADVERTISE"): "10.1.1.5:7947",
+            cluster_env(regional, "PSK"): random_keys.token_hex(32), cluster_env(world, "PSK"): random_keys.token_hex(32),
+            "SHOAL_SECRETS_KEY": random_keys.token_hex(32), "SHOAL_DATABASE_URL": "postgres://shoal@db:5432/shoal",
+        }
+        error = check_config({"/var/lib/shoal/shoal-ecs.toml": text}, env_values)
+        check(error is None, f"{where}: the node refuses clusters.toml.tftpl ({branch}) with the task's variables: {error}")
+    if not any("clusters.toml.tftpl" in f for f in failures):
+        print("terraform: clusters.toml.tftpl renders for both discovery branches; the node's loader accepts it")
 
 
 def check_admin_apart(where: str, resources: dict, locals_: dict, variables: dict, ingress: dict, to_tasks: dict) -> None:

@@ -290,6 +290,7 @@ fn constants() -> serde_json::Value {
         "discovery_methods": DiscoveryMethod::ALL.map(DiscoveryMethod::as_str),
         "ecs_iam_actions": shoal_discovery::ECS_IAM_ACTIONS,
         "kubernetes_pod_verbs": shoal_discovery::KUBERNETES_POD_VERBS,
+        "cluster_env_prefix": shoal_config::CLUSTER_ENV_PREFIX,
         "ports": {
             "http": HttpConfig::default().listen.port(),
             "gossip": ClusterConfig::default().bind.port(),

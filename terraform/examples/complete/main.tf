@@ -1,7 +1,8 @@
 # Every option of the module in use: an internet-facing data-plane ALB restricted to known
 # networks with a port for an S3 resource, the console and admin API on the internal admin ALB
 # open only to the operators' sources, a new RDS PostgreSQL, EFS for the data directories,
-# Cloud Map discovery with a chosen namespace name.
+# Cloud Map discovery with a chosen namespace name, and optionally a global cluster beside the
+# regional one.
 
 provider "aws" {
   region = var.region
@@ -56,6 +57,27 @@ module "shoal" {
   # Cloud Map SRV records (the default); "ecs" once the node has the ECS discovery provider.
   discovery_method         = "dns-srv"
   cloud_map_namespace_name = "shoal-demo.internal"
+
+  # With global_psk_secret_arn: this region's cluster (eu-west, found through Cloud Map) and
+  # a global one shared with the other regions on 7947, found through names they publish and
+  # probed more slowly across the WAN.
+  shoal_cluster_name = "eu-west"
+  global_cluster = var.global_psk_secret_arn == null ? null : {
+    name           = "global"
+    port           = 7947
+    psk_secret_arn = var.global_psk_secret_arn
+    peers          = var.global_peers
+    probe_interval        = "1s"
+    probe_timeout         = "500ms"
+    allowed_address_space = var.global_cidrs
+    services = {
+      counters        = "regional"
+      cache           = "regional"
+      events          = "global"
+      global_counters = "global"
+    }
+  }
+  global_cluster_ingress_cidrs = var.global_cidrs
 
   log_level          = "info"
   log_retention_days = 365

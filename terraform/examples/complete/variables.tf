@@ -96,3 +96,21 @@ variable "admin_certificate_arn" {
   type        = string
   default     = null
 }
+
+variable "global_psk_secret_arn" {
+  description = "Secrets Manager secret holding the global cluster's keys, the same in every region (a replica of one secret); null deploys the regional cluster only."
+  type        = string
+  default     = null
+}
+
+variable "global_peers" {
+  description = "host:port of global cluster nodes, in every region (the same list everywhere), e.g. DNS names with an A record per task."
+  type        = list(string)
+  default     = []
+}
+
+variable "global_cidrs" {
+  description = "Task subnets of the other regions: they reach the global port, and global peers must be in them or in this region's subnets."
+  type        = list(string)
+  default     = []
+}

@@ -28,7 +28,11 @@ locals {
   cluster_psk_secret_arn  = var.cluster_psk_secret_arn != null ? var.cluster_psk_secret_arn : aws_secretsmanager_secret.cluster_psk[0].arn
   secrets_key_secret_arn  = var.secrets_key_secret_arn != null ? var.secrets_key_secret_arn : aws_secretsmanager_secret.secrets_key[0].arn
   database_url_secret_arn = var.database_url_secret_arn != null ? var.database_url_secret_arn : aws_secretsmanager_secret.database_url[0].arn
-  secret_arns             = [local.cluster_psk_secret_arn, local.secrets_key_secret_arn, local.database_url_secret_arn]
+  # The global cluster's keys are given, never generated: every region must hold the same.
+  global_psk_secret_arns = local.two_clusters ? [var.global_cluster.psk_secret_arn] : []
+  secret_arns            = concat([local.cluster_psk_secret_arn, local.secrets_key_secret_arn, local.database_url_secret_arn], local.global_psk_secret_arns)
+  # A replica of another region's secret may be under a key of its own.
+  secret_kms_key_arns = distinct(compact([local.kms_key_arn, try(var.global_cluster.psk_kms_key_arn, null)]))
 
   data_plane_ports = { for p in var.data_plane_ports : tostring(p) => p }
 
@@ -48,20 +52,65 @@ locals {
   cloud_map           = var.discovery_method == "dns-srv"
   cloud_map_namespace = var.cloud_map_namespace_name != null ? var.cloud_map_namespace_name : "${var.name}.shoal.internal"
   discovery_srv_name  = "gossip.${local.cloud_map_namespace}"
+  # Tasks only run in the private subnets: no address outside them is ever joined.
+  private_cidrs = [for s in data.aws_subnet.private : s.cidr_block]
 
+  # global_cluster: a second cluster beside the regional one (shoal_cluster_name, gossip_port,
+  # discovery_method). Two clusters can only be listed in a config file, and the node refuses
+  # the single cluster's SHOAL_CLUSTER_* and SHOAL_DISCOVERY_* variables beside it: the file
+  # carries both entries and [services], the environment what differs per task.
+  two_clusters = var.global_cluster != null
+  global_port  = local.two_clusters ? var.global_cluster.port : null
+  # The prefix of each entry's variables, SHOAL_CLUSTERS_<NAME>_ (NAME upper-cased, '-' as '_').
+  cluster_env = local.two_clusters ? {
+    regional = "SHOAL_CLUSTERS_${upper(replace(var.shoal_cluster_name, "-", "_"))}_"
+    global   = "SHOAL_CLUSTERS_${upper(replace(var.global_cluster.name, "-", "_"))}_"
+  } : null
+  cluster_names = local.two_clusters ? { regional = var.shoal_cluster_name, global = var.global_cluster.name } : null
+  clusters_toml = local.two_clusters ? templatefile("${path.module}/clusters.toml.tftpl", {
+    regional_name                  = jsonencode(var.shoal_cluster_name)
+    regional_bind                  = jsonencode("0.0.0.0:${var.gossip_port}")
+    regional_dns_srv               = local.cloud_map
+    regional_srv_name              = jsonencode(local.discovery_srv_name)
+    regional_port                  = var.gossip_port
+    regional_allowed_address_space = jsonencode(local.private_cidrs)
+    global_name                    = jsonencode(var.global_cluster.name)
+    global_bind                    = jsonencode("0.0.0.0:${var.global_cluster.port}")
+    global_probe_interval          = jsonencode(var.global_cluster.probe_interval)
+    global_probe_timeout           = jsonencode(var.global_cluster.probe_timeout)
+    global_static                  = var.global_cluster.discovery_method == "static"
+    global_peers                   = jsonencode(var.global_cluster.peers)
+    global_srv_name                = jsonencode(var.global_cluster.dns_srv_name)
+    global_allowed_address_space   = jsonencode(length(var.global_cluster.allowed_address_space) > 0 ? distinct(concat(local.private_cidrs, var.global_cluster.allowed_address_space)) : [])
+    services_counters              = jsonencode(local.cluster_names[var.global_cluster.services.counters])
+    services_cache                 = jsonencode(local.cluster_names[var.global_cluster.services.cache])
+    services_events                = jsonencode(local.cluster_names[var.global_cluster.services.events])
+    services_global_counters       = jsonencode(local.cluster_names[var.global_cluster.services.global_counters])
+  }) : null
+
+  # With one cluster, SHOAL_CLUSTER_* and SHOAL_DISCOVERY_* in the order they always had (a
+  # reordered list would be a new task definition); with two, none of them.
   environment = concat(
-    local.cloud_map ? [{ name = "SHOAL_DISCOVERY_DNS_SRV", value = local.discovery_srv_name }] : [{ name = "SHOAL_DISCOVERY_METHOD", value = "ecs" }],
+    local.two_clusters ? [] : local.cloud_map ? [{ name = "SHOAL_DISCOVERY_DNS_SRV", value = local.discovery_srv_name }] : [{ name = "SHOAL_DISCOVERY_METHOD", value = "ecs" }],
     [
       { name = "SHOAL_HTTP_LISTEN", value = "0.0.0.0:${var.http_port}" },
       { name = "SHOAL_HTTP_SHUTDOWN_GRACE", value = "${var.shutdown_grace_seconds}s" },
-      # SHOAL_CLUSTER_ADVERTISE (required with a wildcard bind) is the task's IP, known only at
-      # run time: the entrypoint reads it from the task metadata endpoint.
-      { name = "SHOAL_CLUSTER_BIND", value = "0.0.0.0:${var.gossip_port}" },
-      # Data-plane ports are reached by the ALB on the task's IP, not on loopback.
-      { name = "SHOAL_PROXY_ADDRESS", value = "0.0.0.0" },
+    ],
+    # SHOAL_CLUSTER_ADVERTISE (required with a wildcard bind) is the task's IP, known only at
+    # run time: the entrypoint reads it from the task metadata endpoint.
+    local.two_clusters ? [] : [{ name = "SHOAL_CLUSTER_BIND", value = "0.0.0.0:${var.gossip_port}" }],
+    # Data-plane ports are reached by the ALB on the task's IP, not on loopback.
+    [{ name = "SHOAL_PROXY_ADDRESS", value = "0.0.0.0" }],
+    local.two_clusters ? [
+      # The entrypoint writes the file and sets SHOAL_CONFIG, and advertises the task IP on
+      # each cluster's port as SHOAL_CLUSTERS_<NAME>_ADVERTISE.
+      { name = "SHOAL_ECS_CONFIG_TOML", value = local.clusters_toml },
+      { name = "SHOAL_ECS_ADVERTISE", value = "${var.shoal_cluster_name}:${var.gossip_port} ${var.global_cluster.name}:${var.global_cluster.port}" },
+      ] : [
       { name = "SHOAL_CLUSTER_NAME", value = var.shoal_cluster_name },
-      # Tasks only run in the private subnets: no address outside them is ever joined.
-      { name = "SHOAL_DISCOVERY_ALLOWED_ADDRESS_SPACE", value = join(",", [for s in data.aws_subnet.private : s.cidr_block]) },
+      { name = "SHOAL_DISCOVERY_ALLOWED_ADDRESS_SPACE", value = join(",", local.private_cidrs) },
+    ],
+    [
       { name = "SHOAL_LOG_FORMAT", value = "json" },
       { name = "SHOAL_LOG_LEVEL", value = var.log_level },
     ],
@@ -73,11 +122,15 @@ locals {
 
   # Secrets reach the container as environment variables resolved by ECS at task start; they
   # never appear in the task definition.
-  secrets = [
-    { name = "SHOAL_DATABASE_URL", valueFrom = local.database_url_secret_arn },
-    { name = "SHOAL_CLUSTER_PSK", valueFrom = local.cluster_psk_secret_arn },
-    { name = "SHOAL_SECRETS_KEY", valueFrom = local.secrets_key_secret_arn },
-  ]
+  # With two clusters each has its own keys, under its entry's variable.
+  secrets = concat(
+    [{ name = "SHOAL_DATABASE_URL", valueFrom = local.database_url_secret_arn }],
+    local.two_clusters ? [
+      { name = "${local.cluster_env.regional}PSK", valueFrom = local.cluster_psk_secret_arn },
+      { name = "${local.cluster_env.global}PSK", valueFrom = var.global_cluster.psk_secret_arn },
+    ] : [{ name = "SHOAL_CLUSTER_PSK", valueFrom = local.cluster_psk_secret_arn }],
+    [{ name = "SHOAL_SECRETS_KEY", valueFrom = local.secrets_key_secret_arn }],
+  )
 
   port_mappings = concat(
     [
@@ -85,6 +138,10 @@ locals {
       { name = "gossip", containerPort = var.gossip_port, protocol = "tcp" },
       { name = "gossip-udp", containerPort = var.gossip_port, protocol = "udp" },
     ],
+    local.two_clusters ? [
+      { name = "global-gossip", containerPort = local.global_port, protocol = "tcp" },
+      { name = "global-gossip-udp", containerPort = local.global_port, protocol = "udp" },
+    ] : [],
     [for p in var.data_plane_ports : { name = "data-${p}", containerPort = p, protocol = "tcp" }],
   )
 
@@ -322,7 +379,8 @@ data "aws_iam_policy_document" "execution" {
     resources = ["${aws_cloudwatch_log_group.this.arn}:log-stream:*"]
   }
 
-  # Exactly this module's secrets: the PSK, the secrets key and the database URL.
+  # Exactly this module's secrets: the PSK, the secrets key and the database URL (and the
+  # global cluster's keys with global_cluster).
   statement {
     sid       = "ReadShoalSecrets"
     actions   = ["secretsmanager:GetSecretValue"]
@@ -332,7 +390,7 @@ data "aws_iam_policy_document" "execution" {
   statement {
     sid       = "DecryptShoalSecrets"
     actions   = ["kms:Decrypt"]
-    resources = [local.kms_key_arn]
+    resources = local.secret_kms_key_arns
 
     condition {
       test     = "StringEquals"
@@ -585,6 +643,61 @@ resource "aws_vpc_security_group_egress_rule" "gossip_udp" {
   from_port                    = var.gossip_port
   to_port                      = var.gossip_port
   ip_protocol                  = "udp"
+}
+
+# global_cluster: its own port, TCP and UDP, between this region's tasks and with the other
+# regions' task subnets (global_cluster_ingress_cidrs), in both directions; nothing else
+# reaches it.
+locals {
+  global_protocols = local.two_clusters ? toset(["tcp", "udp"]) : toset([])
+  global_regions = local.two_clusters ? {
+    for pair in setproduct(var.global_cluster_ingress_cidrs, ["tcp", "udp"]) :
+    "${pair[0]}_${pair[1]}" => { cidr = pair[0], protocol = pair[1] }
+  } : {}
+}
+
+resource "aws_vpc_security_group_ingress_rule" "global_gossip" {
+  for_each = local.global_protocols
+
+  security_group_id            = aws_security_group.tasks.id
+  description                  = "Global cluster gossip (${upper(each.value)}) between Shoal tasks"
+  referenced_security_group_id = aws_security_group.tasks.id
+  from_port                    = local.global_port
+  to_port                      = local.global_port
+  ip_protocol                  = each.value
+}
+
+resource "aws_vpc_security_group_ingress_rule" "global_gossip_regions" {
+  for_each = local.global_regions
+
+  security_group_id = aws_security_group.tasks.id
+  description       = "Global cluster gossip (${upper(each.value.protocol)}) from the Shoal tasks of another region"
+  cidr_ipv4         = each.value.cidr
+  from_port         = local.global_port
+  to_port           = local.global_port
+  ip_protocol       = each.value.protocol
+}
+
+resource "aws_vpc_security_group_egress_rule" "global_gossip" {
+  for_each = local.global_protocols
+
+  security_group_id            = aws_security_group.tasks.id
+  description                  = "Global cluster gossip (${upper(each.value)}) to other Shoal tasks"
+  referenced_security_group_id = aws_security_group.tasks.id
+  from_port                    = local.global_port
+  to_port                      = local.global_port
+  ip_protocol                  = each.value
+}
+
+resource "aws_vpc_security_group_egress_rule" "global_gossip_regions" {
+  for_each = local.global_regions
+
+  security_group_id = aws_security_group.tasks.id
+  description       = "Global cluster gossip (${upper(each.value.protocol)}) to the Shoal tasks of another region"
+  cidr_ipv4         = each.value.cidr
+  from_port         = local.global_port
+  to_port           = local.global_port
+  ip_protocol       = each.value.protocol
 }
 
 resource "aws_vpc_security_group_egress_rule" "tasks_tcp" {

@@ -308,6 +308,98 @@ variable "cloud_map_namespace_name" {
   }
 }
 
+variable "global_cluster" {
+  description = "A second gossip cluster spanning every region, beside this region's own (shoal_cluster_name on gossip_port); null keeps the single cluster. The tasks then get a config file with one [[clusters]] entry per cluster and a [services] mapping (SHOAL_ECS_CONFIG_TOML, written by the image's ECS entrypoint), the global port TCP and UDP, and the global keys as SHOAL_CLUSTERS_<NAME>_PSK. name: the same in every region. port: its gossip port. psk_secret_arn: a Secrets Manager secret holding the global keys, the same in every region (a replica) and none of the regional ones; psk_kms_key_arn: its KMS key when that is not kms_key_arn. discovery_method: \"static\" (peers, host:port of nodes in every region) or \"dns-srv\" (dns_srv_name). probe_interval and probe_timeout: slower failure detection across a WAN. allowed_address_space: CIDR blocks global peers must fall in (this region's private subnets are added; empty accepts all). services: \"regional\" or \"global\" for counters, cache, events and global_counters."
+  type = object({
+    name                  = optional(string, "global")
+    port                  = optional(number, 7947)
+    psk_secret_arn        = string
+    psk_kms_key_arn       = optional(string)
+    discovery_method      = optional(string, "static")
+    peers                 = optional(list(string), [])
+    dns_srv_name          = optional(string)
+    probe_interval        = optional(string, "1s")
+    probe_timeout         = optional(string, "500ms")
+    allowed_address_space = optional(list(string), [])
+    services = optional(object({
+      counters        = optional(string, "regional")
+      cache           = optional(string, "regional")
+      events          = optional(string, "global")
+      global_counters = optional(string, "global")
+    }), {})
+  })
+  default = null
+
+  validation {
+    condition     = var.global_cluster == null || try(var.global_cluster.port >= 1024 && var.global_cluster.port <= 65535 && var.global_cluster.port == floor(var.global_cluster.port), false)
+    error_message = "global_cluster.port must be a port between 1024 and 65535 (the container runs without privileges)."
+  }
+
+  validation {
+    condition     = var.global_cluster == null || try(var.global_cluster.port != var.gossip_port, false)
+    error_message = "global_cluster.port must differ from gossip_port: each cluster needs a gossip port of its own."
+  }
+
+  validation {
+    condition     = var.global_cluster == null || try(var.global_cluster.port != var.http_port && !contains(var.data_plane_ports, var.global_cluster.port), false)
+    error_message = "global_cluster.port must differ from http_port (the node refuses a gossip port equal to the admin port) and from every data_plane_ports entry."
+  }
+
+  validation {
+    condition     = var.global_cluster == null || try(can(regex("^[a-z0-9][a-z0-9-]{0,63}$", var.global_cluster.name)) && can(regex("^[a-z0-9][a-z0-9-]{0,63}$", var.shoal_cluster_name)) && var.global_cluster.name != var.shoal_cluster_name, false)
+    error_message = "global_cluster.name and shoal_cluster_name must each be 1-64 lower-case letters, digits or '-' (not first), and differ: they name the two [[clusters]] entries and their SHOAL_CLUSTERS_<NAME>_* variables."
+  }
+
+  validation {
+    condition     = var.global_cluster == null || try(can(regex("^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:.+$", var.global_cluster.psk_secret_arn)) && var.global_cluster.psk_secret_arn != var.cluster_psk_secret_arn, false)
+    error_message = "global_cluster.psk_secret_arn must be a Secrets Manager secret ARN other than cluster_psk_secret_arn: each cluster needs keys of its own, and the global ones must be the same in every region, so they are never generated."
+  }
+
+  validation {
+    condition     = var.global_cluster == null || try(var.global_cluster.psk_kms_key_arn == null || can(regex("^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/.+$", var.global_cluster.psk_kms_key_arn)), false)
+    error_message = "global_cluster.psk_kms_key_arn must be a KMS key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID) or null."
+  }
+
+  validation {
+    condition = var.global_cluster == null || try(
+      var.global_cluster.discovery_method == "static" ? length(var.global_cluster.peers) > 0 && alltrue([for p in var.global_cluster.peers : can(regex("^[A-Za-z0-9.-]+:[0-9]{1,5}$", p))]) :
+      var.global_cluster.discovery_method == "dns-srv" && can(regex("^[A-Za-z0-9_.-]{1,253}$", var.global_cluster.dns_srv_name)),
+    false)
+    error_message = "global_cluster.discovery_method must be \"static\" with peers listing host:port entries (nodes of every region), or \"dns-srv\" with dns_srv_name (an SRV name listing the global port of every region's nodes)."
+  }
+
+  validation {
+    condition     = var.global_cluster == null || try(can(regex("^[0-9]+(ms|s|m)$", var.global_cluster.probe_interval)) && can(regex("^[0-9]+(ms|s|m)$", var.global_cluster.probe_timeout)), false)
+    error_message = "global_cluster.probe_interval and probe_timeout must be durations such as \"1s\" or \"500ms\"; the node also wants the timeout shorter than the interval."
+  }
+
+  validation {
+    condition     = var.global_cluster == null || try(alltrue([for c in var.global_cluster.allowed_address_space : can(cidrhost(c, 0))]), false)
+    error_message = "global_cluster.allowed_address_space must hold valid CIDR blocks such as 10.2.0.0/16 (every region's task subnets)."
+  }
+
+  validation {
+    condition     = var.global_cluster == null || try(alltrue([for s in [var.global_cluster.services.counters, var.global_cluster.services.cache, var.global_cluster.services.events, var.global_cluster.services.global_counters] : contains(["regional", "global"], s)]), false)
+    error_message = "global_cluster.services entries (counters, cache, events, global_counters) must each be \"regional\" or \"global\"."
+  }
+}
+
+variable "global_cluster_ingress_cidrs" {
+  description = "CIDR blocks of the other regions' task subnets: they may reach the global cluster's port (TCP and UDP), and the tasks may reach them on it. This region's tasks always may. Unused without global_cluster."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for c in var.global_cluster_ingress_cidrs : can(cidrhost(c, 0)) && !strcontains(c, ":")])
+    error_message = "global_cluster_ingress_cidrs must hold valid IPv4 CIDR blocks such as 10.2.0.0/16 (the other regions' task subnets)."
+  }
+
+  validation {
+    condition     = alltrue([for c in var.global_cluster_ingress_cidrs : try(tonumber(split("/", c)[1]) >= 8, true)])
+    error_message = "global_cluster_ingress_cidrs must not hold blocks wider than /8 (such as 0.0.0.0/0): gossip is for the other regions' tasks only."
+  }
+}
+
 variable "shutdown_grace_seconds" {
   description = "Seconds a stopping node waits for in-flight requests (SHOAL_HTTP_SHUTDOWN_GRACE). Also the target groups' deregistration delay; the container stop timeout is this plus 15 s."
   type        = number
