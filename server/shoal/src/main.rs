@@ -183,13 +183,19 @@ fn main() -> ExitCode {
             let path = file.clone().or(cli.config.clone());
             match shoal_config::load(path.as_deref()) {
                 Ok(config) => {
+                    let clusters: Vec<String> = config
+                        .enabled_clusters()
+                        .map(|c| format!("{} on {}", c.name, c.bind))
+                        .collect();
                     println!(
-                        "config OK: node {} listens on {}, database {}",
+                        "config OK: node {} listens on {}, database {}, cluster{} {}",
                         config.node_name,
                         config.http.listen,
                         shoal_control_plane::describe_url(
                             config.control_plane.database_url().expose()
-                        )
+                        ),
+                        if clusters.len() == 1 { "" } else { "s" },
+                        clusters.join(", ")
                     );
                     ExitCode::SUCCESS
                 }

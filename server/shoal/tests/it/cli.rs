@@ -36,6 +36,10 @@ fn check_config_accepts_a_valid_file_without_printing_secrets() {
     assert!(out.status.success(), "{}", stderr(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("config OK") && stdout.contains("127.0.0.1:1/shoal"));
+    assert!(
+        stdout.contains("cluster shoal on 127.0.0.1:7946"),
+        "{stdout}"
+    );
     assert!(!stdout.contains("pw"), "password printed: {stdout}");
 }
 
