@@ -97,10 +97,17 @@ async fn a_revocation_published_in_one_region_reaches_every_node_of_the_other_on
         .events
         .publish(REVOKE_TOPIC, b"user=mallory".to_vec())
         .unwrap();
+    // A liveness bound, not the goal: a lost datagram waits for anti-entropy's rounds (the
+    // delivery time is `scripts/bench regions`' figure).
     for (node, rx) in fleet.nodes.iter().zip(&mut receivers) {
-        let event = tokio::time::timeout(Duration::from_secs(1), rx.recv())
+        let event = tokio::time::timeout(Duration::from_secs(30), rx.recv())
             .await
-            .unwrap_or_else(|_| panic!("{}: no revocation within 1 s", node.region))
+            .unwrap_or_else(|_| {
+                panic!(
+                    "{}: no revocation within 30 s of simulated time (seed {})",
+                    node.region, fleet.global.seed
+                )
+            })
             .unwrap();
         assert_eq!(event.payload, b"user=mallory");
     }
