@@ -11,6 +11,18 @@ fn key() -> CounterKey {
     CounterKey::new("alice", "reports/sensitive", "access").unwrap()
 }
 
+/// Polls `done` every 10 ms of simulated time, for at most a simulated minute.
+async fn until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not within a simulated minute"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// Offers `per_second` requests a second spread over every node for `seconds`, each decided
 /// against `global_access_count > max`; returns how many were admitted.
 async fn load(fleet: &Fleet, max: u64, per_second: u64, seconds: u64) -> u64 {
@@ -69,9 +81,13 @@ async fn split_regions_each_keep_an_even_share_so_the_limit_still_holds() {
     let eu: Vec<_> = eu.into_iter().map(|(_, a)| a).collect();
     let us: Vec<_> = us.into_iter().map(|(_, a)| a).collect();
     // Both regions seen first, then cut apart.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let first = &fleet.nodes[0].services.global_counters;
+    until("both regions seen", || first.regions().len() == 2).await;
     fleet.global.partition(&eu, &us);
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    until("the split seen", || {
+        first.regions().iter().any(|(_, reachable)| !reachable)
+    })
+    .await;
     let global = fleet.nodes[0].services.count_global(&key(), &[0, 0]);
     assert!(global.split, "{global:?}");
     assert_eq!(global.shares, vec![0.5, 0.5]);
@@ -111,8 +127,17 @@ async fn a_revocation_published_in_one_region_reaches_every_node_of_the_other_on
             .unwrap();
         assert_eq!(event.payload, b"user=mallory");
     }
-    // Anti-entropy and replays bring it again: delivered once all the same.
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // Anti-entropy brings it again: delivered once all the same.
+    let rounds = |n: &crate::regions::RegionNode| n.services.events.status().anti_entropy_rounds;
+    let before: Vec<u64> = fleet.nodes.iter().map(rounds).collect();
+    until("five anti-entropy rounds on every node", || {
+        fleet
+            .nodes
+            .iter()
+            .zip(&before)
+            .all(|(n, b)| rounds(n) >= b + 5)
+    })
+    .await;
     for node in &fleet.nodes {
         let delivered = node.services.events.delivered();
         assert_eq!(delivered.len(), 1, "{}: {delivered:?}", node.region);
