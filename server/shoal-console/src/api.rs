@@ -282,6 +282,9 @@ pub(crate) struct AuditFilter {
     /// Substring of the target or the detail.
     #[serde(default)]
     pub q: Option<String>,
+    /// Only requests a shadow policy would have blocked (`1`, `true` or a checked box).
+    #[serde(default)]
+    pub would_block: Option<String>,
     #[serde(default)]
     pub before_id: Option<i64>,
     #[serde(default = "default_limit")]
@@ -307,6 +310,10 @@ impl AuditFilter {
             action: self.action.clone(),
             outcome: self.outcome.clone(),
             text: self.q.clone(),
+            would_block: self
+                .would_block
+                .as_deref()
+                .is_some_and(|v| matches!(v, "1" | "true" | "on")),
             before_id: self.before_id,
             limit: self.limit,
         })
@@ -352,6 +359,9 @@ struct PolicyBody {
     on_error: OnError,
     #[serde(default)]
     on_unreachable: OnUnreachable,
+    /// Evaluated and audited as "would block", never enforced.
+    #[serde(default)]
+    shadow: bool,
     #[serde(default = "default_true")]
     enabled: bool,
     #[serde(default)]
@@ -377,6 +387,7 @@ async fn put_policy(
         enforcement: body.enforcement,
         on_error: body.on_error,
         on_unreachable: body.on_unreachable,
+        shadow: body.shadow,
         enabled: body.enabled,
         description: body.description,
     };

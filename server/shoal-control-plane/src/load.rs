@@ -34,9 +34,20 @@ pub async fn load_config(pool: &PgPool) -> Result<ConfigSnapshot, ControlPlaneEr
         )
         .fetch_all(&mut *tx)
         .await?;
-    type PolicyRow = (i64, String, String, String, String, String, bool, String);
+    type PolicyRow = (
+        i64,
+        String,
+        String,
+        String,
+        String,
+        String,
+        bool,
+        bool,
+        String,
+    );
     let policy_rows: Vec<PolicyRow> = sqlx::query_as(
-        "SELECT id, name, rego, enforcement, on_error, on_unreachable, enabled, description
+        "SELECT id, name, rego, enforcement, on_error, on_unreachable, shadow, enabled,
+                description
            FROM policies ORDER BY name",
     )
     .fetch_all(&mut *tx)
@@ -77,7 +88,8 @@ pub async fn load_config(pool: &PgPool) -> Result<ConfigSnapshot, ControlPlaneEr
         }
     }
     let mut policies = Vec::with_capacity(policy_rows.len());
-    for (id, name, rego, enforcement, on_error, on_unreachable, enabled, description) in policy_rows
+    for (id, name, rego, enforcement, on_error, on_unreachable, shadow, enabled, description) in
+        policy_rows
     {
         let parsed = Enforcement::parse(&enforcement).and_then(|e| {
             Ok((
@@ -93,6 +105,7 @@ pub async fn load_config(pool: &PgPool) -> Result<ConfigSnapshot, ControlPlaneEr
                 enforcement,
                 on_error,
                 on_unreachable,
+                shadow,
                 enabled,
                 description,
             }),

@@ -106,6 +106,7 @@ mod tests {
                 enforcement: Enforcement::Eventual,
                 on_error: Default::default(),
                 on_unreachable: Default::default(),
+                shadow: false,
                 enabled: true,
                 description: String::new(),
             }],

@@ -162,13 +162,14 @@ impl Store {
             .await?;
         sqlx::query(
             "INSERT INTO policies
-                    (name, rego, enforcement, on_error, on_unreachable, enabled, description)
-             VALUES ($1, $2, $3, $6, $7, $4, $5)
+                    (name, rego, enforcement, on_error, on_unreachable, shadow, enabled,
+                     description)
+             VALUES ($1, $2, $3, $6, $7, $8, $4, $5)
              ON CONFLICT (name) DO UPDATE
                 SET rego = EXCLUDED.rego, enforcement = EXCLUDED.enforcement,
                     on_error = EXCLUDED.on_error, on_unreachable = EXCLUDED.on_unreachable,
-                    enabled = EXCLUDED.enabled, description = EXCLUDED.description,
-                    updated_at = now()",
+                    shadow = EXCLUDED.shadow, enabled = EXCLUDED.enabled,
+                    description = EXCLUDED.description, updated_at = now()",
         )
         .bind(&policy.name)
         .bind(&policy.rego)
@@ -177,6 +178,7 @@ impl Store {
         .bind(&policy.description)
         .bind(policy.on_error.as_str())
         .bind(policy.on_unreachable.as_str())
+        .bind(policy.shadow)
         .execute(&mut *tx)
         .await?;
         self.commit_change(tx, actor, "policy.put", &policy.name)
@@ -245,22 +247,33 @@ impl Store {
     }
 
     pub async fn list_policies(&self) -> Result<Vec<Policy>, ControlPlaneError> {
-        type Row = (String, String, String, String, String, bool, String);
+        type Row = (String, String, String, String, String, bool, bool, String);
         let rows: Vec<Row> = sqlx::query_as(
-            "SELECT name, rego, enforcement, on_error, on_unreachable, enabled, description
+            "SELECT name, rego, enforcement, on_error, on_unreachable, shadow, enabled,
+                    description
                FROM policies ORDER BY name",
         )
         .fetch_all(&self.pool)
         .await?;
         rows.into_iter()
             .map(
-                |(name, rego, enforcement, on_error, on_unreachable, enabled, description)| {
+                |(
+                    name,
+                    rego,
+                    enforcement,
+                    on_error,
+                    on_unreachable,
+                    shadow,
+                    enabled,
+                    description,
+                )| {
                     let invalid =
                         |e: String| ControlPlaneError::Invalid(format!("policy {name:?}: {e}"));
                     Ok(Policy {
                         enforcement: Enforcement::parse(&enforcement).map_err(invalid)?,
                         on_error: OnError::parse(&on_error).map_err(invalid)?,
                         on_unreachable: OnUnreachable::parse(&on_unreachable).map_err(invalid)?,
+                        shadow,
                         name,
                         rego,
                         enabled,
@@ -601,6 +614,7 @@ impl Store {
                 AND ($3::text IS NULL OR action ILIKE $3)
                 AND ($4::text IS NULL OR outcome = $4)
                 AND ($5::text IS NULL OR target ILIKE $5 OR detail::text ILIKE $5)
+                AND (NOT $7 OR detail ? 'would_block')
               ORDER BY at DESC, id DESC LIMIT $6",
         )
         .bind(query.before_id)
@@ -609,6 +623,7 @@ impl Store {
         .bind(query.outcome.as_deref().filter(|v| !v.is_empty()))
         .bind(like(&query.text))
         .bind(limit + 1)
+        .bind(query.would_block)
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;

@@ -195,6 +195,8 @@ pub struct AuditQuery {
     pub outcome: Option<String>,
     /// Matched against the target and the detail.
     pub text: Option<String>,
+    /// Only requests a shadow policy would have blocked.
+    pub would_block: bool,
     pub before_id: Option<i64>,
     pub limit: i64,
 }

@@ -343,6 +343,10 @@ pub struct Policy {
     /// Snapshots written before this field existed read as `local`.
     #[serde(default)]
     pub on_unreachable: OnUnreachable,
+    /// Evaluated and audited as "would block", never enforced. Snapshots written before this
+    /// field existed read as enforced.
+    #[serde(default)]
+    pub shadow: bool,
     pub enabled: bool,
     pub description: String,
 }
@@ -595,6 +599,7 @@ mod tests {
             enforcement: Enforcement::Eventual,
             on_error: OnError::Block,
             on_unreachable: OnUnreachable::Local,
+            shadow: false,
             enabled: true,
             description: String::new(),
         }

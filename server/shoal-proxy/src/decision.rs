@@ -49,6 +49,8 @@ pub(crate) struct Ctx<'a> {
     pub reach: Reach,
     /// How a strict global count was decided, for the answer's `x-shoal-global-decision`.
     pub global_note: std::sync::OnceLock<String>,
+    /// What shadow policies would have refused, for the audit line.
+    pub would_block: std::sync::Mutex<Vec<serde_json::Value>>,
 }
 
 /// The key every region counts a strict global check under, at its owner in the global
@@ -267,13 +269,15 @@ pub(crate) async fn decide(
                 OnUnreachable::Local => &input,
                 OnUnreachable::Share => shared_input.as_ref().unwrap_or(&input),
                 OnUnreachable::Deny => {
-                    tracing::info!(
-                        request_id,
-                        policy = policy.name(),
-                        reachable = reach.reachable,
-                        members = reach.members,
-                        "request refused: members unreachable (on_unreachable = deny)"
-                    );
+                    if !p.shadow {
+                        tracing::info!(
+                            request_id,
+                            policy = policy.name(),
+                            reachable = reach.reachable,
+                            members = reach.members,
+                            "request refused: members unreachable (on_unreachable = deny)"
+                        );
+                    }
                     let mut refusal = Refusal::new(
                         "unreachable",
                         StatusCode::SERVICE_UNAVAILABLE,
@@ -286,7 +290,8 @@ pub(crate) async fn decide(
                         ),
                     );
                     refusal.policy = Some(policy.name().to_string());
-                    return Err(refusal);
+                    enforce(ctx, p.shadow, refusal)?;
+                    continue;
                 }
             }
         } else {
@@ -318,29 +323,31 @@ pub(crate) async fn decide(
         match evaluated {
             Ok(Verdict::Allow) => {}
             Ok(Verdict::Block { kind, message }) => {
-                tracing::info!(
-                    request_id,
-                    user = %caller.user,
-                    resource = %route.name,
-                    policy = policy.name(),
-                    kind = %kind,
-                    "request blocked"
-                );
+                if !p.shadow {
+                    tracing::info!(
+                        request_id,
+                        user = %caller.user,
+                        resource = %route.name,
+                        policy = policy.name(),
+                        kind = %kind,
+                        "request blocked"
+                    );
+                }
                 let message =
                     message.unwrap_or_else(|| format!("blocked by policy {}", policy.name()));
                 let mut refusal =
                     Refusal::new("blocked", StatusCode::FORBIDDEN, codes.blocked, message);
                 refusal.policy = Some(policy.name().to_string());
                 refusal.kind = Some(kind);
-                return Err(refusal);
+                enforce(ctx, p.shadow, refusal)?;
             }
             Err(e) => {
                 node.policy_errors.fetch_add(1, Ordering::Relaxed);
                 let skip = on_error == OnError::Allow;
-                let consequence = if skip {
-                    "policy skipped (on_error = allow)"
-                } else {
-                    "request refused (fail closed)"
+                let consequence = match (skip, p.shadow) {
+                    (true, _) => "policy skipped (on_error = allow)",
+                    (false, false) => "request refused (fail closed)",
+                    (false, true) => "shadow policy: the request would have been refused",
                 };
                 tracing::warn!(request_id, policy = policy.name(), "{e}; {consequence}");
                 if skip {
@@ -353,7 +360,7 @@ pub(crate) async fn decide(
                     format!("policy {:?} failed; the request is refused", policy.name()),
                 );
                 refusal.policy = Some(policy.name().to_string());
-                return Err(refusal);
+                enforce(ctx, p.shadow, refusal)?;
             }
         }
     }
@@ -365,6 +372,30 @@ pub(crate) async fn decide(
 fn share_scaled(count: u64, reach: Reach) -> u64 {
     let (members, reachable) = (reach.members.max(1) as u128, reach.reachable.max(1) as u128);
     u64::try_from((u128::from(count) * members).div_ceil(reachable)).unwrap_or(u64::MAX)
+}
+
+/// A policy's refusal: returned, or for a shadow policy recorded for the audit line and the
+/// metrics (`shoal.policy.would_block`) while the request goes on.
+fn enforce(ctx: &Ctx<'_>, shadow: bool, refusal: Refusal) -> Result<(), Refusal> {
+    if !shadow {
+        return Err(refusal);
+    }
+    let policy = refusal.policy.as_deref().unwrap_or_default();
+    ctx.node.instruments.would_block(policy, refusal.outcome);
+    tracing::info!(
+        request_id = ctx.request_id,
+        policy,
+        outcome = refusal.outcome,
+        "shadow policy would have refused the request: {}",
+        refusal.message
+    );
+    ctx.would_block.lock().expect("would_block").push(json!({
+        "policy": policy,
+        "outcome": refusal.outcome,
+        "type": refusal.kind,
+        "message": refusal.message,
+    }));
+    Ok(())
 }
 
 /// Queues the request's audit line (`refusal`: none if allowed). `Err` means it cannot be kept and the request must be
@@ -388,7 +419,7 @@ pub(crate) async fn audit(
     node.instruments.decision(outcome, ctx.routes.strict);
     let reach = ctx.reach;
     tracing::Span::current().record("shoal.outcome", outcome);
-    let entry = AuditEntry {
+    let mut entry = AuditEntry {
         event_id: uuid::Uuid::new_v4(),
         at: chrono::Utc::now(),
         actor: user.map_or_else(|| "anonymous".to_string(), |u| format!("user:{u}")),
@@ -414,6 +445,10 @@ pub(crate) async fn audit(
             })),
         }),
     };
+    let shadow = std::mem::take(&mut *ctx.would_block.lock().expect("would_block"));
+    if !shadow.is_empty() {
+        entry.detail["would_block"] = serde_json::Value::Array(shadow);
+    }
     node.audit.record(entry).await.map_err(|e| {
         tracing::error!(request_id, resource = %route.name, "audit: {e}; request refused");
         Refusal::new(

@@ -27,6 +27,7 @@ pub(crate) struct Instruments {
     decisions: Counter<u64>,
     policy_duration: Histogram<f64>,
     unreachable: Counter<u64>,
+    would_block: Counter<u64>,
     upstream_errors: Counter<u64>,
 }
 
@@ -63,6 +64,13 @@ impl Instruments {
                 .with_unit("{evaluation}")
                 .with_description(
                     "Policies applied while cluster members were unreachable, by policy and on_unreachable",
+                )
+                .build(),
+            would_block: meter
+                .u64_counter("shoal.policy.would_block")
+                .with_unit("{request}")
+                .with_description(
+                    "Requests a policy in shadow mode would have refused (not refused), by policy and why",
                 )
                 .build(),
             upstream_errors: meter
@@ -116,6 +124,18 @@ impl Instruments {
             &[
                 KeyValue::new("shoal.policy.name", policy.to_string()),
                 KeyValue::new("on_unreachable", behaviour),
+            ],
+        );
+    }
+
+    /// A shadow policy's refusal, recorded instead of enforced; `why` is the outcome it would
+    /// have had (blocked, policy_error, unreachable).
+    pub(crate) fn would_block(&self, policy: &str, why: &'static str) {
+        self.would_block.add(
+            1,
+            &[
+                KeyValue::new("shoal.policy.name", policy.to_string()),
+                KeyValue::new("outcome", why),
             ],
         );
     }

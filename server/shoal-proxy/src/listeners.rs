@@ -374,6 +374,7 @@ async fn route_and_handle(
         started,
         reach: shared.state.reach(),
         global_note: std::sync::OnceLock::new(),
+        would_block: std::sync::Mutex::default(),
     };
     let mut response = match &route.kind {
         RouteKind::Http {

@@ -38,6 +38,8 @@ pub(crate) struct RoutePolicy {
     pub compiled: Arc<Policy>,
     pub on_error: OnError,
     pub on_unreachable: OnUnreachable,
+    /// Evaluated and audited, never enforced.
+    pub shadow: bool,
 }
 
 pub(crate) struct Route {
@@ -153,9 +155,14 @@ impl Routes {
                         compiled: Arc::new(compiled),
                         on_error: p.on_error,
                         on_unreachable: p.on_unreachable,
+                        shadow: p.shadow,
                     });
                     strict |= p.enforcement == Enforcement::Strict;
                 }
+                // A shadow policy enforces nothing, so failing to compile refuses nothing.
+                Err(e) if p.shadow => warnings.push(format!(
+                    "{e}; it is in shadow mode, so requests are not refused for it"
+                )),
                 Err(e) => {
                     warnings.push(format!("{e}; requests are refused while it is in force"));
                     broken.push(p.name.clone());

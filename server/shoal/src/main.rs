@@ -114,6 +114,10 @@ enum PolicyCommand {
         /// by members / reachable members (share).
         #[arg(long, default_value = "local", value_parser = ["local", "deny", "share"])]
         on_unreachable: String,
+        /// Evaluate and audit the policy as "would block", never enforce it (a dark launch);
+        /// apply again without it to enforce.
+        #[arg(long)]
+        shadow: bool,
         #[command(flatten)]
         common: CommonFlags,
     },
@@ -458,6 +462,7 @@ async fn policy(cmd: PolicyCommand, store: &Store) -> anyhow::Result<()> {
             enforcement,
             on_error,
             on_unreachable,
+            shadow,
             common,
         } => {
             let rego = read_source(&file)?;
@@ -468,6 +473,7 @@ async fn policy(cmd: PolicyCommand, store: &Store) -> anyhow::Result<()> {
                 on_error: OnError::parse(&on_error).map_err(anyhow::Error::msg)?,
                 on_unreachable: OnUnreachable::parse(&on_unreachable)
                     .map_err(anyhow::Error::msg)?,
+                shadow,
                 enabled: !common.disabled,
                 description: common.description,
             };

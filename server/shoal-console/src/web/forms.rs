@@ -215,6 +215,8 @@ pub(crate) struct PolicyForm {
     #[serde(default)]
     enabled: Option<String>,
     #[serde(default)]
+    shadow: Option<String>,
+    #[serde(default)]
     description: String,
     #[serde(default)]
     creating: Option<String>,
@@ -227,6 +229,7 @@ pub(crate) async fn save_policy(
 ) -> Response {
     let creating = checkbox(&f.creating);
     let enabled = checkbox(&f.enabled);
+    let shadow = checkbox(&f.shadow);
     let parsed = Enforcement::parse(&f.enforcement)
         .map_err(|e| format!("enforcement: {e}"))
         .and_then(|enforcement| {
@@ -252,6 +255,7 @@ pub(crate) async fn save_policy(
                 enforcement,
                 on_error,
                 on_unreachable,
+                shadow,
                 enabled,
                 description: f.description.clone(),
             };
@@ -283,6 +287,7 @@ pub(crate) async fn save_policy(
                     on_error: f.on_error,
                     on_unreachable: f.on_unreachable,
                     enabled,
+                    shadow,
                     description: f.description,
                     error: Some(error),
                     csrf: admin.csrf.clone(),

@@ -350,6 +350,7 @@ pub(crate) struct PolicyEditTpl {
     pub on_error: String,
     pub on_unreachable: String,
     pub enabled: bool,
+    pub shadow: bool,
     pub description: String,
     pub error: Option<String>,
     pub csrf: String,
@@ -369,6 +370,7 @@ pub(crate) async fn new_policy(State(s): State<ApiState>, admin: ConsoleAdmin) -
             on_error: "block".into(),
             on_unreachable: "local".into(),
             enabled: true,
+            shadow: false,
             description: String::new(),
             error: None,
             csrf: admin.csrf.clone(),
@@ -400,6 +402,7 @@ pub(crate) async fn edit_policy(
             name: p.name,
             rego: p.rego,
             enabled: p.enabled,
+            shadow: p.shadow,
             description: p.description,
             error: None,
             csrf: admin.csrf.clone(),
@@ -656,6 +659,7 @@ struct AuditTpl {
     action: String,
     outcome: String,
     q: String,
+    would_block: bool,
     rows: Vec<AuditRow>,
     next: Option<String>,
     error: Option<String>,
@@ -687,6 +691,7 @@ pub(crate) async fn audit(
             ("action", &f.action),
             ("outcome", &f.outcome),
             ("q", &f.q),
+            ("would_block", &f.would_block),
         ] {
             if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
                 query.append_pair(k, v);
@@ -724,6 +729,7 @@ pub(crate) async fn audit(
             action: text(&f.action),
             outcome: text(&f.outcome),
             q: text(&f.q),
+            would_block: f.would_block.is_some(),
             rows,
             next,
             error,

@@ -19,6 +19,7 @@ mod fleet;
 mod gossip_input;
 mod image;
 mod lifecycle;
+mod policies;
 mod proxy_http;
 mod proxy_s3;
 mod quickstart;

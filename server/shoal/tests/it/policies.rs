@@ -1,0 +1,115 @@
+//! What policies can say beyond the seed policy, through a node of this process: shadow mode
+//! (evaluated and audited as "would block", never enforced, until switched off).
+
+use std::time::Duration;
+
+use axum::Router;
+use serde_json::{Value, json};
+use shoal_testkit::*;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+const NO_EVE: &str = r#"package shadow.eve
+
+import future.keywords.if
+
+pre_request := {"action": "block", "type": "user", "message": "eve is not allowed"} if {
+  input.user.id == "eve"
+}
+"#;
+
+/// An upstream answering `ok` to everything.
+async fn upstream() -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    spawn(async move { axum::serve(listener, Router::new().fallback(|| async { "ok" })).await });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shadow_policy_audits_what_it_would_block_and_blocks_once_enforced() {
+    let db = database().await;
+    let ip = "127.0.0.141";
+    let (sandbox, api, base) = sandbox_proxy_node(&db.url, ip, "").await;
+    let node = &sandbox.nodes[0];
+    let eve = api.user_with_api_key("eve").await;
+    let bob = api.user_with_api_key("bob").await;
+    let port = free_port(ip);
+    api.http_resource("ledger", &format!("http://{}", upstream().await), port)
+        .await;
+    let (code, body) = api
+        .put(
+            "/api/v1/policies/no-eve",
+            json!({"rego": NO_EVE, "shadow": true}),
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+    node.wait_data_plane(body["revision"].as_i64().unwrap())
+        .await;
+    let (_, listed) = api.get("/api/v1/policies/no-eve").await;
+    assert_eq!(listed["shadow"], true, "{listed}");
+
+    let client = reqwest::Client::new();
+    let get = |key: &str| {
+        client
+            .get(format!("http://{ip}:{port}/entries"))
+            .header("x-api-key", key)
+            .send()
+    };
+    for _ in 0..3 {
+        let r = get(&eve).await.unwrap();
+        assert_eq!(r.status().as_u16(), 200, "shadow mode never refuses");
+    }
+    assert_eq!(get(&bob).await.unwrap().status().as_u16(), 200);
+
+    // Every request audited as allowed; eve's with what the shadow policy would have done,
+    // and only those under the "would have blocked" filter.
+    wait_until("four request lines", WAIT, || async {
+        let (_, page) = api.get("/api/v1/audit?action=request&q=ledger").await;
+        (page["entries"].as_array()?.len() == 4).then_some(())
+    })
+    .await;
+    let (_, page) = api.get("/api/v1/audit?would_block=1&q=ledger").await;
+    let lines = page["entries"].as_array().unwrap();
+    assert_eq!(lines.len(), 3, "{page}");
+    for line in lines {
+        assert_eq!(line["outcome"], "allowed", "{line}");
+        assert_eq!(line["actor"], "user:eve", "{line}");
+        assert_eq!(
+            line["detail"]["would_block"],
+            json!([{
+                "policy": "no-eve",
+                "outcome": "blocked",
+                "type": "user",
+                "message": "eve is not allowed",
+            }]),
+            "{line}"
+        );
+    }
+    let metrics = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let counted = metrics
+        .lines()
+        .find(|l| l.starts_with("shoal_policy_would_block_total") && l.contains("no-eve"))
+        .unwrap_or_else(|| panic!("no would-block series in\n{metrics}"));
+    assert!(counted.ends_with(" 3"), "{counted}");
+
+    // Switched to enforcing: the same request is refused, naming the policy.
+    let (code, body) = api
+        .put(
+            "/api/v1/policies/no-eve",
+            json!({"rego": NO_EVE, "shadow": false}),
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+    node.wait_data_plane(body["revision"].as_i64().unwrap())
+        .await;
+    let r = get(&eve).await.unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+    let refusal: Value = r.json().await.unwrap();
+    assert_eq!(refusal["error"]["policy"], "no-eve", "{refusal}");
+}
