@@ -44,6 +44,27 @@ pub struct RequestFacts<'a> {
     pub key: Option<&'a str>,
     pub source_ip: Option<&'a str>,
     pub resource: &'a Target,
+    /// `input.request.headers`: lower-cased names, credentials and signatures left out by the
+    /// caller; empty when no policy reads them.
+    pub headers: &'a [(&'a str, &'a str)],
+    /// `input.request.query`: decoded parameters, the first value of each name.
+    pub query: &'a [(&'a str, &'a str)],
+    /// `input.request.body_size`: the declared size of an upload, when it has one.
+    pub body_size: Option<u64>,
+    /// `input.node`.
+    pub node: &'a NodeFacts,
+}
+
+/// `input.node`, prepared once: the node deciding, and the cluster it counts in.
+#[derive(Clone)]
+pub struct NodeFacts(Value);
+
+impl NodeFacts {
+    pub fn new(name: &str, cluster: &str) -> Self {
+        Self(Value::from(
+            serde_json::json!({"name": name, "cluster": cluster}),
+        ))
+    }
 }
 
 /// `input.user`, prepared.
@@ -51,6 +72,12 @@ pub struct RequestFacts<'a> {
 pub struct Subject(Value);
 
 impl Subject {
+    /// A user as the control plane describes it (`id`, `groups`, `email`, `type`,
+    /// `attributes`), converted once per config revision.
+    pub fn from_json(user: serde_json::Value) -> Self {
+        Self(Value::from(user))
+    }
+
     pub fn new(id: &str, groups: &[String]) -> Self {
         let k = &*KEYS;
         let groups = Value::from(
@@ -71,6 +98,12 @@ impl Subject {
 pub struct Target(Value);
 
 impl Target {
+    /// A resource as the control plane describes it (`name`, `kind`, `environment`, `tags`),
+    /// converted once per config revision.
+    pub fn from_json(resource: serde_json::Value) -> Self {
+        Self(Value::from(resource))
+    }
+
     pub fn new(name: &str, kind: &str) -> Self {
         let k = &*KEYS;
         Self(object([
@@ -107,6 +140,10 @@ struct Keys {
     source_ip: Value,
     resource: Value,
     kind: Value,
+    headers: Value,
+    query: Value,
+    body_size: Value,
+    node: Value,
 }
 
 static KEYS: std::sync::LazyLock<Keys> = std::sync::LazyLock::new(|| Keys {
@@ -125,6 +162,10 @@ static KEYS: std::sync::LazyLock<Keys> = std::sync::LazyLock::new(|| Keys {
     source_ip: Value::from("source_ip"),
     resource: Value::from("resource"),
     kind: Value::from("kind"),
+    headers: Value::from("headers"),
+    query: Value::from("query"),
+    body_size: Value::from("body_size"),
+    node: Value::from("node"),
 });
 
 fn object(fields: impl IntoIterator<Item = (Value, Value)>) -> Value {
@@ -173,11 +214,24 @@ impl Input {
         if let Some(ip) = f.source_ip {
             request.push((k.source_ip.clone(), Value::from(ip)));
         }
+        let pairs = |pairs: &[(&str, &str)]| {
+            object(
+                pairs
+                    .iter()
+                    .map(|(name, value)| (Value::from(*name), Value::from(*value))),
+            )
+        };
+        request.push((k.headers.clone(), pairs(f.headers)));
+        request.push((k.query.clone(), pairs(f.query)));
+        if let Some(size) = f.body_size {
+            request.push((k.body_size.clone(), Value::from(size)));
+        }
         Self(object([
             (k.bucket.clone(), object(bucket)),
             (k.user.clone(), f.user.0.clone()),
             (k.request.clone(), object(request)),
             (k.resource.clone(), f.resource.0.clone()),
+            (k.node.clone(), f.node.0.clone()),
         ]))
     }
 }
@@ -331,7 +385,12 @@ mod tests {
         let windows = Windows::new(&["last_minute".to_string(), "last_hour".to_string()]);
         let counts: Vec<[u64; 2]> = (0..7).map(|c| [c, c + 10]).collect();
         let (alice, reports) = (Subject::new("alice", &[]), Target::new("reports", "s3"));
+        let node = NodeFacts::new("n1", "eu");
         let facts = |count: u64| RequestFacts {
+            headers: &[("x-tenant", "acme")],
+            query: &[],
+            body_size: Some(7),
+            node: &node,
             bucket: Some("sensitive-bucket"),
             windows: &windows,
             counts: &counts[count as usize],
@@ -363,6 +422,19 @@ pre_request := {\"action\": \"block\", \"message\": sprintf(\"%s %s %s %s %d\", 
             Verdict::Block {
                 kind: "block".into(),
                 message: Some("alice GetObject reports/q3.csv s3 11".into())
+            }
+        );
+        let detail = Policy::compile(
+            "detail",
+            "package d
+pre_request := {\"action\": \"block\", \"message\": sprintf(\"%s %d %s %s\", [input.request.headers[\"x-tenant\"], input.request.body_size, input.node.name, input.node.cluster])}\n",
+        )
+        .unwrap();
+        assert_eq!(
+            detail.evaluate(&Input::request(&facts(1))).unwrap(),
+            Verdict::Block {
+                kind: "block".into(),
+                message: Some("acme 7 n1 eu".into())
             }
         );
     }

@@ -12,7 +12,9 @@
 
 mod eval;
 
-pub use eval::{EVAL_TIME_LIMIT, Input, Policy, RequestFacts, Subject, Target, Verdict, Windows};
+pub use eval::{
+    EVAL_TIME_LIMIT, Input, NodeFacts, Policy, RequestFacts, Subject, Target, Verdict, Windows,
+};
 
 /// The rule every policy defines: what the data plane asks before forwarding a request.
 pub const ENTRYPOINT: &str = "pre_request";

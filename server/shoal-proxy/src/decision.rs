@@ -6,10 +6,10 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, HeaderName, StatusCode};
 use serde_json::json;
 use shoal_model::{AuditEntry, AuditSink, OnError, OnUnreachable};
-use shoal_policy::{Input, RequestFacts, Subject, Verdict};
+use shoal_policy::{Input, NodeFacts, RequestFacts, Subject, Verdict};
 use shoal_state::{CounterKey, Limit, Mode, Reach, Revoked, Services, SharedState};
 use tracing::Instrument as _;
 
@@ -27,6 +27,8 @@ const ACTION: &str = "access";
 pub(crate) struct Node<'a> {
     pub state: &'a SharedState,
     pub services: &'a Services,
+    /// `input.node`.
+    pub facts: &'a NodeFacts,
     pub revocations: &'a Revocations,
     pub audit: &'a dyn AuditSink,
     pub instruments: &'a Instruments,
@@ -70,6 +72,12 @@ pub(crate) struct Facts<'a> {
     pub operation: Option<&'a str>,
     /// `bucket/key` a copy reads from.
     pub copy_source: Option<&'a str>,
+    /// What policies see as `input.request.headers` and `.body_size`, once the credentials are
+    /// left out (`secret_header`: the HTTP kind's API key header).
+    pub headers: &'a HeaderMap,
+    pub secret_header: Option<&'a HeaderName>,
+    /// The raw query string, for `input.request.query`.
+    pub query: Option<&'a str>,
 }
 
 /// Why a request is not forwarded. `outcome` is what the audit line records.
@@ -245,7 +253,19 @@ pub(crate) async fn decide(
     } else {
         Some(node.services.count_global(&counter, &counted.totals).totals)
     };
+    // Headers and parameters only for revisions whose policies mention them: building them is
+    // the one part of the input that grows with the request.
+    let (headers, query) = if routes.request_detail {
+        (policy_headers(facts), policy_query(facts.query))
+    } else {
+        (Vec::new(), Vec::new())
+    };
+    let query: Vec<(&str, &str)> = query.iter().map(|(n, v)| (&**n, &**v)).collect();
     let facts_with = |counts| RequestFacts {
+        headers: &headers,
+        query: &query,
+        body_size: declared_size(facts.headers),
+        node: node.facts,
         bucket: facts.bucket,
         key: facts.key,
         windows: &routes.windows,
@@ -367,6 +387,56 @@ pub(crate) async fn decide(
     Ok(())
 }
 
+/// Headers no policy sees: credentials, signatures and session tokens, in any kind.
+const HIDDEN_HEADERS: [&str; 5] = [
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "x-amz-security-token",
+    "x-amz-content-sha256",
+];
+
+/// Query parameters no policy sees: a presigned URL's credential and signature.
+const HIDDEN_PARAMETERS: [&str; 3] = [
+    "x-amz-signature",
+    "x-amz-credential",
+    "x-amz-security-token",
+];
+
+/// The request's headers as policies see them: lower-cased names (HTTP's own), UTF-8 values,
+/// the first of repeated ones, credentials and signatures left out.
+fn policy_headers<'a>(facts: &'a Facts<'_>) -> Vec<(&'a str, &'a str)> {
+    let mut seen = std::collections::HashSet::new();
+    facts
+        .headers
+        .iter()
+        .filter(|(name, _)| {
+            !HIDDEN_HEADERS.contains(&name.as_str()) && Some(*name) != facts.secret_header
+        })
+        .filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?)))
+        .filter(|(name, _)| seen.insert(*name))
+        .collect()
+}
+
+/// The query's parameters, decoded, the first value of each name, a presigned URL's
+/// signature left out.
+fn policy_query(query: Option<&str>) -> Vec<(String, String)> {
+    let mut seen = std::collections::HashSet::new();
+    form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .filter(|(name, _)| !HIDDEN_PARAMETERS.contains(&name.to_ascii_lowercase().as_str()))
+        .filter(|(name, _)| seen.insert(name.clone()))
+        .map(|(n, v)| (n.into_owned(), v.into_owned()))
+        .collect()
+}
+
+/// What the caller says the upload weighs: S3's decoded length of a chunk-signed body, else
+/// `Content-Length`.
+fn declared_size(headers: &HeaderMap) -> Option<u64> {
+    ["x-amz-decoded-content-length", "content-length"]
+        .iter()
+        .find_map(|h| headers.get(*h)?.to_str().ok()?.parse().ok())
+}
+
 /// A count as this side's share of the limit sees it: `count * members / reachable`, rounded
 /// up so the share is never exceeded.
 fn share_scaled(count: u64, reach: Reach) -> u64 {
@@ -466,6 +536,54 @@ mod tests {
 
     fn reach(reachable: usize, members: usize) -> Reach {
         Reach { reachable, members }
+    }
+
+    fn facts<'a>(headers: &'a HeaderMap, secret: Option<&'a HeaderName>) -> Facts<'a> {
+        Facts {
+            method: "GET",
+            path: "/",
+            bucket: None,
+            counted: "r",
+            key: None,
+            operation: None,
+            copy_source: None,
+            headers,
+            secret_header: secret,
+            query: None,
+        }
+    }
+
+    #[test]
+    fn policies_never_see_credentials_or_signatures() {
+        let mut headers = HeaderMap::new();
+        for (name, value) in [
+            ("Authorization", "AWS4-HMAC-SHA256 Credential=..."),
+            ("X-Api-Key", "shoal_k_secret"),
+            ("Cookie", "session=1"),
+            ("X-Amz-Security-Token", "token"),
+            ("X-Tenant", "acme"),
+            ("x-tenant", "second value, ignored"),
+            ("Content-Length", "42"),
+        ] {
+            headers.append(HeaderName::try_from(name).unwrap(), value.parse().unwrap());
+        }
+        let secret = HeaderName::from_static("x-api-key");
+        let facts = facts(&headers, Some(&secret));
+        assert_eq!(
+            policy_headers(&facts),
+            [("x-tenant", "acme"), ("content-length", "42")]
+        );
+        assert_eq!(declared_size(&headers), Some(42));
+        let query = policy_query(Some(
+            "X-Amz-Signature=abc&X-Amz-Credential=AKIA%2F&list-type=2&prefix=a%20b&prefix=second",
+        ));
+        assert_eq!(
+            query,
+            [
+                ("list-type".to_string(), "2".to_string()),
+                ("prefix".to_string(), "a b".to_string())
+            ]
+        );
     }
 
     #[test]

@@ -70,6 +70,7 @@ pub(crate) async fn handle(
     let path = checked_path
         .clone()
         .unwrap_or_else(|_| req.uri().path().to_string());
+    let query = req.uri().query().map(str::to_string);
     let facts = Facts {
         method: &method,
         path: &path,
@@ -78,6 +79,9 @@ pub(crate) async fn handle(
         key: None,
         operation: None,
         copy_source: None,
+        headers: req.headers(),
+        secret_header: Some(api_key_header),
+        query: query.as_deref(),
     };
     let presented = req
         .headers()

@@ -18,6 +18,7 @@ use shoal_model::{AuditSink, ConfigHandle};
 use shoal_state::{Services, SharedState};
 
 use crate::revocations::Revocations;
+use shoal_policy::NodeFacts;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
@@ -41,6 +42,8 @@ pub struct ProxyOptions {
     pub secrets_key: Option<SecretKey>,
     /// Private CAs (PEM) trusted for `https://` upstreams besides the bundled roots.
     pub upstream_ca_pem: Option<String>,
+    /// This node's name, as policies read it (`input.node.name`).
+    pub node: String,
 }
 
 /// How often ports that could not be bound are tried again.
@@ -54,6 +57,7 @@ impl ProxyOptions {
         c: &ProxyConfig,
         drain_grace: Duration,
         secrets_key: Option<SecretKey>,
+        node: &str,
     ) -> Self {
         Self {
             address: c.address,
@@ -63,6 +67,7 @@ impl ProxyOptions {
             drain_grace,
             secrets_key,
             upstream_ca_pem: c.upstream_ca_pem().map(str::to_string),
+            node: node.to_string(),
         }
     }
 }
@@ -72,6 +77,8 @@ struct Shared {
     /// The counters' shared state (`services.counters`).
     state: SharedState,
     services: Services,
+    /// `input.node`, the same for every request.
+    node_facts: NodeFacts,
     revocations: Arc<Revocations>,
     audit: Arc<dyn AuditSink>,
     options: ProxyOptions,
@@ -102,6 +109,7 @@ impl DataPlane {
         let policy_errors = Arc::new(AtomicU64::new(0));
         let shared = Arc::new(Shared {
             state: services.counters.clone(),
+            node_facts: NodeFacts::new(&options.node, &services.region),
             services,
             revocations: Arc::default(),
             audit,
@@ -360,6 +368,7 @@ async fn route_and_handle(
         node: Node {
             state: &shared.state,
             services: &shared.services,
+            facts: &shared.node_facts,
             revocations: &shared.revocations,
             audit: shared.audit.as_ref(),
             instruments: &shared.instruments,

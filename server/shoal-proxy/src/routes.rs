@@ -27,6 +27,9 @@ pub(crate) struct Routes {
     /// Any enabled policy reads `global_access_count`: only then is a request counted in the
     /// global cluster too, so regional-only policies cost what they did.
     pub global: bool,
+    /// Any enabled policy mentions headers or query parameters: only then are they built
+    /// into the input.
+    pub request_detail: bool,
     pub api_keys: HashMap<String, ApiKey>,
     /// S3 credentials by access key id.
     pub s3_keys: HashMap<String, S3Key>,
@@ -147,8 +150,10 @@ impl Routes {
         let mut broken = Vec::new();
         let mut strict = false;
         let mut global = false;
+        let mut request_detail = false;
         for p in config.policies.iter().filter(|p| p.enabled) {
             global |= p.rego.contains(GLOBAL_COUNTS);
+            request_detail |= p.rego.contains("headers") || p.rego.contains("query");
             match Policy::compile(&p.name, &p.rego) {
                 Ok(compiled) => {
                     policies.push(RoutePolicy {
@@ -223,6 +228,7 @@ impl Routes {
                 broken,
                 strict,
                 global,
+                request_detail,
                 api_keys,
                 s3_keys,
                 windows: Windows::new(window_names),

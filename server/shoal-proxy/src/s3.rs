@@ -78,6 +78,9 @@ pub(crate) async fn handle(ctx: &Ctx<'_>, s3: &S3Route, req: Request<Body>) -> R
         key,
         operation,
         copy_source: source_text.as_deref(),
+        headers: req.headers(),
+        secret_header: None,
+        query: Some(&query),
     };
     let user = identified.as_ref().ok().map(|(_, k)| k.user.as_str());
     let decision = match (&identified, &located) {

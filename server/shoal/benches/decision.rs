@@ -96,6 +96,7 @@ fn decision_round(state: &SharedState, policy: &Policy, round: usize, ops: usize
         Windows::new(state.window_names()),
         Target::new("reports", "s3"),
     );
+    let node = shoal_policy::NodeFacts::new("bench", "shoal");
     let mut blocked = 0usize;
     let samples = (0..ops)
         .map(|i| {
@@ -114,6 +115,10 @@ fn decision_round(state: &SharedState, policy: &Policy, round: usize, ops: usize
                 key: Some("reports/q3.csv"),
                 source_ip: Some("127.0.0.1"),
                 resource: &target,
+                headers: &[],
+                query: &[],
+                body_size: None,
+                node: &node,
             });
             match policy.evaluate(&input).unwrap() {
                 Verdict::Allow => state.increment(key, 1),

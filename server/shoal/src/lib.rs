@@ -276,6 +276,7 @@ pub async fn run(
             &config.proxy,
             config.http.shutdown_grace,
             config.control_plane.secrets_key().cloned(),
+            &config.node_name,
         ),
         &meter,
         &drain,
