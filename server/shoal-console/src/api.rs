@@ -14,7 +14,8 @@ use shoal_cluster::Cluster;
 use shoal_config::CookieSecure;
 use shoal_model::{
     AdminIdentity, AdminStore, AuditEntry, AuditQuery, AuditQueue, ConfigHandle, Credential,
-    Enforcement, OnError, OnUnreachable, Policy, Resource,
+    Enforcement, OnError, OnUnreachable, Policy, Resource, ResourceAttributes, UserKind,
+    UserProfile,
 };
 use shoal_state::{Services, SharedState};
 
@@ -420,6 +421,12 @@ struct ResourceBody {
     enabled: bool,
     #[serde(default)]
     description: String,
+    /// `input.resource.environment`.
+    #[serde(default)]
+    environment: Option<String>,
+    /// `input.resource.tags`.
+    #[serde(default)]
+    tags: std::collections::BTreeMap<String, String>,
 }
 
 async fn put_resource(
@@ -440,6 +447,10 @@ async fn put_resource(
         enabled: body.enabled,
         description: body.description,
         spec,
+        attributes: ResourceAttributes {
+            environment: body.environment,
+            tags: body.tags,
+        },
     };
     let revision = state.store.put_resource(&actor(&admin), &resource).await?;
     Ok(Json(json!({ "revision": revision })))
@@ -465,6 +476,15 @@ struct UserBody {
     enabled: bool,
     #[serde(default)]
     description: String,
+    /// `input.user.{email, type, groups, attributes}`; a PUT replaces them all.
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default, rename = "type")]
+    kind: UserKind,
+    #[serde(default)]
+    groups: Vec<String>,
+    #[serde(default)]
+    attributes: serde_json::Map<String, Value>,
 }
 
 async fn put_user(
@@ -475,7 +495,18 @@ async fn put_user(
 ) -> Result<Json<Value>, ApiError> {
     let revision = state
         .store
-        .put_user(&actor(&admin), &name, body.enabled, &body.description)
+        .put_user(
+            &actor(&admin),
+            &name,
+            body.enabled,
+            &body.description,
+            &UserProfile {
+                email: body.email,
+                kind: body.kind,
+                groups: body.groups,
+                attributes: body.attributes,
+            },
+        )
         .await?;
     Ok(Json(json!({ "revision": revision })))
 }

@@ -100,8 +100,9 @@ impl AdminStore for Store {
         name: &str,
         enabled: bool,
         description: &str,
+        profile: &shoal_model::UserProfile,
     ) -> Result<i64, ModelError> {
-        Ok(Store::put_user(self, actor, name, enabled, description).await?)
+        Ok(Store::put_user(self, actor, name, enabled, description, profile).await?)
     }
 
     async fn set_user_enabled(

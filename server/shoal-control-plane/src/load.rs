@@ -6,7 +6,7 @@ use sqlx::PgPool;
 
 use shoal_model::{
     ConfigSnapshot, Credential, Enforcement, OnError, OnUnreachable, Policy, Resource,
-    ResourceSpec, User,
+    ResourceAttributes, ResourceSpec, User, UserKind, UserProfile,
 };
 
 use crate::ControlPlaneError;
@@ -28,12 +28,22 @@ pub async fn load_config(pool: &PgPool) -> Result<ConfigSnapshot, ControlPlaneEr
     let revision: i64 = sqlx::query_scalar("SELECT revision FROM config_head")
         .fetch_one(&mut *tx)
         .await?;
-    let resource_rows: Vec<(i64, String, String, serde_json::Value, bool, String)> =
-        sqlx::query_as(
-            "SELECT id, name, kind, spec, enabled, description FROM resources ORDER BY name",
-        )
-        .fetch_all(&mut *tx)
-        .await?;
+    type ResourceRow = (
+        i64,
+        String,
+        String,
+        serde_json::Value,
+        bool,
+        String,
+        Option<String>,
+        serde_json::Value,
+    );
+    let resource_rows: Vec<ResourceRow> = sqlx::query_as(
+        "SELECT id, name, kind, spec, enabled, description, environment, tags
+           FROM resources ORDER BY name",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
     type PolicyRow = (
         i64,
         String,
@@ -52,10 +62,20 @@ pub async fn load_config(pool: &PgPool) -> Result<ConfigSnapshot, ControlPlaneEr
     )
     .fetch_all(&mut *tx)
     .await?;
-    let user_rows: Vec<(i64, String, bool)> =
-        sqlx::query_as("SELECT id, name, enabled FROM users ORDER BY name")
-            .fetch_all(&mut *tx)
-            .await?;
+    type UserRow = (
+        i64,
+        String,
+        bool,
+        Option<String>,
+        String,
+        Vec<String>,
+        serde_json::Value,
+    );
+    let user_rows: Vec<UserRow> = sqlx::query_as(
+        "SELECT id, name, enabled, email, type, groups, attributes FROM users ORDER BY name",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
     type CredRow = (
         i64,
         i64,
@@ -76,13 +96,16 @@ pub async fn load_config(pool: &PgPool) -> Result<ConfigSnapshot, ControlPlaneEr
 
     let mut errors = Vec::new();
     let mut resources = Vec::with_capacity(resource_rows.len());
-    for (id, name, kind, spec, enabled, description) in resource_rows {
-        match ResourceSpec::from_parts(&kind, spec) {
-            Ok(spec) => resources.push(Resource {
+    for (id, name, kind, spec, enabled, description, environment, tags) in resource_rows {
+        let parsed = ResourceSpec::from_parts(&kind, spec)
+            .and_then(|spec| Ok((spec, resource_attributes(environment, tags)?)));
+        match parsed {
+            Ok((spec, attributes)) => resources.push(Resource {
                 name,
                 enabled,
                 description,
                 spec,
+                attributes,
             }),
             Err(e) => errors.push(format!("resource {name:?} (id {id}): {e}")),
         }
@@ -134,14 +157,18 @@ pub async fn load_config(pool: &PgPool) -> Result<ConfigSnapshot, ControlPlaneEr
         };
         credentials.entry(user_id).or_default().push(credential);
     }
-    let users = user_rows
-        .into_iter()
-        .map(|(id, name, enabled)| User {
-            name,
-            enabled,
-            credentials: credentials.remove(&id).unwrap_or_default(),
-        })
-        .collect();
+    let mut users = Vec::with_capacity(user_rows.len());
+    for (id, name, enabled, email, kind, groups, attributes) in user_rows {
+        match user_profile(email, &kind, groups, attributes) {
+            Ok(profile) => users.push(User {
+                name,
+                enabled,
+                credentials: credentials.remove(&id).unwrap_or_default(),
+                profile,
+            }),
+            Err(e) => errors.push(format!("user {name:?} (id {id}): {e}")),
+        }
+    }
 
     let snapshot = ConfigSnapshot {
         revision,
@@ -155,4 +182,33 @@ pub async fn load_config(pool: &PgPool) -> Result<ConfigSnapshot, ControlPlaneEr
         .map_err(|e| ControlPlaneError::Database(format!("config validation task failed: {e}")))?
         // Validation refuses a revision only as invalid.
         .map_err(|e| ControlPlaneError::Invalid(e.to_string()))
+}
+
+/// A resource's attributes from their columns.
+pub(crate) fn resource_attributes(
+    environment: Option<String>,
+    tags: serde_json::Value,
+) -> Result<ResourceAttributes, String> {
+    Ok(ResourceAttributes {
+        environment,
+        tags: serde_json::from_value(tags).map_err(|e| format!("tags: {e}"))?,
+    })
+}
+
+/// A user's profile from its columns.
+pub(crate) fn user_profile(
+    email: Option<String>,
+    kind: &str,
+    groups: Vec<String>,
+    attributes: serde_json::Value,
+) -> Result<UserProfile, String> {
+    Ok(UserProfile {
+        email,
+        kind: UserKind::parse(kind)?,
+        groups,
+        attributes: match attributes {
+            serde_json::Value::Object(map) => map,
+            other => return Err(format!("attributes must be a JSON object, got {other}")),
+        },
+    })
 }

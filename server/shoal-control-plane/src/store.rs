@@ -8,8 +8,8 @@ use chrono::{DateTime, Utc};
 use shoal_config::SecretKey;
 use shoal_model::{
     AuditPage, AuditQuery, AuditRecord, CredentialSummary, Enforcement, NewCredential, OnError,
-    OnUnreachable, Policy, Resource, ResourceSpec, RevisionRecord, UserSummary, check_description,
-    check_user_name, seal_secret,
+    OnUnreachable, Policy, Resource, ResourceSpec, RevisionRecord, UserProfile, UserSummary,
+    check_description, check_user_name, seal_secret,
 };
 use sqlx::{PgPool, Postgres, Transaction};
 
@@ -324,17 +324,20 @@ impl Store {
             }
         }
         sqlx::query(
-            "INSERT INTO resources (name, kind, spec, enabled, description)
-             VALUES ($1, $2, $3, $4, $5)
+            "INSERT INTO resources (name, kind, spec, enabled, description, environment, tags)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
              ON CONFLICT (name) DO UPDATE
                 SET kind = EXCLUDED.kind, spec = EXCLUDED.spec, enabled = EXCLUDED.enabled,
-                    description = EXCLUDED.description, updated_at = now()",
+                    description = EXCLUDED.description, environment = EXCLUDED.environment,
+                    tags = EXCLUDED.tags, updated_at = now()",
         )
         .bind(&resource.name)
         .bind(resource.spec.kind())
         .bind(resource.spec.spec_json())
         .bind(resource.enabled)
         .bind(&resource.description)
+        .bind(&resource.attributes.environment)
+        .bind(serde_json::json!(resource.attributes.tags))
         .execute(&mut *tx)
         .await?;
         self.commit_change(tx, actor, "resource.put", &resource.name)
@@ -352,22 +355,38 @@ impl Store {
     }
 
     pub async fn list_resources(&self) -> Result<Vec<Resource>, ControlPlaneError> {
-        let rows: Vec<(String, String, serde_json::Value, bool, String)> = sqlx::query_as(
-            "SELECT name, kind, spec, enabled, description FROM resources ORDER BY name",
+        type Row = (
+            String,
+            String,
+            serde_json::Value,
+            bool,
+            String,
+            Option<String>,
+            serde_json::Value,
+        );
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT name, kind, spec, enabled, description, environment, tags
+               FROM resources ORDER BY name",
         )
         .fetch_all(&self.pool)
         .await?;
         rows.into_iter()
-            .map(|(name, kind, spec, enabled, description)| {
-                let spec = ResourceSpec::from_parts(&kind, spec)
-                    .map_err(|e| ControlPlaneError::Invalid(format!("resource {name:?}: {e}")))?;
-                Ok(Resource {
-                    name,
-                    enabled,
-                    description,
-                    spec,
-                })
-            })
+            .map(
+                |(name, kind, spec, enabled, description, environment, tags)| {
+                    let invalid =
+                        |e: String| ControlPlaneError::Invalid(format!("resource {name:?}: {e}"));
+                    let spec = ResourceSpec::from_parts(&kind, spec).map_err(invalid)?;
+                    let attributes =
+                        crate::load::resource_attributes(environment, tags).map_err(invalid)?;
+                    Ok(Resource {
+                        name,
+                        enabled,
+                        description,
+                        spec,
+                        attributes,
+                    })
+                },
+            )
             .collect()
     }
 
@@ -377,22 +396,34 @@ impl Store {
         name: &str,
         enabled: bool,
         description: &str,
+        profile: &UserProfile,
     ) -> Result<i64, ControlPlaneError> {
         check_user_name(name)
             .and_then(|()| check_description(&format!("user {name:?}"), description))
+            .and_then(|()| {
+                profile
+                    .validate()
+                    .map_err(|e| format!("user {name:?}: {e}"))
+            })
             .map_err(ControlPlaneError::Invalid)?;
         let mut tx = self
             .begin_change(actor, &format!("put user {name}"))
             .await?;
         sqlx::query(
-            "INSERT INTO users (name, enabled, description) VALUES ($1, $2, $3)
+            "INSERT INTO users (name, enabled, description, email, type, groups, attributes)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
              ON CONFLICT (name) DO UPDATE
                 SET enabled = EXCLUDED.enabled, description = EXCLUDED.description,
-                    updated_at = now()",
+                    email = EXCLUDED.email, type = EXCLUDED.type, groups = EXCLUDED.groups,
+                    attributes = EXCLUDED.attributes, updated_at = now()",
         )
         .bind(name)
         .bind(enabled)
         .bind(description)
+        .bind(&profile.email)
+        .bind(profile.kind.as_str())
+        .bind(&profile.groups)
+        .bind(serde_json::Value::Object(profile.attributes.clone()))
         .execute(&mut *tx)
         .await?;
         self.commit_change(tx, actor, "user.put", name).await
@@ -404,33 +435,52 @@ impl Store {
     }
 
     pub async fn list_users(&self) -> Result<Vec<UserSummary>, ControlPlaneError> {
-        let users: Vec<(i64, String, bool, String)> =
-            sqlx::query_as("SELECT id, name, enabled, description FROM users ORDER BY name")
-                .fetch_all(&self.pool)
-                .await?;
+        type Row = (
+            i64,
+            String,
+            bool,
+            String,
+            Option<String>,
+            String,
+            Vec<String>,
+            serde_json::Value,
+        );
+        let users: Vec<Row> = sqlx::query_as(
+            "SELECT id, name, enabled, description, email, type, groups, attributes
+               FROM users ORDER BY name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
         let creds: Vec<(i64, String, String, bool, DateTime<Utc>)> = sqlx::query_as(
             "SELECT user_id, kind, key_id, enabled, created_at FROM user_credentials ORDER BY created_at",
         )
         .fetch_all(&self.pool)
         .await?;
-        Ok(users
+        users
             .into_iter()
-            .map(|(id, name, enabled, description)| UserSummary {
-                name,
-                enabled,
-                description,
-                credentials: creds
-                    .iter()
-                    .filter(|c| c.0 == id)
-                    .map(|(_, kind, key_id, enabled, created_at)| CredentialSummary {
-                        kind: kind.clone(),
-                        key_id: key_id.clone(),
-                        enabled: *enabled,
-                        created_at: *created_at,
+            .map(
+                |(id, name, enabled, description, email, kind, groups, attributes)| {
+                    let profile = crate::load::user_profile(email, &kind, groups, attributes)
+                        .map_err(|e| ControlPlaneError::Invalid(format!("user {name:?}: {e}")))?;
+                    Ok(UserSummary {
+                        name,
+                        enabled,
+                        description,
+                        profile,
+                        credentials: creds
+                            .iter()
+                            .filter(|c| c.0 == id)
+                            .map(|(_, kind, key_id, enabled, created_at)| CredentialSummary {
+                                kind: kind.clone(),
+                                key_id: key_id.clone(),
+                                enabled: *enabled,
+                                created_at: *created_at,
+                            })
+                            .collect(),
                     })
-                    .collect(),
-            })
-            .collect())
+                },
+            )
+            .collect()
     }
 
     /// Issues an API key (`shoal_<key_id>_<secret>`) or an S3 key pair for `user`; the

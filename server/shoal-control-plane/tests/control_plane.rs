@@ -51,6 +51,7 @@ fn resource(name: &str, port: u16) -> Resource {
             api_key_header: "x-api-key".into(),
             port: Some(port),
         }),
+        attributes: Default::default(),
     }
 }
 

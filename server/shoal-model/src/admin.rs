@@ -82,6 +82,7 @@ pub trait AdminStore: Send + Sync {
         name: &str,
         enabled: bool,
         description: &str,
+        profile: &crate::UserProfile,
     ) -> Result<i64, ModelError>;
 
     async fn set_user_enabled(
@@ -160,6 +161,7 @@ pub struct UserSummary {
     pub name: String,
     pub enabled: bool,
     pub description: String,
+    pub profile: crate::UserProfile,
     pub credentials: Vec<CredentialSummary>,
 }
 

@@ -26,6 +26,9 @@ pub struct Resource {
     pub enabled: bool,
     pub description: String,
     pub spec: ResourceSpec,
+    /// Snapshots written before attributes existed read as none.
+    #[serde(default)]
+    pub attributes: ResourceAttributes,
 }
 
 /// What sits behind a resource, per kind. Unknown fields are rejected so a typo in a
@@ -357,6 +360,157 @@ pub struct User {
     pub name: String,
     pub enabled: bool,
     pub credentials: Vec<Credential>,
+    /// Snapshots written before profiles existed read as a human in no group.
+    #[serde(default)]
+    pub profile: UserProfile,
+}
+
+/// What policies read about a user besides its name: `input.user.{email, type, groups,
+/// attributes}`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserProfile {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(default, rename = "type")]
+    pub kind: UserKind,
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// Free-form, the operator's: a JSON object of at most [`MAX_ATTRIBUTES_BYTES`].
+    #[serde(default)]
+    pub attributes: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Whether a person or a program holds the user's keys.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UserKind {
+    #[default]
+    Human,
+    Machine,
+}
+
+impl UserKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UserKind::Human => "human",
+            UserKind::Machine => "machine",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s {
+            "human" => Ok(UserKind::Human),
+            "machine" => Ok(UserKind::Machine),
+            other => Err(format!(
+                "type must be \"human\" or \"machine\", got {other:?}"
+            )),
+        }
+    }
+}
+
+/// Bound on a user's attributes or a resource's tags, as JSON: they ride in every policy input.
+pub const MAX_ATTRIBUTES_BYTES: usize = 4096;
+
+/// Groups a user may be in.
+pub const MAX_GROUPS: usize = 64;
+
+impl UserProfile {
+    pub fn validate(&self) -> Result<(), String> {
+        if let Some(email) = &self.email {
+            let shaped = email.len() <= 254
+                && email.split_once('@').is_some_and(|(local, domain)| {
+                    !local.is_empty() && domain.contains('.') && !domain.starts_with('.')
+                })
+                && !email.contains(char::is_whitespace);
+            if !shaped {
+                return Err(format!(
+                    "email {email:?} is not an address like ops@example.com"
+                ));
+            }
+        }
+        if self.groups.len() > MAX_GROUPS {
+            return Err(format!(
+                "{} groups; a user may be in at most {MAX_GROUPS}",
+                self.groups.len()
+            ));
+        }
+        for g in &self.groups {
+            if !tag_shaped(g) {
+                return Err(format!(
+                    "group {g:?} must be 1-64 letters, digits, '.', '_', '-' or ':'"
+                ));
+            }
+        }
+        let size = serde_json::to_vec(&self.attributes).map_or(usize::MAX, |v| v.len());
+        if size > MAX_ATTRIBUTES_BYTES {
+            return Err(format!(
+                "attributes are {size} bytes as JSON; the limit is {MAX_ATTRIBUTES_BYTES}"
+            ));
+        }
+        Ok(())
+    }
+
+    /// `input.user` for policies.
+    pub fn policy_input(&self, name: &str) -> serde_json::Value {
+        serde_json::json!({
+            "id": name,
+            "email": self.email,
+            "type": self.kind.as_str(),
+            "groups": self.groups,
+            "attributes": self.attributes,
+        })
+    }
+}
+
+/// A group name, tag key or environment: short, printable, no spaces.
+fn tag_shaped(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".-_:".contains(c))
+}
+
+/// What policies read about a resource besides its name and kind: `input.resource.
+/// {environment, tags}`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceAttributes {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
+    #[serde(default)]
+    pub tags: std::collections::BTreeMap<String, String>,
+}
+
+impl ResourceAttributes {
+    pub fn validate(&self) -> Result<(), String> {
+        if let Some(env) = &self.environment
+            && !tag_shaped(env)
+        {
+            return Err(format!(
+                "environment {env:?} must be 1-64 letters, digits, '.', '_', '-' or ':'"
+            ));
+        }
+        for (k, v) in &self.tags {
+            if !tag_shaped(k) {
+                return Err(format!(
+                    "tag {k:?} must be 1-64 letters, digits, '.', '_', '-' or ':'"
+                ));
+            }
+            if v.len() > 256 || v.contains(char::is_control) {
+                return Err(format!(
+                    "tag {k:?}: its value must be at most 256 printable characters"
+                ));
+            }
+        }
+        let size = serde_json::to_vec(&self.tags).map_or(usize::MAX, |v| v.len());
+        if size > MAX_ATTRIBUTES_BYTES {
+            return Err(format!(
+                "tags are {size} bytes as JSON; the limit is {MAX_ATTRIBUTES_BYTES}"
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// How a user proves identity to the data plane; never the plaintext of a hashed secret.
@@ -463,7 +617,18 @@ pub fn check_admin_name(name: &str) -> Result<(), String> {
 impl Resource {
     pub fn validate(&self) -> Result<(), String> {
         check_name("resource", &self.name)?;
-        self.spec.validate()
+        self.spec.validate()?;
+        self.attributes.validate()
+    }
+
+    /// `input.resource` for policies.
+    pub fn policy_input(&self) -> serde_json::Value {
+        serde_json::json!({
+            "name": self.name,
+            "kind": self.spec.kind(),
+            "environment": self.attributes.environment,
+            "tags": self.attributes.tags,
+        })
     }
 }
 
@@ -479,6 +644,7 @@ impl Policy {
 impl User {
     pub fn validate(&self) -> Result<(), String> {
         check_user_name(&self.name)?;
+        self.profile.validate()?;
         for c in &self.credentials {
             match c {
                 Credential::ApiKey {
@@ -578,6 +744,7 @@ mod tests {
                 api_key_header: default_api_key_header(),
                 port,
             }),
+            attributes: ResourceAttributes::default(),
         }
     }
 
@@ -588,6 +755,7 @@ mod tests {
             enabled: true,
             description: String::new(),
             spec,
+            attributes: ResourceAttributes::default(),
         }
         .validate()
     }
@@ -751,6 +919,65 @@ mod tests {
     }
 
     #[test]
+    fn profiles_and_resource_attributes_are_checked_with_the_reason() {
+        let ok = UserProfile {
+            email: Some("ana@example.com".into()),
+            kind: UserKind::Machine,
+            groups: vec!["finance".into(), "team:eu-ops".into()],
+            attributes: json!({"tier": "gold"}).as_object().unwrap().clone(),
+        };
+        ok.validate().unwrap();
+        assert_eq!(
+            ok.policy_input("ana"),
+            json!({"id": "ana", "email": "ana@example.com", "type": "machine",
+                   "groups": ["finance", "team:eu-ops"], "attributes": {"tier": "gold"}})
+        );
+        for (bad, words) in [
+            (
+                UserProfile {
+                    email: Some("not an address".into()),
+                    ..ok.clone()
+                },
+                "is not an address",
+            ),
+            (
+                UserProfile {
+                    groups: vec!["has space".into()],
+                    ..ok.clone()
+                },
+                "group \"has space\"",
+            ),
+            (
+                UserProfile {
+                    attributes: json!({"blob": "x".repeat(5000)})
+                        .as_object()
+                        .unwrap()
+                        .clone(),
+                    ..ok.clone()
+                },
+                "the limit is 4096",
+            ),
+        ] {
+            let e = bad.validate().unwrap_err();
+            assert!(e.contains(words), "{e}");
+        }
+        let tags = ResourceAttributes {
+            environment: Some("prod".into()),
+            tags: [("team".to_string(), "ledger".to_string())].into(),
+        };
+        tags.validate().unwrap();
+        let bad = ResourceAttributes {
+            environment: Some("pro d".into()),
+            ..tags
+        };
+        assert!(
+            bad.validate()
+                .unwrap_err()
+                .contains("environment \"pro d\"")
+        );
+    }
+
+    #[test]
     fn a_snapshot_is_refused_whole_with_every_problem_named_by_its_row() {
         let user = User {
             name: "bob".into(),
@@ -760,6 +987,7 @@ mod tests {
                 secret_sha256: vec![0; 31],
                 enabled: true,
             }],
+            profile: UserProfile::default(),
         };
         let snapshot = ConfigSnapshot {
             revision: 7,

@@ -27,8 +27,9 @@ pub use admin::{
 };
 pub use audit::{AuditBacklog, AuditEntry, AuditQueue, AuditSink};
 pub use config::{
-    Addressing, ConfigSnapshot, Credential, Enforcement, HttpSpec, OnError, OnUnreachable, Policy,
-    Resource, ResourceSpec, S3Spec, UpstreamCredentials, User, check_admin_name, check_description,
+    Addressing, ConfigSnapshot, Credential, Enforcement, HttpSpec, MAX_ATTRIBUTES_BYTES,
+    MAX_GROUPS, OnError, OnUnreachable, Policy, Resource, ResourceAttributes, ResourceSpec, S3Spec,
+    UpstreamCredentials, User, UserKind, UserProfile, check_admin_name, check_description,
     check_user_name,
 };
 pub use error::ModelError;

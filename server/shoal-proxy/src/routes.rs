@@ -141,7 +141,7 @@ impl Routes {
                 port,
                 Arc::new(Route {
                     name: r.name.clone(),
-                    target: Target::new(&r.name, r.spec.kind()),
+                    target: Target::from_json(r.policy_input()),
                     kind,
                 }),
             );
@@ -177,7 +177,7 @@ impl Routes {
         let mut api_keys = HashMap::new();
         let mut s3_keys = HashMap::new();
         for u in config.users.iter().filter(|u| u.enabled) {
-            let subject = Subject::new(&u.name, &[]);
+            let subject = Subject::from_json(u.profile.policy_input(&u.name));
             for c in &u.credentials {
                 match c {
                     Credential::ApiKey {

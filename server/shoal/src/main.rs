@@ -149,9 +149,21 @@ enum ResourceCommand {
 
 #[derive(Subcommand)]
 enum UserCommand {
-    /// Create or update a user.
+    /// Create or update a user (its profile replaced by the flags given).
     Apply {
         name: String,
+        /// `input.user.email`.
+        #[arg(long)]
+        email: Option<String>,
+        /// `input.user.type`.
+        #[arg(long = "type", default_value = "human", value_parser = ["human", "machine"])]
+        kind: String,
+        /// `input.user.groups` (repeat for several).
+        #[arg(long = "group")]
+        groups: Vec<String>,
+        /// `input.user.attributes`: a JSON object.
+        #[arg(long)]
+        attributes: Option<String>,
         #[command(flatten)]
         common: CommonFlags,
     },
@@ -510,11 +522,26 @@ async fn resource(cmd: ResourceCommand, store: &Store) -> anyhow::Result<()> {
                 .and_then(|o| o.remove("kind"))
                 .and_then(|k| k.as_str().map(str::to_string))
                 .context("--spec needs \"kind\": \"s3\" or \"http\"")?;
+            // What policies read about the resource rides in the same document.
+            let attributes = value.as_object_mut().map_or_else(
+                || Ok(shoal_model::ResourceAttributes::default()),
+                |o| {
+                    let mut picked = serde_json::Map::new();
+                    for k in ["environment", "tags"] {
+                        if let Some(v) = o.remove(k) {
+                            picked.insert(k.into(), v);
+                        }
+                    }
+                    serde_json::from_value(serde_json::Value::Object(picked))
+                        .context("--spec: environment must be text, tags an object of text")
+                },
+            )?;
             let resource = Resource {
                 name: name.clone(),
                 enabled: !common.disabled,
                 description: common.description,
                 spec: store.resource_spec(&kind, value)?,
+                attributes,
             };
             let revision = store.put_resource(&cli_actor(), &resource).await?;
             print_revision(&format!("resource {name} applied"), revision);
@@ -530,9 +557,37 @@ async fn resource(cmd: ResourceCommand, store: &Store) -> anyhow::Result<()> {
 
 async fn user(cmd: UserCommand, store: &Store) -> anyhow::Result<()> {
     match cmd {
-        UserCommand::Apply { name, common } => {
+        UserCommand::Apply {
+            name,
+            email,
+            kind,
+            groups,
+            attributes,
+            common,
+        } => {
+            let attributes = match attributes {
+                None => serde_json::Map::new(),
+                Some(text) => {
+                    match serde_json::from_str(&text).context("--attributes is not valid JSON")? {
+                        serde_json::Value::Object(map) => map,
+                        _ => anyhow::bail!("--attributes must be a JSON object"),
+                    }
+                }
+            };
+            let profile = shoal_model::UserProfile {
+                email,
+                kind: shoal_model::UserKind::parse(&kind).map_err(anyhow::Error::msg)?,
+                groups,
+                attributes,
+            };
             let revision = store
-                .put_user(&cli_actor(), &name, !common.disabled, &common.description)
+                .put_user(
+                    &cli_actor(),
+                    &name,
+                    !common.disabled,
+                    &common.description,
+                    &profile,
+                )
                 .await?;
             print_revision(&format!("user {name} applied"), revision);
         }

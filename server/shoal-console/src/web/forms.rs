@@ -399,11 +399,21 @@ pub(crate) async fn save_resource(
         ))),
         Ok(v) => match s.store.resource_spec(&f.kind, v) {
             Ok(spec) => {
+                // The form does not show attributes (the API sets them): an edit keeps them.
+                let attributes = s
+                    .store
+                    .list_resources()
+                    .await
+                    .ok()
+                    .and_then(|l| l.into_iter().find(|r| r.name == f.name))
+                    .map(|r| r.attributes)
+                    .unwrap_or_default();
                 let resource = Resource {
                     name: f.name.clone(),
                     enabled,
                     description: f.description.clone(),
                     spec,
+                    attributes,
                 };
                 s.store.put_resource(&admin.actor(), &resource).await
             }
@@ -478,7 +488,13 @@ pub(crate) async fn create_user(
         )))
     } else {
         s.store
-            .put_user(&admin.actor(), &f.name, true, &f.description)
+            .put_user(
+                &admin.actor(),
+                &f.name,
+                true,
+                &f.description,
+                &Default::default(),
+            )
             .await
     };
     match result {

@@ -113,3 +113,103 @@ async fn a_shadow_policy_audits_what_it_would_block_and_blocks_once_enforced() {
     let refusal: Value = r.json().await.unwrap();
     assert_eq!(refusal["error"]["policy"], "no-eve", "{refusal}");
 }
+
+const FINANCE_ONLY: &str = r#"package finance.only
+
+import future.keywords.if
+import future.keywords.in
+
+default pre_request := {"action": "block", "type": "default-deny", "message": "finance only"}
+
+pre_request := {"action": "allow"} if {
+  "finance" in input.user.groups
+  input.user.type == "human"
+  endswith(input.user.email, "@example.com")
+  input.user.attributes.clearance >= 3
+  input.resource.environment == "prod"
+  input.resource.tags.team == "ledger"
+  input.request.headers["x-purpose"] == "audit"
+  input.request.query.view == "summary"
+  not input.request.headers.authorization
+  not input.request.headers["x-api-key"]
+  input.node.name != ""
+}
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_default_deny_policy_allows_a_group_on_what_users_resources_and_requests_carry() {
+    let db = database().await;
+    let ip = "127.0.0.142";
+    let (sandbox, api, _) = sandbox_proxy_node(&db.url, ip, "").await;
+    let node = &sandbox.nodes[0];
+    let ana = api.user_with_api_key("ana").await;
+    let bob = api.user_with_api_key("bob").await;
+    let (code, body) = api
+        .put(
+            "/api/v1/users/ana",
+            json!({"email": "ana@example.com", "type": "human", "groups": ["finance"],
+                   "attributes": {"clearance": 4}}),
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = api
+        .put(
+            "/api/v1/users/bob",
+            json!({"email": "bob@example.com", "groups": ["sales"], "attributes": {"clearance": 4}}),
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = api
+        .put("/api/v1/users/eve", json!({"email": "eve at example"}))
+        .await;
+    assert_eq!(code, 422, "{body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("email"),
+        "{body}"
+    );
+    let port = free_port(ip);
+    let (code, body) = api
+        .put(
+            "/api/v1/resources/ledger",
+            json!({"kind": "http", "upstream": format!("http://{}", upstream().await),
+                   "port": port, "environment": "prod", "tags": {"team": "ledger"}}),
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = api
+        .put(
+            "/api/v1/policies/finance-only",
+            json!({"rego": FINANCE_ONLY}),
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+    node.wait_data_plane(body["revision"].as_i64().unwrap())
+        .await;
+    let (_, users) = api.get("/api/v1/users").await;
+    let listed = users
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["name"] == "ana")
+        .unwrap();
+    assert_eq!(listed["profile"]["groups"], json!(["finance"]), "{users}");
+
+    let client = reqwest::Client::new();
+    let get = |key: &str, purpose: &str| {
+        client
+            .get(format!("http://{ip}:{port}/books?view=summary"))
+            .header("x-api-key", key)
+            .header("x-purpose", purpose)
+            .send()
+    };
+    assert_eq!(get(&ana, "audit").await.unwrap().status().as_u16(), 200);
+    for (key, purpose, who) in [
+        (&ana, "export", "ana, another purpose"),
+        (&bob, "audit", "bob"),
+    ] {
+        let r = get(key, purpose).await.unwrap();
+        assert_eq!(r.status().as_u16(), 403, "{who}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error"]["type"], "default-deny", "{who}: {body}");
+    }
+}
