@@ -83,6 +83,11 @@ fn api_routes() -> Router<ApiState> {
             "/api/v1/policies/{name}",
             put(put_policy).get(get_policy).delete(delete_policy),
         )
+        .route("/api/v1/data", get(list_documents))
+        .route(
+            "/api/v1/data/{name}",
+            put(put_document).get(get_document).delete(delete_document),
+        )
         .route("/api/v1/resources", get(list_resources))
         .route(
             "/api/v1/resources/{name}",
@@ -402,6 +407,61 @@ async fn delete_policy(
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let revision = state.store.delete_policy(&actor(&admin), &name).await?;
+    Ok(Json(json!({ "revision": revision })))
+}
+
+async fn list_documents(
+    State(state): State<ApiState>,
+    _admin: Admin,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(json!(state.store.list_documents().await?)))
+}
+
+async fn get_document(
+    State(state): State<ApiState>,
+    _admin: Admin,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    state
+        .store
+        .list_documents()
+        .await?
+        .into_iter()
+        .find(|d| d.name == name)
+        .map(|d| Json(json!(d)))
+        .ok_or_else(|| ApiError::NotFound(format!("data document {name:?} not found")))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DocumentBody {
+    /// Any JSON: policies read it as `data.<name>`.
+    document: Value,
+    #[serde(default)]
+    description: String,
+}
+
+async fn put_document(
+    State(state): State<ApiState>,
+    admin: Admin,
+    Path(name): Path<String>,
+    JsonBody(body): JsonBody<DocumentBody>,
+) -> Result<Json<Value>, ApiError> {
+    let document = shoal_model::DataDocument {
+        name,
+        document: body.document,
+        description: body.description,
+    };
+    let revision = state.store.put_document(&actor(&admin), &document).await?;
+    Ok(Json(json!({ "revision": revision })))
+}
+
+async fn delete_document(
+    State(state): State<ApiState>,
+    admin: Admin,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let revision = state.store.delete_document(&actor(&admin), &name).await?;
     Ok(Json(json!({ "revision": revision })))
 }
 

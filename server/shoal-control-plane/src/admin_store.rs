@@ -70,6 +70,22 @@ impl AdminStore for Store {
         Ok(Store::delete_policy(self, actor, name).await?)
     }
 
+    async fn list_documents(&self) -> Result<Vec<shoal_model::DataDocument>, ModelError> {
+        Ok(Store::list_documents(self).await?)
+    }
+
+    async fn put_document(
+        &self,
+        actor: &str,
+        document: &shoal_model::DataDocument,
+    ) -> Result<i64, ModelError> {
+        Ok(Store::put_document(self, actor, document).await?)
+    }
+
+    async fn delete_document(&self, actor: &str, name: &str) -> Result<i64, ModelError> {
+        Ok(Store::delete_document(self, actor, name).await?)
+    }
+
     async fn list_resources(&self) -> Result<Vec<Resource>, ModelError> {
         Ok(Store::list_resources(self).await?)
     }

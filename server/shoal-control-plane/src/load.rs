@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use sqlx::PgPool;
 
 use shoal_model::{
-    ConfigSnapshot, Credential, Enforcement, OnError, OnUnreachable, Policy, Resource,
-    ResourceAttributes, ResourceSpec, User, UserKind, UserProfile,
+    ConfigSnapshot, Credential, DataDocument, Enforcement, OnError, OnUnreachable, Policy,
+    Resource, ResourceAttributes, ResourceSpec, User, UserKind, UserProfile,
 };
 
 use crate::ControlPlaneError;
@@ -76,6 +76,10 @@ pub async fn load_config(pool: &PgPool) -> Result<ConfigSnapshot, ControlPlaneEr
     )
     .fetch_all(&mut *tx)
     .await?;
+    let document_rows: Vec<(String, serde_json::Value, String)> =
+        sqlx::query_as("SELECT name, document, description FROM data_documents ORDER BY name")
+            .fetch_all(&mut *tx)
+            .await?;
     type CredRow = (
         i64,
         i64,
@@ -170,11 +174,20 @@ pub async fn load_config(pool: &PgPool) -> Result<ConfigSnapshot, ControlPlaneEr
         }
     }
 
+    let documents = document_rows
+        .into_iter()
+        .map(|(name, document, description)| DataDocument {
+            name,
+            document,
+            description,
+        })
+        .collect();
     let snapshot = ConfigSnapshot {
         revision,
         resources,
         policies,
         users,
+        documents,
     };
     // Compiling every policy is CPU work: keep it off the async workers.
     tokio::task::spawn_blocking(move || snapshot.validate_with(errors).map(|()| snapshot))

@@ -111,6 +111,7 @@ mod tests {
                 description: String::new(),
             }],
             users: vec![],
+            documents: vec![],
         }
     }
 

@@ -7,9 +7,9 @@
 use chrono::{DateTime, Utc};
 use shoal_config::SecretKey;
 use shoal_model::{
-    AuditPage, AuditQuery, AuditRecord, CredentialSummary, Enforcement, NewCredential, OnError,
-    OnUnreachable, Policy, Resource, ResourceSpec, RevisionRecord, UserProfile, UserSummary,
-    check_description, check_user_name, seal_secret,
+    AuditPage, AuditQuery, AuditRecord, CredentialSummary, DataDocument, Enforcement,
+    NewCredential, OnError, OnUnreachable, Policy, Resource, ResourceSpec, RevisionRecord,
+    UserProfile, UserSummary, check_description, check_user_name, package_root, seal_secret,
 };
 use sqlx::{PgPool, Postgres, Transaction};
 
@@ -157,6 +157,21 @@ impl Store {
         if let Err(error) = verdict {
             return Err(self.refuse(actor, "policy.put", &policy.name, error).await);
         }
+        if let Some(root) = package_root(&policy.rego) {
+            let hidden: Option<String> =
+                sqlx::query_scalar("SELECT name FROM data_documents WHERE name = $1")
+                    .bind(root)
+                    .fetch_optional(&self.pool)
+                    .await?;
+            if let Some(doc) = hidden {
+                let error = format!(
+                    "policy {:?}: its package is under data.{root}, which is data document \
+                     {doc:?}: rename one",
+                    policy.name
+                );
+                return Err(self.refuse(actor, "policy.put", &policy.name, error).await);
+            }
+        }
         let mut tx = self
             .begin_change(actor, &format!("put policy {}", policy.name))
             .await?;
@@ -282,6 +297,77 @@ impl Store {
                 },
             )
             .collect()
+    }
+
+    /// Stores a data document policies read as `data.<name>`; refused (and audited) when it
+    /// is too large, badly named or would hide a policy's package.
+    pub async fn put_document(
+        &self,
+        actor: &str,
+        document: &DataDocument,
+    ) -> Result<i64, ControlPlaneError> {
+        let mut problem = check_description(
+            &format!("data document {:?}", document.name),
+            &document.description,
+        )
+        .and_then(|()| document.validate())
+        .err();
+        if problem.is_none() {
+            let policies = self.list_policies().await?;
+            if let Some(p) = policies
+                .iter()
+                .find(|p| package_root(&p.rego) == Some(document.name.as_str()))
+            {
+                problem = Some(format!(
+                    "policy {:?} has its package under data.{}: rename one",
+                    p.name, document.name
+                ));
+            }
+        }
+        if let Some(error) = problem {
+            return Err(self.refuse(actor, "data.put", &document.name, error).await);
+        }
+        let mut tx = self
+            .begin_change(actor, &format!("put data document {}", document.name))
+            .await?;
+        sqlx::query(
+            "INSERT INTO data_documents (name, document, description) VALUES ($1, $2, $3)
+             ON CONFLICT (name) DO UPDATE
+                SET document = EXCLUDED.document, description = EXCLUDED.description,
+                    updated_at = now()",
+        )
+        .bind(&document.name)
+        .bind(&document.document)
+        .bind(&document.description)
+        .execute(&mut *tx)
+        .await?;
+        self.commit_change(tx, actor, "data.put", &document.name)
+            .await
+    }
+
+    pub async fn delete_document(&self, actor: &str, name: &str) -> Result<i64, ControlPlaneError> {
+        self.delete_row(
+            actor,
+            "data",
+            "DELETE FROM data_documents WHERE name = $1",
+            name,
+        )
+        .await
+    }
+
+    pub async fn list_documents(&self) -> Result<Vec<DataDocument>, ControlPlaneError> {
+        let rows: Vec<(String, serde_json::Value, String)> =
+            sqlx::query_as("SELECT name, document, description FROM data_documents ORDER BY name")
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(name, document, description)| DataDocument {
+                name,
+                document,
+                description,
+            })
+            .collect())
     }
 
     pub async fn put_resource(

@@ -60,6 +60,16 @@ pub trait AdminStore: Send + Sync {
 
     async fn delete_policy(&self, actor: &str, name: &str) -> Result<i64, ModelError>;
 
+    async fn list_documents(&self) -> Result<Vec<crate::DataDocument>, ModelError>;
+
+    async fn put_document(
+        &self,
+        actor: &str,
+        document: &crate::DataDocument,
+    ) -> Result<i64, ModelError>;
+
+    async fn delete_document(&self, actor: &str, name: &str) -> Result<i64, ModelError>;
+
     async fn list_resources(&self) -> Result<Vec<Resource>, ModelError>;
 
     /// The typed spec of a resource from its `kind` and the kind's fields as received; a plain

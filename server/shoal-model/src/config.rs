@@ -17,6 +17,58 @@ pub struct ConfigSnapshot {
     pub resources: Vec<Resource>,
     pub policies: Vec<Policy>,
     pub users: Vec<User>,
+    /// Snapshots written before data documents existed have none.
+    #[serde(default)]
+    pub documents: Vec<DataDocument>,
+}
+
+/// A named JSON document policies read as `data.<name>`: an allowlist, tiers, keys.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataDocument {
+    pub name: String,
+    pub document: serde_json::Value,
+    #[serde(default)]
+    pub description: String,
+}
+
+/// Bound on one data document as JSON: every node holds every document in every policy VM.
+pub const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
+
+impl DataDocument {
+    pub fn validate(&self) -> Result<(), String> {
+        let name_ok = !self.name.is_empty()
+            && self.name.len() <= 63
+            && self.name.starts_with(|c: char| c.is_ascii_lowercase())
+            && self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if !name_ok {
+            return Err(format!(
+                "name must be 1-63 lower-case letters, digits or '_' starting with a letter (it \
+                 is read as data.<name>), got {:?}",
+                self.name
+            ));
+        }
+        let size = serde_json::to_vec(&self.document).map_or(usize::MAX, |v| v.len());
+        if size > MAX_DOCUMENT_BYTES {
+            return Err(format!(
+                "{size} bytes as JSON; the limit is {MAX_DOCUMENT_BYTES}"
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The first segment of a policy's package (`formal` for `package formal.v2`): a data
+/// document of that name would hide it under `data`.
+pub fn package_root(rego: &str) -> Option<&str> {
+    rego.lines()
+        .map(str::trim)
+        .find_map(|l| l.strip_prefix("package "))
+        .and_then(|p| p.trim().split(['.', ' ', '[']).next())
+        .filter(|p| !p.is_empty())
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -705,6 +757,21 @@ impl ConfigSnapshot {
                 errors.push(format!("user {:?}: {e}", u.name));
             }
         }
+        for d in &self.documents {
+            if let Err(e) = d.validate() {
+                errors.push(format!("data document {:?}: {e}", d.name));
+            }
+            if let Some(p) = self
+                .policies
+                .iter()
+                .find(|p| package_root(&p.rego) == Some(d.name.as_str()))
+            {
+                errors.push(format!(
+                    "data document {:?}: policy {:?} has a package under data.{}: rename one",
+                    d.name, p.name, d.name
+                ));
+            }
+        }
         errors
     }
 }
@@ -998,8 +1065,23 @@ mod tests {
                 http("c", Some(8080), false),
                 http("Bad", None, true),
             ],
-            policies: vec![policy("p", "not rego")],
+            policies: vec![
+                policy("p", "not rego"),
+                policy("tiers", "package allowlist.v1\npre_request := 1\n"),
+            ],
             users: vec![user],
+            documents: vec![
+                DataDocument {
+                    name: "allowlist".into(),
+                    document: json!({"users": ["ana"]}),
+                    description: String::new(),
+                },
+                DataDocument {
+                    name: "Bad-Name".into(),
+                    document: json!("x".repeat(MAX_DOCUMENT_BYTES)),
+                    description: String::new(),
+                },
+            ],
         };
         let ModelError::Invalid(e) = snapshot.validate().unwrap_err() else {
             panic!("refused as invalid");
@@ -1016,6 +1098,16 @@ mod tests {
             e.contains("user \"bob\": api key \"k1\" has a 31-byte hash"),
             "{e}"
         );
+        assert!(
+            e.contains(
+                "data document \"allowlist\": policy \"tiers\" has a package under data.allowlist"
+            ),
+            "{e}"
+        );
+        assert!(
+            e.contains("data document \"Bad-Name\": name must be 1-63 lower-case"),
+            "{e}"
+        );
 
         let earlier = vec!["row 3: bad json".to_string()];
         let fine = ConfigSnapshot {
@@ -1023,6 +1115,7 @@ mod tests {
             resources: vec![http("a", Some(8080), true)],
             policies: Vec::new(),
             users: Vec::new(),
+            documents: Vec::new(),
         };
         assert!(fine.validate().is_ok());
         let ModelError::Invalid(e) = fine.validate_with(earlier).unwrap_err() else {

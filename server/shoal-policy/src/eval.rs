@@ -247,10 +247,27 @@ pub enum Verdict {
     },
 }
 
+/// The data documents of a revision as policies read them (`data.<name>`), converted once and
+/// shared by every policy of the revision.
+#[derive(Clone, Default)]
+pub struct PolicyData(Option<Value>);
+
+impl PolicyData {
+    /// `documents`: document name to its JSON.
+    pub fn from_json(documents: serde_json::Map<String, serde_json::Value>) -> Self {
+        if documents.is_empty() {
+            Self(None)
+        } else {
+            Self(Some(Value::from(serde_json::Value::Object(documents))))
+        }
+    }
+}
+
 /// A policy ready to evaluate.
 pub struct Policy {
     name: String,
     program: Arc<Program>,
+    data: PolicyData,
     vms: Mutex<Vec<RegoVM>>,
 }
 
@@ -263,6 +280,16 @@ impl std::fmt::Debug for Policy {
 impl Policy {
     /// Checks (see [`check`]) and compiles the policy's entry point to an RVM program.
     pub fn compile(name: &str, source: &str) -> Result<Self, PolicyError> {
+        Self::compile_with_data(name, source, PolicyData::default())
+    }
+
+    /// [`Policy::compile`] for a revision with data documents: the policy reads them as
+    /// `data.<name>`.
+    pub fn compile_with_data(
+        name: &str,
+        source: &str,
+        data: PolicyData,
+    ) -> Result<Self, PolicyError> {
         let checked = check(name, source)?;
         let compile_error = |e: &dyn std::fmt::Display| PolicyError::Compile {
             name: name.to_string(),
@@ -280,6 +307,7 @@ impl Policy {
         Ok(Self {
             name: name.to_string(),
             program,
+            data,
             vms: Mutex::new(Vec::new()),
         })
     }
@@ -291,20 +319,11 @@ impl Policy {
     /// Runs the policy on `input`. An error (a runtime failure, a result that is not an
     /// allow/block object, the time limit) is returned for the caller to fail closed on.
     pub fn evaluate(&self, input: &Input) -> Result<Verdict, PolicyError> {
-        let mut vm = self
-            .vms
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .pop()
-            .unwrap_or_else(|| {
-                let mut vm = RegoVM::new();
-                vm.load_program(self.program.clone());
-                vm.set_execution_timer_config(Some(regorus::utils::limits::ExecutionTimerConfig {
-                    limit: EVAL_TIME_LIMIT,
-                    check_interval: std::num::NonZeroU32::new(64).expect("non-zero"),
-                }));
-                vm
-            });
+        let pooled = self.vms.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let mut vm = match pooled {
+            Some(vm) => vm,
+            None => self.vm()?,
+        };
         vm.set_input(input.0.clone());
         let result = vm.execute();
         let mut pool = self.vms.lock().unwrap_or_else(|p| p.into_inner());
@@ -314,6 +333,21 @@ impl Policy {
         drop(pool);
         let value = result.map_err(|e| self.runtime(e.to_string()))?;
         self.verdict(&value)
+    }
+
+    /// A VM for this policy's program, with the revision's data documents.
+    fn vm(&self) -> Result<RegoVM, PolicyError> {
+        let mut vm = RegoVM::new();
+        vm.load_program(self.program.clone());
+        vm.set_execution_timer_config(Some(regorus::utils::limits::ExecutionTimerConfig {
+            limit: EVAL_TIME_LIMIT,
+            check_interval: std::num::NonZeroU32::new(64).expect("non-zero"),
+        }));
+        if let Some(data) = &self.data.0 {
+            vm.set_data(data.clone())
+                .map_err(|e| self.runtime(format!("data documents: {e}")))?;
+        }
+        Ok(vm)
     }
 
     fn runtime(&self, message: String) -> PolicyError {
@@ -437,6 +471,34 @@ pre_request := {\"action\": \"block\", \"message\": sprintf(\"%s %d %s %s\", [in
                 message: Some("acme 7 n1 eu".into())
             }
         );
+    }
+
+    #[test]
+    fn policies_read_the_revisions_data_documents() {
+        let rego = r#"package tiers
+import future.keywords.if
+import future.keywords.in
+pre_request := {"action": "block", "type": "not-listed"} if {
+  not input.user.id in data.allowlist.users
+}
+"#;
+        let data = |users: serde_json::Value| {
+            PolicyData::from_json(
+                json!({"allowlist": {"users": users}})
+                    .as_object()
+                    .unwrap()
+                    .clone(),
+            )
+        };
+        let as_user = |id: &str| Input::from_json(json!({"user": {"id": id}}));
+        let p = Policy::compile_with_data("tiers", rego, data(json!(["ana"]))).unwrap();
+        assert_eq!(p.evaluate(&as_user("ana")).unwrap(), Verdict::Allow);
+        assert!(matches!(
+            p.evaluate(&as_user("bob")).unwrap(),
+            Verdict::Block { .. }
+        ));
+        let p = Policy::compile_with_data("tiers", rego, data(json!(["ana", "bob"]))).unwrap();
+        assert_eq!(p.evaluate(&as_user("bob")).unwrap(), Verdict::Allow);
     }
 
     #[test]

@@ -13,7 +13,8 @@
 mod eval;
 
 pub use eval::{
-    EVAL_TIME_LIMIT, Input, NodeFacts, Policy, RequestFacts, Subject, Target, Verdict, Windows,
+    EVAL_TIME_LIMIT, Input, NodeFacts, Policy, PolicyData, RequestFacts, Subject, Target, Verdict,
+    Windows,
 };
 
 /// The rule every policy defines: what the data plane asks before forwarding a request.

@@ -10,7 +10,7 @@ use shoal_model::{
     Addressing, ConfigSnapshot, Credential, Enforcement, OnError, OnUnreachable, ResourceSpec,
     S3Spec, open_sealed_secret,
 };
-use shoal_policy::{Policy, Subject, Target, Windows};
+use shoal_policy::{Policy, PolicyData, Subject, Target, Windows};
 
 /// What a policy names to read the global counts.
 const GLOBAL_COUNTS: &str = "global_access_count";
@@ -151,10 +151,18 @@ impl Routes {
         let mut strict = false;
         let mut global = false;
         let mut request_detail = false;
+        // Every policy of the revision reads the same documents, converted once.
+        let data = PolicyData::from_json(
+            config
+                .documents
+                .iter()
+                .map(|d| (d.name.clone(), d.document.clone()))
+                .collect(),
+        );
         for p in config.policies.iter().filter(|p| p.enabled) {
             global |= p.rego.contains(GLOBAL_COUNTS);
             request_detail |= p.rego.contains("headers") || p.rego.contains("query");
-            match Policy::compile(&p.name, &p.rego) {
+            match Policy::compile_with_data(&p.name, &p.rego, data.clone()) {
                 Ok(compiled) => {
                     policies.push(RoutePolicy {
                         compiled: Arc::new(compiled),

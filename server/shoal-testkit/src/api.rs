@@ -112,6 +112,27 @@ impl Api {
         (status, resp.json().await.unwrap_or(Value::Null))
     }
 
+    /// A request whose body is sent as given (JSON content type): what a client with a
+    /// broken encoder sends.
+    pub async fn request_raw(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: &str,
+    ) -> (u16, Value) {
+        let resp = self
+            .client
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("api request");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
     pub async fn get(&self, path: &str) -> (u16, Value) {
         self.request(reqwest::Method::GET, path, None).await
     }

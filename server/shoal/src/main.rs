@@ -53,6 +53,25 @@ enum Command {
     /// Manage data-plane users and their credentials.
     #[command(subcommand)]
     User(UserCommand),
+    /// Manage the data documents policies read as `data.<name>`.
+    #[command(subcommand)]
+    Data(DataCommand),
+}
+
+#[derive(Subcommand)]
+enum DataCommand {
+    /// Create or replace a document from a JSON file (`-` for standard input).
+    Apply {
+        name: String,
+        #[arg(long)]
+        file: PathBuf,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// Delete a document.
+    Delete { name: String },
+    /// List documents as JSON.
+    List,
 }
 
 #[derive(Args)]
@@ -380,6 +399,7 @@ async fn dispatch(
         Command::Policy(cmd) => policy(cmd, &store).await?,
         Command::Resource(cmd) => resource(cmd, &store).await?,
         Command::User(cmd) => user(cmd, &store).await?,
+        Command::Data(cmd) => data(cmd, &store).await?,
         Command::Serve | Command::CheckConfig { .. } | Command::Version | Command::Constants => {
             unreachable!()
         }
@@ -497,6 +517,38 @@ async fn policy(cmd: PolicyCommand, store: &Store) -> anyhow::Result<()> {
             print_revision(&format!("policy {name} deleted"), revision);
         }
         PolicyCommand::List => print_json(&store.list_policies().await?)?,
+    }
+    Ok(())
+}
+
+async fn data(cmd: DataCommand, store: &Store) -> anyhow::Result<()> {
+    match cmd {
+        DataCommand::Apply {
+            name,
+            file,
+            description,
+        } => {
+            let text = if file.as_os_str() == "-" {
+                std::io::read_to_string(std::io::stdin())
+                    .context("cannot read the document from standard input")?
+            } else {
+                read_source(&file)?
+            };
+            let document = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not valid JSON", file.display()))?;
+            let document = shoal_model::DataDocument {
+                name: name.clone(),
+                document,
+                description,
+            };
+            let revision = store.put_document(&cli_actor(), &document).await?;
+            print_revision(&format!("data document {name} applied"), revision);
+        }
+        DataCommand::Delete { name } => {
+            let revision = store.delete_document(&cli_actor(), &name).await?;
+            print_revision(&format!("data document {name} deleted"), revision);
+        }
+        DataCommand::List => print_json(&store.list_documents().await?)?,
     }
     Ok(())
 }

@@ -213,3 +213,121 @@ async fn a_default_deny_policy_allows_a_group_on_what_users_resources_and_reques
         assert_eq!(body["error"]["type"], "default-deny", "{who}: {body}");
     }
 }
+
+const ALLOWLISTED: &str = r#"package tiers.gate
+
+import future.keywords.if
+import future.keywords.in
+
+pre_request := {"action": "block", "type": "not-allowlisted"} if {
+  not input.user.id in data.allowlist.users
+}
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_document_changed_at_run_time_takes_effect_on_every_node() {
+    let db = database().await;
+    let ips = ["127.0.0.143", "127.0.0.144", "127.0.0.145"];
+    let c = Sandbox::cluster(&db.url, &ips).await;
+    let api = &c.apis[0];
+    let ana = api.user_with_api_key("ana").await;
+    let bob = api.user_with_api_key("bob").await;
+    let port = free_port(ips[0]);
+    api.http_resource("ledger", &format!("http://{}", upstream().await), port)
+        .await;
+    let (code, body) = api
+        .put(
+            "/api/v1/data/allowlist",
+            json!({"document": {"users": ["ana"]}, "description": "who may read"}),
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = api
+        .put("/api/v1/policies/gate", json!({"rego": ALLOWLISTED}))
+        .await;
+    assert_eq!(code, 200, "{body}");
+    let revision = body["revision"].as_i64().unwrap();
+    for node in &c.nodes {
+        node.wait_data_plane(revision).await;
+    }
+    let client = reqwest::Client::new();
+    let status = |ip: &str, key: &str| {
+        client
+            .get(format!("http://{ip}:{port}/books"))
+            .header("x-api-key", key)
+            .send()
+    };
+    for ip in ips {
+        assert_eq!(
+            status(ip, &ana).await.unwrap().status().as_u16(),
+            200,
+            "{ip}"
+        );
+        assert_eq!(
+            status(ip, &bob).await.unwrap().status().as_u16(),
+            403,
+            "{ip}"
+        );
+    }
+
+    // Bob added: every node allows him once it applies the revision the change made.
+    let (code, body) = api
+        .put(
+            "/api/v1/data/allowlist",
+            json!({"document": {"users": ["ana", "bob"]}}),
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+    let revision = body["revision"].as_i64().unwrap();
+    for (node, ip) in c.nodes.iter().zip(ips) {
+        node.wait_data_plane(revision).await;
+        assert_eq!(
+            status(ip, &bob).await.unwrap().status().as_u16(),
+            200,
+            "{ip}"
+        );
+    }
+
+    // Refused at write time, with the reason, and nothing changes.
+    for (name, body, words) in [
+        (
+            "huge",
+            json!({"document": "x".repeat(1024 * 1024 + 1)}),
+            "the limit is 1048576",
+        ),
+        ("Bad-Name", json!({"document": {}}), "lower-case letters"),
+        (
+            "tiers",
+            json!({"document": {}}),
+            "policy \"gate\" has its package under data.tiers",
+        ),
+    ] {
+        let (code, refused) = api.put(&format!("/api/v1/data/{name}"), body).await;
+        assert_eq!(code, 422, "{name}: {refused}");
+        let message = refused["error"]["message"].as_str().unwrap();
+        assert!(message.contains(words), "{name}: {message}");
+    }
+    let (code, refused) = api
+        .request_raw(
+            reqwest::Method::PUT,
+            "/api/v1/data/broken",
+            "{\"document\": {\"users\": [\"ana\"",
+        )
+        .await;
+    assert_eq!(code, 422, "{refused}");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("document.users: EOF while parsing a list"),
+        "{refused}"
+    );
+    let (_, listed) = api.get("/api/v1/data").await;
+    let names: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["allowlist"]);
+}
