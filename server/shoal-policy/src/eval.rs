@@ -221,8 +221,14 @@ impl Input {
                     .map(|(name, value)| (Value::from(*name), Value::from(*value))),
             )
         };
-        request.push((k.headers.clone(), pairs(f.headers)));
-        request.push((k.query.clone(), pairs(f.query)));
+        // Absent when empty (a policy reading them gets undefined, as for a missing
+        // header): the seed policy's decision does not pay for two empty objects.
+        if !f.headers.is_empty() {
+            request.push((k.headers.clone(), pairs(f.headers)));
+        }
+        if !f.query.is_empty() {
+            request.push((k.query.clone(), pairs(f.query)));
+        }
         if let Some(size) = f.body_size {
             request.push((k.body_size.clone(), Value::from(size)));
         }

@@ -132,6 +132,112 @@ fn decision_round(state: &SharedState, policy: &Policy, round: usize, ops: usize
     samples
 }
 
+/// Twenty policies of the shapes security teams write, on the richer input: groups, email,
+/// attributes, resource environment and tags, headers, query, body size, the node, a data
+/// document allowlist, counts. Every one allows the benchmark's requests, so all twenty run.
+fn twenty_policies() -> Vec<Policy> {
+    let conditions = [
+        r#""contractors" in input.user.groups"#,
+        r#"input.user.type == "machine"; not input.request.headers["x-service"]"#,
+        r#"not endswith(input.user.email, "@example.com")"#,
+        r#"input.user.attributes.clearance < 2"#,
+        r#"input.resource.environment == "prod"; input.request.headers["x-change"] == "freeze""#,
+        r#"input.resource.tags.team == "ledger"; not "finance" in input.user.groups"#,
+        r#"input.request.method == "DELETE""#,
+        r#"input.request.query.debug == "1""#,
+        r#"input.request.body_size > 104857600"#,
+        r#"startswith(input.request.path, "/admin")"#,
+        r#"not input.user.id in data.allowlist.users"#,
+        r#"input.bucket.access_count.last_minute > 1000000"#,
+        r#"input.bucket.access_count.last_hour > 10000000"#,
+        r#"input.request.headers["user-agent"] == "curl/0.1""#,
+        r#"input.node.cluster == "quarantine""#,
+        r#"input.request.operation == "DeleteBucket""#,
+        r#"contains(input.request.path, "..")"#,
+        r#"input.request.headers["x-forwarded-for"] == "203.0.113.7""#,
+        r#"count(input.user.groups) > 32"#,
+        r#"input.resource.tags.classification == "secret"; input.user.attributes.clearance < 5"#,
+    ];
+    let data = shoal_policy::PolicyData::from_json(
+        serde_json::json!({"allowlist": {"users": (0..100).map(|u| format!("user-{u}")).collect::<Vec<_>>()}})
+            .as_object()
+            .unwrap()
+            .clone(),
+    );
+    conditions
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let body = c.replace("; ", "\n  ");
+            let rego = format!(
+                "package bench.p{i}\nimport future.keywords.if\nimport future.keywords.in\n\
+                 pre_request := {{\"action\": \"block\", \"type\": \"p{i}\"}} if {{\n  {body}\n}}\n"
+            );
+            Policy::compile_with_data(&format!("p{i}"), &rego, data.clone()).unwrap()
+        })
+        .collect()
+}
+
+/// Microseconds per decision with [`twenty_policies`]: counts read, input built with
+/// headers and query, every policy evaluated, the request counted.
+fn twenty_round(state: &SharedState, policies: &[Policy], round: usize, ops: usize) -> Vec<f64> {
+    let keys: Vec<CounterKey> = (0..100)
+        .map(|u| CounterKey::new(format!("user-{u}"), format!("ledger-{round}"), "read").unwrap())
+        .collect();
+    let subjects: Vec<Subject> = keys
+        .iter()
+        .map(|k| {
+            Subject::from_json(serde_json::json!({
+                "id": k.subject(), "email": format!("{}@example.com", k.subject()),
+                "type": "human", "groups": ["finance", "eu"], "attributes": {"clearance": 5},
+            }))
+        })
+        .collect();
+    let windows = Windows::new(state.window_names());
+    let target = Target::from_json(serde_json::json!({
+        "name": "ledger", "kind": "s3", "environment": "prod",
+        "tags": {"team": "ledger", "classification": "internal"},
+    }));
+    let node = shoal_policy::NodeFacts::new("bench", "eu-west");
+    let headers = [
+        ("host", "ledger.example.com"),
+        ("user-agent", "aws-sdk-rust/1.0"),
+        ("x-amz-date", "20261207T000000Z"),
+        ("x-forwarded-for", "10.0.0.7"),
+        ("accept", "*/*"),
+    ];
+    let query = [("list-type", "2"), ("prefix", "2026/")];
+    (0..ops)
+        .map(|i| {
+            let (key, user) = (&keys[i % keys.len()], &subjects[i % keys.len()]);
+            let start = Instant::now();
+            let counts = state.totals(key);
+            let input = Input::request(&RequestFacts {
+                bucket: Some("ledger"),
+                windows: &windows,
+                counts: &counts,
+                global_counts: None,
+                user,
+                method: "GET",
+                path: "/ledger/2026/report.csv",
+                operation: Some("GetObject"),
+                key: Some("2026/report.csv"),
+                source_ip: Some("10.0.0.7"),
+                resource: &target,
+                headers: &headers,
+                query: &query,
+                body_size: None,
+                node: &node,
+            });
+            for p in policies {
+                assert_eq!(p.evaluate(&input).unwrap(), Verdict::Allow, "{}", p.name());
+            }
+            state.increment(key, 1);
+            start.elapsed().as_secs_f64() * 1e6
+        })
+        .collect()
+}
+
 fn main() {
     let rounds = arg("--rounds", 5);
     let ops = arg("--ops", 20_000);
@@ -179,4 +285,19 @@ fn main() {
         "RESULT decision_speedup_vs_redis_incr {:.0} x",
         median(speedups)
     );
+    let policies = twenty_policies();
+    twenty_round(&state, &policies, usize::MAX, 500);
+    let twenty: Vec<f64> = (0..rounds)
+        .map(|round| {
+            let mut d = twenty_round(&state, &policies, round, ops / 4);
+            d.sort_by(f64::total_cmp);
+            println!(
+                "round {round}: 20 policies p50 {:.2} us p99 {:.2} us",
+                percentile(&d, 0.5),
+                percentile(&d, 0.99)
+            );
+            percentile(&d, 0.5)
+        })
+        .collect();
+    println!("RESULT decision_20_policies_p50_us {:.2} us", median(twenty));
 }
