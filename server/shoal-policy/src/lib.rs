@@ -7,15 +7,29 @@
 //!
 //! [`Policy`] is the evaluator (`eval`): compiled once per config revision into an RVM
 //! program, evaluated per request on a VM from the policy's pool.
+//!
+//! `builtins` knows which OPA built-ins a policy may not call and why; [`check`] refuses them
+//! by name, so a policy never stores fine and then fails on every request.
+//!
+//! `testing` holds the offline authoring tools behind `shoal policy test` and `shoal policy
+//! eval`: [`run_tests`] and [`eval`].
 
 #![forbid(unsafe_code)]
 
+mod builtins;
 mod eval;
+mod testing;
 
+use std::sync::Arc;
+
+use regorus::rvm::Program;
+
+pub use builtins::Unavailable;
 pub use eval::{
     EVAL_TIME_LIMIT, Input, NodeFacts, Policy, PolicyData, RequestFacts, Subject, Target, Verdict,
     Windows,
 };
+pub use testing::{Outcome, SourceFile, TestResult, TestRun, eval, run_tests};
 
 /// The rule every policy defines: what the data plane asks before forwarding a request.
 pub const ENTRYPOINT: &str = "pre_request";
@@ -36,6 +50,18 @@ pub enum PolicyError {
     TooLarge { name: String, size: usize },
     #[error("policy {name:?} failed: {message}")]
     Runtime { name: String, message: String },
+    #[error("policy {name:?} calls {builtin}, {reason} (docs/policies.md, \"Built-ins\")")]
+    UnavailableBuiltin {
+        name: String,
+        builtin: String,
+        reason: Unavailable,
+    },
+    #[error("{file} does not parse:\n{message}")]
+    Parse { file: String, message: String },
+    #[error("{entrypoint} cannot be evaluated: {message}")]
+    Entrypoint { entrypoint: String, message: String },
+    #[error("test filter {pattern:?} is not a regular expression: {message}")]
+    TestFilter { pattern: String, message: String },
 }
 
 /// What a successful check learned about a policy.
@@ -47,9 +73,21 @@ pub struct CheckedPolicy {
     pub entrypoint: String,
 }
 
-/// Parses and compiles a policy for its entry point, returning the compiler's own message on
-/// failure (it carries the line and column in the policy source).
+/// Parses and compiles a policy for its entry point exactly as the data plane will (the RVM
+/// program included), returning the compiler's own message on failure (it carries the line and
+/// column in the policy source). Whatever passes here compiles on every node: a policy that
+/// only failed there would refuse every request it governs.
 pub fn check(name: &str, source: &str) -> Result<CheckedPolicy, PolicyError> {
+    compile(name, &format!("{name}.rego"), source).map(|(checked, _)| checked)
+}
+
+/// [`check`]'s work, with the source named `path` in messages (the authoring tools name the
+/// author's file) and the program kept for a caller that runs it.
+pub(crate) fn compile(
+    name: &str,
+    path: &str,
+    source: &str,
+) -> Result<(CheckedPolicy, Arc<Program>), PolicyError> {
     if source.len() > MAX_SOURCE_BYTES {
         return Err(PolicyError::TooLarge {
             name: name.to_string(),
@@ -59,10 +97,10 @@ pub fn check(name: &str, source: &str) -> Result<CheckedPolicy, PolicyError> {
     let compile_error = |e| compile_error(name, e);
     let mut engine = regorus::Engine::new();
     let package = engine
-        .add_policy(format!("{name}.rego"), source.to_string())
+        .add_policy(path.to_string(), source.to_string())
         .map_err(compile_error)?;
     let declared = engine
-        .has_declared_rule_rooted_at(&format!("{name}.rego"), ENTRYPOINT)
+        .has_declared_rule_rooted_at(path, ENTRYPOINT)
         .map_err(compile_error)?;
     if !declared {
         return Err(PolicyError::MissingEntrypoint {
@@ -71,16 +109,20 @@ pub fn check(name: &str, source: &str) -> Result<CheckedPolicy, PolicyError> {
         });
     }
     let entrypoint = format!("{package}.{ENTRYPOINT}");
-    engine
+    let compiled = engine
         .compile_with_entrypoint(&entrypoint.as_str().into())
         .map_err(compile_error)?;
-    Ok(CheckedPolicy {
-        package,
-        entrypoint,
-    })
+    let program = builtins::program(name, &compiled, &entrypoint)?;
+    Ok((
+        CheckedPolicy {
+            package,
+            entrypoint,
+        },
+        program,
+    ))
 }
 
-fn compile_error(name: &str, e: impl std::fmt::Display) -> PolicyError {
+pub(crate) fn compile_error(name: &str, e: impl std::fmt::Display) -> PolicyError {
     PolicyError::Compile {
         name: name.to_string(),
         message: e.to_string().trim_end().to_string(),

@@ -299,5 +299,8 @@ fn main() {
             percentile(&d, 0.5)
         })
         .collect();
-    println!("RESULT decision_20_policies_p50_us {:.2} us", median(twenty));
+    println!(
+        "RESULT decision_20_policies_p50_us {:.2} us",
+        median(twenty)
+    );
 }

@@ -44,7 +44,7 @@ enum Command {
     /// Manage admin accounts for the console and admin API.
     #[command(subcommand)]
     Admin(AdminCommand),
-    /// Manage Rego policies.
+    /// Manage Rego policies, and test and evaluate them offline.
     #[command(subcommand)]
     Policy(PolicyCommand),
     /// Manage protected resources.
@@ -144,6 +144,30 @@ enum PolicyCommand {
     Delete { name: String },
     /// List policies as JSON.
     List,
+    /// Run the rules named test_* in the files (policies and their tests), like `opa test`;
+    /// offline: no config, no database. Exits 1 unless every test passes.
+    Test {
+        /// Rego files: policies and test files, loaded together.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Only the tests whose full name (data.PACKAGE.test_NAME) matches this regular
+        /// expression.
+        #[arg(long, value_name = "REGEX")]
+        run: Option<String>,
+    },
+    /// Print as JSON the verdict the data plane takes from the policies' pre_request for an
+    /// input, or with --entrypoint the value of one rule; offline: no config, no database.
+    Eval {
+        /// Rego files: each a policy; with --entrypoint, any modules loaded together.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// The request as policies see it (`input`), a JSON file.
+        #[arg(long, value_name = "FILE.json")]
+        input: PathBuf,
+        /// A rule to evaluate instead of the verdict, e.g. data.formal.v2.pre_request.
+        #[arg(long, value_name = "data.PACKAGE.RULE")]
+        entrypoint: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -214,6 +238,15 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        // Authoring tools: before any config is read or database reached.
+        Command::Policy(PolicyCommand::Test { files, run }) => {
+            offline(policy_test(&files, run.as_deref()))
+        }
+        Command::Policy(PolicyCommand::Eval {
+            files,
+            input,
+            entrypoint,
+        }) => offline(policy_eval(&files, &input, entrypoint.as_deref()).map(|()| true)),
         Command::CheckConfig { ref file } => {
             let path = file.clone().or(cli.config.clone());
             match shoal_config::load(path.as_deref()) {
@@ -297,6 +330,57 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// Exit status of an offline tool: 0 when it succeeded, 1 when it found a failure or could
+/// not run (the reason on stderr).
+fn offline(outcome: anyhow::Result<bool>) -> ExitCode {
+    match outcome {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn read_rego_files(files: &[PathBuf]) -> anyhow::Result<Vec<shoal_policy::SourceFile>> {
+    files
+        .iter()
+        .map(|path| {
+            Ok(shoal_policy::SourceFile {
+                path: path.display().to_string(),
+                source: read_source(path)?,
+            })
+        })
+        .collect()
+}
+
+/// Whether every test passed; a run that selects no test has not.
+fn policy_test(files: &[PathBuf], run: Option<&str>) -> anyhow::Result<bool> {
+    let tests = shoal_policy::run_tests(&read_rego_files(files)?, run)?;
+    print!("{tests}");
+    if tests.results.is_empty() {
+        bail!(
+            "no tests: no rule named test_* in the files{}",
+            run.map(|r| format!(" matches --run {r:?}"))
+                .unwrap_or_default()
+        );
+    }
+    Ok(tests.failed() == 0)
+}
+
+fn policy_eval(files: &[PathBuf], input: &Path, entrypoint: Option<&str>) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(input)
+        .with_context(|| format!("cannot read --input {}", input.display()))?;
+    let input_json: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("--input {} is not valid JSON", input.display()))?;
+    print_json(&shoal_policy::eval(
+        &read_rego_files(files)?,
+        input_json,
+        entrypoint,
+    )?)
 }
 
 /// What `shoal constants` prints, taken from the tables the node itself reads (the CLI's
@@ -517,6 +601,7 @@ async fn policy(cmd: PolicyCommand, store: &Store) -> anyhow::Result<()> {
             print_revision(&format!("policy {name} deleted"), revision);
         }
         PolicyCommand::List => print_json(&store.list_policies().await?)?,
+        PolicyCommand::Test { .. } | PolicyCommand::Eval { .. } => unreachable!("run offline"),
     }
     Ok(())
 }

@@ -1,4 +1,5 @@
-//! The `shoal` command line: config checking and control-plane management, as operators run it.
+//! The `shoal` command line: config checking, control-plane management and the offline policy
+//! tools, as operators and policy authors run them.
 
 use std::process::{Command, Output, Stdio};
 
@@ -218,6 +219,211 @@ fn constants_report_what_the_deployment_checks_read() {
     // The ports the Dockerfile exposes.
     assert_eq!(c["ports"]["http"], 8080);
     assert_eq!(c["ports"]["gossip"], 7946);
+}
+
+/// `shoal policy test|eval` in `dir`, as an author runs them: no config (SHOAL_CONFIG names a
+/// file that does not exist, which any other command would refuse with exit 78), no database.
+fn offline_policy(dir: &std::path::Path, args: &[&str]) -> Output {
+    Command::new(shoal_bin())
+        .arg("policy")
+        .args(args)
+        .current_dir(dir)
+        .env_clear()
+        .env("SHOAL_CONFIG", "/nonexistent/shoal.toml")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+const SEED_TESTS: &str = r#"package formal.v2_test
+
+import rego.v1
+import data.formal.v2
+
+reads(n) := {"bucket": {"name": "sensitive-bucket", "access_count": {"last_minute": n}}}
+
+test_five_reads_are_allowed if {
+  not v2.pre_request with input as reads(5)
+}
+
+test_the_sixth_read_is_blocked if {
+  v2.pre_request.action == "block" with input as reads(6)
+}
+"#;
+
+#[test]
+fn policy_test_runs_offline_and_exits_0_only_when_every_test_passes() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("seed.rego"), SEED_POLICY).unwrap();
+    std::fs::write(dir.path().join("seed_test.rego"), SEED_TESTS).unwrap();
+    let out = offline_policy(dir.path(), &["test", "seed.rego", "seed_test.rego"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "PASS  data.formal.v2_test.test_five_reads_are_allowed\n\
+         PASS  data.formal.v2_test.test_the_sixth_read_is_blocked\n\
+         2 passed, 0 failed\n"
+    );
+
+    let failing = format!(
+        "{SEED_TESTS}\ntest_wrong if {{ v2.pre_request with input as reads(1) }}\n\
+         test_divides if {{ 1 / input.z == 0 with input as {{\"z\": 0}} }}\n"
+    );
+    std::fs::write(dir.path().join("seed_test.rego"), failing).unwrap();
+    let out = offline_policy(dir.path(), &["test", "seed.rego", "seed_test.rego"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let printed = stdout(&out);
+    for line in [
+        "FAIL  data.formal.v2_test.test_wrong\n",
+        "ERROR data.formal.v2_test.test_divides:\n  --> seed_test.rego:17:",
+        "error: divide by zero\n",
+        "\n2 passed, 2 failed\n",
+    ] {
+        assert!(printed.contains(line), "{line:?} not in {printed}");
+    }
+
+    let out = offline_policy(
+        dir.path(),
+        &["test", "seed.rego", "seed_test.rego", "--run", "sixth"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out).ends_with("\n1 passed, 0 failed\n"),
+        "{}",
+        stdout(&out)
+    );
+
+    let out = offline_policy(dir.path(), &["test", "seed.rego", "--run", "sixth"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("no tests"), "{}", stderr(&out));
+}
+
+/// A file that does not parse, or a policy `apply` would refuse, stops the run with the reason.
+#[test]
+fn policy_test_names_the_file_that_does_not_parse_and_the_builtin_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("ok_test.rego"),
+        "package ok\ntest_ok := true\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("bad.rego"),
+        "package bad\n\npre_request if { x > }\n",
+    )
+    .unwrap();
+    let out = offline_policy(dir.path(), &["test", "ok_test.rego", "bad.rego"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("error: bad.rego does not parse:\n--> bad.rego:3:"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stdout(&out).is_empty(), "no test ran: {}", stdout(&out));
+
+    std::fs::write(
+        dir.path().join("jwt.rego"),
+        "package jwt\npre_request := {\"action\": \"block\"} if io.jwt.decode_verify(input.token, {})[0] == false\n",
+    )
+    .unwrap();
+    let out = offline_policy(dir.path(), &["test", "jwt.rego", "ok_test.rego"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains(
+            "policy \"jwt\" calls io.jwt.decode_verify, which this version of Shoal does not \
+             provide (docs/policies.md, \"Built-ins\")"
+        ),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn policy_eval_prints_the_verdict_and_the_input_or_a_rule_s_value() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("seed.rego"), SEED_POLICY).unwrap();
+    let input = serde_json::json!({
+        "bucket": {"name": "sensitive-bucket", "access_count": {"last_minute": 6}},
+        "user": {"id": "alice", "groups": []},
+    });
+    std::fs::write(dir.path().join("in.json"), input.to_string()).unwrap();
+    let out = offline_policy(dir.path(), &["eval", "seed.rego", "--input", "in.json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let printed: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(printed["input"], input);
+    assert_eq!(
+        printed["verdict"],
+        serde_json::json!({"action": "block", "type": "block_with_formal_message", "policy": "seed"})
+    );
+
+    let out = offline_policy(
+        dir.path(),
+        &[
+            "eval",
+            "seed.rego",
+            "--input",
+            "in.json",
+            "--entrypoint",
+            "data.formal.v2.pre_request",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let printed: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(
+        printed["value"],
+        serde_json::json!({"action": "block", "type": "block_with_formal_message"})
+    );
+}
+
+#[test]
+fn policy_eval_refuses_a_bad_input_file_and_a_failing_policy_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("seed.rego"), SEED_POLICY).unwrap();
+    std::fs::write(
+        dir.path().join("odd.rego"),
+        "package odd\npre_request := 42\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("net.rego"),
+        "package net\npre_request := {\"action\": \"block\"} if http.send({\"method\": \"get\", \"url\": \"http://127.0.0.1:1/\"}).status_code != 200\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("bad.json"), "{\"bucket\": ").unwrap();
+    std::fs::write(dir.path().join("in.json"), "{}").unwrap();
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &["eval", "seed.rego", "--input", "bad.json"],
+            "error: --input bad.json is not valid JSON",
+        ),
+        (
+            &["eval", "seed.rego", "--input", "missing.json"],
+            "error: cannot read --input missing.json",
+        ),
+        (
+            &["eval", "odd.rego", "--input", "in.json"],
+            "error: policy \"odd\" failed: pre_request must be an object",
+        ),
+        (
+            &["eval", "net.rego", "--input", "in.json"],
+            "error: policy \"net\" calls http.send, which Shoal refuses: a policy must not make \
+             network calls from the data plane",
+        ),
+    ];
+    for (args, expected) in cases {
+        let out = offline_policy(dir.path(), args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains(expected),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+        assert!(out.stdout.is_empty(), "{args:?}: {}", stdout(&out));
+    }
 }
 
 #[test]
