@@ -6,10 +6,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use regorus::Value;
-use regorus::languages::rego::compiler::Compiler;
 use regorus::rvm::{Program, RegoVM};
 
-use crate::{ENTRYPOINT, PolicyError, check};
+use crate::{ENTRYPOINT, PolicyError};
 
 /// Upper bound on one policy run: a runaway policy is an error (and fails closed), never a
 /// stuck request.
@@ -284,7 +283,7 @@ impl std::fmt::Debug for Policy {
 }
 
 impl Policy {
-    /// Checks (see [`check`]) and compiles the policy's entry point to an RVM program.
+    /// Checks (see [`crate::check`]) and compiles the policy's entry point to an RVM program.
     pub fn compile(name: &str, source: &str) -> Result<Self, PolicyError> {
         Self::compile_with_data(name, source, PolicyData::default())
     }
@@ -296,20 +295,8 @@ impl Policy {
         source: &str,
         data: PolicyData,
     ) -> Result<Self, PolicyError> {
-        let checked = check(name, source)?;
-        let compile_error = |e: &dyn std::fmt::Display| PolicyError::Compile {
-            name: name.to_string(),
-            message: e.to_string(),
-        };
-        let mut engine = regorus::Engine::new();
-        engine
-            .add_policy(format!("{name}.rego"), source.to_string())
-            .map_err(|e| compile_error(&e))?;
-        let compiled = engine
-            .compile_with_entrypoint(&checked.entrypoint.as_str().into())
-            .map_err(|e| compile_error(&e))?;
-        let program = Compiler::compile_from_policy(&compiled, &[checked.entrypoint.as_str()])
-            .map_err(|e| compile_error(&e))?;
+        // The check compiles the very program the data plane runs: kept, not built twice.
+        let (_, program) = crate::compile(name, &format!("{name}.rego"), source)?;
         Ok(Self {
             name: name.to_string(),
             program,
