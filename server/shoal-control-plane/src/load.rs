@@ -11,6 +11,22 @@ use shoal_model::{
 
 use crate::ControlPlaneError;
 
+/// The `resources` columns [`ResourceRow`] reads, shared by the loader and the store.
+macro_rules! resource_columns {
+    () => {
+        "name, kind, spec, enabled, description, environment, tags"
+    };
+}
+pub(crate) use resource_columns;
+
+/// The `policies` columns [`PolicyRow`] reads, shared by the loader and the store.
+macro_rules! policy_columns {
+    () => {
+        "name, rego, enforcement, on_error, on_unreachable, shadow, enabled, description"
+    };
+}
+pub(crate) use policy_columns;
+
 /// The revision PostgreSQL is at now: the cheap query behind the poll.
 pub async fn head_revision(pool: &PgPool) -> Result<i64, ControlPlaneError> {
     Ok(sqlx::query_scalar("SELECT revision FROM config_head")
@@ -28,38 +44,18 @@ pub async fn load_config(pool: &PgPool) -> Result<ConfigSnapshot, ControlPlaneEr
     let revision: i64 = sqlx::query_scalar("SELECT revision FROM config_head")
         .fetch_one(&mut *tx)
         .await?;
-    type ResourceRow = (
-        i64,
-        String,
-        String,
-        serde_json::Value,
-        bool,
-        String,
-        Option<String>,
-        serde_json::Value,
-    );
-    let resource_rows: Vec<ResourceRow> = sqlx::query_as(
-        "SELECT id, name, kind, spec, enabled, description, environment, tags
-           FROM resources ORDER BY name",
-    )
+    let resource_rows: Vec<Row<ResourceRow>> = sqlx::query_as(concat!(
+        "SELECT id, ",
+        resource_columns!(),
+        " FROM resources ORDER BY name"
+    ))
     .fetch_all(&mut *tx)
     .await?;
-    type PolicyRow = (
-        i64,
-        String,
-        String,
-        String,
-        String,
-        String,
-        bool,
-        bool,
-        String,
-    );
-    let policy_rows: Vec<PolicyRow> = sqlx::query_as(
-        "SELECT id, name, rego, enforcement, on_error, on_unreachable, shadow, enabled,
-                description
-           FROM policies ORDER BY name",
-    )
+    let policy_rows: Vec<Row<PolicyRow>> = sqlx::query_as(concat!(
+        "SELECT id, ",
+        policy_columns!(),
+        " FROM policies ORDER BY name"
+    ))
     .fetch_all(&mut *tx)
     .await?;
     type UserRow = (
@@ -100,42 +96,18 @@ pub async fn load_config(pool: &PgPool) -> Result<ConfigSnapshot, ControlPlaneEr
 
     let mut errors = Vec::new();
     let mut resources = Vec::with_capacity(resource_rows.len());
-    for (id, name, kind, spec, enabled, description, environment, tags) in resource_rows {
-        let parsed = ResourceSpec::from_parts(&kind, spec)
-            .and_then(|spec| Ok((spec, resource_attributes(environment, tags)?)));
-        match parsed {
-            Ok((spec, attributes)) => resources.push(Resource {
-                name,
-                enabled,
-                description,
-                spec,
-                attributes,
-            }),
+    for Row { id, row } in resource_rows {
+        let name = row.name.clone();
+        match row.into_resource() {
+            Ok(r) => resources.push(r),
             Err(e) => errors.push(format!("resource {name:?} (id {id}): {e}")),
         }
     }
     let mut policies = Vec::with_capacity(policy_rows.len());
-    for (id, name, rego, enforcement, on_error, on_unreachable, shadow, enabled, description) in
-        policy_rows
-    {
-        let parsed = Enforcement::parse(&enforcement).and_then(|e| {
-            Ok((
-                e,
-                OnError::parse(&on_error)?,
-                OnUnreachable::parse(&on_unreachable)?,
-            ))
-        });
-        match parsed {
-            Ok((enforcement, on_error, on_unreachable)) => policies.push(Policy {
-                name,
-                rego,
-                enforcement,
-                on_error,
-                on_unreachable,
-                shadow,
-                enabled,
-                description,
-            }),
+    for Row { id, row } in policy_rows {
+        let name = row.name.clone();
+        match row.into_policy() {
+            Ok(p) => policies.push(p),
             Err(e) => errors.push(format!("policy {name:?} (id {id}): {e}")),
         }
     }
@@ -224,4 +196,64 @@ pub(crate) fn user_profile(
             other => return Err(format!("attributes must be a JSON object, got {other}")),
         },
     })
+}
+
+/// A row with its id, for messages naming the row.
+#[derive(sqlx::FromRow)]
+struct Row<T> {
+    id: i64,
+    #[sqlx(flatten)]
+    row: T,
+}
+
+/// A `resources` row ([`resource_columns`]).
+#[derive(sqlx::FromRow)]
+pub(crate) struct ResourceRow {
+    pub(crate) name: String,
+    kind: String,
+    spec: serde_json::Value,
+    enabled: bool,
+    description: String,
+    environment: Option<String>,
+    tags: serde_json::Value,
+}
+
+impl ResourceRow {
+    pub(crate) fn into_resource(self) -> Result<Resource, String> {
+        Ok(Resource {
+            spec: ResourceSpec::from_parts(&self.kind, self.spec)?,
+            attributes: resource_attributes(self.environment, self.tags)?,
+            name: self.name,
+            enabled: self.enabled,
+            description: self.description,
+        })
+    }
+}
+
+/// A `policies` row ([`policy_columns`]).
+#[derive(sqlx::FromRow)]
+pub(crate) struct PolicyRow {
+    pub(crate) name: String,
+    rego: String,
+    enforcement: String,
+    on_error: String,
+    on_unreachable: String,
+    shadow: bool,
+    enabled: bool,
+    description: String,
+}
+
+impl PolicyRow {
+    pub(crate) fn into_policy(self) -> Result<Policy, String> {
+        Ok(Policy {
+            enforcement: Enforcement::parse(&self.enforcement)?,
+            on_error: OnError::parse(&self.on_error)?,
+            on_unreachable: OnUnreachable::parse(&self.on_unreachable)?,
+            name: self.name,
+            rego: self.rego,
+            shadow: self.shadow,
+            enabled: self.enabled,
+            description: self.description,
+        })
+    }
 }

@@ -7,11 +7,13 @@
 use chrono::{DateTime, Utc};
 use shoal_config::SecretKey;
 use shoal_model::{
-    AuditPage, AuditQuery, AuditRecord, CredentialSummary, DataDocument, Enforcement,
-    NewCredential, OnError, OnUnreachable, Policy, Resource, ResourceSpec, RevisionRecord,
-    UserProfile, UserSummary, check_description, check_user_name, package_root, seal_secret,
+    AuditPage, AuditQuery, AuditRecord, CredentialSummary, DataDocument, NewCredential, Policy,
+    Resource, ResourceSpec, RevisionRecord, UserProfile, UserSummary, check_description,
+    check_user_name, package_root, seal_secret,
 };
 use sqlx::{PgPool, Postgres, Transaction};
+
+use crate::load::{PolicyRow, ResourceRow, policy_columns, resource_columns};
 
 use crate::ControlPlaneError;
 use crate::crypto;
@@ -262,40 +264,19 @@ impl Store {
     }
 
     pub async fn list_policies(&self) -> Result<Vec<Policy>, ControlPlaneError> {
-        type Row = (String, String, String, String, String, bool, bool, String);
-        let rows: Vec<Row> = sqlx::query_as(
-            "SELECT name, rego, enforcement, on_error, on_unreachable, shadow, enabled,
-                    description
-               FROM policies ORDER BY name",
-        )
+        let rows: Vec<PolicyRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            policy_columns!(),
+            " FROM policies ORDER BY name"
+        ))
         .fetch_all(&self.pool)
         .await?;
         rows.into_iter()
-            .map(
-                |(
-                    name,
-                    rego,
-                    enforcement,
-                    on_error,
-                    on_unreachable,
-                    shadow,
-                    enabled,
-                    description,
-                )| {
-                    let invalid =
-                        |e: String| ControlPlaneError::Invalid(format!("policy {name:?}: {e}"));
-                    Ok(Policy {
-                        enforcement: Enforcement::parse(&enforcement).map_err(invalid)?,
-                        on_error: OnError::parse(&on_error).map_err(invalid)?,
-                        on_unreachable: OnUnreachable::parse(&on_unreachable).map_err(invalid)?,
-                        shadow,
-                        name,
-                        rego,
-                        enabled,
-                        description,
-                    })
-                },
-            )
+            .map(|row| {
+                let name = row.name.clone();
+                row.into_policy()
+                    .map_err(|e| ControlPlaneError::Invalid(format!("policy {name:?}: {e}")))
+            })
             .collect()
     }
 
@@ -441,38 +422,19 @@ impl Store {
     }
 
     pub async fn list_resources(&self) -> Result<Vec<Resource>, ControlPlaneError> {
-        type Row = (
-            String,
-            String,
-            serde_json::Value,
-            bool,
-            String,
-            Option<String>,
-            serde_json::Value,
-        );
-        let rows: Vec<Row> = sqlx::query_as(
-            "SELECT name, kind, spec, enabled, description, environment, tags
-               FROM resources ORDER BY name",
-        )
+        let rows: Vec<ResourceRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            resource_columns!(),
+            " FROM resources ORDER BY name"
+        ))
         .fetch_all(&self.pool)
         .await?;
         rows.into_iter()
-            .map(
-                |(name, kind, spec, enabled, description, environment, tags)| {
-                    let invalid =
-                        |e: String| ControlPlaneError::Invalid(format!("resource {name:?}: {e}"));
-                    let spec = ResourceSpec::from_parts(&kind, spec).map_err(invalid)?;
-                    let attributes =
-                        crate::load::resource_attributes(environment, tags).map_err(invalid)?;
-                    Ok(Resource {
-                        name,
-                        enabled,
-                        description,
-                        spec,
-                        attributes,
-                    })
-                },
-            )
+            .map(|row| {
+                let name = row.name.clone();
+                row.into_resource()
+                    .map_err(|e| ControlPlaneError::Invalid(format!("resource {name:?}: {e}")))
+            })
             .collect()
     }
 
