@@ -86,7 +86,19 @@ fn main() {
 /// Delivery delays (ms of simulated time) from a node of `eu` to every node of `us`.
 async fn event_delays(events: u64) -> Vec<f64> {
     let fleet = fleet(42, &["eu", "us"], 3, Link::LAN, INTER_REGION);
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Measured once every node sees both regions in the global cluster.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !fleet
+        .nodes
+        .iter()
+        .all(|n| n.services.global_counters.regions().len() == 2)
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the regions did not see each other within a simulated minute"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let mut delays = Vec::new();
     let (eu, us): (Vec<_>, Vec<_>) = fleet.nodes.iter().partition(|n| n.region == "eu");
     let mut receivers: Vec<_> = us.iter().map(|n| n.services.events.subscribe()).collect();

@@ -251,6 +251,8 @@ async fn what_peers_ahead_counted_in_a_bucket_not_started_here_counts_at_once() 
         .collect();
     let addresses: Vec<SocketAddr> = nodes.iter().map(|r| r.transport.address).collect();
     net.partition(&addresses[..2], &addresses[2..]);
+    // Not a wait for anything: half a second of simulated time takes n2 and n3 into the next
+    // minute's bucket (1:00.1) while n0 and n1 stay in the last one (0:55.5).
     tokio::time::sleep(Duration::from_millis(500)).await;
     for r in &nodes {
         increment(r, 3).await;
