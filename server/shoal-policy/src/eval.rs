@@ -1,6 +1,7 @@
 //! Evaluating policies on the request path: each policy is compiled once per config revision
-//! into a regorus RVM program; a request takes a VM from the policy's pool, sets the input,
-//! runs, and puts the VM back. No parsing, compiling or engine construction per request.
+//! into a regorus RVM program per stage it defines; a request takes a VM from that stage's
+//! pool, sets the input, runs, and puts the VM back. No parsing, compiling or engine
+//! construction per request.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -8,7 +9,7 @@ use std::time::Duration;
 use regorus::Value;
 use regorus::rvm::{Program, RegoVM};
 
-use crate::{ENTRYPOINT, PolicyError};
+use crate::{PolicyError, Stage};
 
 /// Upper bound on one policy run: a runaway policy is an error (and fails closed), never a
 /// stuck request.
@@ -52,6 +53,26 @@ pub struct RequestFacts<'a> {
     pub body_size: Option<u64>,
     /// `input.node`.
     pub node: &'a NodeFacts,
+    /// `input.bucket.bytes_read` and `.bytes_written` per window, when a policy reads them:
+    /// what the key's body bytes came to, an upload's declared size included.
+    pub bytes_read: Option<&'a [u64]>,
+    pub bytes_written: Option<&'a [u64]>,
+}
+
+/// What the response stage adds to the request's input: `input.response`, and the byte
+/// counts with the response's own size counted.
+#[derive(Clone, Copy)]
+pub struct ResponseFacts<'a> {
+    pub status: u16,
+    /// `Content-Length`, when the upstream sent one.
+    pub size: Option<u64>,
+    pub content_type: Option<&'a str>,
+    /// Lower-cased names, cookies left out by the caller.
+    pub headers: &'a [(&'a str, &'a str)],
+    /// S3's user metadata (`x-amz-meta-NAME`), by `NAME`.
+    pub metadata: &'a [(&'a str, &'a str)],
+    /// `input.bucket.bytes_read` per window with this response counted, when counted.
+    pub bytes_read: Option<&'a [u64]>,
 }
 
 /// `input.node`, prepared once: the node deciding, and the cluster it counts in.
@@ -143,6 +164,13 @@ struct Keys {
     query: Value,
     body_size: Value,
     node: Value,
+    bytes_read: Value,
+    bytes_written: Value,
+    response: Value,
+    status: Value,
+    size: Value,
+    content_type: Value,
+    metadata: Value,
 }
 
 static KEYS: std::sync::LazyLock<Keys> = std::sync::LazyLock::new(|| Keys {
@@ -165,7 +193,34 @@ static KEYS: std::sync::LazyLock<Keys> = std::sync::LazyLock::new(|| Keys {
     query: Value::from("query"),
     body_size: Value::from("body_size"),
     node: Value::from("node"),
+    bytes_read: Value::from("bytes_read"),
+    bytes_written: Value::from("bytes_written"),
+    response: Value::from("response"),
+    status: Value::from("status"),
+    size: Value::from("size"),
+    content_type: Value::from("content_type"),
+    metadata: Value::from("metadata"),
 });
+
+/// `pairs` as an object of strings.
+fn pairs(pairs: &[(&str, &str)]) -> Value {
+    object(
+        pairs
+            .iter()
+            .map(|(name, value)| (Value::from(*name), Value::from(*value))),
+    )
+}
+
+/// A total per window, by the windows' names.
+fn per_window(windows: &Windows, counts: &[u64]) -> Value {
+    object(
+        windows
+            .0
+            .iter()
+            .zip(counts)
+            .map(|(w, c)| (w.clone(), Value::from(*c))),
+    )
+}
 
 fn object(fields: impl IntoIterator<Item = (Value, Value)>) -> Value {
     Value::from(
@@ -184,18 +239,16 @@ impl Input {
     /// The request input, built directly (no JSON in between: it is on every request).
     pub fn request(f: &RequestFacts<'_>) -> Self {
         let k = &*KEYS;
-        let per_window = |counts: &[u64]| {
-            object(
-                f.windows
-                    .0
-                    .iter()
-                    .zip(counts)
-                    .map(|(w, c)| (w.clone(), Value::from(*c))),
-            )
-        };
+        let per_window = |counts: &[u64]| per_window(f.windows, counts);
         let mut bucket = vec![(k.access_count.clone(), per_window(f.counts))];
         if let Some(global) = f.global_counts {
             bucket.push((k.global_access_count.clone(), per_window(global)));
+        }
+        if let Some(read) = f.bytes_read {
+            bucket.push((k.bytes_read.clone(), per_window(read)));
+        }
+        if let Some(written) = f.bytes_written {
+            bucket.push((k.bytes_written.clone(), per_window(written)));
         }
         if let Some(name) = f.bucket {
             bucket.push((k.name.clone(), Value::from(name)));
@@ -213,13 +266,6 @@ impl Input {
         if let Some(ip) = f.source_ip {
             request.push((k.source_ip.clone(), Value::from(ip)));
         }
-        let pairs = |pairs: &[(&str, &str)]| {
-            object(
-                pairs
-                    .iter()
-                    .map(|(name, value)| (Value::from(*name), Value::from(*value))),
-            )
-        };
         // Absent when empty (a policy reading them gets undefined, as for a missing
         // header): the seed policy's decision does not pay for two empty objects.
         if !f.headers.is_empty() {
@@ -238,6 +284,33 @@ impl Input {
             (k.resource.clone(), f.resource.0.clone()),
             (k.node.clone(), f.node.0.clone()),
         ]))
+    }
+
+    /// The response stage's input: this request's input with `input.response`, and
+    /// `input.bucket.bytes_read` as it stands with the response counted.
+    pub fn response(&self, windows: &Windows, f: &ResponseFacts<'_>) -> Self {
+        let k = &*KEYS;
+        let mut response = vec![(k.status.clone(), Value::from(u64::from(f.status)))];
+        if let Some(size) = f.size {
+            response.push((k.size.clone(), Value::from(size)));
+        }
+        if let Some(content_type) = f.content_type {
+            response.push((k.content_type.clone(), Value::from(content_type)));
+        }
+        response.push((k.headers.clone(), pairs(f.headers)));
+        response.push((k.metadata.clone(), pairs(f.metadata)));
+        let mut input = self.0.clone();
+        // Objects are shared: changing this copy clones the top level and the bucket's
+        // fields, never the request's input.
+        if let Ok(fields) = input.as_object_mut() {
+            fields.insert(k.response.clone(), object(response));
+            if let (Some(read), Some(bucket)) = (f.bytes_read, fields.get_mut(&k.bucket))
+                && let Ok(bucket) = bucket.as_object_mut()
+            {
+                bucket.insert(k.bytes_read.clone(), per_window(windows, read));
+            }
+        }
+        Self(input)
     }
 }
 
@@ -271,8 +344,13 @@ impl PolicyData {
 /// A policy ready to evaluate.
 pub struct Policy {
     name: String,
-    program: Arc<Program>,
     data: PolicyData,
+    /// One program per stage the policy defines, each with its pool of VMs.
+    stages: Vec<(Stage, Compiled)>,
+}
+
+struct Compiled {
+    program: Arc<Program>,
     vms: Mutex<Vec<RegoVM>>,
 }
 
@@ -295,13 +373,18 @@ impl Policy {
         source: &str,
         data: PolicyData,
     ) -> Result<Self, PolicyError> {
-        // The check compiles the very program the data plane runs: kept, not built twice.
-        let (_, program) = crate::compile(name, &format!("{name}.rego"), source)?;
+        // The check compiles the very programs the data plane runs: kept, not built twice.
+        let (_, programs) = crate::compile(name, &format!("{name}.rego"), source)?;
         Ok(Self {
             name: name.to_string(),
-            program,
             data,
-            vms: Mutex::new(Vec::new()),
+            stages: programs
+                .into_iter()
+                .map(|(stage, program)| {
+                    let vms = Mutex::new(Vec::new());
+                    (stage, Compiled { program, vms })
+                })
+                .collect(),
         })
     }
 
@@ -309,29 +392,44 @@ impl Policy {
         &self.name
     }
 
-    /// Runs the policy on `input`. An error (a runtime failure, a result that is not an
-    /// allow/block object, the time limit) is returned for the caller to fail closed on.
+    /// Whether the policy has a rule for `stage`: the data plane skips the stage's work when
+    /// no policy has.
+    pub fn defines(&self, stage: Stage) -> bool {
+        self.stages.iter().any(|(s, _)| *s == stage)
+    }
+
+    /// Runs the policy's request stage on `input` (allow if it defines none).
     pub fn evaluate(&self, input: &Input) -> Result<Verdict, PolicyError> {
-        let pooled = self.vms.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        self.evaluate_at(Stage::Request, input)
+    }
+
+    /// Runs the policy's rule for `stage` on `input`; a stage the policy does not define
+    /// allows. An error (a runtime failure, a result that is not an allow/block object, the
+    /// time limit) is returned for the caller to apply `on_error` to.
+    pub fn evaluate_at(&self, stage: Stage, input: &Input) -> Result<Verdict, PolicyError> {
+        let Some((_, compiled)) = self.stages.iter().find(|(s, _)| *s == stage) else {
+            return Ok(Verdict::Allow);
+        };
+        let pooled = compiled.vms.lock().unwrap_or_else(|p| p.into_inner()).pop();
         let mut vm = match pooled {
             Some(vm) => vm,
-            None => self.vm()?,
+            None => self.vm(&compiled.program)?,
         };
         vm.set_input(input.0.clone());
         let result = vm.execute();
-        let mut pool = self.vms.lock().unwrap_or_else(|p| p.into_inner());
+        let mut pool = compiled.vms.lock().unwrap_or_else(|p| p.into_inner());
         if pool.len() < POOL_MAX {
             pool.push(vm);
         }
         drop(pool);
         let value = result.map_err(|e| self.runtime(e.to_string()))?;
-        self.verdict(&value)
+        self.verdict(stage, &value)
     }
 
-    /// A VM for this policy's program, with the revision's data documents.
-    fn vm(&self) -> Result<RegoVM, PolicyError> {
+    /// A VM for one of this policy's programs, with the revision's data documents.
+    fn vm(&self, program: &Arc<Program>) -> Result<RegoVM, PolicyError> {
         let mut vm = RegoVM::new();
-        vm.load_program(self.program.clone());
+        vm.load_program(program.clone());
         vm.set_execution_timer_config(Some(regorus::utils::limits::ExecutionTimerConfig {
             limit: EVAL_TIME_LIMIT,
             check_interval: std::num::NonZeroU32::new(64).expect("non-zero"),
@@ -350,7 +448,7 @@ impl Policy {
         }
     }
 
-    fn verdict(&self, value: &Value) -> Result<Verdict, PolicyError> {
+    fn verdict(&self, stage: Stage, value: &Value) -> Result<Verdict, PolicyError> {
         if *value == Value::Undefined {
             return Ok(Verdict::Allow);
         }
@@ -368,7 +466,8 @@ impl Policy {
                 message: field("message"),
             }),
             _ => Err(self.runtime(format!(
-                "{ENTRYPOINT} must be an object with \"action\": \"allow\" or \"block\", got {value}"
+                "{} must be an object with \"action\": \"allow\" or \"block\", got {value}",
+                stage.rule()
             ))),
         }
     }
@@ -418,6 +517,8 @@ mod tests {
             query: &[],
             body_size: Some(7),
             node: &node,
+            bytes_read: None,
+            bytes_written: Some(&[7, 7]),
             bucket: Some("sensitive-bucket"),
             windows: &windows,
             counts: &counts[count as usize],
@@ -464,6 +565,84 @@ pre_request := {\"action\": \"block\", \"message\": sprintf(\"%s %d %s %s\", [in
                 message: Some("acme 7 n1 eu".into())
             }
         );
+    }
+
+    #[test]
+    fn the_response_stage_sees_the_request_the_response_and_the_bytes_counted() {
+        let windows = Windows::new(&["last_minute".to_string()]);
+        let (alice, reports) = (Subject::new("alice", &[]), Target::new("reports", "s3"));
+        let node = NodeFacts::new("n1", "eu");
+        let request = Input::request(&RequestFacts {
+            headers: &[],
+            query: &[],
+            body_size: None,
+            node: &node,
+            bytes_read: Some(&[100]),
+            bytes_written: None,
+            bucket: Some("b"),
+            windows: &windows,
+            counts: &[1],
+            global_counts: None,
+            user: &alice,
+            method: "GET",
+            path: "/b/k",
+            operation: Some("GetObject"),
+            key: Some("k"),
+            source_ip: None,
+            resource: &reports,
+        });
+        let facts = ResponseFacts {
+            status: 200,
+            size: Some(50),
+            content_type: Some("text/csv"),
+            headers: &[("etag", "\"abc\"")],
+            metadata: &[("classification", "secret")],
+            bytes_read: Some(&[150]),
+        };
+        let response = request.response(&windows, &facts);
+        let p = Policy::compile(
+            "echo",
+            r#"package echo
+pre_response := {"action": "block", "message": sprintf("%s %s %d %d %s %s %s %d", [
+  input.user.id, input.request.operation, input.response.status, input.response.size,
+  input.response.content_type, input.response.headers.etag,
+  input.response.metadata.classification, input.bucket.bytes_read.last_minute])}
+"#,
+        )
+        .unwrap();
+        assert!(p.defines(Stage::Response) && !p.defines(Stage::Request));
+        assert_eq!(
+            p.evaluate_at(Stage::Response, &response).unwrap(),
+            Verdict::Block {
+                kind: "block".into(),
+                message: Some("alice GetObject 200 50 text/csv \"abc\" secret 150".into())
+            }
+        );
+        // The request stage of a response-only policy allows, and the request's own input is
+        // untouched by building the response's.
+        assert_eq!(p.evaluate(&request).unwrap(), Verdict::Allow);
+        let reads = Policy::compile(
+            "reads",
+            "package r\npre_request := {\"action\": \"block\", \"message\": sprintf(\"%d\", [input.bucket.bytes_read.last_minute])} if not input.response\n",
+        )
+        .unwrap();
+        assert_eq!(
+            reads.evaluate(&request).unwrap(),
+            Verdict::Block {
+                kind: "block".into(),
+                message: Some("100".into())
+            }
+        );
+    }
+
+    #[test]
+    fn a_response_rule_that_fails_is_an_error_naming_its_stage() {
+        let p = Policy::compile("odd", "package o\npre_response := 42\n").unwrap();
+        let err = p
+            .evaluate_at(Stage::Response, &Input::from_json(json!({})))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("pre_response must be an object"), "{err}");
     }
 
     #[test]
@@ -555,6 +734,6 @@ pre_request := {"action": "block", "type": "network", "message": "outside the of
         for t in threads {
             t.join().unwrap();
         }
-        assert!(p.vms.lock().unwrap().len() <= 4);
+        assert!(p.stages[0].1.vms.lock().unwrap().len() <= 4);
     }
 }

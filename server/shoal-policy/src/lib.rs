@@ -5,8 +5,9 @@
 //! calls [`check`] before every write and again when a node loads a config revision (a row
 //! written by hand in SQL gets no other check).
 //!
-//! [`Policy`] is the evaluator (`eval`): compiled once per config revision into an RVM
-//! program, evaluated per request on a VM from the policy's pool.
+//! [`Policy`] is the evaluator (`eval`): compiled once per config revision into one RVM
+//! program per [`Stage`] the policy defines, evaluated per request on a VM from that stage's
+//! pool.
 //!
 //! `builtins` knows which OPA built-ins a policy may not call and why; [`check`] refuses them
 //! by name, so a policy never stores fine and then fails on every request.
@@ -26,13 +27,55 @@ use regorus::rvm::Program;
 
 pub use builtins::Unavailable;
 pub use eval::{
-    EVAL_TIME_LIMIT, Input, NodeFacts, Policy, PolicyData, RequestFacts, Subject, Target, Verdict,
-    Windows,
+    EVAL_TIME_LIMIT, Input, NodeFacts, Policy, PolicyData, RequestFacts, ResponseFacts, Subject,
+    Target, Verdict, Windows,
 };
 pub use testing::{Outcome, SourceFile, TestResult, TestRun, eval, run_tests};
 
-/// The rule every policy defines: what the data plane asks before forwarding a request.
-pub const ENTRYPOINT: &str = "pre_request";
+/// When the data plane asks a policy; each stage is a rule of the policy's package, and a
+/// policy defines either or both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Stage {
+    /// `pre_request`: before the request is forwarded.
+    Request,
+    /// `pre_response`: when the upstream's status and headers have arrived, before its body
+    /// is passed on, so a block replaces the body with the kind's error.
+    Response,
+}
+
+impl Stage {
+    pub const ALL: [Stage; 2] = [Stage::Request, Stage::Response];
+
+    /// The rule the stage evaluates.
+    pub const fn rule(self) -> &'static str {
+        match self {
+            Self::Request => "pre_request",
+            Self::Response => "pre_response",
+        }
+    }
+
+    /// `request` or `response`, as audit lines and the tools name it.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Request => "request",
+            Self::Response => "response",
+        }
+    }
+}
+
+impl std::str::FromStr for Stage {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "request" | "pre_request" => Ok(Self::Request),
+            "response" | "pre_response" => Ok(Self::Response),
+            other => Err(format!(
+                "stage {other:?} is not one of request (pre_request), response (pre_response)"
+            )),
+        }
+    }
+}
 
 /// Upper bound on one policy's source, so a pasted blob cannot stall every node's config load.
 pub const MAX_SOURCE_BYTES: usize = 256 * 1024;
@@ -42,8 +85,9 @@ pub enum PolicyError {
     #[error("policy {name:?} does not compile: {message}")]
     Compile { name: String, message: String },
     #[error(
-        "policy {name:?} does not define rule `{ENTRYPOINT}` in package {package}: \
-         the data plane evaluates data.<package>.{ENTRYPOINT}"
+        "policy {name:?} defines neither `pre_request` nor `pre_response` in package {package}: \
+         the data plane evaluates data.<package>.pre_request before forwarding and \
+         data.<package>.pre_response when the upstream answers"
     )]
     MissingEntrypoint { name: String, package: String },
     #[error("policy {name:?} is {size} bytes; the limit is {MAX_SOURCE_BYTES}")]
@@ -69,25 +113,36 @@ pub enum PolicyError {
 pub struct CheckedPolicy {
     /// Rego path of the package, e.g. `data.formal.v2`.
     pub package: String,
-    /// Full rule path the data plane evaluates, e.g. `data.formal.v2.pre_request`.
-    pub entrypoint: String,
+    /// The stages the policy defines, in evaluation order.
+    pub stages: Vec<Stage>,
 }
 
-/// Parses and compiles a policy for its entry point exactly as the data plane will (the RVM
-/// program included), returning the compiler's own message on failure (it carries the line and
-/// column in the policy source). Whatever passes here compiles on every node: a policy that
-/// only failed there would refuse every request it governs.
+impl CheckedPolicy {
+    /// The full rule path the data plane evaluates at `stage`, e.g.
+    /// `data.formal.v2.pre_request`.
+    pub fn entrypoint(&self, stage: Stage) -> String {
+        format!("{}.{}", self.package, stage.rule())
+    }
+}
+
+/// Parses and compiles a policy for each stage it defines exactly as the data plane will (the
+/// RVM programs included), returning the compiler's own message on failure (it carries the
+/// line and column in the policy source). Whatever passes here compiles on every node: a
+/// policy that only failed there would refuse every request it governs.
 pub fn check(name: &str, source: &str) -> Result<CheckedPolicy, PolicyError> {
     compile(name, &format!("{name}.rego"), source).map(|(checked, _)| checked)
 }
 
+/// A policy's compiled programs, one per stage it defines.
+pub(crate) type StagePrograms = Vec<(Stage, Arc<Program>)>;
+
 /// [`check`]'s work, with the source named `path` in messages (the authoring tools name the
-/// author's file) and the program kept for a caller that runs it.
+/// author's file) and the programs kept, one per stage, for a caller that runs them.
 pub(crate) fn compile(
     name: &str,
     path: &str,
     source: &str,
-) -> Result<(CheckedPolicy, Arc<Program>), PolicyError> {
+) -> Result<(CheckedPolicy, StagePrograms), PolicyError> {
     if source.len() > MAX_SOURCE_BYTES {
         return Err(PolicyError::TooLarge {
             name: name.to_string(),
@@ -99,27 +154,28 @@ pub(crate) fn compile(
     let package = engine
         .add_policy(path.to_string(), source.to_string())
         .map_err(compile_error)?;
-    let declared = engine
-        .has_declared_rule_rooted_at(path, ENTRYPOINT)
-        .map_err(compile_error)?;
-    if !declared {
+    let mut programs = Vec::new();
+    for stage in Stage::ALL {
+        let declared = engine
+            .has_declared_rule_rooted_at(path, stage.rule())
+            .map_err(compile_error)?;
+        if !declared {
+            continue;
+        }
+        let entrypoint = format!("{package}.{}", stage.rule());
+        let compiled = engine
+            .compile_with_entrypoint(&entrypoint.as_str().into())
+            .map_err(compile_error)?;
+        programs.push((stage, builtins::program(name, &compiled, &entrypoint)?));
+    }
+    if programs.is_empty() {
         return Err(PolicyError::MissingEntrypoint {
             name: name.to_string(),
             package,
         });
     }
-    let entrypoint = format!("{package}.{ENTRYPOINT}");
-    let compiled = engine
-        .compile_with_entrypoint(&entrypoint.as_str().into())
-        .map_err(compile_error)?;
-    let program = builtins::program(name, &compiled, &entrypoint)?;
-    Ok((
-        CheckedPolicy {
-            package,
-            entrypoint,
-        },
-        program,
-    ))
+    let stages = programs.iter().map(|(stage, _)| *stage).collect();
+    Ok((CheckedPolicy { package, stages }, programs))
 }
 
 pub(crate) fn compile_error(name: &str, e: impl std::fmt::Display) -> PolicyError {
@@ -148,7 +204,33 @@ pre_request := { "action": "block", "type": "block_with_formal_message" } if {
     fn seed_policy_compiles() {
         let checked = check("seed", SEED).unwrap();
         assert_eq!(checked.package, "data.formal.v2");
-        assert_eq!(checked.entrypoint, "data.formal.v2.pre_request");
+        assert_eq!(checked.stages, [Stage::Request]);
+        assert_eq!(
+            checked.entrypoint(Stage::Request),
+            "data.formal.v2.pre_request"
+        );
+    }
+
+    #[test]
+    fn a_policy_defines_either_stage_or_both() {
+        let response_only =
+            "package r\npre_response := {\"action\": \"block\"} if input.response.status == 500\n";
+        assert_eq!(check("r", response_only).unwrap().stages, [Stage::Response]);
+        let both = format!("{response_only}pre_request := {{\"action\": \"allow\"}}\n");
+        assert_eq!(
+            check("r", &both).unwrap().stages,
+            [Stage::Request, Stage::Response]
+        );
+        // A broken response stage is refused even when the request stage is fine.
+        let broken =
+            "package r\npre_request := {\"action\": \"allow\"}\npre_response if { x > 1 }\n";
+        assert!(matches!(
+            check("r", broken),
+            Err(PolicyError::Compile { .. })
+        ));
+        assert_eq!("response".parse::<Stage>(), Ok(Stage::Response));
+        assert_eq!("pre_request".parse::<Stage>(), Ok(Stage::Request));
+        assert!("body".parse::<Stage>().unwrap_err().contains("\"body\""));
     }
 
     #[test]

@@ -19,7 +19,7 @@ use regorus::unstable::{Parser, Rule, RuleHead};
 use regorus::utils::limits::ExecutionTimerConfig;
 use serde_json::json;
 
-use crate::{ENTRYPOINT, EVAL_TIME_LIMIT, Input, Policy, PolicyError, Verdict};
+use crate::{EVAL_TIME_LIMIT, Input, Policy, PolicyError, Stage, Verdict};
 
 /// Upper bound on one test: a test that never ends is an ERROR, not a hung command. Far above
 /// the data plane's limit, since tests run on the slower interpreter and may build large data.
@@ -104,10 +104,13 @@ pub fn run_tests(files: &[SourceFile], filter: Option<&str>) -> Result<TestRun, 
         .transpose()?;
     let (mut engine, files) = load(files)?;
     for file in &files {
-        let declares_entrypoint = engine
-            .has_declared_rule_rooted_at(&file.path, ENTRYPOINT)
-            .map_err(|e| parse_error(&file.path, e))?;
-        if declares_entrypoint {
+        let mut declares_stage = false;
+        for stage in Stage::ALL {
+            declares_stage |= engine
+                .has_declared_rule_rooted_at(&file.path, stage.rule())
+                .map_err(|e| parse_error(&file.path, e))?;
+        }
+        if declares_stage {
             crate::compile(&policy_name(&file.path), &file.path, &file.source)?;
         }
     }
@@ -152,16 +155,17 @@ pub fn run_tests(files: &[SourceFile], filter: Option<&str>) -> Result<TestRun, 
     Ok(TestRun { results })
 }
 
-/// Evaluates `input` as the data plane would and returns the JSON document `shoal policy eval`
-/// prints. Without `entrypoint`, each file is one policy, checked as `apply` checks it and run
-/// like a node runs it: `verdict` is the first block in file order (the data plane's rule
-/// across enabled policies), or allow, and `policies` has each one's verdict. With it, the
-/// files are loaded together and the raw value of that rule is returned, compiled and run the
-/// data plane's way.
+/// Evaluates `input` as the data plane would at `stage` and returns the JSON document `shoal
+/// policy eval` prints. Without `entrypoint`, each file is one policy, checked as `apply`
+/// checks it and run like a node runs it: `verdict` is the first block in file order (the
+/// data plane's rule across enabled policies), or allow, and `policies` has each one's
+/// verdict (a policy without a rule for the stage allows). With it, the files are loaded
+/// together and the raw value of that rule is returned, compiled and run the data plane's way.
 pub fn eval(
     files: &[SourceFile],
     input: serde_json::Value,
     entrypoint: Option<&str>,
+    stage: Stage,
 ) -> Result<serde_json::Value, PolicyError> {
     if let Some(entrypoint) = entrypoint {
         let (mut engine, _) = load(files)?;
@@ -182,7 +186,8 @@ pub fn eval(
     for file in files {
         let name = policy_name(&file.path);
         crate::compile(&name, &file.path, &file.source)?;
-        let verdict = Policy::compile(&name, &file.source)?.evaluate(&as_input)?;
+        let policy = Policy::compile(&name, &file.source)?;
+        let verdict = policy.evaluate_at(stage, &as_input)?;
         let mut shown = verdict_json(&verdict);
         if matches!(verdict, Verdict::Block { .. }) && decision["action"] == "allow" {
             decision = shown.clone();
@@ -190,9 +195,17 @@ pub fn eval(
         }
         shown["policy"] = json!(name);
         shown["file"] = json!(file.path);
+        if !policy.defines(stage) {
+            shown["defines_stage"] = json!(false);
+        }
         policies.push(shown);
     }
-    Ok(json!({ "input": input, "verdict": decision, "policies": policies }))
+    Ok(json!({
+        "stage": stage.as_str(),
+        "input": input,
+        "verdict": decision,
+        "policies": policies,
+    }))
 }
 
 /// A verdict in the shape a policy's `pre_request` gives it.
@@ -507,10 +520,17 @@ test_true := true
     fn eval_gives_the_verdict_the_data_plane_takes_and_the_input() {
         let input =
             json!({"bucket": {"name": "sensitive-bucket", "access_count": {"last_minute": 6}}});
-        let out = eval(&[file("p/seed.rego", SEED)], input.clone(), None).unwrap();
+        let out = eval(
+            &[file("p/seed.rego", SEED)],
+            input.clone(),
+            None,
+            Stage::Request,
+        )
+        .unwrap();
         assert_eq!(
             out,
             json!({
+                "stage": "request",
                 "input": input,
                 "verdict": {"action": "block", "type": "block_with_formal_message", "policy": "seed"},
                 "policies": [{"action": "block", "type": "block_with_formal_message", "policy": "seed", "file": "p/seed.rego"}],
@@ -518,8 +538,27 @@ test_true := true
         );
         let quiet =
             json!({"bucket": {"name": "sensitive-bucket", "access_count": {"last_minute": 5}}});
-        let out = eval(&[file("seed.rego", SEED)], quiet, None).unwrap();
+        let out = eval(&[file("seed.rego", SEED)], quiet, None, Stage::Request).unwrap();
         assert_eq!(out["verdict"], json!({"action": "allow"}));
+    }
+
+    #[test]
+    fn eval_runs_the_stage_asked_for() {
+        let size = "package size\nimport rego.v1\npre_response := {\"action\": \"block\", \"type\": \"too_big\"} if input.response.size > 100\n";
+        let files = [file("seed.rego", SEED), file("size.rego", size)];
+        let input = json!({"bucket": {"name": "sensitive-bucket", "access_count": {"last_minute": 6}}, "response": {"size": 101}});
+        let out = eval(&files, input.clone(), None, Stage::Response).unwrap();
+        assert_eq!(out["stage"], "response");
+        assert_eq!(
+            out["verdict"],
+            json!({"action": "block", "type": "too_big", "policy": "size"})
+        );
+        // The seed policy has no response rule: it allows at that stage, and says why.
+        assert_eq!(out["policies"][0]["action"], "allow");
+        assert_eq!(out["policies"][0]["defines_stage"], false);
+        let out = eval(&files, input, None, Stage::Request).unwrap();
+        assert_eq!(out["verdict"]["policy"], "seed");
+        assert_eq!(out["policies"][1]["defines_stage"], false);
     }
 
     #[test]
@@ -538,6 +577,7 @@ test_true := true
             ],
             json!({}),
             None,
+            Stage::Request,
         )
         .unwrap();
         assert_eq!(
@@ -559,6 +599,7 @@ test_true := true
             &[file("lib.rego", "package lib\nx := 1\n")],
             json!({}),
             None,
+            Stage::Request,
         )
         .unwrap_err();
         assert!(
@@ -566,7 +607,7 @@ test_true := true
             "{err}"
         );
         let jwt = "package j\npre_request := {\"action\": \"block\"} if io.jwt.decode(input.token)[1].sub == \"x\"\n";
-        let err = eval(&[file("j.rego", jwt)], json!({}), None).unwrap_err();
+        let err = eval(&[file("j.rego", jwt)], json!({}), None, Stage::Request).unwrap_err();
         assert!(
             matches!(&err, PolicyError::UnavailableBuiltin { builtin, .. } if builtin == "io.jwt.decode"),
             "{err}"
@@ -575,6 +616,7 @@ test_true := true
             &[file("odd.rego", "package o\npre_request := 42\n")],
             json!({}),
             None,
+            Stage::Request,
         )
         .unwrap_err();
         assert!(matches!(err, PolicyError::Runtime { .. }), "{err}");
@@ -586,17 +628,35 @@ test_true := true
         let rules = "package rules\nimport rego.v1\nimport data.lib\nover := input.n > lib.limit\nnames contains n if some n in input.names\nnever if false\n";
         let files = [file("lib.rego", lib), file("rules.rego", rules)];
         let input = json!({"n": 7, "names": ["b", "a", "b"]});
-        let out = eval(&files, input.clone(), Some("data.rules.over")).unwrap();
+        let out = eval(
+            &files,
+            input.clone(),
+            Some("data.rules.over"),
+            Stage::Request,
+        )
+        .unwrap();
         assert_eq!(
             out,
             json!({"entrypoint": "data.rules.over", "input": input, "defined": true, "value": true})
         );
-        let out = eval(&files, input.clone(), Some("data.rules.names")).unwrap();
+        let out = eval(
+            &files,
+            input.clone(),
+            Some("data.rules.names"),
+            Stage::Request,
+        )
+        .unwrap();
         assert_eq!(out["value"], json!(["a", "b"]));
-        let out = eval(&files, input, Some("data.rules.never")).unwrap();
+        let out = eval(&files, input, Some("data.rules.never"), Stage::Request).unwrap();
         assert_eq!(out["defined"], json!(false));
         assert!(out.get("value").is_none());
-        let err = eval(&files, json!({}), Some("data.rules.missing")).unwrap_err();
+        let err = eval(
+            &files,
+            json!({}),
+            Some("data.rules.missing"),
+            Stage::Request,
+        )
+        .unwrap_err();
         assert!(
             matches!(&err, PolicyError::Entrypoint { entrypoint, .. } if entrypoint == "data.rules.missing"),
             "{err}"
@@ -694,8 +754,13 @@ test_true := true
         ];
         for (expr, expected) in cases {
             let source = format!("package t\nimport rego.v1\nv := {expr}\n");
-            let out = eval(&[file("t.rego", &source)], json!({}), Some("data.t.v"))
-                .unwrap_or_else(|e| panic!("{expr}: {e}"));
+            let out = eval(
+                &[file("t.rego", &source)],
+                json!({}),
+                Some("data.t.v"),
+                Stage::Request,
+            )
+            .unwrap_or_else(|e| panic!("{expr}: {e}"));
             assert_eq!(&out["value"], expected, "{expr}");
         }
     }

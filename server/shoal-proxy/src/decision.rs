@@ -6,20 +6,26 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use axum::http::{HeaderMap, HeaderName, StatusCode};
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderName, Method, Response, StatusCode, header};
 use serde_json::json;
 use shoal_model::{AuditEntry, AuditSink, OnError, OnUnreachable};
-use shoal_policy::{Input, NodeFacts, RequestFacts, Subject, Verdict};
+use shoal_policy::{Input, NodeFacts, RequestFacts, ResponseFacts, Stage, Subject, Verdict};
 use shoal_state::{CounterKey, Limit, Mode, Reach, Revoked, Services, SharedState};
 use tracing::Instrument as _;
 
 use crate::forward::Upstreams;
 use crate::instruments::Instruments;
 use crate::revocations::Revocations;
-use crate::routes::{Route, Routes};
+use crate::routes::{Route, RoutePolicy, Routes};
 
 /// The action every request counts under: policies read how often a user accessed a resource.
 const ACTION: &str = "access";
+
+/// The actions body bytes count under, when a policy reads them: what responses carried to
+/// the caller and what uploads carried upstream.
+const BYTES_READ: &str = "bytes_read";
+const BYTES_WRITTEN: &str = "bytes_written";
 
 /// What deciding uses of the node, and nothing else of the data plane's state: the cluster's
 /// counters, where audit lines go, and the figures a decision records.
@@ -128,6 +134,32 @@ pub(crate) struct Caller<'a> {
     pub subject: &'a Subject,
 }
 
+/// What an allowed request leaves for its response: the input the response stage extends, and
+/// the counters its body bytes go to.
+pub(crate) struct Decided {
+    input: Input,
+    mode: Mode,
+    /// `bytes_read` for this (user, resource or bucket), when a policy reads byte counts.
+    read: Option<CounterKey>,
+    /// `bytes_written`, when a policy reads byte counts and the upload declared no size: its
+    /// body is counted as it streams.
+    unsized_upload: Option<CounterKey>,
+}
+
+impl Decided {
+    /// The request body, counted as it streams when its size was not declared.
+    pub(crate) fn upload(&self, node: Node<'_>, body: Body) -> Body {
+        match &self.unsized_upload {
+            Some(key) => Body::new(CountedBody::new(body, node.state.clone(), key.clone())),
+            None => body,
+        }
+    }
+}
+
+fn is_upload(method: &str) -> bool {
+    matches!(method, "PUT" | "POST" | "PATCH")
+}
+
 /// Counts the request for (user, `facts.counted`, `access`), then runs every enabled policy
 /// on the counts. While members are unreachable each policy's `on_unreachable` applies: the
 /// local counts as they are, a refusal, or the counts scaled to this side's share.
@@ -136,7 +168,7 @@ pub(crate) async fn decide(
     caller: &Caller<'_>,
     facts: &Facts<'_>,
     codes: Codes,
-) -> Result<(), Refusal> {
+) -> Result<Decided, Refusal> {
     let Ctx {
         node,
         routes,
@@ -253,6 +285,26 @@ pub(crate) async fn decide(
     } else {
         Some(node.services.count_global(&counter, &counted.totals).totals)
     };
+    // Byte counts only for revisions whose policies read them. An upload's declared size is
+    // counted before the policies run, as the request itself is (strict: at the key's owner,
+    // so the upload that would cross a budget sees it crossed); one without a declared size
+    // is counted as its body streams.
+    let byte_key = |action| CounterKey::new(caller.user, facts.counted, action).ok();
+    let (read, written, unsized_upload) = if routes.bytes {
+        let read = byte_key(BYTES_READ);
+        let written_key = byte_key(BYTES_WRITTEN);
+        let declared = declared_size(facts.headers).filter(|_| is_upload(facts.method));
+        let written = match (&written_key, declared) {
+            (Some(key), Some(size)) => Some(count(node, key, mode, size).await),
+            (Some(key), None) => Some(node.state.totals(key)),
+            (None, _) => None,
+        };
+        let unsized_upload = written_key.filter(|_| is_upload(facts.method) && declared.is_none());
+        let read_totals = read.as_ref().map(|k| node.state.totals(k));
+        (read.map(|k| (k, read_totals)), written, unsized_upload)
+    } else {
+        (None, None, None)
+    };
     // Headers and parameters only for revisions whose policies mention them: building them is
     // the one part of the input that grows with the request.
     let (headers, query) = if routes.request_detail {
@@ -277,11 +329,16 @@ pub(crate) async fn decide(
         operation: facts.operation,
         source_ip: Some(&source_ip),
         resource: &route.target,
+        bytes_read: read.as_ref().and_then(|(_, totals)| totals.as_deref()),
+        bytes_written: written.as_deref(),
     };
     let input = Input::request(&facts_with(&counted.totals));
     let shared_input = scaled.as_deref().map(|s| Input::request(&facts_with(s)));
     for p in &routes.policies {
-        let (policy, on_error) = (&p.compiled, p.on_error);
+        let policy = &p.compiled;
+        if !policy.defines(Stage::Request) {
+            continue;
+        }
         let input = if reach.split() {
             node.instruments
                 .unreachable(policy.name(), p.on_unreachable.as_str());
@@ -317,74 +374,253 @@ pub(crate) async fn decide(
         } else {
             &input
         };
-        let span = tracing::info_span!(
-            target: "shoal::trace",
-            "policy",
-            otel.name = %format_args!("policy {}", policy.name()),
-            shoal.policy.name = policy.name(),
-            shoal.policy.result = tracing::field::Empty,
-        );
-        let evaluated = span.in_scope(|| {
-            let started = Instant::now();
-            let verdict = policy.evaluate(input);
-            let result = match &verdict {
-                Ok(Verdict::Allow) => "allow",
-                Ok(Verdict::Block { .. }) => "block",
-                Err(_) => "error",
-            };
-            span.record("shoal.policy.result", result);
-            node.instruments
-                .policy(policy.name(), result, started.elapsed());
-            verdict
-        });
-        if let Err(e) = &evaluated {
-            shoal_telemetry::record_error(&span, &e.to_string());
-        }
-        match evaluated {
-            Ok(Verdict::Allow) => {}
-            Ok(Verdict::Block { kind, message }) => {
-                if !p.shadow {
-                    tracing::info!(
-                        request_id,
-                        user = %caller.user,
-                        resource = %route.name,
-                        policy = policy.name(),
-                        kind = %kind,
-                        "request blocked"
-                    );
-                }
-                let message =
-                    message.unwrap_or_else(|| format!("blocked by policy {}", policy.name()));
-                let mut refusal =
-                    Refusal::new("blocked", StatusCode::FORBIDDEN, codes.blocked, message);
-                refusal.policy = Some(policy.name().to_string());
-                refusal.kind = Some(kind);
-                enforce(ctx, p.shadow, refusal)?;
-            }
-            Err(e) => {
-                node.policy_errors.fetch_add(1, Ordering::Relaxed);
-                let skip = on_error == OnError::Allow;
-                let consequence = match (skip, p.shadow) {
-                    (true, _) => "policy skipped (on_error = allow)",
-                    (false, false) => "request refused (fail closed)",
-                    (false, true) => "shadow policy: the request would have been refused",
-                };
-                tracing::warn!(request_id, policy = policy.name(), "{e}; {consequence}");
-                if skip {
-                    continue;
-                }
-                let mut refusal = Refusal::new(
-                    "policy_error",
-                    StatusCode::FORBIDDEN,
-                    codes.policy_error,
-                    format!("policy {:?} failed; the request is refused", policy.name()),
+        run_policy(ctx, caller, p, Stage::Request, input, codes)?;
+    }
+    Ok(Decided {
+        input,
+        mode,
+        read: read.map(|(key, _)| key),
+        unsized_upload,
+    })
+}
+
+/// One policy's rule for `stage` on `input`, traced and measured; its block or failure
+/// (after `on_error`) as the refusal, recorded instead for a shadow policy.
+fn run_policy(
+    ctx: &Ctx<'_>,
+    caller: &Caller<'_>,
+    p: &RoutePolicy,
+    stage: Stage,
+    input: &Input,
+    codes: Codes,
+) -> Result<(), Refusal> {
+    let (node, request_id, policy) = (ctx.node, ctx.request_id, &p.compiled);
+    let span = tracing::info_span!(
+        target: "shoal::trace",
+        "policy",
+        otel.name = %format_args!("policy {} {}", policy.name(), stage.rule()),
+        shoal.policy.name = policy.name(),
+        shoal.policy.stage = stage.as_str(),
+        shoal.policy.result = tracing::field::Empty,
+    );
+    let evaluated = span.in_scope(|| {
+        let started = Instant::now();
+        let verdict = policy.evaluate_at(stage, input);
+        let result = match &verdict {
+            Ok(Verdict::Allow) => "allow",
+            Ok(Verdict::Block { .. }) => "block",
+            Err(_) => "error",
+        };
+        span.record("shoal.policy.result", result);
+        node.instruments
+            .policy(policy.name(), result, started.elapsed());
+        verdict
+    });
+    if let Err(e) = &evaluated {
+        shoal_telemetry::record_error(&span, &e.to_string());
+    }
+    let what = match stage {
+        Stage::Request => "request",
+        Stage::Response => "response",
+    };
+    match evaluated {
+        Ok(Verdict::Allow) => Ok(()),
+        Ok(Verdict::Block { kind, message }) => {
+            if !p.shadow {
+                tracing::info!(
+                    request_id,
+                    user = %caller.user,
+                    resource = %ctx.route.name,
+                    policy = policy.name(),
+                    kind = %kind,
+                    "{what} blocked"
                 );
-                refusal.policy = Some(policy.name().to_string());
-                enforce(ctx, p.shadow, refusal)?;
             }
+            let message = message.unwrap_or_else(|| format!("blocked by policy {}", policy.name()));
+            let mut refusal =
+                Refusal::new("blocked", StatusCode::FORBIDDEN, codes.blocked, message);
+            refusal.policy = Some(policy.name().to_string());
+            refusal.kind = Some(kind);
+            enforce(ctx, p.shadow, refusal)
+        }
+        Err(e) => {
+            node.policy_errors.fetch_add(1, Ordering::Relaxed);
+            let skip = p.on_error == OnError::Allow;
+            let consequence = match (skip, p.shadow) {
+                (true, _) => "policy skipped (on_error = allow)".to_string(),
+                (false, false) => format!("{what} refused (fail closed)"),
+                (false, true) => format!("shadow policy: the {what} would have been refused"),
+            };
+            tracing::warn!(request_id, policy = policy.name(), "{e}; {consequence}");
+            if skip {
+                return Ok(());
+            }
+            let mut refusal = Refusal::new(
+                "policy_error",
+                StatusCode::FORBIDDEN,
+                codes.policy_error,
+                format!("policy {:?} failed; the {what} is refused", policy.name()),
+            );
+            refusal.policy = Some(policy.name().to_string());
+            enforce(ctx, p.shadow, refusal)
         }
     }
-    Ok(())
+}
+
+/// Counts `cost` under `key` in the revision's mode (strict: at the key's owner, so two nodes
+/// never both see room that only one of them has); every window's total after it.
+async fn count(node: Node<'_>, key: &CounterKey, mode: Mode, cost: u64) -> Vec<u64> {
+    let limit = Limit {
+        window: 0,
+        max: u64::MAX,
+        mode,
+    };
+    node.state
+        .check(key, limit, cost)
+        .instrument(tracing::info_span!(
+            target: "shoal::trace",
+            "count bytes",
+            shoal.rate.mode = if mode == Mode::Strict { "strict" } else { "eventual" },
+        ))
+        .await
+        .totals
+}
+
+/// The response stage: once the upstream's status and headers are in, its body bytes are
+/// counted (a known size before any of it is passed on, so a read that would cross a budget
+/// sees the budget crossed; an unknown one as it streams) and every policy's `pre_response`
+/// runs. `Err` is the refusal the caller answers instead of the body; what the stage refused
+/// or would have refused (shadow) gets an audit line of its own, after the request's.
+pub(crate) async fn respond(
+    ctx: &Ctx<'_>,
+    caller: &Caller<'_>,
+    facts: &Facts<'_>,
+    decided: &Decided,
+    response: Response<Body>,
+    codes: Codes,
+) -> Result<Response<Body>, Refusal> {
+    let routes = ctx.routes;
+    if !routes.response_stage && decided.read.is_none() {
+        return Ok(response);
+    }
+    let (parts, body) = response.into_parts();
+    let size = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    // What the caller receives of the object: a successful answer's body, not a HEAD's
+    // (which has none) and not an error document.
+    let carries_data = parts.status.is_success() && facts.method != Method::HEAD.as_str();
+    let read = decided.read.as_ref().filter(|_| carries_data);
+    let (read_totals, body) = match (read, size) {
+        (Some(key), Some(size)) => (Some(count(ctx.node, key, decided.mode, size).await), body),
+        (Some(key), None) => (
+            Some(ctx.node.state.totals(key)),
+            Body::new(CountedBody::new(body, ctx.node.state.clone(), key.clone())),
+        ),
+        (None, _) => (None, body),
+    };
+    if routes.response_stage {
+        let headers = response_headers(&parts.headers);
+        let metadata: Vec<(&str, &str)> = headers
+            .iter()
+            .filter_map(|(name, value)| Some((name.strip_prefix(METADATA_PREFIX)?, *value)))
+            .collect();
+        let input = decided.input.response(
+            &routes.windows,
+            &ResponseFacts {
+                status: parts.status.as_u16(),
+                size,
+                content_type: parts
+                    .headers
+                    .get(header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok()),
+                headers: &headers,
+                metadata: &metadata,
+                bytes_read: read_totals.as_deref(),
+            },
+        );
+        let refused = routes
+            .policies
+            .iter()
+            .filter(|p| p.compiled.defines(Stage::Response))
+            .try_for_each(|p| run_policy(ctx, caller, p, Stage::Response, &input, codes));
+        let shadowed = !ctx.would_block.lock().expect("would_block").is_empty();
+        if refused.is_err() || shadowed {
+            let seen = Seen {
+                status: parts.status.as_u16(),
+                size,
+            };
+            audit_at(
+                ctx,
+                Some(caller.user),
+                facts,
+                refused.as_ref().err(),
+                Some(seen),
+            )
+            .await?;
+        }
+        refused?;
+    }
+    Ok(Response::from_parts(parts, body))
+}
+
+/// S3's user metadata headers, which policies read without the prefix.
+const METADATA_PREFIX: &str = "x-amz-meta-";
+
+/// The response's headers as policies see them: lower-cased names, UTF-8 values, the first of
+/// repeated ones, cookies left out.
+fn response_headers(headers: &HeaderMap) -> Vec<(&str, &str)> {
+    let mut seen = std::collections::HashSet::new();
+    headers
+        .iter()
+        .filter(|(name, _)| *name != header::SET_COOKIE)
+        .filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?)))
+        .filter(|(name, _)| seen.insert(*name))
+        .collect()
+}
+
+/// A body counted under a key as it streams: what a response of unknown length carries to the
+/// caller, or an upload of undeclared size carries upstream. Counted per frame (locally, shared
+/// by gossip), so bytes already passed on are counted even if the transfer breaks.
+struct CountedBody {
+    body: Body,
+    state: SharedState,
+    key: CounterKey,
+}
+
+impl CountedBody {
+    fn new(body: Body, state: SharedState, key: CounterKey) -> Self {
+        Self { body, state, key }
+    }
+}
+
+impl http_body::Body for CountedBody {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, axum::Error>>> {
+        let this = &mut *self;
+        let frame = std::pin::Pin::new(&mut this.body).poll_frame(cx);
+        if let std::task::Poll::Ready(Some(Ok(f))) = &frame
+            && let Some(data) = f.data_ref()
+            && !data.is_empty()
+        {
+            this.state.increment(&this.key, data.len() as u64);
+        }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
 }
 
 /// Headers no policy sees: credentials, signatures and session tokens, in any kind.
@@ -468,13 +704,32 @@ fn enforce(ctx: &Ctx<'_>, shadow: bool, refusal: Refusal) -> Result<(), Refusal>
     Ok(())
 }
 
-/// Queues the request's audit line (`refusal`: none if allowed). `Err` means it cannot be kept and the request must be
-/// refused: nothing is served unaudited.
+/// Queues the request's audit line (`refusal`: none if allowed). `Err` means it cannot be
+/// kept and the request must be refused: nothing is served unaudited.
 pub(crate) async fn audit(
     ctx: &Ctx<'_>,
     user: Option<&str>,
     facts: &Facts<'_>,
     refusal: Option<&Refusal>,
+) -> Result<(), Refusal> {
+    audit_at(ctx, user, facts, refusal, None).await
+}
+
+/// What the response stage saw of the upstream's answer, for its audit line.
+#[derive(Clone, Copy)]
+struct Seen {
+    status: u16,
+    size: Option<u64>,
+}
+
+/// [`audit`] for either stage: a response stage's line (`seen`) is action `response`, with
+/// the upstream's status and size.
+async fn audit_at(
+    ctx: &Ctx<'_>,
+    user: Option<&str>,
+    facts: &Facts<'_>,
+    refusal: Option<&Refusal>,
+    seen: Option<Seen>,
 ) -> Result<(), Refusal> {
     let Ctx {
         node,
@@ -493,7 +748,12 @@ pub(crate) async fn audit(
         event_id: uuid::Uuid::new_v4(),
         at: chrono::Utc::now(),
         actor: user.map_or_else(|| "anonymous".to_string(), |u| format!("user:{u}")),
-        action: "request".into(),
+        action: if seen.is_some() {
+            "response"
+        } else {
+            "request"
+        }
+        .into(),
         target: route.name.clone(),
         outcome: outcome.into(),
         detail: json!({
@@ -515,6 +775,10 @@ pub(crate) async fn audit(
             })),
         }),
     };
+    if let Some(seen) = seen {
+        entry.detail["upstream_status"] = json!(seen.status);
+        entry.detail["upstream_size"] = json!(seen.size);
+    }
     let shadow = std::mem::take(&mut *ctx.would_block.lock().expect("would_block"));
     if !shadow.is_empty() {
         entry.detail["would_block"] = serde_json::Value::Array(shadow);

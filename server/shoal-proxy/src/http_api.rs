@@ -2,12 +2,12 @@
 //! (user, resource, "access") and checked by every enabled policy before it is forwarded.
 
 use axum::body::Body;
-use axum::http::{HeaderName, HeaderValue, Request, Response, StatusCode, Uri};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, Uri};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq as _;
 
-use crate::decision::{Caller, Codes, Ctx, Facts, Refusal, audit, decide};
+use crate::decision::{Caller, Codes, Ctx, Facts, Refusal, audit, decide, respond};
 use crate::forward::forward;
 use crate::routes::{ApiKey, Routes};
 
@@ -107,19 +107,9 @@ pub(crate) async fn handle(
             "invalid",
             checked_path.clone().err().unwrap_or_default(),
         )),
-        (Some(_), Some(key)) => {
-            let caller = Caller {
-                user: &key.user,
-                key_id: &key.key_id,
-                subject: &key.subject,
-            };
-            let codes = Codes {
-                blocked: "blocked",
-                policy_error: "policy_error",
-                unreachable: "unreachable",
-            };
-            decide(ctx, &caller, &facts, codes).await
-        }
+        (Some(_), Some(key)) => decide(ctx, &caller_of(key), &facts, CODES)
+            .await
+            .map(|decided| (decided, key)),
     };
     let audited = audit(
         ctx,
@@ -128,11 +118,28 @@ pub(crate) async fn handle(
         decision.as_ref().err(),
     )
     .await;
-    if let Err(refusal) = decision.and(audited) {
-        return refusal_response(&refusal, request_id);
-    }
+    let (decided, key) = match decision.and_then(|allowed| audited.map(|()| allowed)) {
+        Ok(allowed) => allowed,
+        Err(refusal) => return refusal_response(&refusal, request_id),
+    };
+    // The response stage's audit line names the request as the first did; the headers stay
+    // with the request, which goes upstream.
+    let no_headers = HeaderMap::new();
+    let response_facts = Facts {
+        method: &method,
+        path: &path,
+        bucket: Some(&route.name),
+        counted: &route.name,
+        key: None,
+        operation: None,
+        copy_source: None,
+        headers: &no_headers,
+        secret_header: Some(api_key_header),
+        query: query.as_deref(),
+    };
     req.headers_mut().remove(api_key_header);
-    match forward(
+    let req = req.map(|body| decided.upload(ctx.node, body));
+    let forwarded = forward(
         ctx.upstreams,
         upstream,
         req,
@@ -140,14 +147,42 @@ pub(crate) async fn handle(
         ctx.peer,
         ctx.upstream_timeout,
     )
-    .await
-    {
+    .await;
+    let response = match forwarded {
         Ok(response) => response,
         Err(e) => {
             tracing::warn!(request_id, resource = %route.name, "{}", e.message);
             ctx.node.instruments.upstream_error(&route.name, e.status);
-            error(e.status, "upstream", &e.caller_message(), request_id)
+            return error(e.status, "upstream", &e.caller_message(), request_id);
         }
+    };
+    match respond(
+        ctx,
+        &caller_of(key),
+        &response_facts,
+        &decided,
+        response,
+        CODES,
+    )
+    .await
+    {
+        Ok(response) => response,
+        Err(refusal) => refusal_response(&refusal, request_id),
+    }
+}
+
+/// How HTTP API callers are told no.
+const CODES: Codes = Codes {
+    blocked: "blocked",
+    policy_error: "policy_error",
+    unreachable: "unreachable",
+};
+
+fn caller_of(key: &ApiKey) -> Caller<'_> {
+    Caller {
+        user: &key.user,
+        key_id: &key.key_id,
+        subject: &key.subject,
     }
 }
 

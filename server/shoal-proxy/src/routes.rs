@@ -10,10 +10,13 @@ use shoal_model::{
     Addressing, ConfigSnapshot, Credential, Enforcement, OnError, OnUnreachable, ResourceSpec,
     S3Spec, open_sealed_secret,
 };
-use shoal_policy::{Policy, PolicyData, Subject, Target, Windows};
+use shoal_policy::{Policy, PolicyData, Stage, Subject, Target, Windows};
 
 /// What a policy names to read the global counts.
 const GLOBAL_COUNTS: &str = "global_access_count";
+
+/// What a policy names to read the byte counts.
+const BYTE_COUNTS: [&str; 2] = ["bytes_read", "bytes_written"];
 
 pub(crate) struct Routes {
     pub revision: i64,
@@ -30,6 +33,12 @@ pub(crate) struct Routes {
     /// Any enabled policy mentions headers or query parameters: only then are they built
     /// into the input.
     pub request_detail: bool,
+    /// Any enabled policy reads `bytes_read` or `bytes_written`: only then are body bytes
+    /// counted (a strict reservation per response is a round trip to the key's owner).
+    pub bytes: bool,
+    /// Any enabled policy has a `pre_response` rule: only then does a response wait for the
+    /// response stage.
+    pub response_stage: bool,
     pub api_keys: HashMap<String, ApiKey>,
     /// S3 credentials by access key id.
     pub s3_keys: HashMap<String, S3Key>,
@@ -151,6 +160,8 @@ impl Routes {
         let mut strict = false;
         let mut global = false;
         let mut request_detail = false;
+        let mut bytes = false;
+        let mut response_stage = false;
         // Every policy of the revision reads the same documents, converted once.
         let data = PolicyData::from_json(
             config
@@ -162,8 +173,10 @@ impl Routes {
         for p in config.policies.iter().filter(|p| p.enabled) {
             global |= p.rego.contains(GLOBAL_COUNTS);
             request_detail |= p.rego.contains("headers") || p.rego.contains("query");
+            bytes |= BYTE_COUNTS.iter().any(|b| p.rego.contains(b));
             match Policy::compile_with_data(&p.name, &p.rego, data.clone()) {
                 Ok(compiled) => {
+                    response_stage |= compiled.defines(Stage::Response);
                     policies.push(RoutePolicy {
                         compiled: Arc::new(compiled),
                         on_error: p.on_error,
@@ -237,6 +250,8 @@ impl Routes {
                 strict,
                 global,
                 request_detail,
+                bytes,
+                response_stage,
                 api_keys,
                 s3_keys,
                 windows: Windows::new(window_names),

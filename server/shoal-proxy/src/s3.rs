@@ -14,11 +14,11 @@ use aws_sigv4::http_request::{
 use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
 use axum::body::Body;
-use axum::http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
 use percent_encoding::{percent_decode_str, percent_encode};
 
 use crate::chunked::{self, Chain};
-use crate::decision::{Caller, Codes, Ctx, Facts, Refusal, audit, decide};
+use crate::decision::{Caller, Codes, Ctx, Facts, Refusal, audit, decide, respond};
 use crate::forward::{ForwardError, add_forwarding_headers, send};
 use crate::routes::{KeyPair, S3Key, S3Route};
 use crate::sigv4::{
@@ -105,36 +105,48 @@ pub(crate) async fn handle(ctx: &Ctx<'_>, s3: &S3Route, req: Request<Body>) -> R
              ?versionId=...)",
         )),
         (Ok((presented, s3_key)), Ok(location)) => {
-            let caller = Caller {
-                user: &s3_key.user,
-                key_id: &s3_key.access_key_id,
-                subject: &s3_key.subject,
+            let caller = caller_of(s3_key);
+            let decided = decide(ctx, &caller, &facts, CODES).await;
+            // A copy is also an access to its source, decided on its own; the response stage
+            // and the byte counts follow the destination.
+            let source_decided = match (&decided, source) {
+                (Ok(_), Some((src_bucket, src_key))) => {
+                    let counted = format!("{}/{src_bucket}", ctx.route.name);
+                    let source_facts = Facts {
+                        bucket: Some(src_bucket),
+                        key: Some(src_key),
+                        counted: &counted,
+                        ..facts
+                    };
+                    decide(ctx, &caller, &source_facts, CODES).await.map(|_| ())
+                }
+                _ => Ok(()),
             };
-            let codes = Codes {
-                blocked: "AccessDenied",
-                policy_error: "AccessDenied",
-                unreachable: "ServiceUnavailable",
-            };
-            let mut decided = decide(ctx, &caller, &facts, codes).await;
-            if let (Ok(()), Some((src_bucket, src_key))) = (&decided, source) {
-                let counted = format!("{}/{src_bucket}", ctx.route.name);
-                let source_facts = Facts {
-                    bucket: Some(src_bucket),
-                    key: Some(src_key),
-                    counted: &counted,
-                    ..facts
-                };
-                decided = decide(ctx, &caller, &source_facts, codes).await;
-            }
-            decided.map(|()| (presented, location))
+            source_decided.and(decided.map(|d| (presented, location, d)))
         }
     };
     let audited = audit(ctx, user, &facts, decision.as_ref().err()).await;
-    let (presented, location) = match (decision, audited) {
+    let (presented, location, decided) = match (decision, audited) {
         (Err(refusal), _) | (Ok(_), Err(refusal)) => {
             return s3_error(&refusal, &raw_path, ctx.request_id);
         }
         (Ok(allowed), Ok(())) => allowed,
+    };
+    let s3_key = identified.as_ref().map(|(_, k)| *k).ok();
+    // The response stage's audit line names the request as the first did; the headers stay
+    // with the request, which goes upstream.
+    let no_headers = HeaderMap::new();
+    let response_facts = Facts {
+        method: method.as_str(),
+        path: &raw_path,
+        bucket,
+        counted: &counted,
+        key,
+        operation,
+        copy_source: source_text.as_deref(),
+        headers: &no_headers,
+        secret_header: None,
+        query: Some(&query),
     };
     // The caller's chunk signatures are checked against their own key as the body streams.
     let caller_chain = match &identified {
@@ -143,14 +155,46 @@ pub(crate) async fn handle(ctx: &Ctx<'_>, s3: &S3Route, req: Request<Body>) -> R
         }
         _ => None,
     };
+    let req = req.map(|body| decided.upload(ctx.node, body));
     let request = match upstream_request(ctx, s3, req, (presented, caller_chain), location, &query)
     {
         Ok(r) => r,
         Err(e) => return forward_error(ctx, e, &raw_path),
     };
-    match send(ctx.upstreams, request, ctx.upstream_timeout).await {
+    let response = match send(ctx.upstreams, request, ctx.upstream_timeout).await {
         Ok(response) => response,
-        Err(e) => forward_error(ctx, e, &raw_path),
+        Err(e) => return forward_error(ctx, e, &raw_path),
+    };
+    let Some(s3_key) = s3_key else {
+        return response;
+    };
+    match respond(
+        ctx,
+        &caller_of(s3_key),
+        &response_facts,
+        &decided,
+        response,
+        CODES,
+    )
+    .await
+    {
+        Ok(response) => response,
+        Err(refusal) => s3_error(&refusal, &raw_path, ctx.request_id),
+    }
+}
+
+/// How S3 callers are told no: the codes S3 clients act on.
+const CODES: Codes = Codes {
+    blocked: "AccessDenied",
+    policy_error: "AccessDenied",
+    unreachable: "ServiceUnavailable",
+};
+
+fn caller_of(key: &S3Key) -> Caller<'_> {
+    Caller {
+        user: &key.user,
+        key_id: &key.access_key_id,
+        subject: &key.subject,
     }
 }
 

@@ -48,6 +48,20 @@ pub fn python() -> PathBuf {
     venv
 }
 
+/// Runs the steps through `s3_client.py run` (real boto3 clients); the outcome of each step
+/// by name.
+pub async fn run_steps(spec: Value) -> std::collections::HashMap<String, Value> {
+    let out = tokio::task::spawn_blocking(move || s3_client(&["run", &spec.to_string()]))
+        .await
+        .unwrap();
+    out.lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"));
+            (v["step"].as_str().unwrap().to_string(), v)
+        })
+        .collect()
+}
+
 /// Runs `scripts/fixtures/s3_client.py` with `args`; its standard output, or a panic with its
 /// errors.
 pub fn s3_client(args: &[&str]) -> String {

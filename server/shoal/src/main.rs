@@ -155,8 +155,9 @@ enum PolicyCommand {
         #[arg(long, value_name = "REGEX")]
         run: Option<String>,
     },
-    /// Print as JSON the verdict the data plane takes from the policies' pre_request for an
-    /// input, or with --entrypoint the value of one rule; offline: no config, no database.
+    /// Print as JSON the verdict the data plane takes from the policies' rules for a stage
+    /// (pre_request, or pre_response with --stage response) for an input, or with
+    /// --entrypoint the value of one rule; offline: no config, no database.
     Eval {
         /// Rego files: each a policy; with --entrypoint, any modules loaded together.
         #[arg(required = true)]
@@ -167,6 +168,9 @@ enum PolicyCommand {
         /// A rule to evaluate instead of the verdict, e.g. data.formal.v2.pre_request.
         #[arg(long, value_name = "data.PACKAGE.RULE")]
         entrypoint: Option<String>,
+        /// The stage to evaluate: request (pre_request) or response (pre_response).
+        #[arg(long, default_value = "request", value_parser = |s: &str| s.parse::<shoal_policy::Stage>())]
+        stage: shoal_policy::Stage,
     },
 }
 
@@ -246,7 +250,8 @@ fn main() -> ExitCode {
             files,
             input,
             entrypoint,
-        }) => offline(policy_eval(&files, &input, entrypoint.as_deref()).map(|()| true)),
+            stage,
+        }) => offline(policy_eval(&files, &input, entrypoint.as_deref(), stage).map(|()| true)),
         Command::CheckConfig { ref file } => {
             let path = file.clone().or(cli.config.clone());
             match shoal_config::load(path.as_deref()) {
@@ -371,7 +376,12 @@ fn policy_test(files: &[PathBuf], run: Option<&str>) -> anyhow::Result<bool> {
     Ok(tests.failed() == 0)
 }
 
-fn policy_eval(files: &[PathBuf], input: &Path, entrypoint: Option<&str>) -> anyhow::Result<()> {
+fn policy_eval(
+    files: &[PathBuf],
+    input: &Path,
+    entrypoint: Option<&str>,
+    stage: shoal_policy::Stage,
+) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(input)
         .with_context(|| format!("cannot read --input {}", input.display()))?;
     let input_json: serde_json::Value = serde_json::from_str(&text)
@@ -380,6 +390,7 @@ fn policy_eval(files: &[PathBuf], input: &Path, entrypoint: Option<&str>) -> any
         &read_rego_files(files)?,
         input_json,
         entrypoint,
+        stage,
     )?)
 }
 

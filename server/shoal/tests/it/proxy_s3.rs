@@ -5,26 +5,12 @@
 //! that need no percent-encoding: moto's own check fails on encoded paths and queries even when
 //! boto3 talks to it directly (Shoal's canonical forms are unit-tested in `sigv4`).
 
-use std::collections::HashMap;
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 use shoal_testkit::*;
 
 const WAIT: Duration = Duration::from_secs(30);
-
-/// Runs the steps through `s3_client.py run`; the outcome of each step by name.
-async fn run_steps(spec: Value) -> HashMap<String, Value> {
-    let out = tokio::task::spawn_blocking(move || s3_client(&["run", &spec.to_string()]))
-        .await
-        .unwrap();
-    out.lines()
-        .map(|l| {
-            let v: Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"));
-            (v["step"].as_str().unwrap().to_string(), v)
-        })
-        .collect()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_clients_sign_policies_decide_and_the_upstream_sees_only_shoal_signatures() {
