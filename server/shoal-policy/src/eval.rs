@@ -230,6 +230,68 @@ fn object(fields: impl IntoIterator<Item = (Value, Value)>) -> Value {
     )
 }
 
+/// Which top-level parts of `input` a revision's policies read. The request input is built on
+/// every request, and its parts cost allocations (the `request` object alone holds five
+/// strings), so a part no policy names is left out, as OPA leaves an undefined field: a
+/// policy reading it would get undefined, but a policy that names it gets it built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InputParts {
+    bucket: bool,
+    user: bool,
+    request: bool,
+    resource: bool,
+    node: bool,
+}
+
+impl InputParts {
+    pub const ALL: Self = Self {
+        bucket: true,
+        user: true,
+        request: true,
+        resource: true,
+        node: true,
+    };
+
+    /// The parts `sources` name (as a word anywhere: a comment that names one costs only
+    /// the building). A policy that uses `input` other than through a field (`input[k]`,
+    /// `walk(input)`, `import input`, passing it whole) reads every part.
+    pub fn read_by<'a>(sources: impl IntoIterator<Item = &'a str>) -> Self {
+        static WHOLE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+            regex::Regex::new(r"\binput(\z|[^.\w])").expect("a valid pattern")
+        });
+        let mut parts = Self {
+            bucket: false,
+            user: false,
+            request: false,
+            resource: false,
+            node: false,
+        };
+        for source in sources {
+            if WHOLE.is_match(source) {
+                return Self::ALL;
+            }
+            let names = |word: &str| {
+                source
+                    .match_indices(word)
+                    .any(|(at, _)| is_word(source, at, word.len()))
+            };
+            parts.bucket |= names("bucket");
+            parts.user |= names("user");
+            parts.request |= names("request");
+            parts.resource |= names("resource");
+            parts.node |= names("node");
+        }
+        parts
+    }
+}
+
+/// Whether `source[at..at + len]` stands as a word of its own.
+fn is_word(source: &str, at: usize, len: usize) -> bool {
+    let word_char = |c: char| c.is_alphanumeric() || c == '_';
+    !source[..at].chars().next_back().is_some_and(word_char)
+        && !source[at + len..].chars().next().is_some_and(word_char)
+}
+
 impl Input {
     /// Any JSON document as `input` (tests, tools); the data plane uses [`Input::request`].
     pub fn from_json(json: serde_json::Value) -> Self {
@@ -238,6 +300,32 @@ impl Input {
 
     /// The request input, built directly (no JSON in between: it is on every request).
     pub fn request(f: &RequestFacts<'_>) -> Self {
+        Self::request_parts(f, InputParts::ALL)
+    }
+
+    /// [`Input::request`] with only the `parts` the revision's policies read.
+    pub fn request_parts(f: &RequestFacts<'_>, parts: InputParts) -> Self {
+        let k = &*KEYS;
+        let mut top = Vec::with_capacity(5);
+        if parts.user {
+            top.push((k.user.clone(), f.user.0.clone()));
+        }
+        if parts.resource {
+            top.push((k.resource.clone(), f.resource.0.clone()));
+        }
+        if parts.node {
+            top.push((k.node.clone(), f.node.0.clone()));
+        }
+        if parts.bucket {
+            top.push((k.bucket.clone(), Self::bucket(f)));
+        }
+        if parts.request {
+            top.push((k.request.clone(), Self::request_object(f)));
+        }
+        Self(object(top))
+    }
+
+    fn bucket(f: &RequestFacts<'_>) -> Value {
         let k = &*KEYS;
         let per_window = |counts: &[u64]| per_window(f.windows, counts);
         let mut bucket = vec![(k.access_count.clone(), per_window(f.counts))];
@@ -253,6 +341,11 @@ impl Input {
         if let Some(name) = f.bucket {
             bucket.push((k.name.clone(), Value::from(name)));
         }
+        object(bucket)
+    }
+
+    fn request_object(f: &RequestFacts<'_>) -> Value {
+        let k = &*KEYS;
         let mut request = vec![
             (k.method.clone(), Value::from(f.method)),
             (k.path.clone(), Value::from(f.path)),
@@ -277,13 +370,7 @@ impl Input {
         if let Some(size) = f.body_size {
             request.push((k.body_size.clone(), Value::from(size)));
         }
-        Self(object([
-            (k.bucket.clone(), object(bucket)),
-            (k.user.clone(), f.user.0.clone()),
-            (k.request.clone(), object(request)),
-            (k.resource.clone(), f.resource.0.clone()),
-            (k.node.clone(), f.node.0.clone()),
-        ]))
+        object(request)
     }
 
     /// The response stage's input: this request's input with `input.response`, and
@@ -643,6 +730,70 @@ pre_response := {"action": "block", "message": sprintf("%s %s %d %d %s %s %s %d"
             .unwrap_err()
             .to_string();
         assert!(err.contains("pre_response must be an object"), "{err}");
+    }
+
+    #[test]
+    fn only_the_parts_of_the_input_policies_name_are_built() {
+        let parts = InputParts::read_by([SEED]);
+        assert_eq!(
+            parts,
+            InputParts {
+                bucket: true,
+                user: false,
+                request: false,
+                resource: false,
+                node: false,
+            }
+        );
+        let both =
+            InputParts::read_by([SEED, "package p\npre_request if input.user.id == \"a\"\n"]);
+        assert!(both.bucket && both.user && !both.request);
+        // Words, not substrings: `users` in a data path is not `user`.
+        assert!(!InputParts::read_by(["x := data.users.nodes"]).user);
+        // `input` used whole reads everything.
+        for whole in [
+            "pre_request if walk(input, [p, v])",
+            "pre_request if input[k] == 1",
+            "import input\n",
+            "x := input",
+        ] {
+            assert_eq!(InputParts::read_by([whole]), InputParts::ALL, "{whole}");
+        }
+        // A part left out is undefined, as in OPA: the seed policy decides as before.
+        let p = Policy::compile("seed", SEED).unwrap();
+        let windows = Windows::new(&["last_minute".to_string()]);
+        let (alice, reports) = (Subject::new("alice", &[]), Target::new("reports", "s3"));
+        let node = NodeFacts::new("n1", "eu");
+        let facts = RequestFacts {
+            headers: &[],
+            query: &[],
+            body_size: None,
+            node: &node,
+            bytes_read: None,
+            bytes_written: None,
+            bucket: Some("sensitive-bucket"),
+            windows: &windows,
+            counts: &[6],
+            global_counts: None,
+            user: &alice,
+            method: "GET",
+            path: "/",
+            operation: None,
+            key: None,
+            source_ip: None,
+            resource: &reports,
+        };
+        let input = Input::request_parts(&facts, parts);
+        assert!(matches!(p.evaluate(&input).unwrap(), Verdict::Block { .. }));
+        let reads_user = Policy::compile(
+            "u",
+            "package u\npre_request := {\"action\": \"block\"} if not input.user\n",
+        )
+        .unwrap();
+        assert!(matches!(
+            reads_user.evaluate(&input).unwrap(),
+            Verdict::Block { .. }
+        ));
     }
 
     #[test]

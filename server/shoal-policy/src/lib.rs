@@ -27,8 +27,8 @@ use regorus::rvm::Program;
 
 pub use builtins::Unavailable;
 pub use eval::{
-    EVAL_TIME_LIMIT, Input, NodeFacts, Policy, PolicyData, RequestFacts, ResponseFacts, Subject,
-    Target, Verdict, Windows,
+    EVAL_TIME_LIMIT, Input, InputParts, NodeFacts, Policy, PolicyData, RequestFacts, ResponseFacts,
+    Subject, Target, Verdict, Windows,
 };
 pub use testing::{Outcome, SourceFile, TestResult, TestRun, eval, run_tests};
 

@@ -332,8 +332,11 @@ pub(crate) async fn decide(
         bytes_read: read.as_ref().and_then(|(_, totals)| totals.as_deref()),
         bytes_written: written.as_deref(),
     };
-    let input = Input::request(&facts_with(&counted.totals));
-    let shared_input = scaled.as_deref().map(|s| Input::request(&facts_with(s)));
+    let parts = routes.input_parts;
+    let input = Input::request_parts(&facts_with(&counted.totals), parts);
+    let shared_input = scaled
+        .as_deref()
+        .map(|s| Input::request_parts(&facts_with(s), parts));
     for p in &routes.policies {
         let policy = &p.compiled;
         if !policy.defines(Stage::Request) {
@@ -398,7 +401,7 @@ fn run_policy(
     let span = tracing::info_span!(
         target: "shoal::trace",
         "policy",
-        otel.name = %format_args!("policy {} {}", policy.name(), stage.rule()),
+        otel.name = %format_args!("policy {}", policy.name()),
         shoal.policy.name = policy.name(),
         shoal.policy.stage = stage.as_str(),
         shoal.policy.result = tracing::field::Empty,

@@ -10,7 +10,7 @@ use shoal_model::{
     Addressing, ConfigSnapshot, Credential, Enforcement, OnError, OnUnreachable, ResourceSpec,
     S3Spec, open_sealed_secret,
 };
-use shoal_policy::{Policy, PolicyData, Stage, Subject, Target, Windows};
+use shoal_policy::{InputParts, Policy, PolicyData, Stage, Subject, Target, Windows};
 
 /// What a policy names to read the global counts.
 const GLOBAL_COUNTS: &str = "global_access_count";
@@ -39,6 +39,8 @@ pub(crate) struct Routes {
     /// Any enabled policy has a `pre_response` rule: only then does a response wait for the
     /// response stage.
     pub response_stage: bool,
+    /// The parts of `input` the enabled policies read: only those are built per request.
+    pub input_parts: InputParts,
     pub api_keys: HashMap<String, ApiKey>,
     /// S3 credentials by access key id.
     pub s3_keys: HashMap<String, S3Key>,
@@ -252,6 +254,13 @@ impl Routes {
                 request_detail,
                 bytes,
                 response_stage,
+                input_parts: InputParts::read_by(
+                    config
+                        .policies
+                        .iter()
+                        .filter(|p| p.enabled)
+                        .map(|p| p.rego.as_str()),
+                ),
                 api_keys,
                 s3_keys,
                 windows: Windows::new(window_names),

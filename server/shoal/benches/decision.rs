@@ -5,7 +5,7 @@
 //!
 //! The decision is measured single-threaded, on the production types: `SharedState` counts
 //! and `shoal_policy::Policy` (the compiled RVM program), the input built by
-//! `Input::request` as the data plane will. Prints `RESULT` lines; `--rounds` and `--ops` set the size.
+//! `Input::request_parts` as the data plane will. Prints `RESULT` lines; `--rounds` and `--ops` set the size.
 
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::net::TcpStream;
@@ -13,7 +13,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use shoal_policy::{
-    Input, Policy, RequestFacts, ResponseFacts, Stage, Subject, Target, Verdict, Windows,
+    Input, InputParts, Policy, RequestFacts, ResponseFacts, Stage, Subject, Target, Verdict,
+    Windows,
 };
 use shoal_state::{CounterKey, SharedState, StateOptions};
 use shoal_testkit::{SEED_POLICY, arg, percentile};
@@ -99,31 +100,36 @@ fn decision_round(state: &SharedState, policy: &Policy, round: usize, ops: usize
         Target::new("reports", "s3"),
     );
     let node = shoal_policy::NodeFacts::new("bench", "shoal");
+    // As the data plane builds it: only the parts the revision's policies name.
+    let parts = InputParts::read_by([SEED_POLICY]);
     let mut blocked = 0usize;
     let samples = (0..ops)
         .map(|i| {
             let (key, user) = (&keys[i % keys.len()], &subjects[i % keys.len()]);
             let start = Instant::now();
             let counts = state.totals(key);
-            let input = Input::request(&RequestFacts {
-                bucket: Some("sensitive-bucket"),
-                windows: &windows,
-                counts: &counts,
-                global_counts: None,
-                user,
-                method: "GET",
-                path: "/sensitive-bucket/report.csv",
-                operation: Some("GetObject"),
-                key: Some("reports/q3.csv"),
-                source_ip: Some("127.0.0.1"),
-                resource: &target,
-                headers: &[],
-                query: &[],
-                body_size: None,
-                node: &node,
-                bytes_read: None,
-                bytes_written: None,
-            });
+            let input = Input::request_parts(
+                &RequestFacts {
+                    bucket: Some("sensitive-bucket"),
+                    windows: &windows,
+                    counts: &counts,
+                    global_counts: None,
+                    user,
+                    method: "GET",
+                    path: "/sensitive-bucket/report.csv",
+                    operation: Some("GetObject"),
+                    key: Some("reports/q3.csv"),
+                    source_ip: Some("127.0.0.1"),
+                    resource: &target,
+                    headers: &[],
+                    query: &[],
+                    body_size: None,
+                    node: &node,
+                    bytes_read: None,
+                    bytes_written: None,
+                },
+                parts,
+            );
             match policy.evaluate(&input).unwrap() {
                 Verdict::Allow => state.increment(key, 1),
                 Verdict::Block { .. } => blocked += 1,

@@ -313,7 +313,8 @@ async fn a_proxied_request_is_traced_through_the_policy_to_the_upstream() {
     let policy = span("policy seed", "SPAN_KIND_INTERNAL");
     assert!(policy.contains(&child_of_server), "{policy}");
     assert!(
-        policy.contains("shoal.policy.result: Str(allow)"),
+        policy.contains("shoal.policy.result: Str(allow)")
+            && policy.contains("shoal.policy.stage: Str(request)"),
         "{policy}"
     );
     let count = span("count", "SPAN_KIND_INTERNAL");
