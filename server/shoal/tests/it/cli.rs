@@ -377,6 +377,37 @@ fn policy_eval_prints_the_verdict_and_the_input_or_a_rule_s_value() {
         printed["value"],
         serde_json::json!({"action": "block", "type": "block_with_formal_message"})
     );
+
+    // The response stage: the seed policy has no rule for it, a size cap has.
+    std::fs::write(
+        dir.path().join("size.rego"),
+        "package size\nimport rego.v1\npre_response := {\"action\": \"block\", \"type\": \"too_large\"} if input.response.size > 100\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("big.json"),
+        serde_json::json!({"response": {"status": 200, "size": 101}}).to_string(),
+    )
+    .unwrap();
+    let args = ["eval", "seed.rego", "size.rego", "--input", "big.json"];
+    let out = offline_policy(dir.path(), &[&args[..], &["--stage", "response"]].concat());
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let printed: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(printed["stage"], "response");
+    assert_eq!(
+        printed["verdict"],
+        serde_json::json!({"action": "block", "type": "too_large", "policy": "size"})
+    );
+    assert_eq!(printed["policies"][0]["defines_stage"], false, "{printed}");
+    let out = offline_policy(dir.path(), &[&args[..], &["--stage", "body"]].concat());
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(
+            "stage \"body\" is not one of request (pre_request), response (pre_response)"
+        ),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]

@@ -589,6 +589,14 @@ async fn a_byte_budget_across_three_nodes_blocks_the_read_that_would_cross_it() 
         .await;
         assert_eq!(counted, 6 * object);
     }
+    // The upload counted too, by its declared size.
+    wait_until("the upload's bytes", WAIT, || async {
+        let (_, written) = api
+            .get("/api/v1/state/counters?subject=sam&resource=objects/reports&action=bytes_written")
+            .await;
+        (written["access_count"]["last_minute"] == object).then_some(())
+    })
+    .await;
 
     // Eventual: each node decides from its own view, which gossip brings up to date within
     // the flush interval; the documented bound is the reads the other nodes served in that
