@@ -392,6 +392,12 @@ pre_response := {"action": "block", "type": "classified", "message": "classified
   input.request.operation == "GetObject"
   input.response.metadata.classification == "secret"
 }
+
+pre_response := {"action": "block", "type": "plain_text", "message": "notes are not served as text"} if {
+  input.resource.kind == "http"
+  input.request.path == "/notes"
+  startswith(input.response.content_type, "text/plain")
+}
 "#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -403,6 +409,11 @@ async fn a_response_stage_blocks_downloads_by_size_type_and_metadata_before_the_
     let (moto, upstream_keys) = Moto::start().await;
     let port = free_port(ip);
     let key = s3_resource_and_user(&api, &moto, &upstream_keys, port, "rita").await;
+    // An HTTP API too: the same stage, refused in the kind's JSON.
+    let http_port = free_port(ip);
+    api.http_resource("notes", &format!("http://{}", upstream().await), http_port)
+        .await;
+    let hank = api.user_with_api_key("hank").await;
     let (code, body) = api
         .put(
             "/api/v1/policies/downloads",
@@ -453,6 +464,22 @@ pre_response := 42 if {
     for name in ["small.txt", "big.bin", "app.db", "plan.txt", "odd.txt"] {
         assert_eq!(results[&format!("put {name}")]["ok"], true, "{results:?}");
     }
+    let client = reqwest::Client::new();
+    let http_get = |path: &str| {
+        client
+            .get(format!("http://{ip}:{http_port}{path}"))
+            .header("x-api-key", &hank)
+            .send()
+    };
+    let notes = http_get("/notes").await.unwrap();
+    assert_eq!(notes.status().as_u16(), 403);
+    let refused: Value = notes.json().await.unwrap();
+    assert_eq!(refused["error"]["code"], "blocked", "{refused}");
+    assert_eq!(refused["error"]["type"], "plain_text", "{refused}");
+    assert_eq!(refused["error"]["policy"], "downloads", "{refused}");
+    let other = http_get("/other").await.unwrap();
+    assert_eq!(other.status().as_u16(), 200);
+    assert_eq!(other.text().await.unwrap(), "ok");
     assert_eq!(results["get small.txt:1"]["bytes"], 1000, "{results:?}");
     for (name, message) in [
         ("big.bin", "downloads stop at 4 KiB"),
