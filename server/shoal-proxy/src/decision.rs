@@ -293,15 +293,21 @@ pub(crate) async fn decide(
     let (read, written, unsized_upload) = if routes.bytes {
         let read = byte_key(BYTES_READ);
         let written_key = byte_key(BYTES_WRITTEN);
-        let declared = declared_size(facts.headers).filter(|_| is_upload(facts.method));
+        // A copy's PUT carries no body (its source is read upstream): nothing to count.
+        let declared = declared_size(facts.headers).filter(|&n| n > 0 && is_upload(facts.method));
         let written = match (&written_key, declared) {
             (Some(key), Some(size)) => Some(count(node, key, mode, size).await),
             (Some(key), None) => Some(node.state.totals(key)),
             (None, _) => None,
         };
-        let unsized_upload = written_key.filter(|_| is_upload(facts.method) && declared.is_none());
-        let read_totals = read.as_ref().map(|k| node.state.totals(k));
-        (read.map(|k| (k, read_totals)), written, unsized_upload)
+        let unsized_upload = written_key.filter(|_| {
+            is_upload(facts.method) && facts.copy_source.is_none() && declared.is_none()
+        });
+        let read = read.map(|k| {
+            let totals = node.state.totals(&k);
+            (k, totals)
+        });
+        (read, written, unsized_upload)
     } else {
         (None, None, None)
     };
@@ -329,7 +335,7 @@ pub(crate) async fn decide(
         operation: facts.operation,
         source_ip: Some(&source_ip),
         resource: &route.target,
-        bytes_read: read.as_ref().and_then(|(_, totals)| totals.as_deref()),
+        bytes_read: read.as_ref().map(|(_, totals)| totals.as_slice()),
         bytes_written: written.as_deref(),
     };
     let parts = routes.input_parts;
@@ -422,10 +428,7 @@ fn run_policy(
     if let Err(e) = &evaluated {
         shoal_telemetry::record_error(&span, &e.to_string());
     }
-    let what = match stage {
-        Stage::Request => "request",
-        Stage::Response => "response",
-    };
+    let what = stage.as_str();
     match evaluated {
         Ok(Verdict::Allow) => Ok(()),
         Ok(Verdict::Block { kind, message }) => {
@@ -524,7 +527,8 @@ pub(crate) async fn respond(
         (None, _) => (None, body),
     };
     if routes.response_stage {
-        let headers = response_headers(&parts.headers);
+        // Cookies the upstream sets are the caller's session, not the object's description.
+        let headers = first_values(&parts.headers, |name| name == header::SET_COOKIE);
         let metadata: Vec<(&str, &str)> = headers
             .iter()
             .filter_map(|(name, value)| Some((name.strip_prefix(METADATA_PREFIX)?, *value)))
@@ -570,18 +574,6 @@ pub(crate) async fn respond(
 
 /// S3's user metadata headers, which policies read without the prefix.
 const METADATA_PREFIX: &str = "x-amz-meta-";
-
-/// The response's headers as policies see them: lower-cased names, UTF-8 values, the first of
-/// repeated ones, cookies left out.
-fn response_headers(headers: &HeaderMap) -> Vec<(&str, &str)> {
-    let mut seen = std::collections::HashSet::new();
-    headers
-        .iter()
-        .filter(|(name, _)| *name != header::SET_COOKIE)
-        .filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?)))
-        .filter(|(name, _)| seen.insert(*name))
-        .collect()
-}
 
 /// A body counted under a key as it streams: what a response of unknown length carries to the
 /// caller, or an upload of undeclared size carries upstream. Counted per frame (locally, shared
@@ -645,13 +637,18 @@ const HIDDEN_PARAMETERS: [&str; 3] = [
 /// The request's headers as policies see them: lower-cased names (HTTP's own), UTF-8 values,
 /// the first of repeated ones, credentials and signatures left out.
 fn policy_headers<'a>(facts: &'a Facts<'_>) -> Vec<(&'a str, &'a str)> {
+    first_values(facts.headers, |name| {
+        HIDDEN_HEADERS.contains(&name.as_str()) || Some(name) == facts.secret_header
+    })
+}
+
+/// `headers` as policies see them, less the `hidden` ones: lower-cased names (HTTP's own),
+/// UTF-8 values, the first of repeated ones.
+fn first_values(headers: &HeaderMap, hidden: impl Fn(&HeaderName) -> bool) -> Vec<(&str, &str)> {
     let mut seen = std::collections::HashSet::new();
-    facts
-        .headers
+    headers
         .iter()
-        .filter(|(name, _)| {
-            !HIDDEN_HEADERS.contains(&name.as_str()) && Some(*name) != facts.secret_header
-        })
+        .filter(|(name, _)| !hidden(name))
         .filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?)))
         .filter(|(name, _)| seen.insert(*name))
         .collect()
