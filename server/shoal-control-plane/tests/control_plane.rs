@@ -50,6 +50,7 @@ fn resource(name: &str, port: u16) -> Resource {
             upstream: "http://127.0.0.1:9".into(),
             api_key_header: "x-api-key".into(),
             port: Some(port),
+            cors: Vec::new(),
         }),
         attributes: Default::default(),
     }

@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::ModelError;
+use crate::cors::{CorsRule, check_cors};
 use crate::sealed::check_sealed_shape;
 
 /// One consistent revision of everything a node enforces. Immutable once built: a node swaps
@@ -147,7 +148,7 @@ impl ResourceSpec {
                         h.api_key_header
                     ));
                 }
-                Ok(())
+                check_cors(&h.cors)
             }
         }
     }
@@ -190,6 +191,9 @@ pub struct S3Spec {
     /// credentials, which the upstream never sees). None: forwarded unsigned, for public buckets.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream_credentials: Option<UpstreamCredentials>,
+    /// Which web origins may call the resource from a browser (docs/proxy.md, "CORS").
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cors: Vec<CorsRule>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -237,7 +241,7 @@ impl S3Spec {
             check_sealed_shape(&c.secret_sealed)
                 .map_err(|e| format!("upstream_credentials.secret_sealed: {e}"))?;
         }
-        Ok(())
+        check_cors(&self.cors)
     }
 }
 
@@ -282,6 +286,9 @@ pub struct HttpSpec {
     /// As for S3 resources: the data-plane port, or not served.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<u16>,
+    /// As for S3 resources.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cors: Vec<CorsRule>,
 }
 
 fn default_region() -> String {
@@ -810,6 +817,7 @@ mod tests {
                 upstream: "http://127.0.0.1:9000".into(),
                 api_key_header: default_api_key_header(),
                 port,
+                cors: Vec::new(),
             }),
             attributes: ResourceAttributes::default(),
         }

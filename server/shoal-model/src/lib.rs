@@ -4,6 +4,7 @@
 //!
 //! - `config`: one config revision ([`ConfigSnapshot`]: resources, policies, users) and the
 //!   rules every row must satisfy, checked before a write and again when a node loads it.
+//! - `cors`: a resource's CORS rules ([`CorsRule`], S3's shape) and their checks.
 //! - `handle`: the live config as readers follow it ([`ConfigHandle`]: the revision in force,
 //!   the control plane's status, waiting for a revision).
 //! - `sealed`: the sealed form of S3 secrets, sealed by the control plane, opened by the data
@@ -17,6 +18,7 @@
 mod admin;
 mod audit;
 mod config;
+mod cors;
 mod error;
 mod handle;
 mod sealed;
@@ -32,6 +34,7 @@ pub use config::{
     ResourceAttributes, ResourceSpec, S3Spec, UpstreamCredentials, User, UserKind, UserProfile,
     check_admin_name, check_description, check_user_name, package_root,
 };
+pub use cors::{CORS_METHODS, CorsRule, MAX_CORS_MAX_AGE, MAX_CORS_RULES};
 pub use error::ModelError;
 pub use handle::{ConfigHandle, ConfigSource, ControlPlaneStatus, Rejection, Trigger};
 pub use sealed::{open as open_sealed_secret, seal as seal_secret};

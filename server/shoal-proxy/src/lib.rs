@@ -7,6 +7,7 @@
 //! - `decision`: what every kind does once the caller is known: revocations, count, policies,
 //!   audit line.
 //! - `revocations`: the `revoke` events in force, from the events' cluster.
+//! - `cors`: a resource's CORS rules: preflights answered, answers made readable to pages.
 //! - `http_api`: the HTTP resource kind: API-key identity, JSON errors.
 //! - `s3`: the S3 kind: addressing, operations, upstream re-signing, S3 XML errors.
 //! - `sigv4`: the caller's SigV4 signature (header and presigned forms), checked.
@@ -21,6 +22,7 @@
 #![forbid(unsafe_code)]
 
 mod chunked;
+mod cors;
 mod decision;
 mod forward;
 #[cfg(any(fuzzing, test))]

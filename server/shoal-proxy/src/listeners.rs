@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 use axum::body::Body;
-use axum::http::{Request, Response, StatusCode};
+use axum::http::{HeaderMap, Method, Request, Response, StatusCode, Uri, header};
 use hyper::body::Incoming;
 use shoal_config::{ProxyConfig, SecretKey};
 use shoal_lifecycle::Stage;
@@ -23,7 +23,8 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
-use crate::decision::{Ctx, Node};
+use crate::cors::{Cors, Refused};
+use crate::decision::{Ctx, Facts, Node, Refusal, audit};
 use crate::forward::Upstreams;
 use crate::http_api::{self, error};
 use crate::instruments::Instruments;
@@ -325,6 +326,50 @@ async fn serve(
     response
 }
 
+/// A browser's preflight, answered from the resource's CORS rules without identifying anyone:
+/// it carries no credential, so no policy sees it and nothing reaches the upstream. A refusal
+/// is the kind's error, audited (a page asking for what the resource does not allow is worth
+/// knowing about); an allowed preflight is not, as it reads and changes nothing.
+async fn preflight(ctx: &Ctx<'_>, headers: &HeaderMap, uri: &Uri) -> Response<Body> {
+    let route = ctx.route;
+    let answer = match route.cors.preflight(&route.name, headers) {
+        Ok(answer) => answer,
+        Err(Refused(message)) => {
+            tracing::info!(request_id = ctx.request_id, resource = %route.name, "preflight refused: {message}");
+            let code = match route.kind {
+                RouteKind::S3(_) => "AccessForbidden",
+                RouteKind::Http { .. } => "cors",
+            };
+            let refusal = Refusal::new("preflight_refused", StatusCode::FORBIDDEN, code, message);
+            let path = uri.path();
+            let facts = Facts {
+                method: Method::OPTIONS.as_str(),
+                path,
+                bucket: None,
+                counted: &route.name,
+                key: None,
+                operation: None,
+                copy_source: None,
+                headers,
+                secret_header: None,
+                query: uri.query(),
+            };
+            // An audit line that cannot be kept changes nothing here: the preflight is
+            // refused either way.
+            let _ = audit(ctx, None, &facts, Some(&refusal)).await;
+            return match route.kind {
+                RouteKind::S3(_) => s3::s3_error(&refusal, path, ctx.request_id),
+                RouteKind::Http { .. } => {
+                    error(refusal.status, code, &refusal.message, ctx.request_id)
+                }
+            };
+        }
+    };
+    let mut response = Response::new(Body::empty());
+    *response.headers_mut() = answer;
+    response
+}
+
 /// The request's resource (by port) and its kind's handling; the resource is `None` when the
 /// request was refused before one was known.
 async fn route_and_handle(
@@ -385,6 +430,18 @@ async fn route_and_handle(
         global_note: std::sync::OnceLock::new(),
         would_block: std::sync::Mutex::default(),
     };
+    if Cors::is_preflight(req.method(), req.headers()) {
+        return (
+            preflight(&ctx, req.headers(), req.uri()).await,
+            Some(route.name.clone()),
+        );
+    }
+    let method = req.method().clone();
+    let origin = req
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let mut response = match &route.kind {
         RouteKind::Http {
             upstream,
@@ -392,6 +449,9 @@ async fn route_and_handle(
         } => http_api::handle(&ctx, (upstream, api_key_header), req).await,
         RouteKind::S3(s3_route) => s3::handle(&ctx, s3_route, req).await,
     };
+    route
+        .cors
+        .decorate(origin.as_deref(), &method, response.headers_mut());
     if let Some(note) = ctx.global_note.get()
         && let Ok(value) = axum::http::HeaderValue::from_str(note)
     {

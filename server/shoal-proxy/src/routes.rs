@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use axum::http::{HeaderName, Uri};
 use shoal_config::{Secret, SecretKey};
+
+use crate::cors::Cors;
 use shoal_model::{
     Addressing, ConfigSnapshot, Credential, Enforcement, OnError, OnUnreachable, ResourceSpec,
     S3Spec, open_sealed_secret,
@@ -60,6 +62,7 @@ pub(crate) struct Route {
     pub name: String,
     pub kind: RouteKind,
     pub target: Target,
+    pub cors: Cors,
 }
 
 pub(crate) enum RouteKind {
@@ -112,6 +115,10 @@ impl Routes {
             let Some(port) = r.spec.port() else {
                 continue;
             };
+            let cors = match &r.spec {
+                ResourceSpec::Http(h) => Cors::new(&h.cors),
+                ResourceSpec::S3(s) => Cors::new(&s.cors),
+            };
             let kind = match &r.spec {
                 ResourceSpec::Http(h) => {
                     let upstream = match h.upstream.parse::<Uri>() {
@@ -154,6 +161,7 @@ impl Routes {
                     name: r.name.clone(),
                     target: Target::from_json(r.policy_input()),
                     kind,
+                    cors,
                 }),
             );
         }

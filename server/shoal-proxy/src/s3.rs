@@ -677,7 +677,7 @@ fn forward_error(ctx: &Ctx<'_>, e: ForwardError, resource: &str) -> Response<Bod
 
 /// The S3 error document (`Error` with `Code`, `Message`, `Resource`, `RequestId`) that AWS
 /// SDKs parse into their exceptions.
-fn s3_error(refusal: &Refusal, resource: &str, request_id: &str) -> Response<Body> {
+pub(crate) fn s3_error(refusal: &Refusal, resource: &str, request_id: &str) -> Response<Body> {
     #[derive(serde::Serialize)]
     #[serde(rename = "Error", rename_all = "PascalCase")]
     struct ErrorDocument<'a> {

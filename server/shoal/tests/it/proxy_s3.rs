@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use serde_json::json;
+use serde_json::{Value, json};
 use shoal_testkit::*;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -624,4 +624,138 @@ async fn chunk_signed_uploads_are_checked_and_re_signed_chunk_by_chunk() {
     node.wait_for_log("signature of chunk 2 does not match", WAIT)
         .await;
     assert_eq!(get("tampered.bin").await.unwrap().status().as_u16(), 404);
+}
+
+/// CORS from the resource's rules: preflights answered by the node without a credential (no
+/// policy, no upstream), refused ones as S3 refuses them and audited, and answers to presigned
+/// URLs readable by the allowed origin's pages only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browsers_get_cors_answers_from_the_resource_s_rules() {
+    let db = database().await;
+    let ip = "127.0.0.150";
+    let (_sandbox, api, _) = sandbox_proxy_node(&db.url, ip, "").await;
+    let node = &_sandbox.nodes[0];
+    let (moto, upstream_keys) = Moto::start().await;
+    let port = free_port(ip);
+    let app = "http://app.shoal.test:5173";
+    assert_eq!(api.put("/api/v1/users/pia", json!({})).await.0, 200);
+    let (code, key) = api
+        .post("/api/v1/users/pia/credentials", json!({"kind": "s3"}))
+        .await;
+    assert_eq!(code, 201, "{key}");
+    let spec = |cors: Value| {
+        json!({
+            "kind": "s3",
+            "endpoint": moto.endpoint,
+            "port": port,
+            "upstream_credentials": {
+                "access_key_id": upstream_keys["access_key_id"],
+                "secret_access_key": upstream_keys["secret_access_key"],
+            },
+            "cors": cors,
+        })
+    };
+    // A bad rule is refused with the field named, and nothing is stored.
+    let (code, refused) = api
+        .put(
+            "/api/v1/resources/objects",
+            spec(json!([{"allowed_origins": ["app.shoal.test"], "allowed_methods": ["GET"]}])),
+        )
+        .await;
+    assert_eq!(code, 422, "{refused}");
+    assert!(
+        refused.to_string().contains("cors[0].allowed_origins[0]"),
+        "{refused}"
+    );
+    let (code, body) = api
+        .put(
+            "/api/v1/resources/objects",
+            spec(json!([{
+                "allowed_origins": [app],
+                "allowed_methods": ["GET", "PUT"],
+                "allowed_headers": ["content-type", "x-amz-*"],
+                "expose_headers": ["ETag"],
+                "max_age_seconds": 600,
+            }])),
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+    node.wait_data_plane(body["revision"].as_i64().unwrap())
+        .await;
+
+    let base = format!("http://{ip}:{port}");
+    let client = reqwest::Client::new();
+    let preflight = |origin: &str, method: &str, headers: &str| {
+        client
+            .request(reqwest::Method::OPTIONS, format!("{base}/reports/page.txt"))
+            .header("origin", origin)
+            .header("access-control-request-method", method)
+            .header("access-control-request-headers", headers)
+            .send()
+    };
+    let allowed = preflight(app, "PUT", "content-type").await.unwrap();
+    assert_eq!(allowed.status().as_u16(), 200);
+    let h = allowed.headers();
+    assert_eq!(h["access-control-allow-origin"], app);
+    assert_eq!(h["access-control-allow-methods"], "GET, PUT");
+    assert_eq!(h["access-control-allow-headers"], "content-type");
+    assert_eq!(h["access-control-max-age"], "600");
+    for (origin, method) in [("http://evil.shoal.test", "GET"), (app, "DELETE")] {
+        let refused = preflight(origin, method, "").await.unwrap();
+        assert_eq!(refused.status().as_u16(), 403, "{origin} {method}");
+        let text = refused.text().await.unwrap();
+        assert!(text.contains("<Code>AccessForbidden</Code>"), "{text}");
+        assert!(
+            text.contains("CORSResponse: this CORS request is not allowed"),
+            "{text}"
+        );
+    }
+    let lines = wait_until("two refused preflights audited", WAIT, || async {
+        let (_, page) = api.get("/api/v1/audit?q=objects").await;
+        let refused: Vec<Value> = page["entries"]
+            .as_array()?
+            .iter()
+            .filter(|l| l["outcome"] == "preflight_refused")
+            .cloned()
+            .collect();
+        (refused.len() == 2).then_some(refused)
+    })
+    .await;
+    assert_eq!(lines[0]["actor"], "anonymous", "{lines:?}");
+    assert_eq!(lines[0]["detail"]["method"], "OPTIONS", "{lines:?}");
+
+    // A page uploads to a presigned URL and reads the object back: the answers carry the
+    // page's origin; another origin's page gets the answer without it (the browser hides it).
+    let urls = run_steps(json!({
+        "endpoints": [base],
+        "access_key_id": key["key_id"],
+        "secret_access_key": key["secret"],
+        "steps": [
+            {"step": "put", "do": "presign", "method": "put_object", "bucket": "reports", "key": "page.txt"},
+            {"step": "get", "do": "presign", "method": "get_object", "bucket": "reports", "key": "page.txt"},
+        ],
+    }))
+    .await;
+    let put = client
+        .put(urls["put"]["url"].as_str().unwrap())
+        .header("origin", app)
+        .body("from a page")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status().as_u16(), 200);
+    assert_eq!(put.headers()["access-control-allow-origin"], app);
+    assert_eq!(put.headers()["access-control-expose-headers"], "ETag");
+    let get = |origin: &'static str| {
+        client
+            .get(urls["get"]["url"].as_str().unwrap())
+            .header("origin", origin)
+            .send()
+    };
+    let read = get("http://app.shoal.test:5173").await.unwrap();
+    assert_eq!(read.headers()["access-control-allow-origin"], app);
+    assert_eq!(read.text().await.unwrap(), "from a page");
+    let other = get("http://evil.shoal.test").await.unwrap();
+    assert_eq!(other.status().as_u16(), 200);
+    assert!(!other.headers().contains_key("access-control-allow-origin"));
 }
