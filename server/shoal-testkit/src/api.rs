@@ -147,6 +147,16 @@ impl Api {
 
     /// Creates user `name` with an API key; returns the key.
     pub async fn user_with_api_key(&self, name: &str) -> String {
+        let key = self.user_with_credential(name, "api_key").await;
+        key["secret"].as_str().unwrap().to_string()
+    }
+
+    /// A user with an S3 key pair: the key as the API gave it (`key_id`, `secret`).
+    pub async fn user_with_s3_key(&self, name: &str) -> Value {
+        self.user_with_credential(name, "s3").await
+    }
+
+    async fn user_with_credential(&self, name: &str, kind: &str) -> Value {
         let (code, body) = self
             .put(&format!("/api/v1/users/{name}"), serde_json::json!({}))
             .await;
@@ -154,11 +164,11 @@ impl Api {
         let (code, key) = self
             .post(
                 &format!("/api/v1/users/{name}/credentials"),
-                serde_json::json!({"kind": "api_key"}),
+                serde_json::json!({"kind": kind}),
             )
             .await;
         assert_eq!(code, 201, "{key}");
-        key["secret"].as_str().unwrap().to_string()
+        key
     }
 
     /// Stores the seed policy, unchanged, in strict mode; returns the config revision.

@@ -87,6 +87,20 @@ pub struct Moto {
 }
 
 impl Moto {
+    /// An S3 resource's spec served on `port` in front of this moto, re-signing with its IAM
+    /// user's key pair (`upstream_keys`, as [`Moto::start`] gave them).
+    pub fn resource_spec(&self, upstream_keys: &Value, port: u16) -> Value {
+        serde_json::json!({
+            "kind": "s3",
+            "endpoint": self.endpoint,
+            "port": port,
+            "upstream_credentials": {
+                "access_key_id": upstream_keys["access_key_id"],
+                "secret_access_key": upstream_keys["secret_access_key"],
+            },
+        })
+    }
+
     /// Starts moto and lets `s3_client.py upstream` create the IAM user (moto enforces SigV4
     /// once its three unauthenticated calls are used) and the test buckets. Returns the
     /// upstream key pair too.

@@ -344,34 +344,11 @@ async fn s3_resource_and_user(
     let (code, body) = api
         .put(
             "/api/v1/resources/objects",
-            json!({
-                "kind": "s3",
-                "endpoint": moto.endpoint,
-                "port": port,
-                "upstream_credentials": {
-                    "access_key_id": upstream_keys["access_key_id"],
-                    "secret_access_key": upstream_keys["secret_access_key"],
-                },
-            }),
+            moto.resource_spec(upstream_keys, port),
         )
         .await;
     assert_eq!(code, 200, "{body}");
-    s3_user(api, user).await
-}
-
-async fn s3_user(api: &Api, user: &str) -> Value {
-    assert_eq!(
-        api.put(&format!("/api/v1/users/{user}"), json!({})).await.0,
-        200
-    );
-    let (code, key) = api
-        .post(
-            &format!("/api/v1/users/{user}/credentials"),
-            json!({"kind": "s3"}),
-        )
-        .await;
-    assert_eq!(code, 201, "{key}");
-    key
+    api.user_with_s3_key(user).await
 }
 
 const DOWNLOAD_RULES: &str = r#"package downloads
@@ -629,7 +606,7 @@ async fn a_byte_budget_across_three_nodes_blocks_the_read_that_would_cross_it() 
     // the flush interval; the documented bound is the reads the other nodes served in that
     // interval, here at most one each.
     set_policy("eventual").await;
-    let eva = s3_user(api, "eva").await;
+    let eva = api.user_with_s3_key("eva").await;
     let outcomes = reads(&eva, 8).await;
     let served = outcomes.iter().filter(|o| o["ok"] == true).count() as u64;
     assert!(served * object >= budget - budget % object, "{outcomes:?}");

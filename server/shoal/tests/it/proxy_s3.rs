@@ -23,26 +23,10 @@ async fn s3_clients_sign_policies_decide_and_the_upstream_sees_only_shoal_signat
 
     // A user with an S3 key pair, the S3 resource (re-signing with moto's IAM key, virtual
     // hosts under s3.shoal.test) and the seed policy, unchanged, in strict mode.
-    assert_eq!(apis[0].put("/api/v1/users/alice", json!({})).await.0, 200);
-    let (code, key) = apis[0]
-        .post("/api/v1/users/alice/credentials", json!({"kind": "s3"}))
-        .await;
-    assert_eq!(code, 201, "{key}");
-    let (code, body) = apis[0]
-        .put(
-            "/api/v1/resources/objects",
-            json!({
-                "kind": "s3",
-                "endpoint": _moto.endpoint,
-                "port": port,
-                "virtual_host_domains": ["s3.shoal.test"],
-                "upstream_credentials": {
-                    "access_key_id": upstream_keys["access_key_id"],
-                    "secret_access_key": upstream_keys["secret_access_key"],
-                },
-            }),
-        )
-        .await;
+    let key = apis[0].user_with_s3_key("alice").await;
+    let mut spec = _moto.resource_spec(&upstream_keys, port);
+    spec["virtual_host_domains"] = json!(["s3.shoal.test"]);
+    let (code, body) = apis[0].put("/api/v1/resources/objects", spec).await;
     assert_eq!(code, 200, "{body}");
     // The upstream secret is stored sealed, never as given.
     let (_, listed) = apis[0].get("/api/v1/resources").await;
@@ -638,22 +622,11 @@ async fn browsers_get_cors_answers_from_the_resource_s_rules() {
     let (moto, upstream_keys) = Moto::start().await;
     let port = free_port(ip);
     let app = "http://app.shoal.test:5173";
-    assert_eq!(api.put("/api/v1/users/pia", json!({})).await.0, 200);
-    let (code, key) = api
-        .post("/api/v1/users/pia/credentials", json!({"kind": "s3"}))
-        .await;
-    assert_eq!(code, 201, "{key}");
+    let key = api.user_with_s3_key("pia").await;
     let spec = |cors: Value| {
-        json!({
-            "kind": "s3",
-            "endpoint": moto.endpoint,
-            "port": port,
-            "upstream_credentials": {
-                "access_key_id": upstream_keys["access_key_id"],
-                "secret_access_key": upstream_keys["secret_access_key"],
-            },
-            "cors": cors,
-        })
+        let mut spec = moto.resource_spec(&upstream_keys, port);
+        spec["cors"] = cors;
+        spec
     };
     // A bad rule is refused with the field named, and nothing is stored.
     let (code, refused) = api
