@@ -229,6 +229,11 @@ fn auth_refusal(e: &AuthError) -> Refusal {
             "AuthorizationHeaderMalformed",
             m.clone(),
         ),
+        AuthError::QueryParameters(m) => (
+            StatusCode::FORBIDDEN,
+            "AuthorizationQueryParametersError",
+            m.clone(),
+        ),
         AuthError::UnknownKey => (
             StatusCode::FORBIDDEN,
             "InvalidAccessKeyId",
@@ -242,7 +247,8 @@ fn auth_refusal(e: &AuthError) -> Refusal {
         AuthError::Expired => (
             StatusCode::FORBIDDEN,
             "AccessDenied",
-            "the presigned URL has expired".to_string(),
+            "Request has expired: the presigned URL's X-Amz-Date plus X-Amz-Expires is past"
+                .to_string(),
         ),
         AuthError::Mismatch => (
             StatusCode::FORBIDDEN,

@@ -50,6 +50,9 @@ pub(crate) enum AuthError {
     Unsupported(String),
     /// The header or query parameters cannot be read.
     Malformed(String),
+    /// A presigned URL's parameters are out of range (S3 answers these with 403
+    /// `AuthorizationQueryParametersError`, and S3 clients and suites expect it).
+    QueryParameters(String),
     UnknownKey,
     /// The request's time is too far from the node's clock.
     Skewed,
@@ -257,13 +260,18 @@ fn parse_query(query: &str) -> Result<Presented, AuthError> {
             truncate(algorithm)
         )));
     }
-    let expires = get("X-Amz-Expires")?
+    // 0 is a URL that has already expired, as in S3; negative, fractional and over a week
+    // are parameters S3 refuses.
+    let given = get("X-Amz-Expires")?;
+    let expires = given
         .parse::<u64>()
         .ok()
-        .filter(|s| (1..=MAX_EXPIRES_SECS).contains(s))
+        .filter(|s| *s <= MAX_EXPIRES_SECS)
         .ok_or_else(|| {
-            AuthError::Malformed(format!(
-                "X-Amz-Expires must be 1-{MAX_EXPIRES_SECS} seconds"
+            AuthError::QueryParameters(format!(
+                "X-Amz-Expires must be a whole number of seconds from 0 to {MAX_EXPIRES_SECS} \
+                 (a week), got {:?}",
+                truncate(given)
             ))
         })?;
     presented(
@@ -369,7 +377,7 @@ impl Presented {
                 if self.time > now + MAX_SKEW {
                     return Err(AuthError::Skewed);
                 }
-                if now > self.time + expires {
+                if expires.is_zero() || now > self.time + expires {
                     return Err(AuthError::Expired);
                 }
             }
@@ -629,6 +637,34 @@ mod tests {
     }
 
     #[test]
+    fn presign_expiry_edges_get_s3_s_answers() {
+        let uri = |expires: &str| -> Uri {
+            format!(
+                "/k?X-Amz-Algorithm=AWS4-HMAC-SHA256\
+                 &X-Amz-Credential={ACCESS_KEY}%2F20130524%2Fus-east-1%2Fs3%2Faws4_request\
+                 &X-Amz-Date=20130524T000000Z&X-Amz-Expires={expires}&X-Amz-SignedHeaders=host\
+                 &X-Amz-Signature=aeeed9bbccd4d02ee5c0109b86d86835f995330da4c265957d157751f604d404"
+            )
+            .parse()
+            .unwrap()
+        };
+        let h = headers(&[("host", "examplebucket.s3.amazonaws.com")]);
+        // Zero: already expired, even within the same second.
+        assert_eq!(
+            check(&uri("0"), &h, Method::GET, "20130524T000000Z"),
+            Err(AuthError::Expired)
+        );
+        for bad in ["-1", "1.5", "604801", "99999999999999999999", "x"] {
+            let err = parse(&uri(bad), &h).unwrap_err();
+            assert!(
+                matches!(&err, AuthError::QueryParameters(m) if m.contains("0 to 604800") && m.contains(bad)),
+                "{bad}: {err:?}"
+            );
+        }
+        assert!(parse(&uri("604800"), &h).is_ok());
+    }
+
+    #[test]
     fn tampering_with_anything_signed_is_a_mismatch() {
         let (uri, h) = get_object();
         let now = "20130524T000000Z";
@@ -748,7 +784,7 @@ mod tests {
             .parse()
             .unwrap();
         assert!(
-            matches!(parse(&expired, &headers(&base)), Err(AuthError::Malformed(m)) if m.contains("X-Amz-Expires"))
+            matches!(parse(&expired, &headers(&base)), Err(AuthError::QueryParameters(m)) if m.contains("X-Amz-Expires"))
         );
     }
 
