@@ -51,6 +51,7 @@ fn resource(name: &str, port: u16) -> Resource {
             api_key_header: "x-api-key".into(),
             port: Some(port),
             cors: Vec::new(),
+            anonymous: Default::default(),
         }),
         attributes: Default::default(),
     }

@@ -194,6 +194,9 @@ pub struct S3Spec {
     /// Which web origins may call the resource from a browser (docs/proxy.md, "CORS").
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cors: Vec<CorsRule>,
+    /// What callers without a signature may do (docs/proxy.md, "Anonymous callers").
+    #[serde(default, skip_serializing_if = "AnonymousAccess::is_off")]
+    pub anonymous: AnonymousAccess,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -289,6 +292,9 @@ pub struct HttpSpec {
     /// As for S3 resources.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cors: Vec<CorsRule>,
+    /// What callers without an API key may do, as for S3 resources.
+    #[serde(default, skip_serializing_if = "AnonymousAccess::is_off")]
+    pub anonymous: AnonymousAccess,
 }
 
 fn default_region() -> String {
@@ -664,7 +670,47 @@ pub fn check_description(what: &str, description: &str) -> Result<(), String> {
 
 /// A user's name, as every write of a user checks it (and every load, through [`User`]).
 pub fn check_user_name(name: &str) -> Result<(), String> {
-    check_account_name("user name", name, 128)
+    check_account_name("user name", name, 128)?;
+    if name.eq_ignore_ascii_case(ANONYMOUS) {
+        return Err(format!(
+            "user name {name:?} is reserved: policies see callers without credentials as \
+             user {ANONYMOUS:?}"
+        ));
+    }
+    Ok(())
+}
+
+/// The user id policies and audit lines give a caller without credentials, on a resource
+/// that lets them in.
+pub const ANONYMOUS: &str = "anonymous";
+
+/// What a resource lets callers without credentials do. Off unless the operator says so;
+/// their requests are still counted (per source address) and decided by the policies.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AnonymousAccess {
+    /// Refused: `403 AccessDenied` (S3) or `401 unauthenticated` (HTTP).
+    #[default]
+    Off,
+    /// GET and HEAD only.
+    Read,
+    /// Any method.
+    ReadWrite,
+}
+
+impl AnonymousAccess {
+    pub fn is_off(&self) -> bool {
+        *self == Self::Off
+    }
+
+    /// Whether a caller without credentials may send `method`.
+    pub fn allows(self, method: &str) -> bool {
+        match self {
+            Self::Off => false,
+            Self::Read => matches!(method, "GET" | "HEAD"),
+            Self::ReadWrite => true,
+        }
+    }
 }
 
 /// An admin's username, as every admin write checks it and as the console's login lockout
@@ -818,6 +864,7 @@ mod tests {
                 api_key_header: default_api_key_header(),
                 port,
                 cors: Vec::new(),
+                anonymous: AnonymousAccess::Off,
             }),
             attributes: ResourceAttributes::default(),
         }
@@ -961,7 +1008,7 @@ mod tests {
         let e = policy("p", "package shoal\nallow := true\n")
             .validate()
             .unwrap_err();
-        assert!(e.contains("does not define rule `pre_request`"), "{e}");
+        assert!(e.contains("defines neither `pre_request` nor `pre_response`"), "{e}");
         assert!(
             policy("P", good)
                 .validate()

@@ -29,10 +29,10 @@ pub use admin::{
 };
 pub use audit::{AuditBacklog, AuditEntry, AuditQueue, AuditSink};
 pub use config::{
-    Addressing, ConfigSnapshot, Credential, DataDocument, Enforcement, HttpSpec,
-    MAX_ATTRIBUTES_BYTES, MAX_DOCUMENT_BYTES, MAX_GROUPS, OnError, OnUnreachable, Policy, Resource,
-    ResourceAttributes, ResourceSpec, S3Spec, UpstreamCredentials, User, UserKind, UserProfile,
-    check_admin_name, check_description, check_user_name, package_root,
+    ANONYMOUS, Addressing, AnonymousAccess, ConfigSnapshot, Credential, DataDocument, Enforcement,
+    HttpSpec, MAX_ATTRIBUTES_BYTES, MAX_DOCUMENT_BYTES, MAX_GROUPS, OnError, OnUnreachable, Policy,
+    Resource, ResourceAttributes, ResourceSpec, S3Spec, UpstreamCredentials, User, UserKind,
+    UserProfile, check_admin_name, check_description, check_user_name, package_root,
 };
 pub use cors::{CORS_METHODS, CorsRule, MAX_CORS_MAX_AGE, MAX_CORS_RULES};
 pub use error::ModelError;

@@ -128,10 +128,22 @@ pub(crate) struct Codes {
 
 /// Who is asking, once identified.
 pub(crate) struct Caller<'a> {
+    /// The user's name; `anonymous` for a caller without credentials.
     pub user: &'a str,
-    /// The API key id or S3 access key id it presented.
+    /// The API key id or S3 access key id it presented (empty when anonymous).
     pub key_id: &'a str,
     pub subject: &'a Subject,
+    /// Whose counts the request adds to: the user's, or an anonymous caller's address's, so
+    /// one busy address does not use up every anonymous caller's limit.
+    pub counted_as: &'a str,
+    pub anonymous: bool,
+}
+
+impl Caller<'_> {
+    /// The user an audit line names (`user:NAME`); none for an anonymous caller.
+    pub(crate) fn audited_as(&self) -> Option<&str> {
+        (!self.anonymous).then_some(self.user)
+    }
 }
 
 /// What an allowed request leaves for its response: the input the response stage extends, and
@@ -199,7 +211,7 @@ pub(crate) async fn decide(
         refusal.policy = Some(policy.clone());
         return Err(refusal);
     }
-    let Ok(counter) = CounterKey::new(caller.user, facts.counted, ACTION) else {
+    let Ok(counter) = CounterKey::new(caller.counted_as, facts.counted, ACTION) else {
         return Err(Refusal::new(
             "invalid",
             StatusCode::BAD_REQUEST,
@@ -289,7 +301,7 @@ pub(crate) async fn decide(
     // counted before the policies run, as the request itself is (strict: at the key's owner,
     // so the upload that would cross a budget sees it crossed); one without a declared size
     // is counted as its body streams.
-    let byte_key = |action| CounterKey::new(caller.user, facts.counted, action).ok();
+    let byte_key = |action| CounterKey::new(caller.counted_as, facts.counted, action).ok();
     let (read, written, unsized_upload) = if routes.bytes {
         let read = byte_key(BYTES_READ);
         let written_key = byte_key(BYTES_WRITTEN);
@@ -560,7 +572,7 @@ pub(crate) async fn respond(
             };
             audit_at(
                 ctx,
-                Some(caller.user),
+                caller.audited_as(),
                 facts,
                 refused.as_ref().err(),
                 Some(seen),

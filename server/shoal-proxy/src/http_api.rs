@@ -10,6 +10,7 @@ use subtle::ConstantTimeEq as _;
 use crate::decision::{Caller, Codes, Ctx, Facts, Refusal, audit, decide, respond};
 use crate::forward::forward;
 use crate::routes::{ApiKey, Routes};
+use shoal_model::ANONYMOUS;
 
 pub(crate) fn error(
     status: StatusCode,
@@ -88,37 +89,46 @@ pub(crate) async fn handle(
         .get(api_key_header)
         .and_then(|v| v.to_str().ok());
     let key = presented.and_then(|p| identify(routes, p));
-    let decision = match (presented, key) {
-        (None, _) => Err(Refusal::new(
+    let anonymous_as = format!("{ANONYMOUS}:{}", ctx.peer.ip());
+    // Who is asking: the key's user, or, without a key where the resource allows the method,
+    // an anonymous caller counted by its address.
+    let caller = match (presented, key) {
+        (None, _) if route.anonymous.allows(&method) => Ok(Caller {
+            user: ANONYMOUS,
+            key_id: "",
+            subject: &routes.anonymous,
+            counted_as: &anonymous_as,
+            anonymous: true,
+        }),
+        (None, _) if !route.anonymous.is_off() => Err(format!(
+            "anonymous callers may only read resource {:?} (GET and HEAD); send your API key \
+             in the {api_key_header} header to {method} it",
+            route.name
+        )),
+        (None, _) => Err(format!("send your API key in the {api_key_header} header")),
+        (Some(_), None) => Err("the API key is not valid".to_string()),
+        (Some(_), Some(key)) => Ok(caller_of(key)),
+    };
+    let decision = match &caller {
+        Err(message) => Err(Refusal::new(
             "unauthenticated",
             StatusCode::UNAUTHORIZED,
             "unauthenticated",
-            format!("send your API key in the {api_key_header} header"),
+            message.clone(),
         )),
-        (Some(_), None) => Err(Refusal::new(
-            "unauthenticated",
-            StatusCode::UNAUTHORIZED,
-            "unauthenticated",
-            "the API key is not valid",
-        )),
-        (Some(_), Some(_)) if checked_path.is_err() => Err(Refusal::new(
+        Ok(_) if checked_path.is_err() => Err(Refusal::new(
             "invalid",
             StatusCode::BAD_REQUEST,
             "invalid",
             checked_path.clone().err().unwrap_or_default(),
         )),
-        (Some(_), Some(key)) => decide(ctx, &caller_of(key), &facts, CODES)
+        Ok(caller) => decide(ctx, caller, &facts, CODES)
             .await
-            .map(|decided| (decided, key)),
+            .map(|decided| (decided, caller)),
     };
-    let audited = audit(
-        ctx,
-        key.map(|k| k.user.as_str()),
-        &facts,
-        decision.as_ref().err(),
-    )
-    .await;
-    let (decided, key) = match decision.and_then(|allowed| audited.map(|()| allowed)) {
+    let user = caller.as_ref().ok().and_then(Caller::audited_as);
+    let audited = audit(ctx, user, &facts, decision.as_ref().err()).await;
+    let (decided, caller) = match decision.and_then(|allowed| audited.map(|()| allowed)) {
         Ok(allowed) => allowed,
         Err(refusal) => return refusal_response(&refusal, request_id),
     };
@@ -156,16 +166,7 @@ pub(crate) async fn handle(
             return error(e.status, "upstream", &e.caller_message(), request_id);
         }
     };
-    match respond(
-        ctx,
-        &caller_of(key),
-        &response_facts,
-        &decided,
-        response,
-        CODES,
-    )
-    .await
-    {
+    match respond(ctx, caller, &response_facts, &decided, response, CODES).await {
         Ok(response) => response,
         Err(refusal) => refusal_response(&refusal, request_id),
     }
@@ -183,6 +184,8 @@ fn caller_of(key: &ApiKey) -> Caller<'_> {
         user: &key.user,
         key_id: &key.key_id,
         subject: &key.subject,
+        counted_as: &key.user,
+        anonymous: false,
     }
 }
 

@@ -9,8 +9,8 @@ use shoal_config::{Secret, SecretKey};
 
 use crate::cors::Cors;
 use shoal_model::{
-    Addressing, ConfigSnapshot, Credential, Enforcement, OnError, OnUnreachable, ResourceSpec,
-    S3Spec, open_sealed_secret,
+    ANONYMOUS, Addressing, AnonymousAccess, ConfigSnapshot, Credential, Enforcement, OnError,
+    OnUnreachable, ResourceSpec, S3Spec, open_sealed_secret,
 };
 use shoal_policy::{InputParts, Policy, PolicyData, Stage, Subject, Target, Windows};
 
@@ -47,6 +47,8 @@ pub(crate) struct Routes {
     /// S3 credentials by access key id.
     pub s3_keys: HashMap<String, S3Key>,
     pub windows: Windows,
+    /// `input.user` for a caller without credentials.
+    pub anonymous: Subject,
 }
 
 /// An enabled policy, compiled, with what to do when it fails or members are unreachable.
@@ -63,6 +65,8 @@ pub(crate) struct Route {
     pub kind: RouteKind,
     pub target: Target,
     pub cors: Cors,
+    /// What callers without credentials may do here.
+    pub anonymous: AnonymousAccess,
 }
 
 pub(crate) enum RouteKind {
@@ -115,9 +119,9 @@ impl Routes {
             let Some(port) = r.spec.port() else {
                 continue;
             };
-            let cors = match &r.spec {
-                ResourceSpec::Http(h) => Cors::new(&h.cors),
-                ResourceSpec::S3(s) => Cors::new(&s.cors),
+            let (cors, anonymous) = match &r.spec {
+                ResourceSpec::Http(h) => (Cors::new(&h.cors), h.anonymous),
+                ResourceSpec::S3(s) => (Cors::new(&s.cors), s.anonymous),
             };
             let kind = match &r.spec {
                 ResourceSpec::Http(h) => {
@@ -162,6 +166,7 @@ impl Routes {
                     target: Target::from_json(r.policy_input()),
                     kind,
                     cors,
+                    anonymous,
                 }),
             );
         }
@@ -272,6 +277,12 @@ impl Routes {
                 api_keys,
                 s3_keys,
                 windows: Windows::new(window_names),
+                anonymous: Subject::from_json(serde_json::json!({
+                    "id": ANONYMOUS,
+                    "anonymous": true,
+                    "type": ANONYMOUS,
+                    "groups": [],
+                })),
             },
             warnings,
         )

@@ -24,6 +24,7 @@ use crate::routes::{KeyPair, S3Key, S3Route};
 use crate::sigv4::{
     self, AuthError, PRESIGN_PARAMS, Payload, Presented, UNRESERVED_PATH, canonical_query,
 };
+use shoal_model::ANONYMOUS;
 use shoal_model::Addressing;
 
 /// Where a request points: bucket and key as S3 names them, and the path below the bucket as
@@ -51,12 +52,13 @@ pub(crate) async fn handle(ctx: &Ctx<'_>, s3: &S3Route, req: Request<Body>) -> R
     // A copy reads its source: only a signed copy source travels upstream, and it is checked
     // by the policies as an access to the source bucket.
     let copy_source = match &identified {
-        Ok((presented, _)) if presented.signed("x-amz-copy-source") => req
+        Ok(identity) if identity.signed("x-amz-copy-source") => req
             .headers()
             .get("x-amz-copy-source")
             .map(|v| copy_source(v.as_bytes())),
         _ => None,
     };
+    let anonymous_as = format!("{ANONYMOUS}:{}", ctx.peer.ip());
     let operation = located
         .as_ref()
         .ok()
@@ -82,11 +84,18 @@ pub(crate) async fn handle(ctx: &Ctx<'_>, s3: &S3Route, req: Request<Body>) -> R
         secret_header: None,
         query: Some(&query),
     };
-    let user = identified.as_ref().ok().map(|(_, k)| k.user.as_str());
+    let identified = identified.map(|sender| {
+        let caller = sender.caller(ctx, &anonymous_as);
+        (sender, caller)
+    });
+    let user = identified
+        .as_ref()
+        .ok()
+        .and_then(|(_, caller)| caller.audited_as());
     let decision = match (&identified, &located) {
         (Err(refusal), _) | (_, Err(refusal)) => Err(refusal.clone()),
-        (Ok((presented, _)), Ok(_))
-            if !chunks_supported(&presented.payload, s3.upstream_key.is_some()) =>
+        (Ok((sender, _)), Ok(_))
+            if !chunks_supported(sender.payload(), s3.upstream_key.is_some()) =>
         {
             Err(Refusal::new(
                 "invalid",
@@ -104,9 +113,8 @@ pub(crate) async fn handle(ctx: &Ctx<'_>, s3: &S3Route, req: Request<Body>) -> R
             "x-amz-copy-source must be /<bucket>/<key> (percent-encoded, optionally \
              ?versionId=...)",
         )),
-        (Ok((presented, s3_key)), Ok(location)) => {
-            let caller = caller_of(s3_key);
-            let decided = decide(ctx, &caller, &facts, CODES).await;
+        (Ok((sender, caller)), Ok(location)) => {
+            let decided = decide(ctx, caller, &facts, CODES).await;
             // A copy is also an access to its source, decided on its own; the response stage
             // and the byte counts follow the destination.
             let source_decided = match (&decided, source) {
@@ -118,21 +126,20 @@ pub(crate) async fn handle(ctx: &Ctx<'_>, s3: &S3Route, req: Request<Body>) -> R
                         counted: &counted,
                         ..facts
                     };
-                    decide(ctx, &caller, &source_facts, CODES).await.map(|_| ())
+                    decide(ctx, caller, &source_facts, CODES).await.map(|_| ())
                 }
                 _ => Ok(()),
             };
-            source_decided.and(decided.map(|d| (presented, location, d)))
+            source_decided.and(decided.map(|d| (location, d, sender, caller)))
         }
     };
     let audited = audit(ctx, user, &facts, decision.as_ref().err()).await;
-    let (presented, location, decided) = match (decision, audited) {
+    let (location, decided, sender, caller) = match (decision, audited) {
         (Err(refusal), _) | (Ok(_), Err(refusal)) => {
             return s3_error(&refusal, &raw_path, ctx.request_id);
         }
         (Ok(allowed), Ok(())) => allowed,
     };
-    let s3_key = identified.as_ref().map(|(_, k)| *k).ok();
     // The response stage's audit line names the request as the first did; the headers stay
     // with the request, which goes upstream.
     let no_headers = HeaderMap::new();
@@ -148,16 +155,8 @@ pub(crate) async fn handle(ctx: &Ctx<'_>, s3: &S3Route, req: Request<Body>) -> R
         secret_header: None,
         query: Some(&query),
     };
-    // The caller's chunk signatures are checked against their own key as the body streams.
-    let caller_chain = match &identified {
-        Ok((p, k)) if matches!(p.payload, Payload::SignedChunks(_)) => {
-            Some(p.chunk_chain(k.secret.expose()))
-        }
-        _ => None,
-    };
     let req = req.map(|body| decided.upload(ctx.node, body));
-    let request = match upstream_request(ctx, s3, req, (presented, caller_chain), location, &query)
-    {
+    let request = match upstream_request(ctx, s3, req, sender, location, &query) {
         Ok(r) => r,
         Err(e) => return forward_error(ctx, e, &raw_path),
     };
@@ -165,19 +164,7 @@ pub(crate) async fn handle(ctx: &Ctx<'_>, s3: &S3Route, req: Request<Body>) -> R
         Ok(response) => response,
         Err(e) => return forward_error(ctx, e, &raw_path),
     };
-    let Some(s3_key) = s3_key else {
-        return response;
-    };
-    match respond(
-        ctx,
-        &caller_of(s3_key),
-        &response_facts,
-        &decided,
-        response,
-        CODES,
-    )
-    .await
-    {
+    match respond(ctx, caller, &response_facts, &decided, response, CODES).await {
         Ok(response) => response,
         Err(refusal) => s3_error(&refusal, &raw_path, ctx.request_id),
     }
@@ -190,17 +177,74 @@ const CODES: Codes = Codes {
     unreachable: "ServiceUnavailable",
 };
 
-fn caller_of(key: &S3Key) -> Caller<'_> {
-    Caller {
-        user: &key.user,
-        key_id: &key.access_key_id,
-        subject: &key.subject,
+/// Who sent a request: a signature checked against the key it names, or nobody, where the
+/// resource lets anonymous callers in.
+enum Sender<'r> {
+    Signed(Box<Presented>, &'r S3Key),
+    Anonymous,
+}
+
+/// An anonymous request's body travels as sent, unsigned.
+static UNSIGNED: Payload = Payload::Unsigned;
+
+impl<'r> Sender<'r> {
+    /// Whether the caller signed header `name`: only signed `x-amz-*` headers travel on.
+    fn signed(&self, name: &str) -> bool {
+        match self {
+            Self::Signed(presented, _) => presented.signed(name),
+            Self::Anonymous => false,
+        }
+    }
+
+    fn payload(&self) -> &Payload {
+        match self {
+            Self::Signed(presented, _) => &presented.payload,
+            Self::Anonymous => &UNSIGNED,
+        }
+    }
+
+    /// `anonymous_as`: what an anonymous caller is counted as (its address).
+    fn caller<'a>(&self, ctx: &Ctx<'r>, anonymous_as: &'a str) -> Caller<'a>
+    where
+        'r: 'a,
+    {
+        match *self {
+            Self::Signed(_, key) => Caller {
+                user: &key.user,
+                key_id: &key.access_key_id,
+                subject: &key.subject,
+                counted_as: &key.user,
+                anonymous: false,
+            },
+            Self::Anonymous => Caller {
+                user: ANONYMOUS,
+                key_id: "",
+                subject: &ctx.routes.anonymous,
+                counted_as: anonymous_as,
+                anonymous: true,
+            },
+        }
+    }
+
+    /// The caller's chunk signatures, checked against their own key as the body streams.
+    fn chunk_chain(&self) -> Option<Chain> {
+        match self {
+            Self::Signed(p, k) if matches!(p.payload, Payload::SignedChunks(_)) => {
+                Some(p.chunk_chain(k.secret.expose()))
+            }
+            _ => None,
+        }
     }
 }
 
-/// The caller's signature, checked against the secret of the access key it names.
-fn identify<'r>(ctx: &Ctx<'r>, req: &Request<Body>) -> Result<(Presented, &'r S3Key), Refusal> {
-    let presented = sigv4::parse(req.uri(), req.headers()).map_err(|e| auth_refusal(&e))?;
+/// The caller's signature, checked against the secret of the access key it names; a request
+/// without one is anonymous if the resource allows it for its method.
+fn identify<'r>(ctx: &Ctx<'r>, req: &Request<Body>) -> Result<Sender<'r>, Refusal> {
+    let presented = match sigv4::parse(req.uri(), req.headers()) {
+        Ok(presented) => presented,
+        Err(AuthError::Missing) => return anonymous(ctx, req.method()),
+        Err(e) => return Err(auth_refusal(&e)),
+    };
     let Some(key) = ctx.routes.s3_keys.get(&presented.access_key_id) else {
         return Err(auth_refusal(&AuthError::UnknownKey));
     };
@@ -213,7 +257,31 @@ fn identify<'r>(ctx: &Ctx<'r>, req: &Request<Body>) -> Result<(Presented, &'r S3
             SystemTime::now(),
         )
         .map_err(|e| auth_refusal(&e))?;
-    Ok((presented, key))
+    Ok(Sender::Signed(Box::new(presented), key))
+}
+
+/// An unsigned request: anonymous where the resource allows its method, else refused as S3
+/// refuses it (`AccessDenied`), saying what would let it in.
+fn anonymous<'r>(ctx: &Ctx<'r>, method: &Method) -> Result<Sender<'r>, Refusal> {
+    let access = ctx.route.anonymous;
+    if access.allows(method.as_str()) {
+        return Ok(Sender::Anonymous);
+    }
+    let message = if access.is_off() {
+        "sign the request with SigV4 using an access key Shoal issued".to_string()
+    } else {
+        format!(
+            "anonymous callers may only read resource {:?} (GET and HEAD); sign the request \
+             to {method} it",
+            ctx.route.name
+        )
+    };
+    Err(Refusal::new(
+        "unauthenticated",
+        StatusCode::FORBIDDEN,
+        "AccessDenied",
+        message,
+    ))
 }
 
 fn auth_refusal(e: &AuthError) -> Refusal {
@@ -478,7 +546,7 @@ fn upstream_request(
     ctx: &Ctx<'_>,
     s3: &S3Route,
     req: Request<Body>,
-    (presented, caller_chain): (&Presented, Option<Chain>),
+    sender: &Sender<'_>,
     location: &Location,
     query: &str,
 ) -> Result<Request<Body>, ForwardError> {
@@ -515,7 +583,7 @@ fn upstream_request(
     let headers = &mut parts.headers;
     let unsigned_amz: Vec<_> = headers
         .keys()
-        .filter(|n| n.as_str().starts_with("x-amz-") && !presented.signed(n.as_str()))
+        .filter(|n| n.as_str().starts_with("x-amz-") && !sender.signed(n.as_str()))
         .cloned()
         .collect();
     for name in unsigned_amz {
@@ -538,15 +606,15 @@ fn upstream_request(
     headers.insert(header::HOST, host);
     parts.uri = uri;
     if s3.upstream_key.is_none()
-        && let Ok(v) = HeaderValue::from_str(presented.payload.as_str())
+        && let Ok(v) = HeaderValue::from_str(sender.payload().as_str())
     {
         // Unsigned upstream: the payload's encoding still has to be known there.
         headers.insert("x-amz-content-sha256", v);
     }
     let mut request = Request::from_parts(parts, body);
     if let Some(key) = &s3.upstream_key {
-        let seed = sign_upstream(&mut request, key, &s3.region, &presented.payload)?;
-        if let Some(caller) = caller_chain {
+        let seed = sign_upstream(&mut request, key, &s3.region, sender.payload())?;
+        if let Some(caller) = sender.chunk_chain() {
             let body = std::mem::take(request.body_mut());
             *request.body_mut() = chunked::resign(body, caller, seed);
         }

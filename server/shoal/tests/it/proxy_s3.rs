@@ -732,3 +732,132 @@ async fn browsers_get_cors_answers_from_the_resource_s_rules() {
     assert_eq!(other.status().as_u16(), 200);
     assert!(!other.headers().contains_key("access-control-allow-origin"));
 }
+
+const ANONYMOUS_RULES: &str = r#"package anonymous
+
+import rego.v1
+
+# Anonymous callers read public/ only, three times a minute per address.
+pre_request := {"action": "block", "type": "not_public", "message": "only public/ is open"} if {
+  input.user.anonymous
+  not startswith(input.request.key, "public/")
+}
+
+pre_request := {"action": "block", "type": "rate", "message": "three a minute"} if {
+  input.user.anonymous
+  input.bucket.access_count.last_minute > 3
+}
+"#;
+
+/// Callers without a signature, on a resource that lets them read: policies see them as
+/// `anonymous` and decide, counts are per address, audit lines say anonymous, and writes stay
+/// refused as S3 refuses them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anonymous_readers_are_decided_by_the_policies_and_counted_by_address() {
+    let db = database().await;
+    let ip = "127.0.0.151";
+    let (_sandbox, api, _) = sandbox_proxy_node(&db.url, ip, "").await;
+    let node = &_sandbox.nodes[0];
+    let (moto, upstream_keys) = Moto::start().await;
+    let port = free_port(ip);
+    let key = api.user_with_s3_key("olga").await;
+    let (code, refused) = api.put("/api/v1/users/anonymous", json!({})).await;
+    assert_eq!(code, 422, "{refused}");
+    assert!(refused.to_string().contains("is reserved"), "{refused}");
+    let mut spec = moto.resource_spec(&upstream_keys, port);
+    spec["anonymous"] = json!("read");
+    let (code, body) = api.put("/api/v1/resources/objects", spec).await;
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = api
+        .put(
+            "/api/v1/policies/anonymous",
+            json!({"rego": ANONYMOUS_RULES}),
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+    node.wait_data_plane(body["revision"].as_i64().unwrap())
+        .await;
+    let base = format!("http://{ip}:{port}");
+    let stored = run_steps(json!({
+        "endpoints": [base],
+        "access_key_id": key["key_id"],
+        "secret_access_key": key["secret"],
+        "steps": [
+            {"step": "public", "do": "put", "bucket": "reports", "key": "public/notice.txt", "bytes": 300},
+            {"step": "private", "do": "put", "bucket": "reports", "key": "private/plan.txt", "bytes": 300},
+        ],
+    }))
+    .await;
+    assert_eq!(stored["public"]["ok"], true, "{stored:?}");
+    assert_eq!(stored["private"]["ok"], true, "{stored:?}");
+
+    let client = reqwest::Client::new();
+    let get = |key: &str| client.get(format!("{base}/reports/{key}")).send();
+    let public = get("public/notice.txt").await.unwrap();
+    assert_eq!(public.status().as_u16(), 200);
+    assert_eq!(public.bytes().await.unwrap().len(), 300);
+    let private = get("private/plan.txt").await.unwrap();
+    assert_eq!(private.status().as_u16(), 403);
+    let text = private.text().await.unwrap();
+    assert!(
+        text.contains("<Code>AccessDenied</Code>") && text.contains("only public/ is open"),
+        "{text}"
+    );
+    // A write is refused before any policy: the resource lets anonymous callers read only.
+    let put = client
+        .put(format!("{base}/reports/public/graffiti.txt"))
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status().as_u16(), 403);
+    let text = put.text().await.unwrap();
+    assert!(
+        text.contains("may only read resource \"objects\""),
+        "{text}"
+    );
+    // The third and fourth reads of this address (two counted above): the fourth is over.
+    assert_eq!(
+        get("public/notice.txt").await.unwrap().status().as_u16(),
+        200
+    );
+    let over = get("public/notice.txt").await.unwrap();
+    assert_eq!(over.status().as_u16(), 403);
+    assert!(over.text().await.unwrap().contains("three a minute"));
+    // A signed caller is not held to the anonymous rules.
+    let signed = run_steps(json!({
+        "endpoints": [base],
+        "access_key_id": key["key_id"],
+        "secret_access_key": key["secret"],
+        "steps": [{"step": "get", "do": "round_robin_gets", "bucket": "reports", "key": "private/plan.txt", "count": 1}],
+    }))
+    .await;
+    assert_eq!(signed["get:1"]["ok"], true, "{signed:?}");
+
+    // Audited as anonymous with the address, and counted per address.
+    let lines = wait_until("anonymous audit lines", WAIT, || async {
+        let (_, page) = api.get("/api/v1/audit?q=objects").await;
+        let anonymous: Vec<Value> = page["entries"]
+            .as_array()?
+            .iter()
+            .filter(|l| l["actor"] == "anonymous" && l["action"] == "request")
+            .cloned()
+            .collect();
+        (anonymous.len() == 5).then_some(anonymous)
+    })
+    .await;
+    let allowed = lines.iter().filter(|l| l["outcome"] == "allowed").count();
+    assert_eq!(allowed, 2, "{lines:?}");
+    let address = lines[0]["detail"]["source_ip"].as_str().unwrap();
+    assert!(
+        lines.iter().all(|l| l["detail"]["source_ip"] == address),
+        "{lines:?}"
+    );
+    // Four reads counted (the refused write never reached the policies or the counters).
+    let (_, counter) = api
+        .get(&format!(
+            "/api/v1/state/counters?subject=anonymous:{address}&resource=objects/reports&action=access"
+        ))
+        .await;
+    assert_eq!(counter["access_count"]["last_minute"], 4, "{counter}");
+}
