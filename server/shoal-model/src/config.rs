@@ -1008,7 +1008,10 @@ mod tests {
         let e = policy("p", "package shoal\nallow := true\n")
             .validate()
             .unwrap_err();
-        assert!(e.contains("defines neither `pre_request` nor `pre_response`"), "{e}");
+        assert!(
+            e.contains("defines neither `pre_request` nor `pre_response`"),
+            "{e}"
+        );
         assert!(
             policy("P", good)
                 .validate()

@@ -24,8 +24,7 @@ use crate::routes::{KeyPair, S3Key, S3Route};
 use crate::sigv4::{
     self, AuthError, PRESIGN_PARAMS, Payload, Presented, UNRESERVED_PATH, canonical_query,
 };
-use shoal_model::ANONYMOUS;
-use shoal_model::Addressing;
+use shoal_model::{ANONYMOUS, Addressing};
 
 /// Where a request points: bucket and key as S3 names them, and the path below the bucket as
 /// it will be forwarded (strictly encoded).
@@ -52,7 +51,7 @@ pub(crate) async fn handle(ctx: &Ctx<'_>, s3: &S3Route, req: Request<Body>) -> R
     // A copy reads its source: only a signed copy source travels upstream, and it is checked
     // by the policies as an access to the source bucket.
     let copy_source = match &identified {
-        Ok(identity) if identity.signed("x-amz-copy-source") => req
+        Ok(sender) if sender.signed("x-amz-copy-source") => req
             .headers()
             .get("x-amz-copy-source")
             .map(|v| copy_source(v.as_bytes())),
