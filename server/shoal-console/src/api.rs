@@ -427,7 +427,7 @@ async fn get_document(
         .list_documents()
         .await?
         .into_iter()
-        .find(|d| d.name == name)
+        .find(|d| d.document.name == name)
         .map(|d| Json(json!(d)))
         .ok_or_else(|| ApiError::NotFound(format!("data document {name:?} not found")))
 }
