@@ -427,7 +427,7 @@ async fn get_document(
         .list_documents()
         .await?
         .into_iter()
-        .find(|d| d.name == name)
+        .find(|d| d.document.name == name)
         .map(|d| Json(json!(d)))
         .ok_or_else(|| ApiError::NotFound(format!("data document {name:?} not found")))
 }
@@ -630,15 +630,24 @@ async fn rotate_credential(
 struct TrialBody {
     rego: String,
     input: Value,
+    /// `request` (default) or `response`.
+    #[serde(
+        default = "views::request_stage",
+        deserialize_with = "views::trial_stage"
+    )]
+    stage: shoal_policy::Stage,
 }
 
-/// Compiles a policy and evaluates it on a sample input, storing nothing.
+/// Compiles a policy with the data documents this node enforces and evaluates it on a sample
+/// input at one stage, storing nothing.
 async fn test_policy(
+    State(state): State<ApiState>,
     _admin: Admin,
     JsonBody(body): JsonBody<TrialBody>,
 ) -> Result<Json<Value>, ApiError> {
+    let documents = views::documents_in_force(&state);
     Ok(Json(json!(
-        views::trial(body.rego, body.input.to_string()).await
+        views::trial(body.rego, body.input.to_string(), body.stage, documents).await
     )))
 }
 

@@ -7,8 +7,8 @@
 //! session made on one node works on every node and a logout or a disabled account is refused
 //! everywhere on the next request.
 //!
-//! - `api`: the `/api/v1` routes: login, config and revisions, policies, resources, users and
-//!   credentials, admins, audit, cluster members and events, log level.
+//! - `api`: the `/api/v1` routes: login, config and revisions, policies, data documents,
+//!   resources, users and credentials, admins, audit, cluster members and events, log level.
 //! - `state_api`: `/api/v1/state`, the shared counters, cache and events.
 //! - `views`: what the console shows, shared by the pages and their JSON twins.
 //! - `login`: logins with a cluster-wide lockout counted in Shoal's own rate counters.

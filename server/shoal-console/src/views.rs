@@ -6,8 +6,11 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use shoal_cluster::{Member, MemberState, MembershipEvent, MembershipEventKind};
+use shoal_model::{DataDocument, DocumentRecord, MAX_DOCUMENT_BYTES, package_root};
+use shoal_policy::{Input, Policy, PolicyData, Stage, Verdict};
+use shoal_state::CounterKey;
 
 use crate::api::ApiState;
 
@@ -423,8 +426,18 @@ const TOP_KEYS: usize = 50;
 /// Keys scanned per sample and per page; beyond this the totals are partial (and say so).
 const SCAN_KEYS: usize = 20_000;
 
-/// Cluster-wide count in the first window, sampled every second while the node runs, so the
-/// chart has history before anyone opens the page.
+/// Counter actions that add up body bytes (the data plane's byte budgets) rather than events.
+/// Their totals run into millions where a request counter has tens, so they are shown in
+/// binary units, summed apart from the counts and ranked after them: a few downloads would
+/// otherwise push every requester off the page and flatten the chart.
+const BYTE_ACTIONS: [&str; 2] = ["bytes_read", "bytes_written"];
+
+fn counts_bytes(action: &str) -> bool {
+    BYTE_ACTIONS.contains(&action)
+}
+
+/// Cluster-wide count in the first window (byte counters apart), sampled every second while
+/// the node runs, so the chart has history before anyone opens the page.
 #[derive(Clone, Default)]
 pub(crate) struct CounterHistory(Arc<Mutex<VecDeque<(u64, u64)>>>);
 
@@ -448,6 +461,7 @@ impl CounterHistory {
                 let total: u64 = state
                     .counters(SCAN_KEYS)
                     .iter()
+                    .filter(|(k, _)| !counts_bytes(k.action()))
                     .map(|(_, t)| t.first().copied().unwrap_or(0))
                     .sum();
                 let mut samples = samples.lock().expect("history lock");
@@ -485,6 +499,8 @@ pub(crate) struct CounterView {
     pub action: String,
     /// One per window, in the order of `windows`.
     pub totals: Vec<u64>,
+    /// `totals` in binary units, for the byte actions (empty for counts).
+    pub totals_human: Vec<String>,
     /// Per node, in the first window.
     pub contributions: Vec<ContributionView>,
     pub owner: Option<String>,
@@ -540,17 +556,39 @@ pub(crate) struct CountersView {
     /// Keys with live counts that match the filter (before the cut to the top ones).
     pub matching: usize,
     pub counters: Vec<CounterView>,
-    /// Sum of the first window over every key, cluster-wide, per matching key set.
+    /// Per window, the sum over the matching keys that count events (requests, logins),
+    /// cluster-wide.
     pub window_totals: Vec<u64>,
+    /// Per byte action with matching keys, its sum per window.
+    pub byte_totals: Vec<ByteTotals>,
     pub chart: ChartView,
 }
 
-pub(crate) fn counters(s: &ApiState, history: &CounterHistory, filter: &str) -> CountersView {
-    let windows = s.state.window_names().to_vec();
+/// The sum of one byte action over the matching keys.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub(crate) struct ByteTotals {
+    pub action: &'static str,
+    /// One per window.
+    pub totals: Vec<u64>,
+    pub human: Vec<String>,
+}
+
+/// The keys the counters page lists and what it sums over them.
+#[derive(Debug)]
+struct Selection {
+    /// Keys matching the filter, before the cut.
+    matching: usize,
+    /// The first `TOP_KEYS`: counts busiest first, then bytes busiest first.
+    top: Vec<(CounterKey, Vec<u64>)>,
+    window_totals: Vec<u64>,
+    byte_totals: Vec<ByteTotals>,
+}
+
+/// Keeps the keys whose subject, resource or action contains `filter` (any case), ranks them
+/// and sums them per window.
+fn select(rows: Vec<(CounterKey, Vec<u64>)>, filter: &str, windows: usize) -> Selection {
     let needle = filter.to_lowercase();
-    let mut rows: Vec<_> = s
-        .state
-        .counters(SCAN_KEYS)
+    let mut rows: Vec<_> = rows
         .into_iter()
         .filter(|(k, _)| {
             needle.is_empty()
@@ -559,15 +597,59 @@ pub(crate) fn counters(s: &ApiState, history: &CounterHistory, filter: &str) -> 
                 || k.action().to_lowercase().contains(&needle)
         })
         .collect();
-    let mut window_totals = vec![0u64; windows.len()];
-    for (_, totals) in &rows {
-        for (sum, t) in window_totals.iter_mut().zip(totals) {
-            *sum += t;
+    let sum = |action: Option<&str>| {
+        let mut sums = vec![0u64; windows];
+        for (key, totals) in &rows {
+            let wanted = match action {
+                None => !counts_bytes(key.action()),
+                Some(a) => key.action() == a,
+            };
+            if wanted {
+                for (sum, t) in sums.iter_mut().zip(totals) {
+                    *sum = sum.saturating_add(*t);
+                }
+            }
         }
-    }
+        sums
+    };
+    let window_totals = sum(None);
+    let byte_totals = BYTE_ACTIONS
+        .into_iter()
+        .filter(|a| rows.iter().any(|(k, _)| k.action() == *a))
+        .map(|action| {
+            let totals = sum(Some(action));
+            let human = totals.iter().map(|&b| human_bytes(b)).collect();
+            ByteTotals {
+                action,
+                totals,
+                human,
+            }
+        })
+        .collect();
     let matching = rows.len();
-    rows.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    rows.sort_by(|a, b| {
+        counts_bytes(a.0.action())
+            .cmp(&counts_bytes(b.0.action()))
+            .then_with(|| b.1.cmp(&a.1))
+            .then_with(|| a.0.cmp(&b.0))
+    });
     rows.truncate(TOP_KEYS);
+    Selection {
+        matching,
+        top: rows,
+        window_totals,
+        byte_totals,
+    }
+}
+
+pub(crate) fn counters(s: &ApiState, history: &CounterHistory, filter: &str) -> CountersView {
+    let windows = s.state.window_names().to_vec();
+    let Selection {
+        matching,
+        top,
+        window_totals,
+        byte_totals,
+    } = select(s.state.counters(SCAN_KEYS), filter, windows.len());
     let names: BTreeMap<String, String> = s
         .cluster
         .members()
@@ -578,7 +660,7 @@ pub(crate) fn counters(s: &ApiState, history: &CounterHistory, filter: &str) -> 
         })
         .collect();
     let node_name = |id: &str| names.get(id).cloned().unwrap_or_else(|| id.to_string());
-    let counters = rows
+    let counters = top
         .into_iter()
         .map(|(key, totals)| {
             let total = totals.first().copied().unwrap_or(0).max(1);
@@ -595,12 +677,18 @@ pub(crate) fn counters(s: &ApiState, history: &CounterHistory, filter: &str) -> 
                 })
                 .collect();
             contributions.sort_by(|a, b| a.node.cmp(&b.node));
+            let totals_human = if counts_bytes(key.action()) {
+                totals.iter().map(|&b| human_bytes(b)).collect()
+            } else {
+                Vec::new()
+            };
             CounterView {
                 owner: s.state.owner(&key).map(|o| node_name(&o)),
                 subject: key.subject().to_string(),
                 resource: key.resource().to_string(),
                 action: key.action().to_string(),
                 totals,
+                totals_human,
                 contributions,
             }
         })
@@ -611,68 +699,519 @@ pub(crate) fn counters(s: &ApiState, history: &CounterHistory, filter: &str) -> 
         matching,
         counters,
         window_totals,
+        byte_totals,
         chart: ChartView::new(history.samples()),
     }
 }
 
 /// The outcome of "test this policy": compile errors carry the compiler's line and column.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub(crate) struct TrialView {
-    /// `allow`, `block`, or `error` (the policy or the input is wrong).
+    /// `allow`, `block`, `no_rule` (the policy has no rule for the stage, so the data plane
+    /// never asks it there), or `error` (the policy or the input is wrong).
     pub outcome: &'static str,
+    /// `request` or `response`.
+    pub stage: &'static str,
     /// The block's `type`, for a block.
     pub kind: Option<String>,
     pub message: Option<String>,
 }
 
+impl TrialView {
+    /// What the result box says first: a missing rule must not read as an allow.
+    pub fn headline(&self) -> &'static str {
+        match self.outcome {
+            "no_rule" => "no rule for this stage",
+            other => other,
+        }
+    }
+}
+
 /// Longest sample input accepted.
 const MAX_TRIAL_INPUT: usize = 64 * 1024;
 
-/// Compiles `rego` and evaluates it on `input` (JSON text), off the async runtime; nothing is
-/// stored.
-pub(crate) async fn trial(rego: String, input: String) -> TrialView {
-    let error = |message: String| TrialView {
-        outcome: "error",
-        kind: None,
-        message: Some(message),
+/// `stage` of a trial form or body, read as the CLI's `--stage` is.
+pub(crate) fn trial_stage<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Stage, D::Error> {
+    String::deserialize(d)?
+        .parse()
+        .map_err(serde::de::Error::custom)
+}
+
+/// The stage a trial without one runs: the one every policy had before responses were.
+pub(crate) fn request_stage() -> Stage {
+    Stage::Request
+}
+
+/// The data documents of the revision this node enforces, so a trial reads `data.<name>` as
+/// the node's data plane does.
+pub(crate) fn documents_in_force(s: &ApiState) -> Vec<DataDocument> {
+    s.config
+        .current()
+        .map(|c| c.documents.clone())
+        .unwrap_or_default()
+}
+
+/// Compiles `rego` with `documents` as its data and evaluates its rule for `stage` on `input`
+/// (JSON text), off the async runtime; nothing is stored.
+pub(crate) async fn trial(
+    rego: String,
+    input: String,
+    stage: Stage,
+    documents: Vec<DataDocument>,
+) -> TrialView {
+    let view = |outcome, kind, message| TrialView {
+        outcome,
+        stage: stage.as_str(),
+        kind,
+        message,
     };
+    let error = |message: String| view("error", None, Some(message));
     if input.len() > MAX_TRIAL_INPUT {
         return error(format!(
             "sample input is {} bytes; the limit is {MAX_TRIAL_INPUT}",
             input.len()
         ));
     }
-    let value: serde_json::Value = match serde_json::from_str(&input) {
-        Ok(v @ serde_json::Value::Object(_)) => v,
+    let mut fields = match serde_json::from_str(&input) {
+        Ok(serde_json::Value::Object(fields)) => fields,
         Ok(_) => return error("sample input must be a JSON object".into()),
         Err(e) => return error(format!("sample input is not valid JSON: {e}")),
     };
+    // The data plane decides the request stage before there is an answer: `input.response`
+    // is undefined there, so a policy that reads it behaves here as it will on a node.
+    if stage == Stage::Request {
+        fields.remove("response");
+    }
+    if let Some(root) = package_root(&rego)
+        && documents.iter().any(|d| d.name == root)
+    {
+        return error(format!(
+            "the policy's package is under data.{root}, which is a data document of the \
+             revision in force: rename one (the control plane refuses this policy too)"
+        ));
+    }
     let run = tokio::task::spawn_blocking(move || {
-        let policy = shoal_policy::Policy::compile("trial", &rego)?;
-        policy.evaluate(&shoal_policy::Input::from_json(value))
+        let data = PolicyData::from_json(
+            documents
+                .into_iter()
+                .map(|d| (d.name, d.document))
+                .collect(),
+        );
+        let policy = Policy::compile_with_data("trial", &rego, data)?;
+        if !policy.defines(stage) {
+            return Ok(None);
+        }
+        let input = Input::from_json(serde_json::Value::Object(fields));
+        policy.evaluate_at(stage, &input).map(Some)
     })
     .await;
     match run {
-        Ok(Ok(shoal_policy::Verdict::Allow)) => TrialView {
-            outcome: "allow",
-            kind: None,
-            message: None,
-        },
-        Ok(Ok(shoal_policy::Verdict::Block { kind, message })) => TrialView {
-            outcome: "block",
-            kind: Some(kind),
-            message,
-        },
+        Ok(Ok(Some(Verdict::Allow))) => view("allow", None, None),
+        Ok(Ok(Some(Verdict::Block { kind, message }))) => view("block", Some(kind), message),
+        Ok(Ok(None)) => view(
+            "no_rule",
+            None,
+            Some(format!(
+                "The policy has no {} rule, so the data plane does not evaluate it at the {} \
+                 stage: it blocks nothing there.",
+                stage.rule(),
+                stage.as_str()
+            )),
+        ),
         Ok(Err(e)) => error(e.to_string()),
         Err(e) => error(format!("evaluation failed: {e}")),
     }
 }
 
-/// What "test this policy" starts from: the shape the data plane builds for every request.
+/// What "test this policy" starts from: every field the data plane builds (docs/policies.md,
+/// "Input"), with the default windows; `response` is read at the response stage only.
 pub(crate) const SAMPLE_INPUT: &str = r#"{
-  "user": { "id": "alice", "groups": ["analysts"] },
-  "resource": { "name": "demo-s3", "kind": "s3" },
-  "bucket": { "name": "reports", "access_count": { "last_minute": 12, "last_hour": 40 } },
+  "user": { "id": "alice", "groups": ["analysts"], "email": "alice@example.com",
+            "type": "human", "attributes": { "clearance": 2 } },
+  "resource": { "name": "demo-s3", "kind": "s3", "environment": "prod",
+                "tags": { "team": "analytics" } },
+  "bucket": { "name": "reports",
+              "access_count": { "last_minute": 12, "last_hour": 40 },
+              "bytes_read": { "last_minute": 1048576, "last_hour": 52428800 },
+              "bytes_written": { "last_minute": 0, "last_hour": 2097152 } },
   "request": { "method": "GET", "path": "/reports/q3.csv", "operation": "GetObject",
-               "key": "q3.csv", "source_ip": "10.0.0.7" }
+               "key": "q3.csv", "source_ip": "10.0.0.7",
+               "headers": { "user-agent": "aws-cli/2.15.0", "x-purpose": "audit" },
+               "query": { "versionId": "3" }, "body_size": 0 },
+  "node": { "name": "shoal-1", "cluster": "eu-west" },
+  "response": { "status": 200, "size": 48213, "content_type": "text/csv",
+                "headers": { "content-length": "48213", "content-type": "text/csv",
+                             "etag": "\"5d41402abc4b2a76b9719d911017c592\"" },
+                "metadata": { "classification": "internal" } }
 }"#;
+
+/// One row of the data documents page.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub(crate) struct DocumentRow {
+    pub name: String,
+    /// As compact JSON: what the control plane's limit is measured on.
+    pub bytes: usize,
+    pub size: String,
+    pub description: String,
+    pub updated: String,
+}
+
+pub(crate) fn document_rows(records: Vec<DocumentRecord>) -> Vec<DocumentRow> {
+    records
+        .into_iter()
+        .map(|r| {
+            let bytes = serde_json::to_vec(&r.document.document).map_or(0, |v| v.len());
+            DocumentRow {
+                name: r.document.name,
+                bytes,
+                size: human_bytes(bytes as u64),
+                description: r.document.description,
+                updated: r.updated_at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+            }
+        })
+        .collect()
+}
+
+/// The largest document the control plane stores, as the pages say it.
+pub(crate) fn document_limit() -> String {
+    human_bytes(MAX_DOCUMENT_BYTES as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use serde_json::{Value, json};
+    use shoal_policy::{NodeFacts, RequestFacts, ResponseFacts, Subject, Target, Windows};
+
+    use super::*;
+
+    /// Objects whose keys are the operator's or the caller's (headers, tags...), not Shoal's.
+    const FREE_FORM: [&str; 6] = [
+        "/user/attributes",
+        "/resource/tags",
+        "/request/headers",
+        "/request/query",
+        "/response/headers",
+        "/response/metadata",
+    ];
+
+    fn paths(v: &Value, at: String, out: &mut BTreeSet<String>) {
+        if let Value::Object(fields) = v
+            && !FREE_FORM.contains(&at.as_str())
+        {
+            for (k, v) in fields {
+                paths(v, format!("{at}/{k}"), out);
+            }
+        }
+        out.insert(at);
+    }
+
+    fn paths_of(v: &Value) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        paths(v, String::new(), &mut out);
+        out
+    }
+
+    /// `input` exactly as the data plane builds it at `stage`, every optional part present,
+    /// read back through a policy.
+    fn data_plane_input(stage: Stage) -> Value {
+        let windows = Windows::new(&["last_minute".into(), "last_hour".into()]);
+        let profile = shoal_model::UserProfile {
+            email: Some("alice@example.com".into()),
+            kind: shoal_model::UserKind::Human,
+            groups: vec!["analysts".into()],
+            attributes: serde_json::from_value(json!({"clearance": 2})).unwrap(),
+        };
+        let resource = shoal_model::Resource {
+            name: "demo-s3".into(),
+            enabled: true,
+            description: String::new(),
+            spec: shoal_model::ResourceSpec::from_parts("s3", json!({"endpoint": "http://s3"}))
+                .unwrap(),
+            attributes: shoal_model::ResourceAttributes {
+                environment: Some("prod".into()),
+                tags: [("team".to_string(), "analytics".to_string())].into(),
+            },
+        };
+        let (user, target) = (
+            Subject::from_json(profile.policy_input("alice")),
+            Target::from_json(resource.policy_input()),
+        );
+        let node = NodeFacts::new("shoal-1", "eu-west");
+        let request = Input::request(&RequestFacts {
+            bucket: Some("reports"),
+            windows: &windows,
+            counts: &[12, 40],
+            global_counts: None,
+            user: &user,
+            method: "GET",
+            path: "/reports/q3.csv",
+            operation: Some("GetObject"),
+            key: Some("q3.csv"),
+            source_ip: Some("10.0.0.7"),
+            resource: &target,
+            headers: &[("x-purpose", "audit")],
+            query: &[("versionId", "3")],
+            body_size: Some(0),
+            node: &node,
+            bytes_read: Some(&[1, 2]),
+            bytes_written: Some(&[3, 4]),
+        });
+        let input = match stage {
+            Stage::Request => request,
+            Stage::Response => request.response(
+                &windows,
+                &ResponseFacts {
+                    status: 200,
+                    size: Some(48213),
+                    content_type: Some("text/csv"),
+                    headers: &[("etag", "\"x\"")],
+                    metadata: &[("classification", "internal")],
+                    bytes_read: Some(&[5, 6]),
+                },
+            ),
+        };
+        let echo = Policy::compile(
+            "echo",
+            "package echo\n\
+             pre_request := {\"action\": \"block\", \"message\": json.marshal(input)}\n\
+             pre_response := {\"action\": \"block\", \"message\": json.marshal(input)}\n",
+        )
+        .unwrap();
+        let Verdict::Block {
+            message: Some(m), ..
+        } = echo.evaluate_at(stage, &input).unwrap()
+        else {
+            panic!("the echo policy blocks with the input");
+        };
+        serde_json::from_str(&m).unwrap()
+    }
+
+    #[test]
+    fn the_sample_input_has_the_shape_the_data_plane_builds_at_each_stage() {
+        let sample: Value = serde_json::from_str(SAMPLE_INPUT).unwrap();
+        assert!(SAMPLE_INPUT.len() < MAX_TRIAL_INPUT);
+        let sample_paths = paths_of(&sample);
+        assert_eq!(
+            sample_paths,
+            paths_of(&data_plane_input(Stage::Response)),
+            "the response stage's input"
+        );
+        let request_paths: BTreeSet<String> = sample_paths
+            .into_iter()
+            .filter(|p| !p.starts_with("/response"))
+            .collect();
+        assert_eq!(request_paths, paths_of(&data_plane_input(Stage::Request)));
+        for headers in ["request", "response"] {
+            for name in sample[headers]["headers"].as_object().unwrap().keys() {
+                assert_eq!(*name, name.to_lowercase(), "{headers} header names");
+            }
+        }
+    }
+
+    const BOTH_STAGES: &str = r#"package trial
+pre_request := {"action": "block", "type": "saw_a_response"} if input.response
+pre_response := {"action": "block", "type": "too_large", "message": "over 1 KiB"} if {
+    input.response.size > 1024
+}
+"#;
+
+    const REQUEST_ONLY: &str = "package trial\npre_request := {\"action\": \"block\"} if input.bucket.access_count.last_minute > 10\n";
+
+    async fn run(rego: &str, input: &str, stage: Stage, documents: Vec<DataDocument>) -> TrialView {
+        trial(rego.into(), input.into(), stage, documents).await
+    }
+
+    #[tokio::test]
+    async fn the_trial_runs_the_stage_chosen_and_leaves_the_response_out_of_the_request() {
+        let t = run(BOTH_STAGES, SAMPLE_INPUT, Stage::Response, vec![]).await;
+        assert_eq!(
+            t,
+            TrialView {
+                outcome: "block",
+                stage: "response",
+                kind: Some("too_large".into()),
+                message: Some("over 1 KiB".into()),
+            }
+        );
+        let t = run(BOTH_STAGES, SAMPLE_INPUT, Stage::Request, vec![]).await;
+        assert_eq!((t.outcome, t.stage), ("allow", "request"), "{t:?}");
+    }
+
+    #[tokio::test]
+    async fn a_stage_the_policy_has_no_rule_for_is_said_not_allowed() {
+        let t = run(REQUEST_ONLY, SAMPLE_INPUT, Stage::Response, vec![]).await;
+        assert_eq!(t.outcome, "no_rule");
+        assert_eq!(t.headline(), "no rule for this stage");
+        let message = t.message.unwrap();
+        assert!(
+            message.contains("no pre_response rule") && message.contains("response stage"),
+            "{message}"
+        );
+        let t = run(REQUEST_ONLY, SAMPLE_INPUT, Stage::Request, vec![]).await;
+        assert_eq!((t.outcome, t.headline()), ("block", "block"));
+    }
+
+    fn document(name: &str, document: Value) -> DataDocument {
+        DataDocument {
+            name: name.into(),
+            document,
+            description: String::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_trial_reads_the_data_documents_it_is_given() {
+        let allowlisted = "package gate\nimport rego.v1\n\
+                           pre_request := {\"action\": \"block\", \"type\": \"not_listed\"} if \
+                           not input.user.id in data.allowlist.users\n";
+        let listing = |users: Value| vec![document("allowlist", json!({ "users": users }))];
+        let t = run(
+            allowlisted,
+            SAMPLE_INPUT,
+            Stage::Request,
+            listing(json!(["alice"])),
+        )
+        .await;
+        assert_eq!(t.outcome, "allow", "{t:?}");
+        let t = run(
+            allowlisted,
+            SAMPLE_INPUT,
+            Stage::Request,
+            listing(json!(["bob"])),
+        )
+        .await;
+        assert_eq!(t.kind.as_deref(), Some("not_listed"), "{t:?}");
+        let t = run(allowlisted, SAMPLE_INPUT, Stage::Request, vec![]).await;
+        assert_eq!(t.outcome, "block", "no document, no allowlist: {t:?}");
+
+        // A package the revision's documents would hide is refused as the store refuses it.
+        let hidden = "package allowlist\npre_request := {\"action\": \"allow\"}\n";
+        let t = run(hidden, SAMPLE_INPUT, Stage::Request, listing(json!([]))).await;
+        assert_eq!(t.outcome, "error");
+        assert!(t.message.unwrap().contains("under data.allowlist"));
+    }
+
+    #[tokio::test]
+    async fn bad_sample_inputs_and_policies_are_errors_that_say_why() {
+        let long = format!("{{\"pad\": \"{}\"}}", "x".repeat(MAX_TRIAL_INPUT));
+        for (rego, input, words) in [
+            (REQUEST_ONLY, long.as_str(), "the limit is 65536"),
+            (REQUEST_ONLY, "[1, 2]", "must be a JSON object"),
+            (REQUEST_ONLY, "{\"user\": ", "not valid JSON"),
+            ("package p\npre_request := {\n", "{}", "does not compile"),
+        ] {
+            let t = run(rego, input, Stage::Request, vec![]).await;
+            assert_eq!(t.outcome, "error");
+            let message = t.message.unwrap();
+            assert!(message.contains(words), "{words}: {message}");
+        }
+    }
+
+    #[test]
+    fn the_stage_is_read_by_name_and_defaults_to_the_request() {
+        #[derive(Deserialize)]
+        struct Form {
+            #[serde(default = "request_stage", deserialize_with = "trial_stage")]
+            stage: Stage,
+        }
+        let stage = |v: Value| serde_json::from_value::<Form>(v).map(|f| f.stage);
+        assert_eq!(stage(json!({})).unwrap(), Stage::Request);
+        assert_eq!(
+            stage(json!({"stage": "response"})).unwrap(),
+            Stage::Response
+        );
+        let err = stage(json!({"stage": "body"})).unwrap_err().to_string();
+        assert!(err.contains("\"body\" is not one of request"), "{err}");
+    }
+
+    fn key(subject: &str, action: &str) -> CounterKey {
+        CounterKey::new(subject, "reports", action).unwrap()
+    }
+
+    #[test]
+    fn byte_counters_rank_after_counts_and_are_summed_apart() {
+        let rows = vec![
+            (key("alice", "bytes_read"), vec![3 << 20, 5 << 30]),
+            (key("alice", "access"), vec![3, 9]),
+            (key("bob", "access"), vec![7, 7]),
+            (key("bob", "bytes_written"), vec![1536, 1536]),
+            (key("bob", "bytes_read"), vec![512, 512]),
+        ];
+        let all = select(rows.clone(), "", 2);
+        assert_eq!(all.matching, 5);
+        let order: Vec<(&str, &str)> = all
+            .top
+            .iter()
+            .map(|(k, _)| (k.subject(), k.action()))
+            .collect();
+        assert_eq!(
+            order,
+            [
+                ("bob", "access"),
+                ("alice", "access"),
+                ("alice", "bytes_read"),
+                ("bob", "bytes_written"),
+                ("bob", "bytes_read"),
+            ]
+        );
+        assert_eq!(all.window_totals, [10, 16], "counts only");
+        assert_eq!(
+            all.byte_totals,
+            [
+                ByteTotals {
+                    action: "bytes_read",
+                    totals: vec![(3 << 20) + 512, (5 << 30) + 512],
+                    human: vec!["3.0 MiB".into(), "5.0 GiB".into()],
+                },
+                ByteTotals {
+                    action: "bytes_written",
+                    totals: vec![1536, 1536],
+                    human: vec!["1.5 KiB".into(), "1.5 KiB".into()],
+                },
+            ]
+        );
+
+        // The filter finds them by action, in any case.
+        let read = select(rows.clone(), "BYTES_READ", 2);
+        assert_eq!(read.matching, 2);
+        assert!(read.top.iter().all(|(k, _)| k.action() == "bytes_read"));
+        assert_eq!(read.window_totals, [0, 0]);
+        assert_eq!(read.byte_totals.len(), 1);
+        let bob = select(rows, "bob", 2);
+        assert_eq!(bob.matching, 3);
+        assert_eq!(bob.window_totals, [7, 7]);
+    }
+
+    #[test]
+    fn byte_sizes_read_in_binary_units() {
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(5 << 20), "5.0 MiB");
+        assert_eq!(human_bytes(3 << 30), "3.0 GiB");
+    }
+
+    #[test]
+    fn document_rows_show_the_size_the_limit_is_measured_on() {
+        let at = chrono::DateTime::from_timestamp(1_765_000_000, 0).unwrap();
+        let rows = document_rows(vec![DocumentRecord {
+            document: DataDocument {
+                description: "who may read".into(),
+                ..document("allowlist", json!({ "users": ["x".repeat(2000)] }))
+            },
+            updated_at: at,
+        }]);
+        assert_eq!(
+            rows,
+            [DocumentRow {
+                name: "allowlist".into(),
+                bytes: 2014,
+                size: "2.0 KiB".into(),
+                description: "who may read".into(),
+                updated: "2025-12-06 05:46:40 UTC".into(),
+            }]
+        );
+        assert_eq!(document_limit(), "1.0 MiB");
+    }
+}

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use shoal_model::{
-    AdminIdentity, AdminStore, AdminSummary, AuditPage, AuditQuery, ModelError, NewCredential,
-    Policy, Resource, ResourceSpec, RevisionRecord, Session, UserSummary,
+    AdminIdentity, AdminStore, AdminSummary, AuditPage, AuditQuery, DocumentRecord, ModelError,
+    NewCredential, Policy, Resource, ResourceSpec, RevisionRecord, Session, UserSummary,
 };
 
 use crate::Store;
@@ -70,7 +70,7 @@ impl AdminStore for Store {
         Ok(Store::delete_policy(self, actor, name).await?)
     }
 
-    async fn list_documents(&self) -> Result<Vec<shoal_model::DataDocument>, ModelError> {
+    async fn list_documents(&self) -> Result<Vec<DocumentRecord>, ModelError> {
         Ok(Store::list_documents(self).await?)
     }
 

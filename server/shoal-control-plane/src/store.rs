@@ -7,9 +7,9 @@
 use chrono::{DateTime, Utc};
 use shoal_config::SecretKey;
 use shoal_model::{
-    AuditPage, AuditQuery, AuditRecord, CredentialSummary, DataDocument, NewCredential, Policy,
-    Resource, ResourceSpec, RevisionRecord, UserProfile, UserSummary, check_description,
-    check_user_name, package_root, seal_secret,
+    AuditPage, AuditQuery, AuditRecord, CredentialSummary, DataDocument, DocumentRecord,
+    NewCredential, Policy, Resource, ResourceSpec, RevisionRecord, UserProfile, UserSummary,
+    check_description, check_user_name, package_root, seal_secret,
 };
 use sqlx::{PgPool, Postgres, Transaction};
 
@@ -336,17 +336,21 @@ impl Store {
         .await
     }
 
-    pub async fn list_documents(&self) -> Result<Vec<DataDocument>, ControlPlaneError> {
-        let rows: Vec<(String, serde_json::Value, String)> =
-            sqlx::query_as("SELECT name, document, description FROM data_documents ORDER BY name")
-                .fetch_all(&self.pool)
-                .await?;
+    pub async fn list_documents(&self) -> Result<Vec<DocumentRecord>, ControlPlaneError> {
+        let rows: Vec<(String, serde_json::Value, String, DateTime<Utc>)> = sqlx::query_as(
+            "SELECT name, document, description, updated_at FROM data_documents ORDER BY name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
         Ok(rows
             .into_iter()
-            .map(|(name, document, description)| DataDocument {
-                name,
-                document,
-                description,
+            .map(|(name, document, description, updated_at)| DocumentRecord {
+                document: DataDocument {
+                    name,
+                    document,
+                    description,
+                },
+                updated_at,
             })
             .collect())
     }

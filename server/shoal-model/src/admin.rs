@@ -60,7 +60,7 @@ pub trait AdminStore: Send + Sync {
 
     async fn delete_policy(&self, actor: &str, name: &str) -> Result<i64, ModelError>;
 
-    async fn list_documents(&self) -> Result<Vec<crate::DataDocument>, ModelError>;
+    async fn list_documents(&self) -> Result<Vec<DocumentRecord>, ModelError>;
 
     async fn put_document(
         &self,
@@ -181,6 +181,15 @@ pub struct CredentialSummary {
     pub key_id: String,
     pub enabled: bool,
     pub created_at: DateTime<Utc>,
+}
+
+/// A data document as listings show it: with the time of its last change, which a config
+/// snapshot leaves out (nodes do not need it, operators do).
+#[derive(Debug, Clone, Serialize)]
+pub struct DocumentRecord {
+    #[serde(flatten)]
+    pub document: crate::DataDocument,
+    pub updated_at: DateTime<Utc>,
 }
 
 /// Returned once at creation; only a hash (API key) or a sealed copy (S3) is stored.

@@ -25,7 +25,7 @@ mod sealed;
 
 pub use admin::{
     AdminIdentity, AdminStore, AdminSummary, AuditPage, AuditQuery, AuditRecord, CredentialSummary,
-    NewCredential, RevisionRecord, Session, UserSummary,
+    DocumentRecord, NewCredential, RevisionRecord, Session, UserSummary,
 };
 pub use audit::{AuditBacklog, AuditEntry, AuditQueue, AuditSink};
 pub use config::{

@@ -9,13 +9,16 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use shoal_model::{
-    Enforcement, ModelError, NewCredential, OnError, OnUnreachable, Policy, Resource,
+    DataDocument, Enforcement, ModelError, NewCredential, OnError, OnUnreachable, Policy, Resource,
 };
+use shoal_policy::Stage;
 
 use crate::api::ApiState;
 use crate::login::{self, LoginOutcome};
 use crate::views::{self, SAMPLE_INPUT, TrialView};
-use crate::web::pages::{PolicyEditTpl, ResourceEditTpl, admins_page, store_failure, users_page};
+use crate::web::pages::{
+    DocumentEditTpl, PolicyEditTpl, ResourceEditTpl, admins_page, store_failure, users_page,
+};
 use crate::web::session::{
     ConsoleAdmin, LOGIN_CSRF_COOKIE, SESSION_COOKIE, cookie, same_secret, set_cookie,
 };
@@ -348,16 +351,109 @@ struct TrialFragment {
 pub(crate) struct TrialForm {
     rego: String,
     input: String,
+    #[serde(
+        default = "views::request_stage",
+        deserialize_with = "views::trial_stage"
+    )]
+    stage: Stage,
 }
 
-/// "Test this policy": evaluates the editor's text on the sample input; stores nothing.
+/// "Test this policy": evaluates the editor's text at the chosen stage on the sample input,
+/// with the data documents this node enforces; stores nothing.
 pub(crate) async fn test_policy(
+    State(s): State<ApiState>,
     _admin: ConsoleAdmin,
     FormData(f): FormData<TrialForm>,
 ) -> Response {
+    let documents = views::documents_in_force(&s);
     fragment(&TrialFragment {
-        t: views::trial(f.rego, f.input).await,
+        t: views::trial(f.rego, f.input, f.stage, documents).await,
     })
+}
+
+#[derive(Deserialize)]
+pub(crate) struct DocumentForm {
+    name: String,
+    document: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    creating: Option<String>,
+}
+
+/// Stores a data document through the same store call as the API, which refuses a bad name,
+/// an oversize document or one that would hide a policy's package; the form comes back with
+/// the reason and nothing is stored.
+pub(crate) async fn save_document(
+    State(s): State<ApiState>,
+    admin: ConsoleAdmin,
+    FormData(f): FormData<DocumentForm>,
+) -> Response {
+    let creating = checkbox(&f.creating);
+    let exists = || async {
+        s.store
+            .list_documents()
+            .await
+            .is_ok_and(|l| l.iter().any(|d| d.document.name == f.name))
+    };
+    let result = match serde_json::from_str::<serde_json::Value>(&f.document) {
+        Err(e) => Err(ModelError::Invalid(format!(
+            "the document is not valid JSON: {e}"
+        ))),
+        Ok(_) if creating && exists().await => Err(ModelError::Invalid(format!(
+            "a data document named {:?} already exists; edit it instead",
+            f.name
+        ))),
+        Ok(document) => {
+            let document = DataDocument {
+                name: f.name.clone(),
+                document,
+                description: f.description.clone(),
+            };
+            s.store.put_document(&admin.actor(), &document).await
+        }
+    };
+    match result {
+        Ok(revision) => saved("/console/data", revision),
+        Err(ModelError::Invalid(error) | ModelError::Conflict(error)) => {
+            let title = if creating {
+                "New data document".to_string()
+            } else {
+                format!("Data document {}", f.name)
+            };
+            Page {
+                state: &s,
+                admin: &admin,
+                active: "data",
+                title: &title,
+                notice: None,
+            }
+            .render(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &DocumentEditTpl {
+                    creating,
+                    name: f.name,
+                    document: f.document,
+                    description: f.description,
+                    error: Some(error),
+                    csrf: admin.csrf.clone(),
+                    limit: views::document_limit(),
+                },
+            )
+        }
+        Err(e) => store_failure(e),
+    }
+}
+
+pub(crate) async fn delete_document(
+    State(s): State<ApiState>,
+    admin: ConsoleAdmin,
+    Path(name): Path<String>,
+) -> Response {
+    after_change(
+        "/console/data",
+        s.store.delete_document(&admin.actor(), &name).await,
+    )
 }
 
 #[derive(Deserialize)]

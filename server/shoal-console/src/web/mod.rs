@@ -12,7 +12,7 @@ mod session;
 
 use askama::Template;
 use axum::Router;
-use axum::extract::{FromRequest, Path, Request};
+use axum::extract::{DefaultBodyLimit, FromRequest, Path, Request};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -41,6 +41,15 @@ pub(crate) fn routes() -> Router<ApiState> {
             get(pages::policies).post(forms::save_policy),
         )
         .route("/console/policies/new", get(pages::new_policy))
+        .route(
+            session::DOCUMENT_FORM_PATH,
+            get(pages::documents)
+                .post(forms::save_document)
+                .layer(DefaultBodyLimit::max(session::DOCUMENT_FORM_LIMIT)),
+        )
+        .route("/console/data/new", get(pages::new_document))
+        .route("/console/data/{name}", get(pages::edit_document))
+        .route("/console/data/{name}/delete", post(forms::delete_document))
         .route("/console/policy-test", post(forms::test_policy))
         .route("/console/policies/{name}", get(pages::edit_policy))
         .route(
@@ -149,12 +158,13 @@ async fn static_file(Path(path): Path<String>) -> Response {
 }
 
 /// Navigation entries: (path, label, key used to mark the current page).
-const NAV: [(&str, &str, &str); 9] = [
+const NAV: [(&str, &str, &str); 10] = [
     ("/console/", "Overview", "overview"),
     ("/console/instances", "Instances", "instances"),
     ("/console/events", "Membership events", "events"),
     ("/console/counters", "Rate counters", "counters"),
     ("/console/policies", "Policies", "policies"),
+    ("/console/data", "Data documents", "data"),
     ("/console/resources", "Resources", "resources"),
     ("/console/users", "Users & keys", "users"),
     ("/console/admins", "Admins", "admins"),

@@ -12,7 +12,8 @@ use shoal_model::{AuditPage, ModelError, Policy, Resource, UserSummary};
 
 use crate::api::{ApiState, AuditFilter};
 use crate::views::{
-    self, CounterHistory, CountersView, EventView, InstancesView, OverviewView, SAMPLE_INPUT,
+    self, CounterHistory, CountersView, DocumentRow, EventView, InstancesView, OverviewView,
+    SAMPLE_INPUT,
 };
 use crate::web::session::ConsoleAdmin;
 use crate::web::{Page, error_page, fragment};
@@ -407,6 +408,97 @@ pub(crate) async fn edit_policy(
             error: None,
             csrf: admin.csrf.clone(),
             sample: SAMPLE_INPUT,
+        },
+    )
+}
+
+#[derive(Template)]
+#[template(path = "data.html")]
+struct DocumentsTpl {
+    rows: Vec<DocumentRow>,
+    csrf: String,
+    limit: String,
+}
+
+pub(crate) async fn documents(
+    State(s): State<ApiState>,
+    admin: ConsoleAdmin,
+    Query(saved): Query<Saved>,
+) -> Response {
+    let list = match s.store.list_documents().await {
+        Ok(l) => l,
+        Err(e) => return store_failure(e),
+    };
+    let notice = saved.notice();
+    let mut p = page(&s, &admin, "data", "Data documents");
+    p.notice = notice.as_deref();
+    p.render(
+        StatusCode::OK,
+        &DocumentsTpl {
+            rows: views::document_rows(list),
+            csrf: admin.csrf.clone(),
+            limit: views::document_limit(),
+        },
+    )
+}
+
+/// The data document editor (and its view), also re-rendered with the submitted values and the
+/// store's reason when a save is refused.
+#[derive(Template)]
+#[template(path = "data_edit.html")]
+pub(crate) struct DocumentEditTpl {
+    pub creating: bool,
+    pub name: String,
+    pub document: String,
+    pub description: String,
+    pub error: Option<String>,
+    pub csrf: String,
+    pub limit: String,
+}
+
+const NEW_DOCUMENT: &str = "{\n  \"users\": [\"alice\"]\n}";
+
+pub(crate) async fn new_document(State(s): State<ApiState>, admin: ConsoleAdmin) -> Response {
+    page(&s, &admin, "data", "New data document").render(
+        StatusCode::OK,
+        &DocumentEditTpl {
+            creating: true,
+            name: String::new(),
+            document: NEW_DOCUMENT.into(),
+            description: String::new(),
+            error: None,
+            csrf: admin.csrf.clone(),
+            limit: views::document_limit(),
+        },
+    )
+}
+
+pub(crate) async fn edit_document(
+    State(s): State<ApiState>,
+    admin: ConsoleAdmin,
+    Path(name): Path<String>,
+) -> Response {
+    let list = match s.store.list_documents().await {
+        Ok(l) => l,
+        Err(e) => return store_failure(e),
+    };
+    let Some(d) = list.into_iter().find(|d| d.document.name == name) else {
+        return error_page(
+            StatusCode::NOT_FOUND,
+            &format!("data document {name:?} not found"),
+        );
+    };
+    let title = format!("Data document {name}");
+    page(&s, &admin, "data", &title).render(
+        StatusCode::OK,
+        &DocumentEditTpl {
+            creating: false,
+            document: serde_json::to_string_pretty(&d.document.document).unwrap_or_default(),
+            name: d.document.name,
+            description: d.document.description,
+            error: None,
+            csrf: admin.csrf.clone(),
+            limit: views::document_limit(),
         },
     )
 }

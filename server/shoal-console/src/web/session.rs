@@ -25,6 +25,22 @@ pub(crate) const CSRF_HEADER: &str = "x-csrf-token";
 /// Largest console form accepted (a policy may be 256 KiB, percent-encoded).
 pub(crate) const FORM_LIMIT: usize = 1024 * 1024;
 
+/// Where the data document form posts.
+pub(crate) const DOCUMENT_FORM_PATH: &str = "/console/data";
+
+/// Largest data document form: room for a document just over the control plane's limit,
+/// percent-encoded, so that it reaches the store and comes back refused with the store's
+/// message next to the form, not as a bare 413.
+pub(crate) const DOCUMENT_FORM_LIMIT: usize = 4 * shoal_model::MAX_DOCUMENT_BYTES;
+
+fn form_limit(path: &str) -> usize {
+    if path == DOCUMENT_FORM_PATH {
+        DOCUMENT_FORM_LIMIT
+    } else {
+        FORM_LIMIT
+    }
+}
+
 pub(crate) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(header::COOKIE)
@@ -182,15 +198,16 @@ pub(crate) async fn csrf_guard(req: Request, next: Next) -> Response {
         }
         return refuse("the CSRF token is wrong");
     }
+    let limit = form_limit(&path);
     let (parts, body) = req.into_parts();
-    let bytes = match axum::body::to_bytes(body, FORM_LIMIT).await {
+    let bytes = match axum::body::to_bytes(body, limit).await {
         Ok(b) => b,
         Err(_) => {
             let mut res = error_page(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 &format!(
                     "This form is larger than {} KiB; nothing was changed.",
-                    FORM_LIMIT / 1024
+                    limit / 1024
                 ),
             );
             // The rest of the body is not read: the connection cannot carry another request.
@@ -352,6 +369,30 @@ mod tests {
         assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
         assert_eq!(headers[header::CONNECTION], "close");
         assert!(body.contains("nothing was changed"), "{body}");
+
+        // A data document just over the store's limit still reaches the handler (the store
+        // refuses it with its reason); four times that does not.
+        let token = csrf_for("tok");
+        let document = |size: usize| format!("{CSRF_FIELD}={token}&document={}", "x".repeat(size));
+        let over_store_limit = document(shoal_model::MAX_DOCUMENT_BYTES + 1);
+        let (status, _, body) = guarded(post(
+            DOCUMENT_FORM_PATH,
+            Some("tok"),
+            None,
+            &over_store_limit,
+        ))
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body.len(), over_store_limit.len());
+        let (status, _, body) = guarded(post(
+            DOCUMENT_FORM_PATH,
+            Some("tok"),
+            None,
+            &document(DOCUMENT_FORM_LIMIT),
+        ))
+        .await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert!(body.contains("larger than 4096 KiB"), "{body}");
     }
 
     #[test]

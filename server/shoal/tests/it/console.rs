@@ -1,8 +1,10 @@
 //! The web console in a real browser (Debian's Chromium driven through chromedriver) against
 //! a real three-node cluster and PostgreSQL: sessions that follow the operator across nodes,
-//! live membership, policy editing with compile errors, live counters, CSRF, logout
-//! everywhere, accessibility (axe-core) and keyboard navigation. Screenshots of the main pages
-//! are written to `SHOAL_SCREENSHOT_DIR` (docs/img when refreshing the README's pictures).
+//! live membership, policy editing with compile errors, policy trials at both stages with the
+//! node's data documents, live counters (byte counters in binary units), data documents,
+//! CSRF, logout everywhere, accessibility (axe-core) and keyboard navigation. Screenshots of
+//! the main pages are written to `SHOAL_SCREENSHOT_DIR` (docs/img when refreshing the README's
+//! pictures).
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -202,6 +204,15 @@ async fn console_status(base: &str, cookie: &str) -> (u16, String) {
 
 const BROKEN_POLICY: &str = "package console.e2e\n\ndefault pre_request := {\"action\": \"allow\"}\n\npre_request := {\"action\": \"block\" if {\n    input.bucket.access_count.last_minute > 10\n}\n";
 const FIXED_POLICY: &str = "package console.e2e\n\ndefault pre_request := {\"action\": \"allow\"}\n\npre_request := {\"action\": \"block\", \"type\": \"over_limit\", \"message\": \"over ten a minute\"} if {\n    input.bucket.access_count.last_minute > 10\n}\n";
+/// Reads a data document at the request stage and the upstream's answer at the response stage.
+const TRIAL_POLICY: &str = r#"package console.trial
+
+import rego.v1
+
+pre_request := {"action": "block", "type": "not_allowlisted"} if not input.user.id in data.allowlist.users
+
+pre_response := {"action": "block", "type": "too_large", "message": "over 1 KiB"} if input.response.size > 1024
+"#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn console_in_a_real_browser_across_a_three_node_cluster() {
@@ -354,6 +365,19 @@ async fn console_in_a_real_browser_across_a_three_node_cluster() {
     .await;
     assert!(verdict.starts_with("block"), "{verdict}");
     assert!(verdict.contains("over ten a minute"), "{verdict}");
+    // At the response stage the policy, which has no pre_response, says so: not an allow.
+    set_value(&c, "#trial-stage", "response").await;
+    click(&c, ".trial button[type=submit]").await;
+    let verdict = wait_text(
+        &c,
+        "#trial-result .verdict[data-stage=response]",
+        "the response stage's verdict",
+        |t| !t.is_empty(),
+    )
+    .await;
+    assert!(verdict.starts_with("no rule for this stage"), "{verdict}");
+    assert!(verdict.contains("no pre_response rule"), "{verdict}");
+    assert_accessible(&c, &axe, "policy trial without a rule for the stage").await;
     click(&c, "#policy-form button[type=submit]").await;
     wait_text(&c, "main h1", "the policy list after saving", |t| {
         t == "Policies"
@@ -433,6 +457,39 @@ async fn console_in_a_real_browser_across_a_three_node_cluster() {
     .await;
     assert_accessible(&c, &axe, "counters").await;
     screenshot(&c, "counters").await;
+    // Byte counters (kept when a policy reads them; counted here through the state API) show
+    // their totals in binary units too, and the filter finds them by action.
+    for _ in 0..3 {
+        let (code, body) = apis[0]
+            .post(
+                "/api/v1/state/increment",
+                json!({"subject": "console-user", "resource": "console-echo",
+                       "action": "bytes_read", "by": 1_000_000}),
+            )
+            .await;
+        assert_eq!(code, 200, "{body}");
+    }
+    c.goto(&format!("{a}/console/counters?q=bytes_read"))
+        .await
+        .unwrap();
+    wait_text(
+        &c,
+        "tr[data-subject=console-user][data-action=bytes_read] td[data-col=total-0] .human",
+        "3,000,000 bytes read in MiB",
+        |t| t == "2.9 MiB",
+    )
+    .await;
+    assert!(
+        c.find(Locator::Css("#counters tr[data-action=access]"))
+            .await
+            .is_err(),
+        "the filter on the action leaves the request counters out"
+    );
+    let summary = text(&c, "#counter-summary").await.unwrap();
+    assert!(
+        summary.contains("bytes_read: last_minute 2.9 MiB"),
+        "{summary}"
+    );
 
     // A form post without the CSRF token is refused, and changes nothing.
     let status = c
@@ -451,6 +508,117 @@ async fn console_in_a_real_browser_across_a_three_node_cluster() {
             .await
             .contains(&"console-e2e".to_string())
     );
+
+    // Data documents: one made on the console is listed with its size; a bad one is refused
+    // with the store's reason next to the form, the text kept, and nothing stored.
+    c.goto(&format!("{a}/console/data")).await.unwrap();
+    wait_text(&c, "main h1", "the data documents page", |t| {
+        t == "Data documents"
+    })
+    .await;
+    assert_eq!(
+        text(&c, "nav a[aria-current=page]").await.unwrap(),
+        "Data documents"
+    );
+    click(&c, "main a.button.primary").await;
+    wait_text(&c, "main h1", "the new document form", |t| {
+        t == "New data document"
+    })
+    .await;
+    fill(&c, "#name", "allowlist").await;
+    set_value(&c, "#document", "{\n  \"users\": [\"alice\"]\n}").await;
+    fill(&c, "#description", "who may read").await;
+    click(&c, "#document-form button[type=submit]").await;
+    let row = "tr[data-document=allowlist]";
+    wait_text(
+        &c,
+        &format!("{row} td[data-col=size]"),
+        "the listed size",
+        |t| t == "19 B",
+    )
+    .await;
+    assert!(
+        text(&c, row).await.unwrap().contains("who may read"),
+        "the description is listed"
+    );
+    let saved = c
+        .current_url()
+        .await
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "saved")
+        .and_then(|(_, v)| v.parse::<i64>().ok())
+        .expect("the saved revision in the address");
+    assert_accessible(&c, &axe, "data documents").await;
+    screenshot(&c, "data").await;
+    for (name, document, reason) in [
+        (
+            "console",
+            "{}".to_string(),
+            "policy \"console-e2e\" has its package under data.console",
+        ),
+        (
+            "huge",
+            format!("\"{}\"", "x".repeat(1024 * 1024)),
+            "1048578 bytes as JSON; the limit is 1048576",
+        ),
+    ] {
+        c.goto(&format!("{a}/console/data/new")).await.unwrap();
+        fill(&c, "#name", name).await;
+        set_value(&c, "#document", &document).await;
+        click(&c, "#document-form button[type=submit]").await;
+        let error = wait_text(&c, "#form-error", reason, |t| !t.is_empty()).await;
+        assert!(error.contains(reason), "{error}");
+        let kept = c
+            .find(Locator::Css("#document"))
+            .await
+            .unwrap()
+            .prop("value")
+            .await
+            .unwrap();
+        assert_eq!(kept.as_deref(), Some(document.as_str()), "{name} kept");
+        if name == "console" {
+            assert_accessible(&c, &axe, "data document refused").await;
+        }
+    }
+    let (_, listed) = apis[0].get("/api/v1/data").await;
+    let names: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|d| d["name"].as_str())
+        .collect();
+    assert_eq!(names, ["allowlist"], "nothing refused was stored");
+    assert!(listed[0]["updated_at"].is_string(), "{listed}");
+
+    // "Test this policy" reads the documents of the revision this node enforces: alice is
+    // allowlisted, so the request stage allows; the response stage sees the large answer.
+    let (code, body) = apis[0]
+        .get(&format!(
+            "/api/v1/config/wait?revision={saved}&timeout_ms=60000"
+        ))
+        .await;
+    assert_eq!(code, 200, "node A applies the document's revision: {body}");
+    c.goto(&format!("{a}/console/policies/new")).await.unwrap();
+    set_value(&c, "#rego", TRIAL_POLICY).await;
+    for (stage, expected) in [("request", "allow"), ("response", "block")] {
+        set_value(&c, "#trial-stage", stage).await;
+        click(&c, ".trial button[type=submit]").await;
+        let verdict = wait_text(
+            &c,
+            &format!("#trial-result .verdict[data-stage={stage}]"),
+            stage,
+            |t| !t.is_empty(),
+        )
+        .await;
+        assert!(verdict.starts_with(expected), "{stage}: {verdict}");
+    }
+    let verdict = text(&c, "#trial-result .verdict").await.unwrap();
+    assert!(verdict.contains("too_large"), "{verdict}");
+    c.execute("document.querySelector('.trial').scrollIntoView();", vec![])
+        .await
+        .unwrap();
+    screenshot(&c, "policy-trial").await;
 
     // The other main pages render and pass the checker.
     for (path, name) in [
@@ -719,7 +887,25 @@ async fn console_refuses_bad_input_and_escapes_what_it_shows() {
     assert_eq!(r.status().as_u16(), 303);
     let (_, stored) = apis[0].get("/api/v1/policies/hostile").await;
     assert_eq!(stored["on_unreachable"], "deny", "{stored}");
-    for path in ["/console/users", "/console/policies", "/console/audit"] {
+    let document = |name: &str, document: &str, description: &str| {
+        vec![
+            ("_csrf", csrf.clone()),
+            ("creating", "true".into()),
+            ("name", name.into()),
+            ("document", document.into()),
+            ("description", description.into()),
+        ]
+    };
+    let r = post("/console/data", document("tiers", "{\"gold\": 3}", hostile))
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 303);
+    for path in [
+        "/console/users",
+        "/console/policies",
+        "/console/data",
+        "/console/audit",
+    ] {
         let html = page(path.into()).await.unwrap().text().await.unwrap();
         assert!(!html.contains("<script>alert"), "{path} shows a raw script");
         assert!(!html.contains("<img src=x"), "{path} shows a raw img");
@@ -732,6 +918,32 @@ async fn console_refuses_bad_input_and_escapes_what_it_shows() {
     }
     let (_, users) = apis[0].get("/api/v1/users").await;
     assert_eq!(users[0]["description"], hostile, "stored verbatim");
+    // A data document that exists already, is not JSON, or is badly named comes back with
+    // the reason, and nothing changes; the delete form deletes.
+    for (name, body, reason) in [
+        ("tiers", "{\"gold\": 4}", "already exists"),
+        ("broken", "{\"users\": [", "not valid JSON"),
+        ("Bad-Name", "{}", "lower-case letters"),
+    ] {
+        let r = post("/console/data", document(name, body, ""))
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 422, "{name}");
+        let html = r.text().await.unwrap();
+        assert!(
+            html.contains("Not saved.") && html.contains(reason),
+            "{name}: {html}"
+        );
+    }
+    let (_, listed) = apis[0].get("/api/v1/data").await;
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(listed[0]["document"], json!({"gold": 3}), "unchanged");
+    let r = post("/console/data/tiers/delete", vec![("_csrf", csrf.clone())])
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 303);
+    let (_, listed) = apis[0].get("/api/v1/data").await;
+    assert_eq!(listed, json!([]), "deleted");
     // Switches post the state wanted, so sending one twice (a double click) keeps it.
     for _ in 0..2 {
         let r = post(
