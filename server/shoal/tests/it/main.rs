@@ -24,6 +24,7 @@ mod proxy_http;
 mod proxy_s3;
 mod quickstart;
 mod regions;
+mod s3_compat;
 mod security;
 mod state;
 mod telemetry;
