@@ -139,6 +139,12 @@ pub(crate) struct Caller<'a> {
     pub anonymous: bool,
 }
 
+/// What an anonymous caller's counts are kept under: its address, so one busy address does
+/// not use up every anonymous caller's limit.
+pub(crate) fn anonymous_subject(ctx: &Ctx<'_>) -> String {
+    format!("{}:{}", shoal_model::ANONYMOUS, ctx.peer.ip())
+}
+
 impl Caller<'_> {
     /// The user an audit line names (`user:NAME`); none for an anonymous caller.
     pub(crate) fn audited_as(&self) -> Option<&str> {

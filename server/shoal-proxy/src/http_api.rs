@@ -7,7 +7,9 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq as _;
 
-use crate::decision::{Caller, Codes, Ctx, Facts, Refusal, audit, decide, respond};
+use crate::decision::{
+    Caller, Codes, Ctx, Facts, Refusal, anonymous_subject, audit, decide, respond,
+};
 use crate::forward::forward;
 use crate::routes::{ApiKey, Routes};
 use shoal_model::ANONYMOUS;
@@ -89,7 +91,11 @@ pub(crate) async fn handle(
         .get(api_key_header)
         .and_then(|v| v.to_str().ok());
     let key = presented.and_then(|p| identify(routes, p));
-    let anonymous_as = format!("{ANONYMOUS}:{}", ctx.peer.ip());
+    // Only an anonymous caller is counted by address: a keyed request allocates nothing here.
+    let anonymous_as = match presented {
+        None => anonymous_subject(ctx),
+        Some(_) => String::new(),
+    };
     // Who is asking: the key's user, or, without a key where the resource allows the method,
     // an anonymous caller counted by its address.
     let caller = match (presented, key) {

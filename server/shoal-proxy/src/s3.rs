@@ -18,7 +18,9 @@ use axum::http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, 
 use percent_encoding::{percent_decode_str, percent_encode};
 
 use crate::chunked::{self, Chain};
-use crate::decision::{Caller, Codes, Ctx, Facts, Refusal, audit, decide, respond};
+use crate::decision::{
+    Caller, Codes, Ctx, Facts, Refusal, anonymous_subject, audit, decide, respond,
+};
 use crate::forward::{ForwardError, add_forwarding_headers, send};
 use crate::routes::{KeyPair, S3Key, S3Route};
 use crate::sigv4::{
@@ -57,7 +59,11 @@ pub(crate) async fn handle(ctx: &Ctx<'_>, s3: &S3Route, req: Request<Body>) -> R
             .map(|v| copy_source(v.as_bytes())),
         _ => None,
     };
-    let anonymous_as = format!("{ANONYMOUS}:{}", ctx.peer.ip());
+    // Only an anonymous caller is counted by address: a signed request allocates nothing here.
+    let anonymous_as = match &identified {
+        Ok(Sender::Anonymous) => anonymous_subject(ctx),
+        _ => String::new(),
+    };
     let operation = located
         .as_ref()
         .ok()
