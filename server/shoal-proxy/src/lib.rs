@@ -10,6 +10,8 @@
 //! - `cors`: a resource's CORS rules: preflights answered, answers made readable to pages.
 //! - `http_api`: the HTTP resource kind: API-key identity, JSON errors.
 //! - `s3`: the S3 kind: addressing, operations, upstream re-signing, S3 XML errors.
+//! - `post_form`: S3 form uploads (POST Object): the POST policy checked, the form re-posted
+//!   upstream under Shoal's own policy, the file streamed through.
 //! - `sigv4`: the caller's SigV4 signature (header and presigned forms), checked.
 //! - `chunked`: chunk-signed bodies, each chunk's signature checked and replaced in stream.
 //! - `forward`: the pooled upstream client; bodies stream both ways, never buffered.
@@ -30,6 +32,7 @@ pub mod fuzzing;
 mod http_api;
 mod instruments;
 mod listeners;
+mod post_form;
 mod revocations;
 mod routes;
 mod s3;

@@ -14,7 +14,7 @@ use aws_sigv4::http_request::{
 use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
 use axum::body::Body;
-use axum::http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, header};
 use percent_encoding::{percent_decode_str, percent_encode};
 
 use crate::chunked::{self, Chain};
@@ -22,6 +22,7 @@ use crate::decision::{
     Caller, Codes, Ctx, Facts, Refusal, anonymous_subject, audit, decide, respond,
 };
 use crate::forward::{ForwardError, add_forwarding_headers, send};
+use crate::post_form;
 use crate::routes::{KeyPair, S3Key, S3Route};
 use crate::sigv4::{
     self, AuthError, PRESIGN_PARAMS, Payload, Presented, UNRESERVED_PATH, canonical_query,
@@ -49,6 +50,19 @@ pub(crate) async fn handle(ctx: &Ctx<'_>, s3: &S3Route, req: Request<Body>) -> R
         .to_string();
     let query = req.uri().query().unwrap_or("").to_string();
     let located = locate(&s3.virtual_host_domains, &host, &raw_path);
+    // A POST to a bucket itself is a form upload: its credentials are in the body.
+    if let Ok(
+        location @ Location {
+            bucket: Some(bucket),
+            key: None,
+            ..
+        },
+    ) = &located
+        && method == Method::POST
+        && query.is_empty()
+    {
+        return post_form::handle(ctx, s3, req, bucket, location).await;
+    }
     let identified = identify(ctx, &req);
     // A copy reads its source: only a signed copy source travels upstream, and it is checked
     // by the policies as an access to the source bucket.
@@ -176,16 +190,17 @@ pub(crate) async fn handle(ctx: &Ctx<'_>, s3: &S3Route, req: Request<Body>) -> R
 }
 
 /// How S3 callers are told no: the codes S3 clients act on.
-const CODES: Codes = Codes {
+pub(crate) const CODES: Codes = Codes {
     blocked: "AccessDenied",
     policy_error: "AccessDenied",
     unreachable: "ServiceUnavailable",
 };
 
-/// Who sent a request: a signature checked against the key it names, or nobody, where the
-/// resource lets anonymous callers in.
-enum Sender<'r> {
+/// Who sent a request: a signature checked against the key it names (in the request, or in a
+/// form upload's policy), or nobody, where the resource lets anonymous callers in.
+pub(crate) enum Sender<'r> {
     Signed(Box<Presented>, &'r S3Key),
+    Form(&'r S3Key),
     Anonymous,
 }
 
@@ -197,24 +212,24 @@ impl<'r> Sender<'r> {
     fn signed(&self, name: &str) -> bool {
         match self {
             Self::Signed(presented, _) => presented.signed(name),
-            Self::Anonymous => false,
+            Self::Form(_) | Self::Anonymous => false,
         }
     }
 
     fn payload(&self) -> &Payload {
         match self {
             Self::Signed(presented, _) => &presented.payload,
-            Self::Anonymous => &UNSIGNED,
+            Self::Form(_) | Self::Anonymous => &UNSIGNED,
         }
     }
 
     /// `anonymous_as`: what an anonymous caller is counted as (its address).
-    fn caller<'a>(&self, ctx: &Ctx<'r>, anonymous_as: &'a str) -> Caller<'a>
+    pub(crate) fn caller<'a>(&self, ctx: &Ctx<'r>, anonymous_as: &'a str) -> Caller<'a>
     where
         'r: 'a,
     {
         match *self {
-            Self::Signed(_, key) => Caller {
+            Self::Signed(_, key) | Self::Form(key) => Caller {
                 user: &key.user,
                 key_id: &key.access_key_id,
                 subject: &key.subject,
@@ -250,7 +265,7 @@ fn identify<'r>(ctx: &Ctx<'r>, req: &Request<Body>) -> Result<Sender<'r>, Refusa
         Err(AuthError::Missing) => return anonymous(ctx, req.method()),
         Err(e) => return Err(auth_refusal(&e)),
     };
-    let Some(key) = ctx.routes.s3_keys.get(&presented.access_key_id) else {
+    let Some(key) = ctx.routes.s3_keys.get(&presented.scope.access_key_id) else {
         return Err(auth_refusal(&AuthError::UnknownKey));
     };
     presented
@@ -267,7 +282,7 @@ fn identify<'r>(ctx: &Ctx<'r>, req: &Request<Body>) -> Result<Sender<'r>, Refusa
 
 /// An unsigned request: anonymous where the resource allows its method, else refused as S3
 /// refuses it (`AccessDenied`), saying what would let it in.
-fn anonymous<'r>(ctx: &Ctx<'r>, method: &Method) -> Result<Sender<'r>, Refusal> {
+pub(crate) fn anonymous<'r>(ctx: &Ctx<'r>, method: &Method) -> Result<Sender<'r>, Refusal> {
     let access = ctx.route.anonymous;
     if access.allows(method.as_str()) {
         return Ok(Sender::Anonymous);
@@ -289,7 +304,7 @@ fn anonymous<'r>(ctx: &Ctx<'r>, method: &Method) -> Result<Sender<'r>, Refusal> 
     ))
 }
 
-fn auth_refusal(e: &AuthError) -> Refusal {
+pub(crate) fn auth_refusal(e: &AuthError) -> Refusal {
     let (status, code, message) = match e {
         AuthError::Missing => (
             StatusCode::FORBIDDEN,
@@ -556,35 +571,7 @@ fn upstream_request(
     query: &str,
 ) -> Result<Request<Body>, ForwardError> {
     let (mut parts, body) = req.into_parts();
-    let base = s3.endpoint.path().trim_end_matches('/');
-    let endpoint_authority = s3.endpoint.authority().map_or("", |a| a.as_str());
-    let (authority, path) = match (&location.bucket, s3.addressing) {
-        (None, _) => (endpoint_authority.to_string(), format!("{base}/")),
-        (Some(bucket), Addressing::Path) => (
-            endpoint_authority.to_string(),
-            format!("{base}/{bucket}{}", location.rest),
-        ),
-        (Some(bucket), Addressing::Virtual) => (
-            format!("{bucket}.{endpoint_authority}"),
-            match location.rest.as_str() {
-                "" => format!("{base}/"),
-                rest => format!("{base}{rest}"),
-            },
-        ),
-    };
-    let query = canonical_query(query, &PRESIGN_PARAMS);
-    let path_and_query = if query.is_empty() {
-        path
-    } else {
-        format!("{path}?{query}")
-    };
-    let scheme = s3.endpoint.scheme_str().unwrap_or("http");
-    let uri = format!("{scheme}://{authority}{path_and_query}")
-        .parse()
-        .map_err(|e| ForwardError {
-            status: StatusCode::BAD_REQUEST,
-            message: format!("the upstream address cannot be built: {e}"),
-        })?;
+    let (authority, uri) = upstream_target(s3, location, query)?;
     let headers = &mut parts.headers;
     let unsigned_amz: Vec<_> = headers
         .keys()
@@ -625,6 +612,45 @@ fn upstream_request(
         }
     }
     Ok(request)
+}
+
+/// Where a request for `location` goes upstream: the authority (the bucket's own host under
+/// virtual addressing) and the URI, the presigned parameters left out of the query.
+pub(crate) fn upstream_target(
+    s3: &S3Route,
+    location: &Location,
+    query: &str,
+) -> Result<(String, Uri), ForwardError> {
+    let base = s3.endpoint.path().trim_end_matches('/');
+    let endpoint_authority = s3.endpoint.authority().map_or("", |a| a.as_str());
+    let (authority, path) = match (&location.bucket, s3.addressing) {
+        (None, _) => (endpoint_authority.to_string(), format!("{base}/")),
+        (Some(bucket), Addressing::Path) => (
+            endpoint_authority.to_string(),
+            format!("{base}/{bucket}{}", location.rest),
+        ),
+        (Some(bucket), Addressing::Virtual) => (
+            format!("{bucket}.{endpoint_authority}"),
+            match location.rest.as_str() {
+                "" => format!("{base}/"),
+                rest => format!("{base}{rest}"),
+            },
+        ),
+    };
+    let query = canonical_query(query, &PRESIGN_PARAMS);
+    let path_and_query = if query.is_empty() {
+        path
+    } else {
+        format!("{path}?{query}")
+    };
+    let scheme = s3.endpoint.scheme_str().unwrap_or("http");
+    let uri = format!("{scheme}://{authority}{path_and_query}")
+        .parse()
+        .map_err(|e| ForwardError {
+            status: StatusCode::BAD_REQUEST,
+            message: format!("the upstream address cannot be built: {e}"),
+        })?;
+    Ok((authority, uri))
 }
 
 /// Whether a body signed chunk by chunk (if it is one) can be re-signed: the plain variant
@@ -737,7 +763,7 @@ fn signed_upstream(name: &str) -> bool {
         )
 }
 
-fn forward_error(ctx: &Ctx<'_>, e: ForwardError, resource: &str) -> Response<Body> {
+pub(crate) fn forward_error(ctx: &Ctx<'_>, e: ForwardError, resource: &str) -> Response<Body> {
     tracing::warn!(request_id = ctx.request_id, resource = %ctx.route.name, "{}", e.message);
     ctx.node
         .instruments

@@ -115,11 +115,7 @@ impl Payload {
 /// What the caller presented, read from the request but not yet checked.
 #[derive(Debug)]
 pub(crate) struct Presented {
-    pub access_key_id: String,
-    scope_date: String,
-    region: String,
-    amz_date: String,
-    time: SystemTime,
+    pub scope: Scope,
     signed_headers: Vec<String>,
     signature: String,
     pub payload: Payload,
@@ -284,6 +280,63 @@ fn parse_query(query: &str) -> Result<Presented, AuthError> {
     )
 }
 
+/// A credential scope (`<key id>/<yyyymmdd>/<region>/s3/aws4_request`) and the request time
+/// it must agree with: what header, presigned and POST-form signatures share.
+#[derive(Debug)]
+pub(crate) struct Scope {
+    pub access_key_id: String,
+    scope_date: String,
+    region: String,
+    amz_date: String,
+    time: SystemTime,
+}
+
+impl Scope {
+    pub(crate) fn parse(credential: &str, amz_date: &str) -> Result<Self, AuthError> {
+        let parts: Vec<&str> = credential.split('/').collect();
+        let [access_key_id, scope_date, region, service, terminator] = parts[..] else {
+            return Err(AuthError::Malformed(
+                "Credential must be <access key id>/<yyyymmdd>/<region>/s3/aws4_request".into(),
+            ));
+        };
+        if terminator != "aws4_request" || access_key_id.is_empty() || region.is_empty() {
+            return Err(AuthError::Malformed(
+                "Credential must be <access key id>/<yyyymmdd>/<region>/s3/aws4_request".into(),
+            ));
+        }
+        if service != "s3" {
+            return Err(AuthError::Malformed(format!(
+                "the credential scope's service must be s3, got {:?}",
+                truncate(service)
+            )));
+        }
+        let time = NaiveDateTime::parse_from_str(amz_date, "%Y%m%dT%H%M%SZ").map_err(|_| {
+            AuthError::Malformed(format!(
+                "the request time must look like 20260101T120000Z, got {:?}",
+                truncate(amz_date)
+            ))
+        })?;
+        if !amz_date.starts_with(scope_date) || scope_date.len() != 8 {
+            return Err(AuthError::Malformed(format!(
+                "the credential scope's date {:?} is not the request's date",
+                truncate(scope_date)
+            )));
+        }
+        Ok(Self {
+            access_key_id: access_key_id.to_string(),
+            scope_date: scope_date.to_string(),
+            region: region.to_string(),
+            amz_date: amz_date.to_string(),
+            time: Utc.from_utc_datetime(&time).into(),
+        })
+    }
+
+    /// The key this scope's signatures are made with, from the secret of its access key.
+    pub(crate) fn signing_key(&self, secret: &str) -> impl AsRef<[u8]> + use<> {
+        aws_sigv4::sign::v4::generate_signing_key(secret, self.time, &self.region, "s3")
+    }
+}
+
 fn presented(
     credential: &str,
     signed_headers: &str,
@@ -292,35 +345,7 @@ fn presented(
     payload: Payload,
     expires: Option<Duration>,
 ) -> Result<Presented, AuthError> {
-    let parts: Vec<&str> = credential.split('/').collect();
-    let [access_key_id, scope_date, region, service, terminator] = parts[..] else {
-        return Err(AuthError::Malformed(
-            "Credential must be <access key id>/<yyyymmdd>/<region>/s3/aws4_request".into(),
-        ));
-    };
-    if terminator != "aws4_request" || access_key_id.is_empty() || region.is_empty() {
-        return Err(AuthError::Malformed(
-            "Credential must be <access key id>/<yyyymmdd>/<region>/s3/aws4_request".into(),
-        ));
-    }
-    if service != "s3" {
-        return Err(AuthError::Malformed(format!(
-            "the credential scope's service must be s3, got {:?}",
-            truncate(service)
-        )));
-    }
-    let time = NaiveDateTime::parse_from_str(amz_date, "%Y%m%dT%H%M%SZ").map_err(|_| {
-        AuthError::Malformed(format!(
-            "the request time must look like 20260101T120000Z, got {:?}",
-            truncate(amz_date)
-        ))
-    })?;
-    if !amz_date.starts_with(scope_date) || scope_date.len() != 8 {
-        return Err(AuthError::Malformed(format!(
-            "the credential scope's date {:?} is not the request's date",
-            truncate(scope_date)
-        )));
-    }
+    let scope = Scope::parse(credential, amz_date)?;
     let signed_headers: Vec<String> = signed_headers.split(';').map(str::to_string).collect();
     if !signed_headers.iter().any(|h| h == "host") {
         return Err(AuthError::Malformed(
@@ -341,11 +366,7 @@ fn presented(
         ));
     }
     Ok(Presented {
-        access_key_id: access_key_id.to_string(),
-        scope_date: scope_date.to_string(),
-        region: region.to_string(),
-        amz_date: amz_date.to_string(),
-        time: Utc.from_utc_datetime(&time).into(),
+        scope,
         signed_headers,
         signature: signature.to_ascii_lowercase(),
         payload,
@@ -366,18 +387,18 @@ impl Presented {
         match self.expires {
             None => {
                 let skew = now
-                    .duration_since(self.time)
-                    .or_else(|_| self.time.duration_since(now))
+                    .duration_since(self.scope.time)
+                    .or_else(|_| self.scope.time.duration_since(now))
                     .unwrap_or_default();
                 if skew > MAX_SKEW {
                     return Err(AuthError::Skewed);
                 }
             }
             Some(expires) => {
-                if self.time > now + MAX_SKEW {
+                if self.scope.time > now + MAX_SKEW {
                     return Err(AuthError::Skewed);
                 }
-                if expires.is_zero() || now > self.time + expires {
+                if expires.is_zero() || now > self.scope.time + expires {
                     return Err(AuthError::Expired);
                 }
             }
@@ -389,7 +410,7 @@ impl Presented {
             &[]
         };
         let query = canonical_query(uri.query().unwrap_or(""), skip);
-        let key = aws_sigv4::sign::v4::generate_signing_key(secret, self.time, &self.region, "s3");
+        let key = self.scope.signing_key(secret);
         let raw_path = if uri.path().is_empty() {
             "/"
         } else {
@@ -410,9 +431,9 @@ impl Presented {
             );
             let string_to_sign = format!(
                 "{ALGORITHM}\n{}\n{}/{}/s3/aws4_request\n{}",
-                self.amz_date,
-                self.scope_date,
-                self.region,
+                self.scope.amz_date,
+                self.scope.scope_date,
+                self.scope.region,
                 hex::encode(Sha256::digest(canonical_request.as_bytes()))
             );
             let expected =
@@ -459,11 +480,12 @@ impl Presented {
     /// The caller's chunk-signature chain, seeded by this request's signature.
     pub(crate) fn chunk_chain(&self, secret: &str) -> crate::chunked::Chain {
         crate::chunked::Chain {
-            key: aws_sigv4::sign::v4::generate_signing_key(secret, self.time, &self.region, "s3")
-                .as_ref()
-                .to_vec(),
-            amz_date: self.amz_date.clone(),
-            scope: format!("{}/{}/s3/aws4_request", self.scope_date, self.region),
+            key: self.scope.signing_key(secret).as_ref().to_vec(),
+            amz_date: self.scope.amz_date.clone(),
+            scope: format!(
+                "{}/{}/s3/aws4_request",
+                self.scope.scope_date, self.scope.region
+            ),
             previous: self.signature.clone(),
         }
     }
@@ -579,7 +601,7 @@ mod tests {
 
     fn check(uri: &Uri, h: &HeaderMap, method: Method, now: &str) -> Result<(), AuthError> {
         let presented = parse(uri, h)?;
-        assert_eq!(presented.access_key_id, ACCESS_KEY);
+        assert_eq!(presented.scope.access_key_id, ACCESS_KEY);
         presented.verify(SECRET, &method, uri, h, at(now))
     }
 

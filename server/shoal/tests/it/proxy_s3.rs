@@ -981,3 +981,187 @@ async fn s3cmd_and_rclone_move_multipart_files_through_shoal_intact() {
         .await;
     }
 }
+
+const FORM_RULES: &str = r#"package forms
+
+import rego.v1
+
+pre_request := {"action": "block", "type": "form_prefix", "message": "forms may not write blocked/"} if {
+  input.request.operation == "PostObject"
+  startswith(input.request.key, "blocked/")
+}
+
+pre_request := {"action": "block", "type": "form_type", "message": "forms upload images only"} if {
+  input.request.operation == "PostObject"
+  not startswith(object.get(input.request.headers, "content-type", ""), "image/")
+}
+"#;
+
+/// Browser-form uploads (S3 POST Object) as boto3's `generate_presigned_post` makes them: the
+/// POST policy checked as S3 checks it, the caller identified by the form's credential, the
+/// operator's policies deciding on `PostObject`, and every bad form refused with S3's error,
+/// audited, with nothing stored upstream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_forms_upload_under_their_post_policy_and_the_operator_s_policies() {
+    let db = database().await;
+    let ip = "127.0.0.154";
+    let (_sandbox, api, _) = sandbox_proxy_node(&db.url, ip, "").await;
+    let node = &_sandbox.nodes[0];
+    // moto fails every form upload while it checks signatures (it looks for an Authorization
+    // header): an open moto stores what Shoal lets through.
+    let (moto, upstream_keys) = Moto::start_with(false).await;
+    let port = free_port(ip);
+    let key = api.user_with_s3_key("fatima").await;
+    let (code, body) = api
+        .put(
+            "/api/v1/resources/objects",
+            moto.resource_spec(&upstream_keys, port),
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = api
+        .put("/api/v1/policies/forms", json!({"rego": FORM_RULES}))
+        .await;
+    assert_eq!(code, 200, "{body}");
+    node.wait_data_plane(body["revision"].as_i64().unwrap())
+        .await;
+    let image = json!({"Content-Type": "image/png"});
+    let ranged = json!([{"Content-Type": "image/png"}, ["starts-with", "$key", "uploads/"], ["content-length-range", 1, 4096]]);
+    let form = |step: &str, key: &str, bytes: usize| {
+        json!({"step": step, "do": "post_form", "bucket": "reports", "key": key, "bytes": bytes,
+               "fields": image, "conditions": ranged, "file_name": "cat.png"})
+    };
+    let mut steps = vec![
+        form("ok", "uploads/${filename}", 3000),
+        form("too_large", "uploads/big.png", 5000),
+    ];
+    let mut blocked = form("blocked", "blocked/x.png", 10);
+    blocked["conditions"] = json!([{"Content-Type": "image/png"}]);
+    let mut expired = form("expired", "uploads/late.png", 10);
+    expired["expires"] = json!(-60);
+    let mut forged = form("forged", "uploads/forged.png", 10);
+    forged["tamper"] = json!(["content-length-range", 1, 1_000_000_000]);
+    let mut extra = form("extra", "uploads/extra.png", 10);
+    extra["extra"] = json!({"x-amz-meta-added": "after signing"});
+    let mut long = form("long", "uploads/long.png", 10);
+    long["extra"] = json!({"x-ignore-padding": "p".repeat(25_000)});
+    let mut wrong_type = form("wrong_type", "uploads/doc.txt", 10);
+    wrong_type["fields"] = json!({"Content-Type": "text/plain"});
+    wrong_type["conditions"] = json!([{"Content-Type": "text/plain"}]);
+    steps.extend([blocked, expired, forged, extra, long, wrong_type]);
+    let out = run_steps(json!({
+        "endpoints": [format!("http://{ip}:{port}")],
+        "access_key_id": key["key_id"],
+        "secret_access_key": key["secret"],
+        "steps": steps,
+    }))
+    .await;
+    let ok = &out["ok"];
+    assert_eq!(ok["status"], 204, "{ok}");
+    // moto does not check a form's policy: the form Shoal re-posts is checked by a second
+    // resource of the node (Shoal's own check, as strict as S3's), in front of moto.
+    let outer_port = free_port(ip);
+    let mut outer = moto.resource_spec(&json!({}), outer_port);
+    outer["endpoint"] = json!(format!("http://{ip}:{port}"));
+    outer["upstream_credentials"] = json!({
+        "access_key_id": key["key_id"], "secret_access_key": key["secret"],
+    });
+    let (code, body) = api.put("/api/v1/resources/outer", outer).await;
+    assert_eq!(code, 200, "{body}");
+    node.wait_data_plane(body["revision"].as_i64().unwrap())
+        .await;
+    let chained = run_steps(json!({
+        "endpoints": [format!("http://{ip}:{outer_port}")],
+        "access_key_id": key["key_id"],
+        "secret_access_key": key["secret"],
+        "steps": [form("chained", "uploads/chained-${filename}", 4096)],
+    }))
+    .await;
+    let chained = &chained["chained"];
+    assert_eq!(chained["status"], 204, "{chained}");
+    assert_eq!(chained["stored"], true, "{chained}");
+    assert_eq!(ok["stored"], true, "{ok}");
+    assert_eq!(ok["content_type"], "image/png", "{ok}");
+    for (step, status, code, says) in [
+        ("too_large", 400, "EntityTooLarge", "at most 4096 bytes"),
+        (
+            "blocked",
+            403,
+            "AccessDenied",
+            "forms may not write blocked/",
+        ),
+        ("expired", 403, "AccessDenied", "Policy expired"),
+        (
+            "forged",
+            403,
+            "SignatureDoesNotMatch",
+            "signature does not match",
+        ),
+        (
+            "extra",
+            403,
+            "AccessDenied",
+            "Extra input fields: x-amz-meta-added",
+        ),
+        (
+            "long",
+            400,
+            "MaxPostPreDataLengthExceededError",
+            "exceed 20480 bytes",
+        ),
+        (
+            "wrong_type",
+            403,
+            "AccessDenied",
+            "forms upload images only",
+        ),
+    ] {
+        let got = &out[step];
+        assert_eq!(got["status"], status, "{step}: {got}");
+        assert_eq!(got["code"], code, "{step}: {got}");
+        assert!(
+            got["message"].as_str().unwrap_or("").contains(says),
+            "{step}: {got}"
+        );
+        assert_eq!(
+            got["stored"], "NoSuchKey",
+            "{step} reached the upstream: {got}"
+        );
+    }
+    // One audit line per form, the signed ones naming the user, each with its outcome.
+    let lines = wait_until("form audit lines", WAIT, || async {
+        let (_, page) = api.get("/api/v1/audit").await;
+        let forms: Vec<Value> = page["entries"]
+            .as_array()?
+            .iter()
+            .filter(|l| l["detail"]["operation"] == "PostObject")
+            .cloned()
+            .collect();
+        (forms.len() >= 10).then_some(forms)
+    })
+    .await;
+    let outcome = |key: &str| {
+        lines.iter().find(|l| l["detail"]["key"] == key).map(|l| {
+            (
+                l["outcome"].as_str().unwrap_or("").to_string(),
+                l["actor"].clone(),
+            )
+        })
+    };
+    assert_eq!(
+        outcome("uploads/cat.png"),
+        Some(("allowed".into(), json!("user:fatima"))),
+        "{lines:?}"
+    );
+    assert_eq!(outcome("blocked/x.png").unwrap().0, "blocked", "{lines:?}");
+    assert_eq!(
+        outcome("uploads/forged.png"),
+        Some(("unauthenticated".into(), json!("anonymous"))),
+        "{lines:?}"
+    );
+    assert_eq!(
+        outcome("uploads/big.png").unwrap(),
+        ("invalid".into(), json!("user:fatima")),
+        "{lines:?}"
+    );
+}
