@@ -9,6 +9,7 @@
 //! - `cluster`: several nodes on static peers, ready and logged in.
 //! - `api`: the admin API client and the SQL the tests read and write directly.
 //! - `peers`: the real third-party servers and clients.
+//! - `browser`: Chromium through chromedriver, and a page server for the pages it opens.
 //! - `network`: private namespaces, a bridge of node namespaces, a cuttable TCP forwarder.
 //! - `containers`: the image, compose and fleet tests' podman.
 //! - `counting`: a stream of increments and what the nodes counted.
@@ -19,6 +20,7 @@
 #![allow(clippy::disallowed_methods)]
 
 mod api;
+mod browser;
 mod cluster;
 pub mod containers;
 pub mod counting;
@@ -31,6 +33,7 @@ mod wait;
 use std::path::Path;
 
 pub use api::*;
+pub use browser::*;
 pub use cluster::*;
 pub use network::*;
 pub use node::*;

@@ -7,71 +7,14 @@
 //! pictures).
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use fantoccini::{Client, ClientBuilder, Locator};
+use fantoccini::{Client, Locator};
 use serde_json::json;
 use shoal_testkit::*;
 
 const WAIT: Duration = Duration::from_secs(60);
 const VERSION: &str = env!("CARGO_PKG_VERSION");
-
-/// A chromedriver process on loopback, killed when dropped (also when the test fails).
-struct Driver {
-    child: Child,
-    _profile: tempfile::TempDir,
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn browser() -> (Driver, Client) {
-    let port = free_port("127.0.0.1");
-    let child = Command::new(std::env::var("CHROMEDRIVER").unwrap_or("chromedriver".into()))
-        .args([&format!("--port={port}"), "--allowed-ips=127.0.0.1"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("chromedriver (Debian's chromium-driver; scripts/test installs it)");
-    let profile = tempfile::tempdir().unwrap();
-    let driver = Driver {
-        child,
-        _profile: profile,
-    };
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        json!({
-            "binary": std::env::var("CHROMIUM").unwrap_or("/usr/bin/chromium".into()),
-            "args": [
-                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                "--no-first-run", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
-                "--window-size=1440,900",
-                format!("--user-data-dir={}", driver._profile.path().display()),
-            ],
-        }),
-    );
-    let url = format!("http://127.0.0.1:{port}");
-    let client = wait_until("chromedriver to accept a session", WAIT, || {
-        let caps = caps.clone();
-        let url = url.clone();
-        async move {
-            ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-                .capabilities(caps)
-                .connect(&url)
-                .await
-                .ok()
-        }
-    })
-    .await;
-    (driver, client)
-}
 
 async fn text(c: &Client, css: &str) -> Option<String> {
     c.find(Locator::Css(css)).await.ok()?.text().await.ok()

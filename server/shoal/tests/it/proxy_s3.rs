@@ -1165,3 +1165,129 @@ async fn browser_forms_upload_under_their_post_policy_and_the_operator_s_policie
         "{lines:?}"
     );
 }
+
+/// The page a web app would serve: empty, its script comes from the test.
+const PAGE: &str = "<!doctype html><html lang=en><title>uploads</title><h1>uploads</h1></html>";
+
+/// In the page: a file uploaded to a presigned URL and with a POST form, each read back through
+/// a presigned GET; a form whose key the page changed is refused. Every answer is read by the
+/// page's script, which the browser allows only with the resource's CORS headers.
+const UPLOAD_SCRIPT: &str = r#"
+const [putUrl, getPutUrl, form, getFormUrl, done] = arguments;
+const same = (a, b) => a.length === b.length && a.every((x, i) => x === b[i]);
+(async () => {
+  const bytes = new Uint8Array(200000);
+  for (let i = 0; i < bytes.length; i++) bytes[i] = (i * 7) % 251;
+  const out = {};
+  const put = await fetch(putUrl, {method: "PUT", headers: {"Content-Type": "application/octet-stream"}, body: bytes});
+  out.put = {status: put.status, etag: put.headers.get("ETag")};
+  out.put_read_back = same(new Uint8Array(await (await fetch(getPutUrl)).arrayBuffer()), bytes);
+  const posted = new FormData();
+  for (const [name, value] of Object.entries(form.fields)) posted.append(name, value);
+  posted.append("file", new Blob([bytes], {type: "application/octet-stream"}), "form.bin");
+  const post = await fetch(form.url, {method: "POST", body: posted});
+  out.post = {status: post.status};
+  out.post_read_back = same(new Uint8Array(await (await fetch(getFormUrl)).arrayBuffer()), bytes);
+  const forged = new FormData();
+  for (const [name, value] of Object.entries(form.fields)) forged.append(name, name === "key" ? "elsewhere/form.bin" : value);
+  forged.append("file", new Blob([bytes]), "form.bin");
+  const refused = await fetch(form.url, {method: "POST", body: forged});
+  out.forged = {status: refused.status, body: await refused.text()};
+  done(out);
+})().catch(e => done({error: String(e)}));
+"#;
+
+/// What web apps do in a browser, in Chromium: a page of its own origin uploads to a presigned
+/// URL and with a POST form through Shoal and reads both back, the preflights answered from
+/// the resource's CORS rules.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_uploads_with_presigned_urls_and_forms_and_reads_them_back() {
+    let db = database().await;
+    let ip = "127.0.0.155";
+    let (_sandbox, api, _) = sandbox_proxy_node(&db.url, ip, "").await;
+    let node = &_sandbox.nodes[0];
+    // Open: moto fails form uploads while it checks signatures (see the form test above).
+    let (moto, upstream_keys) = Moto::start_with(false).await;
+    let origin = format!("http://{}", serve_page(ip, PAGE).await);
+    let port = free_port(ip);
+    let key = api.user_with_s3_key("wen").await;
+    let mut spec = moto.resource_spec(&upstream_keys, port);
+    spec["cors"] = json!([{
+        "allowed_origins": [origin], "allowed_methods": ["GET", "PUT", "POST"],
+        "allowed_headers": ["*"], "expose_headers": ["ETag"], "max_age_seconds": 600,
+    }]);
+    let (code, body) = api.put("/api/v1/resources/objects", spec).await;
+    assert_eq!(code, 200, "{body}");
+    node.wait_data_plane(body["revision"].as_i64().unwrap())
+        .await;
+    let presign = |step: &str, method: &str, key: &str| json!({"step": step, "do": "presign", "method": method, "bucket": "reports", "key": key});
+    let signed = run_steps(json!({
+        "endpoints": [format!("http://{ip}:{port}")],
+        "access_key_id": key["key_id"],
+        "secret_access_key": key["secret"],
+        "steps": [
+            presign("put", "put_object", "browser/put.bin"),
+            presign("get_put", "get_object", "browser/put.bin"),
+            {"step": "form", "do": "presign_post", "bucket": "reports", "key": "browser/${filename}",
+             "conditions": [["content-length-range", 1, 1_048_576]]},
+            presign("get_form", "get_object", "browser/form.bin"),
+        ],
+    }))
+    .await;
+    let (_driver, chromium) = browser().await;
+    chromium.goto(&origin).await.unwrap();
+    let out = chromium
+        .execute_async(
+            UPLOAD_SCRIPT,
+            vec![
+                signed["put"]["url"].clone(),
+                signed["get_put"]["url"].clone(),
+                signed["form"].clone(),
+                signed["get_form"]["url"].clone(),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(out["error"], Value::Null, "{out}");
+    assert_eq!(out["put"]["status"], 200, "{out}");
+    assert!(out["put"]["etag"].is_string(), "ETag not exposed: {out}");
+    assert_eq!(out["put_read_back"], true, "{out}");
+    assert_eq!(out["post"]["status"], 204, "{out}");
+    assert_eq!(out["post_read_back"], true, "{out}");
+    assert_eq!(out["forged"]["status"], 403, "{out}");
+    let forged = out["forged"]["body"].as_str().unwrap_or("");
+    assert!(
+        forged.contains("Policy Condition failed") && forged.contains("$key"),
+        "{forged}"
+    );
+    // The browser's own requests, audited under the user who presigned them.
+    let operations = wait_until("the browser's audit lines", WAIT, || async {
+        let (_, page) = api.get("/api/v1/audit?q=objects").await;
+        let mut ops: Vec<(String, String)> = page["entries"]
+            .as_array()?
+            .iter()
+            .filter(|l| l["actor"] == "user:wen")
+            .map(|l| {
+                let d = &l["detail"];
+                (
+                    d["operation"].as_str().unwrap_or("").to_string(),
+                    l["outcome"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect();
+        ops.sort();
+        (ops.len() >= 5).then_some(ops)
+    })
+    .await;
+    for expected in [
+        ("GetObject", "allowed"),
+        ("PostObject", "allowed"),
+        ("PostObject", "unauthenticated"),
+        ("PutObject", "allowed"),
+    ] {
+        assert!(
+            operations.contains(&(expected.0.to_string(), expected.1.to_string())),
+            "{expected:?} not in {operations:?}"
+        );
+    }
+}
