@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
 
-use crate::{s3, sigv4};
+use crate::{post_form, s3, sigv4};
 
 /// The secret of AWS's example key pair, so the seeds made from AWS's SigV4 examples verify.
 const SECRET: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
@@ -89,6 +89,13 @@ pub fn s3_request(data: &[u8]) {
     }
 }
 
+/// A form upload's body. Input: the boundary on the first line, then the body. Reads the
+/// fields as `post_form::handle` does, decodes and checks a `policy` field's policy, and
+/// scans the rest for the file's end in chunks of a size the first byte picks.
+pub fn post_form(data: &[u8]) {
+    post_form::fuzz(data);
+}
+
 /// `[METHOD ]target`: GET when no method is given.
 fn request_line(line: &[u8]) -> Option<(Method, Uri)> {
     let (method, target) = match line.iter().position(|&b| b == b' ') {
@@ -121,6 +128,9 @@ mod tests {
         for input in inputs("s3_request") {
             s3_request(&input);
         }
+        for input in inputs("post_form") {
+            post_form(&input);
+        }
     }
 
     proptest! {
@@ -133,6 +143,11 @@ mod tests {
         #[test]
         fn edited_s3_requests_are_handled_without_a_panic(input in edited("s3_request")) {
             s3_request(&input);
+        }
+
+        #[test]
+        fn edited_forms_are_handled_without_a_panic(input in edited("post_form")) {
+            post_form(&input);
         }
     }
 }

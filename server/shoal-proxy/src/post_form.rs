@@ -959,6 +959,32 @@ impl PostPolicy {
     }
 }
 
+/// The fuzz target's body (`fuzzing::post_form`): every parser here on untrusted bytes.
+#[cfg(any(fuzzing, test))]
+pub(crate) fn fuzz(data: &[u8]) {
+    let Some(newline) = data.iter().position(|&b| b == b'\n') else {
+        return;
+    };
+    let (Ok(boundary), body) = (std::str::from_utf8(&data[..newline]), &data[newline + 1..]) else {
+        return;
+    };
+    let Ok(Parsed::Complete(form)) = parse(body, boundary) else {
+        return;
+    };
+    let _ = form.object_key();
+    if let Some(Ok(policy)) = form.field("policy").map(PostPolicy::decode) {
+        let _ = policy.check(&form, "bucket", DateTime::<Utc>::UNIX_EPOCH);
+    }
+    let chunk = usize::from(data[0] % 17) + 1;
+    let mut scan = FileScan::new(boundary, Some((1, 64)));
+    for piece in body[form.file_head.end..].chunks(chunk) {
+        if scan.feed(piece).is_err() {
+            return;
+        }
+    }
+    let _ = scan.end();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
