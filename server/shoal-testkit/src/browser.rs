@@ -3,6 +3,7 @@
 //! origins, and a `data:` page has none).
 
 use std::net::SocketAddr;
+use std::os::unix::process::CommandExt as _;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -11,7 +12,10 @@ use serde_json::json;
 
 use crate::{free_port, wait_until};
 
-/// A chromedriver process on loopback, killed when dropped (also when the test fails).
+/// A chromedriver process on loopback, killed when dropped (also when the test fails) with
+/// the Chromium it started: chromedriver leads a process group of its own, which the browser's
+/// processes join, and the whole group goes (killing chromedriver alone leaves Chromium
+/// running).
 pub struct Driver {
     child: Child,
     _profile: tempfile::TempDir,
@@ -19,7 +23,9 @@ pub struct Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.child.id())])
+            .status();
         let _ = self.child.wait();
     }
 }
@@ -30,6 +36,7 @@ pub async fn browser() -> (Driver, Client) {
     let port = free_port("127.0.0.1");
     let child = Command::new(std::env::var("CHROMEDRIVER").unwrap_or("chromedriver".into()))
         .args([&format!("--port={port}"), "--allowed-ips=127.0.0.1"])
+        .process_group(0)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
