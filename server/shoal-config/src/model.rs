@@ -732,6 +732,10 @@ pub struct ProxyConfig {
     /// Largest request header section accepted from clients.
     #[serde(default = "default_max_header_bytes")]
     pub max_header_bytes: usize,
+    /// The most client connections the node's resource ports hold open together; more are
+    /// answered 503 and closed, and counted (`shoal.proxy.connections.refused`).
+    #[serde(default = "default_max_client_connections")]
+    pub max_connections: usize,
     /// PEM certificates of private CAs trusted for `https://` upstreams (an in-house object
     /// store, say), on top of the bundled Mozilla roots.
     #[serde(default)]
@@ -754,6 +758,7 @@ impl Default for ProxyConfig {
             upstream_connect_timeout: default_upstream_connect_timeout(),
             upstream_timeout: default_upstream_timeout(),
             max_header_bytes: default_max_header_bytes(),
+            max_connections: default_max_client_connections(),
             upstream_ca_file: None,
             upstream_ca_pem: None,
         }
@@ -771,6 +776,10 @@ fn default_upstream_timeout() -> Duration {
 }
 fn default_max_header_bytes() -> usize {
     64 * 1024
+}
+/// Room for a load balancer's pool and thousands of keep-alive clients, at a few KiB each.
+fn default_max_client_connections() -> usize {
+    16 * 1024
 }
 
 /// Shared cluster state: rate-counter windows, batching, repair and strict-mode timing.

@@ -1,6 +1,8 @@
 //! The accept loop.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use hyper::body::Incoming;
@@ -9,7 +11,8 @@ use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -30,6 +33,94 @@ pub struct Limits {
     /// Once the listener stops, how long open connections may take to finish their requests
     /// before they are closed.
     pub drain_grace: Duration,
+    /// The most connections open at once, shared by every listener given the same limit.
+    pub connections: Option<Arc<ConnectionLimit>>,
+}
+
+/// The most connections several listeners may hold open together. A connection over it is
+/// answered `503` and closed at once, and counted: a flood costs the node a descriptor for a
+/// moment, not a connection's memory for as long as the client likes.
+#[derive(Debug)]
+pub struct ConnectionLimit {
+    max: usize,
+    permits: Arc<Semaphore>,
+    refused: AtomicU64,
+}
+
+impl ConnectionLimit {
+    pub fn new(max: usize) -> Arc<Self> {
+        Arc::new(Self {
+            max,
+            permits: Arc::new(Semaphore::new(max)),
+            refused: AtomicU64::new(0),
+        })
+    }
+
+    /// Connections open now.
+    pub fn open(&self) -> usize {
+        self.max - self.permits.available_permits()
+    }
+
+    /// Connections refused since the start because the limit was reached.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+
+    /// Counts a connection over the limit and makes the `503` it gets: the caller writes it
+    /// without reading the request, so it costs no buffer.
+    fn refusal(&self) -> Vec<u8> {
+        let count = self.refused.fetch_add(1, Ordering::Relaxed);
+        // A flood must not flood the log as well: the first refusal, then every 10,000th.
+        if count.is_multiple_of(10_000) {
+            tracing::warn!(
+                max = self.max,
+                refused = count + 1,
+                "connection refused: the node has its maximum of {} connections open \
+                 ([proxy] max_connections)",
+                self.max
+            );
+        }
+        let body = format!(
+            "the node has its maximum of {} connections open; try again or another node\n",
+            self.max
+        );
+        format!(
+            "HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\n\
+             content-length: {}\r\nretry-after: 1\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    }
+}
+
+/// How many refused connections at once are refused politely, and for how long: the request's
+/// head read (HTTP clients take an answer before their request for a broken connection), the
+/// `503` written, the rest read and dropped until the client closes, so it reads the answer
+/// instead of a reset. Beyond that many at once (a flood), the answer is written if the socket
+/// takes it and the connection dropped there.
+const POLITE_REFUSALS: usize = 256;
+const POLITE_REFUSAL_TIME: Duration = Duration::from_secs(1);
+/// The most of a refused request read while looking for the end of its head.
+const POLITE_HEAD_BYTES: usize = 8 * 1024;
+
+async fn close_politely(mut stream: TcpStream, answer: Vec<u8>) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let _ = tokio::time::timeout(POLITE_REFUSAL_TIME, async {
+        let mut head = Vec::new();
+        let mut chunk = [0u8; 1024];
+        while head.len() < POLITE_HEAD_BYTES && !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = stream.read(&mut chunk).await?;
+            if n == 0 {
+                break;
+            }
+            head.extend_from_slice(&chunk[..n]);
+        }
+        stream.write_all(&answer).await?;
+        stream.shutdown().await?;
+        while stream.read(&mut chunk).await? > 0 {}
+        Ok::<_, std::io::Error>(())
+    })
+    .await;
 }
 
 /// Serves `listener` until `stop`, then stops accepting and lets open connections finish
@@ -62,6 +153,8 @@ pub async fn serve<M, S, B>(
         .timer(TokioTimer::new())
         .max_header_list_size(limits.max_header_list_bytes);
     let mut connections = JoinSet::new();
+    let mut refusals = JoinSet::new();
+    let polite = Arc::new(Semaphore::new(POLITE_REFUSALS));
     loop {
         let (stream, peer) = tokio::select! {
             _ = stop.cancelled() => break,
@@ -75,6 +168,28 @@ pub async fn serve<M, S, B>(
                 }
             },
         };
+        let permit = match &limits.connections {
+            None => None,
+            Some(limit) => match limit.permits.clone().try_acquire_owned() {
+                Ok(permit) => Some(permit),
+                Err(_) => {
+                    let answer = limit.refusal();
+                    match polite.clone().try_acquire_owned() {
+                        Ok(slot) => {
+                            refusals.spawn(async move {
+                                close_politely(stream, answer).await;
+                                drop(slot);
+                            });
+                        }
+                        Err(_) => {
+                            let _ = stream.try_write(&answer);
+                        }
+                    }
+                    while refusals.try_join_next().is_some() {}
+                    continue;
+                }
+            },
+        };
         let _ = stream.set_nodelay(true);
         let conn = builder
             .serve_connection(TokioIo::new(stream), service_for(peer))
@@ -84,11 +199,13 @@ pub async fn serve<M, S, B>(
             if let Err(e) = conn.await {
                 tracing::debug!(%peer, "{label} connection: {e}");
             }
+            drop(permit);
         });
         // Reap finished connections so the set holds only open ones.
         while connections.try_join_next().is_some() {}
     }
     drop(listener);
+    refusals.abort_all();
     if tokio::time::timeout(limits.drain_grace, graceful.shutdown())
         .await
         .is_err()
@@ -125,6 +242,7 @@ mod tests {
             max_head_bytes: 8 * 1024,
             max_header_list_bytes: 8 * 1024,
             drain_grace: Duration::from_secs(5),
+            connections: None,
         }
     }
 
@@ -242,5 +360,47 @@ mod tests {
         server.task.await.unwrap();
         let answer = slow.await.unwrap();
         assert!(!answer.contains("200"), "{answer}");
+    }
+
+    #[tokio::test]
+    async fn connections_over_the_limit_get_503_and_are_counted_and_a_freed_place_is_taken() {
+        let limit = ConnectionLimit::new(2);
+        let server = start(Limits {
+            connections: Some(limit.clone()),
+            ..limits()
+        })
+        .await;
+        let held = [
+            tokio::net::TcpStream::connect(server.addr).await.unwrap(),
+            tokio::net::TcpStream::connect(server.addr).await.unwrap(),
+        ];
+        // Accepted connections are counted as the loop takes them: wait until both are open.
+        while limit.open() < 2 {
+            tokio::task::yield_now().await;
+        }
+        let answer = exchange(server.addr, b"GET / HTTP/1.1\r\nhost: x\r\n\r\n").await;
+        assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+        assert!(answer.contains("maximum of 2 connections"), "{answer}");
+        assert_eq!(limit.refused(), 1);
+        drop(held);
+        let answer = wait_for_200(server.addr).await;
+        assert!(answer.ends_with("hello 127.0.0.1"), "{answer}");
+        assert_eq!(limit.open(), 0);
+    }
+
+    /// Asks until a place is free: the server sees the held connections close only when it
+    /// next polls them.
+    async fn wait_for_200(addr: SocketAddr) -> String {
+        loop {
+            let answer = exchange(
+                addr,
+                b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+            )
+            .await;
+            if answer.starts_with("HTTP/1.1 200") {
+                return answer;
+            }
+            tokio::task::yield_now().await;
+        }
     }
 }

@@ -34,12 +34,33 @@ pub(crate) struct Instruments {
 impl Instruments {
     /// The request instruments, and the failed policy evaluations as an observable counter
     /// reading `policy_errors` when a reader collects.
-    pub(crate) fn new(meter: &Meter, policy_errors: Arc<AtomicU64>) -> Self {
+    pub(crate) fn new(
+        meter: &Meter,
+        policy_errors: Arc<AtomicU64>,
+        connections: Arc<shoal_http::ConnectionLimit>,
+    ) -> Self {
         meter
             .u64_observable_counter("shoal.proxy.policy_errors")
             .with_unit("{evaluation}")
             .with_description("Policy evaluations that failed (each refused its request)")
             .with_callback(move |obs| obs.observe(policy_errors.load(Ordering::Relaxed), &[]))
+            .build();
+        let refused = connections.clone();
+        meter
+            .u64_observable_counter("shoal.proxy.connections.refused")
+            .with_unit("{connection}")
+            .with_description(
+                "Client connections answered 503 and closed, by reason (limit: [proxy] max_connections reached)",
+            )
+            .with_callback(move |obs| {
+                obs.observe(refused.refused(), &[KeyValue::new("reason", "limit")]);
+            })
+            .build();
+        meter
+            .u64_observable_gauge("shoal.proxy.connections.open")
+            .with_unit("{connection}")
+            .with_description("Client connections open on the resource ports")
+            .with_callback(move |obs| obs.observe(connections.open() as u64, &[]))
             .build();
         Self {
             request_duration: meter

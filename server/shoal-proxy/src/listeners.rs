@@ -37,6 +37,8 @@ pub struct ProxyOptions {
     pub upstream_connect_timeout: Duration,
     pub upstream_timeout: Duration,
     pub max_header_bytes: usize,
+    /// The most client connections all resource ports hold open together.
+    pub max_connections: usize,
     /// How long a removed listener's connections may take to finish.
     pub drain_grace: Duration,
     /// Opens the sealed S3 secrets (users' keys, resources' upstream keys).
@@ -65,6 +67,7 @@ impl ProxyOptions {
             upstream_connect_timeout: c.upstream_connect_timeout,
             upstream_timeout: c.upstream_timeout,
             max_header_bytes: c.max_header_bytes,
+            max_connections: c.max_connections,
             drain_grace,
             secrets_key,
             upstream_ca_pem: c.upstream_ca_pem().map(str::to_string),
@@ -87,6 +90,8 @@ struct Shared {
     routes: ArcSwapOption<Routes>,
     policy_errors: Arc<AtomicU64>,
     instruments: Instruments,
+    /// Shared by every resource port.
+    connections: Arc<shoal_http::ConnectionLimit>,
 }
 
 /// The data plane of one node; cheap to clone.
@@ -108,6 +113,7 @@ impl DataPlane {
         stage: &Stage,
     ) -> Self {
         let policy_errors = Arc::new(AtomicU64::new(0));
+        let connections = shoal_http::ConnectionLimit::new(options.max_connections);
         let shared = Arc::new(Shared {
             state: services.counters.clone(),
             node_facts: NodeFacts::new(&options.node, &services.region),
@@ -120,8 +126,9 @@ impl DataPlane {
             ),
             options,
             routes: ArcSwapOption::empty(),
-            instruments: Instruments::new(meter, policy_errors.clone()),
+            instruments: Instruments::new(meter, policy_errors.clone(), connections.clone()),
             policy_errors,
+            connections,
         });
         stage.spawn("data plane", follow(shared.clone(), config, stage.token()));
         stage.spawn(
@@ -270,16 +277,19 @@ async fn serve_listener(
         max_head_bytes: shared.options.max_header_bytes + 64 * 1024,
         max_header_list_bytes: shared.options.max_header_bytes as u32,
         drain_grace: shared.options.drain_grace,
+        connections: Some(shared.connections.clone()),
     };
     shoal_http::serve(listener, &limits, stop, |peer| {
         let shared = shared.clone();
         hyper::service::service_fn(move |req: Request<Incoming>| {
             let shared = shared.clone();
-            async move {
+            // Boxed: hyper keeps room for one request's future in every connection, idle or
+            // not, and this one is some 9 KB; boxed, an idle connection holds a pointer.
+            Box::pin(async move {
                 Ok::<_, std::convert::Infallible>(
                     serve(shared, port, peer, req.map(Body::new)).await,
                 )
-            }
+            })
         })
     })
     .await;

@@ -28,6 +28,10 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// route (the console takes at most 1 MiB, the API axum's 2 MiB default).
 const MAX_HEAD_BYTES: usize = 64 * 1024;
 
+/// The admin port is for operators, scrapers and probes, a few connections each: a flood of
+/// connections to it is refused past this many, leaving the node its memory and descriptors.
+const MAX_CONNECTIONS: usize = 1024;
+
 /// Serves `app` on `listener` until `stop`, then lets open connections finish within
 /// `drain_grace`. Unlike `axum::serve`, request heads have a read deadline and a size cap.
 pub(crate) async fn serve(
@@ -42,6 +46,7 @@ pub(crate) async fn serve(
         max_head_bytes: MAX_HEAD_BYTES,
         max_header_list_bytes: MAX_HEAD_BYTES as u32,
         drain_grace,
+        connections: Some(shoal_http::ConnectionLimit::new(MAX_CONNECTIONS)),
     };
     shoal_http::serve(listener, &limits, stop, |_peer| {
         let app = app.clone();

@@ -614,3 +614,19 @@ fn cidr_that_does_not_parse_names_the_key() {
         "{err}"
     );
 }
+
+#[test]
+fn a_connection_limit_outside_its_range_is_rejected() {
+    let err = load("[proxy]\nmax_connections = 0\n", &base_env()).unwrap_err();
+    let lines: Vec<String> = err.issues().iter().map(ToString::to_string).collect();
+    assert_eq!(
+        lines,
+        ["shoal.toml:2: `proxy.max_connections` must be between 1 and 1000000, got 0"]
+    );
+    let config = load("[proxy]\nmax_connections = 50000\n", &base_env()).unwrap();
+    assert_eq!(config.proxy.max_connections, 50_000);
+    assert_eq!(
+        load("", &base_env()).unwrap().proxy.max_connections,
+        16 * 1024
+    );
+}

@@ -182,6 +182,11 @@ fn proxy(p: &ProxyConfig, check: &mut Check) {
             p.max_header_bytes
         ),
     );
+    check(
+        (1..=1_000_000).contains(&p.max_connections),
+        "proxy.max_connections",
+        format!("must be between 1 and 1000000, got {}", p.max_connections),
+    );
 }
 
 fn control_plane(cp: &ControlPlaneConfig, check: &mut Check) {

@@ -500,3 +500,71 @@ async fn https_upstreams_are_verified_against_the_operators_ca() {
     .await;
     assert!(logged.to_lowercase().contains("certificate"), "{logged}");
 }
+
+/// A node holds at most `proxy.max_connections` client connections on its resource ports:
+/// one more is answered 503 and closed, counted in `/metrics` with its reason, and a place
+/// freed is taken again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_over_the_limit_are_refused_counted_and_let_in_once_a_place_frees() {
+    let db = database().await;
+    let ip = "127.0.0.156";
+    let (_sandbox, api, base) = sandbox_proxy_node(&db.url, ip, "max_connections = 3\n").await;
+    let node = &_sandbox.nodes[0];
+    let key = api.user_with_api_key("ivy").await;
+    let port = free_port(ip);
+    let echo = upstream().await;
+    let head = api
+        .http_resource("echo", &format!("http://{echo}/api"), port)
+        .await;
+    node.wait_data_plane(head).await;
+    // A series by name and one of its labels (the exporter adds its own labels).
+    let metric = |name: &'static str, label: &'static str| {
+        let base = base.clone();
+        async move {
+            let text = reqwest::get(format!("{base}/metrics"))
+                .await
+                .ok()?
+                .text()
+                .await
+                .ok()?;
+            text.lines()
+                .find(|l| l.split(['{', ' ']).next() == Some(name) && l.contains(label))
+                .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        }
+    };
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(tokio::net::TcpStream::connect((ip, port)).await.unwrap());
+    }
+    wait_until("three connections open", WAIT, || async {
+        (metric("shoal_proxy_connections_open", "").await? == 3).then_some(())
+    })
+    .await;
+    let client = reqwest::Client::new();
+    let refused = client
+        .get(format!("http://{ip}:{port}/x"))
+        .header("x-api-key", &key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status().as_u16(), 503);
+    assert_eq!(refused.headers()["retry-after"], "1");
+    let text = refused.text().await.unwrap();
+    assert!(text.contains("maximum of 3 connections"), "{text}");
+    wait_until("the refusal counted", WAIT, || async {
+        let refused = metric("shoal_proxy_connections_refused_total", "reason=\"limit\"").await?;
+        (refused == 1).then_some(())
+    })
+    .await;
+    drop(held);
+    wait_until("a freed place taken", WAIT, || async {
+        let answer = client
+            .get(format!("http://{ip}:{port}/x"))
+            .header("x-api-key", &key)
+            .send()
+            .await
+            .ok()?;
+        (answer.status().as_u16() == 200).then_some(())
+    })
+    .await;
+}
