@@ -283,13 +283,11 @@ async fn serve_listener(
         let shared = shared.clone();
         hyper::service::service_fn(move |req: Request<Incoming>| {
             let shared = shared.clone();
-            // Boxed: hyper keeps room for one request's future in every connection, idle or
-            // not, and this one is some 9 KB; boxed, an idle connection holds a pointer.
-            Box::pin(async move {
+            async move {
                 Ok::<_, std::convert::Infallible>(
                     serve(shared, port, peer, req.map(Body::new)).await,
                 )
-            })
+            }
         })
     })
     .await;
@@ -320,9 +318,19 @@ async fn serve(
     );
     shoal_telemetry::continue_trace(&span, req.headers());
     let method = req.method().clone();
-    let (response, resource) = route_and_handle(&shared, port, peer, req, &request_id, started)
-        .instrument(span.clone())
-        .await;
+    // Boxed where it is made: handling a request is a future of some 8 KB, which hyper would
+    // keep room for in every connection, idle or not, and which every wrapper and await
+    // would copy again; boxed, it is copied once and the futures around it stay small.
+    let (response, resource) = Box::pin(route_and_handle(
+        &shared,
+        port,
+        peer,
+        req,
+        &request_id,
+        started,
+    ))
+    .instrument(span.clone())
+    .await;
     let status = response.status();
     span.record("http.response.status_code", i64::from(status.as_u16()));
     if status.is_server_error() {
