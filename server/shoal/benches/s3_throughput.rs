@@ -114,6 +114,8 @@ impl Endpoint {
 
 /// Runs curl for one transfer; (bytes moved, seconds) as curl measured them.
 fn transfer(endpoint: &Endpoint, op: Op, key: &str, source: &Path, reply: &Path) -> (u64, f64) {
+    // A failure's message shows this transfer's answer, never an earlier one.
+    let _ = std::fs::remove_file(reply);
     let mut cmd = endpoint.curl(key);
     cmd.arg("-o").arg(match op {
         Op::Put => reply,
