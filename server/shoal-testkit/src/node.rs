@@ -1,5 +1,5 @@
 //! Nodes as real `shoal` processes: the config file and environment a node starts with,
-//! its logs, signals and exit code.
+//! its logs, signals and exit code; what a process uses (memory, CPU time).
 
 use std::io::{BufRead as _, BufReader};
 use std::path::PathBuf;
@@ -370,12 +370,57 @@ pub fn create_admin(spec: &NodeSpec) {
 
 /// A process's resident memory in KiB; 0 once it is gone (an nginx worker may exit).
 pub fn rss_kib(pid: u32) -> u64 {
+    status_kib(pid, "VmRSS:")
+}
+
+/// A process's peak resident memory in KiB; 0 once it is gone.
+pub fn peak_rss_kib(pid: u32) -> u64 {
+    status_kib(pid, "VmHWM:")
+}
+
+/// A `... kB` line of `/proc/<pid>/status`.
+fn status_kib(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .find_map(|l| l.strip_prefix(field))
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         })
         .unwrap_or(0)
+}
+
+/// The fields of `/proc/<pid>/stat` after the command name (which may hold spaces, so fields
+/// are counted after its closing parenthesis): `state` is index 0.
+fn stat_fields(pid: &str) -> Vec<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.rsplit_once(')')
+        .map(|(_, rest)| {
+            rest.split_whitespace()
+                .map(|f| f.parse().unwrap_or(0))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// CPU time a process has used, in clock ticks (utime + stime of `/proc/<pid>/stat`); 0
+/// once it is gone.
+pub fn cpu_ticks(pid: u32) -> u64 {
+    let fields = stat_fields(&pid.to_string());
+    fields.get(11).unwrap_or(&0) + fields.get(12).unwrap_or(&0)
+}
+
+/// CPU time of this process's children that have been waited for, in clock ticks (cutime +
+/// cstime): a short-lived client's cost is the difference around its run.
+pub fn waited_children_cpu_ticks() -> u64 {
+    let fields = stat_fields("self");
+    fields.get(13).unwrap_or(&0) + fields.get(14).unwrap_or(&0)
+}
+
+pub fn clock_ticks_per_second() -> f64 {
+    let out = Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .expect("getconf");
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
 }

@@ -1,5 +1,5 @@
-//! The real third-party peers the tests run: an upstream, moto's S3, boto3 and awscli, etcd,
-//! rotel, nginx, and the fake servers in `scripts/fixtures`.
+//! The real third-party peers the tests run: an upstream, moto's S3, s3rver, boto3 and awscli,
+//! etcd, rotel, nginx, and the fake servers in `scripts/fixtures`.
 
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
@@ -34,8 +34,17 @@ pub fn free_port(ip: &str) -> u16 {
         .port()
 }
 
+/// Waits until something accepts TCP connections at `addr` (`ip:port`).
+pub async fn wait_listening(addr: &str, timeout: Duration) {
+    wait_until(&format!("{addr} listening"), timeout, || async {
+        tokio::net::TcpStream::connect(addr).await.ok().map(|_| ())
+    })
+    .await;
+}
+
 /// The Python that has boto3, awscli and moto: `SHOAL_TEST_PYTHON`, or the `.venv` that
-/// `scripts/test` makes at the repository root. Missing is a failure, not a skip.
+/// `scripts/test` and `scripts/bench` make at the repository root. Missing is a failure, not a
+/// skip.
 pub fn python() -> PathBuf {
     if let Some(p) = std::env::var_os("SHOAL_TEST_PYTHON") {
         return PathBuf::from(p);
@@ -43,7 +52,7 @@ pub fn python() -> PathBuf {
     let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python");
     assert!(
         venv.exists(),
-        "no Python with boto3/moto: run scripts/test (it makes .venv) or set SHOAL_TEST_PYTHON"
+        "no Python with boto3/moto: run scripts/test or scripts/bench (they make .venv) or set SHOAL_TEST_PYTHON"
     );
     venv
 }
@@ -80,6 +89,20 @@ pub fn s3_client(args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// An S3 resource's spec served on `port` in front of `endpoint`, re-signing with
+/// `upstream_keys` (`access_key_id`, `secret_access_key`).
+pub fn s3_resource_spec(endpoint: &str, upstream_keys: &Value, port: u16) -> Value {
+    serde_json::json!({
+        "kind": "s3",
+        "endpoint": endpoint,
+        "port": port,
+        "upstream_credentials": {
+            "access_key_id": upstream_keys["access_key_id"],
+            "secret_access_key": upstream_keys["secret_access_key"],
+        },
+    })
+}
+
 /// moto's server on loopback as a signature-checking S3 upstream, stopped on drop.
 pub struct Moto {
     child: std::process::Child,
@@ -90,15 +113,7 @@ impl Moto {
     /// An S3 resource's spec served on `port` in front of this moto, re-signing with its IAM
     /// user's key pair (`upstream_keys`, as [`Moto::start`] gave them).
     pub fn resource_spec(&self, upstream_keys: &Value, port: u16) -> Value {
-        serde_json::json!({
-            "kind": "s3",
-            "endpoint": self.endpoint,
-            "port": port,
-            "upstream_credentials": {
-                "access_key_id": upstream_keys["access_key_id"],
-                "secret_access_key": upstream_keys["secret_access_key"],
-            },
-        })
+        s3_resource_spec(&self.endpoint, upstream_keys, port)
     }
 
     /// Starts moto and lets `s3_client.py upstream` create the IAM user (moto enforces SigV4
@@ -143,6 +158,62 @@ impl Moto {
 }
 
 impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// s3rver (npm) on 127.0.0.1 with one bucket, its objects in a directory of its own: an S3
+/// backend that streams bodies to and from files, for throughput, where moto (Python, bodies
+/// in memory) would be the bottleneck. It does not check signatures; requests to it are
+/// signed all the same. Stopped, and its files removed, on drop.
+pub struct S3rver {
+    pub child: Child,
+    pub endpoint: String,
+    /// Where its objects live.
+    pub dir: tempfile::TempDir,
+}
+
+impl S3rver {
+    /// s3rver's one built-in key pair.
+    pub const ACCESS_KEY_ID: &str = "S3RVER";
+    pub const SECRET_ACCESS_KEY: &str = "S3RVER";
+
+    /// Starts `S3RVER` (the executable scripts/bench installs), else `s3rver` on `PATH`, with
+    /// `bucket` made, its data in a new directory under `parent`; returns once it answers.
+    pub async fn start(parent: &Path, bucket: &str) -> Self {
+        let dir = tempfile::tempdir_in(parent).unwrap();
+        let port = free_port("127.0.0.1");
+        let child = Command::new(std::env::var_os("S3RVER").unwrap_or("s3rver".into()))
+            .arg("-d")
+            .arg(dir.path())
+            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "--silent"])
+            .args(["--configure-bucket", bucket])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("s3rver (npm s3rver; scripts/bench installs it and sets S3RVER)");
+        let s3rver = S3rver {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+            dir,
+        };
+        wait_listening(&format!("127.0.0.1:{port}"), Duration::from_secs(60)).await;
+        s3rver
+    }
+
+    /// An S3 resource's spec served on `port` in front of this s3rver, re-signing with its key.
+    pub fn resource_spec(&self, port: u16) -> Value {
+        let keys = serde_json::json!({
+            "access_key_id": Self::ACCESS_KEY_ID,
+            "secret_access_key": Self::SECRET_ACCESS_KEY,
+        });
+        s3_resource_spec(&self.endpoint, &keys, port)
+    }
+}
+
+impl Drop for S3rver {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

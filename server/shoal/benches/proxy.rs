@@ -30,15 +30,6 @@ use shoal_testkit::*;
 
 const WAIT: Duration = Duration::from_secs(60);
 
-async fn wait_port(addr: &str) {
-    let addr = addr.to_string();
-    wait_until(&format!("{addr} listening"), WAIT, || {
-        let addr = addr.clone();
-        async move { tokio::net::TcpStream::connect(addr).await.ok().map(|_| ()) }
-    })
-    .await;
-}
-
 /// Microseconds per request, sequential, one kept-alive connection.
 async fn latency(client: &reqwest::Client, url: &str, key: &str, n: usize) -> Vec<f64> {
     let mut v = Vec::with_capacity(n);
@@ -210,7 +201,7 @@ async fn main() {
     let mut shoal = Vec::new();
     for (_, ip, mut node) in nodes {
         node.wait_data_plane(revision).await;
-        wait_port(&format!("{ip}:{port}")).await;
+        wait_listening(&format!("{ip}:{port}"), WAIT).await;
         shoal.push(Variant {
             node,
             url: format!("http://{ip}:{port}/object"),
@@ -218,7 +209,7 @@ async fn main() {
     }
     let nginx_url = format!("http://127.0.0.1:{nginx_port}/object");
     let direct_url = format!("http://{upstream}/object");
-    wait_port(&format!("127.0.0.1:{nginx_port}")).await;
+    wait_listening(&format!("127.0.0.1:{nginx_port}"), WAIT).await;
 
     let client = reqwest::Client::new();
     for url in [&direct_url, &nginx_url]

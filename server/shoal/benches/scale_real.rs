@@ -66,26 +66,6 @@ fn unix_us() -> i64 {
         .as_micros() as i64
 }
 
-/// CPU time a process has used, in clock ticks (utime + stime of `/proc/<pid>/stat`).
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // The command name may hold spaces: fields are counted after its closing parenthesis.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    let field = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
-    field(11).unwrap_or(0) + field(12).unwrap_or(0)
-}
-
-fn clock_ticks_per_second() -> f64 {
-    let out = Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .expect("getconf");
-    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
-}
-
 fn nft(args: &str) {
     let out = Command::new("nft").arg(args).output().expect("nft");
     assert!(
