@@ -171,6 +171,26 @@ impl Api {
         key
     }
 
+    /// Stores the seed policy, unchanged, enforced as shipped; returns the config revision.
+    pub async fn put_seed_policy(&self) -> i64 {
+        let (code, body) = self
+            .put(
+                "/api/v1/policies/seed",
+                serde_json::json!({"rego": SEED_POLICY}),
+            )
+            .await;
+        assert_eq!(code, 200, "{body}");
+        body["revision"].as_i64().unwrap()
+    }
+
+    /// Stores the resource `name` with any `spec` (S3, CORS, anonymous access...); returns the
+    /// config revision.
+    pub async fn resource(&self, name: &str, spec: Value) -> i64 {
+        let (code, body) = self.put(&format!("/api/v1/resources/{name}"), spec).await;
+        assert_eq!(code, 200, "{body}");
+        body["revision"].as_i64().unwrap()
+    }
+
     /// Stores the seed policy, unchanged, in strict mode; returns the config revision.
     pub async fn put_seed_policy_strict(&self) -> i64 {
         let (code, body) = self

@@ -25,7 +25,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use serde_json::json;
 use shoal_testkit::*;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -193,11 +192,7 @@ async fn main() {
     let port = free_port("127.0.0.97");
     api.http_resource("bench", &format!("http://{upstream}"), port)
         .await;
-    let (code, body) = api
-        .put("/api/v1/policies/seed", json!({"rego": SEED_POLICY}))
-        .await;
-    assert_eq!(code, 200, "{body}");
-    let revision = body["revision"].as_i64().unwrap();
+    let revision = api.put_seed_policy().await;
     let mut shoal = Vec::new();
     for (_, ip, mut node) in nodes {
         node.wait_data_plane(revision).await;

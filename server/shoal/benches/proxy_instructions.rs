@@ -16,7 +16,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use serde_json::json;
 use shoal_testkit::*;
 
 /// A node under callgrind starts some fifty times slower than alone.
@@ -87,11 +86,7 @@ async fn measure(
     let port = free_port(ip);
     api.http_resource("bench", &format!("http://{upstream}"), port)
         .await;
-    let (code, body) = api
-        .put("/api/v1/policies/seed", json!({"rego": SEED_POLICY}))
-        .await;
-    assert_eq!(code, 200, "{body}");
-    let revision = body["revision"].as_i64().unwrap();
+    let revision = api.put_seed_policy().await;
     poll_revision(base.clone(), name, revision, START).await;
     let url = format!("http://{ip}:{port}/object");
     let client = reqwest::Client::new();

@@ -25,7 +25,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use serde_json::json;
 use shoal_testkit::*;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -246,16 +245,8 @@ async fn main() {
     let api = Api::login(&node.base_url().await).await;
     let user = api.user_with_s3_key("bench").await;
     let port = free_port("127.0.0.1");
-    let (code, body) = api
-        .put("/api/v1/resources/objects", backend.resource_spec(port))
-        .await;
-    assert_eq!(code, 200, "{body}");
-    let (code, body) = api
-        .put("/api/v1/policies/seed", json!({"rego": SEED_POLICY}))
-        .await;
-    assert_eq!(code, 200, "{body}");
-    node.wait_data_plane(body["revision"].as_i64().unwrap())
-        .await;
+    api.resource("objects", backend.resource_spec(port)).await;
+    node.wait_data_plane(api.put_seed_policy().await).await;
     wait_listening(&format!("127.0.0.1:{port}"), WAIT).await;
     let backend_addr = backend
         .endpoint

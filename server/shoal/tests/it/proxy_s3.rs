@@ -1012,13 +1012,8 @@ async fn browser_forms_upload_under_their_post_policy_and_the_operator_s_policie
     let (moto, upstream_keys) = Moto::start_with(false).await;
     let port = free_port(ip);
     let key = api.user_with_s3_key("fatima").await;
-    let (code, body) = api
-        .put(
-            "/api/v1/resources/objects",
-            moto.resource_spec(&upstream_keys, port),
-        )
+    api.resource("objects", moto.resource_spec(&upstream_keys, port))
         .await;
-    assert_eq!(code, 200, "{body}");
     let (code, body) = api
         .put("/api/v1/policies/forms", json!({"rego": FORM_RULES}))
         .await;
@@ -1066,9 +1061,7 @@ async fn browser_forms_upload_under_their_post_policy_and_the_operator_s_policie
     outer["upstream_credentials"] = json!({
         "access_key_id": key["key_id"], "secret_access_key": key["secret"],
     });
-    let (code, body) = api.put("/api/v1/resources/outer", outer).await;
-    assert_eq!(code, 200, "{body}");
-    node.wait_data_plane(body["revision"].as_i64().unwrap())
+    node.wait_data_plane(api.resource("outer", outer).await)
         .await;
     let chained = run_steps(json!({
         "endpoints": [format!("http://{ip}:{outer_port}")],
@@ -1216,9 +1209,7 @@ async fn chromium_uploads_with_presigned_urls_and_forms_and_reads_them_back() {
         "allowed_origins": [origin], "allowed_methods": ["GET", "PUT", "POST"],
         "allowed_headers": ["*"], "expose_headers": ["ETag"], "max_age_seconds": 600,
     }]);
-    let (code, body) = api.put("/api/v1/resources/objects", spec).await;
-    assert_eq!(code, 200, "{body}");
-    node.wait_data_plane(body["revision"].as_i64().unwrap())
+    node.wait_data_plane(api.resource("objects", spec).await)
         .await;
     let presign = |step: &str, method: &str, key: &str| json!({"step": step, "do": "presign", "method": method, "bucket": "reports", "key": key});
     let signed = run_steps(json!({
