@@ -10,7 +10,14 @@
 //! lock; if a previous holder already wrote its line it is done, otherwise it writes every
 //! pending line in one `write` (and one `fdatasync` when each batch is synced). Concurrent
 //! requests therefore share system calls without any thread hand-off.
+//!
+//! The records a run writes are also kept in memory, up to [`TAIL_BYTES`] of their lines, with
+//! where each one lies in its segment. The shipper takes them from there while it keeps up, so
+//! the common case never reads back and parses what was just written; the files are read only
+//! for earlier runs' records, after a damaged write, and when PostgreSQL fell so far behind
+//! that the oldest records left memory.
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{BufRead as _, BufReader, Read as _, Seek as _, SeekFrom, Write as _};
 use std::path::{Path, PathBuf};
@@ -22,6 +29,10 @@ use shoal_model::AuditEntry;
 
 /// Size past which the writing run starts a new segment (shipped segments are deleted whole).
 pub(super) const SEGMENT_BYTES: u64 = 16 << 20;
+
+/// Lines' worth of this run's records kept in memory for the shipper; past it the oldest go
+/// (they stay on disk).
+const TAIL_BYTES: u64 = 4 << 20;
 
 const SUFFIX: &str = ".log";
 const CURSOR: &str = "cursor";
@@ -71,8 +82,23 @@ pub(super) struct Read {
 
 struct Pending {
     buf: Vec<u8>,
-    records: u64,
+    /// The records whose lines are in `buf`, with each line's length.
+    records: Vec<(u64, AuditEntry)>,
     slots: Vec<Arc<AtomicU8>>,
+}
+
+/// A record this run wrote, and where its line lies.
+struct Kept {
+    segment: u64,
+    start: u64,
+    end: u64,
+    entry: AuditEntry,
+}
+
+#[derive(Default)]
+struct Tail {
+    kept: VecDeque<Kept>,
+    bytes: u64,
 }
 
 struct Active {
@@ -95,6 +121,8 @@ pub(super) struct Journal {
     tip: Mutex<Cursor>,
     first_segment: u64,
     cursor_file: Mutex<Option<File>>,
+    tail: Mutex<Tail>,
+    tail_max_bytes: u64,
     pub appended_records: AtomicU64,
     pub appended_bytes: AtomicU64,
 }
@@ -123,7 +151,7 @@ impl Journal {
             sync_each_batch,
             pending: Mutex::new(Pending {
                 buf: Vec::new(),
-                records: 0,
+                records: Vec::new(),
                 slots: Vec::new(),
             }),
             active: Mutex::new(Active {
@@ -139,6 +167,8 @@ impl Journal {
             }),
             first_segment,
             cursor_file: Mutex::new(None),
+            tail: Mutex::new(Tail::default()),
+            tail_max_bytes: TAIL_BYTES,
             appended_records: AtomicU64::new(0),
             appended_bytes: AtomicU64::new(header),
         };
@@ -147,13 +177,16 @@ impl Journal {
 
     /// Writes records (synced too when each batch is); returns once they are in the file.
     /// Blocking: a `write` to the page cache, plus an `fdatasync` when each batch is synced.
-    pub fn append(&self, entries: &[AuditEntry]) -> Result<(), String> {
-        let line: Vec<u8> = entries.iter().flat_map(encode).collect();
+    pub fn append(&self, entries: Vec<AuditEntry>) -> Result<(), String> {
         let slot = Arc::new(AtomicU8::new(PENDING));
         {
             let mut p = self.pending.lock().expect("journal pending");
-            p.buf.extend_from_slice(&line);
-            p.records += entries.len() as u64;
+            for entry in entries {
+                let before = p.buf.len();
+                encode_into(&mut p.buf, &entry);
+                let len = (p.buf.len() - before) as u64;
+                p.records.push((len, entry));
+            }
             p.slots.push(slot.clone());
         }
         let mut active = self.active.lock().expect("journal file");
@@ -164,17 +197,18 @@ impl Journal {
         }
         let (buf, records, slots) = {
             let mut p = self.pending.lock().expect("journal pending");
-            let records = std::mem::take(&mut p.records);
             (
                 std::mem::take(&mut p.buf),
-                records,
+                std::mem::take(&mut p.records),
                 std::mem::take(&mut p.slots),
             )
         };
         let result = self.write_batch(&mut active, &buf);
         let state = match &result {
             Ok(()) => {
-                self.appended_records.fetch_add(records, Ordering::Relaxed);
+                self.appended_records
+                    .fetch_add(records.len() as u64, Ordering::Relaxed);
+                self.keep(active.segment, active.len - buf.len() as u64, records);
                 *self.tip.lock().expect("journal tip") = Cursor {
                     segment: active.segment,
                     offset: active.len,
@@ -190,6 +224,71 @@ impl Journal {
             s.store(state, Ordering::Release);
         }
         result.map_err(|e| e.to_string())
+    }
+
+    /// Keeps a written batch's records for the shipper, dropping the oldest past the bound.
+    fn keep(&self, segment: u64, mut start: u64, records: Vec<(u64, AuditEntry)>) {
+        let mut tail = self.tail.lock().expect("journal tail");
+        for (len, entry) in records {
+            tail.kept.push_back(Kept {
+                segment,
+                start,
+                end: start + len,
+                entry,
+            });
+            tail.bytes += len;
+            start += len;
+        }
+        while tail.bytes > self.tail_max_bytes {
+            let Some(old) = tail.kept.pop_front() else {
+                break;
+            };
+            tail.bytes -= old.end - old.start;
+        }
+    }
+
+    /// Up to `max` records from `cursor` on out of memory, when memory holds the record that
+    /// starts there; `None` sends the caller to [`Journal::read`]. Records before the cursor
+    /// (shipped from the files) are let go.
+    pub fn take(&self, cursor: Cursor, max: usize) -> Option<Read> {
+        let mut tail = self.tail.lock().expect("journal tail");
+        while let Some(k) = tail.kept.front() {
+            if (k.segment, k.end) > (cursor.segment, cursor.offset) {
+                break;
+            }
+            tail.bytes -= k.end - k.start;
+            tail.kept.pop_front();
+        }
+        let first = tail.kept.front()?;
+        if (first.segment, first.start) != (cursor.segment, cursor.offset) {
+            return None;
+        }
+        let mut read = Read {
+            node: None,
+            records: Vec::new(),
+            damaged: Vec::new(),
+            next: cursor,
+            bytes: 0,
+            finished: None,
+            this_run: true,
+        };
+        while read.records.len() < max {
+            match tail.kept.front() {
+                Some(k) if (k.segment, k.start) == (read.next.segment, read.next.offset) => {}
+                _ => break,
+            }
+            let k = tail.kept.pop_front().expect("front checked");
+            tail.bytes -= k.end - k.start;
+            read.bytes += k.end - k.start;
+            read.next.offset = k.end;
+            read.records.push(k.entry);
+        }
+        Some(read)
+    }
+
+    /// The end of the last complete batch: a cursor there has shipped everything.
+    pub fn tip(&self) -> Cursor {
+        *self.tip.lock().expect("journal tip")
     }
 
     fn write_batch(&self, active: &mut Active, buf: &[u8]) -> std::io::Result<()> {
@@ -364,11 +463,20 @@ impl Journal {
 }
 
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    let json = serde_json::to_vec(value).expect("journal records serialize");
-    let mut line = format!("{:08x} ", crc32fast::hash(&json)).into_bytes();
-    line.extend_from_slice(&json);
-    line.push(b'\n');
+    let mut line = Vec::new();
+    encode_into(&mut line, value);
     line
+}
+
+/// Appends `value`'s line to `buf`: the JSON is written in place after room for its checksum.
+fn encode_into<T: Serialize>(buf: &mut Vec<u8>, value: &T) {
+    use std::io::Write as _;
+    let start = buf.len();
+    buf.extend_from_slice(b"00000000 ");
+    serde_json::to_writer(&mut *buf, value).expect("journal records serialize");
+    let crc = crc32fast::hash(&buf[start + 9..]);
+    write!(&mut buf[start..start + 8], "{crc:08x}").expect("8 hex digits fit");
+    buf.push(b'\n');
 }
 
 fn decode<T: serde::de::DeserializeOwned>(line: &[u8]) -> Result<T, String> {
@@ -477,25 +585,101 @@ mod tests {
         (records, damaged)
     }
 
+    /// Ships as the shipper does, memory first and the files when memory cannot continue;
+    /// returns the records and how many came from memory.
+    fn ship_all(journal: &Journal, cursor: &mut Cursor, max: usize) -> (Vec<AuditEntry>, usize) {
+        let (mut records, mut from_memory) = (Vec::new(), 0);
+        loop {
+            if let Some(read) = journal.take(*cursor, max) {
+                from_memory += read.records.len();
+                records.extend(read.records);
+                *cursor = read.next;
+                continue;
+            }
+            if *cursor == journal.tip() {
+                return (records, from_memory);
+            }
+            let read = journal.read(*cursor, max).unwrap().unwrap();
+            records.extend(read.records);
+            *cursor = read.next;
+            if read.finished.is_some() {
+                *cursor = Cursor {
+                    segment: cursor.segment + 1,
+                    offset: 0,
+                };
+            }
+        }
+    }
+
+    #[test]
+    fn a_shipper_that_keeps_up_takes_records_from_memory_and_one_behind_reads_the_files() {
+        for (tail_max_lines, batch, max) in [(1_000, 3, 5), (4, 3, 5), (1, 7, 2), (10, 1, 1)] {
+            let dir = tempfile::tempdir().unwrap();
+            let (mut journal, _) = Journal::open(dir.path(), "n1", false).unwrap();
+            let line = encode(&entry(0)).len() as u64;
+            journal.tail_max_bytes = tail_max_lines * line;
+            let mut cursor = journal.cursor();
+            let (mut shipped, mut from_memory) = (Vec::new(), 0);
+            let mut next = 0;
+            for round in 0..12u32 {
+                for _ in 0..=round % 4 {
+                    journal
+                        .append((next..next + batch).map(entry).collect())
+                        .unwrap();
+                    next += batch;
+                }
+                // Every third round the shipper is away and falls behind.
+                if round % 3 != 2 {
+                    let (records, memory) = ship_all(&journal, &mut cursor, max);
+                    shipped.extend(records);
+                    from_memory += memory;
+                }
+            }
+            let (records, memory) = ship_all(&journal, &mut cursor, max);
+            shipped.extend(records);
+            from_memory += memory;
+            let ids: Vec<_> = shipped.iter().map(|r| r.event_id).collect();
+            let want: Vec<_> = (0..next).map(|i| entry(i).event_id).collect();
+            assert_eq!(
+                ids, want,
+                "tail {tail_max_lines} lines, batch {batch}, max {max}"
+            );
+            let kept = journal.tail.lock().unwrap();
+            assert!(kept.kept.is_empty() && kept.bytes == 0);
+            if tail_max_lines >= 1_000 {
+                // The first read starts before this run's header, so it goes to the file.
+                assert!(
+                    from_memory >= (next as usize) - max,
+                    "{from_memory} of {next}"
+                );
+            } else {
+                assert!(
+                    from_memory > 0 && from_memory < next as usize,
+                    "{from_memory}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn records_are_read_once_in_order_across_runs() {
         let dir = tempfile::tempdir().unwrap();
         let (first, backlog) = Journal::open(dir.path(), "n1", false).unwrap();
         assert_eq!(backlog, 0);
         for i in 0..10 {
-            first.append(&[entry(i)]).unwrap();
+            first.append(vec![entry(i)]).unwrap();
         }
         let (read, damaged) = drain(&first);
         assert!(damaged.is_empty(), "{damaged:?}");
         let ids: Vec<_> = read.iter().map(|(_, r)| r.event_id).collect();
         assert_eq!(ids, (0..10).map(|i| entry(i).event_id).collect::<Vec<_>>());
-        first.append(&[entry(10), entry(11)]).unwrap();
+        first.append(vec![entry(10), entry(11)]).unwrap();
         drop(first);
         // A crash before those two were shipped: the next run starts a segment of its own and
         // finds exactly the two left (plus its own later records).
         let (second, backlog) = Journal::open(dir.path(), "n1", false).unwrap();
         assert!(backlog > 0);
-        second.append(&[entry(12)]).unwrap();
+        second.append(vec![entry(12)]).unwrap();
         let (read, damaged) = drain(&second);
         assert!(damaged.is_empty(), "{damaged:?}");
         let ids: Vec<_> = read.iter().map(|(_, r)| r.event_id).collect();
@@ -554,7 +738,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let (other, _) = Journal::open(dir.path(), "other-node", false).unwrap();
-            other.append(&[entry(1)]).unwrap();
+            other.append(vec![entry(1)]).unwrap();
         }
         std::fs::write(
             dir.path().join("00000000000000000002.log"),
@@ -563,7 +747,7 @@ mod tests {
         .unwrap();
         std::fs::write(dir.path().join("notes.txt"), "not a segment").unwrap();
         let (journal, _) = Journal::open(dir.path(), "me", false).unwrap();
-        journal.append(&[entry(3)]).unwrap();
+        journal.append(vec![entry(3)]).unwrap();
         let (read, damaged) = drain(&journal);
         let got: Vec<_> = read.iter().map(|(n, r)| (n.clone(), r.event_id)).collect();
         assert_eq!(
@@ -583,7 +767,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let (j, _) = Journal::open(dir.path(), "n1", false).unwrap();
-            j.append(&[entry(1), entry(2)]).unwrap();
+            j.append(vec![entry(1), entry(2)]).unwrap();
             j.save_cursor(Cursor {
                 segment: 1,
                 offset: 10_000,
@@ -606,7 +790,7 @@ mod tests {
                 let j = journal.clone();
                 std::thread::spawn(move || {
                     for i in 0..200 {
-                        j.append(&[entry(t * 1000 + i)]).unwrap();
+                        j.append(vec![entry(t * 1000 + i)]).unwrap();
                     }
                 })
             })

@@ -178,11 +178,11 @@ impl AuditLog {
         }
         match self.fsync {
             // A write to the page cache takes microseconds: done in place, no hand-off.
-            Fsync::Every(_) => journal.append(std::slice::from_ref(&record)),
+            Fsync::Every(_) => journal.append(vec![record]),
             // A device flush can take milliseconds: off the async workers.
             Fsync::EachBatch => {
                 let journal = journal.clone();
-                tokio::task::spawn_blocking(move || journal.append(&[record]))
+                tokio::task::spawn_blocking(move || journal.append(vec![record]))
                     .await
                     .unwrap_or_else(|e| Err(e.to_string()))
             }
@@ -316,11 +316,10 @@ fn import_legacy(journal: &Journal, path: &std::path::Path) {
             }
         }
         if chunk.len() >= CHUNK || (read == 0 && !chunk.is_empty()) {
-            if let Err(e) = journal.append(&chunk) {
+            imported += chunk.len();
+            if let Err(e) = journal.append(std::mem::take(&mut chunk)) {
                 break Err(e);
             }
-            imported += chunk.len();
-            chunk.clear();
         }
         if read == 0 {
             break journal
@@ -380,8 +379,17 @@ impl Shipper {
     /// Ships everything journaled so far; false when PostgreSQL did not take a batch.
     async fn ship(&self, cursor: &mut Cursor) -> bool {
         loop {
-            let journal = self.journal.clone();
             let (from, max) = (*cursor, self.options.batch_max.max(1));
+            if let Some(read) = self.journal.take(from, max) {
+                if !self.store(read, cursor).await {
+                    return false;
+                }
+                continue;
+            }
+            if from == self.journal.tip() {
+                return self.caught_up();
+            }
+            let journal = self.journal.clone();
             let read = match tokio::task::spawn_blocking(move || journal.read(from, max)).await {
                 Ok(Ok(Some(read))) => read,
                 Ok(Ok(None)) => return true,
@@ -397,57 +405,66 @@ impl Shipper {
             if read.bytes == 0 && read.finished.is_none() {
                 return self.caught_up();
             }
-            let node = read.node.as_deref().unwrap_or(&self.options.node);
-            if !read.records.is_empty()
-                && let Err(e) = insert(&self.pool, node, &read.records).await
-            {
-                if !self.stats.spooling.swap(true, Ordering::Relaxed) {
-                    tracing::warn!(
-                        journal = %self.options.journal_dir.display(),
-                        "audit: cannot write to the control plane ({e}); decisions wait in the journal"
-                    );
-                }
-                *self.stats.last_error.lock().expect("audit stats") = Some(e.to_string());
+            if !self.store(read, cursor).await {
                 return false;
             }
-            for d in &read.damaged {
-                tracing::error!(
-                    file = %d.file.display(),
-                    offset = d.offset,
-                    "audit: damaged journal record skipped: {}",
-                    d.reason
+        }
+    }
+
+    /// Inserts what was read and moves the cursor past it; false when PostgreSQL did not
+    /// take it (records taken from memory are read again from the journal next time).
+    async fn store(&self, read: journal::Read, cursor: &mut Cursor) -> bool {
+        let node = read.node.as_deref().unwrap_or(&self.options.node);
+        if !read.records.is_empty()
+            && let Err(e) = insert(&self.pool, node, &read.records).await
+        {
+            if !self.stats.spooling.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    journal = %self.options.journal_dir.display(),
+                    "audit: cannot write to the control plane ({e}); decisions wait in the journal"
                 );
             }
-            let records = read.records.len() as u64;
-            self.stats.written.fetch_add(records, Ordering::Relaxed);
-            if read.this_run {
-                self.stats
-                    .shipped_records
-                    .fetch_add(records, Ordering::Relaxed);
-            }
+            *self.stats.last_error.lock().expect("audit stats") = Some(e.to_string());
+            return false;
+        }
+        for d in &read.damaged {
+            tracing::error!(
+                file = %d.file.display(),
+                offset = d.offset,
+                "audit: damaged journal record skipped: {}",
+                d.reason
+            );
+        }
+        let records = read.records.len() as u64;
+        self.stats.written.fetch_add(records, Ordering::Relaxed);
+        if read.this_run {
             self.stats
-                .damaged
-                .fetch_add(read.damaged.len() as u64, Ordering::Relaxed);
-            self.stats
-                .shipped_bytes
-                .fetch_add(read.bytes, Ordering::Relaxed);
-            if records > 0 {
-                self.stats.last_write_ms.store(unix_ms(), Ordering::Relaxed);
-            }
-            *cursor = read.next;
-            if let Some(done) = read.finished {
-                *cursor = Cursor {
-                    segment: cursor.segment + 1,
-                    offset: 0,
-                };
-                if let Err(e) = std::fs::remove_file(&done) {
-                    tracing::error!(file = %done.display(), "audit: cannot remove a shipped journal segment: {e}");
-                }
-            }
-            if let Err(e) = self.journal.save_cursor(*cursor) {
-                tracing::error!("audit: cannot save the journal cursor: {e}");
+                .shipped_records
+                .fetch_add(records, Ordering::Relaxed);
+        }
+        self.stats
+            .damaged
+            .fetch_add(read.damaged.len() as u64, Ordering::Relaxed);
+        self.stats
+            .shipped_bytes
+            .fetch_add(read.bytes, Ordering::Relaxed);
+        if records > 0 {
+            self.stats.last_write_ms.store(unix_ms(), Ordering::Relaxed);
+        }
+        *cursor = read.next;
+        if let Some(done) = read.finished {
+            *cursor = Cursor {
+                segment: cursor.segment + 1,
+                offset: 0,
+            };
+            if let Err(e) = std::fs::remove_file(&done) {
+                tracing::error!(file = %done.display(), "audit: cannot remove a shipped journal segment: {e}");
             }
         }
+        if let Err(e) = self.journal.save_cursor(*cursor) {
+            tracing::error!("audit: cannot save the journal cursor: {e}");
+        }
+        true
     }
 
     fn caught_up(&self) -> bool {
