@@ -10,4 +10,4 @@
 
 mod serve;
 
-pub use serve::{ConnectionLimit, Limits, serve};
+pub use serve::{ConnectionLimit, ConnectionService, Limits, ResponseBody, serve};

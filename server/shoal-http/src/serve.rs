@@ -1,22 +1,60 @@
 //! The accept loop.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hyper::body::Incoming;
+use hyper::rt::{Read, ReadBufCursor, Write};
+use hyper::server::conn::{http1, http2};
 use hyper::service::Service;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto::Builder;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use tokio::io::AsyncReadExt as _;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A service a connection's task can run: what hyper needs of it, in one place.
+pub trait ConnectionService<B>:
+    Service<
+        Request<Incoming>,
+        Response = Response<B>,
+        Future: Send + 'static,
+        Error: Into<BoxError>,
+    > + Send
+    + 'static
+{
+}
+
+impl<S, B> ConnectionService<B> for S where
+    S: Service<
+            Request<Incoming>,
+            Response = Response<B>,
+            Future: Send + 'static,
+            Error: Into<BoxError>,
+        > + Send
+        + 'static
+{
+}
+
+/// A response body a connection's task can send.
+pub trait ResponseBody:
+    http_body::Body<Data: Send, Error: Into<BoxError>> + Send + 'static
+{
+}
+
+impl<B> ResponseBody for B where
+    B: http_body::Body<Data: Send, Error: Into<BoxError>> + Send + 'static
+{
+}
 
 /// What one listener bounds.
 #[derive(Debug, Clone)]
@@ -132,26 +170,24 @@ pub async fn serve<M, S, B>(
     mut service_for: M,
 ) where
     M: FnMut(SocketAddr) -> S,
-    S: Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
+    S: ConnectionService<B>,
+    B: ResponseBody,
 {
     let label = limits.label;
     let port = listener.local_addr().map_or(0, |a| a.port());
     let graceful = GracefulShutdown::new();
-    let mut builder = Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
+    let mut h1 = http1::Builder::new();
+    h1.timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
         .max_buf_size(limits.max_head_bytes);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
+    let mut h2 = http2::Builder::new(TokioExecutor::new());
+    h2.timer(TokioTimer::new())
         .max_header_list_size(limits.max_header_list_bytes);
+    let builders = Arc::new(Builders {
+        h1,
+        h2,
+        first_bytes_timeout: limits.header_read_timeout,
+    });
     let mut connections = JoinSet::new();
     let mut refusals = JoinSet::new();
     let polite = Arc::new(Semaphore::new(POLITE_REFUSALS));
@@ -191,12 +227,10 @@ pub async fn serve<M, S, B>(
             },
         };
         let _ = stream.set_nodelay(true);
-        let conn = builder
-            .serve_connection(TokioIo::new(stream), service_for(peer))
-            .into_owned();
-        let conn = graceful.watch(conn);
+        let (builders, watcher, service) =
+            (builders.clone(), graceful.watcher(), service_for(peer));
         connections.spawn(async move {
-            if let Err(e) = conn.await {
+            if let Err(e) = serve_connection(stream, &builders, watcher, service).await {
                 tracing::debug!(%peer, "{label} connection: {e}");
             }
             drop(permit);
@@ -215,6 +249,122 @@ pub async fn serve<M, S, B>(
             "{label}: connections still open after the drain grace; closed"
         );
         connections.abort_all();
+    }
+}
+
+/// How every connection of a listener is served.
+struct Builders {
+    h1: http1::Builder,
+    h2: http2::Builder<TokioExecutor>,
+    /// A connection that has sent nothing this long after it opened is closed.
+    first_bytes_timeout: Duration,
+}
+
+/// What a client that speaks HTTP/2 without an upgrade sends first.
+const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Serves one connection in the protocol its first bytes name. Each protocol's connection is
+/// boxed on its own, so an HTTP/1 connection (nearly all of them) holds the room HTTP/1 needs
+/// and not HTTP/2's, which is larger.
+async fn serve_connection<S, B>(
+    mut stream: TcpStream,
+    builders: &Builders,
+    watcher: Watcher,
+    service: S,
+) -> Result<(), BoxError>
+where
+    S: ConnectionService<B>,
+    B: ResponseBody,
+{
+    let mut first = [0u8; H2_PREFACE.len()];
+    let mut len = 0;
+    let h2 = loop {
+        let read =
+            tokio::time::timeout(builders.first_bytes_timeout, stream.read(&mut first[len..]))
+                .await
+                .map_err(|_| "no request in time")??;
+        if read == 0 {
+            return Ok(());
+        }
+        len += read;
+        if first[..len] != H2_PREFACE[..len] {
+            break false;
+        }
+        if len == H2_PREFACE.len() {
+            break true;
+        }
+    };
+    let io = Prefixed {
+        first,
+        at: 0,
+        len,
+        io: TokioIo::new(stream),
+    };
+    if h2 {
+        Box::pin(watcher.watch(builders.h2.serve_connection(io, service))).await?;
+    } else {
+        Box::pin(watcher.watch(builders.h1.serve_connection(io, service))).await?;
+    }
+    Ok(())
+}
+
+/// A connection whose first bytes were read to tell its protocol: they are read again first.
+struct Prefixed {
+    first: [u8; H2_PREFACE.len()],
+    at: usize,
+    len: usize,
+    io: TokioIo<TcpStream>,
+}
+
+impl Read for Prefixed {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        mut buf: ReadBufCursor<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if self.at == self.len {
+            return Pin::new(&mut self.io).poll_read(cx, buf);
+        }
+        let n = (self.len - self.at).min(buf.remaining());
+        let (at, end) = (self.at, self.at + n);
+        buf.put_slice(&self.first[at..end]);
+        self.at = end;
+        // What else has arrived comes in the same read, so the reader sees the request as
+        // one piece, as it would without the look at the first bytes.
+        if self.at == self.len && buf.remaining() > 0 {
+            let _ = Pin::new(&mut self.io).poll_read(cx, buf)?;
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl Write for Prefixed {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
     }
 }
 
@@ -333,6 +483,58 @@ mod tests {
         let answer = exchange(server.addr, b"GET / HTTP/1.1\r\nhost: x\r\n").await;
         assert!(!answer.contains("200"), "{answer}");
         assert!(started.elapsed() >= Duration::from_millis(900));
+    }
+
+    #[tokio::test]
+    async fn a_connection_that_sends_nothing_is_closed_after_the_head_timeout() {
+        let server = start(limits()).await;
+        let started = std::time::Instant::now();
+        let answer = exchange(server.addr, b"").await;
+        assert_eq!(answer, "");
+        assert!(started.elapsed() >= Duration::from_millis(900));
+    }
+
+    #[tokio::test]
+    async fn a_request_arriving_a_byte_at_a_time_is_served() {
+        let server = start(limits()).await;
+        let mut conn = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        // Starts like the HTTP/2 preface ("P") and then is not.
+        for byte in b"POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+        {
+            conn.write_all(&[*byte]).await.unwrap();
+            conn.flush().await.unwrap();
+            tokio::task::yield_now().await;
+        }
+        let mut out = Vec::new();
+        conn.read_to_end(&mut out).await.unwrap();
+        let answer = String::from_utf8_lossy(&out);
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(answer.ends_with("hello 127.0.0.1"), "{answer}");
+    }
+
+    #[tokio::test]
+    async fn http2_with_prior_knowledge_is_served_on_the_same_port() {
+        let server = start(limits()).await;
+        let stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        let (mut sender, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+                .await
+                .unwrap();
+        let driver = tokio::spawn(conn);
+        for _ in 0..2 {
+            let request = Request::get(format!("http://{}/", server.addr))
+                .body(Full::new(Bytes::new()))
+                .unwrap();
+            let response = sender.send_request(request).await.unwrap();
+            assert_eq!(response.version(), hyper::Version::HTTP_2);
+            let body = http_body_util::BodyExt::collect(response.into_body())
+                .await
+                .unwrap()
+                .to_bytes();
+            assert_eq!(&body[..], b"hello 127.0.0.1");
+        }
+        drop(sender);
+        driver.await.unwrap().unwrap();
     }
 
     #[tokio::test]

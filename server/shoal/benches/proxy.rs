@@ -13,16 +13,19 @@
 //! Latency: sequential requests over one kept-alive connection, directly, through nginx and
 //! through each node, alternated per round; "added" is the proxy's percentile minus the
 //! direct one, and the telemetry cost is one node's percentile minus the other's. Throughput:
-//! `--concurrency` connections for `--load-seconds` through each proxy.
+//! wrk (one thread) with `--concurrency` connections for `--load-seconds` through each proxy,
+//! so the load generator costs both sides the same and little.
 //!
-//! Durable audit: a fourth node, `baseline`, runs the build named by
-//! `SHOAL_BENCH_BASELINE_BIN` (scripts/bench builds the last commit whose audit records waited
-//! in memory until the next flush) with the `metrics` node's settings; the durable path's
-//! cost is the `metrics` node's figures against it, latency per round and throughput in
-//! alternating pairs.
+//! Memory: `--idle-connections` keep-alive connections, one request each, held idle, on the
+//! `metrics` node and on nginx. Flood: `--flood` connection attempts, each sending a request,
+//! at the `traced` node, whose limit is `--flood-limit` connections: the ones let in are
+//! held, the rest must get the `503` refusal and be counted in its metrics, and the node's
+//! memory is read before and after.
+//!
+//! Another build, optionally: `SHOAL_BENCH_BASELINE_BIN` names a binary run as a fourth node,
+//! `baseline`, with the `metrics` node's settings; its cost is compared with the `metrics`
+//! node's, latency per round and throughput in alternating pairs.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use shoal_testkit::*;
@@ -49,34 +52,26 @@ async fn latency(client: &reqwest::Client, url: &str, key: &str, n: usize) -> Ve
 }
 
 async fn throughput(url: &str, key: &str, connections: usize, secs: u64) -> f64 {
-    let done = Arc::new(AtomicU64::new(0));
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    let mut tasks = Vec::new();
-    for _ in 0..connections {
-        let (url, key, done) = (url.to_string(), key.to_string(), done.clone());
-        tasks.push(spawn(async move {
-            let client = reqwest::Client::builder()
-                .pool_max_idle_per_host(1)
-                .build()
-                .unwrap();
-            while Instant::now() < deadline {
-                let resp = client
-                    .get(&url)
-                    .header("x-api-key", &key)
-                    .send()
-                    .await
-                    .unwrap();
-                let status = resp.status().as_u16();
-                let body = resp.bytes().await.unwrap();
-                assert_eq!(status, 200, "{url}: {}", String::from_utf8_lossy(&body));
-                done.fetch_add(1, Ordering::Relaxed);
-            }
-        }));
-    }
-    for t in tasks {
-        t.await.unwrap();
-    }
-    done.load(Ordering::Relaxed) as f64 / secs as f64
+    let (url, header) = (url.to_string(), format!("x-api-key: {key}"));
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("wrk")
+            .args(["-t1", &format!("-c{connections}"), &format!("-d{secs}s")])
+            .args(["-H", &header, &url])
+            .output()
+            .expect("run wrk (scripts/bench installs it)")
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "wrk: {text}");
+    assert!(
+        !text.contains("Non-2xx") && !text.contains("Socket errors"),
+        "every request answered 200: {text}"
+    );
+    text.lines()
+        .find_map(|l| l.strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no Requests/sec in wrk's output: {text}"))
 }
 
 /// A process and its children (nginx's workers).
@@ -117,6 +112,41 @@ async fn hold_connections(addr: &str, key: &str, n: usize) -> Vec<tokio::net::Tc
     held
 }
 
+/// `n` connection attempts one after another, each sending a request: those answered `200`
+/// are kept open, those refused must be answered `503` and closed by the node. Returns the
+/// kept connections and the refusals.
+async fn flood_connections(addr: &str, key: &str, n: usize) -> (Vec<tokio::net::TcpStream>, usize) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let request = format!("GET /flood HTTP/1.1\r\nhost: bench\r\nx-api-key: {key}\r\n\r\n");
+    let (mut held, mut refused) = (Vec::new(), 0);
+    let mut buf = vec![0u8; 4096];
+    for _ in 0..n {
+        let mut conn = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        conn.write_all(request.as_bytes()).await.unwrap();
+        let mut got = Vec::new();
+        let closed = loop {
+            if got.starts_with(b"HTTP/1.1 200") && got.ends_with(b"\r\n\r\nok") {
+                break false;
+            }
+            match conn.read(&mut buf).await {
+                Ok(0) | Err(_) => break true,
+                Ok(read) => got.extend_from_slice(&buf[..read]),
+            }
+        };
+        if closed {
+            assert!(
+                got.starts_with(b"HTTP/1.1 503"),
+                "a refused connection gets the 503: {}",
+                String::from_utf8_lossy(&got)
+            );
+            refused += 1;
+        } else {
+            held.push(conn);
+        }
+    }
+    (held, refused)
+}
+
 /// One node of the benchmark: its process and resource URL.
 struct Variant {
     node: Node,
@@ -139,6 +169,8 @@ async fn main() {
     let load_secs = arg("--load-seconds", 5) as u64;
     let connections = arg("--concurrency", 16);
     let idle = arg("--idle-connections", 10_000);
+    let flood = arg("--flood", 50_000);
+    let flood_limit = arg("--flood-limit", 2_000);
 
     let upstream = ok_upstream().await;
     let (nginx, nginx_port) = start_nginx(&[upstream], "");
@@ -146,11 +178,9 @@ async fn main() {
     let rotel = Rotel::start(false);
     rotel.wait_listening().await;
 
-    let baseline_bin = std::env::var_os("SHOAL_BENCH_BASELINE_BIN").map(std::path::PathBuf::from).expect(
-        "SHOAL_BENCH_BASELINE_BIN: the baseline build to compare the durable audit with (scripts/bench proxy builds it)",
-    );
+    let baseline_bin = std::env::var_os("SHOAL_BENCH_BASELINE_BIN").map(std::path::PathBuf::from);
     let db = database().await;
-    let variants: [NodeSetup; 4] = [
+    let mut variants: Vec<NodeSetup> = vec![
         (
             "bare",
             "127.0.0.95",
@@ -169,15 +199,20 @@ async fn main() {
                 ("SHOAL_TELEMETRY_TRACE_SAMPLE_RATIO".into(), "1".into()),
             ],
         ),
-        ("baseline", "127.0.0.98", vec![]),
     ];
+    if baseline_bin.is_some() {
+        variants.push(("baseline", "127.0.0.98", vec![]));
+    }
     let mut nodes = Vec::new();
     for (i, (name, ip, env)) in variants.into_iter().enumerate() {
         let mut spec = NodeSpec::new(name, ip, &db.url);
         spec.extra_toml = format!("[proxy]\naddress = \"{ip}\"\n");
+        if name == "traced" {
+            spec.extra_toml += &format!("max_connections = {flood_limit}\n");
+        }
         spec.env = env;
-        if name == "baseline" {
-            spec.binary = baseline_bin.clone();
+        if let ("baseline", Some(bin)) = (name, &baseline_bin) {
+            spec.binary = bin.clone();
         }
         if i == 0 {
             create_admin(&spec);
@@ -225,20 +260,19 @@ async fn main() {
             let v = latency(&client, url, &key, requests).await;
             row[i] = (percentile(&v, 0.5), percentile(&v, 0.99));
         }
+        let names = ["nginx", "shoal bare", "metrics", "traced", "baseline"];
+        let added: Vec<String> = names
+            .iter()
+            .zip(&row[1..=shoal.len() + 1])
+            .map(|(name, (p50, p99))| {
+                format!("{name} p50 {:.0} p99 {:.0}", p50 - row[0].0, p99 - row[0].1)
+            })
+            .collect();
         println!(
-            "round {round}: direct p50 {:.0} us p99 {:.0} us | added by nginx p50 {:.0} p99 {:.0} | by shoal bare p50 {:.0} p99 {:.0} | metrics p50 {:.0} p99 {:.0} | traced p50 {:.0} p99 {:.0} | baseline p50 {:.0} p99 {:.0} (us)",
+            "round {round}: direct p50 {:.0} us p99 {:.0} us | added (us) by {}",
             row[0].0,
             row[0].1,
-            row[1].0 - row[0].0,
-            row[1].1 - row[0].1,
-            row[2].0 - row[0].0,
-            row[2].1 - row[0].1,
-            row[3].0 - row[0].0,
-            row[3].1 - row[0].1,
-            row[4].0 - row[0].0,
-            row[4].1 - row[0].1,
-            row[5].0 - row[0].0,
-            row[5].1 - row[0].1,
+            added.join(" | ")
         );
         rows.push(row);
     }
@@ -246,9 +280,9 @@ async fn main() {
     for v in &shoal[..3] {
         rps.push(throughput(&v.url, &key, connections, load_secs).await);
     }
-    // The durable path against the baseline, in pairs alternating which goes first.
+    // The other build against this one, in pairs alternating which goes first.
     let mut durable_ratios = Vec::new();
-    for round in 0..rounds {
+    for round in 0..rounds * usize::from(shoal.len() > 3) {
         let (durable, baseline) = if round % 2 == 0 {
             let d = throughput(&shoal[1].url, &key, connections, load_secs).await;
             (
@@ -262,7 +296,7 @@ async fn main() {
                 b,
             )
         };
-        println!("durable audit pair {round}: {durable:.0}/s against baseline {baseline:.0}/s");
+        println!("pair {round}: {durable:.0}/s against baseline {baseline:.0}/s");
         durable_ratios.push(durable / baseline);
     }
     durable_ratios.sort_by(f64::total_cmp);
@@ -276,11 +310,6 @@ async fn main() {
     assert!(
         ready["audit"]["journaled"].as_u64() > Some(0),
         "the measured node journals its decisions: {ready}"
-    );
-    let (_, ready) = shoal[3].node.ready().await;
-    assert!(
-        ready["audit"].get("journaled").is_none(),
-        "the baseline is a build without the journal: {ready}"
     );
     let shipped = &shoal[1];
 
@@ -303,6 +332,56 @@ async fn main() {
         drop(held);
     }
 
+    // A flood of connection attempts past the traced node's limit.
+    let flood_base = shoal[2].node.base_url().await;
+    let flooded = &shoal[2];
+    let refused_metric = || async {
+        let text = reqwest::get(format!("{flood_base}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find(|l| {
+                l.starts_with("shoal_proxy_connections_refused_total{")
+                    && l.contains("reason=\"limit\"")
+            })
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .unwrap_or(0.0) as usize
+    };
+    let counted_before = refused_metric().await;
+    let before = tree_rss_kib(flooded.node.pid());
+    let started = Instant::now();
+    let (held, refused) = flood_connections(&format!("127.0.0.96:{port}"), &key, flood).await;
+    let after = tree_rss_kib(flooded.node.pid());
+    let counted = refused_metric().await - counted_before;
+    println!(
+        "flood: {flood} attempts in {:.1} s, {} let in and held, {refused} refused with 503 ({counted} counted); RSS {:.1} MiB before, {:.1} MiB after",
+        started.elapsed().as_secs_f64(),
+        held.len(),
+        before as f64 / 1024.0,
+        after as f64 / 1024.0
+    );
+    assert_eq!(counted, refused, "every refusal counted");
+    assert!(
+        held.len() <= flood_limit && held.len() + 4 >= flood_limit,
+        "about the limit let in: {}",
+        held.len()
+    );
+    drop(held);
+    // With the flood gone the node serves again.
+    wait_until("the flooded node serves again", WAIT, || async {
+        let r = reqwest::Client::new()
+            .get(&flooded.url)
+            .header("x-api-key", &key)
+            .send()
+            .await
+            .ok()?;
+        (r.status() == 200).then_some(())
+    })
+    .await;
+
     // Median over rounds of a per-round figure.
     let median = |f: Figure| {
         let mut v: Vec<f64> = rows.iter().map(f).collect();
@@ -316,7 +395,7 @@ async fn main() {
             .fold((f64::MAX, f64::MIN), |(lo, hi), x| (lo.min(*x), hi.max(*x)));
         format!("{lo:.0}..{hi:.0}")
     };
-    let figures: [(&str, Figure); 10] = [
+    let mut figures: Vec<(&str, Figure)> = vec![
         ("added_latency_p50_us", &|r| r[3].0 - r[0].0),
         ("added_latency_p99_us", &|r| r[3].1 - r[0].1),
         ("nginx_added_latency_p50_us", &|r| r[1].0 - r[0].0),
@@ -325,29 +404,33 @@ async fn main() {
         ("telemetry_metrics_cost_p99_us", &|r| r[3].1 - r[2].1),
         ("telemetry_traces_cost_p50_us", &|r| r[4].0 - r[3].0),
         ("telemetry_traces_cost_p99_us", &|r| r[4].1 - r[3].1),
-        ("durable_audit_added_p50_us", &|r| r[3].0 - r[5].0),
-        ("durable_audit_added_p99_us", &|r| r[3].1 - r[5].1),
     ];
-    for (name, f) in figures {
-        println!("spread over rounds of {name}: {}", spread(f));
+    if shoal.len() > 3 {
+        figures.push(("added_over_baseline_p50_us", &|r| r[3].0 - r[5].0));
+        figures.push(("added_over_baseline_p99_us", &|r| r[3].1 - r[5].1));
     }
-    for (name, f) in figures {
-        println!("RESULT {name} {:.0} us", median(f));
+    for (name, f) in &figures {
+        println!("spread over rounds of {name}: {}", spread(*f));
+    }
+    for (name, f) in &figures {
+        println!("RESULT {name} {:.0} us", median(*f));
     }
     println!("RESULT shoal_rps {:.0} requests/s", rps[1]);
     println!("RESULT shoal_bare_rps {:.0} requests/s", rps[0]);
     println!("RESULT shoal_traced_rps {:.0} requests/s", rps[2]);
     println!("RESULT nginx_rps {nginx_rps:.0} requests/s");
     println!("RESULT rps_ratio_vs_nginx {:.2} ratio", rps[1] / nginx_rps);
-    println!(
-        "spread over pairs of durable_audit_rps_ratio: {:.2}..{:.2}",
-        durable_ratios[0],
-        durable_ratios[durable_ratios.len() - 1]
-    );
-    println!(
-        "RESULT durable_audit_rps_ratio {:.2} ratio",
-        percentile(&durable_ratios, 0.5)
-    );
+    if !durable_ratios.is_empty() {
+        println!(
+            "spread over pairs of rps_ratio_vs_baseline: {:.2}..{:.2}",
+            durable_ratios[0],
+            durable_ratios[durable_ratios.len() - 1]
+        );
+        println!(
+            "RESULT rps_ratio_vs_baseline {:.2} ratio",
+            percentile(&durable_ratios, 0.5)
+        );
+    }
     println!(
         "RESULT traced_rps_ratio_vs_metrics {:.2} ratio",
         rps[2] / rps[1]
@@ -356,4 +439,11 @@ async fn main() {
     println!("RESULT bytes_per_idle_conn {:.0} bytes", memory[0].1);
     println!("RESULT nginx_rss_10k_conns_mb {:.1} MiB", memory[1].0);
     println!("RESULT nginx_bytes_per_idle_conn {:.0} bytes", memory[1].1);
+    println!("RESULT flood_attempts {flood} connections");
+    println!("RESULT flood_refused {refused} connections");
+    println!("RESULT flood_rss_mb {:.1} MiB", after as f64 / 1024.0);
+    println!(
+        "RESULT flood_rss_growth_mb {:.1} MiB",
+        after.saturating_sub(before) as f64 / 1024.0
+    );
 }
