@@ -11,9 +11,9 @@
 //! pending line in one `write` (and one `fdatasync` when each batch is synced). Concurrent
 //! requests therefore share system calls without any thread hand-off.
 //!
-//! The records a run writes are also kept in memory, up to [`TAIL_BYTES`] of their lines, with
-//! where each one lies in its segment. The shipper takes them from there while it keeps up, so
-//! the common case never reads back and parses what was just written; the files are read only
+//! The lines a run writes are also kept in memory, up to [`TAIL_BYTES`] of them, with where
+//! each one lies in its segment. The shipper takes them from there while it keeps up, so the
+//! common case never reads back what was just written; the files are read only
 //! for earlier runs' records, after a damaged write, and when PostgreSQL fell so far behind
 //! that the oldest records left memory.
 
@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use shoal_model::AuditEntry;
 
@@ -69,7 +70,8 @@ pub(super) struct Damage {
 pub(super) struct Read {
     /// The node named by the segment's header (the records are shipped under its name).
     pub node: Option<String>,
-    pub records: Vec<AuditEntry>,
+    /// Each record's JSON, checked against its checksum (and, from the files, parsed).
+    pub records: Vec<Bytes>,
     pub damaged: Vec<Damage>,
     pub next: Cursor,
     /// Bytes consumed, damaged lines included.
@@ -82,17 +84,17 @@ pub(super) struct Read {
 
 struct Pending {
     buf: Vec<u8>,
-    /// The records whose lines are in `buf`, with each line's length.
-    records: Vec<(u64, AuditEntry)>,
+    /// The length of each line in `buf`.
+    lines: Vec<usize>,
     slots: Vec<Arc<AtomicU8>>,
 }
 
-/// A record this run wrote, and where its line lies.
+/// A record this run wrote: where its line lies, and its JSON (a slice of the written batch).
 struct Kept {
     segment: u64,
     start: u64,
     end: u64,
-    entry: AuditEntry,
+    json: Bytes,
 }
 
 #[derive(Default)]
@@ -151,7 +153,7 @@ impl Journal {
             sync_each_batch,
             pending: Mutex::new(Pending {
                 buf: Vec::new(),
-                records: Vec::new(),
+                lines: Vec::new(),
                 slots: Vec::new(),
             }),
             active: Mutex::new(Active {
@@ -181,11 +183,11 @@ impl Journal {
         let slot = Arc::new(AtomicU8::new(PENDING));
         {
             let mut p = self.pending.lock().expect("journal pending");
-            for entry in entries {
+            for entry in &entries {
                 let before = p.buf.len();
-                encode_into(&mut p.buf, &entry);
-                let len = (p.buf.len() - before) as u64;
-                p.records.push((len, entry));
+                encode_into(&mut p.buf, entry);
+                let len = p.buf.len() - before;
+                p.lines.push(len);
             }
             p.slots.push(slot.clone());
         }
@@ -195,11 +197,11 @@ impl Journal {
             FAILED => return Err(active.last_error.clone()),
             _ => {}
         }
-        let (buf, records, slots) = {
+        let (buf, lines, slots) = {
             let mut p = self.pending.lock().expect("journal pending");
             (
                 std::mem::take(&mut p.buf),
-                std::mem::take(&mut p.records),
+                std::mem::take(&mut p.lines),
                 std::mem::take(&mut p.slots),
             )
         };
@@ -207,8 +209,9 @@ impl Journal {
         let state = match &result {
             Ok(()) => {
                 self.appended_records
-                    .fetch_add(records.len() as u64, Ordering::Relaxed);
-                self.keep(active.segment, active.len - buf.len() as u64, records);
+                    .fetch_add(lines.len() as u64, Ordering::Relaxed);
+                let start = active.len - buf.len() as u64;
+                self.keep(active.segment, start, Bytes::from(buf), &lines);
                 *self.tip.lock().expect("journal tip") = Cursor {
                     segment: active.segment,
                     offset: active.len,
@@ -227,17 +230,20 @@ impl Journal {
     }
 
     /// Keeps a written batch's records for the shipper, dropping the oldest past the bound.
-    fn keep(&self, segment: u64, mut start: u64, records: Vec<(u64, AuditEntry)>) {
+    fn keep(&self, segment: u64, start: u64, batch: Bytes, lines: &[usize]) {
         let mut tail = self.tail.lock().expect("journal tail");
-        for (len, entry) in records {
+        let mut at = 0;
+        for &len in lines {
+            // The line is `<crc> <JSON>\n`.
+            let json = batch.slice(at + 9..at + len - 1);
             tail.kept.push_back(Kept {
                 segment,
-                start,
-                end: start + len,
-                entry,
+                start: start + at as u64,
+                end: start + (at + len) as u64,
+                json,
             });
-            tail.bytes += len;
-            start += len;
+            tail.bytes += len as u64;
+            at += len;
         }
         while tail.bytes > self.tail_max_bytes {
             let Some(old) = tail.kept.pop_front() else {
@@ -281,7 +287,7 @@ impl Journal {
             tail.bytes -= k.end - k.start;
             read.bytes += k.end - k.start;
             read.next.offset = k.end;
-            read.records.push(k.entry);
+            read.records.push(k.json);
         }
         Some(read)
     }
@@ -414,7 +420,9 @@ impl Journal {
                 continue;
             }
             match decode::<AuditEntry>(&line) {
-                Ok(entry) => read.records.push(entry),
+                Ok(_) => read
+                    .records
+                    .push(Bytes::copy_from_slice(&line[9..line.len() - 1])),
                 Err(reason) => read.damaged.push(Damage {
                     file: path.clone(),
                     offset: at,
@@ -561,6 +569,10 @@ mod tests {
         }
     }
 
+    fn parsed(json: &Bytes) -> AuditEntry {
+        serde_json::from_slice(json).unwrap()
+    }
+
     /// Reads everything from the saved cursor on, as the shipper does, deleting finished
     /// segments; returns (node, record) pairs and the damage seen.
     fn drain(journal: &Journal) -> (Vec<(Option<String>, AuditEntry)>, Vec<Damage>) {
@@ -570,7 +582,7 @@ mod tests {
             if read.bytes == 0 && read.finished.is_none() {
                 break;
             }
-            records.extend(read.records.into_iter().map(|r| (read.node.clone(), r)));
+            records.extend(read.records.iter().map(|r| (read.node.clone(), parsed(r))));
             damaged.extend(read.damaged);
             cursor = read.next;
             if let Some(done) = read.finished {
@@ -592,7 +604,7 @@ mod tests {
         loop {
             if let Some(read) = journal.take(*cursor, max) {
                 from_memory += read.records.len();
-                records.extend(read.records);
+                records.extend(read.records.iter().map(parsed));
                 *cursor = read.next;
                 continue;
             }
@@ -600,7 +612,7 @@ mod tests {
                 return (records, from_memory);
             }
             let read = journal.read(*cursor, max).unwrap().unwrap();
-            records.extend(read.records);
+            records.extend(read.records.iter().map(parsed));
             *cursor = read.next;
             if read.finished.is_some() {
                 *cursor = Cursor {
