@@ -739,7 +739,7 @@ async fn put_log_level(
         action: "log_level.set".into(),
         target: state.node.clone(),
         outcome: "ok".into(),
-        detail: json!({ "level": body.level, "previous": previous }),
+        detail: json!({ "level": body.level, "previous": previous }).into(),
     };
     if let Err(e) = state.audit.record(entry).await {
         let _ = state.log_level.set(&previous);

@@ -188,7 +188,7 @@ fn entry(i: usize) -> AuditEntry {
         action: "access".into(),
         target: format!("bucket/key-{i}"),
         outcome: "allowed".into(),
-        detail: json!({"i": i}),
+        detail: json!({"i": i}).into(),
     }
 }
 

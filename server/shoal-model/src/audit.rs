@@ -17,7 +17,40 @@ pub struct AuditEntry {
     pub action: String,
     pub target: String,
     pub outcome: String,
-    pub detail: serde_json::Value,
+    pub detail: AuditDetail,
+}
+
+/// An audit line's detail, a JSON object encoded once where the line is made: a request's
+/// line builds no JSON tree, and the journal copies the text instead of walking one.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct AuditDetail(Box<serde_json::value::RawValue>);
+
+impl AuditDetail {
+    /// The detail `detail` serializes to (a struct or map of the line's facts).
+    pub fn of<T: Serialize + ?Sized>(detail: &T) -> Self {
+        Self(serde_json::value::to_raw_value(detail).expect("audit details serialize"))
+    }
+
+    pub fn as_json(&self) -> &str {
+        self.0.get()
+    }
+
+    pub fn to_value(&self) -> serde_json::Value {
+        serde_json::from_str(self.0.get()).expect("the detail is JSON")
+    }
+}
+
+impl From<serde_json::Value> for AuditDetail {
+    fn from(value: serde_json::Value) -> Self {
+        Self::of(&value)
+    }
+}
+
+impl PartialEq for AuditDetail {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_json() == other.as_json()
+    }
 }
 
 /// Where a node's audit lines go. A trait object, so the data plane can be handed the

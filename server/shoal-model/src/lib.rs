@@ -27,7 +27,7 @@ pub use admin::{
     AdminIdentity, AdminStore, AdminSummary, AuditPage, AuditQuery, AuditRecord, CredentialSummary,
     DocumentRecord, NewCredential, RevisionRecord, Session, UserSummary,
 };
-pub use audit::{AuditBacklog, AuditEntry, AuditQueue, AuditSink};
+pub use audit::{AuditBacklog, AuditDetail, AuditEntry, AuditQueue, AuditSink};
 pub use config::{
     ANONYMOUS, Addressing, AnonymousAccess, ConfigSnapshot, Credential, DataDocument, Enforcement,
     HttpSpec, MAX_ATTRIBUTES_BYTES, MAX_DOCUMENT_BYTES, MAX_GROUPS, OnError, OnUnreachable, Policy,

@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderName, Method, Response, StatusCode, header};
+use serde::Serialize;
 use serde_json::json;
-use shoal_model::{AuditEntry, AuditSink, OnError, OnUnreachable};
+use shoal_model::{AuditDetail, AuditEntry, AuditSink, OnError, OnUnreachable};
 use shoal_policy::{Input, NodeFacts, RequestFacts, ResponseFacts, Stage, Subject, Verdict};
 use shoal_state::{CounterKey, Limit, Mode, Reach, Revoked, Services, SharedState};
 use tracing::Instrument as _;
@@ -740,6 +741,32 @@ struct Seen {
     size: Option<u64>,
 }
 
+/// A data-plane audit line's detail, serialized straight from the request's facts.
+#[derive(Serialize)]
+struct RequestDetail<'a> {
+    request_id: &'a str,
+    method: &'a str,
+    path: &'a str,
+    bucket: Option<&'a str>,
+    key: Option<&'a str>,
+    operation: Option<&'a str>,
+    copy_source: Option<&'a str>,
+    policy: Option<&'a str>,
+    #[serde(rename = "type")]
+    kind: Option<&'a str>,
+    source_ip: std::net::IpAddr,
+    decision_us: u64,
+    /// Decided while members were unreachable: each policy's on_unreachable applied.
+    cluster_split: Option<Reach>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    upstream_status: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    upstream_size: Option<u64>,
+    /// What shadow policies would have refused.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    would_block: Vec<serde_json::Value>,
+}
+
 /// [`audit`] for either stage: a response stage's line (`seen`) is action `response`, with
 /// the upstream's status and size.
 async fn audit_at(
@@ -762,7 +789,25 @@ async fn audit_at(
     node.instruments.decision(outcome, ctx.routes.strict);
     let reach = ctx.reach;
     tracing::Span::current().record("shoal.outcome", outcome);
-    let mut entry = AuditEntry {
+    let would_block = std::mem::take(&mut *ctx.would_block.lock().expect("would_block"));
+    let detail = RequestDetail {
+        request_id,
+        method: facts.method,
+        path: facts.path,
+        bucket: facts.bucket,
+        key: facts.key,
+        operation: facts.operation,
+        copy_source: facts.copy_source,
+        policy,
+        kind,
+        source_ip: ctx.peer.ip(),
+        decision_us: ctx.started.elapsed().as_micros() as u64,
+        cluster_split: reach.split().then_some(reach),
+        upstream_status: seen.map(|s| s.status),
+        upstream_size: seen.and_then(|s| s.size),
+        would_block,
+    };
+    let entry = AuditEntry {
         event_id: uuid::Uuid::new_v4(),
         at: chrono::Utc::now(),
         actor: user.map_or_else(|| "anonymous".to_string(), |u| format!("user:{u}")),
@@ -774,33 +819,8 @@ async fn audit_at(
         .into(),
         target: route.name.clone(),
         outcome: outcome.into(),
-        detail: json!({
-            "request_id": request_id,
-            "method": facts.method,
-            "path": facts.path,
-            "bucket": facts.bucket,
-            "key": facts.key,
-            "operation": facts.operation,
-            "copy_source": facts.copy_source,
-            "policy": policy,
-            "type": kind,
-            "source_ip": ctx.peer.ip().to_string(),
-            "decision_us": ctx.started.elapsed().as_micros() as u64,
-            // Decided while members were unreachable: each policy's on_unreachable applied.
-            "cluster_split": reach.split().then_some(json!({
-                "reachable": reach.reachable,
-                "members": reach.members,
-            })),
-        }),
+        detail: AuditDetail::of(&detail),
     };
-    if let Some(seen) = seen {
-        entry.detail["upstream_status"] = json!(seen.status);
-        entry.detail["upstream_size"] = json!(seen.size);
-    }
-    let shadow = std::mem::take(&mut *ctx.would_block.lock().expect("would_block"));
-    if !shadow.is_empty() {
-        entry.detail["would_block"] = serde_json::Value::Array(shadow);
-    }
     node.audit.record(entry).await.map_err(|e| {
         tracing::error!(request_id, resource = %route.name, "audit: {e}; request refused");
         Refusal::new(

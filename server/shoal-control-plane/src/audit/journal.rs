@@ -565,7 +565,7 @@ mod tests {
             action: "request".into(),
             target: "api".into(),
             outcome: "allowed".into(),
-            detail: serde_json::json!({ "request_id": format!("r{i}") }),
+            detail: serde_json::json!({ "request_id": format!("r{i}") }).into(),
         }
     }
 
