@@ -5,8 +5,9 @@
 
 use std::sync::{Arc, Mutex};
 
-use tracing_subscriber::filter::{EnvFilter, FilterExt as _, filter_fn};
+use tracing_subscriber::filter::{EnvFilter, FilterExt as _, LevelFilter, Targets};
 use tracing_subscriber::layer::Filter;
+use tracing_subscriber::layer::Identity;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{Layer as _, Registry, reload};
@@ -45,11 +46,15 @@ where
     } else {
         fmt.boxed()
     };
-    let output = output.with_filter(
-        env.and(filter_fn(|meta| meta.target() != TRACE_TARGET))
-            .and(filter),
-    );
-    let traces = telemetry.and_then(Telemetry::tracing_layer);
+    // Request spans are decided per call site, once: with no trace exporter no layer takes
+    // them, so creating one costs the request nothing.
+    let no_spans = Targets::new()
+        .with_default(LevelFilter::TRACE)
+        .with_target(TRACE_TARGET, LevelFilter::OFF);
+    let output = output.with_filter(env.and(no_spans).and(filter));
+    let traces = telemetry
+        .and_then(Telemetry::tracing_layer)
+        .unwrap_or_else(|| Identity::new().with_filter(LevelFilter::OFF).boxed());
     tracing_subscriber::registry()
         .with(output)
         .with(traces)
