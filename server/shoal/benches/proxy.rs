@@ -76,14 +76,45 @@ async fn throughput(url: &str, key: &str, connections: usize, secs: u64) -> f64 
 
 /// A process and its children (nginx's workers).
 fn tree_rss_kib(pid: u32) -> u64 {
-    let children =
-        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
-    rss_kib(pid)
-        + children
-            .split_whitespace()
-            .filter_map(|c| c.parse().ok())
-            .map(tree_rss_kib)
-            .sum::<u64>()
+    rss_kib(pid) + children(pid).map(tree_rss_kib).sum::<u64>()
+}
+
+fn children(pid: u32) -> impl Iterator<Item = u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|c| c.parse().ok())
+        .collect::<Vec<u32>>()
+        .into_iter()
+}
+
+/// CPU seconds (user, system) a process and its children have used, every thread counted.
+fn tree_cpu_s(pid: u32) -> (f64, f64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command's closing parenthesis: utime and stime are the 12th and 13th.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // Clock ticks of 1/100 s (USER_HZ on Linux).
+    let own = (ticks(11) / 100.0, ticks(12) / 100.0);
+    children(pid).map(tree_cpu_s).fold(own, |(u, s), (cu, cs)| (u + cu, s + cs))
+}
+
+/// [`throughput`], with the CPU microseconds (user, system) the proxy `pid` spent per request.
+async fn throughput_cpu(
+    url: &str,
+    key: &str,
+    connections: usize,
+    secs: u64,
+    pid: u32,
+) -> (f64, (f64, f64)) {
+    let before = tree_cpu_s(pid);
+    let rps = throughput(url, key, connections, secs).await;
+    let after = tree_cpu_s(pid);
+    let requests = rps * secs as f64;
+    let per = |a: f64, b: f64| (a - b) * 1e6 / requests;
+    (rps, (per(after.0, before.0), per(after.1, before.1)))
 }
 
 /// Opens `n` connections to `addr`, sends one request on each and keeps them open, idle.
@@ -277,8 +308,11 @@ async fn main() {
         rows.push(row);
     }
     let mut rps = Vec::new();
+    let mut cpu = Vec::new();
     for v in &shoal[..3] {
-        rps.push(throughput(&v.url, &key, connections, load_secs).await);
+        let (r, c) = throughput_cpu(&v.url, &key, connections, load_secs, v.node.pid()).await;
+        rps.push(r);
+        cpu.push(c);
     }
     // The other build against this one, in pairs alternating which goes first.
     let mut durable_ratios = Vec::new();
@@ -300,7 +334,12 @@ async fn main() {
         durable_ratios.push(durable / baseline);
     }
     durable_ratios.sort_by(f64::total_cmp);
-    let nginx_rps = throughput(&nginx_url, &key, connections, load_secs).await;
+    let (nginx_rps, nginx_cpu) =
+        throughput_cpu(&nginx_url, &key, connections, load_secs, nginx.child.id()).await;
+    println!(
+        "CPU per request under load (user + system, us): shoal bare {:.1} + {:.1}, metrics {:.1} + {:.1}, traced {:.1} + {:.1}, nginx {:.1} + {:.1}",
+        cpu[0].0, cpu[0].1, cpu[1].0, cpu[1].1, cpu[2].0, cpu[2].1, nginx_cpu.0, nginx_cpu.1
+    );
     println!(
         "throughput with {connections} connections: shoal bare {:.0}/s, metrics {:.0}/s, traced {:.0}/s, nginx {nginx_rps:.0}/s",
         rps[0], rps[1], rps[2]
@@ -420,6 +459,10 @@ async fn main() {
     println!("RESULT shoal_traced_rps {:.0} requests/s", rps[2]);
     println!("RESULT nginx_rps {nginx_rps:.0} requests/s");
     println!("RESULT rps_ratio_vs_nginx {:.2} ratio", rps[1] / nginx_rps);
+    println!("RESULT shoal_cpu_user_us_per_request {:.1} us", cpu[1].0);
+    println!("RESULT shoal_cpu_system_us_per_request {:.1} us", cpu[1].1);
+    println!("RESULT nginx_cpu_user_us_per_request {:.1} us", nginx_cpu.0);
+    println!("RESULT nginx_cpu_system_us_per_request {:.1} us", nginx_cpu.1);
     if !durable_ratios.is_empty() {
         println!(
             "spread over pairs of rps_ratio_vs_baseline: {:.2}..{:.2}",
