@@ -95,10 +95,17 @@ fn tree_cpu_s(pid: u32) -> (f64, f64) {
     let fields: Vec<&str> = stat
         .rsplit_once(')')
         .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     // Clock ticks of 1/100 s (USER_HZ on Linux).
     let own = (ticks(11) / 100.0, ticks(12) / 100.0);
-    children(pid).map(tree_cpu_s).fold(own, |(u, s), (cu, cs)| (u + cu, s + cs))
+    children(pid)
+        .map(tree_cpu_s)
+        .fold(own, |(u, s), (cu, cs)| (u + cu, s + cs))
 }
 
 /// [`throughput`], with the CPU microseconds (user, system) the proxy `pid` spent per request.
@@ -462,7 +469,10 @@ async fn main() {
     println!("RESULT shoal_cpu_user_us_per_request {:.1} us", cpu[1].0);
     println!("RESULT shoal_cpu_system_us_per_request {:.1} us", cpu[1].1);
     println!("RESULT nginx_cpu_user_us_per_request {:.1} us", nginx_cpu.0);
-    println!("RESULT nginx_cpu_system_us_per_request {:.1} us", nginx_cpu.1);
+    println!(
+        "RESULT nginx_cpu_system_us_per_request {:.1} us",
+        nginx_cpu.1
+    );
     if !durable_ratios.is_empty() {
         println!(
             "spread over pairs of rps_ratio_vs_baseline: {:.2}..{:.2}",
