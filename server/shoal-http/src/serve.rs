@@ -229,8 +229,10 @@ pub async fn serve<M, S, B>(
         let _ = stream.set_nodelay(true);
         let (builders, watcher, service) =
             (builders.clone(), graceful.watcher(), service_for(peer));
+        let stop = stop.clone();
         connections.spawn(async move {
-            if let Err(e) = serve_connection(stream, &builders, watcher, service).await {
+            let serve = serve_connection(stream, &builders, &stop, watcher, service);
+            if let Err(e) = serve.await {
                 tracing::debug!(%peer, "{label} connection: {e}");
             }
             drop(permit);
@@ -269,6 +271,7 @@ const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 async fn serve_connection<S, B>(
     mut stream: TcpStream,
     builders: &Builders,
+    stop: &CancellationToken,
     watcher: Watcher,
     service: S,
 ) -> Result<(), BoxError>
@@ -279,10 +282,16 @@ where
     let mut first = [0u8; H2_PREFACE.len()];
     let mut len = 0;
     let h2 = loop {
-        let read =
-            tokio::time::timeout(builders.first_bytes_timeout, stream.read(&mut first[len..]))
-                .await
-                .map_err(|_| "no request in time")??;
+        // A connection that has sent nothing has no request to finish: the drain does not
+        // wait for it.
+        let read = tokio::select! {
+            _ = stop.cancelled() => return Ok(()),
+            read = tokio::time::timeout(
+                builders.first_bytes_timeout,
+                stream.read(&mut first[len..]),
+            ) => read,
+        };
+        let read = read.map_err(|_| "no request in time")??;
         if read == 0 {
             return Ok(());
         }
@@ -547,6 +556,34 @@ mod tests {
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
         server.task.await.unwrap();
         assert!(tokio::net::TcpStream::connect(server.addr).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn stopping_does_not_wait_for_a_connection_that_sent_nothing() {
+        let server = start(Limits {
+            drain_grace: Duration::from_secs(600),
+            header_read_timeout: Duration::from_secs(600),
+            ..limits()
+        })
+        .await;
+        let mut silent = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        // The connection is accepted (and counted) before the stop.
+        let answer = exchange(
+            server.addr,
+            b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+        )
+        .await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        server.stop.cancel();
+        // The drain grace is ten minutes: the stop ends within the minute only if it does not
+        // wait for the silent connection, which is closed rather than served.
+        tokio::time::timeout(Duration::from_secs(60), server.task)
+            .await
+            .expect("the drain does not wait for a silent connection")
+            .unwrap();
+        let mut out = Vec::new();
+        silent.read_to_end(&mut out).await.unwrap();
+        assert!(out.is_empty(), "{}", String::from_utf8_lossy(&out));
     }
 
     #[tokio::test]
