@@ -32,12 +32,8 @@ impl AuditDetail {
         Self(serde_json::value::to_raw_value(detail).expect("audit details serialize"))
     }
 
-    pub fn as_json(&self) -> &str {
+    fn as_json(&self) -> &str {
         self.0.get()
-    }
-
-    pub fn to_value(&self) -> serde_json::Value {
-        serde_json::from_str(self.0.get()).expect("the detail is JSON")
     }
 }
 

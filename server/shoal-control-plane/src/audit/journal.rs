@@ -179,11 +179,11 @@ impl Journal {
 
     /// Writes records (synced too when each batch is); returns once they are in the file.
     /// Blocking: a `write` to the page cache, plus an `fdatasync` when each batch is synced.
-    pub fn append(&self, entries: Vec<AuditEntry>) -> Result<(), String> {
+    pub fn append(&self, entries: &[AuditEntry]) -> Result<(), String> {
         let slot = Arc::new(AtomicU8::new(PENDING));
         {
             let mut p = self.pending.lock().expect("journal pending");
-            for entry in &entries {
+            for entry in entries {
                 let before = p.buf.len();
                 encode_into(&mut p.buf, entry);
                 let len = p.buf.len() - before;
@@ -636,7 +636,7 @@ mod tests {
             for round in 0..12u32 {
                 for _ in 0..=round % 4 {
                     journal
-                        .append((next..next + batch).map(entry).collect())
+                        .append(&(next..next + batch).map(entry).collect::<Vec<_>>())
                         .unwrap();
                     next += batch;
                 }
@@ -679,19 +679,19 @@ mod tests {
         let (first, backlog) = Journal::open(dir.path(), "n1", false).unwrap();
         assert_eq!(backlog, 0);
         for i in 0..10 {
-            first.append(vec![entry(i)]).unwrap();
+            first.append(&[entry(i)]).unwrap();
         }
         let (read, damaged) = drain(&first);
         assert!(damaged.is_empty(), "{damaged:?}");
         let ids: Vec<_> = read.iter().map(|(_, r)| r.event_id).collect();
         assert_eq!(ids, (0..10).map(|i| entry(i).event_id).collect::<Vec<_>>());
-        first.append(vec![entry(10), entry(11)]).unwrap();
+        first.append(&[entry(10), entry(11)]).unwrap();
         drop(first);
         // A crash before those two were shipped: the next run starts a segment of its own and
         // finds exactly the two left (plus its own later records).
         let (second, backlog) = Journal::open(dir.path(), "n1", false).unwrap();
         assert!(backlog > 0);
-        second.append(vec![entry(12)]).unwrap();
+        second.append(&[entry(12)]).unwrap();
         let (read, damaged) = drain(&second);
         assert!(damaged.is_empty(), "{damaged:?}");
         let ids: Vec<_> = read.iter().map(|(_, r)| r.event_id).collect();
@@ -750,7 +750,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let (other, _) = Journal::open(dir.path(), "other-node", false).unwrap();
-            other.append(vec![entry(1)]).unwrap();
+            other.append(&[entry(1)]).unwrap();
         }
         std::fs::write(
             dir.path().join("00000000000000000002.log"),
@@ -759,7 +759,7 @@ mod tests {
         .unwrap();
         std::fs::write(dir.path().join("notes.txt"), "not a segment").unwrap();
         let (journal, _) = Journal::open(dir.path(), "me", false).unwrap();
-        journal.append(vec![entry(3)]).unwrap();
+        journal.append(&[entry(3)]).unwrap();
         let (read, damaged) = drain(&journal);
         let got: Vec<_> = read.iter().map(|(n, r)| (n.clone(), r.event_id)).collect();
         assert_eq!(
@@ -779,7 +779,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let (j, _) = Journal::open(dir.path(), "n1", false).unwrap();
-            j.append(vec![entry(1), entry(2)]).unwrap();
+            j.append(&[entry(1), entry(2)]).unwrap();
             j.save_cursor(Cursor {
                 segment: 1,
                 offset: 10_000,
@@ -802,7 +802,7 @@ mod tests {
                 let j = journal.clone();
                 std::thread::spawn(move || {
                     for i in 0..200 {
-                        j.append(vec![entry(t * 1000 + i)]).unwrap();
+                        j.append(&[entry(t * 1000 + i)]).unwrap();
                     }
                 })
             })

@@ -177,11 +177,11 @@ impl AuditLog {
         }
         match self.fsync {
             // A write to the page cache takes microseconds: done in place, no hand-off.
-            Fsync::Every(_) => journal.append(vec![record]),
+            Fsync::Every(_) => journal.append(std::slice::from_ref(&record)),
             // A device flush can take milliseconds: off the async workers.
             Fsync::EachBatch => {
                 let journal = journal.clone();
-                tokio::task::spawn_blocking(move || journal.append(vec![record]))
+                tokio::task::spawn_blocking(move || journal.append(&[record]))
                     .await
                     .unwrap_or_else(|e| Err(e.to_string()))
             }
@@ -315,10 +315,11 @@ fn import_legacy(journal: &Journal, path: &std::path::Path) {
             }
         }
         if chunk.len() >= CHUNK || (read == 0 && !chunk.is_empty()) {
-            imported += chunk.len();
-            if let Err(e) = journal.append(std::mem::take(&mut chunk)) {
+            if let Err(e) = journal.append(&chunk) {
                 break Err(e);
             }
+            imported += chunk.len();
+            chunk.clear();
         }
         if read == 0 {
             break journal
