@@ -9,6 +9,7 @@ use std::time::Duration;
 use regorus::Value;
 use regorus::rvm::{Program, RegoVM};
 
+use crate::native::Native;
 use crate::{PolicyError, Stage};
 
 /// Upper bound on one policy run: a runaway policy is an error (and fails closed), never a
@@ -438,6 +439,9 @@ pub struct Policy {
 
 struct Compiled {
     program: Arc<Program>,
+    /// The rule read straight from the input, when it is made of comparisons only; the
+    /// program stays for what this form leaves to the RVM.
+    native: Option<Native>,
     vms: Mutex<Vec<RegoVM>>,
 }
 
@@ -467,9 +471,16 @@ impl Policy {
             data,
             stages: programs
                 .into_iter()
-                .map(|(stage, program)| {
+                .map(|(stage, program, native)| {
                     let vms = Mutex::new(Vec::new());
-                    (stage, Compiled { program, vms })
+                    (
+                        stage,
+                        Compiled {
+                            program,
+                            native,
+                            vms,
+                        },
+                    )
                 })
                 .collect(),
         })
@@ -497,6 +508,19 @@ impl Policy {
         let Some((_, compiled)) = self.stages.iter().find(|(s, _)| *s == stage) else {
             return Ok(Verdict::Allow);
         };
+        if let Some(decided) = compiled.native.as_ref().and_then(|n| n.decide(&input.0)) {
+            return decided.map_err(|message| self.runtime(message));
+        }
+        self.evaluate_on_vm(stage, compiled, input)
+    }
+
+    /// The stage's program run on a pooled VM: every rule the native form leaves.
+    fn evaluate_on_vm(
+        &self,
+        stage: Stage,
+        compiled: &Compiled,
+        input: &Input,
+    ) -> Result<Verdict, PolicyError> {
         let pooled = compiled.vms.lock().unwrap_or_else(|p| p.into_inner()).pop();
         let mut vm = match pooled {
             Some(vm) => vm,
@@ -511,6 +535,33 @@ impl Policy {
         drop(pool);
         let value = result.map_err(|e| self.runtime(e.to_string()))?;
         self.verdict(stage, &value)
+    }
+
+    /// What the native form and the RVM each answer for `stage` on `input` (`None`: no
+    /// native form, or it left the answer to the RVM).
+    #[cfg(test)]
+    pub(crate) fn native_and_vm(
+        &self,
+        stage: Stage,
+        input: &Input,
+    ) -> (
+        Option<Result<Verdict, String>>,
+        Result<Verdict, PolicyError>,
+    ) {
+        let (_, compiled) = self
+            .stages
+            .iter()
+            .find(|(s, _)| *s == stage)
+            .expect("the stage is defined");
+        let native = compiled.native.as_ref().and_then(|n| n.decide(&input.0));
+        (native, self.evaluate_on_vm(stage, compiled, input))
+    }
+
+    #[cfg(test)]
+    pub(crate) fn is_native(&self, stage: Stage) -> bool {
+        self.stages
+            .iter()
+            .any(|(s, c)| *s == stage && c.native.is_some())
     }
 
     /// A VM for one of this policy's programs, with the revision's data documents.
@@ -536,27 +587,37 @@ impl Policy {
     }
 
     fn verdict(&self, stage: Stage, value: &Value) -> Result<Verdict, PolicyError> {
-        if *value == Value::Undefined {
-            return Ok(Verdict::Allow);
-        }
-        let field = |key: &str| -> Option<String> {
-            value
-                .as_object()
-                .ok()?
-                .get(&Value::from(key))
-                .and_then(|v| v.as_string().ok().map(|s| s.to_string()))
-        };
-        match field("action").as_deref() {
-            Some("allow") => Ok(Verdict::Allow),
-            Some("block") => Ok(Verdict::Block {
-                kind: field("type").unwrap_or_else(|| "block".to_string()),
-                message: field("message"),
-            }),
-            _ => Err(self.runtime(format!(
-                "{} must be an object with \"action\": \"allow\" or \"block\", got {value}",
-                stage.rule()
-            ))),
-        }
+        verdict(stage, value).map_err(|message| self.runtime(message))
+    }
+}
+
+static RESULT_KEYS: std::sync::LazyLock<[Value; 3]> =
+    std::sync::LazyLock::new(|| ["action", "type", "message"].map(Value::from));
+
+/// A stage rule's value as the verdict: undefined allows; otherwise an object whose `action`
+/// is `allow` or `block`.
+pub(crate) fn verdict(stage: Stage, value: &Value) -> Result<Verdict, String> {
+    if *value == Value::Undefined {
+        return Ok(Verdict::Allow);
+    }
+    let [action, kind, message] = &*RESULT_KEYS;
+    let field = |key: &Value| -> Option<String> {
+        value
+            .as_object()
+            .ok()?
+            .get(key)
+            .and_then(|v| v.as_string().ok().map(|s| s.to_string()))
+    };
+    match field(action).as_deref() {
+        Some("allow") => Ok(Verdict::Allow),
+        Some("block") => Ok(Verdict::Block {
+            kind: field(kind).unwrap_or_else(|| "block".to_string()),
+            message: field(message),
+        }),
+        _ => Err(format!(
+            "{} must be an object with \"action\": \"allow\" or \"block\", got {value}",
+            stage.rule()
+        )),
     }
 }
 

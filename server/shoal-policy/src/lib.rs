@@ -19,6 +19,7 @@
 
 mod builtins;
 mod eval;
+mod native;
 mod testing;
 
 use std::sync::Arc;
@@ -133,8 +134,9 @@ pub fn check(name: &str, source: &str) -> Result<CheckedPolicy, PolicyError> {
     compile(name, &format!("{name}.rego"), source).map(|(checked, _)| checked)
 }
 
-/// A policy's compiled programs, one per stage it defines.
-pub(crate) type StagePrograms = Vec<(Stage, Arc<Program>)>;
+/// A policy's compiled programs, one per stage it defines, each with its native form when
+/// the stage's rule has one.
+pub(crate) type StagePrograms = Vec<(Stage, Arc<Program>, Option<native::Native>)>;
 
 /// [`check`]'s work, with the source named `path` in messages (the authoring tools name the
 /// author's file) and the programs kept, one per stage, for a caller that runs them.
@@ -166,7 +168,11 @@ pub(crate) fn compile(
         let compiled = engine
             .compile_with_entrypoint(&entrypoint.as_str().into())
             .map_err(compile_error)?;
-        programs.push((stage, builtins::program(name, &compiled, &entrypoint)?));
+        let program = builtins::program(name, &compiled, &entrypoint)?;
+        let native = engine.get_modules().first().and_then(|module| {
+            native::Native::of(module, stage.rule(), |v| eval::verdict(stage, v).ok())
+        });
+        programs.push((stage, program, native));
     }
     if programs.is_empty() {
         return Err(PolicyError::MissingEntrypoint {
@@ -174,7 +180,7 @@ pub(crate) fn compile(
             package,
         });
     }
-    let stages = programs.iter().map(|(stage, _)| *stage).collect();
+    let stages = programs.iter().map(|(stage, ..)| *stage).collect();
     Ok((CheckedPolicy { package, stages }, programs))
 }
 
