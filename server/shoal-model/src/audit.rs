@@ -12,12 +12,70 @@ use crate::ModelError;
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct AuditEntry {
     pub event_id: uuid::Uuid,
+    #[serde(serialize_with = "rfc3339")]
     pub at: DateTime<Utc>,
     pub actor: String,
     pub action: String,
     pub target: String,
     pub outcome: String,
     pub detail: AuditDetail,
+}
+
+/// `at` as chrono writes it (RFC 3339, `Z`, 0, 3, 6 or 9 fraction digits), without the
+/// formatting machinery chrono's `Display` goes through: every request's line has one.
+fn rfc3339<S: serde::Serializer>(at: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
+    use chrono::{Datelike, Timelike};
+    let nanos = at.nanosecond();
+    if !(0..=9999).contains(&at.year()) || nanos >= 1_000_000_000 {
+        // Years of more than four digits and leap seconds: chrono's own text.
+        return at.serialize(serializer);
+    }
+    let mut text = Text::default();
+    text.digits(at.year() as u32, 4);
+    let fields = [at.month(), at.day(), at.hour(), at.minute(), at.second()];
+    for (value, separator) in fields.into_iter().zip(*b"--T::") {
+        text.byte(separator);
+        text.digits(value, 2);
+    }
+    let (fraction, digits) = match nanos {
+        0 => (0, 0),
+        n if n % 1_000_000 == 0 => (n / 1_000_000, 3),
+        n if n % 1_000 == 0 => (n / 1_000, 6),
+        n => (n, 9),
+    };
+    if digits > 0 {
+        text.byte(b'.');
+        text.digits(fraction, digits);
+    }
+    text.byte(b'Z');
+    serializer.serialize_str(text.as_str())
+}
+
+/// [`rfc3339`]'s text, on the stack.
+#[derive(Default)]
+struct Text {
+    bytes: [u8; 30],
+    len: usize,
+}
+
+impl Text {
+    fn byte(&mut self, b: u8) {
+        self.bytes[self.len] = b;
+        self.len += 1;
+    }
+
+    /// `value` in `n` digits, zero-padded.
+    fn digits(&mut self, mut value: u32, n: usize) {
+        for i in (0..n).rev() {
+            self.bytes[self.len + i] = b'0' + (value % 10) as u8;
+            value /= 10;
+        }
+        self.len += n;
+    }
+
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.bytes[..self.len]).expect("ASCII digits")
+    }
 }
 
 /// An audit line's detail, a JSON object encoded once where the line is made: a request's
@@ -73,4 +131,71 @@ pub struct AuditBacklog {
     pub spooled: u64,
     /// Bytes waiting.
     pub spool_bytes: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    #[test]
+    fn timestamps_are_written_as_chrono_writes_them() {
+        let chrono_text = |at: &DateTime<Utc>| serde_json::to_string(at).unwrap();
+        let ours = |at: &DateTime<Utc>| {
+            let mut out = Vec::new();
+            rfc3339(at, &mut serde_json::Serializer::new(&mut out)).unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        let base = Utc.with_ymd_and_hms(2026, 12, 7, 9, 5, 3).unwrap();
+        let mut times = vec![
+            base,
+            Utc.with_ymd_and_hms(1, 1, 1, 0, 0, 0).unwrap(),
+            Utc.with_ymd_and_hms(9999, 12, 31, 23, 59, 59).unwrap(),
+            Utc.with_ymd_and_hms(10000, 1, 1, 0, 0, 0).unwrap(),
+            Utc::now(),
+        ];
+        for nanos in [
+            1,
+            7_000,
+            120_000_000,
+            999_999_999,
+            123_456_789,
+            5_000_000,
+            40_500,
+        ] {
+            times.push(base + chrono::Duration::nanoseconds(nanos));
+        }
+        // A spread of instants over four centuries, each with its own fraction.
+        let mut seed: u64 = 0x5eed;
+        for _ in 0..2000 {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let secs = (seed >> 20) % (400 * 365 * 86_400);
+            let nanos = (seed % 1_000_000_000) as u32;
+            let nanos =
+                [nanos, nanos / 1000 * 1000, nanos / 1_000_000 * 1_000_000][(seed % 3) as usize];
+            times.push(
+                Utc.timestamp_opt(secs as i64 + 946_684_800 - 200 * 365 * 86_400, nanos)
+                    .unwrap(),
+            );
+        }
+        for at in &times {
+            assert_eq!(ours(at), chrono_text(at), "{at:?}");
+        }
+        // The line reads back as the instant it was.
+        let entry = AuditEntry {
+            event_id: uuid::Uuid::nil(),
+            at: base + chrono::Duration::nanoseconds(120_000_000),
+            actor: "a".into(),
+            action: "request".into(),
+            target: "t".into(),
+            outcome: "allowed".into(),
+            detail: serde_json::json!({}).into(),
+        };
+        let back: AuditEntry =
+            serde_json::from_str(&serde_json::to_string(&entry).unwrap()).unwrap();
+        assert_eq!(back, entry);
+    }
 }

@@ -2,7 +2,6 @@
 //! write the audit line. Kinds differ only in how they identify the caller and how they say
 //! no (JSON for HTTP APIs, S3's XML for object stores), so a refusal here is kind-neutral.
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -51,7 +50,8 @@ pub(crate) struct Ctx<'a> {
     pub upstream_timeout: Duration,
     pub routes: &'a Routes,
     pub route: &'a Route,
-    pub peer: SocketAddr,
+    /// The caller's address, as text.
+    pub peer_ip: &'a str,
     pub request_id: &'a str,
     pub started: Instant,
     /// The cluster as this node reaches it, read once: deciding and auditing agree on it.
@@ -143,7 +143,7 @@ pub(crate) struct Caller<'a> {
 /// What an anonymous caller's counts are kept under: its address, so one busy address does
 /// not use up every anonymous caller's limit.
 pub(crate) fn anonymous_subject(ctx: &Ctx<'_>) -> String {
-    format!("{}:{}", shoal_model::ANONYMOUS, ctx.peer.ip())
+    format!("{}:{}", shoal_model::ANONYMOUS, ctx.peer_ip)
 }
 
 impl Caller<'_> {
@@ -249,7 +249,6 @@ pub(crate) async fn decide(
             shoal.rate.mode = if routes.strict { "strict" } else { "eventual" },
         ))
         .await;
-    let source_ip = ctx.peer.ip().to_string();
     let reach = ctx.reach;
     // This side's share: counts scaled by members / reachable, so a policy's "more than N"
     // admits at most N * reachable / members here (fewer, since the counts from before the
@@ -352,7 +351,7 @@ pub(crate) async fn decide(
         method: facts.method,
         path: facts.path,
         operation: facts.operation,
-        source_ip: Some(&source_ip),
+        source_ip: Some(ctx.peer_ip),
         resource: &route.target,
         bytes_read: read.as_ref().map(|(_, totals)| totals.as_slice()),
         bytes_written: written.as_deref(),
@@ -754,7 +753,7 @@ struct RequestDetail<'a> {
     policy: Option<&'a str>,
     #[serde(rename = "type")]
     kind: Option<&'a str>,
-    source_ip: std::net::IpAddr,
+    source_ip: &'a str,
     decision_us: u64,
     /// Decided while members were unreachable: each policy's on_unreachable applied.
     cluster_split: Option<Reach>,
@@ -800,7 +799,7 @@ async fn audit_at(
         copy_source: facts.copy_source,
         policy,
         kind,
-        source_ip: ctx.peer.ip(),
+        source_ip: ctx.peer_ip,
         decision_us: ctx.started.elapsed().as_micros() as u64,
         cluster_split: reach.split().then_some(reach),
         upstream_status: seen.map(|s| s.status),

@@ -160,7 +160,7 @@ pub(crate) async fn handle(
         upstream,
         req,
         request_id,
-        ctx.peer,
+        ctx.peer_ip,
         ctx.upstream_timeout,
     )
     .await;

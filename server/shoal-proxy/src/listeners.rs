@@ -281,8 +281,11 @@ async fn serve_listener(
     };
     shoal_http::serve(listener, &limits, stop, |peer| {
         let shared = shared.clone();
+        // The caller's address as text, made once per connection: every request's input,
+        // audit line and X-Forwarded-For carry it.
+        let peer: Arc<str> = peer.ip().to_string().into();
         hyper::service::service_fn(move |req: Request<Incoming>| {
-            let shared = shared.clone();
+            let (shared, peer) = (shared.clone(), peer.clone());
             async move {
                 Ok::<_, std::convert::Infallible>(
                     serve(shared, port, peer, req.map(Body::new)).await,
@@ -293,10 +296,11 @@ async fn serve_listener(
     .await;
 }
 
+/// `peer`: the caller's address, as text.
 async fn serve(
     shared: Arc<Shared>,
     port: u16,
-    peer: SocketAddr,
+    peer: Arc<str>,
     req: Request<Body>,
 ) -> Response<Body> {
     let started = Instant::now();
@@ -310,7 +314,7 @@ async fn serve(
         http.request.method = %req.method(),
         url.path = req.uri().path(),
         server.port = i64::from(port),
-        client.address = %peer.ip(),
+        client.address = &*peer,
         shoal.request_id = %request_id,
         shoal.resource = tracing::field::Empty,
         shoal.outcome = tracing::field::Empty,
@@ -324,7 +328,7 @@ async fn serve(
     let (response, resource) = Box::pin(route_and_handle(
         &shared,
         port,
-        peer,
+        &peer,
         req,
         &request_id,
         started,
@@ -393,7 +397,7 @@ async fn preflight(ctx: &Ctx<'_>, headers: &HeaderMap, uri: &Uri) -> Response<Bo
 async fn route_and_handle(
     shared: &Arc<Shared>,
     port: u16,
-    peer: SocketAddr,
+    peer: &str,
     req: Request<Body>,
     request_id: &str,
     started: Instant,
@@ -441,7 +445,7 @@ async fn route_and_handle(
         upstream_timeout: shared.options.upstream_timeout,
         routes: &routes,
         route: &route,
-        peer,
+        peer_ip: peer,
         request_id,
         started,
         reach: shared.state.reach(),

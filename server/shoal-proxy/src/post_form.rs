@@ -405,7 +405,7 @@ fn upstream_request(
         out.insert(header::CONTENT_TYPE, content_type.clone());
     }
     out.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
-    add_forwarding_headers(out, ctx.request_id, ctx.peer);
+    add_forwarding_headers(out, ctx.request_id, ctx.peer_ip);
     Ok(request)
 }
 

@@ -590,7 +590,7 @@ fn upstream_request(
     ] {
         headers.remove(name);
     }
-    add_forwarding_headers(headers, ctx.request_id, ctx.peer);
+    add_forwarding_headers(headers, ctx.request_id, ctx.peer_ip);
     let host = HeaderValue::from_str(&authority).map_err(|_| ForwardError {
         status: StatusCode::BAD_GATEWAY,
         message: "the upstream host is not a valid header value".into(),
