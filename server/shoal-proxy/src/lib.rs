@@ -4,6 +4,8 @@
 //! - `routes`: what one config revision means for the data plane (ports, upstreams, compiled
 //!   policies, credential index), rebuilt and swapped whole on every revision.
 //! - `listeners`: one listener per resource port, started and drained as revisions come.
+//! - `cores`: the data plane's threads, one single-threaded runtime per core, each serving
+//!   the connections it accepts start to end with upstream connections of its own.
 //! - `decision`: what every kind does once the caller is known: revocations, count, policies,
 //!   audit line.
 //! - `revocations`: the `revoke` events in force, from the events' cluster.
@@ -24,6 +26,7 @@
 #![forbid(unsafe_code)]
 
 mod chunked;
+mod cores;
 mod cors;
 mod decision;
 mod forward;

@@ -23,6 +23,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
+use crate::cores::Cores;
 use crate::cors::{Cors, Refused};
 use crate::decision::{Ctx, Facts, Node, Refusal, audit};
 use crate::forward::Upstreams;
@@ -86,7 +87,6 @@ struct Shared {
     revocations: Arc<Revocations>,
     audit: Arc<dyn AuditSink>,
     options: ProxyOptions,
-    upstreams: Upstreams,
     routes: ArcSwapOption<Routes>,
     policy_errors: Arc<AtomicU64>,
     instruments: Instruments,
@@ -103,7 +103,9 @@ pub struct DataPlane {
 impl DataPlane {
     /// Starts following `config` as the task `data plane` of `stage`: listeners come and go
     /// with the revisions until the stage stops, then drain. Every decision's audit line goes
-    /// to `audit`; request figures are recorded with `meter`'s instruments.
+    /// to `audit`; request figures are recorded with `meter`'s instruments. Requests are
+    /// served on threads of the data plane's own, one per core the process may use; an
+    /// error is a thread or runtime that could not be made.
     pub fn spawn(
         config: ConfigHandle,
         services: Services,
@@ -111,7 +113,14 @@ impl DataPlane {
         options: ProxyOptions,
         meter: &shoal_telemetry::Meter,
         stage: &Stage,
-    ) -> Self {
+    ) -> std::io::Result<Self> {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let cores = Cores::start(cores, || {
+            Upstreams::new(
+                options.upstream_connect_timeout,
+                options.upstream_ca_pem.as_deref(),
+            )
+        })?;
         let policy_errors = Arc::new(AtomicU64::new(0));
         let connections = shoal_http::ConnectionLimit::new(options.max_connections);
         let shared = Arc::new(Shared {
@@ -120,17 +129,16 @@ impl DataPlane {
             services,
             revocations: Arc::default(),
             audit,
-            upstreams: Upstreams::new(
-                options.upstream_connect_timeout,
-                options.upstream_ca_pem.as_deref(),
-            ),
             options,
             routes: ArcSwapOption::empty(),
             instruments: Instruments::new(meter, policy_errors.clone(), connections.clone()),
             policy_errors,
             connections,
         });
-        stage.spawn("data plane", follow(shared.clone(), config, stage.token()));
+        stage.spawn(
+            "data plane",
+            follow(shared.clone(), cores, config, stage.token()),
+        );
         stage.spawn(
             "revocations",
             crate::revocations::follow(
@@ -139,7 +147,7 @@ impl DataPlane {
                 stage.token(),
             ),
         );
-        Self { shared }
+        Ok(Self { shared })
     }
 
     /// What the data plane serves now (for `/ready` and the console).
@@ -177,7 +185,8 @@ struct Listener {
     stop: CancellationToken,
 }
 
-async fn follow(shared: Arc<Shared>, config: ConfigHandle, stop: CancellationToken) {
+/// `cores` run until this returns, after every listener has drained.
+async fn follow(shared: Arc<Shared>, cores: Cores, config: ConfigHandle, stop: CancellationToken) {
     let mut status = config.subscribe();
     let mut listeners: HashMap<u16, Listener> = HashMap::new();
     let mut draining = JoinSet::new();
@@ -197,7 +206,7 @@ async fn follow(shared: Arc<Shared>, config: ConfigHandle, stop: CancellationTok
             }
             let routes = Arc::new(routes);
             shared.routes.store(Some(routes.clone()));
-            reconcile(&shared, &routes, &mut listeners, &mut draining).await;
+            reconcile(&shared, &cores, &routes, &mut listeners, &mut draining).await;
             applied = Some(snapshot.revision);
         }
         tokio::select! {
@@ -208,7 +217,7 @@ async fn follow(shared: Arc<Shared>, config: ConfigHandle, stop: CancellationTok
                 if let Some(routes) = shared.routes.load_full()
                     && routes.by_port.keys().any(|p| !listeners.contains_key(p))
                 {
-                    reconcile(&shared, &routes, &mut listeners, &mut draining).await;
+                    reconcile(&shared, &cores, &routes, &mut listeners, &mut draining).await;
                 }
             }
             Some(_) = draining.join_next(), if !draining.is_empty() => {}
@@ -222,6 +231,7 @@ async fn follow(shared: Arc<Shared>, config: ConfigHandle, stop: CancellationTok
 
 async fn reconcile(
     shared: &Arc<Shared>,
+    cores: &Cores,
     routes: &Routes,
     listeners: &mut HashMap<u16, Listener>,
     draining: &mut JoinSet<()>,
@@ -251,22 +261,58 @@ async fn reconcile(
             }
         };
         let stop = CancellationToken::new();
-        draining.spawn(serve_listener(
-            listener,
-            shared.clone(),
-            *port,
-            stop.clone(),
-        ));
+        let served = match serve_on_cores(cores, listener, shared, *port, &stop) {
+            Ok(served) => served,
+            Err(e) => {
+                tracing::error!(
+                    resource = %route.name,
+                    %addr,
+                    "data plane: cannot share the listener with its threads: {e}; trying again every 5 s"
+                );
+                continue;
+            }
+        };
+        draining.spawn(served);
         tracing::info!(resource = %route.name, %addr, "data plane listening");
         listeners.insert(*port, Listener { stop });
     }
 }
 
-/// Serves one resource port until `stop`, then lets open requests finish for up to the drain
-/// grace.
+/// Serves `listener` on every core until `stop`; the future returned ends when every core
+/// has drained it.
+fn serve_on_cores(
+    cores: &Cores,
+    listener: tokio::net::TcpListener,
+    shared: &Arc<Shared>,
+    port: u16,
+    stop: &CancellationToken,
+) -> std::io::Result<impl std::future::Future<Output = ()> + Send + 'static> {
+    let listener = listener.into_std()?;
+    let mut served = Vec::new();
+    for core in cores.iter() {
+        let listener = listener.try_clone()?;
+        let (shared, stop, upstreams) = (shared.clone(), stop.clone(), core.upstreams.clone());
+        served.push(core.handle.spawn(async move {
+            match tokio::net::TcpListener::from_std(listener) {
+                Ok(listener) => serve_listener(listener, shared, upstreams, port, stop).await,
+                Err(e) => tracing::error!(port, "data plane: a thread cannot poll the port: {e}"),
+            }
+        }));
+    }
+    Ok(async move {
+        for core in served {
+            // A core's task ends only by finishing or with its runtime (the node stopping).
+            let _ = core.await;
+        }
+    })
+}
+
+/// Serves one resource port on this core until `stop`, then lets open requests finish for up
+/// to the drain grace.
 async fn serve_listener(
     listener: tokio::net::TcpListener,
     shared: Arc<Shared>,
+    upstreams: Arc<Upstreams>,
     port: u16,
     stop: CancellationToken,
 ) {
@@ -280,15 +326,15 @@ async fn serve_listener(
         connections: Some(shared.connections.clone()),
     };
     shoal_http::serve(listener, &limits, stop, |peer| {
-        let shared = shared.clone();
+        let (shared, upstreams) = (shared.clone(), upstreams.clone());
         // The caller's address as text, made once per connection: every request's input,
         // audit line and X-Forwarded-For carry it.
         let peer: Arc<str> = peer.ip().to_string().into();
         hyper::service::service_fn(move |req: Request<Incoming>| {
-            let (shared, peer) = (shared.clone(), peer.clone());
+            let (shared, upstreams, peer) = (shared.clone(), upstreams.clone(), peer.clone());
             async move {
                 Ok::<_, std::convert::Infallible>(
-                    serve(shared, port, peer, req.map(Body::new)).await,
+                    serve(shared, &upstreams, port, peer, req.map(Body::new)).await,
                 )
             }
         })
@@ -299,6 +345,7 @@ async fn serve_listener(
 /// `peer`: the caller's address, as text.
 async fn serve(
     shared: Arc<Shared>,
+    upstreams: &Upstreams,
     port: u16,
     peer: Arc<str>,
     req: Request<Body>,
@@ -327,6 +374,7 @@ async fn serve(
     // would copy again; boxed, it is copied once and the futures around it stay small.
     let (response, resource) = Box::pin(route_and_handle(
         &shared,
+        upstreams,
         port,
         &peer,
         req,
@@ -396,6 +444,7 @@ async fn preflight(ctx: &Ctx<'_>, headers: &HeaderMap, uri: &Uri) -> Response<Bo
 /// request was refused before one was known.
 async fn route_and_handle(
     shared: &Arc<Shared>,
+    upstreams: &Upstreams,
     port: u16,
     peer: &str,
     req: Request<Body>,
@@ -441,7 +490,7 @@ async fn route_and_handle(
             instruments: &shared.instruments,
             policy_errors: &shared.policy_errors,
         },
-        upstreams: &shared.upstreams,
+        upstreams,
         upstream_timeout: shared.options.upstream_timeout,
         routes: &routes,
         route: &route,

@@ -280,7 +280,8 @@ pub async fn run(
         ),
         &meter,
         &drain,
-    );
+    )
+    .context("starting the data plane's threads")?;
     let api = shoal_console::router(ApiState {
         store: Arc::new(store),
         config: handle.clone(),
