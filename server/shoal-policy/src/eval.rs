@@ -9,7 +9,7 @@ use std::time::Duration;
 use regorus::Value;
 use regorus::rvm::{Program, RegoVM};
 
-use crate::native::Native;
+use crate::native::{Field, Native};
 use crate::{PolicyError, Stage};
 
 /// Upper bound on one policy run: a runaway policy is an error (and fails closed), never a
@@ -58,6 +58,88 @@ pub struct RequestFacts<'a> {
     /// what the key's body bytes came to, an upload's declared size included.
     pub bytes_read: Option<&'a [u64]>,
     pub bytes_written: Option<&'a [u64]>,
+}
+
+impl<'a> RequestFacts<'a> {
+    /// The scalar at `path` of the input these facts make, read without making it (for
+    /// [`Policy::decide_request`]): `Some(None)` where the input would have nothing, `None`
+    /// for a path that ends at an object (the RVM decides those).
+    fn field(&self, path: &[Value]) -> Option<Option<Field<'a>>> {
+        fn name(v: &Value) -> Option<&str> {
+            v.as_string().ok().map(|s| &**s)
+        }
+        let (part, rest) = path.split_first()?;
+        let (key, below) = rest.split_first()?;
+        let text = |v: Option<&'a str>| {
+            Some(if below.is_empty() {
+                v.map(Field::Str)
+            } else {
+                None
+            })
+        };
+        let number = |v: Option<u64>| {
+            Some(if below.is_empty() {
+                v.map(Field::Unsigned)
+            } else {
+                None
+            })
+        };
+        let value = |v: &'a Value| Some(crate::native::lookup(v, rest)?.map(Field::Value));
+        match name(part)? {
+            "bucket" => match name(key)? {
+                "name" => text(self.bucket),
+                "access_count" => self.window(below, Some(self.counts)),
+                "global_access_count" => self.window(below, self.global_counts),
+                "bytes_read" => self.window(below, self.bytes_read),
+                "bytes_written" => self.window(below, self.bytes_written),
+                _ => Some(None),
+            },
+            "request" => match name(key)? {
+                "method" => text(Some(self.method)),
+                "path" => text(Some(self.path)),
+                "operation" => text(self.operation),
+                "key" => text(self.key),
+                "source_ip" => text(self.source_ip),
+                "body_size" => number(self.body_size),
+                "headers" => Self::pair(below, self.headers),
+                "query" => Self::pair(below, self.query),
+                _ => Some(None),
+            },
+            "user" => value(&self.user.0),
+            "resource" => value(&self.resource.0),
+            "node" => value(&self.node.0),
+            _ => Some(None),
+        }
+    }
+
+    /// A window's count, as `per_window` would hold it.
+    fn window(&self, below: &[Value], counts: Option<&'a [u64]>) -> Option<Option<Field<'a>>> {
+        let (window, deeper) = below.split_first()?;
+        let Some(counts) = counts else {
+            return Some(None);
+        };
+        let at = self
+            .windows
+            .0
+            .iter()
+            .zip(counts)
+            .find(|(w, _)| *w == window);
+        Some(match (at, deeper.is_empty()) {
+            (Some((_, count)), true) => Some(Field::Unsigned(*count)),
+            _ => None,
+        })
+    }
+
+    /// A header or query parameter, as `pairs` would hold it (the last of a repeated name).
+    fn pair(below: &[Value], pairs: &'a [(&'a str, &'a str)]) -> Option<Option<Field<'a>>> {
+        let (wanted, deeper) = below.split_first()?;
+        let wanted = wanted.as_string().ok()?;
+        let found = pairs.iter().rev().find(|(name, _)| *name == &**wanted);
+        Some(match (found, deeper.is_empty()) {
+            (Some((_, value)), true) => Some(Field::Str(value)),
+            _ => None,
+        })
+    }
 }
 
 /// What the response stage adds to the request's input: `input.response`, and the byte
@@ -499,6 +581,20 @@ impl Policy {
     /// Runs the policy's request stage on `input` (allow if it defines none).
     pub fn evaluate(&self, input: &Input) -> Result<Verdict, PolicyError> {
         self.evaluate_at(Stage::Request, input)
+    }
+
+    /// The request stage decided straight from `facts`, without building the input, when
+    /// the policy's rule is native ([`crate::native`]) and the facts are of the types it
+    /// compares; `None` otherwise: then [`Policy::evaluate`] on the input decides.
+    pub fn decide_request(&self, facts: &RequestFacts<'_>) -> Option<Result<Verdict, PolicyError>> {
+        let Some((_, compiled)) = self.stages.iter().find(|(s, _)| *s == Stage::Request) else {
+            return Some(Ok(Verdict::Allow));
+        };
+        let decided = compiled
+            .native
+            .as_ref()?
+            .decide_on(|path| facts.field(path))?;
+        Some(decided.map_err(|message| self.runtime(message)))
     }
 
     /// Runs the policy's rule for `stage` on `input`; a stage the policy does not define

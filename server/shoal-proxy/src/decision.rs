@@ -10,7 +10,9 @@ use axum::http::{HeaderMap, HeaderName, Method, Response, StatusCode, header};
 use serde::Serialize;
 use serde_json::json;
 use shoal_model::{AuditDetail, AuditEntry, AuditSink, OnError, OnUnreachable};
-use shoal_policy::{Input, NodeFacts, RequestFacts, ResponseFacts, Stage, Subject, Verdict};
+use shoal_policy::{
+    Input, NodeFacts, PolicyError, RequestFacts, ResponseFacts, Stage, Subject, Verdict,
+};
 use shoal_state::{CounterKey, Limit, Mode, Reach, Revoked, Services, SharedState};
 use tracing::Instrument as _;
 
@@ -156,7 +158,8 @@ impl Caller<'_> {
 /// What an allowed request leaves for its response: the input the response stage extends, and
 /// the counters its body bytes go to.
 pub(crate) struct Decided {
-    input: Input,
+    /// Built when the revision has a response stage.
+    input: Option<Input>,
     mode: Mode,
     /// `bytes_read` for this (user, resource or bucket), when a policy reads byte counts.
     read: Option<CounterKey>,
@@ -357,21 +360,28 @@ pub(crate) async fn decide(
         bytes_written: written.as_deref(),
     };
     let parts = routes.input_parts;
-    let input = Input::request_parts(&facts_with(&counted.totals), parts);
-    let shared_input = scaled
-        .as_deref()
-        .map(|s| Input::request_parts(&facts_with(s), parts));
+    let (own, shared) = (
+        facts_with(&counted.totals),
+        scaled.as_deref().map(facts_with),
+    );
+    // The input is built only for a policy the facts cannot decide natively, and for the
+    // response stage.
+    let input = std::cell::OnceCell::new();
+    let shared_input = std::cell::OnceCell::new();
     for p in &routes.policies {
         let policy = &p.compiled;
         if !policy.defines(Stage::Request) {
             continue;
         }
-        let input = if reach.split() {
+        let facts = if reach.split() {
             node.instruments
                 .unreachable(policy.name(), p.on_unreachable.as_str());
             match p.on_unreachable {
-                OnUnreachable::Local => &input,
-                OnUnreachable::Share => shared_input.as_ref().unwrap_or(&input),
+                OnUnreachable::Local => (&own, &input),
+                OnUnreachable::Share => match &shared {
+                    Some(scaled) => (scaled, &shared_input),
+                    None => (&own, &input),
+                },
                 OnUnreachable::Deny => {
                     if !p.shadow {
                         tracing::info!(
@@ -399,10 +409,20 @@ pub(crate) async fn decide(
                 }
             }
         } else {
-            &input
+            (&own, &input)
         };
-        run_policy(ctx, caller, p, Stage::Request, input, codes)?;
+        let (facts, input) = facts;
+        run_policy(ctx, caller, p, Stage::Request, codes, || {
+            policy.decide_request(facts).unwrap_or_else(|| {
+                policy.evaluate(input.get_or_init(|| Input::request_parts(facts, parts)))
+            })
+        })?;
     }
+    let input = routes.response_stage.then(|| {
+        input
+            .into_inner()
+            .unwrap_or_else(|| Input::request_parts(&own, parts))
+    });
     Ok(Decided {
         input,
         mode,
@@ -411,15 +431,15 @@ pub(crate) async fn decide(
     })
 }
 
-/// One policy's rule for `stage` on `input`, traced and measured; its block or failure
+/// One policy's rule for `stage`, `evaluate`d, traced and measured; its block or failure
 /// (after `on_error`) as the refusal, recorded instead for a shadow policy.
 fn run_policy(
     ctx: &Ctx<'_>,
     caller: &Caller<'_>,
     p: &RoutePolicy,
     stage: Stage,
-    input: &Input,
     codes: Codes,
+    evaluate: impl FnOnce() -> Result<Verdict, PolicyError>,
 ) -> Result<(), Refusal> {
     let (node, request_id, policy) = (ctx.node, ctx.request_id, &p.compiled);
     let span = tracing::info_span!(
@@ -432,7 +452,7 @@ fn run_policy(
     );
     let evaluated = span.in_scope(|| {
         let started = Instant::now();
-        let verdict = policy.evaluate_at(stage, input);
+        let verdict = evaluate();
         let result = match &verdict {
             Ok(Verdict::Allow) => "allow",
             Ok(Verdict::Block { .. }) => "block",
@@ -545,13 +565,21 @@ pub(crate) async fn respond(
         (None, _) => (None, body),
     };
     if routes.response_stage {
+        let Some(request_input) = &decided.input else {
+            return Err(Refusal::new(
+                "policy_error",
+                StatusCode::FORBIDDEN,
+                codes.policy_error,
+                "the response stage has no request input on this node; the response is refused",
+            ));
+        };
         // Cookies the upstream sets are the caller's session, not the object's description.
         let headers = first_values(&parts.headers, |name| name == header::SET_COOKIE);
         let metadata: Vec<(&str, &str)> = headers
             .iter()
             .filter_map(|(name, value)| Some((name.strip_prefix(METADATA_PREFIX)?, *value)))
             .collect();
-        let input = decided.input.response(
+        let input = request_input.response(
             &routes.windows,
             &ResponseFacts {
                 status: parts.status.as_u16(),
@@ -569,7 +597,11 @@ pub(crate) async fn respond(
             .policies
             .iter()
             .filter(|p| p.compiled.defines(Stage::Response))
-            .try_for_each(|p| run_policy(ctx, caller, p, Stage::Response, &input, codes));
+            .try_for_each(|p| {
+                run_policy(ctx, caller, p, Stage::Response, codes, || {
+                    p.compiled.evaluate_at(Stage::Response, &input)
+                })
+            });
         let shadowed = !ctx.would_block.lock().expect("would_block").is_empty();
         if refused.is_err() || shadowed {
             let seen = Seen {

@@ -4,8 +4,9 @@
 //! both alike. Target: the decision at least 30x faster than the round trip.
 //!
 //! The decision is measured single-threaded, on the production types: `SharedState` counts
-//! and `shoal_policy::Policy` (the compiled RVM program), the input built by
-//! `Input::request_parts` as the data plane will. Prints `RESULT` lines; `--rounds` and `--ops` set the size.
+//! and `shoal_policy::Policy`, decided as the data plane does: from the request's facts when
+//! the policy's rule is native (the seed's is), else by the RVM on the input built by
+//! `Input::request_parts`. Prints `RESULT` lines; `--rounds` and `--ops` set the size.
 
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::net::TcpStream;
@@ -108,29 +109,31 @@ fn decision_round(state: &SharedState, policy: &Policy, round: usize, ops: usize
             let (key, user) = (&keys[i % keys.len()], &subjects[i % keys.len()]);
             let start = Instant::now();
             let counts = state.totals(key);
-            let input = Input::request_parts(
-                &RequestFacts {
-                    bucket: Some("sensitive-bucket"),
-                    windows: &windows,
-                    counts: &counts,
-                    global_counts: None,
-                    user,
-                    method: "GET",
-                    path: "/sensitive-bucket/report.csv",
-                    operation: Some("GetObject"),
-                    key: Some("reports/q3.csv"),
-                    source_ip: Some("127.0.0.1"),
-                    resource: &target,
-                    headers: &[],
-                    query: &[],
-                    body_size: None,
-                    node: &node,
-                    bytes_read: None,
-                    bytes_written: None,
-                },
-                parts,
-            );
-            match policy.evaluate(&input).unwrap() {
+            let facts = RequestFacts {
+                bucket: Some("sensitive-bucket"),
+                windows: &windows,
+                counts: &counts,
+                global_counts: None,
+                user,
+                method: "GET",
+                path: "/sensitive-bucket/report.csv",
+                operation: Some("GetObject"),
+                key: Some("reports/q3.csv"),
+                source_ip: Some("127.0.0.1"),
+                resource: &target,
+                headers: &[],
+                query: &[],
+                body_size: None,
+                node: &node,
+                bytes_read: None,
+                bytes_written: None,
+            };
+            // As the data plane decides: from the facts when the policy's rule is native,
+            // else on the input built from them.
+            let verdict = policy
+                .decide_request(&facts)
+                .unwrap_or_else(|| policy.evaluate(&Input::request_parts(&facts, parts)));
+            match verdict.unwrap() {
                 Verdict::Allow => state.increment(key, 1),
                 Verdict::Block { .. } => blocked += 1,
             }
