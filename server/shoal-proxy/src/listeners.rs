@@ -369,9 +369,9 @@ async fn serve(
     );
     shoal_telemetry::continue_trace(&span, req.headers());
     let method = req.method().clone();
-    // Boxed where it is made: handling a request is a future of some 8 KB, which hyper would
-    // keep room for in every connection, idle or not, and which every wrapper and await
-    // would copy again; boxed, it is copied once and the futures around it stay small.
+    // Boxed where it is made: hyper would keep room for the request's future in every
+    // connection, idle or not, and every wrapper and await would copy it again. The kinds'
+    // own futures (the S3 kind's is some 8 KB) are boxed inside it in the same way.
     let (response, resource) = Box::pin(route_and_handle(
         &shared,
         upstreams,
@@ -513,12 +513,14 @@ async fn route_and_handle(
         .get(header::ORIGIN)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
+    // Each kind's handling boxed where it is made: the S3 kind's future is several times the
+    // HTTP kind's, and an HTTP request should neither copy nor hold room for it.
     let mut response = match &route.kind {
         RouteKind::Http {
             upstream,
             api_key_header,
-        } => http_api::handle(&ctx, (upstream, api_key_header), req).await,
-        RouteKind::S3(s3_route) => s3::handle(&ctx, s3_route, req).await,
+        } => Box::pin(http_api::handle(&ctx, (upstream, api_key_header), req)).await,
+        RouteKind::S3(s3_route) => Box::pin(s3::handle(&ctx, s3_route, req)).await,
     };
     route
         .cors
