@@ -7,7 +7,8 @@
 //!
 //! [`Policy`] is the evaluator (`eval`): compiled once per config revision into one RVM
 //! program per [`Stage`] the policy defines, evaluated per request on a VM from that stage's
-//! pool.
+//! pool. A stage rule made only of comparisons of `input` fields with literals also gets a
+//! native form (`native`), decided without the VM, from the request's facts where it can.
 //!
 //! `builtins` knows which OPA built-ins a policy may not call and why; [`check`] refuses them
 //! by name, so a policy never stores fine and then fails on every request.
