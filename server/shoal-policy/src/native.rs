@@ -8,10 +8,10 @@
 //!
 //! Exactness comes first: a rule takes this path only if every definition of it has a constant
 //! object as its value and a body of comparisons of an `input` reference with a string,
-//! integer or boolean literal (or a bare `input` reference, true when defined and not
+//! number or boolean literal (or a bare `input` reference, true when defined and not
 //! `false`). At evaluation, anything whose answer would need Rego's finer rules (a value of
-//! another type than the literal's, a float, a set on the way) returns `None`, and the caller
-//! runs the RVM, which gives its own answer or error. The differential tests below hold both
+//! another type than the literal's, a set on the way) returns `None`, and the caller runs
+//! the RVM, which gives its own answer or error. The differential tests below hold both
 //! to the same verdicts, except where two definitions hold with different values: that is an
 //! error here, as in OPA, where the RVM leaves the rule undefined.
 
@@ -19,6 +19,11 @@ use regorus::Value;
 use regorus::unstable::{AssignOp, BoolOp, Expr, Literal, Module, Rule, RuleHead};
 
 use crate::Verdict;
+
+/// The longest rules taken natively: well within the RVM's default budget of 25,000
+/// instructions a run, which a rule of this size uses a fraction of.
+const MAX_DEFINITIONS: usize = 256;
+const MAX_CONDITIONS: usize = 1024;
 
 /// A stage rule in its native form.
 #[derive(Debug)]
@@ -45,10 +50,12 @@ enum Condition {
     Truthy { path: Vec<Value> },
 }
 
+/// A literal, kept as the RVM holds it: comparisons use regorus's own ordering of values
+/// (numbers compared exactly across integers, floats and big numbers), as the RVM does.
 #[derive(Debug)]
 enum Scalar {
     String(Value),
-    Integer(i128),
+    Number(Value),
     Bool(bool),
 }
 
@@ -139,6 +146,12 @@ impl Native {
                 });
             }
         }
+        // The RVM stops a run at its instruction budget; a rule this long stays on it, so the
+        // answer (its error included) is the RVM's.
+        let conditions: usize = definitions.iter().map(|d| d.conditions.len()).sum();
+        if definitions.len() > MAX_DEFINITIONS || conditions > MAX_CONDITIONS {
+            return None;
+        }
         Some(Self { definitions })
     }
 
@@ -228,10 +241,8 @@ fn compare(field: &Field<'_>, op: &BoolOp, literal: &Scalar) -> Option<bool> {
     let ordering = match (literal, field) {
         (Scalar::String(s), Field::Value(value @ Value::String(_))) => (*value).cmp(s),
         (Scalar::String(s), Field::Str(value)) => (*value).cmp(s.as_string().ok()?.as_ref()),
-        (Scalar::Integer(n), Field::Value(value @ Value::Number(_))) => {
-            value.as_i128().ok()?.cmp(n)
-        }
-        (Scalar::Integer(n), Field::Unsigned(value)) => i128::from(*value).cmp(n),
+        (Scalar::Number(n), Field::Value(value @ Value::Number(_))) => (*value).cmp(n),
+        (Scalar::Number(n), Field::Unsigned(value)) => Value::from(*value).cmp(n),
         (Scalar::Bool(b), Field::Value(Value::Bool(v)))
             if matches!(op, BoolOp::Eq | BoolOp::Ne) =>
         {
@@ -312,7 +323,7 @@ fn scalar(expr: &Expr) -> Option<Scalar> {
         Expr::String { value, .. } | Expr::RawString { value, .. } => {
             Some(Scalar::String(value.clone()))
         }
-        Expr::Number { value, .. } => Some(Scalar::Integer(value.as_i128().ok()?)),
+        Expr::Number { value, .. } => Some(Scalar::Number(value.clone())),
         Expr::Bool { value, .. } => Some(Scalar::Bool(*value.as_bool().ok()?)),
         _ => None,
     }
@@ -427,6 +438,14 @@ mod tests {
             false,
         ),
         (r#"pre_request := {"action": "allow"}"#, false),
+        (
+            r#"pre_request := {"action": "block", "type": "float"} if input.bucket.access_count.last_minute > 5.5"#,
+            false,
+        ),
+        (
+            r#"pre_request := {"action": "block", "type": "huge"} if input.bucket.access_count.last_minute <= 170141183460469231731687303715884105727"#,
+            false,
+        ),
     ];
 
     /// Every combination of a few values per field: well-typed ones, absent ones and ones of
@@ -441,7 +460,10 @@ mod tests {
             (Some(json!(5)), true),
             (Some(json!(6)), true),
             (Some(json!(6.0)), true),
-            (Some(json!(5.5)), false),
+            (Some(json!(5.5)), true),
+            // 2^127 as a float: one past i128::MAX, where a conversion to integers saturates.
+            (Some(json!(1.7014118346046923e38)), true),
+            (Some(json!(u64::MAX)), true),
             (Some(json!("7")), false),
         ];
         let mut buckets = vec![(None, true), (Some(json!("a string")), true)];
@@ -567,7 +589,6 @@ mod tests {
             r#"pre_request := {"action": "block"} if count(input.user.groups) > 3"#,
             r#"pre_request := {"action": "block"} if input.user.id == data.blocked.id"#,
             r#"pre_request := {"action": "block"} if input.request.method == input.user.method"#,
-            r#"pre_request := {"action": "block"} if input.bucket.access_count.last_minute > 5.5"#,
             r#"pre_request := {"action": "block"} if input.bucket.access_count.last_minute > 2 + 3"#,
             r#"pre_request := {"action": "block"} if { some g in input.user.groups; g == "x" }"#,
             r#"pre_request := {"action": "block"} if input.user.admin == null"#,
@@ -590,6 +611,15 @@ mod tests {
                 "{rules}"
             );
         }
+        // Past the bound, the rule stays on the RVM (its instruction budget decides).
+        let long: String = (0..=super::MAX_DEFINITIONS)
+            .map(|i| {
+                format!(
+                    "pre_request := {{\"action\": \"block\"}} if input.request.method == \"M{i}\"\n"
+                )
+            })
+            .collect();
+        assert!(!policy(&long).is_native(Stage::Request));
         let imports = Policy::compile(
             "t",
             "package t\nimport rego.v1\nimport input.user as u\npre_request := {\"action\": \"block\"} if u.admin\n",

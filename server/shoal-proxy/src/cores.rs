@@ -30,26 +30,43 @@ pub(crate) struct Core {
 }
 
 impl Cores {
-    /// `count` threads (at least one), each with its own pool of upstream connections.
+    /// `count` threads (at least one), each with its own pool of upstream connections. Each
+    /// runtime is made on its own thread and dropped there, never inside the caller's async
+    /// context; on an error the threads already started stop.
     pub(crate) fn start(count: usize, upstreams: impl Fn() -> Upstreams) -> std::io::Result<Self> {
         let stop = CancellationToken::new();
+        let guard = stop.clone().drop_guard();
         let mut cores = Vec::new();
         for i in 0..count.max(1) {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            cores.push(Core {
-                handle: runtime.handle().clone(),
-                upstreams: Arc::new(upstreams()),
-            });
+            let (started, handle) = std::sync::mpsc::sync_channel(1);
             let stop = stop.clone();
             std::thread::Builder::new()
                 .name(format!("shoal-data-{i}"))
-                .spawn(move || runtime.block_on(stop.cancelled()))?;
+                .spawn(move || {
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build();
+                    match runtime {
+                        Ok(runtime) => {
+                            let _ = started.send(Ok(runtime.handle().clone()));
+                            runtime.block_on(stop.cancelled());
+                        }
+                        Err(e) => {
+                            let _ = started.send(Err(e));
+                        }
+                    }
+                })?;
+            let handle = handle.recv().map_err(|_| {
+                std::io::Error::other("a data-plane thread ended before its runtime started")
+            })??;
+            cores.push(Core {
+                handle,
+                upstreams: Arc::new(upstreams()),
+            });
         }
         Ok(Self {
             cores,
-            _stop: stop.drop_guard(),
+            _stop: guard,
         })
     }
 

@@ -288,9 +288,13 @@ fn serve_on_cores(
     stop: &CancellationToken,
 ) -> std::io::Result<impl std::future::Future<Output = ()> + Send + 'static> {
     let listener = listener.into_std()?;
+    // Every core's handle made before any core starts: a failure leaves nothing serving.
+    let handles = cores
+        .iter()
+        .map(|_| listener.try_clone())
+        .collect::<std::io::Result<Vec<_>>>()?;
     let mut served = Vec::new();
-    for core in cores.iter() {
-        let listener = listener.try_clone()?;
+    for (core, listener) in cores.iter().zip(handles) {
         let (shared, stop, upstreams) = (shared.clone(), stop.clone(), core.upstreams.clone());
         served.push(core.handle.spawn(async move {
             match tokio::net::TcpListener::from_std(listener) {
