@@ -373,7 +373,7 @@ pub(crate) async fn decide(
         if !policy.defines(Stage::Request) {
             continue;
         }
-        let facts = if reach.split() {
+        let (facts, input) = if reach.split() {
             node.instruments
                 .unreachable(policy.name(), p.on_unreachable.as_str());
             match p.on_unreachable {
@@ -411,7 +411,6 @@ pub(crate) async fn decide(
         } else {
             (&own, &input)
         };
-        let (facts, input) = facts;
         run_policy(ctx, caller, p, Stage::Request, codes, || {
             policy.decide_request(facts).unwrap_or_else(|| {
                 policy.evaluate(input.get_or_init(|| Input::request_parts(facts, parts)))
