@@ -267,6 +267,105 @@ async fn audit_lines_wait_in_the_journal_through_an_outage_and_are_stored_once_i
 }
 
 #[tokio::test]
+async fn audit_text_with_copy_delimiters_and_escapes_is_stored_as_recorded() {
+    let (_pg, pool) = server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (supervisor, stage) = supervised();
+    let log = AuditLog::spawn(pool.clone(), audit_options(dir.path(), 1 << 30), &stage);
+    let awkward = [
+        "tab\there",
+        "line\nbreak\r\n",
+        "back\\slash \\. \\N \\t",
+        "\\.",
+        "quote \" and ' and \u{1} and \u{7f}",
+        "ünïcødé ✓ 𝄞",
+        "",
+    ];
+    let entries: Vec<AuditEntry> = awkward
+        .iter()
+        .map(|text| AuditEntry {
+            actor: format!("user:{text}"),
+            target: (*text).to_string(),
+            detail: json!({"text": text, "nested": {"list": [text, 1.5, null, true]}}).into(),
+            ..entry(0)
+        })
+        .collect();
+    for e in &entries {
+        log.record(e.clone()).await.unwrap();
+    }
+    wait_audit(&log, "every line stored", |s| {
+        s.written == entries.len() as u64
+    })
+    .await;
+    let rows: Vec<(String, String, String, sqlx::types::Json<serde_json::Value>)> =
+        sqlx::query_as("SELECT event_id::text, actor, target, detail FROM audit_log ORDER BY id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    let want: Vec<_> = entries
+        .iter()
+        .map(|e| {
+            let detail = serde_json::to_value(&e.detail).unwrap();
+            (
+                e.event_id.to_string(),
+                e.actor.clone(),
+                e.target.clone(),
+                detail,
+            )
+        })
+        .collect();
+    let got: Vec<_> = rows
+        .into_iter()
+        .map(|(i, a, t, d)| (i, a, t, d.0))
+        .collect();
+    assert_eq!(got, want);
+    stop(supervisor).await;
+}
+
+#[tokio::test]
+async fn audit_lines_already_stored_are_skipped_and_the_rest_stored_in_order() {
+    let (_pg, pool) = server().await;
+    let dir = tempfile::tempdir().unwrap();
+    // A line stored by an earlier run that crashed before saving its journal cursor.
+    let shipped_before = entry(2);
+    sqlx::query(
+        "INSERT INTO audit_log (event_id, at, node, actor, action, target, outcome)
+         VALUES ($1::uuid, now(), 'node-a', 'user:alice', 'access', 'stored before', 'allowed')",
+    )
+    .bind(shipped_before.event_id.to_string())
+    .execute(&pool)
+    .await
+    .unwrap();
+    let (supervisor, stage) = supervised();
+    let log = AuditLog::spawn(pool.clone(), audit_options(dir.path(), 1 << 30), &stage);
+    for i in 0..6 {
+        let e = if i == 2 {
+            shipped_before.clone()
+        } else {
+            entry(i)
+        };
+        log.record(e).await.unwrap();
+    }
+    wait_audit(&log, "the batch shipped", |s| {
+        s.written == 6 && s.spooled == 0
+    })
+    .await;
+    assert_eq!(
+        stored(&pool).await,
+        [
+            "stored before",
+            "bucket/key-0",
+            "bucket/key-1",
+            "bucket/key-3",
+            "bucket/key-4",
+            "bucket/key-5"
+        ]
+    );
+    assert_eq!(log.status().last_error, None);
+    stop(supervisor).await;
+}
+
+#[tokio::test]
 async fn audit_lines_are_refused_not_dropped_when_they_cannot_be_kept() {
     let (mut pg, pool) = server().await;
     pg.stop();
