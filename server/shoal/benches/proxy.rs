@@ -52,7 +52,9 @@ async fn latency(client: &reqwest::Client, url: &str, key: &str, n: usize) -> Ve
     v
 }
 
-async fn throughput(url: &str, key: &str, connections: usize, secs: u64) -> f64 {
+/// Requests/s wrk measures through `url`, once the nodes' earlier audit lines are stored.
+async fn throughput(shoal: &[Variant], url: &str, key: &str, connections: usize, secs: u64) -> f64 {
+    drained(shoal).await;
     let (url, header) = (url.to_string(), format!("x-api-key: {key}"));
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new("wrk")
@@ -109,20 +111,58 @@ fn tree_cpu_s(pid: u32) -> (f64, f64) {
         .fold(own, |(u, s), (cu, cs)| (u + cu, s + cs))
 }
 
-/// [`throughput`], with the CPU microseconds (user, system) the proxy `pid` spent per request.
+/// CPU seconds (user + system) every PostgreSQL process on the machine has used: the
+/// benchmark's server shares the two cores with the proxies, storing Shoal's audit lines.
+fn postgres_cpu_s() -> f64 {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    procs
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.trim() == "postgres")
+        })
+        .map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let fields: Vec<f64> = stat.rsplit_once(')').map_or(Vec::new(), |(_, rest)| {
+                rest.split_whitespace()
+                    .map(|v| v.parse().unwrap_or(0.0))
+                    .collect()
+            });
+            (fields.get(11).unwrap_or(&0.0) + fields.get(12).unwrap_or(&0.0)) / 100.0
+        })
+        .sum()
+}
+
+/// Under load: requests/s, the CPU microseconds (user, system) the proxy `pid` spent per
+/// request, and PostgreSQL's per request.
+struct Load {
+    rps: f64,
+    cpu: (f64, f64),
+    postgres_us: f64,
+}
+
+/// [`throughput`], with the CPU the proxy `pid` and PostgreSQL spent per request.
 async fn throughput_cpu(
+    shoal: &[Variant],
     url: &str,
     key: &str,
     connections: usize,
     secs: u64,
     pid: u32,
-) -> (f64, (f64, f64)) {
-    let before = tree_cpu_s(pid);
-    let rps = throughput(url, key, connections, secs).await;
-    let after = tree_cpu_s(pid);
+) -> Load {
+    drained(shoal).await;
+    let (before, pg_before) = (tree_cpu_s(pid), postgres_cpu_s());
+    let rps = throughput(&[], url, key, connections, secs).await;
+    let (after, pg_after) = (tree_cpu_s(pid), postgres_cpu_s());
     let requests = rps * secs as f64;
     let per = |a: f64, b: f64| (a - b) * 1e6 / requests;
-    (rps, (per(after.0, before.0), per(after.1, before.1)))
+    Load {
+        rps,
+        cpu: (per(after.0, before.0), per(after.1, before.1)),
+        postgres_us: per(pg_after, pg_before),
+    }
 }
 
 /// Opens `n` connections to `addr`, sends one request on each and keeps them open, idle.
@@ -190,6 +230,18 @@ async fn flood_connections(addr: &str, key: &str, n: usize) -> (Vec<tokio::net::
 struct Variant {
     node: Node,
     url: String,
+    base: String,
+}
+
+/// Waits until every node has stored its audit lines in PostgreSQL, so that no run pays for
+/// the lines of the one before it (PostgreSQL shares the two cores).
+async fn drained(shoal: &[Variant]) {
+    for v in shoal {
+        poll_ready(v.base.clone(), "audit lines stored", WAIT, |_, r| {
+            r["audit"]["spooled"] == 0
+        })
+        .await;
+    }
 }
 
 /// p50 and p99 in one round of: direct, nginx, bare, metrics, traced.
@@ -272,6 +324,7 @@ async fn main() {
         node.wait_data_plane(revision).await;
         wait_listening(&format!("{ip}:{port}"), WAIT).await;
         shoal.push(Variant {
+            base: node.base_url().await,
             node,
             url: format!("http://{ip}:{port}/object"),
         });
@@ -315,26 +368,27 @@ async fn main() {
         );
         rows.push(row);
     }
-    let mut rps = Vec::new();
-    let mut cpu = Vec::new();
-    for v in &shoal[..3] {
-        let (r, c) = throughput_cpu(&v.url, &key, connections, load_secs, v.node.pid()).await;
-        rps.push(r);
-        cpu.push(c);
+    let (mut rps, mut cpu, mut postgres_us) = (Vec::new(), Vec::new(), Vec::new());
+    // The baseline build too when there is one: its CPU and PostgreSQL's beside this build's.
+    for v in &shoal {
+        let load = throughput_cpu(&shoal, &v.url, &key, connections, load_secs, v.node.pid()).await;
+        rps.push(load.rps);
+        cpu.push(load.cpu);
+        postgres_us.push(load.postgres_us);
     }
     // The other build against this one, in pairs alternating which goes first.
     let mut durable_ratios = Vec::new();
     for round in 0..rounds * usize::from(shoal.len() > 3) {
         let (durable, baseline) = if round % 2 == 0 {
-            let d = throughput(&shoal[1].url, &key, connections, load_secs).await;
+            let d = throughput(&shoal, &shoal[1].url, &key, connections, load_secs).await;
             (
                 d,
-                throughput(&shoal[3].url, &key, connections, load_secs).await,
+                throughput(&shoal, &shoal[3].url, &key, connections, load_secs).await,
             )
         } else {
-            let b = throughput(&shoal[3].url, &key, connections, load_secs).await;
+            let b = throughput(&shoal, &shoal[3].url, &key, connections, load_secs).await;
             (
-                throughput(&shoal[1].url, &key, connections, load_secs).await,
+                throughput(&shoal, &shoal[1].url, &key, connections, load_secs).await,
                 b,
             )
         };
@@ -342,22 +396,33 @@ async fn main() {
         durable_ratios.push(durable / baseline);
     }
     durable_ratios.sort_by(f64::total_cmp);
-    let (nginx_once, nginx_cpu) =
-        throughput_cpu(&nginx_url, &key, connections, load_secs, nginx.child.id()).await;
+    let Load {
+        rps: nginx_once,
+        cpu: nginx_cpu,
+        ..
+    } = throughput_cpu(
+        &shoal,
+        &nginx_url,
+        &key,
+        connections,
+        load_secs,
+        nginx.child.id(),
+    )
+    .await;
     // The ratio to nginx from pairs too, alternating which goes first: one run each drifts
     // with the machine (nginx alone measured 23k to 40k requests/s within an hour here).
     let mut nginx_pairs = Vec::new();
     for round in 0..rounds {
         let (shoal_rps, nginx_rps) = if round % 2 == 0 {
-            let s = throughput(&shoal[1].url, &key, connections, load_secs).await;
+            let s = throughput(&shoal, &shoal[1].url, &key, connections, load_secs).await;
             (
                 s,
-                throughput(&nginx_url, &key, connections, load_secs).await,
+                throughput(&shoal, &nginx_url, &key, connections, load_secs).await,
             )
         } else {
-            let n = throughput(&nginx_url, &key, connections, load_secs).await;
+            let n = throughput(&shoal, &nginx_url, &key, connections, load_secs).await;
             (
-                throughput(&shoal[1].url, &key, connections, load_secs).await,
+                throughput(&shoal, &shoal[1].url, &key, connections, load_secs).await,
                 n,
             )
         };
@@ -376,6 +441,16 @@ async fn main() {
         "CPU per request under load (user + system, us): shoal bare {:.1} + {:.1}, metrics {:.1} + {:.1}, traced {:.1} + {:.1}, nginx {:.1} + {:.1}",
         cpu[0].0, cpu[0].1, cpu[1].0, cpu[1].1, cpu[2].0, cpu[2].1, nginx_cpu.0, nginx_cpu.1
     );
+    println!(
+        "PostgreSQL's CPU per request under load (us, storing the audit lines): shoal bare {:.1}, metrics {:.1}, traced {:.1}",
+        postgres_us[0], postgres_us[1], postgres_us[2]
+    );
+    if shoal.len() > 3 {
+        println!(
+            "baseline under load: {:.0}/s, CPU per request {:.1} + {:.1} us, PostgreSQL's {:.1} us",
+            rps[3], cpu[3].0, cpu[3].1, postgres_us[3]
+        );
+    }
     println!(
         "throughput with {connections} connections, one run each: shoal bare {:.0}/s, metrics {:.0}/s, traced {:.0}/s, nginx {nginx_once:.0}/s",
         rps[0], rps[1], rps[2]
@@ -505,6 +580,10 @@ async fn main() {
     );
     println!("RESULT shoal_cpu_user_us_per_request {:.1} us", cpu[1].0);
     println!("RESULT shoal_cpu_system_us_per_request {:.1} us", cpu[1].1);
+    println!(
+        "RESULT postgres_cpu_us_per_request {:.1} us",
+        postgres_us[1]
+    );
     println!("RESULT nginx_cpu_user_us_per_request {:.1} us", nginx_cpu.0);
     println!(
         "RESULT nginx_cpu_system_us_per_request {:.1} us",
