@@ -4,10 +4,11 @@
 //! (answered 503 beyond it, and counted), and a graceful drain bounded by a grace when the
 //! listener stops.
 //!
-//! - `serve`: [`serve`] and the [`Limits`] it applies.
+//! - `serve`: [`serve`] and the [`Limits`] it applies; [`Spread`] for several runtimes serving
+//!   one listener, the connections spread over them.
 
 #![forbid(unsafe_code)]
 
 mod serve;
 
-pub use serve::{ConnectionLimit, ConnectionService, Limits, ResponseBody, serve};
+pub use serve::{ConnectionLimit, ConnectionService, Limits, ResponseBody, Share, Spread, serve};

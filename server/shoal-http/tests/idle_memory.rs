@@ -43,7 +43,7 @@ fn start() -> (SocketAddr, CancellationToken, std::thread::JoinHandle<()>) {
                     drain_grace: Duration::from_secs(1),
                     connections: Some(shoal_http::ConnectionLimit::new(10_000)),
                 };
-                shoal_http::serve(listener, &limits, stop, |_peer| {
+                shoal_http::serve(listener, &limits, stop, None, |_peer| {
                     hyper::service::service_fn(|_req: Request<Incoming>| async {
                         let mut response = Response::new(Full::new(Bytes::from_static(b"ok")));
                         for (name, value) in [("x-one", "1"), ("x-two", "2"), ("x-three", "3")] {

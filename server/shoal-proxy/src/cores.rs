@@ -5,8 +5,9 @@
 //! (a `futex` call per request or so, and its cache lines moving between cores).
 //!
 //! The ports stay bound once, by the node (no `SO_REUSEPORT`: a second process cannot bind
-//! them); each core polls its own handle of the same listening socket, and the first to
-//! accept a connection keeps it.
+//! them); each core polls its own handle of the same listening socket. A core that accepts a
+//! connection while another holds fewer hands it over (`shoal_http::Spread`): left alone, the
+//! core awake when a burst of connections arrived took all of them.
 
 use std::sync::Arc;
 

@@ -294,11 +294,14 @@ fn serve_on_cores(
         .map(|_| listener.try_clone())
         .collect::<std::io::Result<Vec<_>>>()?;
     let mut served = Vec::new();
-    for (core, listener) in cores.iter().zip(handles) {
+    let shares = shoal_http::Spread::shares(handles.len());
+    for ((core, listener), share) in cores.iter().zip(handles).zip(shares) {
         let (shared, stop, upstreams) = (shared.clone(), stop.clone(), core.upstreams.clone());
         served.push(core.handle.spawn(async move {
             match tokio::net::TcpListener::from_std(listener) {
-                Ok(listener) => serve_listener(listener, shared, upstreams, port, stop).await,
+                Ok(listener) => {
+                    serve_listener(listener, shared, upstreams, port, share, stop).await
+                }
                 Err(e) => tracing::error!(port, "data plane: a thread cannot poll the port: {e}"),
             }
         }));
@@ -318,6 +321,7 @@ async fn serve_listener(
     shared: Arc<Shared>,
     upstreams: Arc<Upstreams>,
     port: u16,
+    share: shoal_http::Share,
     stop: CancellationToken,
 ) {
     let limits = shoal_http::Limits {
@@ -329,7 +333,7 @@ async fn serve_listener(
         drain_grace: shared.options.drain_grace,
         connections: Some(shared.connections.clone()),
     };
-    shoal_http::serve(listener, &limits, stop, |peer| {
+    shoal_http::serve(listener, &limits, stop, Some(share), |peer| {
         let (shared, upstreams) = (shared.clone(), upstreams.clone());
         // The caller's address as text, made once per connection: every request's input,
         // audit line and X-Forwarded-For carry it.

@@ -141,6 +141,29 @@ struct Load {
     rps: f64,
     cpu: (f64, f64),
     postgres_us: f64,
+    /// The proxy's CPU per request by thread name: how evenly the cores share the load.
+    threads: std::collections::BTreeMap<String, f64>,
+}
+
+/// CPU seconds of each of `pid`'s threads, summed by thread name.
+fn thread_cpu_s(pid: u32) -> std::collections::BTreeMap<String, f64> {
+    let mut by_name = std::collections::BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return by_name;
+    };
+    for task in tasks.flatten() {
+        let path = task.path();
+        let name = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+        let stat = std::fs::read_to_string(path.join("stat")).unwrap_or_default();
+        let fields: Vec<f64> = stat.rsplit_once(')').map_or(Vec::new(), |(_, rest)| {
+            rest.split_whitespace()
+                .map(|v| v.parse().unwrap_or(0.0))
+                .collect()
+        });
+        let ticks = fields.get(11).unwrap_or(&0.0) + fields.get(12).unwrap_or(&0.0);
+        *by_name.entry(name.trim().to_string()).or_insert(0.0) += ticks / 100.0;
+    }
+    by_name
 }
 
 /// [`throughput`], with the CPU the proxy `pid` and PostgreSQL spent per request.
@@ -153,15 +176,25 @@ async fn throughput_cpu(
     pid: u32,
 ) -> Load {
     drained(shoal).await;
-    let (before, pg_before) = (tree_cpu_s(pid), postgres_cpu_s());
+    let (before, pg_before, threads_before) =
+        (tree_cpu_s(pid), postgres_cpu_s(), thread_cpu_s(pid));
     let rps = throughput(&[], url, key, connections, secs).await;
-    let (after, pg_after) = (tree_cpu_s(pid), postgres_cpu_s());
+    let (after, pg_after, threads_after) = (tree_cpu_s(pid), postgres_cpu_s(), thread_cpu_s(pid));
     let requests = rps * secs as f64;
     let per = |a: f64, b: f64| (a - b) * 1e6 / requests;
+    let threads = threads_after
+        .into_iter()
+        .map(|(name, s)| {
+            let was = threads_before.get(&name).copied().unwrap_or(0.0);
+            (name, per(s, was))
+        })
+        .filter(|(_, us)| *us > 0.0)
+        .collect();
     Load {
         rps,
         cpu: (per(after.0, before.0), per(after.1, before.1)),
         postgres_us: per(pg_after, pg_before),
+        threads,
     }
 }
 
@@ -370,8 +403,17 @@ async fn main() {
     }
     let (mut rps, mut cpu, mut postgres_us) = (Vec::new(), Vec::new(), Vec::new());
     // The baseline build too when there is one: its CPU and PostgreSQL's beside this build's.
-    for v in &shoal {
+    for (v, name) in shoal.iter().zip(["bare", "metrics", "traced", "baseline"]) {
         let load = throughput_cpu(&shoal, &v.url, &key, connections, load_secs, v.node.pid()).await;
+        let threads: Vec<String> = load
+            .threads
+            .iter()
+            .map(|(thread, us)| format!("{thread} {us:.1}"))
+            .collect();
+        println!(
+            "{name}: CPU per request by thread (us): {}",
+            threads.join(", ")
+        );
         rps.push(load.rps);
         cpu.push(load.cpu);
         postgres_us.push(load.postgres_us);

@@ -48,7 +48,7 @@ pub(crate) async fn serve(
         drain_grace,
         connections: Some(shoal_http::ConnectionLimit::new(MAX_CONNECTIONS)),
     };
-    shoal_http::serve(listener, &limits, stop, |_peer| {
+    shoal_http::serve(listener, &limits, stop, None, |_peer| {
         let app = app.clone();
         hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
             let mut app = app.clone();
