@@ -564,20 +564,28 @@ fn copy_rows(node: &str, batch: &[bytes::Bytes]) -> Option<Vec<u8>> {
 }
 
 /// A column in `COPY`'s text format: the backslash, the delimiters and carriage return escaped.
+/// Found with `memchr`'s vector search: a column rarely has any, and the detail is hundreds
+/// of bytes (a byte-by-byte loop cost 2,700 instructions per line).
 fn copy_text(out: &mut Vec<u8>, value: &str) {
     let bytes = value.as_bytes();
+    // A carriage return is rarer still (never in JSON text): searched for only when present.
+    let returns = memchr::memchr(b'\r', bytes).is_some();
+    let next = |from: usize| {
+        let rest = &bytes[from..];
+        let other = memchr::memchr3(b'\\', b'\t', b'\n', rest);
+        let cr = returns.then(|| memchr::memchr(b'\r', rest)).flatten();
+        other.into_iter().chain(cr).min().map(|i| from + i)
+    };
     let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let escaped: &[u8] = match b {
+    while let Some(found) = next(start) {
+        out.extend_from_slice(&bytes[start..found]);
+        out.extend_from_slice(match bytes[found] {
             b'\\' => b"\\\\",
             b'\t' => b"\\t",
             b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            _ => continue,
-        };
-        out.extend_from_slice(&bytes[start..i]);
-        out.extend_from_slice(escaped);
-        start = i + 1;
+            _ => b"\\r",
+        });
+        start = found + 1;
     }
     out.extend_from_slice(&bytes[start..]);
 }
