@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -139,6 +139,8 @@ impl ConnectionLimit {
 #[derive(Debug)]
 pub struct Spread {
     open: Vec<AtomicUsize>,
+    /// Cleared when a runtime stops serving (or never started): it is handed nothing more.
+    serving: Vec<AtomicBool>,
     inboxes: Vec<mpsc::UnboundedSender<Handed>>,
 }
 
@@ -158,6 +160,7 @@ impl Spread {
             (0..runtimes).map(|_| mpsc::unbounded_channel()).unzip();
         let spread = Arc::new(Spread {
             open: (0..runtimes).map(|_| AtomicUsize::new(0)).collect(),
+            serving: (0..runtimes).map(|_| AtomicBool::new(true)).collect(),
             inboxes,
         });
         receivers
@@ -180,7 +183,7 @@ impl Spread {
         }
     }
 
-    /// The runtime holding the fewest connections, when it holds fewer than `me`.
+    /// The serving runtime holding the fewest connections, when it holds fewer than `me`.
     fn lighter_than(&self, me: usize) -> Option<usize> {
         let mine = self.open[me].load(Ordering::Relaxed);
         let (least, open) = self
@@ -188,8 +191,16 @@ impl Spread {
             .iter()
             .map(|o| o.load(Ordering::Relaxed))
             .enumerate()
+            .filter(|&(i, _)| self.serving[i].load(Ordering::Relaxed))
             .min_by_key(|&(_, open)| open)?;
         (open < mine).then_some(least)
+    }
+}
+
+/// A runtime whose serve ends, fails or never starts takes no more connections.
+impl Drop for Share {
+    fn drop(&mut self) {
+        self.spread.serving[self.me].store(false, Ordering::Relaxed);
     }
 }
 
@@ -217,9 +228,9 @@ struct Handed {
 }
 
 /// The next connection handed to this runtime; never, without a share.
-async fn handed(inbox: &mut Option<mpsc::UnboundedReceiver<Handed>>) -> Option<Handed> {
-    match inbox {
-        Some(inbox) => inbox.recv().await,
+async fn handed(share: &mut Option<Share>) -> Option<Handed> {
+    match share {
+        Some(share) => share.inbox.recv().await,
         None => std::future::pending().await,
     }
 }
@@ -293,14 +304,12 @@ pub async fn serve<M, S, B>(
     };
     let mut refusals = JoinSet::new();
     let polite = Arc::new(Semaphore::new(POLITE_REFUSALS));
-    let (spread, mut inbox) = match share {
-        Some(Share { spread, me, inbox }) => (Some((spread, me)), Some(inbox)),
-        None => (None, None),
-    };
+    let mut share = share;
+    let spread = share.as_ref().map(|s| (s.spread.clone(), s.me));
     loop {
         let (stream, peer) = tokio::select! {
             _ = stop.cancelled() => break,
-            Some(h) = handed(&mut inbox) => {
+            Some(h) = handed(&mut share) => {
                 match TcpStream::from_std(h.stream) {
                     Ok(stream) => starter.start(stream, h.peer, (h.permit, Some(h.counted))),
                     Err(e) => tracing::warn!(port, "{label}: a handed-over connection: {e}"),
@@ -339,38 +348,41 @@ pub async fn serve<M, S, B>(
                 }
             },
         };
-        let counted = match &spread {
-            None => None,
-            Some((spread, me)) => match spread.lighter_than(*me) {
-                None => Some(spread.count(*me)),
-                Some(other) => match stream.into_std() {
-                    Ok(stream) => {
-                        let handed = Handed {
-                            stream,
-                            peer,
-                            permit,
-                            counted: spread.count(other),
-                        };
-                        // The other runtime has stopped: the connection closes, as it
-                        // would have if it had come a moment later.
-                        let _ = spread.inboxes[other].send(handed);
-                        continue;
-                    }
-                    Err(e) => {
-                        tracing::warn!(port, "{label}: cannot hand a connection over: {e}");
-                        continue;
-                    }
-                },
-            },
+        let Some((spread, me)) = &spread else {
+            starter.start(stream, peer, (permit, None));
+            continue;
         };
-        starter.start(stream, peer, (permit, counted));
+        let Some(other) = spread.lighter_than(*me) else {
+            starter.start(stream, peer, (permit, Some(spread.count(*me))));
+            continue;
+        };
+        let handed = match stream.into_std() {
+            Ok(stream) => Handed {
+                stream,
+                peer,
+                permit,
+                counted: spread.count(other),
+            },
+            Err(e) => {
+                tracing::warn!(port, "{label}: cannot hand a connection over: {e}");
+                continue;
+            }
+        };
+        // The other runtime stopped in the meantime: this one keeps the connection.
+        if let Err(mpsc::error::SendError(h)) = spread.inboxes[other].send(handed) {
+            match TcpStream::from_std(h.stream) {
+                Ok(stream) => starter.start(stream, peer, (h.permit, Some(spread.count(*me)))),
+                Err(e) => tracing::warn!(port, "{label}: cannot keep a connection: {e}"),
+            }
+        }
     }
     drop(listener);
-    // Connections handed over just before the stop are served with the others through the
-    // drain.
-    if let Some(inbox) = &mut inbox {
-        inbox.close();
-        while let Ok(h) = inbox.try_recv() {
+    // Connections handed over just before the stop are treated as this runtime's own
+    // connections accepted then: one that has sent its request is served through the drain.
+    if let Some(share) = &mut share {
+        share.spread.serving[share.me].store(false, Ordering::Relaxed);
+        share.inbox.close();
+        while let Ok(h) = share.inbox.try_recv() {
             if let Ok(stream) = TcpStream::from_std(h.stream) {
                 starter.start(stream, h.peer, (h.permit, Some(h.counted)));
             }
@@ -460,13 +472,14 @@ where
     let mut len = 0;
     let h2 = loop {
         // A connection that has sent nothing has no request to finish: the drain does not
-        // wait for it.
+        // wait for it. One whose bytes are there is read first, even once stopping.
         let read = tokio::select! {
-            _ = stop.cancelled() => return Ok(()),
+            biased;
             read = tokio::time::timeout(
                 builders.first_bytes_timeout,
                 stream.read(&mut first[len..]),
             ) => read,
+            _ = stop.cancelled() => return Ok(()),
         };
         let read = read.map_err(|_| "no request in time")??;
         if read == 0 {

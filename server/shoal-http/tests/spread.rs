@@ -58,7 +58,10 @@ fn ask(conn: &mut BufReader<TcpStream>) -> String {
     let mut length = 0;
     loop {
         let mut line = String::new();
-        conn.read_line(&mut line).unwrap();
+        assert!(
+            conn.read_line(&mut line).unwrap() > 0,
+            "closed without an answer"
+        );
         if line == "\r\n" {
             break;
         }
@@ -106,4 +109,25 @@ fn connections_one_runtime_accepted_are_spread_over_all_of_them() {
     stop.cancel();
     a.join().unwrap();
     b.join().unwrap();
+}
+
+#[test]
+fn a_runtime_that_is_not_serving_is_handed_nothing() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stop = CancellationToken::new();
+    let mut shares = shoal_http::Spread::shares(2).into_iter();
+    let first = shares.next().unwrap();
+    // The second runtime's share is dropped unused, as when its runtime cannot poll the port.
+    drop(shares);
+    let a = runtime("core-a", listener, first, stop.clone());
+    // All four open at once: past the first, the other runtime holds fewer.
+    let mut conns: Vec<_> = (0..4)
+        .map(|_| BufReader::new(TcpStream::connect(addr).unwrap()))
+        .collect();
+    let served_by: Vec<String> = conns.iter_mut().map(ask).collect();
+    assert_eq!(served_by, vec!["core-a"; 4]);
+    stop.cancel();
+    a.join().unwrap();
 }

@@ -113,6 +113,8 @@ fn tree_cpu_s(pid: u32) -> (f64, f64) {
 
 /// CPU seconds (user + system) every PostgreSQL process on the machine has used: the
 /// benchmark's server shares the two cores with the proxies, storing Shoal's audit lines.
+/// `scripts/bench` runs alone, so every such process is the benchmark's; one that exits
+/// during a run (not the pool's connections, which stay) takes its ticks with it.
 fn postgres_cpu_s() -> f64 {
     let Ok(procs) = std::fs::read_dir("/proc") else {
         return 0.0;
@@ -179,6 +181,8 @@ async fn throughput_cpu(
     let (before, pg_before, threads_before) =
         (tree_cpu_s(pid), postgres_cpu_s(), thread_cpu_s(pid));
     let rps = throughput(&[], url, key, connections, secs).await;
+    // The run's own audit lines, still being stored when wrk ends, are charged to it.
+    drained(shoal).await;
     let (after, pg_after, threads_after) = (tree_cpu_s(pid), postgres_cpu_s(), thread_cpu_s(pid));
     let requests = rps * secs as f64;
     let per = |a: f64, b: f64| (a - b) * 1e6 / requests;
