@@ -91,9 +91,9 @@ fn children(pid: u32) -> impl Iterator<Item = u32> {
         .into_iter()
 }
 
-/// CPU seconds (user, system) a process and its children have used, every thread counted.
-fn tree_cpu_s(pid: u32) -> (f64, f64) {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+/// CPU seconds (user, system) from a `/proc/.../stat` file; zero when it is gone.
+fn stat_cpu_s(path: &str) -> (f64, f64) {
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
     // Fields after the command's closing parenthesis: utime and stime are the 12th and 13th.
     let fields: Vec<&str> = stat
         .rsplit_once(')')
@@ -105,7 +105,12 @@ fn tree_cpu_s(pid: u32) -> (f64, f64) {
             .unwrap_or(0.0)
     };
     // Clock ticks of 1/100 s (USER_HZ on Linux).
-    let own = (ticks(11) / 100.0, ticks(12) / 100.0);
+    (ticks(11) / 100.0, ticks(12) / 100.0)
+}
+
+/// CPU seconds (user, system) a process and its children have used, every thread counted.
+fn tree_cpu_s(pid: u32) -> (f64, f64) {
+    let own = stat_cpu_s(&format!("/proc/{pid}/stat"));
     children(pid)
         .map(tree_cpu_s)
         .fold(own, |(u, s), (cu, cs)| (u + cu, s + cs))
@@ -126,13 +131,8 @@ fn postgres_cpu_s() -> f64 {
                 .is_ok_and(|c| c.trim() == "postgres")
         })
         .map(|pid| {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            let fields: Vec<f64> = stat.rsplit_once(')').map_or(Vec::new(), |(_, rest)| {
-                rest.split_whitespace()
-                    .map(|v| v.parse().unwrap_or(0.0))
-                    .collect()
-            });
-            (fields.get(11).unwrap_or(&0.0) + fields.get(12).unwrap_or(&0.0)) / 100.0
+            let (user, system) = stat_cpu_s(&format!("/proc/{pid}/stat"));
+            user + system
         })
         .sum()
 }
@@ -156,14 +156,8 @@ fn thread_cpu_s(pid: u32) -> std::collections::BTreeMap<String, f64> {
     for task in tasks.flatten() {
         let path = task.path();
         let name = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
-        let stat = std::fs::read_to_string(path.join("stat")).unwrap_or_default();
-        let fields: Vec<f64> = stat.rsplit_once(')').map_or(Vec::new(), |(_, rest)| {
-            rest.split_whitespace()
-                .map(|v| v.parse().unwrap_or(0.0))
-                .collect()
-        });
-        let ticks = fields.get(11).unwrap_or(&0.0) + fields.get(12).unwrap_or(&0.0);
-        *by_name.entry(name.trim().to_string()).or_insert(0.0) += ticks / 100.0;
+        let (user, system) = stat_cpu_s(&path.join("stat").to_string_lossy());
+        *by_name.entry(name.trim().to_string()).or_insert(0.0) += user + system;
     }
     by_name
 }
