@@ -771,22 +771,31 @@ struct Seen {
     size: Option<u64>,
 }
 
-/// A data-plane audit line's detail, serialized straight from the request's facts.
+/// A data-plane audit line's detail, serialized straight from the request's facts. A fact
+/// the request does not have is left out rather than written as `null`: PostgreSQL parses
+/// every key of every stored line into `jsonb`, and half of a plain request's keys were nulls
+/// (its CPU per stored line: about a quarter less, measured).
 #[derive(Serialize)]
 struct RequestDetail<'a> {
     request_id: &'a str,
     method: &'a str,
     path: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
     bucket: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     key: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     operation: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     copy_source: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     policy: Option<&'a str>,
-    #[serde(rename = "type")]
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
     kind: Option<&'a str>,
     source_ip: &'a str,
     decision_us: u64,
     /// Decided while members were unreachable: each policy's on_unreachable applied.
+    #[serde(skip_serializing_if = "Option::is_none")]
     cluster_split: Option<Reach>,
     #[serde(skip_serializing_if = "Option::is_none")]
     upstream_status: Option<u16>,
