@@ -24,31 +24,27 @@ pub struct AuditEntry {
 /// `at` as chrono writes it (RFC 3339, `Z`, 0, 3, 6 or 9 fraction digits), without the
 /// formatting machinery chrono's `Display` goes through: every request's line has one.
 fn rfc3339<S: serde::Serializer>(at: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
-    use chrono::{Datelike, Timelike};
-    let nanos = at.nanosecond();
-    if !(0..=9999).contains(&at.year()) || nanos >= 1_000_000_000 {
+    match Text::rfc3339(at) {
+        Some(text) => serializer.serialize_str(text.as_str()),
         // Years of more than four digits and leap seconds: chrono's own text.
-        return at.serialize(serializer);
+        None => at.serialize(serializer),
     }
-    let mut text = Text::default();
-    text.digits(at.year() as u32, 4);
-    let fields = [at.month(), at.day(), at.hour(), at.minute(), at.second()];
-    for (value, separator) in fields.into_iter().zip(*b"--T::") {
-        text.byte(separator);
-        text.digits(value, 2);
+}
+
+impl AuditEntry {
+    /// `at` as the line's JSON holds it, for a store that writes the line's columns itself
+    /// (the control plane's `COPY` rows are built from the entry, not from its JSON).
+    pub fn at_text(&self) -> String {
+        match Text::rfc3339(&self.at) {
+            Some(text) => text.as_str().to_owned(),
+            None => self.at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+        }
     }
-    let (fraction, digits) = match nanos {
-        0 => (0, 0),
-        n if n % 1_000_000 == 0 => (n / 1_000_000, 3),
-        n if n % 1_000 == 0 => (n / 1_000, 6),
-        n => (n, 9),
-    };
-    if digits > 0 {
-        text.byte(b'.');
-        text.digits(fraction, digits);
+
+    /// The detail's JSON text.
+    pub fn detail_json(&self) -> &str {
+        self.detail.as_json()
     }
-    text.byte(b'Z');
-    serializer.serialize_str(text.as_str())
 }
 
 /// [`rfc3339`]'s text, on the stack.
@@ -75,6 +71,34 @@ impl Text {
 
     fn as_str(&self) -> &str {
         std::str::from_utf8(&self.bytes[..self.len]).expect("ASCII digits")
+    }
+
+    /// `None` for what this does not write: years past four digits and leap seconds.
+    fn rfc3339(at: &DateTime<Utc>) -> Option<Self> {
+        use chrono::{Datelike, Timelike};
+        let nanos = at.nanosecond();
+        if !(0..=9999).contains(&at.year()) || nanos >= 1_000_000_000 {
+            return None;
+        }
+        let mut text = Text::default();
+        text.digits(at.year() as u32, 4);
+        let fields = [at.month(), at.day(), at.hour(), at.minute(), at.second()];
+        for (value, separator) in fields.into_iter().zip(*b"--T::") {
+            text.byte(separator);
+            text.digits(value, 2);
+        }
+        let (fraction, digits) = match nanos {
+            0 => (0, 0),
+            n if n % 1_000_000 == 0 => (n / 1_000_000, 3),
+            n if n % 1_000 == 0 => (n / 1_000, 6),
+            n => (n, 9),
+        };
+        if digits > 0 {
+            text.byte(b'.');
+            text.digits(fraction, digits);
+        }
+        text.byte(b'Z');
+        Some(text)
     }
 }
 
@@ -181,19 +205,26 @@ mod tests {
                     .unwrap(),
             );
         }
-        for at in &times {
-            assert_eq!(ours(at), chrono_text(at), "{at:?}");
-        }
-        // The line reads back as the instant it was.
-        let entry = AuditEntry {
+        let mut entry = AuditEntry {
             event_id: uuid::Uuid::nil(),
-            at: base + chrono::Duration::nanoseconds(120_000_000),
+            at: base,
             actor: "a".into(),
             action: "request".into(),
             target: "t".into(),
             outcome: "allowed".into(),
             detail: serde_json::json!({}).into(),
         };
+        for at in &times {
+            assert_eq!(ours(at), chrono_text(at), "{at:?}");
+            // The text a store writes as the column is the JSON's string.
+            entry.at = *at;
+            assert_eq!(
+                serde_json::json!(entry.at_text()).to_string(),
+                chrono_text(at)
+            );
+        }
+        // The line reads back as the instant it was.
+        entry.at = base + chrono::Duration::nanoseconds(120_000_000);
         let back: AuditEntry =
             serde_json::from_str(&serde_json::to_string(&entry).unwrap()).unwrap();
         assert_eq!(back, entry);

@@ -72,6 +72,9 @@ pub(super) struct Read {
     pub node: Option<String>,
     /// Each record's JSON, checked against its checksum (and, from the files, parsed).
     pub records: Vec<Bytes>,
+    /// The records as `COPY` rows, when they came from memory: built from the typed entry
+    /// when it was journaled, so the shipper does not take the JSON apart again.
+    pub rows: Option<Vec<u8>>,
     pub damaged: Vec<Damage>,
     pub next: Cursor,
     /// Bytes consumed, damaged lines included.
@@ -86,15 +89,27 @@ struct Pending {
     buf: Vec<u8>,
     /// The length of each line in `buf`.
     lines: Vec<usize>,
+    /// Each line's record as a `COPY` row, and each row's length.
+    rows: Vec<u8>,
+    row_lens: Vec<usize>,
     slots: Vec<Arc<AtomicU8>>,
 }
 
-/// A record this run wrote: where its line lies, and its JSON (a slice of the written batch).
+/// A record this run wrote: where its line lies, its JSON (a slice of the written batch) and
+/// its `COPY` row.
 struct Kept {
     segment: u64,
     start: u64,
     end: u64,
     json: Bytes,
+    row: Bytes,
+}
+
+impl Kept {
+    /// What it holds against the tail's bound.
+    fn size(&self) -> u64 {
+        self.end - self.start + self.row.len() as u64
+    }
 }
 
 #[derive(Default)]
@@ -154,6 +169,8 @@ impl Journal {
             pending: Mutex::new(Pending {
                 buf: Vec::new(),
                 lines: Vec::new(),
+                rows: Vec::new(),
+                row_lens: Vec::new(),
                 slots: Vec::new(),
             }),
             active: Mutex::new(Active {
@@ -188,6 +205,10 @@ impl Journal {
                 encode_into(&mut p.buf, entry);
                 let len = p.buf.len() - before;
                 p.lines.push(len);
+                let before = p.rows.len();
+                super::copy_row(&mut p.rows, &self.node, entry);
+                let len = p.rows.len() - before;
+                p.row_lens.push(len);
             }
             p.slots.push(slot.clone());
         }
@@ -197,11 +218,13 @@ impl Journal {
             FAILED => return Err(active.last_error.clone()),
             _ => {}
         }
-        let (buf, lines, slots) = {
+        let (buf, lines, rows, row_lens, slots) = {
             let mut p = self.pending.lock().expect("journal pending");
             (
                 std::mem::take(&mut p.buf),
                 std::mem::take(&mut p.lines),
+                std::mem::take(&mut p.rows),
+                std::mem::take(&mut p.row_lens),
                 std::mem::take(&mut p.slots),
             )
         };
@@ -211,7 +234,8 @@ impl Journal {
                 self.appended_records
                     .fetch_add(lines.len() as u64, Ordering::Relaxed);
                 let start = active.len - buf.len() as u64;
-                self.keep(active.segment, start, Bytes::from(buf), &lines);
+                let batch = (Bytes::from(buf), Bytes::from(rows));
+                self.keep(active.segment, start, batch, &lines, &row_lens);
                 *self.tip.lock().expect("journal tip") = Cursor {
                     segment: active.segment,
                     offset: active.len,
@@ -229,11 +253,19 @@ impl Journal {
         result.map_err(|e| e.to_string())
     }
 
-    /// Keeps a written batch's records for the shipper, dropping the oldest past the bound.
-    fn keep(&self, segment: u64, start: u64, batch: Bytes, lines: &[usize]) {
+    /// Keeps a written batch's records (its lines and their rows) for the shipper, dropping
+    /// the oldest past the bound.
+    fn keep(
+        &self,
+        segment: u64,
+        start: u64,
+        (batch, rows): (Bytes, Bytes),
+        lines: &[usize],
+        row_lens: &[usize],
+    ) {
         let mut tail = self.tail.lock().expect("journal tail");
-        let mut at = 0;
-        for &len in lines {
+        let (mut at, mut row_at) = (0, 0);
+        for (&len, &row_len) in lines.iter().zip(row_lens) {
             // The line is `<crc> <JSON>\n`.
             let json = batch.slice(at + 9..at + len - 1);
             tail.kept.push_back(Kept {
@@ -241,15 +273,17 @@ impl Journal {
                 start: start + at as u64,
                 end: start + (at + len) as u64,
                 json,
+                row: rows.slice(row_at..row_at + row_len),
             });
-            tail.bytes += len as u64;
+            tail.bytes += (len + row_len) as u64;
             at += len;
+            row_at += row_len;
         }
         while tail.bytes > self.tail_max_bytes {
             let Some(old) = tail.kept.pop_front() else {
                 break;
             };
-            tail.bytes -= old.end - old.start;
+            tail.bytes -= old.size();
         }
     }
 
@@ -262,16 +296,18 @@ impl Journal {
             if (k.segment, k.end) > (cursor.segment, cursor.offset) {
                 break;
             }
-            tail.bytes -= k.end - k.start;
+            tail.bytes -= k.size();
             tail.kept.pop_front();
         }
         let first = tail.kept.front()?;
         if (first.segment, first.start) != (cursor.segment, cursor.offset) {
             return None;
         }
+        let mut rows = Vec::new();
         let mut read = Read {
             node: None,
             records: Vec::new(),
+            rows: None,
             damaged: Vec::new(),
             next: cursor,
             bytes: 0,
@@ -284,11 +320,13 @@ impl Journal {
                 _ => break,
             }
             let k = tail.kept.pop_front().expect("front checked");
-            tail.bytes -= k.end - k.start;
+            tail.bytes -= k.size();
             read.bytes += k.end - k.start;
             read.next.offset = k.end;
             read.records.push(k.json);
+            rows.extend_from_slice(&k.row);
         }
+        read.rows = Some(rows);
         Some(read)
     }
 
@@ -372,6 +410,7 @@ impl Journal {
         let mut read = Read {
             node: None,
             records: Vec::new(),
+            rows: None,
             damaged: Vec::new(),
             next: Cursor { segment, offset },
             bytes: 0,
@@ -628,7 +667,10 @@ mod tests {
         for (tail_max_lines, batch, max) in [(1_000, 3, 5), (4, 3, 5), (1, 7, 2), (10, 1, 1)] {
             let dir = tempfile::tempdir().unwrap();
             let (mut journal, _) = Journal::open(dir.path(), "n1", false).unwrap();
-            let line = encode(&entry(0)).len() as u64;
+            let mut row = Vec::new();
+            super::super::copy_row(&mut row, "n1", &entry(0));
+            // A record held in memory is its line and its row.
+            let line = (encode(&entry(0)).len() + row.len()) as u64;
             journal.tail_max_bytes = tail_max_lines * line;
             let mut cursor = journal.cursor();
             let (mut shipped, mut from_memory) = (Vec::new(), 0);

@@ -416,7 +416,7 @@ impl Shipper {
     async fn store(&self, read: journal::Read, cursor: &mut Cursor) -> bool {
         let node = read.node.as_deref().unwrap_or(&self.options.node);
         if !read.records.is_empty()
-            && let Err(e) = insert(&self.pool, node, &read.records).await
+            && let Err(e) = insert(&self.pool, node, &read.records, read.rows.as_deref()).await
         {
             if !self.stats.spooling.swap(true, Ordering::Relaxed) {
                 tracing::warn!(
@@ -493,11 +493,25 @@ fn unix_ms() -> u64 {
 /// docs/benchmarks.md), and on a node sharing its machine with PostgreSQL that work competes
 /// with the data plane. A batch holding an id already stored (shipped again after a crash
 /// between the insert and the cursor's save) fails as a whole, and is then stored by
-/// [`insert_skipping_stored`], as is a record this code cannot take apart.
-async fn insert(pool: &PgPool, node: &str, batch: &[bytes::Bytes]) -> Result<(), sqlx::Error> {
+/// [`insert_skipping_stored`], as is a record this code cannot take apart. `rows` are the
+/// batch's rows when the journal built them (this run's records, from memory).
+async fn insert(
+    pool: &PgPool,
+    node: &str,
+    batch: &[bytes::Bytes],
+    rows: Option<&[u8]>,
+) -> Result<(), sqlx::Error> {
     use sqlx::postgres::PgPoolCopyExt as _;
-    let Some(rows) = copy_rows(node, batch) else {
-        return insert_skipping_stored(pool, node, batch).await;
+    let parsed;
+    let rows = match rows {
+        Some(rows) => rows,
+        None => match copy_rows(node, batch) {
+            Some(rows) => {
+                parsed = rows;
+                &parsed
+            }
+            None => return insert_skipping_stored(pool, node, batch).await,
+        },
     };
     let copied = async {
         let mut copy = pool
@@ -542,25 +556,49 @@ fn copy_rows(node: &str, batch: &[bytes::Bytes]) -> Option<Vec<u8>> {
     let mut rows = Vec::with_capacity(batch.iter().map(|r| r.len()).sum::<usize>());
     for record in batch {
         let r: CopyRecord = serde_json::from_slice(record).ok()?;
-        let columns = [
-            &*r.event_id,
-            &*r.at,
-            node,
-            &*r.actor,
-            &*r.action,
-            &*r.target,
-            &*r.outcome,
-            r.detail.get(),
-        ];
-        for (i, column) in columns.into_iter().enumerate() {
-            if i > 0 {
-                rows.push(b'\t');
-            }
-            copy_text(&mut rows, column);
-        }
-        rows.push(b'\n');
+        push_row(
+            &mut rows,
+            [
+                &r.event_id,
+                &r.at,
+                node,
+                &r.actor,
+                &r.action,
+                &r.target,
+                &r.outcome,
+                r.detail.get(),
+            ],
+        );
     }
     Some(rows)
+}
+
+/// `entry`'s `COPY` row, as [`copy_rows`] builds it from the entry's JSON.
+fn copy_row(rows: &mut Vec<u8>, node: &str, entry: &AuditEntry) {
+    let mut id = uuid::Uuid::encode_buffer();
+    push_row(
+        rows,
+        [
+            entry.event_id.hyphenated().encode_lower(&mut id),
+            &entry.at_text(),
+            node,
+            &entry.actor,
+            &entry.action,
+            &entry.target,
+            &entry.outcome,
+            entry.detail_json(),
+        ],
+    );
+}
+
+fn push_row(rows: &mut Vec<u8>, columns: [&str; 8]) {
+    for (i, column) in columns.into_iter().enumerate() {
+        if i > 0 {
+            rows.push(b'\t');
+        }
+        copy_text(rows, column);
+    }
+    rows.push(b'\n');
 }
 
 /// A column in `COPY`'s text format: the backslash, the delimiters and carriage return escaped.
@@ -621,4 +659,57 @@ async fn insert_skipping_stored(
     .execute(pool)
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The row built from the typed entry (this run's records) is the row built from its
+    /// journal JSON (earlier runs' records): either way PostgreSQL stores the same line.
+    #[test]
+    fn rows_from_the_entry_and_from_its_json_are_the_same() {
+        use chrono::TimeZone as _;
+        let awkward = [
+            "tab\there",
+            "line\nbreak\r\n",
+            "back\\slash \\. \\N \\t",
+            "quote \" and ' and \u{1} and \u{7f}",
+            "ünïcødé ✓ 𝄞",
+            "",
+        ];
+        let base = chrono::Utc.with_ymd_and_hms(2026, 12, 7, 9, 5, 3).unwrap();
+        let times = [
+            base,
+            base + chrono::Duration::nanoseconds(120_000_000),
+            base + chrono::Duration::nanoseconds(40_500),
+            base + chrono::Duration::nanoseconds(123_456_789),
+            chrono::Utc.with_ymd_and_hms(10000, 1, 1, 0, 0, 0).unwrap(),
+        ];
+        for (i, text) in awkward.iter().enumerate() {
+            for at in times {
+                let entry = AuditEntry {
+                    event_id: uuid::Uuid::now_v7(),
+                    at,
+                    actor: format!("user:{text}"),
+                    action: "request".into(),
+                    target: (*text).to_string(),
+                    outcome: "allowed".into(),
+                    detail: serde_json::json!({"text": text, "n": i, "list": [text, null]}).into(),
+                };
+                let mut from_entry = Vec::new();
+                copy_row(&mut from_entry, "node\ta", &entry);
+                let json = bytes::Bytes::from(serde_json::to_vec(&entry).unwrap());
+                let from_json = copy_rows("node\ta", &[json]).expect("a record's JSON");
+                assert_eq!(
+                    String::from_utf8_lossy(&from_entry),
+                    String::from_utf8_lossy(&from_json)
+                );
+                // One line per row, eight columns: nothing inside a column delimits.
+                let row = String::from_utf8(from_entry).unwrap();
+                assert_eq!(row.matches('\n').count(), 1, "{row:?}");
+                assert_eq!(row.matches('\t').count(), 7, "{row:?}");
+            }
+        }
+    }
 }
