@@ -57,6 +57,15 @@ pub fn register_metrics(meter: &Meter, config: &ConfigHandle, audit: &AuditLog) 
         .build();
     let a = audit.clone();
     meter
+        .u64_observable_counter("shoal.audit.set_aside")
+        .with_unit("{record}")
+        .with_description(
+            "Journal records PostgreSQL refused for what they hold, kept in the journal directory's set-aside file",
+        )
+        .with_callback(move |obs| obs.observe(a.status().set_aside, &[]))
+        .build();
+    let a = audit.clone();
+    meter
         .f64_observable_gauge("shoal.audit.flush.lag")
         .with_unit("s")
         .with_description("How long decisions have waited for PostgreSQL (0 when none wait)")

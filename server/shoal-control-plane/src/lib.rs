@@ -33,7 +33,7 @@ pub mod testsuite;
 mod watcher;
 
 pub use admin::MIN_PASSWORD_LEN;
-pub use audit::{AuditLog, AuditOptions, AuditStatus, Fsync};
+pub use audit::{AuditLog, AuditOptions, AuditStatus, Fsync, SET_ASIDE as AUDIT_SET_ASIDE};
 pub use db::{describe_url, known_migrations, migrate, pool};
 pub use error::ControlPlaneError;
 pub use instruments::register_metrics;

@@ -266,6 +266,67 @@ async fn audit_lines_wait_in_the_journal_through_an_outage_and_are_stored_once_i
     stop(supervisor).await;
 }
 
+/// A record PostgreSQL can never store (text cannot hold a NUL) is set aside in a file, and
+/// the records after it are stored: from memory (this run's) and from the files (the last
+/// run's, shipped after a restart).
+#[tokio::test]
+async fn a_record_postgresql_refuses_is_set_aside_and_the_records_after_it_are_stored() {
+    let (mut pg, pool) = server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let bad = |i| AuditEntry {
+        actor: "user:nul\u{0}byte".into(),
+        ..entry(i)
+    };
+    let set_aside = || -> Vec<serde_json::Value> {
+        let path = dir.path().join(shoal_control_plane::AUDIT_SET_ASIDE);
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let (supervisor, stage) = supervised();
+    let log = AuditLog::spawn(pool.clone(), audit_options(dir.path(), 1 << 30), &stage);
+    let refused = bad(1);
+    for e in [entry(0), refused.clone(), entry(2)] {
+        log.record(e).await.unwrap();
+    }
+    wait_audit(&log, "two stored, one set aside", |s| {
+        s.written == 2 && s.set_aside == 1 && s.spooled == 0
+    })
+    .await;
+    assert_eq!(stored(&pool).await, ["bucket/key-0", "bucket/key-2"]);
+    let kept = set_aside();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(kept[0]["node"], "node-a");
+    assert!(!kept[0]["error"].as_str().unwrap().is_empty(), "{kept:?}");
+    let record: AuditEntry = serde_json::from_value(kept[0]["record"].clone()).unwrap();
+    assert_eq!(record, refused, "kept as it was recorded");
+
+    pg.stop();
+    for e in [entry(3), bad(4), entry(5)] {
+        log.record(e).await.unwrap();
+    }
+    stop(supervisor).await;
+    pg.restart();
+    let (supervisor, stage) = supervised();
+    let log = AuditLog::spawn(pool.clone(), audit_options(dir.path(), 1 << 30), &stage);
+    wait_audit(&log, "the last run's records shipped", |s| {
+        s.written == 2 && s.set_aside == 1 && s.spool_bytes == 0
+    })
+    .await;
+    let want = [
+        "bucket/key-0",
+        "bucket/key-2",
+        "bucket/key-3",
+        "bucket/key-5",
+    ];
+    assert_eq!(stored(&pool).await, want);
+    assert_eq!(set_aside().len(), 2);
+    assert_eq!(set_aside()[1]["record"]["target"], "bucket/key-4");
+    stop(supervisor).await;
+}
+
 #[tokio::test]
 async fn audit_text_with_copy_delimiters_and_escapes_is_stored_as_recorded() {
     let (_pg, pool) = server().await;

@@ -286,6 +286,13 @@ async fn ready(State(h): State<HealthState>) -> Response {
             audit.spooled, audit.spool_bytes
         ));
     }
+    if audit.set_aside > 0 {
+        warnings.push(format!(
+            "audit: {} records PostgreSQL refused for what they hold are kept in the journal directory's {}",
+            audit.set_aside,
+            shoal_control_plane::AUDIT_SET_ASIDE
+        ));
+    }
     let ready = missing.is_empty();
     let body = json!({
         "ready": ready,

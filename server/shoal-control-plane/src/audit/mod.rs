@@ -66,6 +66,9 @@ pub struct AuditStatus {
     pub spooling: bool,
     /// Records skipped because they were damaged on disk.
     pub damaged: u64,
+    /// Records PostgreSQL refused for what they hold (a NUL in a text, say), kept in the
+    /// journal directory's [`SET_ASIDE`] file instead of blocking every record after them.
+    pub set_aside: u64,
     pub last_error: Option<String>,
     /// How long records have been waiting for PostgreSQL: since the last successful write
     /// while some wait, 0 when nothing waits.
@@ -81,6 +84,7 @@ struct Stats {
     backlog_bytes: AtomicU64,
     spooling: AtomicBool,
     damaged: AtomicU64,
+    set_aside: AtomicU64,
     /// Unix milliseconds of the last write to PostgreSQL (or of the start).
     last_write_ms: AtomicU64,
     last_error: Mutex<Option<String>>,
@@ -234,6 +238,7 @@ impl AuditLog {
             spool_bytes,
             spooling,
             damaged: self.stats.damaged.load(Ordering::Relaxed),
+            set_aside: self.stats.set_aside.load(Ordering::Relaxed),
             last_error,
             flush_lag_ms,
         }
@@ -415,18 +420,27 @@ impl Shipper {
     /// take it (records taken from memory are read again from the journal next time).
     async fn store(&self, read: journal::Read, cursor: &mut Cursor) -> bool {
         let node = read.node.as_deref().unwrap_or(&self.options.node);
-        if !read.records.is_empty()
-            && let Err(e) = insert(&self.pool, node, &read.records, read.rows.as_deref()).await
-        {
-            if !self.stats.spooling.swap(true, Ordering::Relaxed) {
-                tracing::warn!(
-                    journal = %self.options.journal_dir.display(),
-                    "audit: cannot write to the control plane ({e}); decisions wait in the journal"
-                );
+        let stored = match read.records.is_empty() {
+            true => Ok(0),
+            false => match insert(&self.pool, node, &read.records, read.rows.as_deref()).await {
+                Ok(()) => Ok(0),
+                Err(e) if refused_for_content(&e) => self.insert_each(node, &read.records).await,
+                Err(e) => Err(e.to_string()),
+            },
+        };
+        let set_aside = match stored {
+            Ok(n) => n,
+            Err(e) => {
+                if !self.stats.spooling.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        journal = %self.options.journal_dir.display(),
+                        "audit: cannot write to the control plane ({e}); decisions wait in the journal"
+                    );
+                }
+                *self.stats.last_error.lock().expect("audit stats") = Some(e);
+                return false;
             }
-            *self.stats.last_error.lock().expect("audit stats") = Some(e.to_string());
-            return false;
-        }
+        };
         for d in &read.damaged {
             tracing::error!(
                 file = %d.file.display(),
@@ -436,7 +450,10 @@ impl Shipper {
             );
         }
         let records = read.records.len() as u64;
-        self.stats.written.fetch_add(records, Ordering::Relaxed);
+        self.stats
+            .written
+            .fetch_add(records - set_aside, Ordering::Relaxed);
+        self.stats.set_aside.fetch_add(set_aside, Ordering::Relaxed);
         if read.this_run {
             self.stats
                 .shipped_records
@@ -467,6 +484,33 @@ impl Shipper {
         true
     }
 
+    /// Stores records one at a time after PostgreSQL refused their batch for what one of
+    /// them holds: that record goes to the [`SET_ASIDE`] file, logged, and the rest are
+    /// stored in order (a retried batch skips those already stored). Returns how many were
+    /// set aside; `Err` when PostgreSQL or the file failed otherwise (retried later).
+    async fn insert_each(&self, node: &str, records: &[bytes::Bytes]) -> Result<u64, String> {
+        let mut set_aside = 0;
+        for record in records {
+            match insert_skipping_stored(&self.pool, node, std::slice::from_ref(record)).await {
+                Ok(()) => {}
+                Err(e) if refused_for_content(&e) => {
+                    let path = self.options.journal_dir.join(SET_ASIDE);
+                    set_aside_record(&path, node, record, &e).map_err(|io| {
+                        format!("PostgreSQL refused a record ({e}) and it cannot be set aside in {}: {io}", path.display())
+                    })?;
+                    tracing::error!(
+                        file = %path.display(),
+                        "audit: PostgreSQL refused a record for what it holds ({e}); \
+                         it is kept in the file instead, and the records after it are stored"
+                    );
+                    set_aside += 1;
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        Ok(set_aside)
+    }
+
     fn caught_up(&self) -> bool {
         if self.stats.spooling.swap(false, Ordering::Relaxed) {
             tracing::info!("audit: control plane back; journaled decisions written");
@@ -486,6 +530,53 @@ fn unix_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The file in the journal directory holding the records PostgreSQL refused for their content:
+/// one JSON object per line, with the record as journaled, its node and PostgreSQL's error.
+pub const SET_ASIDE: &str = "set-aside.jsonl";
+
+/// PostgreSQL refused the statement for what a record holds, not for the connection or the
+/// server's state: a data exception (class 22: a NUL byte, an escape `jsonb` does not take,
+/// a value out of range), a program limit (54: a value too large) or a constraint other than
+/// the unique `event_id` (23). Sending it again would fail the same way forever.
+fn refused_for_content(e: &sqlx::Error) -> bool {
+    let sqlx::Error::Database(db) = e else {
+        return false;
+    };
+    let code = db.code().unwrap_or_default();
+    code.starts_with("22")
+        || code.starts_with("54")
+        || (code.starts_with("23") && !db.is_unique_violation())
+}
+
+/// Appends a refused record to the set-aside file, flushed to the device before the cursor
+/// moves past it: set aside, never lost.
+fn set_aside_record(
+    path: &std::path::Path,
+    node: &str,
+    record: &[u8],
+    error: &sqlx::Error,
+) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let record = match serde_json::from_slice::<&serde_json::value::RawValue>(record) {
+        Ok(raw) => serde_json::json!(raw),
+        // Checked when journaled; kept as text should it ever not be JSON.
+        Err(_) => serde_json::json!(String::from_utf8_lossy(record)),
+    };
+    let mut line = serde_json::to_vec(&serde_json::json!({
+        "set_aside_at": chrono::Utc::now().to_rfc3339(),
+        "node": node,
+        "error": error.to_string(),
+        "record": record,
+    }))?;
+    line.push(b'\n');
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    file.write_all(&line)?;
+    file.sync_data()
 }
 
 /// Stores a batch with `COPY`, in order: for PostgreSQL about half the work of an `INSERT`
