@@ -197,35 +197,6 @@ impl Journal {
     /// Writes records (synced too when each batch is); returns once they are in the file.
     /// Blocking: a `write` to the page cache, plus an `fdatasync` when each batch is synced.
     pub fn append(&self, entries: &[AuditEntry]) -> Result<(), String> {
-        let slot = self.enqueue(entries);
-        let active = self.active.lock().expect("journal file");
-        self.write_pending(active, &slot)
-    }
-
-    /// [`Journal::append`] for a task on a data-plane thread, which must not block while
-    /// another thread writes: when the file is busy the task yields (its thread serves other
-    /// connections) and looks again, and is done as soon as a writer has taken its line.
-    /// Blocking on the lock instead put the thread to sleep and woke it through the kernel,
-    /// once every few requests under load with two threads.
-    pub async fn append_yielding(&self, entries: &[AuditEntry]) -> Result<(), String> {
-        let slot = self.enqueue(entries);
-        loop {
-            match self.active.try_lock() {
-                Ok(active) => return self.write_pending(active, &slot),
-                Err(std::sync::TryLockError::Poisoned(e)) => panic!("journal file: {e}"),
-                Err(std::sync::TryLockError::WouldBlock) => {}
-            }
-            match slot.load(Ordering::Acquire) {
-                WRITTEN => return Ok(()),
-                FAILED => return Err(self.active.lock().expect("journal file").last_error.clone()),
-                _ => tokio::task::yield_now().await,
-            }
-        }
-    }
-
-    /// Puts the records' lines and rows in the pending batch; the slot tells whether a writer
-    /// has written them.
-    fn enqueue(&self, entries: &[AuditEntry]) -> Arc<AtomicU8> {
         let slot = Arc::new(AtomicU8::new(PENDING));
         {
             let mut p = self.pending.lock().expect("journal pending");
@@ -241,16 +212,7 @@ impl Journal {
             }
             p.slots.push(slot.clone());
         }
-        slot
-    }
-
-    /// With the file held: done if a previous holder wrote the slot's lines, otherwise writes
-    /// every pending line.
-    fn write_pending(
-        &self,
-        mut active: std::sync::MutexGuard<'_, Active>,
-        slot: &AtomicU8,
-    ) -> Result<(), String> {
+        let mut active = self.active.lock().expect("journal file");
         match slot.load(Ordering::Acquire) {
             WRITTEN => return Ok(()),
             FAILED => return Err(active.last_error.clone()),
@@ -897,64 +859,5 @@ mod tests {
         ids.sort();
         ids.dedup();
         assert_eq!(ids.len(), 1600);
-    }
-
-    /// Tasks on two single-threaded runtimes, as on the data plane's threads: a task that
-    /// finds the file busy yields and its line is still written once, and each task's lines
-    /// are in the file in the order it appended them.
-    #[test]
-    fn yielding_appends_from_tasks_on_two_threads_lose_nothing_and_keep_order() {
-        let dir = tempfile::tempdir().unwrap();
-        let (journal, _) = Journal::open(dir.path(), "n1", false).unwrap();
-        let journal = Arc::new(journal);
-        let threads: Vec<_> = (0..2u32)
-            .map(|t| {
-                let j = journal.clone();
-                std::thread::spawn(move || {
-                    let runtime = tokio::runtime::Builder::new_current_thread()
-                        .build()
-                        .unwrap();
-                    let local = tokio::task::LocalSet::new();
-                    local.block_on(&runtime, async move {
-                        let tasks: Vec<_> = (0..10u32)
-                            .map(|task| {
-                                let j = j.clone();
-                                tokio::task::spawn_local(async move {
-                                    for i in 0..100 {
-                                        let id = t * 100_000 + task * 1000 + i;
-                                        j.append_yielding(&[entry(id)]).await.unwrap();
-                                    }
-                                })
-                            })
-                            .collect();
-                        for task in tasks {
-                            task.await.unwrap();
-                        }
-                    });
-                })
-            })
-            .collect();
-        for t in threads {
-            t.join().unwrap();
-        }
-        assert_eq!(journal.appended_records.load(Ordering::Relaxed), 2000);
-        let (read, damaged) = drain(&journal);
-        assert!(damaged.is_empty());
-        let targets: Vec<u32> = read
-            .iter()
-            .map(|(_, r)| (r.event_id.as_u128() - 1) as u32)
-            .collect();
-        let mut unique = targets.clone();
-        unique.sort();
-        unique.dedup();
-        assert_eq!(unique.len(), 2000);
-        for task in (0..2).flat_map(|t| (0..10).map(move |k| t * 100_000 + k * 1000)) {
-            let mine: Vec<u32> = targets
-                .iter()
-                .copied()
-                .filter(|id| id / 1000 * 1000 == task)
-                .collect();
-            assert_eq!(mine, (task..task + 100).collect::<Vec<_>>(), "task {task}");
-        }
     }
 }

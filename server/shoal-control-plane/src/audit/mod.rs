@@ -181,7 +181,7 @@ impl AuditLog {
         }
         match self.fsync {
             // A write to the page cache takes microseconds: done in place, no hand-off.
-            Fsync::Every(_) => journal.append_yielding(std::slice::from_ref(&record)).await,
+            Fsync::Every(_) => journal.append(std::slice::from_ref(&record)),
             // A device flush can take milliseconds: off the async workers.
             Fsync::EachBatch => {
                 let journal = journal.clone();
