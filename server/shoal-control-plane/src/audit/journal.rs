@@ -74,7 +74,7 @@ pub(super) struct Read {
     pub records: Vec<Bytes>,
     /// The records as `COPY` rows, when they came from memory: built from the typed entry
     /// when it was journaled, so the shipper does not take the JSON apart again.
-    pub rows: Option<Vec<u8>>,
+    pub rows: Option<Vec<Bytes>>,
     pub damaged: Vec<Damage>,
     pub next: Cursor,
     /// Bytes consumed, damaged lines included.
@@ -324,7 +324,7 @@ impl Journal {
             read.bytes += k.end - k.start;
             read.next.offset = k.end;
             read.records.push(k.json);
-            rows.extend_from_slice(&k.row);
+            rows.push(k.row);
         }
         read.rows = Some(rows);
         Some(read)

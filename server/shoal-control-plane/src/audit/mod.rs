@@ -422,7 +422,7 @@ impl Shipper {
         let node = read.node.as_deref().unwrap_or(&self.options.node);
         let stored = match read.records.is_empty() {
             true => Ok(0),
-            false => match insert(&self.pool, node, &read.records, read.rows.as_deref()).await {
+            false => match insert(&self.pool, node, &read.records, read.rows.as_ref()).await {
                 Ok(()) => Ok(0),
                 Err(e) if refused_for_content(&e) => self.insert_each(node, &read.records).await,
                 Err(e) => Err(e.to_string()),
@@ -585,22 +585,19 @@ fn set_aside_record(
 /// with the data plane. A batch holding an id already stored (shipped again after a crash
 /// between the insert and the cursor's save) fails as a whole, and is then stored by
 /// [`insert_skipping_stored`], as is a record this code cannot take apart. `rows` are the
-/// batch's rows when the journal built them (this run's records, from memory).
+/// batch's rows when the journal built them (this run's records, from memory; joined here,
+/// not under the journal's lock the appending requests take).
 async fn insert(
     pool: &PgPool,
     node: &str,
     batch: &[bytes::Bytes],
-    rows: Option<&[u8]>,
+    rows: Option<&Vec<bytes::Bytes>>,
 ) -> Result<(), sqlx::Error> {
     use sqlx::postgres::PgPoolCopyExt as _;
-    let parsed;
     let rows = match rows {
-        Some(rows) => rows,
+        Some(rows) => rows.concat(),
         None => match copy_rows(node, batch) {
-            Some(rows) => {
-                parsed = rows;
-                &parsed
-            }
+            Some(rows) => rows,
             None => return insert_skipping_stored(pool, node, batch).await,
         },
     };
