@@ -422,7 +422,7 @@ impl Shipper {
         let node = read.node.as_deref().unwrap_or(&self.options.node);
         let stored = match read.records.is_empty() {
             true => Ok(0),
-            false => match insert(&self.pool, node, &read.records, read.rows.as_ref()).await {
+            false => match insert(&self.pool, node, &read.records, read.rows.as_deref()).await {
                 Ok(()) => Ok(0),
                 Err(e) if refused_for_content(&e) => self.insert_each(node, &read.records).await,
                 Err(e) => Err(e.to_string()),
@@ -495,7 +495,20 @@ impl Shipper {
                 Ok(()) => {}
                 Err(e) if refused_for_content(&e) => {
                     let path = self.options.journal_dir.join(SET_ASIDE);
-                    set_aside_record(&path, node, record, &e).map_err(|io| {
+                    // The file is synced: off the runtime's workers, as the journal's reads are.
+                    let (file, node_name, line, error) = (
+                        path.clone(),
+                        node.to_string(),
+                        record.clone(),
+                        e.to_string(),
+                    );
+                    tokio::task::spawn_blocking(move || {
+                        set_aside_record(&file, &node_name, &line, &error)
+                    })
+                    .await
+                    .map_err(|join| join.to_string())
+                    .and_then(|written| written.map_err(|io| io.to_string()))
+                    .map_err(|io| {
                         format!("PostgreSQL refused a record ({e}) and it cannot be set aside in {}: {io}", path.display())
                     })?;
                     tracing::error!(
@@ -556,7 +569,7 @@ fn set_aside_record(
     path: &std::path::Path,
     node: &str,
     record: &[u8],
-    error: &sqlx::Error,
+    error: &str,
 ) -> std::io::Result<()> {
     use std::io::Write as _;
     let record = match serde_json::from_slice::<&serde_json::value::RawValue>(record) {
@@ -567,7 +580,7 @@ fn set_aside_record(
     let mut line = serde_json::to_vec(&serde_json::json!({
         "set_aside_at": chrono::Utc::now().to_rfc3339(),
         "node": node,
-        "error": error.to_string(),
+        "error": error,
         "record": record,
     }))?;
     line.push(b'\n');
@@ -591,7 +604,7 @@ async fn insert(
     pool: &PgPool,
     node: &str,
     batch: &[bytes::Bytes],
-    rows: Option<&Vec<bytes::Bytes>>,
+    rows: Option<&[bytes::Bytes]>,
 ) -> Result<(), sqlx::Error> {
     use sqlx::postgres::PgPoolCopyExt as _;
     let rows = match rows {
