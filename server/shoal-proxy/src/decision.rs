@@ -717,9 +717,11 @@ fn policy_query(query: Option<&str>) -> Vec<(String, String)> {
 /// What the caller says the upload weighs: S3's decoded length of a chunk-signed body, else
 /// `Content-Length`.
 fn declared_size(headers: &HeaderMap) -> Option<u64> {
-    ["x-amz-decoded-content-length", "content-length"]
+    // Names made once: looking a header up by `&str` parses the name on every request.
+    const DECODED_LENGTH: HeaderName = HeaderName::from_static("x-amz-decoded-content-length");
+    [DECODED_LENGTH, header::CONTENT_LENGTH]
         .iter()
-        .find_map(|h| headers.get(*h)?.to_str().ok()?.parse().ok())
+        .find_map(|h| headers.get(h)?.to_str().ok()?.parse().ok())
 }
 
 /// A count as this side's share of the limit sees it: `count * members / reachable`, rounded

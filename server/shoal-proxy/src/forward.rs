@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::http::header::{self, HeaderName, HeaderValue};
+use axum::http::uri::{Parts, PathAndQuery, Scheme};
 use axum::http::{HeaderMap, Request, Response, StatusCode, Uri};
 use http_body::{Body as _, Frame, SizeHint};
 use hyper::body::Incoming;
@@ -402,13 +403,17 @@ pub(crate) async fn forward(
     peer_ip: &str,
     timeout: Duration,
 ) -> Result<Response<Body>, ForwardError> {
-    let path_and_query = req
-        .uri()
-        .path_and_query()
-        .map_or("/", |pq| pq.as_str())
-        .to_string();
     let base = upstream.path().trim_end_matches('/');
-    *req.uri_mut() = upstream_uri(upstream, &format!("{base}{path_and_query}"))?;
+    let path_and_query = match req.uri().path_and_query() {
+        // An upstream without a path of its own (the usual case) takes the request's path and
+        // query as they are, already checked, rather than joined and parsed again.
+        Some(pq) if base.is_empty() => pq.clone(),
+        pq => {
+            let joined = format!("{base}{}", pq.map_or("/", |pq| pq.as_str()));
+            joined.parse().map_err(|e| unforwardable(&e))?
+        }
+    };
+    *req.uri_mut() = upstream_uri(upstream, path_and_query)?;
     let headers = req.headers_mut();
     headers.remove(header::HOST);
     add_forwarding_headers(headers, request_id, peer_ip);
@@ -416,16 +421,19 @@ pub(crate) async fn forward(
 }
 
 /// `upstream`'s scheme and authority with another path and query.
-pub(crate) fn upstream_uri(upstream: &Uri, path_and_query: &str) -> Result<Uri, ForwardError> {
-    Uri::builder()
-        .scheme(upstream.scheme_str().unwrap_or("http"))
-        .authority(upstream.authority().map_or("", |a| a.as_str()))
-        .path_and_query(path_and_query)
-        .build()
-        .map_err(|e| ForwardError {
-            status: StatusCode::BAD_REQUEST,
-            message: format!("request path cannot be forwarded: {e}"),
-        })
+fn upstream_uri(upstream: &Uri, path_and_query: PathAndQuery) -> Result<Uri, ForwardError> {
+    let mut parts = Parts::default();
+    parts.scheme = Some(upstream.scheme().cloned().unwrap_or(Scheme::HTTP));
+    parts.authority = upstream.authority().cloned();
+    parts.path_and_query = Some(path_and_query);
+    Uri::from_parts(parts).map_err(|e| unforwardable(&e))
+}
+
+fn unforwardable(e: &dyn std::fmt::Display) -> ForwardError {
+    ForwardError {
+        status: StatusCode::BAD_REQUEST,
+        message: format!("request path cannot be forwarded: {e}"),
+    }
 }
 
 /// Drops the hop-by-hop headers; adds `x-request-id` and the caller to `x-forwarded-for`.
@@ -518,16 +526,14 @@ async fn exchange(
             req.headers_mut().insert(header::HOST, v);
         }
     }
-    let origin_form = req
-        .uri()
-        .path_and_query()
-        .map_or("/", |pq| pq.as_str())
-        .parse::<Uri>()
-        .map_err(|e| ForwardError {
-            status: StatusCode::BAD_REQUEST,
-            message: format!("request path cannot be forwarded: {e}"),
-        })?;
-    *req.uri_mut() = origin_form;
+    let mut origin_form = Parts::default();
+    origin_form.path_and_query = Some(
+        req.uri()
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/")),
+    );
+    *req.uri_mut() = Uri::from_parts(origin_form).map_err(|e| unforwardable(&e))?;
     // The answer must come within `timeout` of the last progress: of the request body's
     // last byte (an upload may take far longer than that), or of its latest chunk.
     let progress = Progress::new();
