@@ -227,6 +227,40 @@ async fn wait_audit(
     .unwrap_or_else(|_| panic!("{what}: not within {WAIT:?}; status {:?}", log.status()));
 }
 
+/// A data-plane core: many requests under way on one thread, each letting the others' lines
+/// join its write; one of them dropped (its caller gone) after its line was staged.
+#[tokio::test]
+async fn lines_staged_by_a_busy_thread_are_all_stored_even_when_their_request_is_dropped() {
+    let (_pg, pool) = server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (supervisor, stage) = supervised();
+    let mut options = audit_options(dir.path(), 1 << 30);
+    options.fsync = Fsync::Every(Duration::from_secs(1));
+    let log = std::sync::Arc::new(AuditLog::spawn(pool.clone(), options, &stage));
+    let mut requests = tokio::task::JoinSet::new();
+    for i in 0..20 {
+        let log = log.clone();
+        requests.spawn(async move { log.record(entry(i)).await });
+    }
+    while let Some(recorded) = requests.join_next().await {
+        recorded.unwrap().unwrap();
+    }
+    {
+        let mut dropped = std::pin::pin!(log.record(entry(20)));
+        let first = std::future::poll_fn(|cx| {
+            std::task::Poll::Ready(dropped.as_mut().poll(cx).is_pending())
+        })
+        .await;
+        assert!(first, "the line waits for the thread's other requests");
+    }
+    wait_audit(&log, "every line stored", |s| s.written == 21).await;
+    let mut got = stored(&pool).await;
+    got.sort_by_key(|t| t["bucket/key-".len()..].parse::<usize>().unwrap());
+    let want: Vec<String> = (0..21).map(|i| format!("bucket/key-{i}")).collect();
+    assert_eq!(got, want);
+    stop(supervisor).await;
+}
+
 #[tokio::test]
 async fn audit_lines_wait_in_the_journal_through_an_outage_and_are_stored_once_in_order() {
     let (mut pg, pool) = server().await;

