@@ -153,11 +153,15 @@ struct Conn {
 impl Conn {
     /// Polls the connection once with no task to wake: a connection the upstream closed (or
     /// that failed) has finished and must not be used again.
-    fn usable(&mut self) -> bool {
+    fn usable(&mut self, now: Instant) -> bool {
         let mut cx = Context::from_waker(Waker::noop());
-        self.idle_since.elapsed() < IDLE_TIMEOUT
-            && self.poll_driver(&mut cx).is_pending()
-            && !self.sender.is_closed()
+        self.fresh(now) && self.poll_driver(&mut cx).is_pending() && !self.sender.is_closed()
+    }
+
+    /// Idle for less than [`IDLE_TIMEOUT`] at `now`: the pool reads the clock once per
+    /// checkout or checkin, not once per connection it looks at.
+    fn fresh(&self, now: Instant) -> bool {
+        now.saturating_duration_since(self.idle_since) < IDLE_TIMEOUT
     }
 
     /// Drives the connection's I/O; `Ready` once it has finished (closed or failed).
@@ -189,9 +193,10 @@ impl Pool {
     fn checkout(&self, key: &str) -> Option<Conn> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let list = idle.get_mut(key)?;
+        let now = Instant::now();
         let mut found = None;
         while let Some(mut conn) = list.pop() {
-            if conn.usable() {
+            if conn.usable(now) {
                 found = Some(conn);
                 break;
             }
@@ -205,8 +210,9 @@ impl Pool {
     fn checkin(&self, key: String, mut conn: Conn) {
         // Ready for another request only once the last one is completely done both ways (an
         // upstream may answer before it has read the whole request body).
-        conn.idle_since = Instant::now();
-        if !conn.usable() || !conn.sender.is_ready() {
+        let now = Instant::now();
+        conn.idle_since = now;
+        if !conn.usable(now) || !conn.sender.is_ready() {
             return;
         }
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
@@ -215,7 +221,7 @@ impl Pool {
         let total: usize = idle.values().map(Vec::len).sum();
         if total >= MAX_IDLE_TOTAL {
             for list in idle.values_mut() {
-                list.retain(|c| c.idle_since.elapsed() < IDLE_TIMEOUT);
+                list.retain(|c| c.fresh(now));
             }
             idle.retain(|_, list| !list.is_empty());
             if idle.values().map(Vec::len).sum::<usize>() >= MAX_IDLE_TOTAL {
@@ -223,7 +229,7 @@ impl Pool {
             }
         }
         let list = idle.entry(key).or_default();
-        list.retain(|c| c.idle_since.elapsed() < IDLE_TIMEOUT);
+        list.retain(|c| c.fresh(now));
         if list.len() < MAX_IDLE_PER_UPSTREAM {
             list.push(conn);
         }
