@@ -396,7 +396,17 @@ impl Held {
                                         r.status(),
                                         r.text().await.unwrap_or_default()
                                     ),
-                                    Err(e) => e.to_string(),
+                                    // The whole chain: reqwest's own text names neither
+                                    // a refused connect nor a reset.
+                                    Err(e) => {
+                                        let mut what = e.to_string();
+                                        let mut source = std::error::Error::source(&e);
+                                        while let Some(cause) = source {
+                                            what = format!("{what}: {cause}");
+                                            source = cause.source();
+                                        }
+                                        what
+                                    }
                                 };
                                 eprintln!("request to {url} failed: {what}");
                             }
