@@ -189,20 +189,9 @@ impl AuditLog {
             Fsync::Every(_) => {
                 let staged = Commit {
                     journal,
-                    staged: Some(journal.stage(std::slice::from_ref(&record))),
+                    staged: journal.stage(std::slice::from_ref(&record)),
                 };
-                let mut yielded = false;
-                std::future::poll_fn(|cx| {
-                    if yielded {
-                        return std::task::Poll::Ready(());
-                    }
-                    // Woken from within its own poll, the task is queued behind those
-                    // already ready, without waiting for the I/O driver as `yield_now` does.
-                    yielded = true;
-                    cx.waker().wake_by_ref();
-                    std::task::Poll::Pending
-                })
-                .await;
+                behind_ready_tasks().await;
                 staged.run()
             }
             // A device flush can take milliseconds: off the async workers.
@@ -272,25 +261,39 @@ impl AuditLog {
 /// staged line is never left unwritten.
 struct Commit<'a> {
     journal: &'a Journal,
-    staged: Option<journal::Staged>,
+    staged: journal::Staged,
 }
 
 impl Commit<'_> {
-    fn run(mut self) -> Result<(), String> {
-        let staged = self.staged.take().expect("committed once");
-        self.journal.commit(&staged)
+    fn run(&self) -> Result<(), String> {
+        self.journal.commit(&self.staged)
     }
 }
 
 impl Drop for Commit<'_> {
     fn drop(&mut self) {
-        if let Some(staged) = self.staged.take()
-            && !staged.written()
-            && let Err(e) = self.journal.commit(&staged)
+        if !self.staged.written()
+            && let Err(e) = self.journal.commit(&self.staged)
         {
             tracing::warn!("audit journal write failed: {e}");
         }
     }
+}
+
+/// Returns after the tasks already ready on this thread have run: the task wakes itself from
+/// within its own poll, so it is queued behind them without waiting for the I/O driver's
+/// turn, as `tokio::task::yield_now` does.
+async fn behind_ready_tasks() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if yielded {
+            return std::task::Poll::Ready(());
+        }
+        yielded = true;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    })
+    .await;
 }
 
 #[async_trait]
