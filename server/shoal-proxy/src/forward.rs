@@ -604,15 +604,25 @@ async fn exchange(
             }
         }
     };
-    let (response, conn) = tokio::select! {
-        result = exchange => result?,
-        () = progress.stalled(timeout) => {
-            return Err(ForwardError {
-                status: StatusCode::GATEWAY_TIMEOUT,
-                message: format!("upstream did not answer within {} ms", timeout.as_millis()),
-            });
-        }
+    // One timer per request: it waits for the answer here, then for the body's frames.
+    let mut timer = Box::pin(tokio::time::sleep(timeout));
+    let answered = {
+        let mut exchange = pin!(exchange);
+        poll_fn(|cx| {
+            if let Poll::Ready(result) = exchange.as_mut().poll(cx) {
+                return Poll::Ready(Some(result));
+            }
+            progress.stalled(timer.as_mut(), timeout, cx).map(|()| None)
+        })
+        .await
     };
+    let Some(answered) = answered else {
+        return Err(ForwardError {
+            status: StatusCode::GATEWAY_TIMEOUT,
+            message: format!("upstream did not answer within {} ms", timeout.as_millis()),
+        });
+    };
+    let (response, conn) = answered?;
     let (mut parts, body) = response.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     let body = Streamed {
@@ -620,7 +630,8 @@ async fn exchange(
         conn: Some(conn),
         pool: upstreams.pool.clone(),
         key: target.key,
-        idle: Box::pin(tokio::time::sleep(timeout)),
+        idle: timer,
+        waiting: false,
         timeout,
         request_id,
     };
@@ -640,15 +651,22 @@ impl Progress {
         *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
     }
 
-    /// Resolves once nothing has moved for `timeout`.
-    async fn stalled(&self, timeout: Duration) {
-        loop {
+    /// `Ready` once nothing has moved for `timeout`; `timer` is moved to the last movement's
+    /// deadline whenever it fires early.
+    fn stalled(
+        &self,
+        mut timer: Pin<&mut tokio::time::Sleep>,
+        timeout: Duration,
+        cx: &mut Context<'_>,
+    ) -> Poll<()> {
+        while timer.as_mut().poll(cx).is_ready() {
             let last = *self.0.lock().unwrap_or_else(|e| e.into_inner());
             if last.elapsed() >= timeout {
-                return;
+                return Poll::Ready(());
             }
-            tokio::time::sleep_until((last + timeout).into()).await;
+            timer.as_mut().reset((last + timeout).into());
         }
+        Poll::Pending
     }
 }
 
@@ -690,9 +708,13 @@ struct Streamed {
     conn: Option<Conn>,
     pool: Arc<Pool>,
     key: String,
-    /// Fires when the upstream has sent nothing for `timeout`: a stalled body ends in an
-    /// error instead of holding the request (and its connection) indefinitely.
+    /// Fires when the upstream has sent nothing for `timeout` while the body waited for it: a
+    /// stalled body ends in an error instead of holding the request (and its connection)
+    /// indefinitely. Armed only when a read finds nothing, so a body that is there when it is
+    /// read (most small ones) costs no timer operation.
     idle: Pin<Box<tokio::time::Sleep>>,
+    /// `idle` is armed for the current wait.
+    waiting: bool,
     timeout: Duration,
     request_id: Option<HeaderValue>,
 }
@@ -746,6 +768,11 @@ impl http_body::Body for Streamed {
         }
         let frame = Pin::new(&mut this.body).poll_frame(cx);
         if frame.is_pending() {
+            if !this.waiting {
+                this.waiting = true;
+                let deadline = tokio::time::Instant::now() + this.timeout;
+                this.idle.as_mut().reset(deadline);
+            }
             if this.idle.as_mut().poll(cx).is_ready() {
                 let request_id = this.request_id.as_ref().and_then(|v| v.to_str().ok());
                 tracing::warn!(request_id, "{}; response cut off", Stalled(this.timeout));
@@ -754,8 +781,7 @@ impl http_body::Body for Streamed {
             }
             return Poll::Pending;
         }
-        let deadline = tokio::time::Instant::now() + this.timeout;
-        this.idle.as_mut().reset(deadline);
+        this.waiting = false;
         // A body of known length is done with its last byte: the server does not poll for
         // the end after that, so the connection goes back now.
         if matches!(frame, Poll::Ready(None) | Poll::Ready(Some(Ok(_))))

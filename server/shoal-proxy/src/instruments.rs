@@ -3,12 +3,14 @@
 //! OpenTelemetry semantic conventions where one exists (`http.server.request.duration`). The
 //! failed policy evaluations are counted by the data plane and read when a reader collects.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
-use shoal_telemetry::{Counter, Histogram, KeyValue, Meter};
+use rustc_hash::FxBuildHasher;
+use shoal_telemetry::{BoundCounter, BoundHistogram, Counter, Histogram, KeyValue, Meter};
 
 /// Request durations: from 1 ms (a decision answered from memory) to a minute (a large
 /// object streamed).
@@ -22,10 +24,74 @@ const POLICY_BUCKETS: [f64; 12] = [
     0.01, 0.1,
 ];
 
+/// Handles bound to one set of attribute values each, kept past this many per instrument the
+/// values are recorded unbound (the SDK's own cardinality limit is 2,000 series).
+const MAX_BOUND: usize = 2_000;
+
+type ByName<L, H> = HashMap<Box<str>, Vec<(L, H)>, FxBuildHasher>;
+
+/// An instrument's handles bound to attribute values, found by a name (a resource or policy,
+/// from the configuration) and a label of fixed values. Recording through a bound handle
+/// skips the SDK's per-measurement work: hashing every attribute (its key and value) and
+/// looking the set up, about 1,200 instructions per measurement against some 60 here.
+struct Bound<L, H> {
+    by_name: RwLock<ByName<L, H>>,
+    count: AtomicUsize,
+}
+
+impl<L: Copy + PartialEq, H> Bound<L, H> {
+    fn new() -> Self {
+        Self {
+            by_name: RwLock::new(HashMap::default()),
+            count: AtomicUsize::new(0),
+        }
+    }
+
+    /// Calls `record` with the handle for (`name`, `label`), bound by `bind` the first time;
+    /// `false` (nothing recorded) once [`MAX_BOUND`] handles are kept.
+    fn record(
+        &self,
+        name: &str,
+        label: L,
+        bind: impl FnOnce() -> H,
+        record: impl FnOnce(&H),
+    ) -> bool {
+        {
+            let map = self.by_name.read().unwrap_or_else(|e| e.into_inner());
+            let handles = map.get(name).map_or(&[][..], Vec::as_slice);
+            if let Some((_, handle)) = handles.iter().find(|(l, _)| *l == label) {
+                record(handle);
+                return true;
+            }
+        }
+        if self.count.load(Ordering::Relaxed) >= MAX_BOUND {
+            return false;
+        }
+        let mut map = self.by_name.write().unwrap_or_else(|e| e.into_inner());
+        let handles = map.entry(name.into()).or_default();
+        let at = match handles.iter().position(|(l, _)| *l == label) {
+            Some(at) => at,
+            None => {
+                self.count.fetch_add(1, Ordering::Relaxed);
+                handles.push((label, bind()));
+                handles.len() - 1
+            }
+        };
+        record(&handles[at].1);
+        true
+    }
+}
+
 pub(crate) struct Instruments {
     request_duration: Histogram<f64>,
+    /// By resource, then method label and status.
+    request_bound: Bound<(&'static str, u16), BoundHistogram<f64>>,
     decisions: Counter<u64>,
+    /// By outcome, then counting mode (strict or not).
+    decisions_bound: Bound<bool, BoundCounter<u64>>,
     policy_duration: Histogram<f64>,
+    /// By policy, then result.
+    policy_bound: Bound<&'static str, BoundHistogram<f64>>,
     unreachable: Counter<u64>,
     would_block: Counter<u64>,
     upstream_errors: Counter<u64>,
@@ -69,6 +135,9 @@ impl Instruments {
                 .with_description("Data-plane requests, until the response headers are sent")
                 .with_boundaries(REQUEST_BUCKETS.to_vec())
                 .build(),
+            request_bound: Bound::new(),
+            decisions_bound: Bound::new(),
+            policy_bound: Bound::new(),
             decisions: meter
                 .u64_counter("shoal.rate.decisions")
                 .with_unit("{decision}")
@@ -109,34 +178,61 @@ impl Instruments {
         status: StatusCode,
         took: Duration,
     ) {
-        self.request_duration.record(
-            took.as_secs_f64(),
-            &[
+        let (method, status) = (method_label(method), status.as_u16());
+        let attributes = || {
+            [
                 KeyValue::new("shoal.resource", resource.to_string()),
-                KeyValue::new("http.request.method", method_label(method)),
-                KeyValue::new("http.response.status_code", i64::from(status.as_u16())),
-            ],
+                KeyValue::new("http.request.method", method),
+                KeyValue::new("http.response.status_code", i64::from(status)),
+            ]
+        };
+        let took = took.as_secs_f64();
+        let bound = self.request_bound.record(
+            resource,
+            (method, status),
+            || self.request_duration.bind(&attributes()),
+            |h| h.record(took),
         );
+        if !bound {
+            self.request_duration.record(took, &attributes());
+        }
     }
 
     pub(crate) fn decision(&self, outcome: &'static str, strict: bool) {
-        self.decisions.add(
-            1,
-            &[
+        let attributes = || {
+            [
                 KeyValue::new("outcome", outcome),
                 KeyValue::new("mode", if strict { "strict" } else { "eventual" }),
-            ],
+            ]
+        };
+        let bound = self.decisions_bound.record(
+            outcome,
+            strict,
+            || self.decisions.bind(&attributes()),
+            |h| h.add(1),
         );
+        if !bound {
+            self.decisions.add(1, &attributes());
+        }
     }
 
     pub(crate) fn policy(&self, policy: &str, result: &'static str, took: Duration) {
-        self.policy_duration.record(
-            took.as_secs_f64(),
-            &[
+        let attributes = || {
+            [
                 KeyValue::new("shoal.policy.name", policy.to_string()),
                 KeyValue::new("result", result),
-            ],
+            ]
+        };
+        let took = took.as_secs_f64();
+        let bound = self.policy_bound.record(
+            policy,
+            result,
+            || self.policy_duration.bind(&attributes()),
+            |h| h.record(took),
         );
+        if !bound {
+            self.policy_duration.record(took, &attributes());
+        }
     }
 
     pub(crate) fn unreachable(&self, policy: &str, behaviour: &'static str) {
@@ -195,5 +291,59 @@ fn method_label(method: &Method) -> &'static str {
         Method::CONNECT => "CONNECT",
         Method::TRACE => "TRACE",
         _ => "_OTHER",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_name_and_label_binds_once_and_records_through_its_own_handle() {
+        let bound: Bound<(&'static str, u16), AtomicU64> = Bound::new();
+        let binds = AtomicUsize::new(0);
+        let record = |name: &str, label| {
+            bound.record(
+                name,
+                label,
+                || {
+                    binds.fetch_add(1, Ordering::Relaxed);
+                    AtomicU64::new(0)
+                },
+                |h| {
+                    h.fetch_add(1, Ordering::Relaxed);
+                },
+            )
+        };
+        for _ in 0..3 {
+            assert!(record("photos", ("GET", 200)));
+        }
+        assert!(record("photos", ("GET", 404)));
+        assert!(record("videos", ("GET", 200)));
+        assert_eq!(binds.load(Ordering::Relaxed), 3);
+        let map = bound.by_name.read().unwrap();
+        let count = |name: &str, label| {
+            map[name]
+                .iter()
+                .find(|(l, _)| *l == label)
+                .map(|(_, h)| h.load(Ordering::Relaxed))
+        };
+        assert_eq!(count("photos", ("GET", 200)), Some(3));
+        assert_eq!(count("photos", ("GET", 404)), Some(1));
+        assert_eq!(count("videos", ("GET", 200)), Some(1));
+    }
+
+    #[test]
+    fn past_the_bound_limit_nothing_more_is_bound_and_the_caller_records_unbound() {
+        let bound: Bound<u16, ()> = Bound::new();
+        for status in 0..MAX_BOUND as u16 {
+            assert!(bound.record("r", status, || (), |()| {}));
+        }
+        let mut bound_again = false;
+        assert!(!bound.record("r", u16::MAX, || bound_again = true, |()| {}));
+        assert!(!bound_again);
+        // Handles already bound keep recording.
+        assert!(bound.record("r", 7, || (), |()| {}));
+        assert_eq!(bound.count.load(Ordering::Relaxed), MAX_BOUND);
     }
 }

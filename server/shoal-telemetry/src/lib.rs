@@ -28,7 +28,7 @@ pub use trace::{TRACE_TARGET, continue_trace, inject_trace_context, record_error
 /// dependency of their own.
 pub use opentelemetry::KeyValue;
 use opentelemetry::metrics::MeterProvider as _;
-pub use opentelemetry::metrics::{Counter, Histogram, Meter};
+pub use opentelemetry::metrics::{BoundCounter, BoundHistogram, Counter, Histogram, Meter};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 use prometheus::{Encoder as _, TextEncoder};
