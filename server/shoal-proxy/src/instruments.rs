@@ -24,16 +24,17 @@ const POLICY_BUCKETS: [f64; 12] = [
     0.01, 0.1,
 ];
 
-/// Handles bound to one set of attribute values each, kept past this many per instrument the
-/// values are recorded unbound (the SDK's own cardinality limit is 2,000 series).
+/// Bound handles kept per instrument; values past them are recorded unbound (the SDK's own
+/// cardinality limit is 2,000 series).
 const MAX_BOUND: usize = 2_000;
 
 type ByName<L, H> = HashMap<Box<str>, Vec<(L, H)>, FxBuildHasher>;
 
 /// An instrument's handles bound to attribute values, found by a name (a resource or policy,
 /// from the configuration) and a label of fixed values. Recording through a bound handle
-/// skips the SDK's per-measurement work: hashing every attribute (its key and value) and
-/// looking the set up, about 1,200 instructions per measurement against some 60 here.
+/// skips the SDK's per-measurement work, hashing every attribute (its key and value) and
+/// looking the set up: a request's three measurements took about 4,600 instructions that
+/// way and take about 800 this way (callgrind).
 struct Bound<L, H> {
     by_name: RwLock<ByName<L, H>>,
     count: AtomicUsize,
