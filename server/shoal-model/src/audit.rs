@@ -32,12 +32,14 @@ fn rfc3339<S: serde::Serializer>(at: &DateTime<Utc>, serializer: S) -> Result<S:
 }
 
 impl AuditEntry {
-    /// `at` as the line's JSON holds it, for a store that writes the line's columns itself
-    /// (the control plane's `COPY` rows are built from the entry, not from its JSON).
-    pub fn at_text(&self) -> String {
+    /// Calls `f` with `at` as the line's JSON holds it (without the quotes; the text never
+    /// needs escaping), for a store that writes the line itself: the control plane writes
+    /// its journal line and its `COPY` row from the entry, formatting the time once for both.
+    /// Lent rather than returned, so the text stays on the stack.
+    pub fn with_at_text<R>(&self, f: impl FnOnce(&str) -> R) -> R {
         match Text::rfc3339(&self.at) {
-            Some(text) => text.as_str().to_owned(),
-            None => self.at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+            Some(text) => f(text.as_str()),
+            None => f(&self.at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)),
         }
     }
 
@@ -218,10 +220,11 @@ mod tests {
             assert_eq!(ours(at), chrono_text(at), "{at:?}");
             // The text a store writes as the column is the JSON's string.
             entry.at = *at;
-            assert_eq!(
-                serde_json::json!(entry.at_text()).to_string(),
-                chrono_text(at)
-            );
+            let text = entry.with_at_text(|text| {
+                assert!(!text.contains(['"', '\\']), "{text}");
+                serde_json::json!(text).to_string()
+            });
+            assert_eq!(text, chrono_text(at));
         }
         // The line reads back as the instant it was.
         entry.at = base + chrono::Duration::nanoseconds(120_000_000);

@@ -217,14 +217,12 @@ impl Journal {
         {
             let mut p = self.pending.lock().expect("journal pending");
             for entry in entries {
-                let before = p.buf.len();
-                encode_into(&mut p.buf, entry);
-                let len = p.buf.len() - before;
-                p.lines.push(len);
-                let before = p.rows.len();
-                super::copy_row(&mut p.rows, &self.node, entry);
-                let len = p.rows.len() - before;
-                p.row_lens.push(len);
+                let (line_at, row_at) = (p.buf.len(), p.rows.len());
+                let Pending { buf, rows, .. } = &mut *p;
+                encode_record(buf, rows, &self.node, entry);
+                let (line, row) = (p.buf.len() - line_at, p.rows.len() - row_at);
+                p.lines.push(line);
+                p.row_lens.push(row);
             }
             p.slots.push(slot.clone());
         }
@@ -537,18 +535,55 @@ fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     line
 }
 
+/// Appends `entry`'s line to `line` and its `COPY` row to `row`. The line is what
+/// [`encode_into`] writes for it, written field by field: the id and the time are formatted
+/// once for both and need no escaping, only the free text goes through serde's escaping, and
+/// the detail is already JSON (serde's way cost 2,500 instructions more per request).
+pub(super) fn encode_record(line: &mut Vec<u8>, row: &mut Vec<u8>, node: &str, entry: &AuditEntry) {
+    let mut id = uuid::Uuid::encode_buffer();
+    let id = entry.event_id.hyphenated().encode_lower(&mut id);
+    entry.with_at_text(|at| {
+        let start = line.len();
+        line.extend_from_slice(b"00000000 {\"event_id\":\"");
+        line.extend_from_slice(id.as_bytes());
+        line.extend_from_slice(b"\",\"at\":\"");
+        line.extend_from_slice(at.as_bytes());
+        line.push(b'"');
+        for (name, value) in [
+            (&b",\"actor\":"[..], &entry.actor),
+            (b",\"action\":", &entry.action),
+            (b",\"target\":", &entry.target),
+            (b",\"outcome\":", &entry.outcome),
+        ] {
+            line.extend_from_slice(name);
+            serde_json::to_writer(&mut *line, value).expect("a string serializes");
+        }
+        line.extend_from_slice(b",\"detail\":");
+        line.extend_from_slice(entry.detail_json().as_bytes());
+        line.push(b'}');
+        seal(line, start);
+        super::copy_row(row, node, (id, at), entry);
+    });
+}
+
 /// Appends `value`'s line to `buf`: the JSON is written in place after room for its checksum.
 fn encode_into<T: Serialize>(buf: &mut Vec<u8>, value: &T) {
-    use std::io::Write as _;
     let start = buf.len();
     buf.extend_from_slice(b"00000000 ");
     serde_json::to_writer(&mut *buf, value).expect("journal records serialize");
+    seal(buf, start);
+}
+
+/// Fills in the checksum of the line that starts at `start` (its JSON follows the room for
+/// it) and ends the line.
+fn seal(buf: &mut Vec<u8>, start: usize) {
+    use std::io::Write as _;
     let crc = crc32fast::hash(&buf[start + 9..]);
     write!(&mut buf[start..start + 8], "{crc:08x}").expect("8 hex digits fit");
     buf.push(b'\n');
 }
 
-fn decode<T: serde::de::DeserializeOwned>(line: &[u8]) -> Result<T, String> {
+pub(super) fn decode<T: serde::de::DeserializeOwned>(line: &[u8]) -> Result<T, String> {
     let line = line.strip_suffix(b"\n").unwrap_or(line);
     if line.len() < 10 || line[8] != b' ' {
         return Err("not a journal record (no checksum)".into());
@@ -689,10 +724,10 @@ mod tests {
         for (tail_max_lines, batch, max) in [(1_000, 3, 5), (4, 3, 5), (1, 7, 2), (10, 1, 1)] {
             let dir = tempfile::tempdir().unwrap();
             let (mut journal, _) = Journal::open(dir.path(), "n1", false).unwrap();
-            let mut row = Vec::new();
-            super::super::copy_row(&mut row, "n1", &entry(0));
+            let (mut line, mut row) = (Vec::new(), Vec::new());
+            encode_record(&mut line, &mut row, "n1", &entry(0));
             // A record held in memory is its line and its row.
-            let line = (encode(&entry(0)).len() + row.len()) as u64;
+            let line = (line.len() + row.len()) as u64;
             journal.tail_max_bytes = tail_max_lines * line;
             let mut cursor = journal.cursor();
             let (mut shipped, mut from_memory) = (Vec::new(), 0);

@@ -725,14 +725,14 @@ fn copy_rows(node: &str, batch: &[bytes::Bytes]) -> Option<Vec<u8>> {
     Some(rows)
 }
 
-/// `entry`'s `COPY` row, as [`copy_rows`] builds it from the entry's JSON.
-fn copy_row(rows: &mut Vec<u8>, node: &str, entry: &AuditEntry) {
-    let mut id = uuid::Uuid::encode_buffer();
+/// `entry`'s `COPY` row, as [`copy_rows`] builds it from the entry's JSON; `id` and `at` are
+/// its `event_id` and `at` as text (the journal line has them already).
+fn copy_row(rows: &mut Vec<u8>, node: &str, (id, at): (&str, &str), entry: &AuditEntry) {
     push_row(
         rows,
         [
-            entry.event_id.hyphenated().encode_lower(&mut id),
-            &entry.at_text(),
+            id,
+            at,
             node,
             &entry.actor,
             &entry.action,
@@ -849,10 +849,16 @@ mod tests {
                     outcome: "allowed".into(),
                     detail: serde_json::json!({"text": text, "n": i, "list": [text, null]}).into(),
                 };
-                let mut from_entry = Vec::new();
-                copy_row(&mut from_entry, "node\ta", &entry);
-                let json = bytes::Bytes::from(serde_json::to_vec(&entry).unwrap());
-                let from_json = copy_rows("node\ta", &[json]).expect("a record's JSON");
+                let (mut line, mut from_entry) = (Vec::new(), Vec::new());
+                journal::encode_record(&mut line, &mut from_entry, "node\ta", &entry);
+                // The line is the entry's JSON as serde writes it, after its checksum.
+                let json = serde_json::to_vec(&entry).unwrap();
+                assert_eq!(
+                    String::from_utf8_lossy(&line[9..line.len() - 1]),
+                    String::from_utf8_lossy(&json)
+                );
+                assert_eq!(journal::decode::<AuditEntry>(&line).unwrap(), entry);
+                let from_json = copy_rows("node\ta", &[json.into()]).expect("a record's JSON");
                 assert_eq!(
                     String::from_utf8_lossy(&from_entry),
                     String::from_utf8_lossy(&from_json)
