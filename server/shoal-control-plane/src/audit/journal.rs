@@ -542,6 +542,15 @@ fn encode<T: Serialize>(value: &T) -> Vec<u8> {
 pub(super) fn encode_record(line: &mut Vec<u8>, row: &mut Vec<u8>, node: &str, entry: &AuditEntry) {
     let mut id = uuid::Uuid::encode_buffer();
     let id = entry.event_id.hyphenated().encode_lower(&mut id);
+    // Both buffers start empty for each batch (their bytes go to the shipper's tail), so
+    // growing them piece by piece reallocated eight times a line: room is made once.
+    let text = entry.actor.len()
+        + entry.action.len()
+        + entry.target.len()
+        + entry.outcome.len()
+        + entry.detail_json().len();
+    line.reserve(text + 128);
+    row.reserve(text + node.len() + 80);
     entry.with_at_text(|at| {
         let start = line.len();
         line.extend_from_slice(b"00000000 {\"event_id\":\"");
