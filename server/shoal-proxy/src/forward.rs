@@ -44,11 +44,20 @@ pub(crate) struct Upstreams {
 }
 
 struct Pool {
-    /// By `scheme://host:port`.
+    /// By `scheme://host:port`. A list emptied by a checkout stays, so the next checkin does
+    /// not allocate its key again; empty lists go once there are more than
+    /// [`MAX_IDLE_TOTAL`] keys.
     idle: Mutex<HashMap<String, Vec<Conn>>>,
+    /// The targets requests went to, by the upstream URI's authority (plain, then TLS):
+    /// worked out once, not on every request. At most [`MAX_IDLE_TOTAL`] are kept (S3
+    /// virtual-host upstreams have one per bucket, and bucket names come from callers).
+    targets: Mutex<HashMap<Box<str>, PlainAndTls>>,
     connect_timeout: Duration,
     tls: TlsConnector,
 }
+
+/// An authority's targets: `http` first, then `https`.
+type PlainAndTls = [Option<Arc<Target>>; 2];
 
 /// A connection to an upstream, plain or TLS.
 enum Stream {
@@ -182,6 +191,7 @@ impl Upstreams {
         Self {
             pool: Arc::new(Pool {
                 idle: Mutex::new(HashMap::new()),
+                targets: Mutex::new(HashMap::new()),
                 connect_timeout,
                 tls: tls_connector(extra_ca_pem),
             }),
@@ -194,20 +204,30 @@ impl Pool {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let list = idle.get_mut(key)?;
         let now = Instant::now();
-        let mut found = None;
         while let Some(mut conn) = list.pop() {
             if conn.usable(now) {
-                found = Some(conn);
-                break;
+                return Some(conn);
             }
         }
-        if list.is_empty() {
-            idle.remove(key);
-        }
-        found
+        None
     }
 
-    fn checkin(&self, key: String, mut conn: Conn) {
+    /// `uri`'s target, from the cache when a request went there before.
+    fn target(&self, uri: &Uri) -> Result<Arc<Target>, ForwardError> {
+        let tls = usize::from(uri.scheme_str() == Some("https"));
+        let authority = uri.authority().map_or("", |a| a.as_str());
+        let mut targets = self.targets.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(target) = targets.get(authority).and_then(|t| t[tls].clone()) {
+            return Ok(target);
+        }
+        let target = Arc::new(Target::of(uri)?);
+        if targets.len() < MAX_IDLE_TOTAL || targets.contains_key(authority) {
+            targets.entry(authority.into()).or_default()[tls] = Some(target.clone());
+        }
+        Ok(target)
+    }
+
+    fn checkin(&self, key: &str, mut conn: Conn) {
         // Ready for another request only once the last one is completely done both ways (an
         // upstream may answer before it has read the whole request body).
         let now = Instant::now();
@@ -228,7 +248,13 @@ impl Pool {
                 return;
             }
         }
-        let list = idle.entry(key).or_default();
+        if idle.len() > MAX_IDLE_TOTAL {
+            idle.retain(|_, list| !list.is_empty());
+        }
+        let list = match idle.get_mut(key) {
+            Some(list) => list,
+            None => idle.entry(key.to_owned()).or_default(),
+        };
         list.retain(|c| c.fresh(now));
         if list.len() < MAX_IDLE_PER_UPSTREAM {
             list.push(conn);
@@ -487,7 +513,7 @@ pub(crate) async fn send(
     mut req: Request<Body>,
     timeout: Duration,
 ) -> Result<Response<Body>, ForwardError> {
-    let target = Target::of(req.uri())?;
+    let target = upstreams.pool.target(req.uri())?;
     let span = tracing::info_span!(
         target: "shoal::trace",
         "upstream",
@@ -515,7 +541,7 @@ pub(crate) async fn send(
 
 async fn exchange(
     upstreams: &Upstreams,
-    target: Target,
+    target: Arc<Target>,
     req: Request<Body>,
     timeout: Duration,
 ) -> Result<Response<Body>, ForwardError> {
@@ -629,7 +655,7 @@ async fn exchange(
         body,
         conn: Some(conn),
         pool: upstreams.pool.clone(),
-        key: target.key,
+        target,
         idle: timer,
         waiting: false,
         timeout,
@@ -707,7 +733,7 @@ struct Streamed {
     body: Incoming,
     conn: Option<Conn>,
     pool: Arc<Pool>,
-    key: String,
+    target: Arc<Target>,
     /// Fires when the upstream has sent nothing for `timeout` while the body waited for it: a
     /// stalled body ends in an error instead of holding the request (and its connection)
     /// indefinitely. Armed only when a read finds nothing, so a body that is there when it is
@@ -738,7 +764,7 @@ impl std::error::Error for Stalled {}
 impl Streamed {
     fn release(&mut self) {
         if let Some(conn) = self.conn.take() {
-            self.pool.checkin(std::mem::take(&mut self.key), conn);
+            self.pool.checkin(&self.target.key, conn);
         }
     }
 }

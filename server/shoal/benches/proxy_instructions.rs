@@ -88,6 +88,8 @@ async fn measure(
         .await;
     let revision = api.put_seed_policy().await;
     poll_revision(base.clone(), name, revision, START).await;
+    // The revision is applied before its listener is bound (slowly, under callgrind).
+    wait_listening(&format!("{ip}:{port}"), START).await;
     let url = format!("http://{ip}:{port}/object");
     let client = reqwest::Client::new();
     let get = || async {

@@ -586,9 +586,9 @@ fn encode_into<T: Serialize>(buf: &mut Vec<u8>, value: &T) {
 /// Fills in the checksum of the line that starts at `start` (its JSON follows the room for
 /// it) and ends the line.
 fn seal(buf: &mut Vec<u8>, start: usize) {
-    use std::io::Write as _;
     let crc = crc32fast::hash(&buf[start + 9..]);
-    write!(&mut buf[start..start + 8], "{crc:08x}").expect("8 hex digits fit");
+    // `{crc:08x}`, without the formatting machinery (a third of this function's cost).
+    hex::encode_to_slice(crc.to_be_bytes(), &mut buf[start..start + 8]).expect("8 hex digits fit");
     buf.push(b'\n');
 }
 
