@@ -316,6 +316,9 @@ struct Target {
     authority: String,
     /// `scheme://host:port`.
     key: String,
+    /// The `Host` header a request to it carries when it has none: the host, and the port
+    /// when the upstream's address names one.
+    host_header: Option<HeaderValue>,
 }
 
 impl Target {
@@ -346,11 +349,16 @@ impl Target {
             .trim_end_matches(']')
             .to_string();
         let scheme = if tls { "https://" } else { "http://" };
+        let host_header = match uri.port_u16() {
+            Some(_) => HeaderValue::from_str(&authority),
+            None => HeaderValue::from_str(uri.host().unwrap_or_default()),
+        };
         Ok(Self {
             tls,
             key: [scheme, &authority].concat(),
             host,
             authority,
+            host_header: host_header.ok(),
         })
     }
 }
@@ -545,18 +553,14 @@ async fn exchange(
     req: Request<Body>,
     timeout: Duration,
 ) -> Result<Response<Body>, ForwardError> {
-    let request_id = req.headers().get("x-request-id").cloned();
+    let request_id = req.headers().get(X_REQUEST_ID).cloned();
     let mut req = req;
     // hyper's connection-level client writes the request line and headers as given: the
     // upstream gets origin form (`GET /path?query`) and a Host header, as from any client.
-    if !req.headers().contains_key(header::HOST) {
-        let host = match req.uri().port_u16() {
-            Some(_) => target.authority.clone(),
-            None => req.uri().host().unwrap_or_default().to_string(),
-        };
-        if let Ok(v) = HeaderValue::from_str(&host) {
-            req.headers_mut().insert(header::HOST, v);
-        }
+    if let Some(host) = &target.host_header
+        && !req.headers().contains_key(header::HOST)
+    {
+        req.headers_mut().insert(header::HOST, host.clone());
     }
     let mut origin_form = Parts::default();
     origin_form.path_and_query = Some(
@@ -569,12 +573,17 @@ async fn exchange(
     // The answer must come within `timeout` of the last progress: of the request body's
     // last byte (an upload may take far longer than that), or of its latest chunk.
     let progress = Progress::new();
-    let req = req.map(|body| {
-        Body::new(Tracked {
-            body,
-            progress: progress.clone(),
+    // A request without a body (most) has no progress to mark.
+    let req = if req.body().is_end_stream() {
+        req
+    } else {
+        req.map(|body| {
+            Body::new(Tracked {
+                body,
+                progress: progress.clone(),
+            })
         })
-    });
+    };
     let failed = |e: &dyn std::error::Error| {
         // hyper's errors name their kind; the cause (a TLS alert, a body that failed its
         // chunk signature) is in the source chain.
