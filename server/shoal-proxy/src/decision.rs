@@ -853,7 +853,7 @@ async fn audit_at(
         // at a random page of it (PostgreSQL's CPU per stored line: 17% less, measured).
         event_id: uuid::Uuid::now_v7(),
         at: chrono::Utc::now(),
-        actor: user.map_or_else(|| "anonymous".to_string(), |u| format!("user:{u}")),
+        actor: user.map_or_else(|| "anonymous".to_string(), |u| ["user:", u].concat()),
         action: if seen.is_some() {
             "response"
         } else {

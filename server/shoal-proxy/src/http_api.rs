@@ -68,14 +68,15 @@ pub(crate) async fn handle(
     mut req: Request<Body>,
 ) -> Response<Body> {
     let (routes, route, request_id) = (ctx.routes, ctx.route, ctx.request_id);
-    let method = req.method().to_string();
-    let checked_path = policy_path(req.uri().path());
-    let path = checked_path
-        .clone()
-        .unwrap_or_else(|_| req.uri().path().to_string());
+    let method = req.method().clone();
+    let method = method.as_str();
+    let (path, path_error) = match policy_path(req.uri().path()) {
+        Ok(path) => (path, None),
+        Err(e) => (req.uri().path().to_string(), Some(e)),
+    };
     let query = req.uri().query().map(str::to_string);
     let facts = Facts {
-        method: &method,
+        method,
         path: &path,
         bucket: Some(&route.name),
         counted: &route.name,
@@ -99,7 +100,7 @@ pub(crate) async fn handle(
     // Who is asking: the key's user, or, without a key where the resource allows the method,
     // an anonymous caller counted by its address.
     let caller = match (presented, key) {
-        (None, _) if route.anonymous.allows(&method) => Ok(Caller {
+        (None, _) if route.anonymous.allows(method) => Ok(Caller {
             user: ANONYMOUS,
             key_id: "",
             subject: &routes.anonymous,
@@ -122,11 +123,11 @@ pub(crate) async fn handle(
             "unauthenticated",
             message.clone(),
         )),
-        Ok(_) if checked_path.is_err() => Err(Refusal::new(
+        Ok(_) if let Some(e) = path_error => Err(Refusal::new(
             "invalid",
             StatusCode::BAD_REQUEST,
             "invalid",
-            checked_path.clone().err().unwrap_or_default(),
+            e,
         )),
         Ok(caller) => decide(ctx, caller, &facts, CODES)
             .await
@@ -142,7 +143,7 @@ pub(crate) async fn handle(
     // with the request, which goes upstream.
     let no_headers = HeaderMap::new();
     let response_facts = Facts {
-        method: &method,
+        method,
         path: &path,
         bucket: Some(&route.name),
         counted: &route.name,

@@ -359,7 +359,11 @@ async fn serve(
     req: Request<Body>,
 ) -> Response<Body> {
     let started = Instant::now();
-    let request_id = uuid::Uuid::new_v4().to_string();
+    // Written straight into its text: `to_string` goes through the formatting machinery.
+    let request_id = uuid::Uuid::new_v4()
+        .hyphenated()
+        .encode_lower(&mut uuid::Uuid::encode_buffer())
+        .to_owned();
     let span = tracing::info_span!(
         target: "shoal::trace",
         "request",
