@@ -214,7 +214,12 @@ impl Pool {
 
     /// `uri`'s target, from the cache when a request went there before.
     fn target(&self, uri: &Uri) -> Result<Arc<Target>, ForwardError> {
-        let tls = usize::from(uri.scheme_str() == Some("https"));
+        let tls = match uri.scheme_str() {
+            Some("http") | None => 0,
+            Some("https") => 1,
+            // Refused by `Target::of`, never cached under another scheme's entry.
+            Some(_) => return Target::of(uri).map(Arc::new),
+        };
         let authority = uri.authority().map_or("", |a| a.as_str());
         let mut targets = self.targets.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(target) = targets.get(authority).and_then(|t| t[tls].clone()) {
@@ -1034,6 +1039,31 @@ mod tests {
         assert_eq!(
             Stalled(Duration::from_millis(300)).to_string(),
             "the upstream sent nothing of its response body for 300 ms"
+        );
+    }
+
+    #[test]
+    fn targets_are_cached_per_authority_and_scheme_and_other_schemes_stay_refused() {
+        let pool = Upstreams::new(Duration::from_secs(1), None).pool;
+        let target = |uri: &str| pool.target(&uri.parse().unwrap());
+        let plain = target("http://up.example:8080/a").unwrap_or_else(|e| panic!("{}", e.message));
+        assert_eq!(plain.key, "http://up.example:8080");
+        assert_eq!(plain.host_header.as_ref().unwrap(), "up.example:8080");
+        let again = target("http://up.example:8080/b").unwrap_or_else(|e| panic!("{}", e.message));
+        assert!(Arc::ptr_eq(&plain, &again));
+        let tls = target("https://up.example:8080/").unwrap_or_else(|e| panic!("{}", e.message));
+        assert!(tls.tls && !plain.tls);
+        assert_eq!(tls.key, "https://up.example:8080");
+        let refused = target("ftp://up.example:8080/")
+            .err()
+            .expect("not http or https");
+        assert_eq!(refused.status, StatusCode::BAD_GATEWAY);
+        // Without a port, the Host header is the host alone.
+        let bare = target("http://[::1]/").unwrap_or_else(|e| panic!("{}", e.message));
+        assert_eq!(bare.host_header.as_ref().unwrap(), "[::1]");
+        assert_eq!(
+            (bare.authority.as_str(), bare.host.as_str()),
+            ("[::1]:80", "::1")
         );
     }
 
