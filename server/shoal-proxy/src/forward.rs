@@ -1065,6 +1065,14 @@ mod tests {
             (bare.authority.as_str(), bare.host.as_str()),
             ("[::1]:80", "::1")
         );
+        // Authorities from callers (S3 virtual-host buckets) fill the cache only to its bound;
+        // past it targets are still worked out, just not kept.
+        for n in 0..MAX_IDLE_TOTAL + 100 {
+            let uri = format!("http://bucket-{n}.up.example/");
+            let t = target(&uri).unwrap_or_else(|e| panic!("{}", e.message));
+            assert_eq!(t.key, format!("http://bucket-{n}.up.example:80"));
+        }
+        assert_eq!(pool.targets.lock().unwrap().len(), MAX_IDLE_TOTAL);
     }
 
     #[tokio::test]
