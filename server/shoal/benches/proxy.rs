@@ -16,6 +16,10 @@
 //! wrk (one thread) with `--concurrency` connections for `--load-seconds` through each proxy,
 //! so the load generator costs both sides the same and little; the ratio to nginx is the
 //! median of `--rounds` pairs (the `metrics` node and nginx, alternating which goes first).
+//! The same pairs against a second nginx that writes an access log line per request (the
+//! nearest it comes to Shoal's audit line), and the CPU a request costs the node and
+//! PostgreSQL against nginx's: on two shared cores the audit row's storage alone keeps the
+//! plain ratio under 1.0 (docs/benchmarks.md), so these say how much of the gap is the audit.
 //!
 //! Memory: `--idle-connections` keep-alive connections, one request each, held idle, on the
 //! `metrics` node and on nginx. Flood: `--flood` connection attempts, each sending a request,
@@ -75,6 +79,44 @@ async fn throughput(shoal: &[Variant], url: &str, key: &str, connections: usize,
         .find_map(|l| l.strip_prefix("Requests/sec:"))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or_else(|| panic!("no Requests/sec in wrk's output: {text}"))
+}
+
+/// Requests/s through `a` and through `b` in `rounds` pairs, alternating which goes first: one
+/// run each drifts with the machine (nginx alone measured 23k to 40k requests/s within an hour
+/// here). Each pair is printed, labelled `what`.
+async fn pairs(
+    shoal: &[Variant],
+    (a, b): (&str, &str),
+    what: &str,
+    (key, connections, secs, rounds): (&str, usize, u64, usize),
+) -> Vec<(f64, f64)> {
+    let mut out = Vec::with_capacity(rounds);
+    for round in 0..rounds {
+        let pair = if round % 2 == 0 {
+            let first = throughput(shoal, a, key, connections, secs).await;
+            (first, throughput(shoal, b, key, connections, secs).await)
+        } else {
+            let first = throughput(shoal, b, key, connections, secs).await;
+            (throughput(shoal, a, key, connections, secs).await, first)
+        };
+        println!(
+            "{what} pair {round}: {:.0}/s against {:.0}/s",
+            pair.0, pair.1
+        );
+        out.push(pair);
+    }
+    out
+}
+
+/// The median of the ratios `a / b` over `pairs`, and their spread.
+fn ratio(pairs: &[(f64, f64)]) -> (f64, f64, f64) {
+    let mut ratios: Vec<f64> = pairs.iter().map(|(a, b)| a / b).collect();
+    ratios.sort_by(f64::total_cmp);
+    (
+        percentile(&ratios, 0.5),
+        ratios[0],
+        ratios[ratios.len() - 1],
+    )
 }
 
 /// A process and its children (nginx's workers).
@@ -296,6 +338,14 @@ async fn main() {
 
     let upstream = ok_upstream().await;
     let (nginx, nginx_port) = start_nginx(&[upstream], "");
+    // The same nginx writing an access log line per request (its default: one `write` each),
+    // the nearest nginx comes to Shoal's audit journal (which PostgreSQL then also stores).
+    let access_log_dir = tempfile::tempdir().unwrap();
+    let access_log = access_log_dir.path().join("access.log");
+    let (nginx_logged, nginx_logged_port) = start_nginx(
+        &[upstream],
+        &format!("access_log {};", access_log.display()),
+    );
     // Receives the traced node's metrics and spans without printing them.
     let rotel = Rotel::start(false);
     rotel.wait_listening().await;
@@ -363,6 +413,8 @@ async fn main() {
     let nginx_url = format!("http://127.0.0.1:{nginx_port}/object");
     let direct_url = format!("http://{upstream}/object");
     wait_listening(&format!("127.0.0.1:{nginx_port}"), WAIT).await;
+    let nginx_logged_url = format!("http://127.0.0.1:{nginx_logged_port}/object");
+    wait_listening(&format!("127.0.0.1:{nginx_logged_port}"), WAIT).await;
 
     let client = reqwest::Client::new();
     for url in [&direct_url, &nginx_url]
@@ -416,26 +468,13 @@ async fn main() {
         cpu.push(load.cpu);
         postgres_us.push(load.postgres_us);
     }
-    // The other build against this one, in pairs alternating which goes first.
-    let mut durable_ratios = Vec::new();
-    for round in 0..rounds * usize::from(shoal.len() > 3) {
-        let (durable, baseline) = if round % 2 == 0 {
-            let d = throughput(&shoal, &shoal[1].url, &key, connections, load_secs).await;
-            (
-                d,
-                throughput(&shoal, &shoal[3].url, &key, connections, load_secs).await,
-            )
-        } else {
-            let b = throughput(&shoal, &shoal[3].url, &key, connections, load_secs).await;
-            (
-                throughput(&shoal, &shoal[1].url, &key, connections, load_secs).await,
-                b,
-            )
-        };
-        println!("pair {round}: {durable:.0}/s against baseline {baseline:.0}/s");
-        durable_ratios.push(durable / baseline);
-    }
-    durable_ratios.sort_by(f64::total_cmp);
+    let load = (key.as_str(), connections, load_secs, rounds);
+    // The other build against this one.
+    let baseline_pairs = if shoal.len() > 3 {
+        pairs(&shoal, (&shoal[1].url, &shoal[3].url), "baseline", load).await
+    } else {
+        Vec::new()
+    };
     let Load {
         rps: nginx_once,
         cpu: nginx_cpu,
@@ -449,34 +488,41 @@ async fn main() {
         nginx.child.id(),
     )
     .await;
-    // The ratio to nginx from pairs too, alternating which goes first: one run each drifts
-    // with the machine (nginx alone measured 23k to 40k requests/s within an hour here).
-    let mut nginx_pairs = Vec::new();
-    for round in 0..rounds {
-        let (shoal_rps, nginx_rps) = if round % 2 == 0 {
-            let s = throughput(&shoal, &shoal[1].url, &key, connections, load_secs).await;
-            (
-                s,
-                throughput(&shoal, &nginx_url, &key, connections, load_secs).await,
-            )
-        } else {
-            let n = throughput(&shoal, &nginx_url, &key, connections, load_secs).await;
-            (
-                throughput(&shoal, &shoal[1].url, &key, connections, load_secs).await,
-                n,
-            )
-        };
-        println!("nginx pair {round}: shoal {shoal_rps:.0}/s against nginx {nginx_rps:.0}/s");
-        nginx_pairs.push((shoal_rps, nginx_rps));
-    }
+    let Load {
+        cpu: nginx_logged_cpu,
+        ..
+    } = throughput_cpu(
+        &shoal,
+        &nginx_logged_url,
+        &key,
+        connections,
+        load_secs,
+        nginx_logged.child.id(),
+    )
+    .await;
+    let nginx_pairs = pairs(&shoal, (&shoal[1].url, &nginx_url), "nginx", load).await;
+    let logged_pairs = pairs(
+        &shoal,
+        (&shoal[1].url, &nginx_logged_url),
+        "nginx with access log",
+        load,
+    )
+    .await;
+    let logged_lines = std::fs::read(&access_log)
+        .map(|log| log.iter().filter(|b| **b == b'\n').count())
+        .unwrap_or(0);
+    let logged_requests: f64 = logged_pairs.iter().map(|p| p.1 * load_secs as f64).sum();
+    assert!(
+        logged_lines as f64 >= logged_requests * 0.9,
+        "nginx logged every request: {logged_lines} lines for about {logged_requests:.0} requests"
+    );
     let middle = |mut v: Vec<f64>| {
         v.sort_by(f64::total_cmp);
         percentile(&v, 0.5)
     };
-    let mut nginx_ratios: Vec<f64> = nginx_pairs.iter().map(|(s, n)| s / n).collect();
-    nginx_ratios.sort_by(f64::total_cmp);
     let shoal_rps = middle(nginx_pairs.iter().map(|p| p.0).collect());
     let nginx_rps = middle(nginx_pairs.iter().map(|p| p.1).collect());
+    let nginx_logged_rps = middle(logged_pairs.iter().map(|p| p.1).collect());
     println!(
         "CPU per request under load (user + system, us): shoal bare {:.1} + {:.1}, metrics {:.1} + {:.1}, traced {:.1} + {:.1}, nginx {:.1} + {:.1}",
         cpu[0].0, cpu[0].1, cpu[1].0, cpu[1].1, cpu[2].0, cpu[2].1, nginx_cpu.0, nginx_cpu.1
@@ -609,15 +655,15 @@ async fn main() {
     println!("RESULT shoal_bare_rps {:.0} requests/s", rps[0]);
     println!("RESULT shoal_traced_rps {:.0} requests/s", rps[2]);
     println!("RESULT nginx_rps {nginx_rps:.0} requests/s");
-    println!(
-        "spread over pairs of rps_ratio_vs_nginx: {:.2}..{:.2}",
-        nginx_ratios[0],
-        nginx_ratios[nginx_ratios.len() - 1]
-    );
-    println!(
-        "RESULT rps_ratio_vs_nginx {:.2} ratio",
-        percentile(&nginx_ratios, 0.5)
-    );
+    println!("RESULT nginx_access_log_rps {nginx_logged_rps:.0} requests/s");
+    for (name, pairs) in [
+        ("rps_ratio_vs_nginx", &nginx_pairs),
+        ("rps_ratio_vs_nginx_access_log", &logged_pairs),
+    ] {
+        let (median, lo, hi) = ratio(pairs);
+        println!("spread over pairs of {name}: {lo:.2}..{hi:.2}");
+        println!("RESULT {name} {median:.2} ratio");
+    }
     println!("RESULT shoal_cpu_user_us_per_request {:.1} us", cpu[1].0);
     println!("RESULT shoal_cpu_system_us_per_request {:.1} us", cpu[1].1);
     println!(
@@ -629,16 +675,24 @@ async fn main() {
         "RESULT nginx_cpu_system_us_per_request {:.1} us",
         nginx_cpu.1
     );
-    if !durable_ratios.is_empty() {
-        println!(
-            "spread over pairs of rps_ratio_vs_baseline: {:.2}..{:.2}",
-            durable_ratios[0],
-            durable_ratios[durable_ratios.len() - 1]
-        );
-        println!(
-            "RESULT rps_ratio_vs_baseline {:.2} ratio",
-            percentile(&durable_ratios, 0.5)
-        );
+    println!(
+        "RESULT nginx_access_log_cpu_user_us_per_request {:.1} us",
+        nginx_logged_cpu.0
+    );
+    println!(
+        "RESULT nginx_access_log_cpu_system_us_per_request {:.1} us",
+        nginx_logged_cpu.1
+    );
+    // What a request costs the machine beyond the load generator and the upstream: the node's
+    // and PostgreSQL's CPU against nginx's (lower is cheaper; 1.0 is nginx's cost).
+    println!(
+        "RESULT cpu_per_request_ratio_vs_nginx {:.2} ratio",
+        (cpu[1].0 + cpu[1].1 + postgres_us[1]) / (nginx_cpu.0 + nginx_cpu.1)
+    );
+    if !baseline_pairs.is_empty() {
+        let (median, lo, hi) = ratio(&baseline_pairs);
+        println!("spread over pairs of rps_ratio_vs_baseline: {lo:.2}..{hi:.2}");
+        println!("RESULT rps_ratio_vs_baseline {median:.2} ratio");
     }
     println!(
         "RESULT traced_rps_ratio_vs_metrics {:.2} ratio",
